@@ -1,0 +1,183 @@
+//! [`Connection`]: a framed, ordered, duplex message connection, and its two halves.
+//!
+//! The set of transports is closed, so the halves dispatch with an enum rather than `dyn`.
+
+use std::net::SocketAddr;
+
+use tokio::net::{tcp, unix};
+
+use crate::error::TransportError;
+use crate::frame::Frame;
+use crate::mem::{MemAcceptor, MemReceiver, MemSender};
+use crate::stream::{StreamReceiver, StreamSender};
+
+/// Who is on the other end of a connection, as far as the transport knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerInfo {
+    /// A TCP peer's socket address.
+    Tcp(SocketAddr),
+    /// A Unix-socket peer's credentials (`SO_PEERCRED`).
+    Unix {
+        /// The peer's process id, where the kernel reports it.
+        pid: Option<i32>,
+        /// The peer's user id.
+        uid: u32,
+        /// The peer's group id.
+        gid: u32,
+    },
+    /// A peer in this same process.
+    Mem,
+}
+
+#[derive(Debug)]
+enum SenderFlavor {
+    Tcp(StreamSender<tcp::OwnedWriteHalf>),
+    Unix(StreamSender<unix::OwnedWriteHalf>),
+    Mem(MemSender),
+}
+
+#[derive(Debug)]
+enum ReceiverFlavor {
+    Tcp(StreamReceiver<tcp::OwnedReadHalf>),
+    Unix(StreamReceiver<unix::OwnedReadHalf>),
+    Mem(MemReceiver),
+}
+
+/// The sending half of a [`Connection`].
+#[derive(Debug)]
+pub struct FrameSender(SenderFlavor);
+
+/// The receiving half of a [`Connection`].
+#[derive(Debug)]
+pub struct FrameReceiver(ReceiverFlavor);
+
+impl From<StreamSender<tcp::OwnedWriteHalf>> for FrameSender {
+    fn from(s: StreamSender<tcp::OwnedWriteHalf>) -> Self {
+        FrameSender(SenderFlavor::Tcp(s))
+    }
+}
+impl From<StreamSender<unix::OwnedWriteHalf>> for FrameSender {
+    fn from(s: StreamSender<unix::OwnedWriteHalf>) -> Self {
+        FrameSender(SenderFlavor::Unix(s))
+    }
+}
+impl From<MemSender> for FrameSender {
+    fn from(s: MemSender) -> Self {
+        FrameSender(SenderFlavor::Mem(s))
+    }
+}
+impl From<StreamReceiver<tcp::OwnedReadHalf>> for FrameReceiver {
+    fn from(r: StreamReceiver<tcp::OwnedReadHalf>) -> Self {
+        FrameReceiver(ReceiverFlavor::Tcp(r))
+    }
+}
+impl From<StreamReceiver<unix::OwnedReadHalf>> for FrameReceiver {
+    fn from(r: StreamReceiver<unix::OwnedReadHalf>) -> Self {
+        FrameReceiver(ReceiverFlavor::Unix(r))
+    }
+}
+impl From<MemReceiver> for FrameReceiver {
+    fn from(r: MemReceiver) -> Self {
+        FrameReceiver(ReceiverFlavor::Mem(r))
+    }
+}
+
+impl FrameSender {
+    /// Sends one frame. A frame over the maximum size is refused with
+    /// [`TransportError::FrameTooLarge`] and nothing is sent; the connection stays usable.
+    ///
+    /// Cancellation safe: if the future is dropped, the frame is either not sent at all or
+    /// sent whole with the next call.
+    pub async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        match &mut self.0 {
+            SenderFlavor::Tcp(s) => s.send(frame).await,
+            SenderFlavor::Unix(s) => s.send(frame).await,
+            SenderFlavor::Mem(s) => s.send(frame).await,
+        }
+    }
+
+    /// The largest payload this half will send.
+    pub fn max_frame_size(&self) -> usize {
+        match &self.0 {
+            SenderFlavor::Tcp(s) => s.max_frame_size(),
+            SenderFlavor::Unix(s) => s.max_frame_size(),
+            SenderFlavor::Mem(s) => s.max_frame_size(),
+        }
+    }
+
+    /// Flushes and closes the sending direction; the peer's receiver then returns `None`.
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        match &mut self.0 {
+            SenderFlavor::Tcp(s) => s.close().await,
+            SenderFlavor::Unix(s) => s.close().await,
+            SenderFlavor::Mem(_) => {
+                self.0 = SenderFlavor::Mem(MemSender::closed());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl FrameReceiver {
+    /// Receives the next frame; `None` once the peer has closed its sending direction.
+    ///
+    /// Cancellation safe: dropping the future loses no data.
+    pub async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        match &mut self.0 {
+            ReceiverFlavor::Tcp(r) => r.recv().await,
+            ReceiverFlavor::Unix(r) => r.recv().await,
+            ReceiverFlavor::Mem(r) => r.recv().await,
+        }
+    }
+}
+
+/// A framed, ordered, reliable, duplex message connection.
+///
+/// Use it whole with [`send`](Connection::send) and [`recv`](Connection::recv), or
+/// [`split`](Connection::split) it to send and receive from different tasks.
+#[derive(Debug)]
+pub struct Connection {
+    sender: FrameSender,
+    receiver: FrameReceiver,
+    peer: PeerInfo,
+}
+
+impl Connection {
+    /// Joins two halves into a connection.
+    pub fn new(sender: FrameSender, receiver: FrameReceiver, peer: PeerInfo) -> Self {
+        Connection {
+            sender,
+            receiver,
+            peer,
+        }
+    }
+
+    /// Who is on the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// Sends one frame; see [`FrameSender::send`].
+    pub async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.sender.send(frame).await
+    }
+
+    /// Receives one frame; see [`FrameReceiver::recv`].
+    pub async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.receiver.recv().await
+    }
+
+    /// The two halves and the peer's description.
+    pub fn split(self) -> (FrameSender, FrameReceiver, PeerInfo) {
+        (self.sender, self.receiver, self.peer)
+    }
+
+    pub(crate) fn set_mem_limits(&mut self, limit: usize) {
+        if let (SenderFlavor::Mem(s), ReceiverFlavor::Mem(r)) =
+            (&mut self.sender.0, &mut self.receiver.0)
+        {
+            MemAcceptor::set_limits(s, r, limit);
+        }
+    }
+}

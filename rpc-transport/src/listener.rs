@@ -1,0 +1,81 @@
+//! [`connect`], [`Listener`]: from an [`Address`] to connections.
+
+use crate::TransportConfig;
+use crate::address::Address;
+use crate::connection::Connection;
+use crate::error::TransportError;
+use crate::mem::{self, MemAcceptor};
+use crate::tcp::{self, TcpAcceptor};
+use crate::unix::{self, UnixAcceptor};
+
+fn unavailable(address: &Address) -> TransportError {
+    TransportError::Unavailable {
+        scheme: address.scheme(),
+        address: address.to_string(),
+    }
+}
+
+/// Opens a connection to `address`.
+pub async fn connect(address: &Address, config: &TransportConfig) -> Result<Connection, TransportError> {
+    match address {
+        Address::Tcp { host, port } => tcp::connect(address, host, *port, config).await,
+        Address::Unix(_) | Address::UnixAbstract(_) => unix::connect(address, config).await,
+        Address::Mem(name) => mem::connect(address, name, config).await,
+        _ => Err(unavailable(address)),
+    }
+}
+
+#[derive(Debug)]
+enum AcceptorFlavor {
+    Tcp(TcpAcceptor),
+    Unix(UnixAcceptor),
+    Mem(MemAcceptor),
+}
+
+/// Accepts connections on one address. Dropping it stops listening and frees the address
+/// (a Unix socket file is removed, a `mem://` name unregistered).
+#[derive(Debug)]
+pub struct Listener {
+    acceptor: AcceptorFlavor,
+    local: Address,
+    config: TransportConfig,
+}
+
+impl Listener {
+    /// Starts listening on `address`.
+    pub async fn bind(address: &Address, config: &TransportConfig) -> Result<Listener, TransportError> {
+        let (acceptor, local) = match address {
+            Address::Tcp { host, port } => {
+                let (acceptor, local) = TcpAcceptor::bind(address, host, *port).await?;
+                (AcceptorFlavor::Tcp(acceptor), local)
+            }
+            Address::Unix(_) | Address::UnixAbstract(_) => {
+                (AcceptorFlavor::Unix(UnixAcceptor::bind(address)?), address.clone())
+            }
+            Address::Mem(name) => (
+                AcceptorFlavor::Mem(MemAcceptor::bind(address, name)?),
+                address.clone(),
+            ),
+            _ => return Err(unavailable(address)),
+        };
+        Ok(Listener {
+            acceptor,
+            local,
+            config: config.clone(),
+        })
+    }
+
+    /// The address clients connect to (for `tcp://HOST:0`, with the port the system chose).
+    pub fn local_address(&self) -> &Address {
+        &self.local
+    }
+
+    /// Waits for the next connection. Cancellation safe.
+    pub async fn accept(&self) -> Result<Connection, TransportError> {
+        match &self.acceptor {
+            AcceptorFlavor::Tcp(a) => a.accept(&self.config).await,
+            AcceptorFlavor::Unix(a) => a.accept(&self.config).await,
+            AcceptorFlavor::Mem(a) => a.accept(&self.config).await,
+        }
+    }
+}

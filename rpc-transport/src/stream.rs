@@ -1,0 +1,211 @@
+//! Length-prefixed framing over any byte stream (TCP, Unix sockets, pipes).
+//!
+//! Each frame is a little-endian `u32` payload length followed by the payload. Both halves
+//! keep their state in the struct, so `send` and `recv` are cancellation safe: a caller
+//! dropped mid-way never leaves half a frame on the wire (the rest goes out with the next send)
+//! and never loses bytes already read.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::TransportError;
+use crate::frame::{FRAME_PREFIX, Frame};
+
+/// Bytes asked of the kernel per read when no large frame is pending.
+const READ_CHUNK: usize = 64 * 1024;
+/// An output buffer bigger than this is given back after it has been flushed.
+const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
+
+/// Reads `len` from a frame's 4-byte prefix.
+fn prefix_len(prefix: &[u8]) -> usize {
+    u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
+}
+
+/// The sending half of a framed byte stream.
+#[derive(Debug)]
+pub(crate) struct StreamSender<W> {
+    io: W,
+    limit: usize,
+    /// Bytes accepted by `send` but not yet written, and how many of them are written.
+    out: BytesMut,
+    written: usize,
+}
+
+impl<W: AsyncWrite + Unpin> StreamSender<W> {
+    pub(crate) fn new(io: W, limit: usize) -> Self {
+        StreamSender {
+            io,
+            limit,
+            out: BytesMut::new(),
+            written: 0,
+        }
+    }
+
+    pub(crate) fn max_frame_size(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues `frame` and writes everything queued.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let size = frame.len();
+        if size > self.limit || size > u32::MAX as usize {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        let mut buf = frame.into_prefixed();
+        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
+        if self.out.is_empty() {
+            self.out = buf;
+            self.written = 0;
+        } else {
+            self.out.extend_from_slice(&buf);
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        while self.written < self.out.len() {
+            let n = self.io.write(&self.out[self.written..]).await?;
+            if n == 0 {
+                return Err(TransportError::Closed);
+            }
+            self.written += n;
+        }
+        if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Flushes and shuts the write side, so the peer reads end-of-stream.
+    pub(crate) async fn close(&mut self) -> Result<(), TransportError> {
+        self.flush().await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// The receiving half of a framed byte stream.
+#[derive(Debug)]
+pub(crate) struct StreamReceiver<R> {
+    io: R,
+    limit: usize,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> StreamReceiver<R> {
+    pub(crate) fn new(io: R, limit: usize) -> Self {
+        StreamReceiver {
+            io,
+            limit,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// The next frame, or `None` when the peer closed the stream between frames.
+    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if self.buf.len() >= FRAME_PREFIX {
+                let size = prefix_len(&self.buf);
+                if size > self.limit {
+                    return Err(TransportError::FrameTooLarge {
+                        size,
+                        limit: self.limit,
+                    });
+                }
+                let whole = FRAME_PREFIX + size;
+                if self.buf.len() >= whole {
+                    return Ok(Some(Frame::from_prefixed(self.buf.split_to(whole))));
+                }
+                // Make room for the whole frame at once so a large one is read straight in place.
+                self.buf.reserve(whole - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < FRAME_PREFIX {
+                self.buf.reserve(READ_CHUNK);
+            }
+            if self.buf.capacity() == self.buf.len() {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let n = self.io.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let pending = self.buf.remaining();
+                self.buf.clear();
+                return Err(TransportError::Malformed(format!(
+                    "stream ended inside a frame ({pending} bytes of it received)"
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_cross_a_stream_whole_and_in_order() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut sender = StreamSender::new(a, 1 << 20);
+        let mut receiver = StreamReceiver::new(b, 1 << 20);
+        let writer = tokio::spawn(async move {
+            for size in [0usize, 1, 100, 5000, 300_000] {
+                let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+                sender.send(Frame::from_payload(&payload)).await.unwrap();
+            }
+        });
+        for size in [0usize, 1, 100, 5000, 300_000] {
+            let frame = receiver.recv().await.unwrap().unwrap();
+            assert_eq!(frame.len(), size);
+            assert!(frame.payload().iter().enumerate().all(|(i, b)| *b == i as u8));
+        }
+        writer.await.unwrap();
+        assert!(receiver.recv().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused_on_both_sides() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut small_sender = StreamSender::new(a, 10);
+        let err = small_sender
+            .send(Frame::from_payload(&[0; 11]))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            TransportError::FrameTooLarge {
+                size: 11,
+                limit: 10
+            }
+        ));
+        let mut big_sender = StreamSender::new(small_sender.io, 100);
+        big_sender.send(Frame::from_payload(&[0; 50])).await.unwrap();
+        let mut receiver = StreamReceiver::new(b, 10);
+        let err = receiver.recv().await.unwrap_err();
+        assert!(matches!(
+            err,
+            TransportError::FrameTooLarge {
+                size: 50,
+                limit: 10
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_inside_a_frame_is_malformed() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        a.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
+        drop(a);
+        let mut receiver = StreamReceiver::new(b, 100);
+        assert!(matches!(
+            receiver.recv().await,
+            Err(TransportError::Malformed(_))
+        ));
+    }
+}

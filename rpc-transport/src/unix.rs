@@ -1,0 +1,150 @@
+//! `unix:///path` and `unix:@abstract`: Unix domain stream sockets with peer credentials.
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net as std_unix;
+use std::path::{Path, PathBuf};
+
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::address::Address;
+use crate::connection::{Connection, PeerInfo};
+use crate::error::TransportError;
+use crate::{TransportConfig, stream};
+
+pub(crate) fn into_connection(
+    stream: UnixStream,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
+    let cred = stream.peer_cred()?;
+    let peer = PeerInfo::Unix {
+        pid: cred.pid(),
+        uid: cred.uid(),
+        gid: cred.gid(),
+    };
+    let (read, write) = stream.into_split();
+    Ok(Connection::new(
+        stream::StreamSender::new(write, config.max_frame_size).into(),
+        stream::StreamReceiver::new(read, config.max_frame_size).into(),
+        peer,
+    ))
+}
+
+/// Opens a connected Unix stream socket to a path or an abstract name.
+pub(crate) async fn connect_stream(address: &Address) -> Result<UnixStream, TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    match address {
+        Address::UnixAbstract(name) => {
+            let addr = std_unix::SocketAddr::from_abstract_name(name).map_err(connect_error)?;
+            let stream = std_unix::UnixStream::connect_addr(&addr).map_err(connect_error)?;
+            stream.set_nonblocking(true)?;
+            Ok(UnixStream::from_std(stream)?)
+        }
+        _ => {
+            let path = unix_path(address);
+            UnixStream::connect(path).await.map_err(connect_error)
+        }
+    }
+}
+
+fn unix_path(address: &Address) -> &Path {
+    match address {
+        Address::Unix(path) | Address::ShmPath(path) => path,
+        other => unreachable!("{other} has no socket path"),
+    }
+}
+
+pub(crate) async fn connect(
+    address: &Address,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
+    into_connection(connect_stream(address).await?, config)
+}
+
+/// Removes a listener's socket file when the listener goes, if the file is still the one it bound.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.inode
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A bound Unix listener; a path-bound one removes its socket file when dropped.
+#[derive(Debug)]
+pub(crate) struct UnixAcceptor {
+    listener: UnixListener,
+    _file: Option<SocketFile>,
+}
+
+impl UnixAcceptor {
+    /// Binds `address`. A socket file left by a dead server is replaced; a live one is
+    /// [`TransportError::AddressInUse`].
+    pub(crate) fn bind(address: &Address) -> Result<Self, TransportError> {
+        let in_use = || TransportError::AddressInUse {
+            address: address.to_string(),
+        };
+        let bind_error = |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                in_use()
+            } else {
+                TransportError::Bind {
+                    address: address.to_string(),
+                    source,
+                }
+            }
+        };
+        if let Address::UnixAbstract(name) = address {
+            let addr = std_unix::SocketAddr::from_abstract_name(name).map_err(bind_error)?;
+            let listener = std_unix::UnixListener::bind_addr(&addr).map_err(bind_error)?;
+            listener.set_nonblocking(true)?;
+            return Ok(UnixAcceptor {
+                listener: UnixListener::from_std(listener)?,
+                _file: None,
+            });
+        }
+        let path = unix_path(address);
+        let listener = match UnixListener::bind(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                let is_socket = std::fs::symlink_metadata(path)
+                    .map(|meta| meta.file_type().is_socket())
+                    .unwrap_or(false);
+                if !is_socket || std_unix::UnixStream::connect(path).is_ok() {
+                    return Err(in_use());
+                }
+                tracing::info!(path = %path.display(), "replacing a stale socket file");
+                std::fs::remove_file(path).map_err(bind_error)?;
+                UnixListener::bind(path).map_err(bind_error)?
+            }
+            other => other.map_err(bind_error)?,
+        };
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(UnixAcceptor {
+            listener,
+            _file: Some(SocketFile {
+                path: path.to_owned(),
+                inode: (meta.dev(), meta.ino()),
+            }),
+        })
+    }
+
+    /// Accepts the next raw stream.
+    pub(crate) async fn accept_stream(&self) -> Result<UnixStream, TransportError> {
+        Ok(self.listener.accept().await?.0)
+    }
+
+    pub(crate) async fn accept(&self, config: &TransportConfig) -> Result<Connection, TransportError> {
+        into_connection(self.accept_stream().await?, config)
+    }
+}
