@@ -1,1 +1,65 @@
-//! placeholder
+//! A Rust RPC framework in which **a trait is the IDL**.
+//!
+//! ```ignore
+//! #[rpc_core::service]
+//! pub trait Calculator {
+//!     /// Adds two numbers.
+//!     async fn add(&self, a: i64, b: i64) -> i64;
+//! }
+//! // server: implement the trait with plain `async fn`s, then
+//! rpc_core::Server::new().serve(CalculatorServer::new(MyCalc), "unix:///tmp/calc.sock").await?;
+//! // client
+//! let calc = CalculatorClient::connect("unix:///tmp/calc.sock").await?;
+//! assert_eq!(calc.add(2, 3).await?, 5);
+//! ```
+//!
+//! Layout:
+//! - [`service`]: the attribute macro (crate `rpc-macros`), generating `{Trait}Client`,
+//!   `{Trait}Server` and the schema.
+//! - `client/`: [`Client`], the untyped async client (call ids, pending calls, deadlines,
+//!   cancellation), [`ClientOptions`] and [`CallOptions`].
+//! - `server/`: [`Server`], [`ServerHandle`], the [`Service`] trait the macro implements, and
+//!   [`Context`] for handlers.
+//! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
+//! - [`transport`]: the `rpc-transport` crate, re-exported.
+//!
+//! Errors: [`RpcError`] for everything the RPC layer can fail at; an application's own errors
+//! travel inside its methods' `Result<T, E>` and are never mixed with these.
+
+mod client;
+mod error;
+pub mod schema;
+mod server;
+pub mod wire;
+
+pub use client::{CallOptions, Client, ClientOptions};
+pub use error::RpcError;
+pub use rpc_macros::service;
+pub use rpc_transport as transport;
+pub use rpc_transport::{Address, PeerInfo};
+pub use schema::{MethodSchema, ServiceSchema};
+pub use server::{
+    Context, DispatchError, HandlerFuture, Server, ServerConfig, ServerHandle, Service,
+};
+
+/// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::{CallOptions, Client, ClientOptions};
+    pub use crate::error::RpcError;
+    pub use crate::schema::{MethodSchema, ServiceSchema, fingerprint};
+    pub use crate::server::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
+    pub use ::core::clone::Clone;
+    pub use ::core::fmt::Debug;
+    pub use ::core::future::Future;
+    pub use ::core::marker::{Send, Sized, Sync};
+    pub use ::core::option::Option;
+    pub use ::core::result::Result::{self, Err, Ok};
+    pub use ::core::time::Duration;
+    pub use ::serde_bytes::{ByteBuf, Bytes};
+    pub use ::std::boxed::Box;
+    pub use ::std::string::String;
+    pub use ::std::sync::Arc;
+    pub use ::std::vec::Vec;
+    pub use rpc_transport::Connection;
+}

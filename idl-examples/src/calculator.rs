@@ -1,0 +1,53 @@
+//! The `Calculator` service: the example IDL.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a calculation has no answer. Travels to the client inside `Result`, as an application
+/// error, never as an RPC error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MathError {
+    /// The divisor was zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// The result does not fit in an `i64`.
+    #[error("arithmetic overflow")]
+    Overflow,
+}
+
+/// A calculator, served over any transport.
+#[rpc_core::service]
+pub trait Calculator {
+    /// Returns `a + b` (wrapping on overflow).
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Returns `a / b`, or [`MathError::DivisionByZero`].
+    async fn div(&self, a: i64, b: i64) -> Result<i64, MathError>;
+    /// Returns the sum of `xs` (wrapping on overflow).
+    async fn sum(&self, xs: Vec<i64>) -> i64;
+    /// Returns `data` unchanged.
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+}
+
+/// The calculator the example binaries serve.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Calc;
+
+impl Calculator for Calc {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a.wrapping_add(b)
+    }
+
+    async fn div(&self, a: i64, b: i64) -> Result<i64, MathError> {
+        if b == 0 {
+            return Err(MathError::DivisionByZero);
+        }
+        a.checked_div(b).ok_or(MathError::Overflow)
+    }
+
+    async fn sum(&self, xs: Vec<i64>) -> i64 {
+        xs.iter().fold(0i64, |acc, x| acc.wrapping_add(*x))
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+}

@@ -1,0 +1,297 @@
+//! [`Client`]: the untyped async client the generated `{Trait}Client`s wrap.
+//!
+//! One connection carries many calls at once. A call encodes its request, registers in the
+//! [`Pending`] table, writes its frame itself (no hop through a writer task) and waits; one
+//! reader task per connection hands each reply to its caller by call id, in any order. When the
+//! connection ends, the reader fails every pending call with [`RpcError::Disconnected`].
+
+mod options;
+mod pending;
+pub(crate) mod protocol;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rpc_transport::{Address, Connection, FrameReceiver, FrameSender, TransportError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use tokio::task::AbortHandle;
+
+pub use options::{CallOptions, ClientOptions};
+use pending::Pending;
+
+use crate::error::RpcError;
+use crate::schema::ServiceSchema;
+use crate::wire::{Header, Kind, WireError};
+
+/// A connection to a server of one service, shared by every clone.
+///
+/// Cheap to clone: clones share the connection and carry their own [`CallOptions`].
+/// Dropping the last clone closes the connection.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    options: CallOptions,
+}
+
+struct Shared {
+    schema: &'static ServiceSchema,
+    sender: Arc<Mutex<FrameSender>>,
+    pending: Arc<Pending>,
+    next_call_id: AtomicU64,
+    /// The smaller of our and the server's maximum frame size.
+    send_limit: usize,
+    reader: AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.shared.schema.name)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `address` into an [`Address`], as an [`RpcError`].
+pub(crate) fn parse_address(address: &str) -> Result<Address, RpcError> {
+    address.parse().map_err(RpcError::Address)
+}
+
+impl Client {
+    /// Connects to `address` and performs the handshake for `schema`.
+    pub async fn connect(
+        address: &str,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<Client, RpcError> {
+        let parsed = parse_address(address)?;
+        let connect_error = |source: TransportError| RpcError::Connect {
+            address: address.to_owned(),
+            source,
+        };
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let connection = tokio::time::timeout_at(
+            deadline,
+            rpc_transport::connect(&parsed, &options.transport),
+        )
+        .await
+        .map_err(|_| connect_error(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))?
+        .map_err(|e| match e {
+            TransportError::Connect { .. } => RpcError::Connect {
+                address: address.to_owned(),
+                source: e,
+            },
+            TransportError::InvalidAddress { .. }
+            | TransportError::UnsupportedScheme { .. }
+            | TransportError::Unavailable { .. } => RpcError::Address(e),
+            other => connect_error(other),
+        })?;
+        tokio::time::timeout_at(deadline, Self::from_connection(connection, schema, options))
+            .await
+            .map_err(|_| RpcError::Connect {
+                address: address.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server did not answer the handshake",
+                )
+                .into(),
+            })?
+    }
+
+    /// Performs the handshake for `schema` on an open connection and starts its reader.
+    pub async fn from_connection(
+        connection: Connection,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<Client, RpcError> {
+        let (mut sender, mut receiver, _) = connection.split();
+        let own_limit = options.transport.max_frame_size;
+        sender
+            .send(protocol::hello_frame(schema, own_limit)?)
+            .await
+            .map_err(RpcError::disconnected)?;
+        let reply = receiver
+            .recv()
+            .await
+            .map_err(RpcError::disconnected)?
+            .ok_or_else(|| RpcError::disconnected("the server closed the connection during the handshake"))?;
+        let welcome = protocol::handshake_reply(&reply, schema)?;
+        let pending = Arc::new(Pending::default());
+        let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
+        Ok(Client {
+            shared: Arc::new(Shared {
+                schema,
+                sender: Arc::new(Mutex::new(sender)),
+                pending,
+                next_call_id: AtomicU64::new(1),
+                send_limit: own_limit.min(welcome.max_frame_size as usize),
+                reader,
+            }),
+            options: CallOptions {
+                timeout: options.call_timeout,
+                metadata: Vec::new(),
+            },
+        })
+    }
+
+    /// A handle on the same connection whose calls use `options`.
+    pub fn with_options(&self, options: CallOptions) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            options,
+        }
+    }
+
+    /// A handle on the same connection whose calls time out after `timeout` (`None`: never).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Client {
+        let mut options = self.options.clone();
+        options.timeout = timeout;
+        self.with_options(options)
+    }
+
+    /// A handle on the same connection whose calls also carry the metadata `key = value`.
+    pub fn with_metadata(&self, key: impl Into<String>, value: impl Into<String>) -> Client {
+        let mut options = self.options.clone();
+        options.metadata.push((key.into(), value.into()));
+        self.with_options(options)
+    }
+
+    /// The options this handle's calls use.
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// The service this client talks to.
+    pub fn schema(&self) -> &'static ServiceSchema {
+        self.shared.schema
+    }
+
+    /// Calls waiting for a reply on this connection.
+    pub fn pending_calls(&self) -> usize {
+        self.shared.pending.len()
+    }
+
+    /// Whether the connection is gone (every further call fails with `Disconnected`).
+    pub fn is_closed(&self) -> bool {
+        self.shared.pending.closed_reason().is_some()
+    }
+
+    /// Calls method number `method` with the encoded `args` and decodes its return value.
+    ///
+    /// The generated clients call this; use it directly only for services without a trait.
+    pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let shared = &*self.shared;
+        let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
+        let frame =
+            protocol::request_frame(method, call_id, &self.options, args, shared.send_limit)?;
+        let reply = shared.pending.register(call_id)?;
+        let mut guard = CallGuard {
+            shared,
+            method,
+            call_id,
+            sent: false,
+            done: false,
+        };
+        let exchange = async {
+            shared
+                .sender
+                .lock()
+                .await
+                .send(frame)
+                .await
+                .map_err(|e| {
+                    shared.pending.close(&format!("sending failed: {e}"));
+                    RpcError::disconnected(format_args!("sending failed: {e}"))
+                })?;
+            guard.sent = true;
+            reply
+                .await
+                .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")))
+        };
+        let timeout = self.options.timeout;
+        let frame = match timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| {
+                RpcError::DeadlineExceeded {
+                    method: shared.schema.method_name(method),
+                    timeout: limit,
+                }
+            })??,
+            None => exchange.await?,
+        };
+        guard.done = true;
+        protocol::decode_reply(&frame, shared.schema, method, timeout)
+    }
+}
+
+/// Cleans up after a call that was given up (timed out or its future dropped): forgets it and
+/// tells the server to drop its handler.
+struct CallGuard<'a> {
+    shared: &'a Shared,
+    method: u32,
+    call_id: u64,
+    sent: bool,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.shared.pending.forget(self.call_id);
+        if !self.sent {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sender = self.shared.sender.clone();
+        let frame = protocol::cancel_frame(self.method, self.call_id);
+        runtime.spawn(async move {
+            let _ = sender.lock().await.send(frame).await;
+        });
+    }
+}
+
+/// The connection's reader: hands each reply to its caller until the connection ends.
+async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
+    let reason = loop {
+        let frame = match receiver.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break "the server closed the connection".to_owned(),
+            Err(e) => break format!("receiving failed: {e}"),
+        };
+        let header = match Header::parse(frame.payload()) {
+            Ok(parsed) => parsed.header,
+            Err(e) => break format!("the server sent a bad frame: {e}"),
+        };
+        match header.kind {
+            Kind::Error if header.call_id == 0 => {
+                let parsed = Header::parse(frame.payload()).expect("parsed above");
+                let why = crate::wire::decode::<WireError>(parsed.body, "a connection error")
+                    .map(|e| format!("the server closed the connection: {e:?}"))
+                    .unwrap_or_else(|e| e.to_string());
+                break why;
+            }
+            Kind::Response | Kind::Error => {
+                pending.complete(header.call_id, Ok(frame));
+            }
+            other => break format!("the server sent an unexpected {other:?} frame"),
+        }
+    };
+    tracing::debug!(%reason, "client connection ended");
+    pending.close(&reason);
+}

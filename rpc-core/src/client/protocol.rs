@@ -1,0 +1,176 @@
+//! The client's side of the protocol as pure functions of frames, shared by every client flavour.
+
+use std::time::Duration;
+
+use rpc_transport::Frame;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::CallOptions;
+use crate::error::RpcError;
+use crate::schema::ServiceSchema;
+use crate::wire::{
+    self, Extension, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome, WireError,
+};
+
+/// The `Hello` frame announcing `schema`.
+pub(crate) fn hello_frame(schema: &ServiceSchema, max_frame_size: usize) -> Result<Frame, RpcError> {
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        service: schema.name.to_owned(),
+        fingerprint: schema.fingerprint,
+        methods: schema
+            .methods
+            .iter()
+            .map(|m| (m.name.to_owned(), m.signature.to_owned()))
+            .collect(),
+        max_frame_size: max_frame_size as u64,
+    };
+    let header = Header {
+        kind: Kind::Hello,
+        method: 0,
+        call_id: 0,
+    };
+    wire::message_frame(header, None, &hello)
+}
+
+/// Reads the server's answer to `Hello`.
+pub(crate) fn handshake_reply(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
+    let parsed = Header::parse(frame.payload())?;
+    match parsed.header.kind {
+        Kind::Welcome => wire::decode(parsed.body, "handshake welcome"),
+        Kind::Reject => Err(
+            match wire::decode::<Rejection>(parsed.body, "handshake rejection")? {
+                Rejection::ProtocolVersion { server } => RpcError::ProtocolVersion {
+                    client: PROTOCOL_VERSION,
+                    server,
+                },
+                Rejection::Schema {
+                    server_service,
+                    mut differences,
+                } => {
+                    if server_service != schema.name {
+                        differences.insert(
+                            0,
+                            format!("the server exports '{server_service}', not '{}'", schema.name),
+                        );
+                    }
+                    RpcError::HandshakeMismatch {
+                        service: schema.name.to_owned(),
+                        differences,
+                    }
+                }
+                Rejection::TooManyConnections(limit) => RpcError::TooManyConnections { limit },
+                Rejection::ShuttingDown => RpcError::ShuttingDown,
+            },
+        ),
+        other => Err(RpcError::Protocol(format!(
+            "expected the handshake reply, got a {other:?} frame"
+        ))),
+    }
+}
+
+/// The extension a call with `options` carries, if any.
+pub(crate) fn extension(options: &CallOptions) -> Option<Extension> {
+    if options.timeout.is_none() && options.metadata.is_empty() {
+        return None;
+    }
+    Some(Extension {
+        timeout_micros: options.timeout.map(|t| t.as_micros().min(u64::MAX as u128) as u64),
+        metadata: options.metadata.clone(),
+    })
+}
+
+/// The request frame for call `call_id` of `method`, checked against the peer's limit.
+pub(crate) fn request_frame<A: Serialize + ?Sized>(
+    method: u32,
+    call_id: u64,
+    options: &CallOptions,
+    args: &A,
+    peer_limit: usize,
+) -> Result<Frame, RpcError> {
+    let header = Header {
+        kind: Kind::Request,
+        method,
+        call_id,
+    };
+    let frame = wire::message_frame(header, extension(options).as_ref(), args)?;
+    if frame.len() > peer_limit {
+        return Err(RpcError::FrameTooLarge {
+            size: frame.len(),
+            limit: peer_limit,
+        });
+    }
+    Ok(frame)
+}
+
+/// The `Cancel` frame for call `call_id`.
+pub(crate) fn cancel_frame(method: u32, call_id: u64) -> Frame {
+    let header = Header {
+        kind: Kind::Cancel,
+        method,
+        call_id,
+    };
+    wire::message_frame(header, None, &()).expect("an empty body always encodes")
+}
+
+/// Turns a reply frame into the method's return value or the RPC error it carries.
+pub(crate) fn decode_reply<R: DeserializeOwned>(
+    frame: &Frame,
+    schema: &ServiceSchema,
+    method: u32,
+    timeout: Option<Duration>,
+) -> Result<R, RpcError> {
+    let parsed = Header::parse(frame.payload())?;
+    match parsed.header.kind {
+        Kind::Response => wire::decode(parsed.body, &format!(
+            "the response of '{}'",
+            schema.method_name(method)
+        )),
+        Kind::Error => Err(wire_error(
+            wire::decode(parsed.body, "an error frame")?,
+            schema,
+            method,
+            timeout,
+        )),
+        other => Err(RpcError::Protocol(format!(
+            "expected a response, got a {other:?} frame"
+        ))),
+    }
+}
+
+/// The [`RpcError`] for a [`WireError`] about `method`.
+pub(crate) fn wire_error(
+    error: WireError,
+    schema: &ServiceSchema,
+    method: u32,
+    timeout: Option<Duration>,
+) -> RpcError {
+    let name = || schema.method_name(method);
+    match error {
+        WireError::UnknownMethod => RpcError::UnknownMethod {
+            service: schema.name.to_owned(),
+            method,
+        },
+        WireError::BadRequest(reason) => RpcError::BadRequest {
+            method: name(),
+            reason,
+        },
+        WireError::ResponseTooLarge { size, limit } => RpcError::FrameTooLarge {
+            size: size as usize,
+            limit: limit as usize,
+        },
+        WireError::DeadlineExceeded => RpcError::DeadlineExceeded {
+            method: name(),
+            timeout: timeout.unwrap_or_default(),
+        },
+        WireError::TooManyCalls(limit) => RpcError::TooManyCalls { limit },
+        WireError::HandlerPanicked => RpcError::HandlerPanicked { method: name() },
+        WireError::EncodeFailed(reason) => RpcError::Encode {
+            what: format!("the response of '{}' (on the server)", name()),
+            reason,
+        },
+        WireError::ShuttingDown => RpcError::ShuttingDown,
+        WireError::Protocol(reason) => RpcError::Protocol(reason),
+    }
+}

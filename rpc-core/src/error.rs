@@ -1,0 +1,149 @@
+//! [`RpcError`]: every way a call can fail that is not the application's own error.
+
+use std::time::Duration;
+
+use rpc_transport::TransportError;
+
+/// Why a connection or a call failed. Application errors never appear here: they travel
+/// inside the method's own `Result<T, E>`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The address could not be parsed, or names a transport this build lacks.
+    #[error(transparent)]
+    Address(TransportError),
+    /// Opening the connection failed.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address connected to.
+        address: String,
+        /// The transport's reason.
+        #[source]
+        source: TransportError,
+    },
+    /// Listening on an address failed.
+    #[error("cannot serve on {address}: {source}")]
+    Bind {
+        /// The address bound to.
+        address: String,
+        /// The transport's reason.
+        #[source]
+        source: TransportError,
+    },
+    /// The client and server speak different protocol versions.
+    #[error("protocol version mismatch: client speaks {client}, server speaks {server}")]
+    ProtocolVersion {
+        /// The client's version.
+        client: u16,
+        /// The server's version.
+        server: u16,
+    },
+    /// The server exports another service, or the same service with other methods.
+    #[error("service '{service}' does not match the server's: {}", differences.join("; "))]
+    HandshakeMismatch {
+        /// The service the client expected.
+        service: String,
+        /// Each difference, such as "method 'add': client sends (i64, i64) -> i64, server expects (i32, i32) -> i32".
+        differences: Vec<String>,
+    },
+    /// The server refused the connection because it has as many as it accepts.
+    #[error("server refused the connection: it has reached its maximum of {limit} connections")]
+    TooManyConnections {
+        /// The server's maximum number of connections.
+        limit: u32,
+    },
+    /// The connection is gone; every call pending on it fails with this.
+    #[error("disconnected: {reason}")]
+    Disconnected {
+        /// What ended the connection.
+        reason: String,
+    },
+    /// A request or response is bigger than the maximum frame size. The connection stays usable.
+    #[error("message of {size} bytes exceeds the maximum frame size of {limit} bytes")]
+    FrameTooLarge {
+        /// The encoded message size in bytes.
+        size: usize,
+        /// The limit in bytes (the smaller of the two peers' limits).
+        limit: usize,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The codec's reason.
+        reason: String,
+    },
+    /// A received message could not be decoded.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The codec's reason.
+        reason: String,
+    },
+    /// The server does not know the method index the client sent.
+    #[error("the server's service '{service}' has no method number {method}")]
+    UnknownMethod {
+        /// The service called.
+        service: String,
+        /// The method index sent.
+        method: u32,
+    },
+    /// The server could not decode the request's arguments.
+    #[error("the server rejected the arguments of '{method}': {reason}")]
+    BadRequest {
+        /// The method called.
+        method: String,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The call did not complete within its timeout.
+    #[error("call to '{method}' exceeded its deadline of {timeout:?}")]
+    DeadlineExceeded {
+        /// The method called.
+        method: String,
+        /// The call's timeout.
+        timeout: Duration,
+    },
+    /// The connection already has as many calls in flight as the server allows.
+    #[error("too many calls in flight on this connection (server limit {limit})")]
+    TooManyCalls {
+        /// The server's per-connection limit.
+        limit: u32,
+    },
+    /// The method's handler panicked on the server.
+    #[error("the server's handler of '{method}' panicked")]
+    HandlerPanicked {
+        /// The method called.
+        method: String,
+    },
+    /// The server is shutting down and takes no new calls.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The peer broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl RpcError {
+    pub(crate) fn decode(what: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        RpcError::Decode {
+            what: what.into(),
+            reason: error.to_string(),
+        }
+    }
+
+    pub(crate) fn encode(what: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        RpcError::Encode {
+            what: what.into(),
+            reason: error.to_string(),
+        }
+    }
+
+    pub(crate) fn disconnected(reason: impl std::fmt::Display) -> Self {
+        RpcError::Disconnected {
+            reason: reason.to_string(),
+        }
+    }
+}

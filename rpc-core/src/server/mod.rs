@@ -1,0 +1,279 @@
+//! [`Server`]: accepts connections on one or more addresses and serves a [`Service`] on each.
+//!
+//! Every connection is a task; every call on it is a task of its own, so one connection's calls
+//! run concurrently on a multi-threaded runtime. Limits (connections, calls in flight per
+//! connection, frame size) are explicit, and a client that hits one is told which.
+
+mod connection;
+mod context;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_transport::{Address, Listener, TransportConfig, TransportError};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use connection::{ConnectionEnv, serve_connection};
+pub use context::Context;
+pub use service::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
+
+use crate::client::parse_address;
+use crate::error::RpcError;
+
+/// A server's limits and timeouts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Transport settings, including the largest frame the server accepts.
+    pub transport: TransportConfig,
+    /// Connections served at once; one more is refused in the handshake.
+    pub max_connections: usize,
+    /// Calls running at once on one connection; one more fails with `TooManyCalls`.
+    pub max_in_flight: usize,
+    /// How long a new connection may take to say `Hello`.
+    pub handshake_timeout: Duration,
+    /// How long a graceful shutdown waits for running calls.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            transport: TransportConfig::default(),
+            max_connections: 10_000,
+            max_in_flight: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds and runs servers.
+///
+/// ```no_run
+/// # async fn demo(service: impl rpc_core::Service) -> Result<(), rpc_core::RpcError> {
+/// let handle = rpc_core::Server::new()
+///     .max_connections(100)
+///     .start(service, &["tcp://127.0.0.1:0", "unix:///tmp/demo.sock"])
+///     .await?;
+/// println!("listening on {}", handle.local_address());
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    config: ServerConfig,
+}
+
+impl Server {
+    /// A server with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A server with `config`.
+    pub fn with_config(config: ServerConfig) -> Self {
+        Server { config }
+    }
+
+    /// Sets the maximum number of connections served at once.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// Sets the maximum number of calls running at once on one connection.
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_in_flight = calls;
+        self
+    }
+
+    /// Sets the largest frame the server sends or accepts.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.transport.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets how long a graceful shutdown waits for running calls.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Listens on every address in `addresses` and serves `service` in the background.
+    pub async fn start<S: Service>(
+        &self,
+        service: S,
+        addresses: &[&str],
+    ) -> Result<ServerHandle, RpcError> {
+        let mut listeners = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let parsed = parse_address(address)?;
+            let listener = Listener::bind(&parsed, &self.config.transport)
+                .await
+                .map_err(|source| match source {
+                    TransportError::Unavailable { .. } => RpcError::Address(source),
+                    source => RpcError::Bind {
+                        address: address.to_string(),
+                        source,
+                    },
+                })?;
+            listeners.push(listener);
+        }
+        Ok(self.start_on(service, listeners))
+    }
+
+    /// Serves `service` on listeners already bound.
+    pub fn start_on<S: Service>(&self, service: S, listeners: Vec<Listener>) -> ServerHandle {
+        let handle = ServerHandle {
+            addresses: listeners.iter().map(|l| l.local_address().clone()).collect(),
+            stop: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            admissions: Arc::new(Semaphore::new(self.config.max_connections)),
+            config: Arc::new(self.config.clone()),
+        };
+        let service: Arc<dyn Service> = Arc::new(service);
+        for listener in listeners {
+            let acceptor = Acceptor {
+                listener,
+                service: service.clone(),
+                config: handle.config.clone(),
+                admissions: handle.admissions.clone(),
+                tracker: handle.tracker.clone(),
+                stop: handle.stop.clone(),
+                kill: handle.kill.clone(),
+            };
+            handle.tracker.spawn(acceptor.run());
+        }
+        handle
+    }
+
+    /// Serves `service` on `address` until the process ends (or binding fails).
+    pub async fn serve<S: Service>(&self, service: S, address: &str) -> Result<(), RpcError> {
+        self.serve_until(service, &[address], std::future::pending::<()>())
+            .await
+    }
+
+    /// Serves `service` on `addresses` until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve_until<S: Service>(
+        &self,
+        service: S,
+        addresses: &[&str],
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RpcError> {
+        let handle = self.start(service, addresses).await?;
+        shutdown.await;
+        handle.shutdown().await;
+        Ok(())
+    }
+}
+
+/// One listener's accept loop.
+struct Acceptor {
+    listener: Listener,
+    service: Arc<dyn Service>,
+    config: Arc<ServerConfig>,
+    admissions: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl Acceptor {
+    async fn run(self) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.kill.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok(connection) => {
+                    let env = ConnectionEnv {
+                        service: self.service.clone(),
+                        config: self.config.clone(),
+                        stop: self.stop.clone(),
+                        kill: self.kill.clone(),
+                    };
+                    let admission = self.admissions.clone().try_acquire_owned().ok();
+                    self.tracker
+                        .spawn(serve_connection(connection, env, admission));
+                }
+                Err(TransportError::Closed) => return,
+                Err(error) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, address = %self.listener.local_address(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A running server. Dropping it stops the server at once; [`shutdown`](Self::shutdown) stops
+/// it gracefully.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addresses: Vec<Address>,
+    stop: CancellationToken,
+    kill: CancellationToken,
+    tracker: TaskTracker,
+    admissions: Arc<Semaphore>,
+    config: Arc<ServerConfig>,
+}
+
+impl ServerHandle {
+    /// The addresses served, with ports chosen by the system filled in.
+    pub fn local_addresses(&self) -> &[Address] {
+        &self.addresses
+    }
+
+    /// The first address served, as a string to connect to.
+    pub fn local_address(&self) -> String {
+        self.addresses
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Connections being served now.
+    pub fn connections(&self) -> usize {
+        self.config.max_connections - self.admissions.available_permits()
+    }
+
+    /// Stops accepting, lets running calls finish (up to the shutdown grace), then closes every
+    /// connection and frees the addresses.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        let grace = self.config.shutdown_grace + Duration::from_secs(1);
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("connections outlived the shutdown grace; dropping them");
+        }
+        self.kill.cancel();
+        self.tracker.wait().await;
+    }
+
+    /// Stops at once: every connection is dropped and every running call aborted.
+    pub async fn abort(self) {
+        self.kill.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.kill.cancel();
+    }
+}

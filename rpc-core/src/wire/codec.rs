@@ -1,0 +1,116 @@
+//! postcard encoding straight into a [`Frame`]'s buffer.
+
+use bytes::{BufMut, BytesMut};
+use postcard::ser_flavors::Flavor;
+use rpc_transport::Frame;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::header::{HEADER_LEN, Header};
+use crate::error::RpcError;
+
+/// A postcard output that appends to a `BytesMut` with whole-slice copies.
+struct BufFlavor<'a>(&'a mut BytesMut);
+
+impl Flavor for BufFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`, postcard-encoded, to `frame`.
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    frame: &mut Frame,
+    what: &str,
+) -> Result<(), RpcError> {
+    postcard::serialize_with_flavor(value, BufFlavor(frame.buf_mut()))
+        .map_err(|e| RpcError::encode(what, e))
+}
+
+/// Decodes a whole body; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, RpcError> {
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| RpcError::decode(what, e))?;
+    if !rest.is_empty() {
+        return Err(RpcError::decode(
+            what,
+            format!("{} unexpected trailing bytes", rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// A whole frame: `header`, the optional extension, then `body` encoded.
+pub fn message_frame<T: Serialize + ?Sized>(
+    header: Header,
+    extension: Option<&super::Extension>,
+    body: &T,
+) -> Result<Frame, RpcError> {
+    let mut frame = Frame::with_capacity(HEADER_LEN + 32);
+    frame.extend_from_slice(&[0; HEADER_LEN]);
+    header.write(frame.payload_mut(), extension.is_some());
+    if let Some(extension) = extension {
+        frame.extend_from_slice(&[0; 4]);
+        let start = frame.len();
+        encode_into(extension, &mut frame, "call extension")?;
+        let len = (frame.len() - start) as u32;
+        frame.payload_mut()[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&len.to_le_bytes());
+    }
+    encode_into(body, &mut frame, "message body")?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Extension, Kind};
+
+    #[test]
+    fn frames_round_trip_with_and_without_extension() {
+        let header = Header {
+            kind: Kind::Request,
+            method: 3,
+            call_id: 42,
+        };
+        let plain = message_frame(header, None, &(1i64, 2i64)).unwrap();
+        let parsed = Header::parse(plain.payload()).unwrap();
+        assert_eq!(parsed.header, header);
+        assert!(parsed.extension.is_none());
+        assert_eq!(decode::<(i64, i64)>(parsed.body, "args").unwrap(), (1, 2));
+
+        let ext = Extension {
+            timeout_micros: Some(5),
+            metadata: vec![("k".into(), "v".into())],
+        };
+        let with_ext = message_frame(header, Some(&ext), &"x").unwrap();
+        let parsed = Header::parse(with_ext.payload()).unwrap();
+        assert_eq!(parsed.extension.as_ref(), Some(&ext));
+        assert_eq!(decode::<String>(parsed.body, "body").unwrap(), "x");
+    }
+
+    #[test]
+    fn malformed_headers_are_typed_errors() {
+        assert!(matches!(Header::parse(&[4; 3]), Err(RpcError::Protocol(_))));
+        let mut bad_kind = [0u8; 16];
+        bad_kind[0] = 99;
+        assert!(matches!(Header::parse(&bad_kind), Err(RpcError::Protocol(_))));
+        let mut long_ext = [0u8; 24];
+        long_ext[0] = 4;
+        long_ext[1] = 1;
+        long_ext[16..20].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(Header::parse(&long_ext), Err(RpcError::Protocol(_))));
+        assert!(decode::<u8>(&[1, 2], "x").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The trait, parsed: each method with its arguments and return type, each part still pointing
+//! at the user's tokens.
+
+use proc_macro2::Ident;
+use syn::{Attribute, FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type};
+
+/// A service trait.
+pub struct Service<'a> {
+    /// The trait as written.
+    pub original: &'a ItemTrait,
+    /// Its methods, in declaration order (the order gives each method's wire index).
+    pub methods: Vec<Method<'a>>,
+    /// Items that are not methods (constants, types, macros): each is a mistake.
+    pub other_items: Vec<&'a TraitItem>,
+}
+
+/// One method.
+pub struct Method<'a> {
+    pub original: &'a TraitItemFn,
+    pub name: &'a Ident,
+    /// The arguments after the receiver.
+    pub args: Vec<Arg<'a>>,
+    /// The return type; `None` for `()`.
+    pub output: Option<&'a Type>,
+    /// `#[doc]` attributes, carried onto the client's method.
+    pub docs: Vec<&'a Attribute>,
+}
+
+/// One argument after the receiver.
+pub struct Arg<'a> {
+    /// The argument's name, when its pattern is a plain identifier.
+    pub name: Option<&'a Ident>,
+    pub pat: &'a Pat,
+    pub ty: &'a Type,
+}
+
+impl<'a> Service<'a> {
+    pub fn from_syn(item: &'a ItemTrait) -> Self {
+        let mut methods = Vec::new();
+        let mut other_items = Vec::new();
+        for trait_item in &item.items {
+            match trait_item {
+                TraitItem::Fn(method) => methods.push(Method::from_syn(method)),
+                other => other_items.push(other),
+            }
+        }
+        Service {
+            original: item,
+            methods,
+            other_items,
+        }
+    }
+
+    pub fn name(&self) -> &'a Ident {
+        &self.original.ident
+    }
+}
+
+impl<'a> Method<'a> {
+    fn from_syn(method: &'a TraitItemFn) -> Self {
+        let args = method
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Receiver(_) => None,
+                FnArg::Typed(typed) => Some(Arg {
+                    name: match &*typed.pat {
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
+                        _ => None,
+                    },
+                    pat: &typed.pat,
+                    ty: &typed.ty,
+                }),
+            })
+            .collect();
+        let output = match &method.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(&**ty),
+        };
+        Method {
+            original: method,
+            name: &method.sig.ident,
+            args,
+            output,
+            docs: method
+                .attrs
+                .iter()
+                .filter(|a| a.path().is_ident("doc"))
+                .collect(),
+        }
+    }
+}
