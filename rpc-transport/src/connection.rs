@@ -130,6 +130,18 @@ impl FrameReceiver {
             ReceiverFlavor::Mem(r) => r.recv().await,
         }
     }
+
+    /// Reads and discards everything until the peer closes. Closing a socket with unread data
+    /// makes the kernel reset the connection, which can destroy the last frames we sent; a
+    /// side that ends a connection on a protocol error drains (with a time limit) so its peer
+    /// reads why.
+    pub async fn drain(&mut self) {
+        match &mut self.0 {
+            ReceiverFlavor::Tcp(r) => r.drain().await,
+            ReceiverFlavor::Unix(r) => r.drain().await,
+            ReceiverFlavor::Mem(r) => r.drain().await,
+        }
+    }
 }
 
 /// A framed, ordered, reliable, duplex message connection.

@@ -67,6 +67,13 @@ impl MemReceiver {
     }
 }
 
+impl MemReceiver {
+    /// Discards frames until the peer closes.
+    pub(crate) async fn drain(&mut self) {
+        while self.rx.recv().await.is_some() {}
+    }
+}
+
 fn half_pair(
     sender_limit: usize,
     receiver_limit: usize,

@@ -145,6 +145,19 @@ impl<R: AsyncRead + Unpin> StreamReceiver<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> StreamReceiver<R> {
+    /// Reads and discards everything until the peer closes (or an error).
+    pub(crate) async fn drain(&mut self) {
+        self.buf.clear();
+        let mut scratch = vec![0u8; READ_CHUNK];
+        while let Ok(n) = self.io.read(&mut scratch).await {
+            if n == 0 {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

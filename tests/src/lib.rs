@@ -1,1 +1,210 @@
-//! x
+//! Shared pieces of the integration suite: the `Probe` test service, the list of transports
+//! the conformance suite runs on, and bounded-wait helpers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rpc_core::{Context, Server, ServerHandle};
+use serde::{Deserialize, Serialize};
+
+/// An application error of the probe service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeError {
+    /// The caller asked for a failure with this code.
+    Requested(u32),
+}
+
+/// The service the conformance suite calls: each method exercises one behaviour.
+#[rpc_core::service]
+pub trait Probe {
+    /// Returns `data` unchanged.
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Returns `a + b`.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Waits `delay_ms`, then returns `id`: replies come back out of order.
+    async fn tag(&self, id: u64, delay_ms: u64) -> u64;
+    /// Returns `len` bytes (to make a response of a chosen size).
+    async fn fill(&self, len: u64) -> Vec<u8>;
+    /// Never returns on its own (for deadlines, cancellation and a server that dies mid-call).
+    async fn stall(&self);
+    /// Fails with an application error when `code` is non-zero.
+    async fn fail(&self, code: u32) -> Result<u32, ProbeError>;
+    /// The caller's metadata value for `key`.
+    async fn metadata(&self, key: String) -> Option<String>;
+    /// Panics.
+    async fn explode(&self);
+}
+
+/// The probe implementation; counts the `stall` calls still running.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeImpl {
+    /// `stall` calls running now (their futures not yet dropped).
+    pub stalled: Arc<AtomicUsize>,
+}
+
+struct StallGuard(Arc<AtomicUsize>);
+
+impl Drop for StallGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Probe for ProbeImpl {
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn tag(&self, id: u64, delay_ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        id
+    }
+
+    async fn fill(&self, len: u64) -> Vec<u8> {
+        vec![0xAB; len as usize]
+    }
+
+    async fn stall(&self) {
+        self.stalled.fetch_add(1, Ordering::SeqCst);
+        let _guard = StallGuard(self.stalled.clone());
+        std::future::pending::<()>().await;
+    }
+
+    async fn fail(&self, code: u32) -> Result<u32, ProbeError> {
+        if code == 0 {
+            Ok(0)
+        } else {
+            Err(ProbeError::Requested(code))
+        }
+    }
+
+    async fn metadata(&self, key: String) -> Option<String> {
+        let context = Context::current().expect("handlers run inside a context");
+        context.metadata(&key).map(str::to_owned)
+    }
+
+    async fn explode(&self) {
+        panic!("the probe exploded on purpose");
+    }
+}
+
+/// The transports the conformance suite runs on. Each later transport adds a variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `tcp://127.0.0.1:0`.
+    Tcp,
+    /// `unix:///tmp/...` in a fresh directory.
+    Unix,
+    /// `unix:@...`, Linux's abstract namespace.
+    UnixAbstract,
+    /// `mem://...`.
+    Mem,
+}
+
+/// A fresh name for this test process.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// Creates the directory.
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique_name("rpc-test"));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Transport {
+    /// An address no other test uses; `dir` holds any files it needs.
+    pub fn fresh_address(self, dir: &TempDir) -> String {
+        match self {
+            Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
+            Transport::Unix => format!("unix://{}/{}.sock", dir.0.display(), unique_name("s")),
+            Transport::UnixAbstract => format!("unix:@{}", unique_name("rpc-test")),
+            Transport::Mem => format!("mem://{}", unique_name("probe")),
+        }
+    }
+}
+
+/// A probe server on a fresh address of `transport`, with `server`'s settings.
+pub struct Fixture {
+    /// The running server.
+    pub handle: ServerHandle,
+    /// The address clients connect to.
+    pub address: String,
+    /// The implementation, to look at its counters.
+    pub probe: ProbeImpl,
+    _dir: TempDir,
+}
+
+impl Fixture {
+    /// Starts a probe server.
+    pub async fn start(transport: Transport, server: Server) -> Fixture {
+        let dir = TempDir::new();
+        let probe = ProbeImpl::default();
+        let handle = server
+            .start(
+                ProbeServer::new(probe.clone()),
+                &[&transport.fresh_address(&dir)],
+            )
+            .await
+            .expect("start probe server");
+        Fixture {
+            address: handle.local_address(),
+            handle,
+            probe,
+            _dir: dir,
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms for at most `limit`; returns whether it
+/// held.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Awaits `future` for at most `limit`, panicking with `what` if it takes longer: no test can
+/// hang CI.
+pub async fn bounded<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}

@@ -26,6 +26,9 @@ pub(crate) struct ConnectionEnv {
     pub(crate) kill: CancellationToken,
 }
 
+/// How long a connection ended for a protocol error waits for its peer to read why.
+const LINGER: Duration = Duration::from_secs(2);
+
 type SharedSender = Arc<tokio::sync::Mutex<FrameSender>>;
 
 /// The calls running on one connection, by call id, so a `Cancel` can abort one.
@@ -217,35 +220,38 @@ impl Session<'_> {
                 Ok(None) => return,
                 Err(error) => {
                     tracing::debug!(%error, "closing a connection that sent a bad frame");
-                    self.fail_connection(error.to_string()).await;
-                    return;
+                    return self.fail_connection(receiver, error.to_string()).await;
                 }
             };
             let parsed = match Header::parse(frame.payload()) {
                 Ok(parsed) => parsed,
-                Err(error) => {
-                    self.fail_connection(error.to_string()).await;
-                    return;
-                }
+                Err(error) => return self.fail_connection(receiver, error.to_string()).await,
             };
             match parsed.header.kind {
                 Kind::Request => self.start_call(parsed).await,
                 Kind::Cancel => self.calls.cancel(parsed.header.call_id),
                 other => {
-                    self.fail_connection(format!("unexpected {other:?} frame after the handshake"))
-                        .await;
-                    return;
+                    let reason = format!("unexpected {other:?} frame after the handshake");
+                    return self.fail_connection(receiver, reason).await;
                 }
             }
         }
     }
 
-    /// Tells the client why the connection ends, then closes it.
-    async fn fail_connection(&self, reason: String) {
+    /// Tells the client why the connection ends, closes our direction, and drains the
+    /// client's (for a bounded time) so the kernel does not reset the connection under it.
+    async fn fail_connection(&self, receiver: &mut FrameReceiver, reason: String) {
         let frame = error_frame(0, 0, &WireError::Protocol(reason));
-        let mut sender = self.sender.lock().await;
-        let _ = sender.send(frame).await;
-        let _ = sender.close().await;
+        {
+            let mut sender = self.sender.lock().await;
+            let _ = sender.send(frame).await;
+            let _ = sender.close().await;
+        }
+        tokio::select! {
+            _ = self.env.kill.cancelled() => {}
+            _ = tokio::time::sleep(LINGER) => {}
+            _ = receiver.drain() => {}
+        }
     }
 
     async fn reply_error(&self, method: u32, call_id: u64, error: WireError) {

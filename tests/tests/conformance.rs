@@ -1,0 +1,377 @@
+//! The transport conformance suite: every test body runs unchanged on every transport.
+//!
+//! `conformance!` at the bottom instantiates each body once per transport, as
+//! `tcp::one_call`, `unix::one_call`, ... A new transport joins by adding one line there.
+
+use std::time::Duration;
+
+use rpc_core::transport::{Frame, TransportConfig};
+use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, WireError};
+use rpc_core::{ClientOptions, RpcError, Server};
+use rpc_tests::{Fixture, ProbeClient, ProbeError, Transport, bounded, eventually};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn client(fixture: &Fixture) -> ProbeClient {
+    bounded(LIMIT, "connect", ProbeClient::connect(&fixture.address))
+        .await
+        .expect("connect")
+}
+
+async fn one_call(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    assert_eq!(probe.add(2, 3).await.unwrap(), 5);
+    assert_eq!(probe.echo(b"hello".to_vec()).await.unwrap(), b"hello");
+    assert_eq!(probe.echo(Vec::new()).await.unwrap(), Vec::<u8>::new());
+}
+
+async fn thousand_concurrent_calls_on_one_connection(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let tasks: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let probe = probe.clone();
+            tokio::spawn(async move {
+                // Varying delays make replies come back out of order.
+                let tag = probe.tag(i, i % 7).await.unwrap();
+                let payload: Vec<u8> = i.to_le_bytes().repeat((i % 13) as usize + 1);
+                let echoed = probe.echo(payload.clone()).await.unwrap();
+                (i, tag, payload == echoed)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, tag, echo_matches) = bounded(LIMIT, "a concurrent call", task).await.unwrap();
+        assert_eq!(i, tag, "call {i} got another call's reply");
+        assert!(echo_matches, "call {i} echoed another payload");
+    }
+    assert_eq!(probe.client().pending_calls(), 0);
+}
+
+async fn sixty_four_clients_at_once(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let tasks: Vec<_> = (0..64i64)
+        .map(|c| {
+            let address = fixture.address.clone();
+            tokio::spawn(async move {
+                let probe = ProbeClient::connect(&address).await.unwrap();
+                for i in 0..20 {
+                    assert_eq!(probe.add(c, i).await.unwrap(), c + i);
+                }
+                probe
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(bounded(LIMIT, "a client", task).await.unwrap());
+    }
+    assert_eq!(fixture.handle.connections(), 64);
+    drop(clients);
+    assert!(
+        eventually(LIMIT, || fixture.handle.connections() == 0).await,
+        "the server still holds {} connections after every client left",
+        fixture.handle.connections()
+    );
+}
+
+const FRAME_LIMIT: usize = 64 * 1024;
+/// Header (16) plus the postcard length prefix of a byte string just under 64 KiB (3).
+const ECHO_OVERHEAD: usize = 16 + 3;
+
+async fn payload_at_the_frame_limit(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new().max_frame_size(FRAME_LIMIT)).await;
+    let options = ClientOptions::default()
+        .max_frame_size(FRAME_LIMIT)
+        .call_timeout(None);
+    let probe = ProbeClient::connect_with(&fixture.address, options.clone())
+        .await
+        .unwrap();
+    let bystander = client(&fixture).await;
+
+    let fits = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD];
+    assert_eq!(probe.echo(fits.clone()).await.unwrap(), fits);
+
+    let over = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD + 1];
+    match probe.echo(over).await {
+        Err(RpcError::FrameTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (FRAME_LIMIT + 1, FRAME_LIMIT));
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    // A response over the client's limit is refused by the server, by name.
+    let fill_fits = (FRAME_LIMIT - ECHO_OVERHEAD) as u64;
+    assert_eq!(probe.fill(fill_fits).await.unwrap().len(), fill_fits as usize);
+    match probe.fill(fill_fits + 1).await {
+        Err(RpcError::FrameTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (FRAME_LIMIT + 1, FRAME_LIMIT));
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    // The connection and its neighbours are unaffected.
+    assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+    assert_eq!(bystander.add(2, 2).await.unwrap(), 4);
+}
+
+/// Opens a raw transport connection and says `Hello` as a probe client would.
+async fn raw_connection(
+    fixture: &Fixture,
+    max_frame_size: usize,
+) -> rpc_core::transport::Connection {
+    let address: rpc_core::Address = fixture.address.parse().unwrap();
+    let config = TransportConfig::default().with_max_frame_size(max_frame_size);
+    let mut connection = rpc_core::transport::connect(&address, &config).await.unwrap();
+    let schema = ProbeClient::SCHEMA;
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        service: schema.name.to_owned(),
+        fingerprint: schema.fingerprint,
+        methods: schema
+            .methods
+            .iter()
+            .map(|m| (m.name.to_owned(), m.signature.to_owned()))
+            .collect(),
+        max_frame_size: max_frame_size as u64,
+    };
+    let header = Header {
+        kind: Kind::Hello,
+        method: 0,
+        call_id: 0,
+    };
+    connection
+        .send(wire::message_frame(header, None, &hello).unwrap())
+        .await
+        .unwrap();
+    let welcome = connection.recv().await.unwrap().unwrap();
+    assert_eq!(
+        Header::parse(welcome.payload()).unwrap().header.kind,
+        Kind::Welcome
+    );
+    connection
+}
+
+fn request<T: serde::Serialize>(method: u32, call_id: u64, args: &T) -> Frame {
+    let header = Header {
+        kind: Kind::Request,
+        method,
+        call_id,
+    };
+    wire::message_frame(header, None, args).unwrap()
+}
+
+async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new().max_frame_size(FRAME_LIMIT)).await;
+    let bystander = client(&fixture).await;
+    let mut raw = raw_connection(&fixture, 4 * FRAME_LIMIT).await;
+    let huge = vec![1u8; 2 * FRAME_LIMIT];
+    raw.send(request(0, 1, &(serde_bytes::Bytes::new(&huge),)))
+        .await
+        .unwrap();
+    // The server names the problem on call id 0, then closes the connection.
+    let reply = bounded(LIMIT, "the server's answer", raw.recv())
+        .await
+        .unwrap()
+        .expect("an error frame before the close");
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Error, 0));
+    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    assert!(
+        matches!(&error, WireError::Protocol(reason) if reason.contains("exceeds the maximum frame size")),
+        "{error:?}"
+    );
+    assert!(bounded(LIMIT, "the close", raw.recv()).await.unwrap().is_none());
+    assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
+}
+
+async fn server_gone_mid_call_fails_pending_calls(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let stalled = tokio::spawn({
+        let probe = probe.with_timeout(None);
+        async move { probe.stall().await }
+    });
+    let stalled_probe = fixture.probe.stalled.clone();
+    assert!(eventually(LIMIT, || stalled_probe.load(std::sync::atomic::Ordering::SeqCst) == 1).await);
+    fixture.handle.abort().await;
+    let outcome = bounded(LIMIT, "the pending call", stalled).await.unwrap();
+    assert!(
+        matches!(outcome, Err(RpcError::Disconnected { .. })),
+        "{outcome:?}"
+    );
+    // Later calls fail at once rather than wait for their deadline.
+    let later = bounded(LIMIT, "a call after the server left", probe.add(1, 2)).await;
+    assert!(matches!(later, Err(RpcError::Disconnected { .. })), "{later:?}");
+    assert!(probe.client().is_closed());
+}
+
+async fn application_error_round_trip(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    assert_eq!(probe.fail(0).await.unwrap(), Ok(0));
+    assert_eq!(probe.fail(7).await.unwrap(), Err(ProbeError::Requested(7)));
+}
+
+async fn unknown_method_in_raw_frame(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    raw.send(request(999, 5, &())).await.unwrap();
+    let reply = bounded(LIMIT, "the error", raw.recv()).await.unwrap().unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Error, 5));
+    assert_eq!(
+        wire::decode::<WireError>(parsed.body, "error").unwrap(),
+        WireError::UnknownMethod
+    );
+    // The same connection keeps serving: `add` is method 1.
+    raw.send(request(1, 6, &(40i64, 2i64))).await.unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv()).await.unwrap().unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Response, 6));
+    assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 42);
+    // Through the typed client, the same mistake is a typed error.
+    let probe = client(&fixture).await;
+    let outcome = probe.client().call::<_, ()>(999, &()).await;
+    assert!(
+        matches!(outcome, Err(RpcError::UnknownMethod { method: 999, ref service }) if service == "Probe"),
+        "{outcome:?}"
+    );
+}
+
+async fn undecodable_arguments_are_a_bad_request(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    // `add` takes two i64s; send a string.
+    let outcome = probe.client().call::<_, i64>(1, &("not numbers",)).await;
+    assert!(
+        matches!(outcome, Err(RpcError::BadRequest { ref method, .. }) if method == "add"),
+        "{outcome:?}"
+    );
+    assert_eq!(probe.add(1, 2).await.unwrap(), 3);
+}
+
+async fn deadline_cancels_the_handler(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let outcome = probe
+        .with_timeout(Some(Duration::from_millis(100)))
+        .stall()
+        .await;
+    assert!(
+        matches!(outcome, Err(RpcError::DeadlineExceeded { ref method, .. }) if method == "stall"),
+        "{outcome:?}"
+    );
+    let stalled = fixture.probe.stalled.clone();
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst) == 0).await,
+        "the server kept running a call the client gave up"
+    );
+    assert_eq!(probe.client().pending_calls(), 0);
+    assert_eq!(probe.add(1, 2).await.unwrap(), 3);
+}
+
+async fn handler_panic_is_reported_and_serving_goes_on(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let outcome = probe.explode().await;
+    assert!(
+        matches!(outcome, Err(RpcError::HandlerPanicked { ref method }) if method == "explode"),
+        "{outcome:?}"
+    );
+    assert_eq!(probe.add(1, 2).await.unwrap(), 3);
+}
+
+async fn metadata_reaches_the_handler(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let tagged = probe.with_metadata("tenant", "blue");
+    assert_eq!(
+        tagged.metadata("tenant".into()).await.unwrap().as_deref(),
+        Some("blue")
+    );
+    assert_eq!(probe.metadata("tenant".into()).await.unwrap(), None);
+}
+
+async fn calls_in_flight_are_limited_by_name(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new().max_in_flight(2)).await;
+    let probe = client(&fixture).await.with_timeout(None);
+    let _first = tokio::spawn({
+        let probe = probe.clone();
+        async move { probe.stall().await }
+    });
+    let _second = tokio::spawn({
+        let probe = probe.clone();
+        async move { probe.stall().await }
+    });
+    let stalled = fixture.probe.stalled.clone();
+    assert!(eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst) == 2).await);
+    let third = bounded(LIMIT, "the third call", probe.add(1, 1)).await;
+    assert!(matches!(third, Err(RpcError::TooManyCalls { limit: 2 })), "{third:?}");
+}
+
+async fn connections_are_limited_by_name(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new().max_connections(2)).await;
+    let _a = client(&fixture).await;
+    let _b = client(&fixture).await;
+    let third = ProbeClient::connect(&fixture.address).await;
+    assert!(
+        matches!(third, Err(RpcError::TooManyConnections { limit: 2 })),
+        "{third:?}"
+    );
+    drop(_a);
+    assert!(eventually(LIMIT, || fixture.handle.connections() == 1).await);
+    assert_eq!(client(&fixture).await.add(1, 1).await.unwrap(), 2);
+}
+
+async fn graceful_shutdown_finishes_running_calls(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let probe = client(&fixture).await;
+    let running = tokio::spawn({
+        let probe = probe.clone();
+        async move { probe.tag(9, 300).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bounded(LIMIT, "shutdown", fixture.handle.shutdown()).await;
+    assert_eq!(bounded(LIMIT, "the running call", running).await.unwrap().unwrap(), 9);
+    let after = bounded(LIMIT, "a call after shutdown", probe.add(1, 1)).await;
+    assert!(matches!(after, Err(RpcError::Disconnected { .. })), "{after:?}");
+}
+
+macro_rules! conformance {
+    ($($transport:ident => $variant:expr),* $(,)?) => {
+        $(mod $transport {
+            conformance!(@tests $variant;
+                one_call,
+                thousand_concurrent_calls_on_one_connection,
+                sixty_four_clients_at_once,
+                payload_at_the_frame_limit,
+                oversized_raw_frame_fails_only_its_connection,
+                server_gone_mid_call_fails_pending_calls,
+                application_error_round_trip,
+                unknown_method_in_raw_frame,
+                undecodable_arguments_are_a_bad_request,
+                deadline_cancels_the_handler,
+                handler_panic_is_reported_and_serving_goes_on,
+                metadata_reaches_the_handler,
+                calls_in_flight_are_limited_by_name,
+                connections_are_limited_by_name,
+                graceful_shutdown_finishes_running_calls,
+            );
+        })*
+    };
+    (@tests $variant:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test($variant).await;
+            }
+        )*
+    };
+}
+
+conformance! {
+    tcp => rpc_tests::Transport::Tcp,
+    unix => rpc_tests::Transport::Unix,
+    unix_abstract => rpc_tests::Transport::UnixAbstract,
+    mem => rpc_tests::Transport::Mem,
+}
