@@ -1,0 +1,94 @@
+//! `calc-client --connect ADDR METHOD ARGS...`: calls the calculator once and prints the result
+//! alone on stdout. Errors go to stderr: exit status 1 for an RPC failure, 2 for bad usage,
+//! 3 for an application error (such as division by zero).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use idl_examples::CalculatorClient;
+
+/// Call the example Calculator service.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The server's address, such as tcp://127.0.0.1:7000.
+    #[arg(long)]
+    connect: String,
+    #[command(subcommand)]
+    method: Method,
+}
+
+#[derive(Subcommand)]
+enum Method {
+    /// Print A + B.
+    Add {
+        #[arg(allow_negative_numbers = true)]
+        a: i64,
+        #[arg(allow_negative_numbers = true)]
+        b: i64,
+    },
+    /// Print A / B (integer division).
+    Div {
+        #[arg(allow_negative_numbers = true)]
+        a: i64,
+        #[arg(allow_negative_numbers = true)]
+        b: i64,
+    },
+    /// Print the sum of the numbers.
+    Sum {
+        #[arg(allow_negative_numbers = true)]
+        xs: Vec<i64>,
+    },
+    /// Print TEXT as the server echoes it.
+    Echo { text: String },
+}
+
+enum Failure {
+    Rpc(rpc_core::RpcError),
+    Application(String),
+}
+
+impl From<rpc_core::RpcError> for Failure {
+    fn from(error: rpc_core::RpcError) -> Self {
+        Failure::Rpc(error)
+    }
+}
+
+async fn run(args: Args) -> Result<String, Failure> {
+    let calc = CalculatorClient::connect(&args.connect).await?;
+    Ok(match args.method {
+        Method::Add { a, b } => calc.add(a, b).await?.to_string(),
+        Method::Div { a, b } => calc
+            .div(a, b)
+            .await?
+            .map_err(|e| Failure::Application(e.to_string()))?
+            .to_string(),
+        Method::Sum { xs } => calc.sum(xs).await?.to_string(),
+        Method::Echo { text } => String::from_utf8_lossy(&calc.echo(text.into_bytes()).await?).into_owned(),
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("calc-client: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(result) => {
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Rpc(error)) => {
+            eprintln!("calc-client: {error}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Application(message)) => {
+            eprintln!("calc-client: {message}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `rpc-demo`: serves the Calculator on every transport at once, calls each through its own
+//! client, and prints a table of transport, calls, p50 and p99. Needs no argument.
+
+use std::process::ExitCode;
+
+use idl_examples::demo::{measure, micros};
+
+const CALLS: usize = 2000;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("rpc-demo-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("rpc-demo: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let pid = std::process::id();
+    let transports = [
+        ("tcp", "tcp://127.0.0.1:0".to_owned()),
+        ("unix", format!("unix://{}/calc.sock", dir.display())),
+        ("unix (abstract)", format!("unix:@rpc-demo-{pid}")),
+        ("mem", format!("mem://rpc-demo-{pid}")),
+    ];
+    println!("| transport | address | calls | p50 | p99 |");
+    println!("|---|---|---:|---:|---:|");
+    let mut failed = false;
+    for (name, address) in transports {
+        match measure(&address, CALLS).await {
+            Ok(row) => println!(
+                "| {name} | {} | {} | {} | {} |",
+                row.address,
+                row.calls,
+                micros(row.p50),
+                micros(row.p99)
+            ),
+            Err(error) => {
+                failed = true;
+                println!("| {name} | {address} | failed: {error} | | |");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

@@ -1,0 +1,194 @@
+//! The example binaries as a user runs them: `calc-server` in its own process, `calc-client`
+//! calling it, signals and kill -9 included.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_calc-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_calc-client");
+
+/// A `calc-server` child, killed if the test ends early.
+struct ServerProcess {
+    child: Child,
+    addresses: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts `calc-server --listen ...` and reads the addresses it logs.
+    fn start(listen: &[&str]) -> ServerProcess {
+        let mut command = Command::new(SERVER);
+        for address in listen {
+            command.args(["--listen", address]);
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn calc-server");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on ") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                }
+            }
+        });
+        let mut addresses = Vec::new();
+        while addresses.len() < listen.len() {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(address) => addresses.push(address),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("calc-server did not report its addresses");
+                }
+            }
+        }
+        ServerProcess { child, addresses }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "calc-server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(address: &str, args: &[&str]) -> Output {
+    Command::new(CLIENT)
+        .args(["--connect", address])
+        .args(args)
+        .output()
+        .expect("run calc-client")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("calc-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn client_prints_results_over_tcp_and_unix() {
+    let dir = temp_dir("results");
+    let sock = format!("unix://{}/calc.sock", dir.display());
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0", &sock]);
+    for address in &server.addresses {
+        let out = client(address, &["add", "2", "3"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "5\n");
+        let out = client(address, &["sum", "1", "2", "3", "-4"]);
+        assert_eq!(stdout(&out), "2\n");
+        let out = client(address, &["div", "-9", "2"]);
+        assert_eq!(stdout(&out), "-4\n");
+        let out = client(address, &["echo", "héllo"]);
+        assert_eq!(stdout(&out), "héllo\n");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn division_by_zero_is_an_application_error() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"]);
+    let out = client(&server.addresses[0], &["div", "1", "0"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("division by zero"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_addresses_and_dead_servers_are_reported() {
+    let out = client("carrier-pigeon://home", &["add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("supported forms"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tcp://HOST:PORT"), "{}", stderr(&out));
+
+    let dir = temp_dir("dead");
+    let out = client(&format!("unix://{}/nobody.sock", dir.display()), &["add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_stops_the_server_and_frees_its_socket_file() {
+    let dir = temp_dir("sigterm");
+    let path = dir.join("calc.sock");
+    let address = format!("unix://{}", path.display());
+    let mut server = ServerProcess::start(&[&address]);
+    assert!(path.exists());
+    assert_eq!(stdout(&client(&address, &["add", "1", "1"])), "2\n");
+    server.signal("TERM");
+    assert_eq!(server.wait(), Some(0));
+    assert!(!path.exists(), "the socket file outlived the server");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_socket_left_by_a_killed_server_is_replaced_and_a_live_one_is_in_use() {
+    let dir = temp_dir("stale");
+    let path = dir.join("calc.sock");
+    let address = format!("unix://{}", path.display());
+    let mut first = ServerProcess::start(&[&address]);
+    // A second server on a live socket fails with "address in use".
+    let second = Command::new(SERVER)
+        .args(["--listen", &address])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(stderr(&second).contains("address in use"), "{}", stderr(&second));
+    first.signal("KILL");
+    first.wait();
+    assert!(path.exists(), "kill -9 leaves the socket file behind");
+    let restarted = ServerProcess::start(&[&address]);
+    assert_eq!(stdout(&client(&restarted.addresses[0], &["add", "4", "5"])), "9\n");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn demo_prints_a_row_per_transport() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rpc-demo")).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    for transport in ["| tcp |", "| unix |", "| unix (abstract) |", "| mem |"] {
+        let row = table
+            .lines()
+            .find(|line| line.starts_with(transport))
+            .unwrap_or_else(|| panic!("no row for {transport} in\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[3], "2000", "{row}");
+        assert!(cells[4].ends_with(" us") && cells[5].ends_with(" us"), "{row}");
+    }
+}
