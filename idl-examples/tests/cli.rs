@@ -125,7 +125,11 @@ fn division_by_zero_is_an_application_error() {
     let out = client(&server.addresses[0], &["div", "1", "0"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "");
-    assert!(stderr(&out).contains("division by zero"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("division by zero"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -136,7 +140,10 @@ fn bad_addresses_and_dead_servers_are_reported() {
     assert!(stderr(&out).contains("tcp://HOST:PORT"), "{}", stderr(&out));
 
     let dir = temp_dir("dead");
-    let out = client(&format!("unix://{}/nobody.sock", dir.display()), &["add", "1", "2"]);
+    let out = client(
+        &format!("unix://{}/nobody.sock", dir.display()),
+        &["add", "1", "2"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(dir);
@@ -168,18 +175,27 @@ fn a_socket_left_by_a_killed_server_is_replaced_and_a_live_one_is_in_use() {
         .output()
         .unwrap();
     assert!(!second.status.success());
-    assert!(stderr(&second).contains("address in use"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("address in use"),
+        "{}",
+        stderr(&second)
+    );
     first.signal("KILL");
     first.wait();
     assert!(path.exists(), "kill -9 leaves the socket file behind");
     let restarted = ServerProcess::start(&[&address]);
-    assert_eq!(stdout(&client(&restarted.addresses[0], &["add", "4", "5"])), "9\n");
+    assert_eq!(
+        stdout(&client(&restarted.addresses[0], &["add", "4", "5"])),
+        "9\n"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn demo_prints_a_row_per_transport() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rpc-demo")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rpc-demo"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     for transport in ["| tcp |", "| unix |", "| unix (abstract) |", "| mem |"] {
@@ -189,6 +205,9 @@ fn demo_prints_a_row_per_transport() {
             .unwrap_or_else(|| panic!("no row for {transport} in\n{table}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert_eq!(cells[3], "2000", "{row}");
-        assert!(cells[4].ends_with(" us") && cells[5].ends_with(" us"), "{row}");
+        assert!(
+            cells[4].ends_with(" us") && cells[5].ends_with(" us"),
+            "{row}"
+        );
     }
 }

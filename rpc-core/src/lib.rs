@@ -50,6 +50,7 @@ pub mod __private {
     pub use crate::schema::{MethodSchema, ServiceSchema, fingerprint};
     pub use crate::server::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
     pub use ::core::clone::Clone;
+    pub use ::core::default::Default;
     pub use ::core::fmt::Debug;
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};

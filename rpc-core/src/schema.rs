@@ -52,10 +52,7 @@ impl ServiceSchema {
         }
         for method in self.methods {
             if !client.iter().any(|(name, _)| name == method.name) {
-                out.push(format!(
-                    "method '{}' is missing on the client",
-                    method.name
-                ));
+                out.push(format!("method '{}' is missing on the client", method.name));
             }
         }
         out

@@ -2,7 +2,7 @@
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
-use syn::ItemTrait;
+use syn::{FnArg, ItemTrait, Pat, TraitItem};
 
 use crate::ast::{Method, Service};
 use crate::signature::{is_byte_vec, method_signature};
@@ -12,9 +12,29 @@ fn private() -> TokenStream {
     quote!(::rpc_core::__private)
 }
 
-/// The trait as written plus the errors: the user's impls still compile, so each mistake is
-/// reported once.
+/// The trait as written (less what rustc would report again: a second method of the same
+/// name, pattern arguments) plus the errors, so the user's impls still compile and each mistake
+/// is reported once.
 pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
+    let mut item = item.clone();
+    let mut seen = std::collections::HashSet::new();
+    item.items.retain(|trait_item| match trait_item {
+        TraitItem::Fn(method) => seen.insert(method.sig.ident.to_string()),
+        _ => true,
+    });
+    for trait_item in &mut item.items {
+        let TraitItem::Fn(method) = trait_item else {
+            continue;
+        };
+        for (index, input) in method.sig.inputs.iter_mut().enumerate() {
+            if let FnArg::Typed(typed) = input
+                && !matches!(&*typed.pat, Pat::Ident(_))
+            {
+                let name = format_ident!("__arg{}", index);
+                *typed.pat = syn::parse_quote!(#name);
+            }
+        }
+    }
     let errors = errors.to_compile_error();
     quote! {
         #item
@@ -95,7 +115,9 @@ fn client(service: &Service<'_>) -> TokenStream {
     let vis = &service.original.vis;
     let client = client_name(service);
     let trait_name = service.name();
-    let doc = format!("The client of [`{trait_name}`]: one async method per trait method. Cheap to clone; clones share one connection.");
+    let doc = format!(
+        "The client of [`{trait_name}`]: one async method per trait method. Cheap to clone; clones share one connection."
+    );
     let schema = schema(service);
     let methods = service.methods.iter().enumerate().map(|(index, method)| {
         let index = index as u32;
@@ -138,7 +160,7 @@ fn client(service: &Service<'_>) -> TokenStream {
 
             /// Connects to a server of this service at `address` (such as `tcp://127.0.0.1:7000`).
             pub async fn connect(address: &str) -> #p::Result<Self, #p::RpcError> {
-                Self::connect_with(address, #p::ClientOptions::default()).await
+                Self::connect_with(address, <#p::ClientOptions as #p::Default>::default()).await
             }
 
             /// Connects with explicit options (timeouts, maximum frame size).
@@ -148,7 +170,7 @@ fn client(service: &Service<'_>) -> TokenStream {
 
             /// Performs the handshake on an open transport connection.
             pub async fn from_connection(connection: #p::Connection) -> #p::Result<Self, #p::RpcError> {
-                #p::Client::from_connection(connection, Self::SCHEMA, #p::ClientOptions::default())
+                #p::Client::from_connection(connection, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
                     .await
                     .map(|client| Self { client })
             }
@@ -184,16 +206,23 @@ fn server(service: &Service<'_>) -> TokenStream {
     let trait_name = service.name();
     let server = format_ident!("{}Server", trait_name);
     let client = client_name(service);
-    let doc = format!(
-        "Serves an implementation of [`{trait_name}`]: hand it to `rpc_core::Server`."
-    );
+    let doc =
+        format!("Serves an implementation of [`{trait_name}`]: hand it to `rpc_core::Server`.");
     let arms = service.methods.iter().enumerate().map(|(index, method)| {
         let index = index as u32;
         let ident = method.name;
-        let names: Vec<_> = method.args.iter().map(|a| a.name.expect("validated")).collect();
+        let names: Vec<_> = method
+            .args
+            .iter()
+            .map(|a| a.name.expect("validated"))
+            .collect();
         let wire_types = method.args.iter().map(|arg| {
             let ty = arg.ty;
-            if is_byte_vec(ty) { quote!(#p::ByteBuf) } else { quote!(#ty) }
+            if is_byte_vec(ty) {
+                quote!(#p::ByteBuf)
+            } else {
+                quote!(#ty)
+            }
         });
         let unwrap_bytes = method.args.iter().filter(|a| is_byte_vec(a.ty)).map(|arg| {
             let name = arg.name.expect("validated");

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use syn::spanned::Spanned;
 use syn::{Error, FnArg, Type};
 
 use crate::ast::{Method, Service};
@@ -30,7 +29,10 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
         ));
     }
     if let Some(unsafety) = &item.unsafety {
-        errors.push(Error::new_spanned(unsafety, "a service trait cannot be `unsafe`"));
+        errors.push(Error::new_spanned(
+            unsafety,
+            "a service trait cannot be `unsafe`",
+        ));
     }
     for other in &service.other_items {
         errors.push(Error::new_spanned(
@@ -45,7 +47,9 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
         if seen.insert(name.clone(), method.name).is_some() {
             errors.push(Error::new_spanned(
                 method.name,
-                format!("method `{name}` is defined twice; every service method needs its own name"),
+                format!(
+                    "method `{name}` is defined twice; every service method needs its own name"
+                ),
             ));
         }
         if RESERVED.contains(&name.as_str()) {
@@ -70,16 +74,28 @@ fn check_method(method: &Method<'_>, errors: &mut Vec<Error>) {
         ));
     }
     if let Some(token) = &sig.constness {
-        errors.push(Error::new_spanned(token, "service methods cannot be `const`"));
+        errors.push(Error::new_spanned(
+            token,
+            "service methods cannot be `const`",
+        ));
     }
     if let Some(token) = &sig.unsafety {
-        errors.push(Error::new_spanned(token, "service methods cannot be `unsafe`"));
+        errors.push(Error::new_spanned(
+            token,
+            "service methods cannot be `unsafe`",
+        ));
     }
     if let Some(abi) = &sig.abi {
-        errors.push(Error::new_spanned(abi, "service methods cannot declare an ABI"));
+        errors.push(Error::new_spanned(
+            abi,
+            "service methods cannot declare an ABI",
+        ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(Error::new_spanned(variadic, "service methods cannot be variadic"));
+        errors.push(Error::new_spanned(
+            variadic,
+            "service methods cannot be variadic",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push(Error::new_spanned(
@@ -133,12 +149,12 @@ fn check_receiver(method: &Method<'_>, errors: &mut Vec<Error>) {
 /// Rejects borrowed and `impl Trait` types: values cross a process boundary, so they are owned.
 fn check_owned(ty: &Type, role: &str, errors: &mut Vec<Error>) {
     match ty {
-        Type::Reference(_) => errors.push(Error::new(
-            ty.span(),
+        Type::Reference(_) => errors.push(Error::new_spanned(
+            ty,
             format!("{role} types must be owned (for example `String`, not `&str`): values are sent to another process"),
         )),
-        Type::ImplTrait(_) => errors.push(Error::new(
-            ty.span(),
+        Type::ImplTrait(_) => errors.push(Error::new_spanned(
+            ty,
             format!("{role} types must be concrete serde types, not `impl Trait`"),
         )),
         _ => {}

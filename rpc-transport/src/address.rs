@@ -156,11 +156,12 @@ impl FromStr for Address {
         if let Some(name) = address.strip_prefix("unix:@") {
             return parse_name(address, name).map(Address::UnixAbstract);
         }
-        let (scheme, rest) = address.split_once("://").ok_or_else(|| {
-            TransportError::UnsupportedScheme {
-                address: address.to_owned(),
-            }
-        })?;
+        let (scheme, rest) =
+            address
+                .split_once("://")
+                .ok_or_else(|| TransportError::UnsupportedScheme {
+                    address: address.to_owned(),
+                })?;
         match scheme {
             "tcp" => parse_host_port(address, rest).map(|(host, port)| Address::Tcp { host, port }),
             "tls" => parse_host_port(address, rest).map(|(host, port)| Address::Tls { host, port }),
@@ -249,7 +250,10 @@ mod tests {
             round_trip("shm:///run/calc.sock"),
             Address::ShmPath("/run/calc.sock".into())
         );
-        assert_eq!(round_trip("mmap:///tmp/seg"), Address::Mmap("/tmp/seg".into()));
+        assert_eq!(
+            round_trip("mmap:///tmp/seg"),
+            Address::Mmap("/tmp/seg".into())
+        );
         assert_eq!(round_trip("stdio"), Address::Stdio);
         assert_eq!(
             round_trip("spawn:calc-server --listen stdio"),
@@ -258,7 +262,10 @@ mod tests {
                 args: vec!["--listen".into(), "stdio".into()]
             }
         );
-        assert_eq!(round_trip("fifo:///tmp/calc"), Address::Fifo("/tmp/calc".into()));
+        assert_eq!(
+            round_trip("fifo:///tmp/calc"),
+            Address::Fifo("/tmp/calc".into())
+        );
         assert_eq!(round_trip("mq://calc"), Address::Mq("calc".into()));
     }
 

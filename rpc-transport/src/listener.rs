@@ -16,7 +16,10 @@ fn unavailable(address: &Address) -> TransportError {
 }
 
 /// Opens a connection to `address`.
-pub async fn connect(address: &Address, config: &TransportConfig) -> Result<Connection, TransportError> {
+pub async fn connect(
+    address: &Address,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
     match address {
         Address::Tcp { host, port } => tcp::connect(address, host, *port, config).await,
         Address::Unix(_) | Address::UnixAbstract(_) => unix::connect(address, config).await,
@@ -43,15 +46,19 @@ pub struct Listener {
 
 impl Listener {
     /// Starts listening on `address`.
-    pub async fn bind(address: &Address, config: &TransportConfig) -> Result<Listener, TransportError> {
+    pub async fn bind(
+        address: &Address,
+        config: &TransportConfig,
+    ) -> Result<Listener, TransportError> {
         let (acceptor, local) = match address {
             Address::Tcp { host, port } => {
                 let (acceptor, local) = TcpAcceptor::bind(address, host, *port).await?;
                 (AcceptorFlavor::Tcp(acceptor), local)
             }
-            Address::Unix(_) | Address::UnixAbstract(_) => {
-                (AcceptorFlavor::Unix(UnixAcceptor::bind(address)?), address.clone())
-            }
+            Address::Unix(_) | Address::UnixAbstract(_) => (
+                AcceptorFlavor::Unix(UnixAcceptor::bind(address)?),
+                address.clone(),
+            ),
             Address::Mem(name) => (
                 AcceptorFlavor::Mem(MemAcceptor::bind(address, name)?),
                 address.clone(),

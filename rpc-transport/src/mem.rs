@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
+use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::{Connection, PeerInfo};
 use crate::error::TransportError;
 use crate::frame::Frame;
-use crate::TransportConfig;
 
 /// Frames a direction may hold before the sender waits.
 const CHANNEL_FRAMES: usize = 256;
@@ -44,7 +44,10 @@ impl MemSender {
                 limit: self.limit,
             });
         }
-        self.tx.send(frame).await.map_err(|_| TransportError::Closed)
+        self.tx
+            .send(frame)
+            .await
+            .map_err(|_| TransportError::Closed)
     }
 }
 
@@ -74,10 +77,7 @@ impl MemReceiver {
     }
 }
 
-fn half_pair(
-    sender_limit: usize,
-    receiver_limit: usize,
-) -> (MemSender, MemReceiver) {
+fn half_pair(sender_limit: usize, receiver_limit: usize) -> (MemSender, MemReceiver) {
     let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
     (
         MemSender {
@@ -112,7 +112,10 @@ pub(crate) async fn connect(
     let (to_server, server_rx) = half_pair(config.max_frame_size, listener_limit);
     let (server_tx, from_server) = half_pair(listener_limit, config.max_frame_size);
     let server_side = Connection::new(server_tx.into(), server_rx.into(), PeerInfo::Mem);
-    accept_queue.send(server_side).await.map_err(|_| refused())?;
+    accept_queue
+        .send(server_side)
+        .await
+        .map_err(|_| refused())?;
     Ok(Connection::new(
         to_server.into(),
         from_server.into(),
@@ -147,7 +150,10 @@ impl MemAcceptor {
     }
 
     /// The next connection; its receive limit is set to the listener's configuration.
-    pub(crate) async fn accept(&self, config: &TransportConfig) -> Result<Connection, TransportError> {
+    pub(crate) async fn accept(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
         let mut connection = self
             .incoming
             .lock()

@@ -176,7 +176,13 @@ mod tests {
         for size in [0usize, 1, 100, 5000, 300_000] {
             let frame = receiver.recv().await.unwrap().unwrap();
             assert_eq!(frame.len(), size);
-            assert!(frame.payload().iter().enumerate().all(|(i, b)| *b == i as u8));
+            assert!(
+                frame
+                    .payload()
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == i as u8)
+            );
         }
         writer.await.unwrap();
         assert!(receiver.recv().await.unwrap().is_none());
@@ -198,7 +204,10 @@ mod tests {
             }
         ));
         let mut big_sender = StreamSender::new(small_sender.io, 100);
-        big_sender.send(Frame::from_payload(&[0; 50])).await.unwrap();
+        big_sender
+            .send(Frame::from_payload(&[0; 50]))
+            .await
+            .unwrap();
         let mut receiver = StreamReceiver::new(b, 10);
         let err = receiver.recv().await.unwrap_err();
         assert!(matches!(

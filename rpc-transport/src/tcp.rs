@@ -19,7 +19,10 @@ fn tune(stream: &TcpStream) -> std::io::Result<()> {
     SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
 
-fn into_connection(stream: TcpStream, config: &TransportConfig) -> Result<Connection, TransportError> {
+fn into_connection(
+    stream: TcpStream,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
     tune(&stream)?;
     let peer = PeerInfo::Tcp(stream.peer_addr()?);
     let (read, write) = stream.into_split();
@@ -85,7 +88,10 @@ impl TcpAcceptor {
         Ok((TcpAcceptor { listener }, bound))
     }
 
-    pub(crate) async fn accept(&self, config: &TransportConfig) -> Result<Connection, TransportError> {
+    pub(crate) async fn accept(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
         let (stream, _) = self.listener.accept().await?;
         into_connection(stream, config)
     }

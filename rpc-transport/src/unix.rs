@@ -144,7 +144,10 @@ impl UnixAcceptor {
         Ok(self.listener.accept().await?.0)
     }
 
-    pub(crate) async fn accept(&self, config: &TransportConfig) -> Result<Connection, TransportError> {
+    pub(crate) async fn accept(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
         into_connection(self.accept_stream().await?, config)
     }
 }

@@ -102,7 +102,10 @@ async fn payload_at_the_frame_limit(transport: Transport) {
     }
     // A response over the client's limit is refused by the server, by name.
     let fill_fits = (FRAME_LIMIT - ECHO_OVERHEAD) as u64;
-    assert_eq!(probe.fill(fill_fits).await.unwrap().len(), fill_fits as usize);
+    assert_eq!(
+        probe.fill(fill_fits).await.unwrap().len(),
+        fill_fits as usize
+    );
     match probe.fill(fill_fits + 1).await {
         Err(RpcError::FrameTooLarge { size, limit }) => {
             assert_eq!((size, limit), (FRAME_LIMIT + 1, FRAME_LIMIT));
@@ -121,7 +124,9 @@ async fn raw_connection(
 ) -> rpc_core::transport::Connection {
     let address: rpc_core::Address = fixture.address.parse().unwrap();
     let config = TransportConfig::default().with_max_frame_size(max_frame_size);
-    let mut connection = rpc_core::transport::connect(&address, &config).await.unwrap();
+    let mut connection = rpc_core::transport::connect(&address, &config)
+        .await
+        .unwrap();
     let schema = ProbeClient::SCHEMA;
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -174,13 +179,21 @@ async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
         .unwrap()
         .expect("an error frame before the close");
     let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Error, 0));
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Error, 0)
+    );
     let error: WireError = wire::decode(parsed.body, "error").unwrap();
     assert!(
         matches!(&error, WireError::Protocol(reason) if reason.contains("exceeds the maximum frame size")),
         "{error:?}"
     );
-    assert!(bounded(LIMIT, "the close", raw.recv()).await.unwrap().is_none());
+    assert!(
+        bounded(LIMIT, "the close", raw.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
 }
 
@@ -192,7 +205,12 @@ async fn server_gone_mid_call_fails_pending_calls(transport: Transport) {
         async move { probe.stall().await }
     });
     let stalled_probe = fixture.probe.stalled.clone();
-    assert!(eventually(LIMIT, || stalled_probe.load(std::sync::atomic::Ordering::SeqCst) == 1).await);
+    assert!(
+        eventually(LIMIT, || stalled_probe
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
     fixture.handle.abort().await;
     let outcome = bounded(LIMIT, "the pending call", stalled).await.unwrap();
     assert!(
@@ -201,7 +219,10 @@ async fn server_gone_mid_call_fails_pending_calls(transport: Transport) {
     );
     // Later calls fail at once rather than wait for their deadline.
     let later = bounded(LIMIT, "a call after the server left", probe.add(1, 2)).await;
-    assert!(matches!(later, Err(RpcError::Disconnected { .. })), "{later:?}");
+    assert!(
+        matches!(later, Err(RpcError::Disconnected { .. })),
+        "{later:?}"
+    );
     assert!(probe.client().is_closed());
 }
 
@@ -216,18 +237,30 @@ async fn unknown_method_in_raw_frame(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     raw.send(request(999, 5, &())).await.unwrap();
-    let reply = bounded(LIMIT, "the error", raw.recv()).await.unwrap().unwrap();
+    let reply = bounded(LIMIT, "the error", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Error, 5));
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Error, 5)
+    );
     assert_eq!(
         wire::decode::<WireError>(parsed.body, "error").unwrap(),
         WireError::UnknownMethod
     );
     // The same connection keeps serving: `add` is method 1.
     raw.send(request(1, 6, &(40i64, 2i64))).await.unwrap();
-    let reply = bounded(LIMIT, "the sum", raw.recv()).await.unwrap().unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!((parsed.header.kind, parsed.header.call_id), (Kind::Response, 6));
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Response, 6)
+    );
     assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 42);
     // Through the typed client, the same mistake is a typed error.
     let probe = client(&fixture).await;
@@ -263,7 +296,9 @@ async fn deadline_cancels_the_handler(transport: Transport) {
     );
     let stalled = fixture.probe.stalled.clone();
     assert!(
-        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst) == 0).await,
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 0)
+        .await,
         "the server kept running a call the client gave up"
     );
     assert_eq!(probe.client().pending_calls(), 0);
@@ -304,9 +339,16 @@ async fn calls_in_flight_are_limited_by_name(transport: Transport) {
         async move { probe.stall().await }
     });
     let stalled = fixture.probe.stalled.clone();
-    assert!(eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst) == 2).await);
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 2)
+        .await
+    );
     let third = bounded(LIMIT, "the third call", probe.add(1, 1)).await;
-    assert!(matches!(third, Err(RpcError::TooManyCalls { limit: 2 })), "{third:?}");
+    assert!(
+        matches!(third, Err(RpcError::TooManyCalls { limit: 2 })),
+        "{third:?}"
+    );
 }
 
 async fn connections_are_limited_by_name(transport: Transport) {
@@ -332,9 +374,18 @@ async fn graceful_shutdown_finishes_running_calls(transport: Transport) {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     bounded(LIMIT, "shutdown", fixture.handle.shutdown()).await;
-    assert_eq!(bounded(LIMIT, "the running call", running).await.unwrap().unwrap(), 9);
+    assert_eq!(
+        bounded(LIMIT, "the running call", running)
+            .await
+            .unwrap()
+            .unwrap(),
+        9
+    );
     let after = bounded(LIMIT, "a call after shutdown", probe.add(1, 1)).await;
-    assert!(matches!(after, Err(RpcError::Disconnected { .. })), "{after:?}");
+    assert!(
+        matches!(after, Err(RpcError::Disconnected { .. })),
+        "{after:?}"
+    );
 }
 
 macro_rules! conformance {

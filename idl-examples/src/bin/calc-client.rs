@@ -64,13 +64,18 @@ async fn run(args: Args) -> Result<String, Failure> {
             .map_err(|e| Failure::Application(e.to_string()))?
             .to_string(),
         Method::Sum { xs } => calc.sum(xs).await?.to_string(),
-        Method::Echo { text } => String::from_utf8_lossy(&calc.echo(text.into_bytes()).await?).into_owned(),
+        Method::Echo { text } => {
+            String::from_utf8_lossy(&calc.echo(text.into_bytes()).await?).into_owned()
+        }
     })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("calc-client: cannot start the runtime: {e}");

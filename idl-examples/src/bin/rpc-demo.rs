@@ -40,5 +40,9 @@ async fn main() -> ExitCode {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

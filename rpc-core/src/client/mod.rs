@@ -123,7 +123,9 @@ impl Client {
             .recv()
             .await
             .map_err(RpcError::disconnected)?
-            .ok_or_else(|| RpcError::disconnected("the server closed the connection during the handshake"))?;
+            .ok_or_else(|| {
+                RpcError::disconnected("the server closed the connection during the handshake")
+            })?;
         let welcome = protocol::handshake_reply(&reply, schema)?;
         let pending = Arc::new(Pending::default());
         let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
@@ -206,16 +208,10 @@ impl Client {
             done: false,
         };
         let exchange = async {
-            shared
-                .sender
-                .lock()
-                .await
-                .send(frame)
-                .await
-                .map_err(|e| {
-                    shared.pending.close(&format!("sending failed: {e}"));
-                    RpcError::disconnected(format_args!("sending failed: {e}"))
-                })?;
+            shared.sender.lock().await.send(frame).await.map_err(|e| {
+                shared.pending.close(&format!("sending failed: {e}"));
+                RpcError::disconnected(format_args!("sending failed: {e}"))
+            })?;
             guard.sent = true;
             reply
                 .await

@@ -26,7 +26,9 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Registers call `id`; fails at once when the connection is already gone.

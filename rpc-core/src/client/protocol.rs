@@ -14,7 +14,10 @@ use crate::wire::{
 };
 
 /// The `Hello` frame announcing `schema`.
-pub(crate) fn hello_frame(schema: &ServiceSchema, max_frame_size: usize) -> Result<Frame, RpcError> {
+pub(crate) fn hello_frame(
+    schema: &ServiceSchema,
+    max_frame_size: usize,
+) -> Result<Frame, RpcError> {
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         service: schema.name.to_owned(),
@@ -52,7 +55,10 @@ pub(crate) fn handshake_reply(frame: &Frame, schema: &ServiceSchema) -> Result<W
                     if server_service != schema.name {
                         differences.insert(
                             0,
-                            format!("the server exports '{server_service}', not '{}'", schema.name),
+                            format!(
+                                "the server exports '{server_service}', not '{}'",
+                                schema.name
+                            ),
                         );
                     }
                     RpcError::HandshakeMismatch {
@@ -76,7 +82,9 @@ pub(crate) fn extension(options: &CallOptions) -> Option<Extension> {
         return None;
     }
     Some(Extension {
-        timeout_micros: options.timeout.map(|t| t.as_micros().min(u64::MAX as u128) as u64),
+        timeout_micros: options
+            .timeout
+            .map(|t| t.as_micros().min(u64::MAX as u128) as u64),
         metadata: options.metadata.clone(),
     })
 }
@@ -123,10 +131,10 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
 ) -> Result<R, RpcError> {
     let parsed = Header::parse(frame.payload())?;
     match parsed.header.kind {
-        Kind::Response => wire::decode(parsed.body, &format!(
-            "the response of '{}'",
-            schema.method_name(method)
-        )),
+        Kind::Response => wire::decode(
+            parsed.body,
+            &format!("the response of '{}'", schema.method_name(method)),
+        ),
         Kind::Error => Err(wire_error(
             wire::decode(parsed.body, "an error frame")?,
             schema,

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, DispatchError, Service, ServerConfig};
+use super::{Context, DispatchError, ServerConfig, Service};
 use crate::wire::{
     self, Header, Hello, Kind, PROTOCOL_VERSION, Parsed, Rejection, Welcome, WireError,
 };
@@ -186,7 +186,8 @@ async fn handshake(
         max_frame_size: env.config.transport.max_frame_size as u64,
         max_in_flight: env.config.max_in_flight as u32,
     };
-    let frame = wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;
+    let frame =
+        wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;
     send(sender, frame).await.map_err(|e| e.to_string())?;
     // Responses must fit both the client's limit and our own sender's.
     Ok((hello.max_frame_size as usize).min(env.config.transport.max_frame_size))
@@ -271,7 +272,9 @@ impl Session<'_> {
         let future = match self.env.service.dispatch(method, request.body) {
             Ok(future) => future,
             Err(DispatchError::UnknownMethod(_)) => {
-                return self.reply_error(method, call_id, WireError::UnknownMethod).await;
+                return self
+                    .reply_error(method, call_id, WireError::UnknownMethod)
+                    .await;
             }
             Err(DispatchError::BadRequest(reason)) => {
                 return self

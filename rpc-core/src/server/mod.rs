@@ -135,7 +135,10 @@ impl Server {
     /// Serves `service` on listeners already bound.
     pub fn start_on<S: Service>(&self, service: S, listeners: Vec<Listener>) -> ServerHandle {
         let handle = ServerHandle {
-            addresses: listeners.iter().map(|l| l.local_address().clone()).collect(),
+            addresses: listeners
+                .iter()
+                .map(|l| l.local_address().clone())
+                .collect(),
             stop: CancellationToken::new(),
             kill: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -257,7 +260,10 @@ impl ServerHandle {
         self.stop.cancel();
         self.tracker.close();
         let grace = self.config.shutdown_grace + Duration::from_secs(1);
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections outlived the shutdown grace; dropping them");
         }
         self.kill.cancel();

@@ -105,12 +105,18 @@ mod tests {
         assert!(matches!(Header::parse(&[4; 3]), Err(RpcError::Protocol(_))));
         let mut bad_kind = [0u8; 16];
         bad_kind[0] = 99;
-        assert!(matches!(Header::parse(&bad_kind), Err(RpcError::Protocol(_))));
+        assert!(matches!(
+            Header::parse(&bad_kind),
+            Err(RpcError::Protocol(_))
+        ));
         let mut long_ext = [0u8; 24];
         long_ext[0] = 4;
         long_ext[1] = 1;
         long_ext[16..20].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(matches!(Header::parse(&long_ext), Err(RpcError::Protocol(_))));
+        assert!(matches!(
+            Header::parse(&long_ext),
+            Err(RpcError::Protocol(_))
+        ));
         assert!(decode::<u8>(&[1, 2], "x").is_err());
     }
 }
