@@ -16,7 +16,7 @@ pub fn type_text(ty: &Type) -> String {
             let prev = out.chars().last().unwrap_or(' ');
             let next = chars.peek().copied().unwrap_or(' ');
             let glue = |c: char| "<>(),[]:&;".contains(c);
-            if glue(prev) || glue(next) {
+            if prev == ' ' || glue(prev) || glue(next) {
                 continue;
             }
         }
