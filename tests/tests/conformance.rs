@@ -197,6 +197,35 @@ async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
     assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
 }
 
+async fn garbage_frame_fails_only_its_connection(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let bystander = client(&fixture).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    raw.send(Frame::from_payload(&[0xEE; 40])).await.unwrap();
+    let reply = bounded(LIMIT, "the server's answer", raw.recv())
+        .await
+        .unwrap()
+        .expect("an error frame before the close");
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Error, 0)
+    );
+    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    assert!(
+        matches!(&error, WireError::Protocol(reason) if reason.contains("unknown frame kind")),
+        "{error:?}"
+    );
+    assert!(
+        bounded(LIMIT, "the close", raw.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
+    assert!(eventually(LIMIT, || fixture.handle.connections() == 1).await);
+}
+
 async fn server_gone_mid_call_fails_pending_calls(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let probe = client(&fixture).await;
@@ -397,6 +426,7 @@ macro_rules! conformance {
                 sixty_four_clients_at_once,
                 payload_at_the_frame_limit,
                 oversized_raw_frame_fails_only_its_connection,
+                garbage_frame_fails_only_its_connection,
                 server_gone_mid_call_fails_pending_calls,
                 application_error_round_trip,
                 unknown_method_in_raw_frame,
