@@ -1,6 +1,7 @@
 //! Shared pieces of the integration suite: the `Probe` test service, the list of transports
 //! the conformance suite runs on, and bounded-wait helpers.
 
+pub mod bench;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,6 +106,12 @@ pub enum Transport {
     UnixAbstract,
     /// `mem://...`.
     Mem,
+    /// `shm://NAME`: shared memory, rendezvous socket in the per-user runtime directory.
+    ShmNamed,
+    /// `shm:///tmp/.../NAME.sock`: shared memory, explicit rendezvous socket.
+    Shm,
+    /// `mmap:///tmp/.../segments`: shared-memory rings in a regular file.
+    Mmap,
 }
 
 /// A fresh name for this test process.
@@ -150,6 +157,9 @@ impl Transport {
             Transport::Unix => format!("unix://{}/{}.sock", dir.0.display(), unique_name("s")),
             Transport::UnixAbstract => format!("unix:@{}", unique_name("rpc-test")),
             Transport::Mem => format!("mem://{}", unique_name("probe")),
+            Transport::ShmNamed => format!("shm://{}", unique_name("probe")),
+            Transport::Shm => format!("shm://{}/{}.sock", dir.0.display(), unique_name("s")),
+            Transport::Mmap => format!("mmap://{}/{}", dir.0.display(), unique_name("m")),
         }
     }
 }

@@ -1,0 +1,68 @@
+//! The framework's child processes: `rpc-bench serve` (the server of every framework
+//! measurement) and `rpc-bench client` (one of the extra client processes).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use idl_examples::{Calc, CalculatorClient, CalculatorServer};
+
+use super::proc::read_line;
+
+/// `rpc-bench serve --listen ADDR`: serves the calculator on a multi-threaded runtime, as a
+/// real server would, and prints the bound address as stdout's first line (except on
+/// `stdio`, where stdout is the transport). Runs until killed.
+pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build the runtime")?;
+    runtime.block_on(async {
+        let handle = rpc_core::Server::new()
+            .max_frame_size(max_frame)
+            .start(CalculatorServer::new(Calc), &[listen])
+            .await
+            .with_context(|| format!("serve on {listen}"))?;
+        if listen != "stdio" {
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "{}", handle.local_address())?;
+            stdout.flush()?;
+        }
+        std::future::pending::<()>().await;
+        drop(handle);
+        Ok(())
+    })
+}
+
+/// `rpc-bench client --connect ADDR --millis T`: connects, warms up, prints `ready`, waits for
+/// a line on stdin, then calls `add` sequentially for T ms and prints `calls N nanos T`.
+pub fn client(address: &str, millis: u64) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build the runtime")?;
+    let calc = runtime.block_on(async {
+        let calc = CalculatorClient::connect(address).await?;
+        for i in 0..100 {
+            ensure!(calc.add(i, i).await? == 2 * i, "wrong sum");
+        }
+        anyhow::Ok(calc)
+    })?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready")?;
+    stdout.flush()?;
+    read_line(&mut std::io::stdin())?.context("no go line on stdin")?;
+    let (calls, elapsed) = runtime.block_on(async {
+        let limit = Duration::from_millis(millis);
+        let start = Instant::now();
+        let mut calls = 0i64;
+        while start.elapsed() < limit {
+            ensure!(calc.add(calls, 1).await? == calls + 1, "wrong sum");
+            calls += 1;
+        }
+        anyhow::Ok((calls, start.elapsed()))
+    })?;
+    writeln!(stdout, "calls {calls} nanos {}", elapsed.as_nanos())?;
+    stdout.flush()?;
+    Ok(())
+}

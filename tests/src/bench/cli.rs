@@ -1,0 +1,112 @@
+//! The command line: the run's flags, and the hidden subcommands the run starts its child
+//! processes with.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::raw::Mech;
+
+/// Benchmark the RPC framework per transport against raw OS mechanisms and tarpc.
+///
+/// Prints markdown tables on stdout and progress on stderr. Client and server always run in
+/// separate processes (this binary, re-executed).
+#[derive(Debug, Parser)]
+#[command(name = "rpc-bench", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A child process's role (internal).
+    #[command(subcommand)]
+    pub child: Option<ChildCommand>,
+    /// The run's settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Settings of a benchmark run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Fewer iterations and one 64 MiB echo: done in well under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Even fewer iterations and no 64 MiB echo: checks that every path works (tests).
+    #[arg(long, hide = true, conflicts_with = "quick")]
+    pub tiny: bool,
+    /// Run one framework transport (`tcp`, `unix`, ...) and its baselines, or one raw
+    /// mechanism (`pipe`, `fifo`, `mq`, `shm`, ...) alone.
+    #[arg(long, value_name = "TRANSPORT")]
+    pub only: Option<String>,
+    /// Pin client and server to the same CPU, to separate CPUs, or not at all.
+    #[arg(long, value_enum, default_value_t = Pin::Split)]
+    pub pin: Pin,
+    /// Also write every figure to this JSON file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Also draw small-call latency per transport into this PNG file.
+    #[arg(long, value_name = "PATH")]
+    pub png: Option<PathBuf>,
+}
+
+/// CPU placement of client and server processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pin {
+    /// Client and server on the same CPU.
+    Same,
+    /// Client and server on different CPUs.
+    Split,
+    /// Let the scheduler decide.
+    None,
+}
+
+/// The roles of child processes. Each prints one line on stdout when ready.
+#[derive(Debug, Subcommand)]
+pub enum ChildCommand {
+    /// Serve the framework's Calculator on ADDR; prints the bound address.
+    #[command(hide = true)]
+    Serve {
+        /// The address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Largest frame, in bytes.
+        #[arg(long)]
+        max_frame: usize,
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Call `add` on ADDR for a fixed time after `go` on stdin; prints `calls N nanos T`.
+    #[command(hide = true)]
+    Client {
+        /// The address to connect to.
+        #[arg(long)]
+        connect: String,
+        /// How long to call, in milliseconds.
+        #[arg(long)]
+        millis: u64,
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Answer raw ping-pong messages over one OS mechanism.
+    #[command(hide = true)]
+    RawServer {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mech: Mech,
+        /// The mechanism's rendezvous: a path, a queue name or a descriptor number.
+        arg: Option<String>,
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Serve the tarpc version of the service on `tcp:HOST:PORT` or `unix:PATH`.
+    #[command(hide = true)]
+    TarpcServer {
+        /// The address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+}

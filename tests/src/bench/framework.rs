@@ -1,0 +1,352 @@
+//! What is measured on each framework transport, from the client side (this process, on a
+//! current-thread tokio runtime), against a server in its own process.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::io::Write;
+use std::process::ChildStdout;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, ensure};
+use idl_examples::CalculatorClient;
+use rpc_core::ClientOptions;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::MIB;
+use super::env::Env;
+use super::plan::Plan;
+use super::proc::{ChildGuard, cpu_args, rss_kib};
+use super::progress::Progress;
+use super::raw::Mech;
+use super::stats::{Bulk, Latency, bulk_async, check_pattern, pattern, rate_async, time_async};
+use super::tarpc_svc::TarpcNet;
+use super::transports::{Endpoint, TransportSpec};
+
+/// The largest frame client and server accept: room for a 64 MiB echo and its header.
+pub const MAX_FRAME: usize = 64 * MIB + MIB;
+
+/// Every figure of one framework transport.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportResult {
+    /// The transport's short name.
+    pub transport: &'static str,
+    /// The address the client connected to.
+    pub address: String,
+    /// The raw mechanism it is compared with.
+    pub raw_mechanism: Option<Mech>,
+    /// The tarpc transport it is compared with.
+    pub tarpc: Option<TarpcNet>,
+    /// Sequential `add` calls from the async client.
+    pub latency_async: Latency,
+    /// Sequential `add` calls from the blocking client (`None`: not available yet).
+    pub latency_blocking: Option<Latency>,
+    /// Calls per second.
+    pub throughput: Throughput,
+    /// `echo` of 1 MiB (and 64 MiB unless skipped).
+    pub echo: Vec<Bulk>,
+    /// Server memory per idle connection (`None` without a single server process).
+    pub memory: Option<Memory>,
+}
+
+/// Calls per second in three shapes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// One call in flight (sequential).
+    pub one_in_flight: f64,
+    /// `in_flight_calls` tasks sharing one connection (cloned client).
+    pub in_flight: f64,
+    /// How many calls were in flight for [`Throughput::in_flight`].
+    pub in_flight_calls: usize,
+    /// `process_count` client processes calling sequentially at once, added up.
+    pub processes: f64,
+    /// How many client processes.
+    pub process_count: usize,
+}
+
+/// The server's resident memory around opening idle connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// VmRSS with one connection open, KiB.
+    pub rss_before_kib: u64,
+    /// VmRSS with `connections` more open, KiB.
+    pub rss_after_kib: u64,
+    /// Idle connections opened.
+    pub connections: usize,
+    /// `(after - before) / connections`, KiB.
+    pub per_connection_kib: f64,
+}
+
+/// A framework server process and its stdout (kept open so its writes never fail).
+struct ServerProcess {
+    child: ChildGuard,
+    _stdout: ChildStdout,
+}
+
+/// Measures every figure of `spec`.
+pub fn measure(
+    spec: &TransportSpec,
+    env: &Env,
+    plan: &Plan,
+    runtime: &Runtime,
+    progress: &Progress,
+) -> anyhow::Result<TransportResult> {
+    let step = |what: &str| progress.note(&format!("{}: {what}", spec.name));
+    let (server, address) = start_server(spec, env, plan)?;
+    let options = ClientOptions::default()
+        .max_frame_size(MAX_FRAME)
+        .call_timeout(Some(plan.phase_limit));
+    let limit = plan.phase_limit;
+    let client = runtime.block_on(bounded(limit, "connect", async {
+        Ok(CalculatorClient::connect_with(&address, options).await?)
+    }))?;
+
+    let memory = match &server {
+        Some(server) => {
+            step("memory per idle connection");
+            let pid = server.child.pid();
+            Some(runtime.block_on(bounded(limit, "memory", memory(&address, pid, plan)))?)
+        }
+        None => None,
+    };
+
+    step("small-call latency");
+    let latency_async = runtime.block_on(bounded(limit, "latency", async {
+        time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await
+    }))?;
+    let latency_blocking = blocking_latency(&address, plan).transpose()?;
+
+    step("throughput");
+    let one_in_flight = runtime.block_on(bounded(limit, "1 in flight", async {
+        rate_async(plan.throughput_time, |i| add(&client, i)).await
+    }))?;
+    let in_flight = runtime.block_on(bounded(
+        limit,
+        "calls in flight",
+        concurrent(&client, plan.in_flight, plan.throughput_time),
+    ))?;
+    step(&format!("{} client processes", plan.client_processes));
+    let processes = processes(env, &address, plan)?;
+
+    let mut echo = Vec::new();
+    for (size, iterations) in [
+        (MIB, plan.echo_small_iterations),
+        (64 * MIB, plan.echo_large_iterations),
+    ] {
+        if iterations > 0 {
+            step(&format!("echo {} MiB", size / MIB));
+            echo.push(runtime.block_on(bounded(
+                limit,
+                "echo",
+                echo_rate(&client, size, iterations, plan.bulk_time),
+            ))?);
+        }
+    }
+    drop(client);
+    drop(server);
+    Ok(TransportResult {
+        transport: spec.name,
+        address,
+        raw_mechanism: spec.raw,
+        tarpc: spec.tarpc,
+        latency_async,
+        latency_blocking,
+        throughput: Throughput {
+            one_in_flight,
+            in_flight,
+            in_flight_calls: plan.in_flight,
+            processes,
+            process_count: plan.client_processes,
+        },
+        echo,
+        memory,
+    })
+}
+
+/// Small-call latency of the blocking client: `None` until the framework has one.
+///
+/// Runs outside any runtime (on the main thread, between the async phases). When
+/// `CalculatorBlockingClient` lands, the body becomes:
+///
+/// ```ignore
+/// let calc = match CalculatorBlockingClient::connect(address) {
+///     Ok(calc) => calc,
+///     Err(e) => return Some(Err(e.into())),
+/// };
+/// Some(super::stats::time_sync(plan.warmup, plan.latency_calls, |i| {
+///     let i = i as i64;
+///     ensure!(calc.add(i, i)? == i.wrapping_mul(2), "wrong sum");
+///     Ok(())
+/// }))
+/// ```
+pub fn blocking_latency(address: &str, plan: &Plan) -> Option<anyhow::Result<Latency>> {
+    let _ = (address, plan);
+    None
+}
+
+/// Starts the server process of `spec` (if it has one) and returns the address to call.
+fn start_server(
+    spec: &TransportSpec,
+    env: &Env,
+    plan: &Plan,
+) -> anyhow::Result<(Option<ServerProcess>, String)> {
+    match spec.endpoint {
+        Endpoint::Served(listen) => {
+            let mut args: Vec<OsString> = vec![
+                "serve".into(),
+                "--listen".into(),
+                listen(env).into(),
+                "--max-frame".into(),
+                MAX_FRAME.to_string().into(),
+            ];
+            args.extend(cpu_args(env.cpus.server));
+            let what = format!("{} server", spec.name);
+            let mut child = ChildGuard::spawn(&env.exe, &args, false, &what)?;
+            let mut stdout = child.take_stdout()?;
+            let address = child.read_line_within(&mut stdout, plan.phase_limit)?;
+            Ok((
+                Some(ServerProcess {
+                    child,
+                    _stdout: stdout,
+                }),
+                address,
+            ))
+        }
+        Endpoint::ClientSpawned(address) => Ok((None, address(env))),
+    }
+}
+
+/// Fails with `what` if `future` takes longer than `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| anyhow!("{what} took longer than {limit:?}"))?
+}
+
+/// `add(i, i)`, checked.
+async fn add(client: &CalculatorClient, i: u64) -> anyhow::Result<()> {
+    let i = i as i64;
+    let sum = client.add(i, i).await?;
+    ensure!(sum == i.wrapping_mul(2), "add({i}, {i}) returned {sum}");
+    Ok(())
+}
+
+/// `tasks` tasks, each with a clone of `client`, calling `add` until `time` has passed.
+async fn concurrent(
+    client: &CalculatorClient,
+    tasks: usize,
+    time: Duration,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let client = client.clone();
+        set.spawn(async move {
+            let mut calls = 0u64;
+            while start.elapsed() < time {
+                add(&client, calls).await?;
+                calls += 1;
+            }
+            anyhow::Ok(calls)
+        });
+    }
+    let mut calls = 0;
+    while let Some(done) = set.join_next().await {
+        calls += done??;
+    }
+    Ok(calls as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `echo` of `size` bytes, checked, after one untimed call.
+async fn echo_rate(
+    client: &CalculatorClient,
+    size: usize,
+    iterations: usize,
+    time: Duration,
+) -> anyhow::Result<Bulk> {
+    let echo = |data: Vec<u8>| async move {
+        let back = client.echo(data).await?;
+        ensure!(
+            check_pattern(&back, size),
+            "echo of {size} bytes came back wrong"
+        );
+        anyhow::Ok(back)
+    };
+    let data = echo(pattern(size)).await?;
+    bulk_async(size, iterations, time, data, echo).await
+}
+
+/// Server VmRSS with one connection, then with `plan.idle_connections` more (each made one
+/// call, so its buffers exist).
+async fn memory(address: &str, pid: u32, plan: &Plan) -> anyhow::Result<Memory> {
+    let settle = Duration::from_millis(200);
+    tokio::time::sleep(settle).await;
+    let before = rss_kib(pid)?;
+    let mut idle = Vec::with_capacity(plan.idle_connections);
+    for i in 0..plan.idle_connections {
+        let client = CalculatorClient::connect(address).await?;
+        add(&client, i as u64).await?;
+        idle.push(client);
+    }
+    tokio::time::sleep(settle).await;
+    let after = rss_kib(pid)?;
+    drop(idle);
+    Ok(Memory {
+        rss_before_kib: before,
+        rss_after_kib: after,
+        connections: plan.idle_connections,
+        per_connection_kib: (after as f64 - before as f64) / plan.idle_connections.max(1) as f64,
+    })
+}
+
+/// Runs `plan.client_processes` `rpc-bench client` processes at once; returns their calls per
+/// second added up.
+fn processes(env: &Env, address: &str, plan: &Plan) -> anyhow::Result<f64> {
+    let mut clients = Vec::new();
+    for n in 0..plan.client_processes {
+        let mut args: Vec<OsString> = vec![
+            "client".into(),
+            "--connect".into(),
+            address.into(),
+            "--millis".into(),
+            plan.processes_time.as_millis().to_string().into(),
+        ];
+        args.extend(cpu_args(env.cpus.client));
+        let mut child = ChildGuard::spawn(&env.exe, &args, true, &format!("client process {n}"))?;
+        let stdout = child.take_stdout()?;
+        let stdin = child.take_stdin()?;
+        clients.push((child, stdout, stdin));
+    }
+    for (child, stdout, _) in &mut clients {
+        let line = child.read_line_within(stdout, plan.phase_limit)?;
+        ensure!(line == "ready", "{}: unexpected {line:?}", child.what());
+    }
+    for (_, _, stdin) in &mut clients {
+        writeln!(stdin, "go")?;
+        stdin.flush()?;
+    }
+    let mut rate = 0.0;
+    for (child, stdout, _) in &mut clients {
+        let line = child.read_line_within(stdout, plan.processes_time + plan.phase_limit)?;
+        let (calls, nanos) = parse_counts(&line)
+            .with_context(|| format!("{}: unexpected {line:?}", child.what()))?;
+        rate += calls as f64 / (nanos as f64 / 1e9);
+    }
+    for (child, _, _) in clients {
+        child.finish(plan.phase_limit)?;
+    }
+    Ok(rate)
+}
+
+/// Parses `calls N nanos T`.
+fn parse_counts(line: &str) -> Option<(u64, u64)> {
+    let mut words = line.split_whitespace();
+    match (words.next()?, words.next()?, words.next()?, words.next()?) {
+        ("calls", calls, "nanos", nanos) => Some((calls.parse().ok()?, nanos.parse().ok()?)),
+        _ => None,
+    }
+}

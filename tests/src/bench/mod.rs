@@ -1,0 +1,37 @@
+//! `rpc-bench`: the framework against the raw OS mechanisms it is built on, and against tarpc.
+//!
+//! Every measurement runs client and server in separate processes, as users run them: the
+//! binary re-executes itself ([`std::env::current_exe`]) with a hidden subcommand for each
+//! server or extra client ([`cli::ChildCommand`]). The parent is always the measuring client.
+//!
+//! - [`cli`]: the command line (the run's flags and the hidden child subcommands).
+//! - [`run`]: the whole run, in order: framework transports, raw baselines, tarpc, memcpy.
+//! - [`transports`]: the table of framework transports; one line per transport.
+//! - [`framework`]: what is measured on each framework transport, from the client side.
+//! - [`child`]: the framework's server (`serve`) and extra client processes (`client`).
+//! - [`raw`]: hand-written request/response ping-pong over each OS mechanism, one file each.
+//! - [`tarpc_svc`]: the same service in tarpc, its server and its measurements.
+//! - [`memcpy`]: in-process copy bandwidth, the ceiling for bulk transfers.
+//! - [`stats`], [`plan`]: timing loops and percentiles; how much each mode measures.
+//! - [`proc`], [`env`]: child processes (guards, watchdogs, pinning, RSS); scratch files.
+//! - [`report`], [`chart`], [`progress`]: markdown and JSON output, the PNG chart, stderr
+//!   progress.
+
+pub mod chart;
+pub mod child;
+pub mod cli;
+pub mod env;
+pub mod framework;
+pub mod memcpy;
+pub mod plan;
+pub mod proc;
+pub mod progress;
+pub mod raw;
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod tarpc_svc;
+pub mod transports;
+
+/// Bytes in a mebibyte.
+pub const MIB: usize = 1024 * 1024;

@@ -1,0 +1,298 @@
+//! [`Report`]: every figure of a run, as markdown tables (stdout) and JSON (`--json`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::MIB;
+use super::cli::Pin;
+use super::framework::TransportResult;
+use super::memcpy::MemcpyResult;
+use super::plan::Plan;
+use super::proc::Cpus;
+use super::raw::{Mech, RawResult};
+use super::stats::Latency;
+use super::tarpc_svc::{TarpcNet, TarpcResult};
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `full`, `quick` or `tiny`.
+    pub mode: &'static str,
+    /// The `--pin` setting.
+    pub pin: Pin,
+    /// The CPUs client and servers were pinned to.
+    pub cpus: Cpus,
+    /// CPUs this process may run on.
+    pub available_cpus: usize,
+    /// Wall time of the whole run, seconds.
+    pub elapsed_secs: f64,
+    /// Iterations and time budgets.
+    pub plan: Plan,
+    /// Framework transports.
+    pub transports: Vec<TransportResult>,
+    /// Raw ping-pong baselines.
+    pub raw: Vec<RawResult>,
+    /// tarpc on the same transports.
+    pub tarpc: Vec<TarpcResult>,
+    /// In-process copy bandwidth.
+    pub memcpy: Vec<MemcpyResult>,
+    /// Measurements that failed, with the reason.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// The raw baseline of `mech`, if measured.
+    pub fn raw_of(&self, mech: Option<Mech>) -> Option<&RawResult> {
+        self.raw.iter().find(|r| Some(r.mechanism) == mech)
+    }
+
+    /// tarpc's figures on `net`, if measured.
+    pub fn tarpc_of(&self, net: Option<TarpcNet>) -> Option<&TarpcResult> {
+        self.tarpc.iter().find(|r| Some(r.transport) == net)
+    }
+
+    /// Writes the JSON form to `path`.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("write {}", path.display()))
+    }
+
+    /// The markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = self.write_markdown(&mut out);
+        out
+    }
+
+    fn write_markdown(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(
+            out,
+            "## rpc-bench ({} run, pin {}: client CPU {}, server CPU {}; {:.0} s)\n",
+            self.mode,
+            serde_json::to_value(self.pin).map_or_else(|_| "?".into(), |v| v.to_string()),
+            cpu(self.cpus.client),
+            cpu(self.cpus.server),
+            self.elapsed_secs
+        )?;
+        if !self.transports.is_empty() {
+            self.latency_table(out)?;
+            self.throughput_table(out)?;
+            self.bulk_table(out)?;
+            self.memory_table(out)?;
+        }
+        if !self.raw.is_empty() {
+            writeln!(
+                out,
+                "### Raw ping-pong, {}-byte request and reply, µs\n",
+                super::raw::MSG
+            )?;
+            writeln!(out, "| mechanism | median | p99 | round trips |")?;
+            writeln!(out, "|---|---:|---:|---:|")?;
+            for r in &self.raw {
+                let l = &r.latency;
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    r.mechanism.name(),
+                    us(l.median_us),
+                    us(l.p99_us),
+                    l.samples
+                )?;
+            }
+            writeln!(out)?;
+        }
+        if !self.memcpy.is_empty() {
+            writeln!(out, "### In-process copy (the ceiling for bulk), MiB/s\n")?;
+            writeln!(out, "| size | copy_from_slice | to_vec (allocating) |")?;
+            writeln!(out, "|---|---:|---:|")?;
+            for m in &self.memcpy {
+                writeln!(
+                    out,
+                    "| {} | {} | {} |",
+                    size(m.copy.bytes),
+                    num(m.copy.mib_per_s),
+                    num(m.allocating_copy.mib_per_s)
+                )?;
+            }
+            writeln!(out)?;
+        }
+        if !self.errors.is_empty() {
+            writeln!(out, "### Failed\n")?;
+            for e in &self.errors {
+                writeln!(out, "- {e}")?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+
+    fn latency_table(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "### Small calls: sequential `add(i, i)`, µs\n")?;
+        writeln!(
+            out,
+            "| transport | async median | async p99 | blocking median | blocking p99 \
+             | raw median | raw p99 | async / raw | tarpc median | tarpc p99 | async / tarpc |"
+        )?;
+        writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+        for t in &self.transports {
+            let a = &t.latency_async;
+            let b = t.latency_blocking.as_ref();
+            let raw = self.raw_of(t.raw_mechanism).map(|r| &r.latency);
+            let tarpc = self.tarpc_of(t.tarpc).map(|r| &r.latency);
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.transport,
+                us(a.median_us),
+                us(a.p99_us),
+                opt(b, |l| us(l.median_us)),
+                opt(b, |l| us(l.p99_us)),
+                opt(raw, |l| us(l.median_us)),
+                opt(raw, |l| us(l.p99_us)),
+                opt(raw, |l: &Latency| ratio(a.median_us, l.median_us)),
+                opt(tarpc, |l| us(l.median_us)),
+                opt(tarpc, |l| us(l.p99_us)),
+                opt(tarpc, |l: &Latency| ratio(a.median_us, l.median_us)),
+            )?;
+        }
+        writeln!(out)
+    }
+
+    fn throughput_table(&self, out: &mut String) -> std::fmt::Result {
+        let Some(first) = self.transports.first() else {
+            return Ok(());
+        };
+        let t0 = &first.throughput;
+        writeln!(out, "### Throughput, calls/s\n")?;
+        writeln!(
+            out,
+            "| transport | 1 in flight | {n} in flight, 1 connection | {p} client processes \
+             | tarpc {n} in flight | {n} in flight / tarpc |",
+            n = t0.in_flight_calls,
+            p = t0.process_count
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+        for t in &self.transports {
+            let tp = &t.throughput;
+            let tarpc = self.tarpc_of(t.tarpc);
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                t.transport,
+                num(tp.one_in_flight),
+                num(tp.in_flight),
+                num(tp.processes),
+                opt(tarpc, |r| num(r.in_flight)),
+                opt(tarpc, |r| ratio(tp.in_flight, r.in_flight)),
+            )?;
+        }
+        writeln!(out)
+    }
+
+    fn bulk_table(&self, out: &mut String) -> std::fmt::Result {
+        let echo = |t: &TransportResult, bytes: usize| {
+            t.echo
+                .iter()
+                .find(|b| b.bytes == bytes)
+                .map(|b| b.mib_per_s)
+        };
+        let copy = |bytes: usize| {
+            self.memcpy
+                .iter()
+                .find(|m| m.copy.bytes == bytes)
+                .map(|m| m.allocating_copy.mib_per_s)
+        };
+        writeln!(out, "### Bulk: `echo` round trips, MiB/s of payload\n")?;
+        writeln!(
+            out,
+            "| transport | 1 MiB | 64 MiB | tarpc 1 MiB | 1 MiB / tarpc | 1 MiB / to_vec |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+        for t in &self.transports {
+            let small = echo(t, MIB);
+            let tarpc = self.tarpc_of(t.tarpc).map(|r| r.echo.mib_per_s);
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                t.transport,
+                opt(small.as_ref(), |v| num(*v)),
+                opt(echo(t, 64 * MIB).as_ref(), |v| num(*v)),
+                opt(tarpc.as_ref(), |v| num(*v)),
+                pair(small, tarpc, ratio),
+                pair(small, copy(MIB), ratio),
+            )?;
+        }
+        writeln!(out)
+    }
+
+    fn memory_table(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "### Server memory (VmRSS) around idle connections\n")?;
+        writeln!(
+            out,
+            "| transport | RSS before, KiB | RSS after, KiB | connections | KiB per connection |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|")?;
+        for t in &self.transports {
+            let m = t.memory.as_ref();
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                t.transport,
+                opt(m, |m| m.rss_before_kib.to_string()),
+                opt(m, |m| m.rss_after_kib.to_string()),
+                opt(m, |m| m.connections.to_string()),
+                opt(m, |m| format!("{:.1}", m.per_connection_kib)),
+            )?;
+        }
+        writeln!(out)
+    }
+}
+
+fn cpu(c: Option<usize>) -> String {
+    c.map_or_else(|| "any".into(), |c| c.to_string())
+}
+
+fn opt<T>(value: Option<&T>, show: impl FnOnce(&T) -> String) -> String {
+    value.map_or_else(|| "-".into(), show)
+}
+
+fn pair(a: Option<f64>, b: Option<f64>, show: impl FnOnce(f64, f64) -> String) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => show(a, b),
+        _ => "-".into(),
+    }
+}
+
+/// Microseconds: two decimals below 10, one below 1000, none above.
+fn us(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 1000.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A count or a rate, without decimals.
+fn num(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn size(bytes: usize) -> String {
+    format!("{} MiB", bytes / MIB)
+}

@@ -1,0 +1,50 @@
+//! `rpc-bench`: the framework per transport against raw OS mechanisms and tarpc, client and
+//! server in separate processes. See `rpc_tests::bench` and `rpc-bench --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rpc_tests::bench::cli::{ChildCommand, Cli};
+use rpc_tests::bench::{child, proc, raw, run, tarpc_svc};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.child {
+        None => run::run(&cli.run),
+        Some(command) => child_main(command).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("rpc-bench: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs one of the hidden child roles.
+fn child_main(command: &ChildCommand) -> anyhow::Result<()> {
+    match command {
+        ChildCommand::Serve {
+            listen,
+            max_frame,
+            cpu,
+        } => {
+            proc::child_setup(*cpu)?;
+            child::serve(listen, *max_frame)
+        }
+        ChildCommand::Client {
+            connect,
+            millis,
+            cpu,
+        } => {
+            proc::child_setup(*cpu)?;
+            child::client(connect, *millis)
+        }
+        ChildCommand::RawServer { mech, arg, cpu } => {
+            proc::child_setup(*cpu)?;
+            raw::serve(*mech, arg.as_deref())
+        }
+        ChildCommand::TarpcServer { listen, cpu } => {
+            proc::child_setup(*cpu)?;
+            tarpc_svc::serve(listen)
+        }
+    }
+}
