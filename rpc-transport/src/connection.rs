@@ -9,6 +9,7 @@ use tokio::net::{tcp, unix};
 use crate::error::TransportError;
 use crate::frame::Frame;
 use crate::mem::{MemAcceptor, MemReceiver, MemSender};
+use crate::shm::{ShmReceiver, ShmSender};
 use crate::stream::{StreamReceiver, StreamSender};
 
 /// Who is on the other end of a connection, as far as the transport knows.
@@ -35,6 +36,7 @@ enum SenderFlavor {
     Tcp(StreamSender<tcp::OwnedWriteHalf>),
     Unix(StreamSender<unix::OwnedWriteHalf>),
     Mem(MemSender),
+    Shm(ShmSender),
 }
 
 #[derive(Debug)]
@@ -42,6 +44,7 @@ enum ReceiverFlavor {
     Tcp(StreamReceiver<tcp::OwnedReadHalf>),
     Unix(StreamReceiver<unix::OwnedReadHalf>),
     Mem(MemReceiver),
+    Shm(ShmReceiver),
 }
 
 /// The sending half of a [`Connection`].
@@ -65,6 +68,16 @@ impl From<StreamSender<unix::OwnedWriteHalf>> for FrameSender {
 impl From<MemSender> for FrameSender {
     fn from(s: MemSender) -> Self {
         FrameSender(SenderFlavor::Mem(s))
+    }
+}
+impl From<ShmSender> for FrameSender {
+    fn from(s: ShmSender) -> Self {
+        FrameSender(SenderFlavor::Shm(s))
+    }
+}
+impl From<ShmReceiver> for FrameReceiver {
+    fn from(r: ShmReceiver) -> Self {
+        FrameReceiver(ReceiverFlavor::Shm(r))
     }
 }
 impl From<StreamReceiver<tcp::OwnedReadHalf>> for FrameReceiver {
@@ -94,6 +107,7 @@ impl FrameSender {
             SenderFlavor::Tcp(s) => s.send(frame).await,
             SenderFlavor::Unix(s) => s.send(frame).await,
             SenderFlavor::Mem(s) => s.send(frame).await,
+            SenderFlavor::Shm(s) => s.send(frame).await,
         }
     }
 
@@ -103,6 +117,7 @@ impl FrameSender {
             SenderFlavor::Tcp(s) => s.max_frame_size(),
             SenderFlavor::Unix(s) => s.max_frame_size(),
             SenderFlavor::Mem(s) => s.max_frame_size(),
+            SenderFlavor::Shm(s) => s.max_frame_size(),
         }
     }
 
@@ -113,6 +128,10 @@ impl FrameSender {
             SenderFlavor::Unix(s) => s.close().await,
             SenderFlavor::Mem(_) => {
                 self.0 = SenderFlavor::Mem(MemSender::closed());
+                Ok(())
+            }
+            SenderFlavor::Shm(s) => {
+                s.close();
                 Ok(())
             }
         }
@@ -128,6 +147,7 @@ impl FrameReceiver {
             ReceiverFlavor::Tcp(r) => r.recv().await,
             ReceiverFlavor::Unix(r) => r.recv().await,
             ReceiverFlavor::Mem(r) => r.recv().await,
+            ReceiverFlavor::Shm(r) => r.recv().await,
         }
     }
 
@@ -140,6 +160,7 @@ impl FrameReceiver {
             ReceiverFlavor::Tcp(r) => r.drain().await,
             ReceiverFlavor::Unix(r) => r.drain().await,
             ReceiverFlavor::Mem(r) => r.drain().await,
+            ReceiverFlavor::Shm(r) => r.drain().await,
         }
     }
 }

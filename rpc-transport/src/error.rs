@@ -65,6 +65,9 @@ pub enum TransportError {
     /// The peer broke the framing protocol (for example, the stream ended inside a frame).
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A blocking operation's deadline passed.
+    #[error("timed out")]
+    TimedOut,
     /// The connection is closed.
     #[error("connection closed")]
     Closed,

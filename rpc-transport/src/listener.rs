@@ -5,6 +5,7 @@ use crate::address::Address;
 use crate::connection::Connection;
 use crate::error::TransportError;
 use crate::mem::{self, MemAcceptor};
+use crate::shm::{self, ShmAcceptor};
 use crate::tcp::{self, TcpAcceptor};
 use crate::unix::{self, UnixAcceptor};
 
@@ -24,6 +25,9 @@ pub async fn connect(
         Address::Tcp { host, port } => tcp::connect(address, host, *port, config).await,
         Address::Unix(_) | Address::UnixAbstract(_) => unix::connect(address, config).await,
         Address::Mem(name) => mem::connect(address, name, config).await,
+        Address::ShmNamed(_) | Address::ShmPath(_) | Address::Mmap(_) => {
+            shm::connect(address, config).await
+        }
         _ => Err(unavailable(address)),
     }
 }
@@ -33,6 +37,7 @@ enum AcceptorFlavor {
     Tcp(TcpAcceptor),
     Unix(UnixAcceptor),
     Mem(MemAcceptor),
+    Shm(ShmAcceptor),
 }
 
 /// Accepts connections on one address. Dropping it stops listening and frees the address
@@ -63,6 +68,10 @@ impl Listener {
                 AcceptorFlavor::Mem(MemAcceptor::bind(address, name)?),
                 address.clone(),
             ),
+            Address::ShmNamed(_) | Address::ShmPath(_) | Address::Mmap(_) => (
+                AcceptorFlavor::Shm(ShmAcceptor::bind(address, config)?),
+                address.clone(),
+            ),
             _ => return Err(unavailable(address)),
         };
         Ok(Listener {
@@ -83,6 +92,7 @@ impl Listener {
             AcceptorFlavor::Tcp(a) => a.accept(&self.config).await,
             AcceptorFlavor::Unix(a) => a.accept(&self.config).await,
             AcceptorFlavor::Mem(a) => a.accept(&self.config).await,
+            AcceptorFlavor::Shm(a) => a.accept(&self.config).await,
         }
     }
 }

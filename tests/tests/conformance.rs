@@ -455,4 +455,7 @@ conformance! {
     unix => rpc_tests::Transport::Unix,
     unix_abstract => rpc_tests::Transport::UnixAbstract,
     mem => rpc_tests::Transport::Mem,
+    shm_named => rpc_tests::Transport::ShmNamed,
+    shm => rpc_tests::Transport::Shm,
+    mmap => rpc_tests::Transport::Mmap,
 }

@@ -1,0 +1,424 @@
+//! The two halves of a shared-memory connection, each usable from async code and from a
+//! plain thread.
+//!
+//! Sending writes the frame into the outgoing ring (or, when it is bigger than a quarter of
+//! the ring, into a fresh memfd whose descriptor goes over the rendezvous socket, announced
+//! by a small ring record) and wakes the peer only if it announced that it sleeps. Receiving
+//! spins on the incoming ring for a bounded time, then sleeps: on the futex word in the segment
+//! (blocking) or on the eventfd passed with it (async). No syscall happens on the fast path.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+use super::link::{Link, LinkOwner, drain_event, signal_event};
+use super::region::{Region, futex_wait, futex_wake, register_event};
+use super::ring::{
+    Consumer, KIND_DATA, KIND_LARGE, Producer, RegionRing, RingError, SLEEP_EVENTFD, SLEEP_FUTEX,
+    Wake, max_inline_payload,
+};
+use super::segment::LARGE_NAME;
+use super::sync::spin_hint;
+use crate::error::TransportError;
+use crate::frame::Frame;
+
+/// How long a large message's descriptor may lag behind its ring record.
+const LARGE_FD_WAIT: Duration = Duration::from_secs(10);
+/// Longest single futex sleep, so deadlines and shutdown are noticed.
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
+
+fn corrupt(link: &Link, error: RingError) -> TransportError {
+    let reason = error.to_string();
+    link.mark_dead(&reason);
+    TransportError::Malformed(reason)
+}
+
+/// A message ready for the ring: a frame, or the 16-byte announcement of a large one.
+#[derive(Debug)]
+enum Outgoing {
+    Inline(Frame),
+    Large([u8; 16]),
+}
+
+/// The sending half.
+pub(crate) struct ShmSender {
+    producer: Producer<RegionRing>,
+    owner: Arc<LinkOwner>,
+    limit: usize,
+    spin: Duration,
+    next_large: u64,
+    /// A message accepted by `send` but not yet in the ring (the ring was full, or the caller
+    /// gave up waiting): it goes first at the next send, so nothing is lost or reordered.
+    unsent: Option<Outgoing>,
+}
+
+impl ShmSender {
+    pub(crate) fn new(
+        producer: Producer<RegionRing>,
+        owner: Arc<LinkOwner>,
+        limit: usize,
+        spin: Duration,
+    ) -> Self {
+        ShmSender {
+            producer,
+            owner,
+            limit,
+            spin,
+            next_large: 0,
+            unsent: None,
+        }
+    }
+
+    fn link(&self) -> &Link {
+        &self.owner.0
+    }
+
+    pub(crate) fn max_frame_size(&self) -> usize {
+        self.limit
+    }
+
+    /// Turns a frame into what goes in the ring, handing a large one's memfd to the peer.
+    fn prepare(&mut self, frame: Frame) -> Result<Outgoing, TransportError> {
+        let size = frame.len();
+        if size > self.limit {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        if self.link().is_dead() {
+            return Err(self.link().closed_error());
+        }
+        if size <= max_inline_payload(self.link().segment.capacity) {
+            return Ok(Outgoing::Inline(frame));
+        }
+        let (region, fd) = Region::create_memfd(LARGE_NAME, size)?;
+        region.write(0, frame.payload());
+        drop(region);
+        let seq = self.next_large;
+        self.link().send_large(seq, size as u64, &fd)?;
+        self.next_large += 1;
+        let mut announcement = [0u8; 16];
+        announcement[..8].copy_from_slice(&seq.to_le_bytes());
+        announcement[8..].copy_from_slice(&(size as u64).to_le_bytes());
+        Ok(Outgoing::Large(announcement))
+    }
+
+    /// Tries to put the unsent message in the ring; true when there is none left.
+    fn try_flush(&mut self) -> Result<bool, TransportError> {
+        let Some(outgoing) = &self.unsent else {
+            return Ok(true);
+        };
+        if self.link().is_dead() {
+            return Err(self.link().closed_error());
+        }
+        let (kind, bytes) = match outgoing {
+            Outgoing::Inline(frame) => (KIND_DATA, frame.payload()),
+            Outgoing::Large(announcement) => (KIND_LARGE, &announcement[..]),
+        };
+        match self.producer.try_push(kind, &[bytes]) {
+            Ok(Some(wake)) => {
+                self.unsent = None;
+                match wake {
+                    Wake::Nobody => {}
+                    Wake::Futex => futex_wake(self.producer.reader_word()),
+                    Wake::EventFd => signal_event(&self.link().outgoing_event),
+                }
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(error) => Err(corrupt(self.link(), error)),
+        }
+    }
+
+    /// Sends from async code: a full ring is waited out with yields, then short sleeps.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.flush().await?;
+        self.unsent = Some(self.prepare(frame)?);
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        let mut backoff = Duration::from_micros(20);
+        let mut yields = 0;
+        while !self.try_flush()? {
+            if yields < 64 {
+                yields += 1;
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends from a plain thread: a full ring is waited out spinning, then on the futex.
+    pub(crate) fn send_blocking(
+        &mut self,
+        frame: Frame,
+        deadline: Option<Instant>,
+    ) -> Result<(), TransportError> {
+        self.flush_blocking(deadline)?;
+        self.unsent = Some(self.prepare(frame)?);
+        self.flush_blocking(deadline)
+    }
+
+    fn flush_blocking(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            if self.try_flush()? {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(TransportError::TimedOut);
+            }
+            if now < spin_until {
+                spin_hint();
+                continue;
+            }
+            let payload = match &self.unsent {
+                Some(Outgoing::Inline(frame)) => frame.len(),
+                _ => 16,
+            };
+            match self.producer.announce_wait_for_space(payload) {
+                Ok(true) => {
+                    let slice = deadline.map_or(SLEEP_SLICE, |d| (d - now).min(SLEEP_SLICE));
+                    if !self.link().is_dead() {
+                        futex_wait(self.producer.space_word(), SLEEP_FUTEX, Some(slice));
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => return Err(corrupt(self.link(), error)),
+            }
+        }
+    }
+}
+
+/// The receiving half.
+pub(crate) struct ShmReceiver {
+    consumer: Consumer<RegionRing>,
+    owner: Arc<LinkOwner>,
+    limit: usize,
+    spin: Duration,
+    next_large: u64,
+    event: Option<AsyncFd<OwnedFd>>,
+}
+
+impl ShmReceiver {
+    pub(crate) fn new(
+        consumer: Consumer<RegionRing>,
+        owner: Arc<LinkOwner>,
+        limit: usize,
+        spin: Duration,
+    ) -> Self {
+        ShmReceiver {
+            consumer,
+            owner,
+            limit,
+            spin,
+            next_large: 0,
+            event: None,
+        }
+    }
+
+    fn link(&self) -> &Link {
+        &self.owner.0
+    }
+
+    /// The next frame if one is in the ring.
+    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        let link = self.owner.0.clone();
+        let record = match self.consumer.peek() {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(corrupt(&link, error)),
+        };
+        if record.kind == KIND_DATA {
+            if record.len > self.limit {
+                return Err(TransportError::FrameTooLarge {
+                    size: record.len,
+                    limit: self.limit,
+                });
+            }
+            let mut frame = Frame::with_capacity(record.len);
+            self.consumer.append(&record, frame.buf_mut());
+            let wake = self.consumer.consume(record);
+            self.wake_writer(wake);
+            return Ok(Some(frame));
+        }
+        // KIND_LARGE: the payload names a memfd sent over the socket.
+        if record.len != 16 {
+            return Err(corrupt(
+                &link,
+                RingError::Corrupt(format!("large-message record of {} bytes", record.len)),
+            ));
+        }
+        let mut announcement = [0u8; 16];
+        self.consumer.read(&record, &mut announcement);
+        let wake = self.consumer.consume(record);
+        self.wake_writer(wake);
+        let seq = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
+        let size = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes")) as usize;
+        if seq != self.next_large {
+            return Err(corrupt(
+                &link,
+                RingError::Corrupt(format!(
+                    "large message {seq} announced, {} expected",
+                    self.next_large
+                )),
+            ));
+        }
+        if size > self.limit {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        self.next_large += 1;
+        let large = link.take_large(seq, LARGE_FD_WAIT)?;
+        if large.len as usize != size {
+            return Err(corrupt(
+                &link,
+                RingError::Corrupt(format!(
+                    "large message {seq} is {} bytes, announced {size}",
+                    large.len
+                )),
+            ));
+        }
+        let region = Region::map(large.fd.as_fd(), 0, size).map_err(|e| {
+            link.mark_dead(&format!("mapping a large message failed: {e}"));
+            TransportError::Io(e)
+        })?;
+        let mut frame = Frame::with_capacity(0);
+        region.append_to(0, size, frame.buf_mut());
+        Ok(Some(frame))
+    }
+
+    fn wake_writer(&self, wake: Wake) {
+        if wake != Wake::Nobody {
+            futex_wake(self.consumer.writer_word());
+        }
+    }
+
+    /// Receives in async code: spins (yielding to other tasks) for the spin budget, then sleeps
+    /// on the eventfd. `None` once the peer is gone and the ring is drained.
+    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if let Some(frame) = self.try_recv()? {
+                return Ok(Some(frame));
+            }
+            if self.link().is_dead() {
+                return self.finish();
+            }
+            let spin_until = Instant::now() + self.spin;
+            while Instant::now() < spin_until && !self.ready()? {
+                tokio::task::yield_now().await;
+            }
+            if self.ready()? {
+                continue;
+            }
+            match self.consumer.announce_sleep(SLEEP_EVENTFD) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => return Err(corrupt(self.link(), error)),
+            }
+            if !self.link().is_dead() {
+                let event = match &self.event {
+                    Some(event) => event,
+                    None => {
+                        let fd = self.link().incoming_event.try_clone()?;
+                        self.event.insert(register_event(fd)?)
+                    }
+                };
+                let mut ready = event.readable().await?;
+                drain_event(ready.get_inner());
+                ready.clear_ready();
+            }
+            self.consumer.end_sleep();
+        }
+    }
+
+    /// Whether a record waits or the peer is gone.
+    fn ready(&self) -> Result<bool, TransportError> {
+        match self.consumer.has_data() {
+            Ok(data) => Ok(data || self.link().is_dead()),
+            Err(error) => Err(corrupt(self.link(), error)),
+        }
+    }
+
+    /// After the ring is drained on a dead connection: `None` for an orderly end, the error
+    /// otherwise.
+    fn finish(&self) -> Result<Option<Frame>, TransportError> {
+        Ok(None)
+    }
+
+    /// Receives on a plain thread: spins for the spin budget, then sleeps on the futex word.
+    /// `Err(TimedOut)` once `deadline` passes; `None` once the peer is gone and the ring drained.
+    pub(crate) fn recv_blocking(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Frame>, TransportError> {
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            if let Some(frame) = self.try_recv()? {
+                return Ok(Some(frame));
+            }
+            if self.link().is_dead() {
+                return self.finish();
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(TransportError::TimedOut);
+            }
+            if now < spin_until {
+                spin_hint();
+                continue;
+            }
+            match self.consumer.announce_sleep(SLEEP_FUTEX) {
+                Ok(true) => {
+                    let slice = deadline.map_or(SLEEP_SLICE, |d| (d - now).min(SLEEP_SLICE));
+                    if !self.link().is_dead() {
+                        futex_wait(self.consumer.sleep_word(), SLEEP_FUTEX, Some(slice));
+                    }
+                    self.consumer.end_sleep();
+                }
+                Ok(false) => {}
+                Err(error) => return Err(corrupt(self.link(), error)),
+            }
+        }
+    }
+}
+
+impl ShmSender {
+    /// Ends this direction: the peer sees the connection end once the ring is drained.
+    pub(crate) fn close(&mut self) {
+        let _ = self.owner.0.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl ShmReceiver {
+    /// Discards frames until the peer is gone.
+    pub(crate) async fn drain(&mut self) {
+        while let Ok(Some(_)) = self.recv().await {}
+    }
+}
+
+impl std::fmt::Debug for ShmSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmSender")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ShmReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmReceiver")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,38 @@
+//! Shared memory: `shm://NAME`, `shm:///abs/rendezvous.sock` and the file-backed
+//! `mmap:///abs/file`.
+//!
+//! - `region.rs`: mapping, fd passing, futex — and all the `unsafe` (with `ring.rs`, which has
+//!   none beyond its heap test memory).
+//! - `ring.rs`: the SPSC ring and its wake-up protocol, model-checked with loom (`sync.rs`).
+//! - `segment.rs`: header plus one ring per direction in one region.
+//! - `rendezvous.rs`: the Unix socket over which the server hands each client its segment.
+//! - `link.rs`: that socket afterwards — liveness and large-message descriptors.
+//! - `endpoint.rs`: the sending and receiving halves, async and blocking.
+//! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
+
+// Under `--cfg loom` only the ring and its atomics shim are built, for the model checker.
+#[cfg(not(loom))]
+mod endpoint;
+#[cfg(not(loom))]
+mod file_slots;
+#[cfg(not(loom))]
+mod link;
+#[cfg(not(loom))]
+mod region;
+#[cfg(not(loom))]
+mod rendezvous;
+#[cfg_attr(loom, allow(dead_code))]
+mod ring;
+#[cfg(not(loom))]
+mod segment;
+mod sync;
+
+#[cfg(not(loom))]
+pub(crate) use endpoint::{ShmReceiver, ShmSender};
+#[cfg(not(loom))]
+pub use file_slots::{FILE_HEADER, FileHeader, read_header};
+
+#[cfg(not(loom))]
+pub(crate) use rendezvous::{ShmAcceptor, connect};
+#[cfg(not(loom))]
+pub use rendezvous::{runtime_dir, socket_path};

@@ -1,0 +1,262 @@
+//! Meeting over a Unix socket: the server hands each new client its segment and eventfds with
+//! `SCM_RIGHTS`, then both keep the socket open as the connection's liveness signal.
+//!
+//! The handshake message, server to client: `[tag u32 = 1][reserved u32][offset u64][len u64]`
+//! with three descriptors: the segment (memfd, or the mmap file), the eventfd of the
+//! client-to-server ring and that of the server-to-client ring.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::MsgFlags;
+use tokio::net::UnixStream;
+
+use super::endpoint::{ShmReceiver, ShmSender};
+use super::file_slots::SlotFile;
+use super::link::{Link, LinkOwner, Side};
+use super::region::{recv_fds, send_fds};
+use super::ring::{Consumer, Producer};
+use super::segment::Segment;
+use crate::TransportConfig;
+use crate::address::Address;
+use crate::connection::{Connection, PeerInfo};
+use crate::error::TransportError;
+use crate::unix::UnixAcceptor;
+
+const HANDSHAKE_TAG: u32 = 1;
+const HANDSHAKE_LEN: usize = 24;
+
+/// The directory of `shm://NAME` sockets: `$XDG_RUNTIME_DIR/rpc-shm`, or `/tmp/rpc-shm-UID`;
+/// created with mode 0700, and refused if another user owns it or others can enter it.
+pub fn runtime_dir() -> io::Result<PathBuf> {
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(base) if Path::new(&base).is_dir() => Path::new(&base).join("rpc-shm"),
+        _ => std::env::temp_dir().join(format!("rpc-shm-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} must be a directory of user {uid} with mode 0700",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The rendezvous socket path of a shared-memory address.
+pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
+    match address {
+        Address::ShmNamed(name) => Ok(runtime_dir()?.join(format!("{name}.sock"))),
+        Address::ShmPath(path) => Ok(path.clone()),
+        Address::Mmap(file) => {
+            let mut path = file.clone().into_os_string();
+            path.push(".sock");
+            Ok(path.into())
+        }
+        other => unreachable!("{other} is not a shared-memory address"),
+    }
+}
+
+fn new_eventfd() -> io::Result<OwnedFd> {
+    Ok(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?.into())
+}
+
+fn halves(link: Arc<Link>, config: &TransportConfig) -> (ShmSender, ShmReceiver) {
+    let (to_server, to_client) = (link.segment.to_server(), link.segment.to_client());
+    let (outgoing, incoming) = match link.side {
+        Side::Client => (to_server, to_client),
+        Side::Server => (to_client, to_server),
+    };
+    let owner = Arc::new(LinkOwner(link));
+    (
+        ShmSender::new(
+            Producer::new(outgoing),
+            owner.clone(),
+            config.max_frame_size,
+            config.shm_spin,
+        ),
+        ShmReceiver::new(
+            Consumer::new(incoming),
+            owner,
+            config.max_frame_size,
+            config.shm_spin,
+        ),
+    )
+}
+
+fn peer_of(stream: &UnixStream) -> io::Result<PeerInfo> {
+    let cred = stream.peer_cred()?;
+    Ok(PeerInfo::Unix {
+        pid: cred.pid(),
+        uid: cred.uid(),
+        gid: cred.gid(),
+    })
+}
+
+/// Where a listener takes segments from.
+enum SegmentSource {
+    /// A fresh sealed memfd per connection.
+    Memfd,
+    /// A slot of a regular file per connection.
+    File(SlotFile),
+}
+
+/// A shared-memory listener: a Unix rendezvous socket (mode 0600) and a segment source.
+pub(crate) struct ShmAcceptor {
+    socket: UnixAcceptor,
+    source: SegmentSource,
+}
+
+impl std::fmt::Debug for ShmAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmAcceptor").finish_non_exhaustive()
+    }
+}
+
+impl ShmAcceptor {
+    pub(crate) fn bind(
+        address: &Address,
+        config: &TransportConfig,
+    ) -> Result<Self, TransportError> {
+        check_capacity(config)?;
+        let path = socket_path(address)?;
+        let source = match address {
+            Address::Mmap(file) => {
+                SegmentSource::File(SlotFile::open(file, config.shm_ring_capacity)?)
+            }
+            _ => SegmentSource::Memfd,
+        };
+        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ShmAcceptor { socket, source })
+    }
+
+    /// Accepts a client and hands it a segment.
+    pub(crate) async fn accept(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
+        let stream = self.socket.accept_stream().await?;
+        let peer = peer_of(&stream)?;
+        let socket = stream.into_std()?;
+        socket.set_nonblocking(false)?;
+        let (segment, fd, offset, lease) = match &self.source {
+            SegmentSource::Memfd => {
+                let (segment, fd) = Segment::create_memfd(config.shm_ring_capacity)?;
+                (segment, fd, 0, None)
+            }
+            SegmentSource::File(file) => {
+                let (segment, fd, offset, lease) = file.lease()?;
+                (segment, fd, offset, Some(lease))
+            }
+        };
+        let (to_server_event, to_client_event) = (new_eventfd()?, new_eventfd()?);
+        let mut message = [0u8; HANDSHAKE_LEN];
+        message[..4].copy_from_slice(&HANDSHAKE_TAG.to_le_bytes());
+        message[8..16].copy_from_slice(&offset.to_le_bytes());
+        message[16..].copy_from_slice(&(segment.region.len() as u64).to_le_bytes());
+        send_fds(
+            socket.as_fd(),
+            &message,
+            &[fd.as_fd(), to_server_event.as_fd(), to_client_event.as_fd()],
+        )?;
+        drop(fd);
+        let link = Link::start(
+            socket,
+            segment,
+            Side::Server,
+            to_server_event,
+            to_client_event,
+            lease,
+        )?;
+        let (sender, receiver) = halves(link, config);
+        Ok(Connection::new(sender.into(), receiver.into(), peer))
+    }
+}
+
+fn check_capacity(config: &TransportConfig) -> Result<(), TransportError> {
+    let capacity = config.shm_ring_capacity;
+    if !capacity.is_power_of_two()
+        || !(super::segment::MIN_RING..=super::segment::MAX_RING).contains(&capacity)
+    {
+        return Err(TransportError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("shm ring capacity {capacity} must be a power of two from 4 KiB to 1 GiB"),
+        )));
+    }
+    Ok(())
+}
+
+/// Connects to a shared-memory server: receives the segment and maps it.
+pub(crate) async fn connect(
+    address: &Address,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    let path = socket_path(address).map_err(|e| match e {
+        TransportError::Io(source) => connect_error(source),
+        other => other,
+    })?;
+    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let peer = peer_of(&stream)?;
+    // Wait (bounded by the caller's connect timeout) for the server's handshake.
+    stream.readable().await?;
+    let socket = stream.into_std()?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let config = config.clone();
+    let address = address.clone();
+    tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config, peer))
+        .await
+        .map_err(|e| TransportError::Io(io::Error::other(e)))?
+}
+
+fn finish_connect(
+    socket: std::os::unix::net::UnixStream,
+    address: &Address,
+    config: &TransportConfig,
+    peer: PeerInfo,
+) -> Result<Connection, TransportError> {
+    let mut message = [0u8; HANDSHAKE_LEN];
+    let (read, fds) = recv_fds(socket.as_fd(), &mut message, MsgFlags::empty())?;
+    socket.set_read_timeout(None)?;
+    let tag = u32::from_le_bytes(message[..4].try_into().expect("4 bytes"));
+    let [segment_fd, to_server_event, to_client_event]: [OwnedFd; 3] = match fds.try_into() {
+        Ok(fds) if read == HANDSHAKE_LEN && tag == HANDSHAKE_TAG => fds,
+        _ => {
+            return Err(TransportError::Malformed(format!(
+                "{address} did not answer with a shared-memory handshake"
+            )));
+        }
+    };
+    let offset = u64::from_le_bytes(message[8..16].try_into().expect("8 bytes"));
+    let len = u64::from_le_bytes(message[16..].try_into().expect("8 bytes"));
+    let segment = Segment::map(segment_fd.as_fd(), offset, len as usize)?;
+    drop(segment_fd);
+    let link = Link::start(
+        socket,
+        segment,
+        Side::Client,
+        to_client_event,
+        to_server_event,
+        None,
+    )?;
+    let (sender, receiver) = halves(link, config);
+    Ok(Connection::new(sender.into(), receiver.into(), peer))
+}
