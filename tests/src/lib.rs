@@ -1,6 +1,7 @@
 //! Shared pieces of the integration suite: the `Probe` test service, the list of transports
 //! the conformance suite runs on, and bounded-wait helpers.
 
+pub mod bench;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
