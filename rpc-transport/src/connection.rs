@@ -32,7 +32,7 @@ pub enum PeerInfo {
 }
 
 #[derive(Debug)]
-enum SenderFlavor {
+pub(crate) enum SenderFlavor {
     Tcp(StreamSender<tcp::OwnedWriteHalf>),
     Unix(StreamSender<unix::OwnedWriteHalf>),
     Mem(MemSender),
@@ -40,7 +40,7 @@ enum SenderFlavor {
 }
 
 #[derive(Debug)]
-enum ReceiverFlavor {
+pub(crate) enum ReceiverFlavor {
     Tcp(StreamReceiver<tcp::OwnedReadHalf>),
     Unix(StreamReceiver<unix::OwnedReadHalf>),
     Mem(MemReceiver),
@@ -49,11 +49,11 @@ enum ReceiverFlavor {
 
 /// The sending half of a [`Connection`].
 #[derive(Debug)]
-pub struct FrameSender(SenderFlavor);
+pub struct FrameSender(pub(crate) SenderFlavor);
 
 /// The receiving half of a [`Connection`].
 #[derive(Debug)]
-pub struct FrameReceiver(ReceiverFlavor);
+pub struct FrameReceiver(pub(crate) ReceiverFlavor);
 
 impl From<StreamSender<tcp::OwnedWriteHalf>> for FrameSender {
     fn from(s: StreamSender<tcp::OwnedWriteHalf>) -> Self {

@@ -5,6 +5,7 @@
 //!
 //! - [`Address`] (`address.rs`): the address forms, parsed from and printed to strings.
 //! - [`connect`] and [`Listener`] (`listener.rs`): from an address to a [`Connection`].
+//! - [`connect_blocking`] (`blocking.rs`): a [`BlockingConnection`] for code without a runtime.
 //! - [`Connection`], [`FrameSender`], [`FrameReceiver`] (`connection.rs`): the framed duplex,
 //!   whole or split into halves; [`PeerInfo`] says who is on the other end.
 //! - One module per mechanism: `tcp`, `unix`, `mem`, `shm` (shared memory and `mmap://`),
@@ -29,6 +30,8 @@
 #[cfg(not(loom))]
 mod address;
 #[cfg(not(loom))]
+mod blocking;
+#[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
 mod connection;
@@ -50,6 +53,8 @@ mod unix;
 
 #[cfg(not(loom))]
 pub use address::{Address, SUPPORTED_FORMS};
+#[cfg(not(loom))]
+pub use blocking::{BlockingConnection, BlockingReceiver, BlockingSender, connect_blocking};
 #[cfg(not(loom))]
 pub use config::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_SHM_RING_CAPACITY, TransportConfig};
 #[cfg(not(loom))]

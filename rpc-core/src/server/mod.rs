@@ -4,9 +4,15 @@
 //! run concurrently on a multi-threaded runtime. Limits (connections, calls in flight per
 //! connection, frame size) are explicit, and a client that hits one is told which.
 
+mod calls;
 mod connection;
 mod context;
+mod dispatch;
+mod handshake;
+mod reply;
 mod service;
+mod session;
+mod threaded;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use connection::{ConnectionEnv, serve_connection};
+use connection::serve_connection;
 pub use context::Context;
 pub use service::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
 
@@ -179,6 +185,16 @@ impl Server {
         handle.shutdown().await;
         Ok(())
     }
+}
+
+/// What a connection task is given by its server.
+pub(crate) struct ConnectionEnv {
+    pub(crate) service: Arc<dyn Service>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Graceful shutdown: take no new calls, finish the running ones.
+    pub(crate) stop: CancellationToken,
+    /// Immediate shutdown: drop everything.
+    pub(crate) kill: CancellationToken,
 }
 
 /// One listener's accept loop.

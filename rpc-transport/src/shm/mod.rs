@@ -33,6 +33,6 @@ pub(crate) use endpoint::{ShmReceiver, ShmSender};
 pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 
 #[cfg(not(loom))]
-pub(crate) use rendezvous::{ShmAcceptor, connect};
+pub(crate) use rendezvous::{ShmAcceptor, connect, connect_blocking};
 #[cfg(not(loom))]
 pub use rendezvous::{runtime_dir, socket_path};

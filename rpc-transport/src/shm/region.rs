@@ -147,22 +147,6 @@ impl Region {
             out.set_len(start + len);
         }
     }
-
-    /// A mutable view of `len` bytes at `offset` for encoding in place. Only for a range the
-    /// ring has reserved for this process's writes.
-    pub(crate) fn with_slice_mut<R>(
-        &self,
-        offset: usize,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]) -> R,
-    ) -> R {
-        self.check(offset, len, 1);
-        // SAFETY: in bounds (checked above); the ring protocol reserves this range for our
-        // writes until we publish it, and the slice does not outlive `fill`.
-        let slice =
-            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) };
-        fill(slice)
-    }
 }
 
 /// Sleeps while `word` holds `expected`, for at most `timeout`; returns early on a wake, a

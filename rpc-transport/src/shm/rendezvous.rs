@@ -222,19 +222,60 @@ pub(crate) async fn connect(
     socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let config = config.clone();
     let address = address.clone();
-    tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config, peer))
-        .await
-        .map_err(|e| TransportError::Io(io::Error::other(e)))?
+    let (sender, receiver) =
+        tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config))
+            .await
+            .map_err(|e| TransportError::Io(io::Error::other(e)))??;
+    Ok(Connection::new(sender.into(), receiver.into(), peer))
+}
+
+/// Connects without a runtime, waiting at most `timeout` for the server's handshake.
+pub(crate) fn connect_blocking(
+    address: &Address,
+    config: &TransportConfig,
+    timeout: std::time::Duration,
+) -> Result<(ShmSender, ShmReceiver, PeerInfo), TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    let path = socket_path(address).map_err(|e| match e {
+        TransportError::Io(source) => connect_error(source),
+        other => other,
+    })?;
+    let socket = std::os::unix::net::UnixStream::connect(&path).map_err(connect_error)?;
+    let peer =
+        match nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(cred) => PeerInfo::Unix {
+                pid: Some(cred.pid()),
+                uid: cred.uid(),
+                gid: cred.gid(),
+            },
+            Err(e) => return Err(TransportError::Io(e.into())),
+        };
+    socket.set_read_timeout(Some(timeout))?;
+    let (sender, receiver) = finish_connect(socket, address, config)?;
+    Ok((sender, receiver, peer))
 }
 
 fn finish_connect(
     socket: std::os::unix::net::UnixStream,
     address: &Address,
     config: &TransportConfig,
-    peer: PeerInfo,
-) -> Result<Connection, TransportError> {
+) -> Result<(ShmSender, ShmReceiver), TransportError> {
     let mut message = [0u8; HANDSHAKE_LEN];
-    let (read, fds) = recv_fds(socket.as_fd(), &mut message, MsgFlags::empty())?;
+    let (read, fds) = recv_fds(socket.as_fd(), &mut message, MsgFlags::empty()).map_err(|e| {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            TransportError::Malformed(format!(
+                "{address} did not send the shared-memory handshake in time"
+            ))
+        } else {
+            TransportError::Io(e)
+        }
+    })?;
     socket.set_read_timeout(None)?;
     let tag = u32::from_le_bytes(message[..4].try_into().expect("4 bytes"));
     let [segment_fd, to_server_event, to_client_event]: [OwnedFd; 3] = match fds.try_into() {
@@ -257,6 +298,5 @@ fn finish_connect(
         to_server_event,
         None,
     )?;
-    let (sender, receiver) = halves(link, config);
-    Ok(Connection::new(sender.into(), receiver.into(), peer))
+    Ok(halves(link, config))
 }

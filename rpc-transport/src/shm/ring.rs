@@ -128,11 +128,6 @@ impl<M: RingMemory> Producer<M> {
         Producer { mem, tail: 0 }
     }
 
-    /// The ring memory.
-    pub(crate) fn memory(&self) -> &M {
-        &self.mem
-    }
-
     fn free_space(&self) -> Result<usize, RingError> {
         let head = self.mem.word64(HEAD).load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head);
@@ -241,11 +236,6 @@ impl<M: RingMemory> Consumer<M> {
     /// The consumer of a freshly initialised ring (counters zero).
     pub(crate) fn new(mem: M) -> Self {
         Consumer { mem, head: 0 }
-    }
-
-    /// The ring memory.
-    pub(crate) fn memory(&self) -> &M {
-        &self.mem
     }
 
     fn published(&self) -> Result<u64, RingError> {

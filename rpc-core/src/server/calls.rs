@@ -1,0 +1,81 @@
+//! The calls running on one connection, by call id, so a `Cancel` can abort one and a
+//! shutdown can wait for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::dispatch::ReplyFuture;
+use super::reply::ReplySink;
+
+#[derive(Default)]
+pub(crate) struct Calls {
+    running: Mutex<HashMap<u64, AbortHandle>>,
+    idle: Notify,
+}
+
+impl Calls {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls running now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn finish(&self, call_id: u64) {
+        let mut running = self.lock();
+        running.remove(&call_id);
+        if running.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Aborts call `call_id` if it runs.
+    pub(crate) fn cancel(&self, call_id: u64) {
+        if let Some(handle) = self.lock().remove(&call_id) {
+            handle.abort();
+        }
+    }
+
+    /// Aborts every running call (the connection is gone).
+    pub(crate) fn abort_all(&self) {
+        for (_, handle) in self.lock().drain() {
+            handle.abort();
+        }
+    }
+
+    /// Waits until no call runs.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.lock().is_empty() {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Runs `reply` as a task on `runtime`, sending its frame through `sink` when done.
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        sink: ReplySink,
+        call_id: u64,
+        reply: ReplyFuture,
+    ) {
+        let calls = self.clone();
+        let task = async move {
+            let frame = reply.await;
+            let _ = sink.send(frame).await;
+            calls.finish(call_id);
+        };
+        // Hold the table while spawning, so the task cannot finish before it is registered.
+        let mut running = self.lock();
+        let handle = runtime.spawn(task);
+        running.insert(call_id, handle.abort_handle());
+    }
+}

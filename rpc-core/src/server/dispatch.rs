@@ -1,0 +1,115 @@
+//! From a received frame to a running call: classification, limits, dispatch, and the future
+//! that produces the reply frame (context, panic catching, deadline, size check).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use rpc_transport::{Frame, PeerInfo};
+
+use super::reply::error_frame;
+use super::{Context, DispatchError, ServerConfig, Service};
+use crate::wire::{Header, Kind, Parsed, WireError};
+
+/// A call in progress: resolves to its reply frame (a response or an error).
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Frame> + Send>>;
+
+/// What a frame received after the handshake asks for.
+pub(crate) enum Incoming<'a> {
+    /// Start a call.
+    Call(Parsed<'a>),
+    /// Abort call `0`.
+    Cancel(u64),
+    /// The client broke the protocol: end the connection with this reason.
+    Violation(String),
+}
+
+pub(crate) fn classify(frame: &Frame) -> Incoming<'_> {
+    match Header::parse(frame.payload()) {
+        Err(error) => Incoming::Violation(error.to_string()),
+        Ok(parsed) => match parsed.header.kind {
+            Kind::Request => Incoming::Call(parsed),
+            Kind::Cancel => Incoming::Cancel(parsed.header.call_id),
+            other => Incoming::Violation(format!("unexpected {other:?} frame after the handshake")),
+        },
+    }
+}
+
+/// What every call on a connection shares.
+pub(crate) struct CallEnv {
+    pub(crate) service: Arc<dyn Service>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) peer: Arc<PeerInfo>,
+    /// The client's maximum frame size (and ours): a bigger response becomes an error.
+    pub(crate) peer_limit: usize,
+}
+
+/// Starts a call: `Ok((call id, the future of its reply))`, or `Err(error frame)` to send at
+/// once (unknown method, undecodable arguments, too many calls in flight).
+pub(crate) fn prepare_call(
+    env: &CallEnv,
+    running: usize,
+    request: Parsed<'_>,
+) -> Result<(u64, ReplyFuture), Frame> {
+    let Header {
+        method, call_id, ..
+    } = request.header;
+    let refuse = |error: WireError| error_frame(method, call_id, &error);
+    let limit = env.config.max_in_flight;
+    if running >= limit {
+        return Err(refuse(WireError::TooManyCalls(limit as u32)));
+    }
+    let handler = env
+        .service
+        .dispatch(method, request.body)
+        .map_err(|error| match error {
+            DispatchError::UnknownMethod(_) => refuse(WireError::UnknownMethod),
+            DispatchError::BadRequest(reason) => refuse(WireError::BadRequest(reason)),
+        })?;
+    let extension = request.extension.unwrap_or_default();
+    let timeout = extension.timeout_micros.map(Duration::from_micros);
+    let schema = env.service.schema();
+    let context = Context {
+        call_id,
+        method: schema.methods.get(method as usize).map_or("?", |m| m.name),
+        metadata: extension.metadata.into(),
+        deadline: timeout.map(|t| Instant::now() + t),
+        peer: env.peer.clone(),
+    };
+    let peer_limit = env.peer_limit;
+    let reply = async move {
+        let run = context.scope(AssertUnwindSafe(handler).catch_unwind());
+        let outcome = match timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+            None => Some(run.await),
+        };
+        match outcome {
+            None => error_frame(method, call_id, &WireError::DeadlineExceeded),
+            Some(Err(_panic)) => error_frame(method, call_id, &WireError::HandlerPanicked),
+            Some(Ok(Err(error))) => {
+                error_frame(method, call_id, &WireError::EncodeFailed(error.to_string()))
+            }
+            Some(Ok(Ok(frame))) if frame.len() > peer_limit => error_frame(
+                method,
+                call_id,
+                &WireError::ResponseTooLarge {
+                    size: frame.len() as u64,
+                    limit: peer_limit as u64,
+                },
+            ),
+            Some(Ok(Ok(mut frame))) => {
+                let header = Header {
+                    kind: Kind::Response,
+                    method,
+                    call_id,
+                };
+                header.write(frame.payload_mut(), false);
+                frame
+            }
+        }
+    };
+    Ok((call_id, Box::pin(reply)))
+}

@@ -1,0 +1,68 @@
+//! The async read loop of one connection: every call becomes a task of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_transport::FrameReceiver;
+
+use super::ConnectionEnv;
+use super::calls::Calls;
+use super::dispatch::{CallEnv, Incoming, classify, prepare_call};
+use super::reply::{ReplySink, error_frame};
+use crate::wire::WireError;
+
+/// How long a connection ended for a protocol error waits for its peer to read why.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// Serves calls until the peer leaves, breaks the protocol, or the server stops.
+pub(crate) async fn run(
+    env: &ConnectionEnv,
+    calls: &Arc<Calls>,
+    call_env: &CallEnv,
+    sink: &ReplySink,
+    receiver: &mut FrameReceiver,
+) {
+    let runtime = tokio::runtime::Handle::current();
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = env.kill.cancelled() => return,
+            _ = env.stop.cancelled() => {
+                let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
+                sink.close().await;
+                return;
+            }
+            received = receiver.recv() => received,
+        };
+        let frame = match received {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => return fail(env, sink, receiver, error.to_string()).await,
+        };
+        match classify(&frame) {
+            Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
+                Ok((call_id, reply)) => calls.spawn(&runtime, sink.clone(), call_id, reply),
+                Err(refusal) => {
+                    let _ = sink.send(refusal).await;
+                }
+            },
+            Incoming::Cancel(call_id) => calls.cancel(call_id),
+            Incoming::Violation(reason) => return fail(env, sink, receiver, reason).await,
+        }
+    }
+}
+
+/// Tells the client why the connection ends, closes our direction, and drains the client's
+/// (for a bounded time) so the kernel does not reset the connection under the last frame.
+async fn fail(env: &ConnectionEnv, sink: &ReplySink, receiver: &mut FrameReceiver, reason: String) {
+    tracing::debug!(%reason, "closing a connection that broke the protocol");
+    let _ = sink
+        .send(error_frame(0, 0, &WireError::Protocol(reason)))
+        .await;
+    sink.close().await;
+    tokio::select! {
+        _ = env.kill.cancelled() => {}
+        _ = tokio::time::sleep(LINGER) => {}
+        _ = receiver.drain() => {}
+    }
+}

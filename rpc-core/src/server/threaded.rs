@@ -1,0 +1,116 @@
+//! A shared-memory connection served from a thread of its own: a request is read from the ring
+//! the moment it lands (the thread spins, then sleeps on the futex), its handler is polled right
+//! there, and a handler that completes at once (most do) is answered from the same thread. No
+//! runtime wake-up sits between a request and its reply; a handler that must wait continues as
+//! a task.
+
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rpc_transport::{BlockingReceiver, TransportError};
+
+use super::ConnectionEnv;
+use super::calls::Calls;
+use super::dispatch::{CallEnv, Incoming, classify, prepare_call};
+use super::reply::{ReplySink, error_frame};
+use super::session::LINGER;
+use crate::wire::WireError;
+
+/// How often the thread looks at the server's stop and kill signals while idle.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Serves the connection on a new thread; returns when that thread is done.
+pub(crate) async fn run(
+    env: ConnectionEnv,
+    calls: Arc<Calls>,
+    call_env: CallEnv,
+    sink: ReplySink,
+    receiver: BlockingReceiver,
+) {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Handle::current();
+    let kill = env.kill.clone();
+    let spawned = std::thread::Builder::new()
+        .name("rpc-shm-conn".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            serve(&env, &calls, &call_env, &sink, receiver, &runtime);
+            calls.abort_all();
+            let _ = done.send(());
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start a connection thread");
+        return;
+    }
+    tokio::select! {
+        _ = finished => {}
+        _ = kill.cancelled() => {}
+    }
+}
+
+fn serve(
+    env: &ConnectionEnv,
+    calls: &Arc<Calls>,
+    call_env: &CallEnv,
+    sink: &ReplySink,
+    mut receiver: BlockingReceiver,
+    runtime: &tokio::runtime::Handle,
+) {
+    let mut inline = TaskContext::from_waker(Waker::noop());
+    loop {
+        if env.kill.is_cancelled() {
+            return;
+        }
+        if env.stop.is_cancelled() {
+            let grace = Instant::now() + env.config.shutdown_grace;
+            while calls.len() > 0 && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if let ReplySink::Blocking(sender) = sink {
+                sender.lock().unwrap_or_else(|p| p.into_inner()).close();
+            }
+            return;
+        }
+        let frame = match receiver.recv(Some(Instant::now() + CHECK_EVERY)) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(TransportError::TimedOut) => continue,
+            Err(error) => return fail(sink, &mut receiver, error.to_string()),
+        };
+        match classify(&frame) {
+            Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
+                Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
+                    Poll::Ready(frame) => {
+                        if sink.send_blocking(frame).is_err() {
+                            return;
+                        }
+                    }
+                    Poll::Pending => calls.spawn(runtime, sink.clone(), call_id, reply),
+                },
+                Err(refusal) => {
+                    if sink.send_blocking(refusal).is_err() {
+                        return;
+                    }
+                }
+            },
+            Incoming::Cancel(call_id) => calls.cancel(call_id),
+            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
+        }
+    }
+}
+
+/// As the async loop's `fail`: name the violation, close, and linger briefly for the peer.
+fn fail(sink: &ReplySink, receiver: &mut BlockingReceiver, reason: String) {
+    tracing::debug!(%reason, "closing a connection that broke the protocol");
+    let _ = sink.send_blocking(error_frame(0, 0, &WireError::Protocol(reason)));
+    if let ReplySink::Blocking(sender) = sink {
+        sender.lock().unwrap_or_else(|p| p.into_inner()).close();
+    }
+    let until = Instant::now() + LINGER;
+    while let Ok(Some(_)) | Err(TransportError::TimedOut) = receiver.recv(Some(until)) {
+        if Instant::now() >= until {
+            break;
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Blocking connections, for code without an async runtime: [`connect_blocking`] and the
+//! halves [`BlockingSender`] and [`BlockingReceiver`].
+//!
+//! Sockets are used through `std` with per-operation timeouts; shared memory spins and then
+//! sleeps on the futex word in the segment, so a call and its reply cross without a syscall when
+//! both sides are busy. `mem://` runs its channel on a small private runtime (so it must not be
+//! used from inside an async task). A server can also move the halves of an accepted
+//! shared-memory connection onto a thread of its own with [`FrameSender::into_blocking`] and
+//! [`FrameReceiver::into_blocking`].
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::address::Address;
+use crate::connection::{
+    Connection, FrameReceiver, FrameSender, PeerInfo, ReceiverFlavor, SenderFlavor,
+};
+use crate::error::TransportError;
+use crate::frame::{FRAME_PREFIX, Frame};
+use crate::mem::{MemReceiver, MemSender};
+use crate::shm::{ShmReceiver, ShmSender};
+use crate::{TransportConfig, shm};
+
+/// Bytes read from a socket per call when no large frame is pending.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A socket usable by the sync stream framing.
+trait TimedStream: Read + Write {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimedStream for TcpStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+impl TimedStream for UnixStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+/// Time left until `deadline`: `Ok(None)` for no deadline, `Err(TimedOut)` once passed.
+fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, TransportError> {
+    match deadline {
+        None => Ok(None),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(TransportError::TimedOut)
+            } else {
+                Ok(Some(left))
+            }
+        }
+    }
+}
+
+fn timed_out(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Length-prefixed framing (as in `stream.rs`) over a blocking socket.
+struct SyncStreamSender<S> {
+    io: S,
+    limit: usize,
+    /// Set when a write timed out part-way: the stream's framing is lost.
+    broken: bool,
+}
+
+impl<S: TimedStream> SyncStreamSender<S> {
+    fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
+        let size = frame.len();
+        if size > self.limit || size > u32::MAX as usize {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        if self.broken {
+            return Err(TransportError::Closed);
+        }
+        self.io.set_timeouts(None, remaining(deadline)?)?;
+        let mut buf = frame.into_prefixed();
+        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
+        let mut written = 0;
+        while written < buf.len() {
+            match self.io.write(&buf[written..]) {
+                Ok(0) => return Err(TransportError::Closed),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if timed_out(&e) => {
+                    if written > 0 {
+                        self.broken = true;
+                    }
+                    return Err(TransportError::TimedOut);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct SyncStreamReceiver<S> {
+    io: S,
+    limit: usize,
+    buf: BytesMut,
+    scratch: Box<[u8]>,
+}
+
+impl<S: TimedStream> SyncStreamReceiver<S> {
+    fn new(io: S, limit: usize) -> Self {
+        SyncStreamReceiver {
+            io,
+            limit,
+            buf: BytesMut::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        }
+    }
+
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if self.buf.len() >= FRAME_PREFIX {
+                let size = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                if size > self.limit {
+                    return Err(TransportError::FrameTooLarge {
+                        size,
+                        limit: self.limit,
+                    });
+                }
+                let whole = FRAME_PREFIX + size;
+                if self.buf.len() >= whole {
+                    return Ok(Some(Frame::from_prefixed(self.buf.split_to(whole))));
+                }
+                if whole - self.buf.len() > READ_CHUNK {
+                    // A large frame: read the rest straight into place.
+                    self.io.set_timeouts(remaining(deadline)?, None)?;
+                    let start = self.buf.len();
+                    self.buf.resize(whole, 0);
+                    let mut filled = start;
+                    while filled < whole {
+                        match self.io.read(&mut self.buf[filled..whole]) {
+                            Ok(0) => {
+                                self.buf.truncate(filled);
+                                return Err(TransportError::Malformed(
+                                    "stream ended inside a frame".into(),
+                                ));
+                            }
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) if timed_out(&e) => {
+                                self.buf.truncate(filled);
+                                return Err(TransportError::TimedOut);
+                            }
+                            Err(e) => {
+                                self.buf.truncate(filled);
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            self.io.set_timeouts(remaining(deadline)?, None)?;
+            match self.io.read(&mut self.scratch) {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => {
+                    return Err(TransportError::Malformed(
+                        "stream ended inside a frame".into(),
+                    ));
+                }
+                Ok(n) => self.buf.extend_from_slice(&self.scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if timed_out(&e) => return Err(TransportError::TimedOut),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A `mem://` half driven by a private single-threaded runtime.
+struct MemBlocking<H> {
+    runtime: Arc<tokio::runtime::Runtime>,
+    half: H,
+}
+
+fn run_with_deadline<T>(
+    runtime: &tokio::runtime::Runtime,
+    deadline: Option<Instant>,
+    future: impl Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    let left = remaining(deadline)?;
+    runtime.block_on(async {
+        match left {
+            None => future.await,
+            Some(left) => tokio::time::timeout(left, future)
+                .await
+                .unwrap_or(Err(TransportError::TimedOut)),
+        }
+    })
+}
+
+enum BlockingSenderFlavor {
+    Tcp(SyncStreamSender<TcpStream>),
+    Unix(SyncStreamSender<UnixStream>),
+    Shm(ShmSender),
+    Mem(MemBlocking<MemSender>),
+}
+
+enum BlockingReceiverFlavor {
+    Tcp(SyncStreamReceiver<TcpStream>),
+    Unix(SyncStreamReceiver<UnixStream>),
+    Shm(ShmReceiver),
+    Mem(MemBlocking<MemReceiver>),
+}
+
+/// The sending half of a blocking connection.
+pub struct BlockingSender(BlockingSenderFlavor);
+
+/// The receiving half of a blocking connection.
+pub struct BlockingReceiver(BlockingReceiverFlavor);
+
+impl std::fmt::Debug for BlockingSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockingSender")
+    }
+}
+
+impl std::fmt::Debug for BlockingReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockingReceiver")
+    }
+}
+
+impl BlockingSender {
+    /// Sends one frame, waiting at most until `deadline` ([`TransportError::TimedOut`]). A frame
+    /// over the maximum size is refused with nothing sent.
+    pub fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
+        match &mut self.0 {
+            BlockingSenderFlavor::Tcp(s) => s.send(frame, deadline),
+            BlockingSenderFlavor::Unix(s) => s.send(frame, deadline),
+            BlockingSenderFlavor::Shm(s) => s.send_blocking(frame, deadline),
+            BlockingSenderFlavor::Mem(m) => {
+                run_with_deadline(&m.runtime, deadline, m.half.send(frame))
+            }
+        }
+    }
+
+    /// The largest payload this half will send.
+    pub fn max_frame_size(&self) -> usize {
+        match &self.0 {
+            BlockingSenderFlavor::Tcp(s) => s.limit,
+            BlockingSenderFlavor::Unix(s) => s.limit,
+            BlockingSenderFlavor::Shm(s) => s.max_frame_size(),
+            BlockingSenderFlavor::Mem(m) => m.half.max_frame_size(),
+        }
+    }
+
+    /// Closes the sending direction; the peer's receiver then ends.
+    pub fn close(&mut self) {
+        match &mut self.0 {
+            BlockingSenderFlavor::Tcp(s) => {
+                let _ = s.io.shutdown(std::net::Shutdown::Write);
+            }
+            BlockingSenderFlavor::Unix(s) => {
+                let _ = s.io.shutdown(std::net::Shutdown::Write);
+            }
+            BlockingSenderFlavor::Shm(s) => s.close(),
+            BlockingSenderFlavor::Mem(m) => m.half = MemSender::closed(),
+        }
+    }
+}
+
+impl BlockingReceiver {
+    /// Receives the next frame, waiting at most until `deadline` ([`TransportError::TimedOut`],
+    /// after which the next call resumes where this one stopped). `None` once the peer closed.
+    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+        match &mut self.0 {
+            BlockingReceiverFlavor::Tcp(r) => r.recv(deadline),
+            BlockingReceiverFlavor::Unix(r) => r.recv(deadline),
+            BlockingReceiverFlavor::Shm(r) => r.recv_blocking(deadline),
+            BlockingReceiverFlavor::Mem(m) => {
+                run_with_deadline(&m.runtime, deadline, m.half.recv())
+            }
+        }
+    }
+}
+
+/// A connection for code without an async runtime.
+#[derive(Debug)]
+pub struct BlockingConnection {
+    sender: BlockingSender,
+    receiver: BlockingReceiver,
+    peer: PeerInfo,
+}
+
+impl BlockingConnection {
+    /// Who is on the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// Sends one frame; see [`BlockingSender::send`].
+    pub fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
+        self.sender.send(frame, deadline)
+    }
+
+    /// Receives one frame; see [`BlockingReceiver::recv`].
+    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+        self.receiver.recv(deadline)
+    }
+
+    /// The two halves and the peer's description.
+    pub fn split(self) -> (BlockingSender, BlockingReceiver, PeerInfo) {
+        (self.sender, self.receiver, self.peer)
+    }
+}
+
+fn unix_peer(stream: &UnixStream) -> PeerInfo {
+    match nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(cred) => PeerInfo::Unix {
+            pid: Some(cred.pid()),
+            uid: cred.uid(),
+            gid: cred.gid(),
+        },
+        Err(_) => PeerInfo::Unix {
+            pid: None,
+            uid: u32::MAX,
+            gid: u32::MAX,
+        },
+    }
+}
+
+fn stream_connection<S: TimedStream + 'static>(
+    stream: S,
+    reader: S,
+    config: &TransportConfig,
+    peer: PeerInfo,
+    wrap: fn(SyncStreamSender<S>, SyncStreamReceiver<S>) -> (BlockingSender, BlockingReceiver),
+) -> BlockingConnection {
+    let sender = SyncStreamSender {
+        io: stream,
+        limit: config.max_frame_size,
+        broken: false,
+    };
+    let (sender, receiver) = wrap(
+        sender,
+        SyncStreamReceiver::new(reader, config.max_frame_size),
+    );
+    BlockingConnection {
+        sender,
+        receiver,
+        peer,
+    }
+}
+
+/// Opens a blocking connection to `address`, waiting at most `timeout` to connect.
+pub fn connect_blocking(
+    address: &Address,
+    config: &TransportConfig,
+    timeout: Duration,
+) -> Result<BlockingConnection, TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    match address {
+        Address::Tcp { host, port } => {
+            let mut last = None;
+            for candidate in (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(connect_error)?
+            {
+                match TcpStream::connect_timeout(&candidate, timeout) {
+                    Ok(stream) => {
+                        stream.set_nodelay(true)?;
+                        let peer = PeerInfo::Tcp(stream.peer_addr()?);
+                        let reader = stream.try_clone()?;
+                        return Ok(stream_connection(stream, reader, config, peer, |s, r| {
+                            (
+                                BlockingSender(BlockingSenderFlavor::Tcp(s)),
+                                BlockingReceiver(BlockingReceiverFlavor::Tcp(r)),
+                            )
+                        }));
+                    }
+                    Err(error) => last = Some(error),
+                }
+            }
+            Err(connect_error(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
+            })))
+        }
+        Address::Unix(path) => {
+            let stream = UnixStream::connect(path).map_err(connect_error)?;
+            unix_connection(stream, config)
+        }
+        Address::UnixAbstract(name) => {
+            let addr = UnixAddr::from_abstract_name(name).map_err(connect_error)?;
+            let stream = UnixStream::connect_addr(&addr).map_err(connect_error)?;
+            unix_connection(stream, config)
+        }
+        Address::ShmNamed(_) | Address::ShmPath(_) | Address::Mmap(_) => {
+            let (sender, receiver, peer) = shm::connect_blocking(address, config, timeout)?;
+            Ok(BlockingConnection {
+                sender: BlockingSender(BlockingSenderFlavor::Shm(sender)),
+                receiver: BlockingReceiver(BlockingReceiverFlavor::Shm(receiver)),
+                peer,
+            })
+        }
+        Address::Mem(_) => {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                return Err(TransportError::Unavailable {
+                    scheme: "mem",
+                    address: format!(
+                        "{address} (a blocking mem:// connection cannot be used inside an async runtime)"
+                    ),
+                });
+            }
+            let runtime = Arc::new(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()?,
+            );
+            let connection: Connection = runtime
+                .block_on(tokio::time::timeout(
+                    timeout,
+                    crate::listener::connect(address, config),
+                ))
+                .map_err(|_| connect_error(io::ErrorKind::TimedOut.into()))??;
+            let (sender, receiver, peer) = connection.split();
+            let (SenderFlavor::Mem(sender), ReceiverFlavor::Mem(receiver)) = (sender.0, receiver.0)
+            else {
+                unreachable!("mem:// connects with mem halves");
+            };
+            Ok(BlockingConnection {
+                sender: BlockingSender(BlockingSenderFlavor::Mem(MemBlocking {
+                    runtime: runtime.clone(),
+                    half: sender,
+                })),
+                receiver: BlockingReceiver(BlockingReceiverFlavor::Mem(MemBlocking {
+                    runtime,
+                    half: receiver,
+                })),
+                peer,
+            })
+        }
+        _ => Err(TransportError::Unavailable {
+            scheme: address.scheme(),
+            address: address.to_string(),
+        }),
+    }
+}
+
+fn unix_connection(
+    stream: UnixStream,
+    config: &TransportConfig,
+) -> Result<BlockingConnection, TransportError> {
+    let peer = unix_peer(&stream);
+    let reader = stream.try_clone()?;
+    Ok(stream_connection(stream, reader, config, peer, |s, r| {
+        (
+            BlockingSender(BlockingSenderFlavor::Unix(s)),
+            BlockingReceiver(BlockingReceiverFlavor::Unix(r)),
+        )
+    }))
+}
+
+impl FrameSender {
+    /// This half as a [`BlockingSender`], for transports that serve best from a dedicated
+    /// thread (shared memory); the half itself, unchanged, for the others.
+    pub fn into_blocking(self) -> Result<BlockingSender, FrameSender> {
+        match self.0 {
+            SenderFlavor::Shm(s) => Ok(BlockingSender(BlockingSenderFlavor::Shm(s))),
+            other => Err(FrameSender(other)),
+        }
+    }
+}
+
+impl FrameReceiver {
+    /// This half as a [`BlockingReceiver`], for transports that serve best from a dedicated
+    /// thread (shared memory); the half itself, unchanged, for the others.
+    pub fn into_blocking(self) -> Result<BlockingReceiver, FrameReceiver> {
+        match self.0 {
+            ReceiverFlavor::Shm(r) => Ok(BlockingReceiver(BlockingReceiverFlavor::Shm(r))),
+            other => Err(FrameReceiver(other)),
+        }
+    }
+}
