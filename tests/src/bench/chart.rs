@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use anyhow::anyhow;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 use super::report::Report;
@@ -69,12 +70,25 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     if groups.is_empty() {
         return Err(anyhow!("nothing to draw"));
     }
-    let top = groups
-        .iter()
-        .flat_map(|g| g.bars.iter().flatten())
-        .map(|l| l.p99_us.max(l.median_us))
-        .fold(1.0f64, f64::max)
-        * 1.15;
+    let values = || groups.iter().flat_map(|g| g.bars.iter().flatten());
+    // A log scale: medians of a few hundred nanoseconds (shared memory) and p99s of
+    // milliseconds (a busy virtual machine) on one chart.
+    let top = 10f64.powf(
+        values()
+            .map(|l| l.p99_us.max(l.median_us))
+            .fold(1.0f64, f64::max)
+            .log10()
+            .ceil()
+            + 0.3,
+    );
+    let bottom = 10f64.powf(
+        values()
+            .map(|l| l.median_us / 2.0)
+            .fold(top, f64::min)
+            .max(1e-3)
+            .log10()
+            .floor(),
+    );
     let plot = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let width = (240 + 150 * groups.len() as u32).max(640);
     let root = BitMapBackend::new(path, (width, 560)).into_drawing_area();
@@ -83,15 +97,16 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "Small-call latency, µs (bar: median, whisker: p99) — {} run, pin {:?}",
-                report.mode, report.pin
+                "Small-call latency, µs (bar: median, line: to p99) — {} run, pin {}",
+                report.mode,
+                format!("{:?}", report.pin).to_lowercase()
             ),
             ("sans-serif", 20),
         )
         .margin(16)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (bottom..top).log_scale())
         .map_err(|e| plot(&e))?;
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     let label = move |x: &f64| {
@@ -107,7 +122,8 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .disable_x_mesh()
         .x_labels(n + 1)
         .x_label_formatter(&label)
-        .y_desc("µs")
+        .y_desc("µs (log scale)")
+        .y_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| plot(&e))?;
@@ -122,7 +138,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         chart
             .draw_series(bars.iter().map(|&(x, l)| {
                 Rectangle::new(
-                    [(x - width / 2.0, 0.0), (x + width / 2.0, l.median_us)],
+                    [(x - width / 2.0, bottom), (x + width / 2.0, l.median_us)],
                     color.filled(),
                 )
             }))
@@ -137,9 +153,16 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         chart
             .draw_series(bars.iter().map(|&(x, l)| {
                 Text::new(
-                    format!("{:.1}", l.median_us),
-                    (x - width / 2.0, l.median_us + top * 0.03),
-                    ("sans-serif", 12).into_font().color(&BLACK),
+                    if l.median_us < 10.0 {
+                        format!("{:.2}", l.median_us)
+                    } else {
+                        format!("{:.0}", l.median_us)
+                    },
+                    (x, l.median_us),
+                    ("sans-serif", 12)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))
             .map_err(|e| plot(&e))?;

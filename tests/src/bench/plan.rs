@@ -43,7 +43,7 @@ impl Plan {
         Plan {
             mode: "full",
             warmup: 2_000,
-            latency_calls: 20_000,
+            latency_calls: 50_000,
             raw_round_trips: 50_000,
             throughput_time: Duration::from_secs(2),
             processes_time: Duration::from_secs(3),

@@ -72,7 +72,7 @@ impl Report {
             out,
             "## rpc-bench ({} run, pin {}: client CPU {}, server CPU {}; {:.0} s)\n",
             self.mode,
-            serde_json::to_value(self.pin).map_or_else(|_| "?".into(), |v| v.to_string()),
+            format!("{:?}", self.pin).to_lowercase(),
             cpu(self.cpus.client),
             cpu(self.cpus.server),
             self.elapsed_secs
@@ -286,7 +286,9 @@ fn num(v: f64) -> String {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
+    if b > 0.0 && a / b < 0.1 {
+        format!("{:.3}×", a / b)
+    } else if b > 0.0 {
         format!("{:.2}×", a / b)
     } else {
         "-".into()

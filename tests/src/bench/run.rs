@@ -51,11 +51,12 @@ impl Selection {
                 tarpc: vec![],
             });
         }
-        let known: Vec<&str> = TRANSPORTS
-            .iter()
-            .map(|t| t.name)
-            .chain(Mech::ALL.iter().map(|m| m.name()))
-            .collect();
+        let mut known: Vec<&str> = TRANSPORTS.iter().map(|t| t.name).collect();
+        for mech in Mech::ALL {
+            if !known.contains(&mech.name()) {
+                known.push(mech.name());
+            }
+        }
         bail!("--only {only}: unknown; use one of {}", known.join(", "))
     }
 }
@@ -80,8 +81,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("build the client runtime")?;
     progress.note(&format!(
-        "{} run, pin {:?} (client CPU {:?}, server CPU {:?})",
-        plan.mode, args.pin, cpus.client, cpus.server
+        "{} run, pin {} (client CPU {}, server CPU {})",
+        plan.mode,
+        format!("{:?}", args.pin).to_lowercase(),
+        cpus.client.map_or("any".into(), |c| c.to_string()),
+        cpus.server.map_or("any".into(), |c| c.to_string())
     ));
 
     let mut errors = Vec::new();

@@ -28,14 +28,13 @@ pub struct TransportSpec {
     pub tarpc: Option<TarpcNet>,
 }
 
-/// Every framework transport measured, in table order. A new transport is one line here:
+/// Every framework transport measured, in table order. A new transport is one entry here,
+/// such as:
 ///
 /// ```text
-/// spec("shm", Served(|e| format!("shm://{}", e.unique("bench"))), Some(Mech::Shm), None),
-/// spec("mmap", Served(|e| format!("mmap://{}", e.path("bench.mmap").display())), Some(Mech::Shm), None),
-/// spec("fifo", Served(|e| format!("fifo://{}", e.path("bench-fifo").display())), Some(Mech::Fifo), None),
-/// spec("mq", Served(|e| format!("mq://{}", e.unique("bench"))), Some(Mech::Mq), None),
-/// spec("spawn", ClientSpawned(|e| format!("spawn:{} serve --listen stdio --max-frame {}",
+/// spec("fifo", Endpoint::Served(|e| format!("fifo://{}", e.path("fifo").display())), Some(Mech::Fifo), None),
+/// spec("mq", Endpoint::Served(|e| format!("mq://{}", e.unique("bench"))), Some(Mech::Mq), None),
+/// spec("spawn", Endpoint::ClientSpawned(|e| format!("spawn:{} serve --listen stdio --max-frame {}",
 ///     e.exe.display(), super::framework::MAX_FRAME)), Some(Mech::Pipe), None),
 /// ```
 pub const TRANSPORTS: &[TransportSpec] = &[
@@ -50,6 +49,18 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Endpoint::Served(|e| format!("unix://{}.sock", e.path("fw").display())),
         Some(Mech::Unix),
         Some(TarpcNet::Unix),
+    ),
+    spec(
+        "shm",
+        Endpoint::Served(|e| format!("shm://{}", e.unique("bench"))),
+        Some(Mech::Shm),
+        None,
+    ),
+    spec(
+        "mmap",
+        Endpoint::Served(|e| format!("mmap://{}", e.path("mmap").display())),
+        Some(Mech::Shm),
+        None,
     ),
 ];
 

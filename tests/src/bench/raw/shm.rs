@@ -116,7 +116,7 @@ impl Slot {
                 return Ok(now);
             }
             spins += 1;
-            if spins % 64 == 0 && start.elapsed() >= SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() >= SPIN {
                 break;
             }
             spin_loop();
