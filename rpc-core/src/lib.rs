@@ -17,7 +17,8 @@
 //! - [`service`]: the attribute macro (crate `rpc-macros`), generating `{Trait}Client`,
 //!   `{Trait}Server` and the schema.
 //! - `client/`: [`Client`], the untyped async client (call ids, pending calls, deadlines,
-//!   cancellation), [`ClientOptions`] and [`CallOptions`].
+//!   cancellation), [`BlockingClient`] for code without a runtime, [`ClientOptions`] and
+//!   [`CallOptions`].
 //! - `server/`: [`Server`], [`ServerHandle`], the [`Service`] trait the macro implements, and
 //!   [`Context`] for handlers.
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
@@ -32,7 +33,7 @@ pub mod schema;
 mod server;
 pub mod wire;
 
-pub use client::{CallOptions, Client, ClientOptions};
+pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
 pub use error::RpcError;
 pub use rpc_macros::service;
 pub use rpc_transport as transport;
@@ -45,7 +46,7 @@ pub use server::{
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::client::{CallOptions, Client, ClientOptions};
+    pub use crate::client::{BlockingClient, CallOptions, Client, ClientOptions};
     pub use crate::error::RpcError;
     pub use crate::schema::{MethodSchema, ServiceSchema, fingerprint};
     pub use crate::server::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
@@ -62,5 +63,5 @@ pub mod __private {
     pub use ::std::string::String;
     pub use ::std::sync::Arc;
     pub use ::std::vec::Vec;
-    pub use rpc_transport::Connection;
+    pub use rpc_transport::{BlockingConnection, Connection};
 }

@@ -44,11 +44,13 @@ pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
 
 pub fn expand(service: &Service<'_>) -> TokenStream {
     let tr = rewritten_trait(service);
-    let client = client(service);
+    let async_client = client(service, Flavor::Async);
+    let blocking_client = client(service, Flavor::Blocking);
     let server = server(service);
     quote! {
         #tr
-        #client
+        #async_client
+        #blocking_client
         #server
     }
 }
@@ -110,68 +112,118 @@ fn schema(service: &Service<'_>) -> TokenStream {
     }
 }
 
-fn client(service: &Service<'_>) -> TokenStream {
+/// The two generated clients: the async one and its blocking twin.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Async,
+    Blocking,
+}
+
+/// The tuple of a method's arguments as the client encodes them (`Vec<u8>` as one block).
+fn encoded_args(method: &Method<'_>) -> TokenStream {
     let p = private();
-    let vis = &service.original.vis;
-    let client = client_name(service);
-    let trait_name = service.name();
-    let doc = format!(
-        "The client of [`{trait_name}`]: one async method per trait method. Cheap to clone; clones share one connection."
-    );
-    let schema = schema(service);
-    let methods = service.methods.iter().enumerate().map(|(index, method)| {
-        let index = index as u32;
-        let docs = &method.docs;
-        let ident = method.name;
-        let names: Vec<_> = method.args.iter().map(|a| a.name.expect("validated")).collect();
-        let types = method.args.iter().map(|a| a.ty);
-        let encoded = method.args.iter().map(|arg| {
-            let name = arg.name.expect("validated");
-            if is_byte_vec(arg.ty) {
-                quote!(#p::Bytes::new(&#name))
-            } else {
-                quote!(&#name)
-            }
-        });
-        let output = output_type(method);
-        let call = if method.output.is_some_and(is_byte_vec) {
-            quote! {
-                self.client.call::<_, #p::ByteBuf>(#index, &(#(#encoded,)*)).await.map(#p::ByteBuf::into_vec)
-            }
+    let encoded = method.args.iter().map(|arg| {
+        let name = arg.name.expect("validated");
+        if is_byte_vec(arg.ty) {
+            quote!(#p::Bytes::new(&#name))
         } else {
-            quote!(self.client.call::<_, #output>(#index, &(#(#encoded,)*)).await)
-        };
-        quote! {
-            #(#docs)*
-            pub async fn #ident(&self, #(#names: #types),*) -> #p::Result<#output, #p::RpcError> {
-                #call
-            }
+            quote!(&#name)
         }
     });
+    quote!((#(#encoded,)*))
+}
+
+fn client_method(index: usize, method: &Method<'_>, flavor: Flavor) -> TokenStream {
+    let p = private();
+    let index = index as u32;
+    let docs = &method.docs;
+    let ident = method.name;
+    let names = method.args.iter().map(|a| a.name.expect("validated"));
+    let types = method.args.iter().map(|a| a.ty);
+    let args = encoded_args(method);
+    let output = output_type(method);
+    let (asyncness, wait) = match flavor {
+        Flavor::Async => (quote!(async), quote!(.await)),
+        Flavor::Blocking => (quote!(), quote!()),
+    };
+    let call = if method.output.is_some_and(is_byte_vec) {
+        quote!(self.client.call::<_, #p::ByteBuf>(#index, &#args)#wait.map(#p::ByteBuf::into_vec))
+    } else {
+        quote!(self.client.call::<_, #output>(#index, &#args)#wait)
+    };
+    quote! {
+        #(#docs)*
+        pub #asyncness fn #ident(&self, #(#names: #types),*) -> #p::Result<#output, #p::RpcError> {
+            #call
+        }
+    }
+}
+
+fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
+    let p = private();
+    let vis = &service.original.vis;
+    let trait_name = service.name();
+    let (client, inner, connection, asyncness, wait, doc) = match flavor {
+        Flavor::Async => (
+            client_name(service),
+            quote!(#p::Client),
+            quote!(#p::Connection),
+            quote!(async),
+            quote!(.await),
+            format!(
+                "The client of [`{trait_name}`]: one async method per trait method. Cheap to clone; clones share one connection and its calls run concurrently."
+            ),
+        ),
+        Flavor::Blocking => (
+            format_ident!("{}BlockingClient", trait_name),
+            quote!(#p::BlockingClient),
+            quote!(#p::BlockingConnection),
+            quote!(),
+            quote!(),
+            format!(
+                "The blocking client of [`{trait_name}`], for code without an async runtime: one blocking method per trait method, one call at a time per connection. On `shm://` it is the lowest-latency path."
+            ),
+        ),
+    };
+    let schema = match flavor {
+        Flavor::Async => schema(service),
+        Flavor::Blocking => {
+            let async_client = client_name(service);
+            quote! {
+                /// The service's schema (the same as the async client's).
+                pub const SCHEMA: &'static #p::ServiceSchema = #async_client::SCHEMA;
+            }
+        }
+    };
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| client_method(index, method, flavor));
     quote! {
         #[doc = #doc]
         #[derive(#p::Debug, #p::Clone)]
         #vis struct #client {
-            client: #p::Client,
+            client: #inner,
         }
 
         impl #client {
             #schema
 
             /// Connects to a server of this service at `address` (such as `tcp://127.0.0.1:7000`).
-            pub async fn connect(address: &str) -> #p::Result<Self, #p::RpcError> {
-                Self::connect_with(address, <#p::ClientOptions as #p::Default>::default()).await
+            pub #asyncness fn connect(address: &str) -> #p::Result<Self, #p::RpcError> {
+                Self::connect_with(address, <#p::ClientOptions as #p::Default>::default())#wait
             }
 
             /// Connects with explicit options (timeouts, maximum frame size).
-            pub async fn connect_with(address: &str, options: #p::ClientOptions) -> #p::Result<Self, #p::RpcError> {
-                #p::Client::connect(address, Self::SCHEMA, options).await.map(|client| Self { client })
+            pub #asyncness fn connect_with(address: &str, options: #p::ClientOptions) -> #p::Result<Self, #p::RpcError> {
+                #inner::connect(address, Self::SCHEMA, options)#wait.map(|client| Self { client })
             }
 
             /// Performs the handshake on an open transport connection.
-            pub async fn from_connection(connection: #p::Connection) -> #p::Result<Self, #p::RpcError> {
-                #p::Client::from_connection(connection, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
-                    .await
+            pub #asyncness fn from_connection(connection: #connection) -> #p::Result<Self, #p::RpcError> {
+                #inner::from_connection(connection, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
+                    #wait
                     .map(|client| Self { client })
             }
 
@@ -191,7 +243,7 @@ fn client(service: &Service<'_>) -> TokenStream {
             }
 
             /// The untyped client underneath.
-            pub fn client(&self) -> &#p::Client {
+            pub fn client(&self) -> &#inner {
                 &self.client
             }
 

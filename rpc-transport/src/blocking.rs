@@ -202,7 +202,7 @@ fn run_with_deadline<T>(
     future: impl Future<Output = Result<T, TransportError>>,
 ) -> Result<T, TransportError> {
     let left = remaining(deadline)?;
-    runtime.block_on(async {
+    runtime.block_on(async move {
         match left {
             None => future.await,
             Some(left) => tokio::time::timeout(left, future)
@@ -434,10 +434,9 @@ pub fn connect_blocking(
                     .build()?,
             );
             let connection: Connection = runtime
-                .block_on(tokio::time::timeout(
-                    timeout,
-                    crate::listener::connect(address, config),
-                ))
+                .block_on(async {
+                    tokio::time::timeout(timeout, crate::listener::connect(address, config)).await
+                })
                 .map_err(|_| connect_error(io::ErrorKind::TimedOut.into()))??;
             let (sender, receiver, peer) = connection.split();
             let (SenderFlavor::Mem(sender), ReceiverFlavor::Mem(receiver)) = (sender.0, receiver.0)

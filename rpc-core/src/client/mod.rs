@@ -5,6 +5,7 @@
 //! reader task per connection hands each reply to its caller by call id, in any order. When the
 //! connection ends, the reader fails every pending call with [`RpcError::Disconnected`].
 
+mod blocking;
 mod options;
 mod pending;
 pub(crate) mod protocol;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
 
+pub use blocking::BlockingClient;
 pub use options::{CallOptions, ClientOptions};
 use pending::Pending;
 

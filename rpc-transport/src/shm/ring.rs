@@ -369,7 +369,7 @@ mod region_memory {
         /// The ring at `base` with `capacity` data bytes (must fit the region; panics otherwise).
         pub(crate) fn new(region: Arc<Region>, base: usize, capacity: usize) -> Self {
             assert!(capacity.is_power_of_two() && capacity >= 64);
-            assert!(base % 128 == 0 && base + RING_CONTROL + capacity <= region.len());
+            assert!(base.is_multiple_of(128) && base + RING_CONTROL + capacity <= region.len());
             RegionRing {
                 region,
                 base,
@@ -522,7 +522,7 @@ mod tests {
         {
             pushed += 1;
         }
-        assert_eq!(pushed, 256 / 32);
+        assert_eq!(pushed as usize, 256 / 32);
         for expected in 0..pushed {
             assert_eq!(pop(&mut consumer).unwrap(), vec![expected; 24]);
         }

@@ -1,0 +1,226 @@
+//! [`BlockingClient`]: the untyped client for code without an async runtime. The generated
+//! `{Trait}BlockingClient`s wrap it.
+//!
+//! One call at a time per connection: a call takes the connection, writes its request and reads
+//! until its reply, all on the calling thread. On shared memory that thread spins on the reply
+//! ring, so a call completes without a syscall or a thread wake-up when the server is busy
+//! serving it — the lowest-latency path the framework has. Clones share the connection (calls
+//! from several threads take turns); for calls in parallel, open more clients.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rpc_transport::{BlockingConnection, BlockingReceiver, BlockingSender, TransportError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::protocol;
+use super::{CallOptions, ClientOptions, parse_address};
+use crate::error::RpcError;
+use crate::schema::ServiceSchema;
+use crate::wire::{Header, Kind};
+
+/// A blocking connection to a server of one service.
+#[derive(Clone)]
+pub struct BlockingClient {
+    shared: Arc<Shared>,
+    options: CallOptions,
+}
+
+struct Shared {
+    schema: &'static ServiceSchema,
+    io: Mutex<Io>,
+    /// The smaller of our and the server's maximum frame size.
+    send_limit: usize,
+}
+
+struct Io {
+    sender: BlockingSender,
+    receiver: BlockingReceiver,
+    next_call_id: u64,
+    /// Set once the connection is gone: why.
+    closed: Option<String>,
+}
+
+impl Io {
+    fn close(&mut self, reason: String) -> RpcError {
+        self.sender.close();
+        RpcError::disconnected(self.closed.get_or_insert(reason))
+    }
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingClient")
+            .field("service", &self.shared.schema.name)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingClient {
+    /// Connects to `address` and performs the handshake for `schema`.
+    pub fn connect(
+        address: &str,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<BlockingClient, RpcError> {
+        let parsed = parse_address(address)?;
+        let connection =
+            rpc_transport::connect_blocking(&parsed, &options.transport, options.connect_timeout)
+                .map_err(|e| match e {
+                TransportError::InvalidAddress { .. }
+                | TransportError::UnsupportedScheme { .. }
+                | TransportError::Unavailable { .. } => RpcError::Address(e),
+                source => RpcError::Connect {
+                    address: address.to_owned(),
+                    source,
+                },
+            })?;
+        Self::from_connection(connection, schema, options)
+    }
+
+    /// Performs the handshake for `schema` on an open blocking connection.
+    pub fn from_connection(
+        connection: BlockingConnection,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<BlockingClient, RpcError> {
+        let (mut sender, mut receiver, _) = connection.split();
+        let deadline = Some(Instant::now() + options.connect_timeout);
+        let own_limit = options.transport.max_frame_size;
+        let handshake_error = |e: TransportError| match e {
+            TransportError::TimedOut => {
+                RpcError::disconnected("the server did not answer the handshake in time")
+            }
+            other => RpcError::disconnected(other),
+        };
+        sender
+            .send(protocol::hello_frame(schema, own_limit)?, deadline)
+            .map_err(handshake_error)?;
+        let reply = receiver
+            .recv(deadline)
+            .map_err(handshake_error)?
+            .ok_or_else(|| {
+                RpcError::disconnected("the server closed the connection during the handshake")
+            })?;
+        let welcome = protocol::handshake_reply(&reply, schema)?;
+        Ok(BlockingClient {
+            shared: Arc::new(Shared {
+                schema,
+                io: Mutex::new(Io {
+                    sender,
+                    receiver,
+                    next_call_id: 1,
+                    closed: None,
+                }),
+                send_limit: own_limit.min(welcome.max_frame_size as usize),
+            }),
+            options: CallOptions {
+                timeout: options.call_timeout,
+                metadata: Vec::new(),
+            },
+        })
+    }
+
+    /// A handle on the same connection whose calls use `options`.
+    pub fn with_options(&self, options: CallOptions) -> BlockingClient {
+        BlockingClient {
+            shared: self.shared.clone(),
+            options,
+        }
+    }
+
+    /// A handle on the same connection whose calls time out after `timeout` (`None`: never).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> BlockingClient {
+        let mut options = self.options.clone();
+        options.timeout = timeout;
+        self.with_options(options)
+    }
+
+    /// A handle on the same connection whose calls also carry the metadata `key = value`.
+    pub fn with_metadata(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> BlockingClient {
+        let mut options = self.options.clone();
+        options.metadata.push((key.into(), value.into()));
+        self.with_options(options)
+    }
+
+    /// The options this handle's calls use.
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// The service this client talks to.
+    pub fn schema(&self) -> &'static ServiceSchema {
+        self.shared.schema
+    }
+
+    fn io(&self) -> MutexGuard<'_, Io> {
+        self.shared.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the connection is gone (every further call fails with `Disconnected`).
+    pub fn is_closed(&self) -> bool {
+        self.io().closed.is_some()
+    }
+
+    /// Calls method number `method` with the encoded `args` and decodes its return value,
+    /// blocking the calling thread.
+    pub fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let schema = self.shared.schema;
+        let timeout = self.options.timeout;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let exceeded = || RpcError::DeadlineExceeded {
+            method: schema.method_name(method),
+            timeout: timeout.unwrap_or_default(),
+        };
+        let mut io = self.io();
+        if let Some(reason) = &io.closed {
+            return Err(RpcError::disconnected(reason));
+        }
+        let call_id = io.next_call_id;
+        io.next_call_id += 1;
+        let frame =
+            protocol::request_frame(method, call_id, &self.options, args, self.shared.send_limit)?;
+        match io.sender.send(frame, deadline) {
+            Ok(()) => {}
+            Err(TransportError::TimedOut) => return Err(exceeded()),
+            Err(error) => return Err(io.close(format!("sending failed: {error}"))),
+        }
+        loop {
+            let frame = match io.receiver.recv(deadline) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err(io.close("the server closed the connection".into())),
+                Err(TransportError::TimedOut) => {
+                    let cancel = protocol::cancel_frame(method, call_id);
+                    let _ = io
+                        .sender
+                        .send(cancel, Some(Instant::now() + Duration::from_millis(10)));
+                    return Err(exceeded());
+                }
+                Err(error) => return Err(io.close(format!("receiving failed: {error}"))),
+            };
+            let header = match Header::parse(frame.payload()) {
+                Ok(parsed) => parsed.header,
+                Err(error) => return Err(io.close(format!("the server sent a bad frame: {error}"))),
+            };
+            if header.call_id == call_id {
+                return protocol::decode_reply(&frame, schema, method, timeout);
+            }
+            if header.kind == Kind::Error && header.call_id == 0 {
+                return Err(
+                    io.close("the server closed the connection after a protocol error".into())
+                );
+            }
+            // A late reply to an earlier call that timed out: skip it.
+        }
+    }
+}
