@@ -78,7 +78,8 @@ impl Region {
 
     fn check(&self, offset: usize, len: usize, align: usize) {
         assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len()) && offset.is_multiple_of(align),
+            offset.checked_add(len).is_some_and(|end| end <= self.len())
+                && offset.is_multiple_of(align),
             "region access out of bounds: {len} bytes at {offset} of {}",
             self.len()
         );
