@@ -2,7 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::calculator::{Calc, CalculatorClient, CalculatorServer};
+use crate::calculator::{Calc, CalculatorBlockingClient, CalculatorClient, CalculatorServer};
+
+/// Which generated client a measurement uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// `CalculatorClient`, on the caller's runtime.
+    Async,
+    /// `CalculatorBlockingClient`, on a thread of its own.
+    Blocking,
+}
 
 /// Latency figures of one transport.
 #[derive(Debug, Clone)]
@@ -26,28 +35,63 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Serves `Calc` on `address`, connects a client, checks it answers correctly, then times
-/// `calls` sequential `add` calls after a warm-up.
-pub async fn measure(address: &str, calls: usize) -> Result<LatencyRow, rpc_core::RpcError> {
-    let server = rpc_core::Server::new()
-        .start(CalculatorServer::new(Calc), &[address])
-        .await?;
-    let bound = server.local_address();
-    let client = CalculatorClient::connect(&bound).await?;
+/// Times `calls` sequential `add` calls of `call` after a warm-up, checking every answer.
+fn time_calls(
+    bound: &str,
+    calls: usize,
+    mut call: impl FnMut(i64) -> Result<i64, rpc_core::RpcError>,
+) -> Result<Vec<Duration>, rpc_core::RpcError> {
     for i in 0..(calls / 10).max(10) as i64 {
-        let sum = client.add(i, 1).await?;
-        assert_eq!(sum, i + 1, "{bound} answered add({i}, 1) wrongly");
+        let sum = call(i)?;
+        assert_eq!(sum, 2 * i, "{bound} answered add({i}, {i}) wrongly");
     }
     let mut samples = Vec::with_capacity(calls);
     for i in 0..calls as i64 {
         let start = Instant::now();
-        let sum = client.add(i, i).await?;
+        let sum = call(i)?;
         samples.push(start.elapsed());
         assert_eq!(sum, 2 * i, "{bound} answered add({i}, {i}) wrongly");
     }
-    drop(client);
-    server.shutdown().await;
     samples.sort_unstable();
+    Ok(samples)
+}
+
+/// Serves `Calc` on `address`, connects a client of `kind`, then times `calls` sequential
+/// `add` calls after a warm-up, checking every answer.
+pub async fn measure(
+    address: &str,
+    kind: ClientKind,
+    calls: usize,
+) -> Result<LatencyRow, rpc_core::RpcError> {
+    let server = rpc_core::Server::new()
+        .start(CalculatorServer::new(Calc), &[address])
+        .await?;
+    let bound = server.local_address();
+    let samples = match kind {
+        ClientKind::Async => {
+            let client = CalculatorClient::connect(&bound).await?;
+            let mut samples = Vec::with_capacity(calls);
+            for i in 0..(calls / 10).max(10) as i64 + calls as i64 {
+                let start = Instant::now();
+                let sum = client.add(i, i).await?;
+                samples.push(start.elapsed());
+                assert_eq!(sum, 2 * i, "{bound} answered add({i}, {i}) wrongly");
+            }
+            let mut timed = samples.split_off(samples.len() - calls);
+            timed.sort_unstable();
+            timed
+        }
+        ClientKind::Blocking => {
+            let at = bound.clone();
+            tokio::task::spawn_blocking(move || {
+                let client = CalculatorBlockingClient::connect(&at)?;
+                time_calls(&at, calls, |i| client.add(i, i))
+            })
+            .await
+            .expect("the blocking client's thread")?
+        }
+    };
+    server.shutdown().await;
     Ok(LatencyRow {
         address: bound,
         calls,

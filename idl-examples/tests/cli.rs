@@ -198,7 +198,15 @@ fn demo_prints_a_row_per_transport() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
-    for transport in ["| tcp |", "| unix |", "| unix (abstract) |", "| mem |"] {
+    for transport in [
+        "| tcp |",
+        "| unix |",
+        "| unix (abstract) |",
+        "| mem |",
+        "| shm |",
+        "| shm (blocking client) |",
+        "| mmap |",
+    ] {
         let row = table
             .lines()
             .find(|line| line.starts_with(transport))

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use idl_examples::demo::{measure, micros};
+use idl_examples::demo::{ClientKind, measure, micros};
 
 const CALLS: usize = 2000;
 
@@ -15,17 +15,21 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let pid = std::process::id();
+    let (async_client, blocking) = (ClientKind::Async, ClientKind::Blocking);
     let transports = [
-        ("tcp", "tcp://127.0.0.1:0".to_owned()),
-        ("unix", format!("unix://{}/calc.sock", dir.display())),
-        ("unix (abstract)", format!("unix:@rpc-demo-{pid}")),
-        ("mem", format!("mem://rpc-demo-{pid}")),
+        ("tcp", "tcp://127.0.0.1:0".to_owned(), async_client),
+        ("unix", format!("unix://{}/calc.sock", dir.display()), async_client),
+        ("unix (abstract)", format!("unix:@rpc-demo-{pid}"), async_client),
+        ("mem", format!("mem://rpc-demo-{pid}"), async_client),
+        ("shm", format!("shm://rpc-demo-{pid}"), async_client),
+        ("shm (blocking client)", format!("shm://rpc-demo-b-{pid}"), blocking),
+        ("mmap", format!("mmap://{}/calc.seg", dir.display()), async_client),
     ];
     println!("| transport | address | calls | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");
     let mut failed = false;
-    for (name, address) in transports {
-        match measure(&address, CALLS).await {
+    for (name, address, kind) in transports {
+        match measure(&address, kind, CALLS).await {
             Ok(row) => println!(
                 "| {name} | {} | {} | {} | {} |",
                 row.address,
