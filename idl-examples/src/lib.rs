@@ -7,4 +7,6 @@
 pub mod calculator;
 pub mod demo;
 
-pub use calculator::{Calc, Calculator, CalculatorClient, CalculatorServer, MathError};
+pub use calculator::{
+    Calc, Calculator, CalculatorBlockingClient, CalculatorClient, CalculatorServer, MathError,
+};

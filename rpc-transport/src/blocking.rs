@@ -21,6 +21,7 @@ use crate::address::Address;
 use crate::connection::{
     Connection, FrameReceiver, FrameSender, PeerInfo, ReceiverFlavor, SenderFlavor,
 };
+use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
 use crate::mem::{MemReceiver, MemSender};
@@ -247,13 +248,18 @@ impl std::fmt::Debug for BlockingReceiver {
 impl BlockingSender {
     /// Sends one frame, waiting at most until `deadline` ([`TransportError::TimedOut`]). A frame
     /// over the maximum size is refused with nothing sent.
-    pub fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
+    pub fn send(
+        &mut self,
+        frame: Frame,
+        deadline: impl Into<Deadline>,
+    ) -> Result<(), TransportError> {
+        let deadline = deadline.into();
         match &mut self.0 {
-            BlockingSenderFlavor::Tcp(s) => s.send(frame, deadline),
-            BlockingSenderFlavor::Unix(s) => s.send(frame, deadline),
+            BlockingSenderFlavor::Tcp(s) => s.send(frame, deadline.resolve()),
+            BlockingSenderFlavor::Unix(s) => s.send(frame, deadline.resolve()),
             BlockingSenderFlavor::Shm(s) => s.send_blocking(frame, deadline),
             BlockingSenderFlavor::Mem(m) => {
-                run_with_deadline(&m.runtime, deadline, m.half.send(frame))
+                run_with_deadline(&m.runtime, deadline.resolve(), m.half.send(frame))
             }
         }
     }
@@ -286,13 +292,14 @@ impl BlockingSender {
 impl BlockingReceiver {
     /// Receives the next frame, waiting at most until `deadline` ([`TransportError::TimedOut`],
     /// after which the next call resumes where this one stopped). `None` once the peer closed.
-    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+    pub fn recv(&mut self, deadline: impl Into<Deadline>) -> Result<Option<Frame>, TransportError> {
+        let deadline = deadline.into();
         match &mut self.0 {
-            BlockingReceiverFlavor::Tcp(r) => r.recv(deadline),
-            BlockingReceiverFlavor::Unix(r) => r.recv(deadline),
+            BlockingReceiverFlavor::Tcp(r) => r.recv(deadline.resolve()),
+            BlockingReceiverFlavor::Unix(r) => r.recv(deadline.resolve()),
             BlockingReceiverFlavor::Shm(r) => r.recv_blocking(deadline),
             BlockingReceiverFlavor::Mem(m) => {
-                run_with_deadline(&m.runtime, deadline, m.half.recv())
+                run_with_deadline(&m.runtime, deadline.resolve(), m.half.recv())
             }
         }
     }
@@ -313,12 +320,16 @@ impl BlockingConnection {
     }
 
     /// Sends one frame; see [`BlockingSender::send`].
-    pub fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
+    pub fn send(
+        &mut self,
+        frame: Frame,
+        deadline: impl Into<Deadline>,
+    ) -> Result<(), TransportError> {
         self.sender.send(frame, deadline)
     }
 
     /// Receives one frame; see [`BlockingReceiver::recv`].
-    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+    pub fn recv(&mut self, deadline: impl Into<Deadline>) -> Result<Option<Frame>, TransportError> {
         self.receiver.recv(deadline)
     }
 

@@ -36,6 +36,8 @@ mod config;
 #[cfg(not(loom))]
 mod connection;
 #[cfg(not(loom))]
+mod deadline;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod frame;
@@ -59,6 +61,8 @@ pub use blocking::{BlockingConnection, BlockingReceiver, BlockingSender, connect
 pub use config::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_SHM_RING_CAPACITY, TransportConfig};
 #[cfg(not(loom))]
 pub use connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
+#[cfg(not(loom))]
+pub use deadline::Deadline;
 #[cfg(not(loom))]
 pub use error::TransportError;
 #[cfg(not(loom))]

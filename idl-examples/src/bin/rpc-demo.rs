@@ -18,12 +18,28 @@ async fn main() -> ExitCode {
     let (async_client, blocking) = (ClientKind::Async, ClientKind::Blocking);
     let transports = [
         ("tcp", "tcp://127.0.0.1:0".to_owned(), async_client),
-        ("unix", format!("unix://{}/calc.sock", dir.display()), async_client),
-        ("unix (abstract)", format!("unix:@rpc-demo-{pid}"), async_client),
+        (
+            "unix",
+            format!("unix://{}/calc.sock", dir.display()),
+            async_client,
+        ),
+        (
+            "unix (abstract)",
+            format!("unix:@rpc-demo-{pid}"),
+            async_client,
+        ),
         ("mem", format!("mem://rpc-demo-{pid}"), async_client),
         ("shm", format!("shm://rpc-demo-{pid}"), async_client),
-        ("shm (blocking client)", format!("shm://rpc-demo-b-{pid}"), blocking),
-        ("mmap", format!("mmap://{}/calc.seg", dir.display()), async_client),
+        (
+            "shm (blocking client)",
+            format!("shm://rpc-demo-b-{pid}"),
+            blocking,
+        ),
+        (
+            "mmap",
+            format!("mmap://{}/calc.seg", dir.display()),
+            async_client,
+        ),
     ];
     println!("| transport | address | calls | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");

@@ -20,7 +20,7 @@ pub struct Context {
     /// The method's name.
     pub method: &'static str,
     /// Key-value pairs the caller attached.
-    pub metadata: Arc<[(String, String)]>,
+    pub metadata: Vec<(String, String)>,
     /// When the caller stops waiting, if it set a timeout.
     pub deadline: Option<Instant>,
     /// Who called, as the transport knows it (for Unix sockets, the peer's pid, uid and gid).

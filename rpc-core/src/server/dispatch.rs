@@ -1,10 +1,11 @@
 //! From a received frame to a running call: classification, limits, dispatch, and the future
 //! that produces the reply frame (context, panic catching, deadline, size check).
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -75,16 +76,19 @@ pub(crate) fn prepare_call(
     let context = Context {
         call_id,
         method: schema.methods.get(method as usize).map_or("?", |m| m.name),
-        metadata: extension.metadata.into(),
+        metadata: extension.metadata,
         deadline: timeout.map(|t| Instant::now() + t),
         peer: env.peer.clone(),
     };
     let peer_limit = env.peer_limit;
     let reply = async move {
-        let run = context.scope(AssertUnwindSafe(handler).catch_unwind());
-        let outcome = match timeout {
-            Some(limit) => tokio::time::timeout(limit, run).await.ok(),
-            None => Some(run.await),
+        let mut run = pin!(context.scope(AssertUnwindSafe(handler).catch_unwind()));
+        // Most handlers finish on their first poll: only one that waits needs a timer.
+        let first = poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+        let outcome = match (first, timeout) {
+            (Poll::Ready(done), _) => Some(done),
+            (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, run).await.ok(),
+            (Poll::Pending, None) => Some(run.await),
         };
         match outcome {
             None => error_frame(method, call_id, &WireError::DeadlineExceeded),

@@ -1,9 +1,9 @@
 //! [`ReplySink`]: where a connection's responses go, from tasks and from its own thread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rpc_transport::{BlockingSender, Frame, FrameSender, TransportError};
+use rpc_transport::{BlockingSender, Deadline, Frame, FrameSender, TransportError};
 
 use crate::wire::{self, Header, Kind, WireError};
 
@@ -32,7 +32,7 @@ impl ReplySink {
         match self {
             ReplySink::Async(sender) => sender.lock().await.send(frame).await,
             ReplySink::Blocking(sender) => {
-                Self::lock_blocking(sender).send(frame, Some(Instant::now() + BLOCKING_SEND_LIMIT))
+                Self::lock_blocking(sender).send(frame, Deadline::After(BLOCKING_SEND_LIMIT))
             }
         }
     }
@@ -41,7 +41,7 @@ impl ReplySink {
     pub(crate) fn send_blocking(&self, frame: Frame) -> Result<(), TransportError> {
         match self {
             ReplySink::Blocking(sender) => {
-                Self::lock_blocking(sender).send(frame, Some(Instant::now() + BLOCKING_SEND_LIMIT))
+                Self::lock_blocking(sender).send(frame, Deadline::After(BLOCKING_SEND_LIMIT))
             }
             ReplySink::Async(_) => unreachable!("async sinks are only used from tasks"),
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rpc_transport::{BlockingReceiver, TransportError};
+use rpc_transport::{BlockingReceiver, Deadline, TransportError};
 
 use super::ConnectionEnv;
 use super::calls::Calls;
@@ -58,11 +58,14 @@ fn serve(
     runtime: &tokio::runtime::Handle,
 ) {
     let mut inline = TaskContext::from_waker(Waker::noop());
+    // The server's signals are looked at when idle and every 64 frames when busy.
+    let mut unchecked = 0u32;
     loop {
-        if env.kill.is_cancelled() {
+        if unchecked > 0 {
+            unchecked -= 1;
+        } else if env.kill.is_cancelled() {
             return;
-        }
-        if env.stop.is_cancelled() {
+        } else if env.stop.is_cancelled() {
             let grace = Instant::now() + env.config.shutdown_grace;
             while calls.len() > 0 && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(1));
@@ -71,11 +74,16 @@ fn serve(
                 sender.lock().unwrap_or_else(|p| p.into_inner()).close();
             }
             return;
+        } else {
+            unchecked = 64;
         }
-        let frame = match receiver.recv(Some(Instant::now() + CHECK_EVERY)) {
+        let frame = match receiver.recv(Deadline::After(CHECK_EVERY)) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
-            Err(TransportError::TimedOut) => continue,
+            Err(TransportError::TimedOut) => {
+                unchecked = 0;
+                continue;
+            }
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
         match classify(&frame) {

@@ -21,6 +21,7 @@ use super::ring::{
 };
 use super::segment::LARGE_NAME;
 use super::sync::spin_hint;
+use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
 
@@ -159,14 +160,18 @@ impl ShmSender {
     pub(crate) fn send_blocking(
         &mut self,
         frame: Frame,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<(), TransportError> {
         self.flush_blocking(deadline)?;
         self.unsent = Some(self.prepare(frame)?);
         self.flush_blocking(deadline)
     }
 
-    fn flush_blocking(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+    fn flush_blocking(&mut self, deadline: Deadline) -> Result<(), TransportError> {
+        if self.try_flush()? {
+            return Ok(());
+        }
+        let deadline = deadline.resolve();
         let spin_until = Instant::now() + self.spin;
         loop {
             if self.try_flush()? {
@@ -231,12 +236,12 @@ impl ShmReceiver {
 
     /// The next frame if one is in the ring.
     fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        let link = self.owner.0.clone();
         let record = match self.consumer.peek() {
             Ok(Some(record)) => record,
             Ok(None) => return Ok(None),
-            Err(error) => return Err(corrupt(&link, error)),
+            Err(error) => return Err(corrupt(self.link(), error)),
         };
+        let link = self.owner.0.clone();
         if record.kind == KIND_DATA {
             if record.len > self.limit {
                 return Err(TransportError::FrameTooLarge {
@@ -356,13 +361,34 @@ impl ShmReceiver {
         Ok(None)
     }
 
+    /// Spins until a record is published or the peer dies, at most `turns` times. Only the
+    /// producer's counter is read in the loop, so a record is seen within a cache-line transfer
+    /// of its publication, and no clock is read.
+    fn spin(&self, turns: u32) -> Result<(), TransportError> {
+        for turn in 0..turns {
+            match self.consumer.has_data() {
+                Ok(true) => return Ok(()),
+                Ok(false) => spin_hint(),
+                Err(error) => return Err(corrupt(self.link(), error)),
+            }
+            if turn % 1024 == 1023 && self.link().is_dead() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// Receives on a plain thread: spins for the spin budget, then sleeps on the futex word.
     /// `Err(TimedOut)` once `deadline` passes; `None` once the peer is gone and the ring drained.
     pub(crate) fn recv_blocking(
         &mut self,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<Option<Frame>, TransportError> {
-        let spin_until = Instant::now() + self.spin;
+        if let Some(frame) = self.try_recv()? {
+            return Ok(Some(frame));
+        }
+        self.spin(spin_turns(self.spin))?;
+        let deadline = deadline.resolve();
         loop {
             if let Some(frame) = self.try_recv()? {
                 return Ok(Some(frame));
@@ -373,10 +399,6 @@ impl ShmReceiver {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(TransportError::TimedOut);
-            }
-            if now < spin_until {
-                spin_hint();
-                continue;
             }
             match self.consumer.announce_sleep(SLEEP_FUTEX) {
                 Ok(true) => {
@@ -391,6 +413,21 @@ impl ShmReceiver {
             }
         }
     }
+}
+
+/// How many spin turns take about `budget` on this machine (measured once).
+fn spin_turns(budget: Duration) -> u32 {
+    static TURNS_PER_MICRO: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let per_micro = *TURNS_PER_MICRO.get_or_init(|| {
+        const SAMPLE: u32 = 20_000;
+        let start = Instant::now();
+        for _ in 0..SAMPLE {
+            spin_hint();
+        }
+        let micros = start.elapsed().as_secs_f64() * 1e6;
+        (SAMPLE as f64 / micros.max(0.001)).max(1.0)
+    });
+    (budget.as_secs_f64() * 1e6 * per_micro).min(u32::MAX as f64) as u32
 }
 
 impl ShmSender {

@@ -163,25 +163,22 @@ pub fn measure(
     })
 }
 
-/// Small-call latency of the blocking client: `None` until the framework has one.
-///
-/// Runs outside any runtime (on the main thread, between the async phases). When
-/// `CalculatorBlockingClient` lands, the body becomes:
-///
-/// ```ignore
-/// let calc = match CalculatorBlockingClient::connect(address) {
-///     Ok(calc) => calc,
-///     Err(e) => return Some(Err(e.into())),
-/// };
-/// Some(super::stats::time_sync(plan.warmup, plan.latency_calls, |i| {
-///     let i = i as i64;
-///     ensure!(calc.add(i, i)? == i.wrapping_mul(2), "wrong sum");
-///     Ok(())
-/// }))
-/// ```
+/// Small-call latency of the blocking client (`CalculatorBlockingClient`), run outside any
+/// runtime on the main thread, between the async phases.
 pub fn blocking_latency(address: &str, plan: &Plan) -> Option<anyhow::Result<Latency>> {
-    let _ = (address, plan);
-    None
+    let calc = match idl_examples::CalculatorBlockingClient::connect(address) {
+        Ok(calc) => calc,
+        Err(e) => return Some(Err(e.into())),
+    };
+    Some(super::stats::time_sync(
+        plan.warmup,
+        plan.latency_calls,
+        |i| {
+            let i = i as i64;
+            ensure!(calc.add(i, i)? == i.wrapping_mul(2), "wrong sum");
+            Ok(())
+        },
+    ))
 }
 
 /// Starts the server process of `spec` (if it has one) and returns the address to call.
