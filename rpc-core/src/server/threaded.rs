@@ -18,7 +18,7 @@ use super::session::LINGER;
 use crate::wire::WireError;
 
 /// How often the thread looks at the server's stop and kill signals while idle.
-const CHECK_EVERY: Duration = Duration::from_millis(100);
+const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// Serves the connection on a new thread; returns when that thread is done.
 pub(crate) async fn run(

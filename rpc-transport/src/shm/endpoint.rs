@@ -211,6 +211,8 @@ pub(crate) struct ShmReceiver {
     spin: Duration,
     next_large: u64,
     event: Option<AsyncFd<OwnedFd>>,
+    /// The last blocking receive had to sleep: no traffic lately.
+    idle: bool,
 }
 
 impl ShmReceiver {
@@ -227,6 +229,7 @@ impl ShmReceiver {
             spin,
             next_large: 0,
             event: None,
+            idle: false,
         }
     }
 
@@ -385,12 +388,18 @@ impl ShmReceiver {
         deadline: Deadline,
     ) -> Result<Option<Frame>, TransportError> {
         if let Some(frame) = self.try_recv()? {
+            self.idle = false;
             return Ok(Some(frame));
         }
-        self.spin(spin_turns(self.spin))?;
+        // Spin only while traffic flows: a receiver that last came back empty-handed goes
+        // straight to sleep, so an idle connection polled with timeouts costs no CPU.
+        if !self.idle {
+            self.spin(spin_turns(self.spin))?;
+        }
         let deadline = deadline.resolve();
         loop {
             if let Some(frame) = self.try_recv()? {
+                self.idle = false;
                 return Ok(Some(frame));
             }
             if self.link().is_dead() {
@@ -407,6 +416,7 @@ impl ShmReceiver {
                         futex_wait(self.consumer.sleep_word(), SLEEP_FUTEX, Some(slice));
                     }
                     self.consumer.end_sleep();
+                    self.idle = true;
                 }
                 Ok(false) => {}
                 Err(error) => return Err(corrupt(self.link(), error)),

@@ -1,0 +1,423 @@
+//! Shared memory between real processes: kill -9 on either side, idle CPU, /dev/shm hygiene,
+//! a peer scribbling over a live segment, the mmap file across restarts, and 64 MiB messages.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rpc_core::{ClientOptions, RpcError};
+use rpc_tests::{ProbeBlockingClient, ProbeClient, TempDir, unique_name};
+
+const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A child process, killed and reaped when dropped.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn spawn(args: &[&str]) -> Process {
+        let mut child = Command::new(PROBE_SERVER)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn probe-server");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// A server on `address`, once it listens.
+    fn server(address: &str) -> Process {
+        let process = Process::spawn(&[address]);
+        process.expect_line("listening on");
+        process
+    }
+
+    fn expect_line(&self, prefix: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("probe-server never printed {prefix:?}"));
+        assert!(line.starts_with(prefix), "{line}");
+        line
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "probe-server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn dev_shm() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Address ranges of `pid`'s mappings of shared-memory segments.
+fn segment_mappings(pid: &str) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("rpc-shm-segment"))
+        .map(|line| {
+            let range = line.split_whitespace().next().unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            (
+                u64::from_str_radix(start, 16).unwrap(),
+                u64::from_str_radix(end, 16).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_killed_server_fails_pending_calls_at_once_and_leaves_nothing_in_dev_shm() {
+    let before = dev_shm();
+    let dir = TempDir::new();
+    let address = format!("shm://{}/probe.sock", dir.0.display());
+    let mut server = Process::server(&address);
+    let runtime = runtime();
+    let asynchronous = runtime.block_on(ProbeClient::connect(&address)).unwrap();
+    let blocking = ProbeBlockingClient::connect(&address).unwrap();
+    assert_eq!(blocking.add(1, 2).unwrap(), 3);
+    let pending_async = runtime.spawn({
+        let probe = asynchronous.with_timeout(None);
+        async move { probe.stall().await }
+    });
+    let pending_blocking = std::thread::spawn({
+        let probe = blocking.with_timeout(None);
+        move || (probe.stall(), Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let killed_at = Instant::now();
+    server.kill_9();
+    let (outcome, failed_at) = pending_blocking.join().unwrap();
+    assert!(
+        matches!(outcome, Err(RpcError::Disconnected { .. })),
+        "{outcome:?}"
+    );
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(LIMIT, pending_async)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert!(
+        matches!(outcome, Err(RpcError::Disconnected { .. })),
+        "{outcome:?}"
+    );
+    eprintln!(
+        "blocking call failed {:?} after kill -9",
+        failed_at.duration_since(killed_at)
+    );
+    assert!(failed_at.duration_since(killed_at) < Duration::from_secs(5));
+    assert_eq!(dev_shm(), before, "/dev/shm changed");
+    // The client process frees its mappings once its halves are gone.
+    drop((asynchronous, blocking));
+    let me = std::process::id().to_string();
+    assert!(
+        wait_until(|| segment_mappings(&me).is_empty()),
+        "segments stay mapped after the server died"
+    );
+    // A restart over the dead server's socket file works.
+    let _restarted = Process::server(&address);
+    assert_eq!(
+        ProbeBlockingClient::connect(&address)
+            .unwrap()
+            .add(2, 2)
+            .unwrap(),
+        4
+    );
+}
+
+#[test]
+fn a_killed_client_frees_its_segment_in_the_server() {
+    let before = dev_shm();
+    let address = format!("shm://{}", unique_name("probe-kill-client"));
+    let server = Process::server(&address);
+    let server_pid = server.pid().to_string();
+    assert!(segment_mappings(&server_pid).is_empty());
+    let mut client = Process::spawn(&["--stall", &address]);
+    client.expect_line("stalling");
+    assert_eq!(segment_mappings(&server_pid).len(), 1);
+    client.kill_9();
+    assert!(
+        wait_until(|| segment_mappings(&server_pid).is_empty()),
+        "the server kept the dead client's segment"
+    );
+    assert_eq!(dev_shm(), before, "/dev/shm changed");
+    // The server goes on serving.
+    assert_eq!(
+        ProbeBlockingClient::connect(&address)
+            .unwrap()
+            .add(5, 5)
+            .unwrap(),
+        10
+    );
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn ten_idle_connections_cost_the_server_no_cpu() {
+    let address = format!("shm://{}", unique_name("probe-idle"));
+    let server = Process::server(&address);
+    let runtime = runtime();
+    let (mut asynchronous, mut blocking) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        let probe = runtime.block_on(ProbeClient::connect(&address)).unwrap();
+        assert_eq!(runtime.block_on(probe.add(i, 1)).unwrap(), i + 1);
+        asynchronous.push(probe);
+        let probe = ProbeBlockingClient::connect(&address).unwrap();
+        assert_eq!(probe.add(i, 2).unwrap(), i + 2);
+        blocking.push(probe);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = server.pid().to_string();
+    let start = cpu_ticks(&pid);
+    std::thread::sleep(Duration::from_secs(5));
+    let used = cpu_ticks(&pid) - start;
+    // 1% of 5 s is 50 ms: 5 ticks of 10 ms.
+    eprintln!("server used {used} clock ticks in 5 s with 10 idle connections");
+    assert!(used <= 5, "the idle server used {used} ticks (> 1% CPU)");
+    drop((asynchronous, blocking));
+}
+
+/// Writes `bytes` at `address` of this process's memory, as a misbehaving peer sharing the
+/// mapping would.
+fn scribble(address: u64, bytes: &[u8]) {
+    let memory = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .unwrap();
+    memory.write_all_at(bytes, address).unwrap();
+}
+
+/// The mapping a new connection adds to this process.
+fn new_mapping(connect: impl FnOnce() -> ProbeBlockingClient) -> (ProbeBlockingClient, (u64, u64)) {
+    let me = std::process::id().to_string();
+    let before: BTreeSet<_> = segment_mappings(&me).into_iter().collect();
+    let client = connect();
+    let after: BTreeSet<_> = segment_mappings(&me).into_iter().collect();
+    let added: Vec<_> = after.difference(&before).copied().collect();
+    assert_eq!(added.len(), 1, "expected one new mapping, got {added:?}");
+    (client, added[0])
+}
+
+#[test]
+fn garbage_in_a_live_segment_fails_that_connection_only() {
+    const RING: u64 = 256 * 1024;
+    const HEADER: u64 = 128;
+    const CONTROL: u64 = 512;
+    const HEAD: u64 = 0;
+    let address = format!("shm://{}", unique_name("probe-hostile"));
+    let _server = Process::server(&address);
+    let connect = || {
+        ProbeBlockingClient::connect_with(
+            &address,
+            ClientOptions::default().call_timeout(Some(LIMIT)),
+        )
+        .unwrap()
+    };
+    let bystander = connect();
+
+    // Each ring's consumer counter is written only by its consumer, which does not look at it
+    // again: poisoned, it is the producer that must reject it.
+    // The server-to-client ring's consumer counter: the server, replying, must reject it.
+    let (victim, (base, _)) = new_mapping(connect);
+    assert_eq!(victim.add(1, 1).unwrap(), 2);
+    let to_client = base + HEADER + CONTROL + RING;
+    scribble(to_client + HEAD, &u64::MAX.to_le_bytes());
+    let outcome = victim.add(1, 1);
+    assert!(
+        matches!(outcome, Err(RpcError::Disconnected { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(bystander.add(2, 2).unwrap(), 4);
+
+    // The client-to-server ring's consumer counter: the client, calling, must reject it.
+    let (victim, (base, _)) = new_mapping(connect);
+    assert_eq!(victim.add(1, 1).unwrap(), 2);
+    scribble(base + HEADER + HEAD, &(1u64 << 40).to_le_bytes());
+    let outcome = victim.add(1, 1);
+    match &outcome {
+        Err(RpcError::Disconnected { reason }) => {
+            assert!(reason.contains("corrupted"), "{reason}")
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+    assert_eq!(bystander.add(3, 3).unwrap(), 6);
+
+    // Random bytes over the whole segment, header and both rings.
+    let (victim, (base, end)) = new_mapping(connect);
+    assert_eq!(victim.add(1, 1).unwrap(), 2);
+    let mut noise = vec![0u8; (end - base) as usize];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for byte in noise.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    scribble(base, &noise);
+    let outcome = victim.add(1, 1);
+    assert!(
+        outcome.is_err(),
+        "a call through a scribbled segment succeeded: {outcome:?}"
+    );
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::Disconnected { .. } | RpcError::DeadlineExceeded { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(bystander.add(4, 4).unwrap(), 8);
+    assert_eq!(
+        connect().add(5, 5).unwrap(),
+        10,
+        "the server stopped accepting"
+    );
+}
+
+#[test]
+fn the_mmap_file_survives_restarts_as_documented() {
+    let dir = TempDir::new();
+    let file = dir.0.join("segments");
+    let address = format!("mmap://{}", file.display());
+    let header = || {
+        rpc_core::transport::shm::read_header(&std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .expect("a valid header")
+    };
+    let mut server = Process::server(&address);
+    let first = ProbeBlockingClient::connect(&address).unwrap();
+    let second = ProbeBlockingClient::connect(&address).unwrap();
+    assert_eq!(first.add(1, 2).unwrap() + second.add(3, 4).unwrap(), 10);
+    let written = header();
+    assert_eq!(written.slot_count, 2);
+    assert_eq!(
+        written.capacity as usize,
+        rpc_core::transport::DEFAULT_SHM_RING_CAPACITY
+    );
+
+    server.kill_9();
+    drop((first, second));
+    assert_eq!(header(), written, "kill -9 changed the file header");
+
+    let mut server = Process::server(&address);
+    assert_eq!(
+        header(),
+        written,
+        "a restart over a compatible file keeps it"
+    );
+    let again = ProbeBlockingClient::connect(&address).unwrap();
+    assert_eq!(again.add(20, 22).unwrap(), 42);
+    assert_eq!(header().slot_count, 2, "a freed slot is reused");
+    drop(again);
+    assert!(server.terminate().success());
+    assert!(file.exists(), "the data file is the user's and stays");
+    let socket = format!("{}.sock", file.display());
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the rendezvous socket is removed"
+    );
+
+    // A file that is not a segment file is replaced, not trusted.
+    std::fs::write(&file, b"not a segment file").unwrap();
+    let _server = Process::server(&address);
+    assert_eq!(header().slot_count, 0);
+    assert_eq!(
+        ProbeBlockingClient::connect(&address)
+            .unwrap()
+            .add(1, 1)
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
+fn a_64_mib_echo_crosses_without_raising_the_ring_size() {
+    let address = format!("shm://{}", unique_name("probe-big"));
+    let _server = Process::server(&address);
+    let options = ClientOptions::default().max_frame_size(128 * 1024 * 1024);
+    let payload: Vec<u8> = (0..64 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    let blocking = ProbeBlockingClient::connect_with(&address, options.clone()).unwrap();
+    assert_eq!(blocking.echo(payload.clone()).unwrap(), payload);
+    let runtime = runtime();
+    let echoed = runtime.block_on(async {
+        let probe = ProbeClient::connect_with(&address, options).await.unwrap();
+        probe.echo(payload.clone()).await.unwrap()
+    });
+    assert_eq!(echoed, payload);
+}
