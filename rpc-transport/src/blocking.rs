@@ -25,7 +25,7 @@ use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
 use crate::mem::{MemReceiver, MemSender};
-use crate::shm::{ShmReceiver, ShmSender};
+use crate::shm::{ShmInterrupter, ShmReceiver, ShmSender};
 use crate::{TransportConfig, shm};
 
 /// Bytes read from a socket per call when no large frame is pending.
@@ -301,6 +301,31 @@ impl BlockingReceiver {
             BlockingReceiverFlavor::Mem(m) => {
                 run_with_deadline(&m.runtime, deadline.resolve(), m.half.recv())
             }
+        }
+    }
+}
+
+/// Makes a [`BlockingReceiver`] blocked in `recv` on another thread return
+/// [`TransportError::TimedOut`] at once, so that thread can look at other signals (a server
+/// shutting down) without waking up periodically.
+pub struct RecvInterrupter(Option<ShmInterrupter>);
+
+impl RecvInterrupter {
+    /// Interrupts the receiver's current (or next) blocking wait once. Receivers that cannot be
+    /// interrupted wait out their deadline instead.
+    pub fn interrupt(&self) {
+        if let Some(shm) = &self.0 {
+            shm.interrupt();
+        }
+    }
+}
+
+impl BlockingReceiver {
+    /// A handle to interrupt this receiver's waits from another thread.
+    pub fn interrupter(&self) -> RecvInterrupter {
+        match &self.0 {
+            BlockingReceiverFlavor::Shm(r) => RecvInterrupter(Some(r.interrupter())),
+            _ => RecvInterrupter(None),
         }
     }
 }

@@ -56,7 +56,9 @@ mod unix;
 #[cfg(not(loom))]
 pub use address::{Address, SUPPORTED_FORMS};
 #[cfg(not(loom))]
-pub use blocking::{BlockingConnection, BlockingReceiver, BlockingSender, connect_blocking};
+pub use blocking::{
+    BlockingConnection, BlockingReceiver, BlockingSender, RecvInterrupter, connect_blocking,
+};
 #[cfg(not(loom))]
 pub use config::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_SHM_RING_CAPACITY, TransportConfig};
 #[cfg(not(loom))]

@@ -17,8 +17,9 @@ use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
 use crate::wire::WireError;
 
-/// How often the thread looks at the server's stop and kill signals while idle.
-const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often an idle thread looks at the server's stop and kill signals on its own; the
+/// connection's task also interrupts its wait the moment either fires.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves the connection on a new thread; returns when that thread is done.
 pub(crate) async fn run(
@@ -28,9 +29,10 @@ pub(crate) async fn run(
     sink: ReplySink,
     receiver: BlockingReceiver,
 ) {
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Handle::current();
-    let kill = env.kill.clone();
+    let (kill, stop) = (env.kill.clone(), env.stop.clone());
+    let interrupter = receiver.interrupter();
     let spawned = std::thread::Builder::new()
         .name("rpc-shm-conn".into())
         .spawn(move || {
@@ -44,8 +46,13 @@ pub(crate) async fn run(
         return;
     }
     tokio::select! {
-        _ = finished => {}
+        _ = &mut finished => return,
+        _ = stop.cancelled() => interrupter.interrupt(),
         _ = kill.cancelled() => {}
+    }
+    tokio::select! {
+        _ = finished => {}
+        _ = kill.cancelled() => interrupter.interrupt(),
     }
 }
 

@@ -406,7 +406,7 @@ impl ShmReceiver {
                 return self.finish();
             }
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.is_some_and(|d| now >= d) || self.link().take_interrupt() {
                 return Err(TransportError::TimedOut);
             }
             match self.consumer.announce_sleep(SLEEP_FUTEX) {
@@ -438,6 +438,23 @@ fn spin_turns(budget: Duration) -> u32 {
         (SAMPLE as f64 / micros.max(0.001)).max(1.0)
     });
     (budget.as_secs_f64() * 1e6 * per_micro).min(u32::MAX as f64) as u32
+}
+
+impl ShmReceiver {
+    /// A handle that makes a blocked [`recv_blocking`](Self::recv_blocking) return
+    /// `TimedOut` at once (the next one, if none is blocked).
+    pub(crate) fn interrupter(&self) -> ShmInterrupter {
+        ShmInterrupter(self.owner.0.clone())
+    }
+}
+
+/// Wakes a receiver blocked on a shared-memory ring; see [`ShmReceiver::interrupter`].
+pub(crate) struct ShmInterrupter(Arc<Link>);
+
+impl ShmInterrupter {
+    pub(crate) fn interrupt(&self) {
+        self.0.interrupt();
+    }
 }
 
 impl ShmSender {

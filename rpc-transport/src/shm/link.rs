@@ -48,6 +48,8 @@ pub(crate) struct Link {
     /// Eventfd waking the peer's async consumer of our outgoing ring.
     pub(crate) outgoing_event: OwnedFd,
     dead: AtomicBool,
+    /// Set by [`Link::interrupt`]: a blocked receive returns early once.
+    interrupted: AtomicBool,
     reason: Mutex<Option<String>>,
     inbox: Mutex<VecDeque<LargeFd>>,
     arrived: Condvar,
@@ -72,6 +74,7 @@ impl Link {
             incoming_event,
             outgoing_event,
             dead: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
             reason: Mutex::new(None),
             inbox: Mutex::new(VecDeque::new()),
             arrived: Condvar::new(),
@@ -129,6 +132,18 @@ impl Link {
         signal_event(&self.incoming_event);
         self.arrived.notify_all();
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Makes this side's blocked (or next) receive return early, once.
+    pub(crate) fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        let (incoming, _) = self.rings();
+        futex_wake(incoming.reader_word());
+    }
+
+    /// Whether an interrupt is pending; clears it.
+    pub(crate) fn take_interrupt(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed) && self.interrupted.swap(false, Ordering::SeqCst)
     }
 
     /// Whether the peer is gone.

@@ -28,7 +28,7 @@ mod segment;
 mod sync;
 
 #[cfg(not(loom))]
-pub(crate) use endpoint::{ShmReceiver, ShmSender};
+pub(crate) use endpoint::{ShmInterrupter, ShmReceiver, ShmSender};
 #[cfg(not(loom))]
 pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 
