@@ -1,7 +1,8 @@
-//! A profiling aid: `add` over shared memory from the blocking client, in a tight loop.
+//! A profiling aid: `add` (or, given BYTES, `echo` of that many bytes) over shared memory from
+//! the blocking client, in a tight loop.
 //!
-//! `cargo run --release -p idl-examples --example shm_loop -- [CALLS]`, under `perf record`
-//! or `valgrind --tool=callgrind` to see where a call's time goes.
+//! `cargo run --release -p idl-examples --example shm_loop -- [CALLS] [BYTES]`, under
+//! `perf record` or `valgrind --tool=callgrind` to see where a call's time goes.
 
 use std::time::Instant;
 
@@ -12,17 +13,30 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let bytes: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let address = format!("shm://shm-loop-{}", std::process::id());
     let server = runtime
         .block_on(rpc_core::Server::new().start(CalculatorServer::new(Calc), &[&address]))
         .expect("serve");
     let client = CalculatorBlockingClient::connect(&address).expect("connect");
+    let payload = vec![7u8; bytes];
     let start = Instant::now();
     for i in 0..calls {
-        assert_eq!(client.add(i, i).expect("add"), 2 * i);
+        if bytes == 0 {
+            assert_eq!(client.add(i, i).expect("add"), 2 * i);
+        } else {
+            assert_eq!(client.echo(payload.clone()).expect("echo").len(), bytes);
+        }
     }
     let elapsed = start.elapsed();
+    if bytes > 0 {
+        let mib = (bytes * calls as usize) as f64 / (1024.0 * 1024.0);
+        println!("echo: {:.0} MiB/s", mib / elapsed.as_secs_f64());
+    }
     println!(
         "{calls} calls in {elapsed:?}: {:.3} us per call",
         elapsed.as_secs_f64() * 1e6 / calls as f64

@@ -1,6 +1,6 @@
 //! [`Frame`]: one whole message, with room in front for a transport's own header.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes reserved in front of every frame's payload for the transport's header
 /// (the stream transports write the payload length there, so a frame goes out in one write).
@@ -9,10 +9,20 @@ pub const FRAME_PREFIX: usize = 4;
 /// One message moved by a transport: a payload with [`FRAME_PREFIX`] spare bytes in front.
 ///
 /// Build one with [`Frame::new`] and append with [`Frame::extend_from_slice`] or
-/// [`Frame::buf_mut`]; the transport fills the prefix when it sends.
-#[derive(Clone, PartialEq, Eq)]
+/// [`Frame::buf_mut`]; the transport fills the prefix when it sends. A received frame may be a
+/// read-only view of memory the transport maps (a large shared-memory message); the mutating
+/// methods then copy it first.
+#[derive(Clone)]
 pub struct Frame {
-    buf: BytesMut,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// An owned buffer whose first `FRAME_PREFIX` bytes are the prefix.
+    Owned(BytesMut),
+    /// A shared, read-only payload (no prefix).
+    Shared(Bytes),
 }
 
 impl Frame {
@@ -25,7 +35,9 @@ impl Frame {
     pub fn with_capacity(payload_capacity: usize) -> Self {
         let mut buf = BytesMut::with_capacity(FRAME_PREFIX + payload_capacity);
         buf.put_bytes(0, FRAME_PREFIX);
-        Frame { buf }
+        Frame {
+            repr: Repr::Owned(buf),
+        }
     }
 
     /// A frame holding a copy of `payload`.
@@ -38,22 +50,47 @@ impl Frame {
     /// Wraps a buffer whose first [`FRAME_PREFIX`] bytes are the prefix.
     pub(crate) fn from_prefixed(buf: BytesMut) -> Self {
         debug_assert!(buf.len() >= FRAME_PREFIX);
-        Frame { buf }
+        Frame {
+            repr: Repr::Owned(buf),
+        }
+    }
+
+    /// A frame whose payload is `payload`, shared rather than copied.
+    pub(crate) fn from_shared(payload: Bytes) -> Self {
+        Frame {
+            repr: Repr::Shared(payload),
+        }
     }
 
     /// The payload.
     pub fn payload(&self) -> &[u8] {
-        &self.buf[FRAME_PREFIX..]
+        match &self.repr {
+            Repr::Owned(buf) => &buf[FRAME_PREFIX..],
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+
+    fn owned(&mut self) -> &mut BytesMut {
+        if let Repr::Shared(bytes) = &self.repr {
+            let mut buf = BytesMut::with_capacity(FRAME_PREFIX + bytes.len());
+            buf.put_bytes(0, FRAME_PREFIX);
+            buf.extend_from_slice(bytes);
+            self.repr = Repr::Owned(buf);
+        }
+        match &mut self.repr {
+            Repr::Owned(buf) => buf,
+            Repr::Shared(_) => unreachable!("made owned above"),
+        }
     }
 
     /// The payload, mutable (to patch a header in place).
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[FRAME_PREFIX..]
+        &mut self.owned()[FRAME_PREFIX..]
     }
 
     /// Payload length in bytes.
     pub fn len(&self) -> usize {
-        self.buf.len() - FRAME_PREFIX
+        self.payload().len()
     }
 
     /// Whether the payload is empty.
@@ -63,17 +100,17 @@ impl Frame {
 
     /// Appends bytes to the payload.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.owned().extend_from_slice(bytes);
     }
 
     /// The whole buffer, prefix included, to append to. Never shrink it below the prefix.
     pub fn buf_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        self.owned()
     }
 
     /// The whole buffer, prefix included.
-    pub(crate) fn into_prefixed(self) -> BytesMut {
-        self.buf
+    pub(crate) fn into_prefixed(mut self) -> BytesMut {
+        std::mem::take(self.owned())
     }
 }
 
@@ -83,8 +120,31 @@ impl Default for Frame {
     }
 }
 
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.payload() == other.payload()
+    }
+}
+
+impl Eq for Frame {}
+
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frame").field("len", &self.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_frames_read_like_owned_ones_and_copy_on_write() {
+        let mut shared = Frame::from_shared(Bytes::from_static(b"hello"));
+        assert_eq!(shared, Frame::from_payload(b"hello"));
+        shared.payload_mut()[0] = b'j';
+        shared.extend_from_slice(b"!");
+        assert_eq!(shared.payload(), b"jello!");
+        assert_eq!(&shared.into_prefixed()[FRAME_PREFIX..], b"jello!");
     }
 }

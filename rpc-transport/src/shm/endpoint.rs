@@ -7,26 +7,24 @@
 //! spins on the incoming ring for a bounded time, then sleeps: on the futex word in the segment
 //! (blocking) or on the eventfd passed with it (async). No syscall happens on the fast path.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
+use super::bulk::{BulkIn, BulkOut};
 use super::link::{Link, LinkOwner, drain_event, signal_event};
-use super::region::{Region, futex_wait, futex_wake, register_event};
+use super::region::{futex_wait, futex_wake, register_event};
 use super::ring::{
     Consumer, KIND_DATA, KIND_LARGE, Producer, RegionRing, RingError, SLEEP_EVENTFD, SLEEP_FUTEX,
     Wake, max_inline_payload,
 };
-use super::segment::LARGE_NAME;
 use super::sync::spin_hint;
 use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
 
-/// How long a large message's descriptor may lag behind its ring record.
-const LARGE_FD_WAIT: Duration = Duration::from_secs(10);
 /// Longest single futex sleep, so deadlines and shutdown are noticed.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
@@ -49,7 +47,7 @@ pub(crate) struct ShmSender {
     owner: Arc<LinkOwner>,
     limit: usize,
     spin: Duration,
-    next_large: u64,
+    bulk: BulkOut,
     /// A message accepted by `send` but not yet in the ring (the ring was full, or the caller
     /// gave up waiting): it goes first at the next send, so nothing is lost or reordered.
     unsent: Option<Outgoing>,
@@ -67,7 +65,7 @@ impl ShmSender {
             owner,
             limit,
             spin,
-            next_large: 0,
+            bulk: BulkOut::default(),
             unsent: None,
         }
     }
@@ -95,16 +93,8 @@ impl ShmSender {
         if size <= max_inline_payload(self.link().segment.capacity) {
             return Ok(Outgoing::Inline(frame));
         }
-        let (region, fd) = Region::create_memfd(LARGE_NAME, size)?;
-        region.write(0, frame.payload());
-        drop(region);
-        let seq = self.next_large;
-        self.link().send_large(seq, size as u64, &fd)?;
-        self.next_large += 1;
-        let mut announcement = [0u8; 16];
-        announcement[..8].copy_from_slice(&seq.to_le_bytes());
-        announcement[8..].copy_from_slice(&(size as u64).to_le_bytes());
-        Ok(Outgoing::Large(announcement))
+        let link = self.owner.0.clone();
+        Ok(Outgoing::Large(self.bulk.place(&link, frame.payload())?))
     }
 
     /// Tries to put the unsent message in the ring; true when there is none left.
@@ -209,7 +199,7 @@ pub(crate) struct ShmReceiver {
     owner: Arc<LinkOwner>,
     limit: usize,
     spin: Duration,
-    next_large: u64,
+    bulk: BulkIn,
     event: Option<AsyncFd<OwnedFd>>,
     /// The last blocking receive had to sleep: no traffic lately.
     idle: bool,
@@ -227,7 +217,7 @@ impl ShmReceiver {
             owner,
             limit,
             spin,
-            next_large: 0,
+            bulk: BulkIn::default(),
             event: None,
             idle: false,
         }
@@ -258,7 +248,7 @@ impl ShmReceiver {
             self.wake_writer(wake);
             return Ok(Some(frame));
         }
-        // KIND_LARGE: the payload names a memfd sent over the socket.
+        // KIND_LARGE: the payload names a message in the peer's bulk region.
         if record.len != 16 {
             return Err(corrupt(
                 &link,
@@ -269,41 +259,7 @@ impl ShmReceiver {
         self.consumer.read(&record, &mut announcement);
         let wake = self.consumer.consume(record);
         self.wake_writer(wake);
-        let seq = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
-        let size = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes")) as usize;
-        if seq != self.next_large {
-            return Err(corrupt(
-                &link,
-                RingError::Corrupt(format!(
-                    "large message {seq} announced, {} expected",
-                    self.next_large
-                )),
-            ));
-        }
-        if size > self.limit {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
-        }
-        self.next_large += 1;
-        let large = link.take_large(seq, LARGE_FD_WAIT)?;
-        if large.len as usize != size {
-            return Err(corrupt(
-                &link,
-                RingError::Corrupt(format!(
-                    "large message {seq} is {} bytes, announced {size}",
-                    large.len
-                )),
-            ));
-        }
-        let region = Region::map(large.fd.as_fd(), 0, size).map_err(|e| {
-            link.mark_dead(&format!("mapping a large message failed: {e}"));
-            TransportError::Io(e)
-        })?;
-        let mut frame = Frame::with_capacity(0);
-        region.append_to(0, size, frame.buf_mut());
-        Ok(Some(frame))
+        self.bulk.take(&link, &announcement, self.limit).map(Some)
     }
 
     fn wake_writer(&self, wake: Wake) {

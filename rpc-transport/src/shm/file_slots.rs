@@ -148,7 +148,7 @@ impl SlotFile {
             self.file.write_all_at(&slots.count.to_le_bytes(), 24)?;
         }
         let offset = FILE_HEADER + index * self.slot_len;
-        let region = Region::map(self.file.as_fd(), offset, self.slot_len as usize)?;
+        let region = Region::map(self.file.as_fd(), offset, self.slot_len as usize, false)?;
         let segment = Segment {
             region: Arc::new(region),
             capacity: self.capacity,

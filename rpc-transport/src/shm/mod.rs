@@ -8,9 +8,12 @@
 //! - `rendezvous.rs`: the Unix socket over which the server hands each client its segment.
 //! - `link.rs`: that socket afterwards — liveness and large-message descriptors.
 //! - `endpoint.rs`: the sending and receiving halves, async and blocking.
+//! - `bulk.rs`: separately mapped, reused regions for messages too big for the ring.
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
 
 // Under `--cfg loom` only the ring and its atomics shim are built, for the model checker.
+#[cfg(not(loom))]
+mod bulk;
 #[cfg(not(loom))]
 mod endpoint;
 #[cfg(not(loom))]

@@ -40,7 +40,12 @@ impl Region {
     /// Creates an anonymous memfd of `len` bytes, sealed against shrinking and growing, and
     /// maps it. Nothing appears in any file system; the memory is freed with the last
     /// descriptor and mapping, whatever way the processes end.
-    pub(crate) fn create_memfd(name: &CStr, len: usize) -> io::Result<(Region, OwnedFd)> {
+    /// `populate` faults every page in at once (for regions that will be filled whole).
+    pub(crate) fn create_memfd(
+        name: &CStr,
+        len: usize,
+        populate: bool,
+    ) -> io::Result<(Region, OwnedFd)> {
         let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
         File::from(fd.try_clone()?).set_len(len as u64)?;
         fcntl(
@@ -49,13 +54,19 @@ impl Region {
                 SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
             ),
         )?;
-        let region = Region::map(fd.as_fd(), 0, len)?;
+        let region = Region::map(fd.as_fd(), 0, len, populate)?;
         Ok((region, fd))
     }
 
     /// Maps `len` bytes at `offset` of `fd`, which must be at least that long (so no access
     /// can fault with SIGBUS: the memfds we receive are sealed against shrinking).
-    pub(crate) fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Region> {
+    /// With `populate`, every page is mapped at once instead of on first touch.
+    pub(crate) fn map(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        populate: bool,
+    ) -> io::Result<Region> {
         let size = File::from(fd.try_clone_to_owned()?).metadata()?.len();
         if len == 0 || offset.checked_add(len as u64).is_none_or(|end| end > size) {
             return Err(io::Error::new(
@@ -63,11 +74,12 @@ impl Region {
                 format!("shared region of {size} bytes cannot hold {len} bytes at offset {offset}"),
             ));
         }
-        let map = MmapOptions::new()
-            .offset(offset)
-            .len(len)
-            .populate()
-            .map_raw(fd.as_raw_fd())?;
+        let mut options = MmapOptions::new();
+        options.offset(offset).len(len);
+        if populate {
+            options.populate();
+        }
+        let map = options.map_raw(fd.as_raw_fd())?;
         Ok(Region { map })
     }
 
@@ -129,6 +141,16 @@ impl Region {
                 out.len(),
             )
         }
+    }
+
+    /// The `len` bytes at `offset`, read in place (in bounds; panics otherwise). The peer may
+    /// change them at any time: treat them as untrusted input, and only read them while the
+    /// protocol says the peer leaves them alone.
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        self.check(offset, len, 1);
+        // SAFETY: in bounds (checked above) of a mapping that lives as long as `&self`; the
+        // bytes are plain data, valid at any value, and only read.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
     }
 
     /// Appends `len` bytes of the region at `offset` to `out`, without zero-filling first

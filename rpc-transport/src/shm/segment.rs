@@ -53,7 +53,7 @@ impl Segment {
 
     /// Creates a sealed memfd segment with rings of `capacity` bytes.
     pub(crate) fn create_memfd(capacity: usize) -> io::Result<(Segment, OwnedFd)> {
-        let (region, fd) = Region::create_memfd(c"rpc-shm-segment", segment_len(capacity))?;
+        let (region, fd) = Region::create_memfd(c"rpc-shm-segment", segment_len(capacity), false)?;
         let segment = Segment {
             region: Arc::new(region),
             capacity,
@@ -120,7 +120,7 @@ impl Segment {
 
     /// Maps and opens the segment in `fd` at `offset`, `len` bytes long.
     pub(crate) fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Segment> {
-        Segment::open(Region::map(fd, offset, len)?)
+        Segment::open(Region::map(fd, offset, len, false)?)
     }
 }
 

@@ -1,0 +1,195 @@
+//! Large messages: regions mapped separately from the rings, handed over once and reused.
+//!
+//! A message bigger than a quarter of the ring goes into a bulk region of the sending side:
+//! a sealed memfd with a 64-byte header (`busy: u32` at 0) and the payload after it. The first
+//! time a region is used its descriptor goes over the rendezvous socket (tagged with the
+//! region's id and capacity); after that, only a 16-byte ring record `[id u64][len u64]` names
+//! the message. The sender sets `busy` before publishing the record. The receiver hands the
+//! payload up in place, without a copy (the frame is a view of the region), and clears `busy`
+//! when that frame is dropped; the sender then reuses the region for the next large message. A region still busy after a short wait, or too small, is replaced by a new one.
+//! Each side keeps at most one region per direction mapped, so a connection's bulk memory is
+//! bounded by its largest message.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::link::Link;
+use super::region::Region;
+use super::ring::RingError;
+use super::segment::LARGE_NAME;
+use super::sync::{Ordering, spin_hint};
+use crate::error::TransportError;
+use crate::frame::Frame;
+
+/// Bytes before the payload in a bulk region.
+const BULK_HEADER: usize = 64;
+/// The smallest bulk region created.
+const MIN_CAPACITY: usize = 1024 * 1024;
+/// How long the sender waits for the receiver to release a region before making another.
+const RELEASE_WAIT: Duration = Duration::from_micros(200);
+/// How long a region's descriptor may lag behind its ring record.
+const FD_WAIT: Duration = Duration::from_secs(10);
+
+/// The announcement a ring record carries: region id and payload length.
+pub(crate) type Announcement = [u8; 16];
+
+struct Mapped {
+    id: u64,
+    region: Region,
+    capacity: usize,
+}
+
+impl Mapped {
+    fn busy(&self) -> &std::sync::atomic::AtomicU32 {
+        self.region.atomic_u32(0)
+    }
+}
+
+/// The sending side's bulk region.
+#[derive(Default)]
+pub(crate) struct BulkOut {
+    current: Option<Mapped>,
+    next_id: u64,
+}
+
+impl BulkOut {
+    fn reusable(&self, len: usize) -> bool {
+        let Some(current) = &self.current else {
+            return false;
+        };
+        if current.capacity < len {
+            return false;
+        }
+        let waited = Instant::now() + RELEASE_WAIT;
+        while current.busy().load(Ordering::Acquire) != 0 {
+            if Instant::now() >= waited {
+                return false;
+            }
+            spin_hint();
+        }
+        true
+    }
+
+    /// Copies `payload` into a free region (handing a new one to the peer if needed) and
+    /// returns the announcement for the ring.
+    pub(crate) fn place(
+        &mut self,
+        link: &Link,
+        payload: &[u8],
+    ) -> Result<Announcement, TransportError> {
+        let len = payload.len();
+        if !self.reusable(len) {
+            let capacity = len.next_power_of_two().max(MIN_CAPACITY);
+            let (region, fd) = Region::create_memfd(LARGE_NAME, BULK_HEADER + capacity, true)?;
+            let id = self.next_id;
+            link.send_large(id, capacity as u64, &fd)?;
+            self.next_id += 1;
+            self.current = Some(Mapped {
+                id,
+                region,
+                capacity,
+            });
+        }
+        let current = self.current.as_ref().expect("a region was just ensured");
+        current.region.write(BULK_HEADER, payload);
+        current.busy().store(1, Ordering::Release);
+        let mut announcement = [0u8; 16];
+        announcement[..8].copy_from_slice(&current.id.to_le_bytes());
+        announcement[8..].copy_from_slice(&(len as u64).to_le_bytes());
+        Ok(announcement)
+    }
+}
+
+/// The receiving side's view of the peer's bulk region.
+#[derive(Default)]
+pub(crate) struct BulkIn {
+    current: Option<Arc<Mapped>>,
+    next_id: u64,
+}
+
+/// A received message, read in place; releases the region to the sender when dropped.
+struct InPlace {
+    mapped: Arc<Mapped>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for InPlace {
+    fn as_ref(&self) -> &[u8] {
+        self.mapped.region.slice(BULK_HEADER, self.len)
+    }
+}
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        self.mapped.busy().store(0, Ordering::Release);
+    }
+}
+
+impl BulkIn {
+    /// The message `announcement` names, in place (mapping a new region if it names one); the
+    /// region goes back to the sender when the frame is dropped.
+    pub(crate) fn take(
+        &mut self,
+        link: &Link,
+        announcement: &Announcement,
+        limit: usize,
+    ) -> Result<Frame, TransportError> {
+        let id = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes"));
+        if len > limit as u64 {
+            return Err(TransportError::FrameTooLarge {
+                size: len as usize,
+                limit,
+            });
+        }
+        if self.current.as_ref().is_none_or(|c| c.id != id) {
+            if id != self.next_id {
+                return Err(corrupt(
+                    link,
+                    format!("bulk region {id} announced, {} expected", self.next_id),
+                ));
+            }
+            let large = link.take_large(id, FD_WAIT)?;
+            let capacity = large.len as usize;
+            let region = Region::map(
+                large.fd.as_fd(),
+                0,
+                BULK_HEADER.saturating_add(capacity),
+                true,
+            )
+            .map_err(|e| {
+                link.mark_dead(&format!("mapping a bulk region failed: {e}"));
+                TransportError::Io(e)
+            })?;
+            self.current = Some(Arc::new(Mapped {
+                id,
+                region,
+                capacity,
+            }));
+            self.next_id += 1;
+        }
+        let current = self.current.as_ref().expect("the named region is mapped");
+        if len as usize > current.capacity {
+            return Err(corrupt(
+                link,
+                format!(
+                    "{len} bytes announced in bulk region {id} of {}",
+                    current.capacity
+                ),
+            ));
+        }
+        Ok(Frame::from_shared(Bytes::from_owner(InPlace {
+            mapped: current.clone(),
+            len: len as usize,
+        })))
+    }
+}
+
+fn corrupt(link: &Link, why: String) -> TransportError {
+    let reason = RingError::Corrupt(why).to_string();
+    link.mark_dead(&reason);
+    TransportError::Malformed(reason)
+}
