@@ -515,6 +515,7 @@ fn unix_connection(
 impl FrameSender {
     /// This half as a [`BlockingSender`], for transports that serve best from a dedicated
     /// thread (shared memory); the half itself, unchanged, for the others.
+    #[allow(clippy::result_large_err)] // hands the half back unchanged, by design
     pub fn into_blocking(self) -> Result<BlockingSender, FrameSender> {
         match self.0 {
             SenderFlavor::Shm(s) => Ok(BlockingSender(BlockingSenderFlavor::Shm(s))),
@@ -526,6 +527,7 @@ impl FrameSender {
 impl FrameReceiver {
     /// This half as a [`BlockingReceiver`], for transports that serve best from a dedicated
     /// thread (shared memory); the half itself, unchanged, for the others.
+    #[allow(clippy::result_large_err)] // hands the half back unchanged, by design
     pub fn into_blocking(self) -> Result<BlockingReceiver, FrameReceiver> {
         match self.0 {
             ReceiverFlavor::Shm(r) => Ok(BlockingReceiver(BlockingReceiverFlavor::Shm(r))),
