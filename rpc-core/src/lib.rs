@@ -40,7 +40,7 @@ pub use rpc_transport as transport;
 pub use rpc_transport::{Address, PeerInfo};
 pub use schema::{MethodSchema, ServiceSchema};
 pub use server::{
-    Context, DispatchError, HandlerFuture, Server, ServerConfig, ServerHandle, Service,
+    Context, DispatchError, HandlerFuture, Reply, Server, ServerConfig, ServerHandle, Service,
 };
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
@@ -49,7 +49,9 @@ pub mod __private {
     pub use crate::client::{BlockingClient, CallOptions, Client, ClientOptions};
     pub use crate::error::RpcError;
     pub use crate::schema::{MethodSchema, ServiceSchema, fingerprint};
-    pub use crate::server::{DispatchError, HandlerFuture, Service, decode_args, encode_reply};
+    pub use crate::server::{
+        DispatchError, HandlerFuture, Reply, Service, decode_args, encode_reply,
+    };
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;

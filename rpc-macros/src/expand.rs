@@ -281,9 +281,9 @@ fn server(service: &Service<'_>) -> TokenStream {
             quote!(let #name = #p::ByteBuf::into_vec(#name);)
         });
         let reply = if method.output.is_some_and(is_byte_vec) {
-            quote!(#p::encode_reply(#p::Bytes::new(&__rpc_out)))
+            quote!(#p::encode_reply(#p::ByteBuf::from(__rpc_out)))
         } else {
-            quote!(#p::encode_reply(&__rpc_out))
+            quote!(#p::encode_reply(__rpc_out))
         };
         quote! {
             #index => {

@@ -264,6 +264,28 @@ impl BlockingSender {
         }
     }
 
+    /// Sends a message of `len` bytes that `fill` writes; see [`FrameSender::send_with`].
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        deadline: impl Into<Deadline>,
+    ) -> Result<(), TransportError> {
+        let deadline = deadline.into();
+        match &mut self.0 {
+            BlockingSenderFlavor::Shm(s) => s.send_with_blocking(len, fill, deadline),
+            _ => {
+                if len > self.max_frame_size() {
+                    return Err(TransportError::FrameTooLarge {
+                        size: len,
+                        limit: self.max_frame_size(),
+                    });
+                }
+                self.send(Frame::filled(len, fill), deadline)
+            }
+        }
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         match &self.0 {

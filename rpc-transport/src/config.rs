@@ -47,7 +47,7 @@ impl Default for TransportConfig {
         TransportConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             shm_ring_capacity: DEFAULT_SHM_RING_CAPACITY,
-            shm_spin: std::time::Duration::from_micros(50),
+            shm_spin: std::time::Duration::from_micros(200),
         }
     }
 }

@@ -111,6 +111,28 @@ impl FrameSender {
         }
     }
 
+    /// Sends a message of `len` bytes that `fill` writes. On shared memory it is written
+    /// straight into the ring (or the bulk region), with no buffer in between; elsewhere into
+    /// a new frame. `fill` is not called if the message cannot be sent (too large, closed).
+    pub async fn send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        match &mut self.0 {
+            SenderFlavor::Shm(s) => s.send_with(len, fill).await,
+            _ => {
+                if len > self.max_frame_size() {
+                    return Err(TransportError::FrameTooLarge {
+                        size: len,
+                        limit: self.max_frame_size(),
+                    });
+                }
+                self.send(Frame::filled(len, fill)).await
+            }
+        }
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         match &self.0 {

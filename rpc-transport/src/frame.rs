@@ -40,6 +40,15 @@ impl Frame {
         }
     }
 
+    /// A frame of `len` payload bytes written by `fill`.
+    pub fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Self {
+        let mut buf = BytesMut::zeroed(FRAME_PREFIX + len);
+        fill(&mut buf[FRAME_PREFIX..]);
+        Frame {
+            repr: Repr::Owned(buf),
+        }
+    }
+
     /// A frame holding a copy of `payload`.
     pub fn from_payload(payload: &[u8]) -> Self {
         let mut frame = Self::with_capacity(payload.len());

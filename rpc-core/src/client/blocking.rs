@@ -188,9 +188,12 @@ impl BlockingClient {
         }
         let call_id = io.next_call_id;
         io.next_call_id += 1;
-        let frame =
-            protocol::request_frame(method, call_id, &self.options, args, self.shared.send_limit)?;
-        match io.sender.send(frame, deadline) {
+        let request =
+            protocol::request(method, call_id, &self.options, args, self.shared.send_limit)?;
+        match io
+            .sender
+            .send_with(request.len(), |out| request.write(out), deadline)
+        {
             Ok(()) => {}
             Err(TransportError::TimedOut) => return Err(exceeded()),
             Err(error) => return Err(io.close(format!("sending failed: {error}"))),

@@ -199,8 +199,7 @@ impl Client {
     {
         let shared = &*self.shared;
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let frame =
-            protocol::request_frame(method, call_id, &self.options, args, shared.send_limit)?;
+        let request = protocol::request(method, call_id, &self.options, args, shared.send_limit)?;
         let reply = shared.pending.register(call_id)?;
         let mut guard = CallGuard {
             shared,
@@ -210,7 +209,12 @@ impl Client {
             done: false,
         };
         let exchange = async {
-            shared.sender.lock().await.send(frame).await.map_err(|e| {
+            let mut sender = shared.sender.lock().await;
+            let sent = sender
+                .send_with(request.len(), |out| request.write(out))
+                .await;
+            drop(sender);
+            sent.map_err(|e| {
                 shared.pending.close(&format!("sending failed: {e}"));
                 RpcError::disconnected(format_args!("sending failed: {e}"))
             })?;

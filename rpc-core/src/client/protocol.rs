@@ -10,7 +10,7 @@ use crate::client::CallOptions;
 use crate::error::RpcError;
 use crate::schema::ServiceSchema;
 use crate::wire::{
-    self, Extension, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome, WireError,
+    self, Extension, Header, Hello, Kind, Message, PROTOCOL_VERSION, Rejection, Welcome, WireError,
 };
 
 /// The `Hello` frame announcing `schema`.
@@ -89,27 +89,27 @@ pub(crate) fn extension(options: &CallOptions) -> Option<Extension> {
     })
 }
 
-/// The request frame for call `call_id` of `method`, checked against the peer's limit.
-pub(crate) fn request_frame<A: Serialize + ?Sized>(
+/// The request for call `call_id` of `method`, sized and checked against the peer's limit.
+pub(crate) fn request<'a, A: Serialize + ?Sized>(
     method: u32,
     call_id: u64,
     options: &CallOptions,
-    args: &A,
+    args: &'a A,
     peer_limit: usize,
-) -> Result<Frame, RpcError> {
+) -> Result<Message<'a, A>, RpcError> {
     let header = Header {
         kind: Kind::Request,
         method,
         call_id,
     };
-    let frame = wire::message_frame(header, extension(options).as_ref(), args)?;
-    if frame.len() > peer_limit {
+    let message = Message::new(header, extension(options).as_ref(), args)?;
+    if message.len() > peer_limit {
         return Err(RpcError::FrameTooLarge {
-            size: frame.len(),
+            size: message.len(),
             limit: peer_limit,
         });
     }
-    Ok(frame)
+    Ok(message)
 }
 
 /// The `Cancel` frame for call `call_id`.

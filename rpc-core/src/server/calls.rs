@@ -69,8 +69,8 @@ impl Calls {
     ) {
         let calls = self.clone();
         let task = async move {
-            let frame = reply.await;
-            let _ = sink.send(frame).await;
+            let answer = reply.await;
+            let _ = sink.send(answer).await;
             calls.finish(call_id);
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.

@@ -44,16 +44,15 @@ pub(crate) async fn serve_connection(
         service: env.service.clone(),
         config: env.config.clone(),
         peer: Arc::new(peer),
-        peer_limit,
     };
     let calls = Arc::new(Calls::default());
     match (sender.into_blocking(), receiver.into_blocking()) {
         (Ok(sender), Ok(receiver)) => {
-            let sink = ReplySink::Blocking(Arc::new(std::sync::Mutex::new(sender)));
+            let sink = ReplySink::new_blocking(sender, peer_limit);
             threaded::run(env, calls, call_env, sink, receiver).await;
         }
         (Err(sender), Err(mut receiver)) => {
-            let sink = ReplySink::Async(Arc::new(tokio::sync::Mutex::new(sender)));
+            let sink = ReplySink::new_async(sender, peer_limit);
             session::run(&env, &calls, &call_env, &sink, &mut receiver).await;
             calls.abort_all();
         }

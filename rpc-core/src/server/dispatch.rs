@@ -12,11 +12,77 @@ use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
 
 use super::reply::error_frame;
-use super::{Context, DispatchError, ServerConfig, Service};
-use crate::wire::{Header, Kind, Parsed, WireError};
+use super::{Context, DispatchError, Reply, ServerConfig, Service};
+use crate::wire::{HEADER_LEN, Header, Kind, Parsed, WireError};
 
-/// A call in progress: resolves to its reply frame (a response or an error).
-pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Frame> + Send>>;
+/// A call in progress: resolves to its answer.
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// What goes back to the client for a call.
+pub(crate) enum Answer {
+    /// A frame built already (an error).
+    Frame(Frame),
+    /// A return value, to be encoded straight into the transport.
+    Response {
+        method: u32,
+        call_id: u64,
+        body: Reply,
+    },
+}
+
+/// An answer ready for the transport: a whole frame, or one to write in place.
+pub(crate) enum Outgoing {
+    Frame(Frame),
+    InPlace {
+        len: usize,
+        header: Header,
+        body: Reply,
+    },
+}
+
+impl Answer {
+    /// Sizes the answer for a client that accepts frames of `peer_limit` bytes; a response
+    /// that cannot be encoded, or would be too large, becomes the error saying so.
+    pub(crate) fn outgoing(self, peer_limit: usize) -> Outgoing {
+        let (method, call_id, body) = match self {
+            Answer::Frame(frame) => return Outgoing::Frame(frame),
+            Answer::Response {
+                method,
+                call_id,
+                body,
+            } => (method, call_id, body),
+        };
+        let error = |e: WireError| Outgoing::Frame(error_frame(method, call_id, &e));
+        match body.encoded_len() {
+            Err(e) => error(WireError::EncodeFailed(e.to_string())),
+            Ok(len) if HEADER_LEN + len > peer_limit => error(WireError::ResponseTooLarge {
+                size: (HEADER_LEN + len) as u64,
+                limit: peer_limit as u64,
+            }),
+            Ok(len) => Outgoing::InPlace {
+                len: HEADER_LEN + len,
+                header: Header {
+                    kind: Kind::Response,
+                    method,
+                    call_id,
+                },
+                body,
+            },
+        }
+    }
+}
+
+impl Outgoing {
+    /// Writes an in-place answer into `out` (exactly `len` bytes). A body that encodes to
+    /// another size than it was measured at zeroes the frame kind: the client then rejects
+    /// the frame as a protocol violation instead of misreading it.
+    pub(crate) fn write(header: &Header, body: &Reply, out: &mut [u8]) {
+        header.write(out, false);
+        if !body.encode(&mut out[HEADER_LEN..]) {
+            out[0] = 0;
+        }
+    }
+}
 
 /// What a frame received after the handshake asks for.
 pub(crate) enum Incoming<'a> {
@@ -44,11 +110,9 @@ pub(crate) struct CallEnv {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) peer: Arc<PeerInfo>,
-    /// The client's maximum frame size (and ours): a bigger response becomes an error.
-    pub(crate) peer_limit: usize,
 }
 
-/// Starts a call: `Ok((call id, the future of its reply))`, or `Err(error frame)` to send at
+/// Starts a call: `Ok((call id, the future of its answer))`, or `Err(error frame)` to send at
 /// once (unknown method, undecodable arguments, too many calls in flight).
 pub(crate) fn prepare_call(
     env: &CallEnv,
@@ -80,7 +144,6 @@ pub(crate) fn prepare_call(
         deadline: timeout.map(|t| Instant::now() + t),
         peer: env.peer.clone(),
     };
-    let peer_limit = env.peer_limit;
     let reply = async move {
         let mut run = pin!(context.scope(AssertUnwindSafe(handler).catch_unwind()));
         // Most handlers finish on their first poll: only one that waits needs a timer.
@@ -91,28 +154,15 @@ pub(crate) fn prepare_call(
             (Poll::Pending, None) => Some(run.await),
         };
         match outcome {
-            None => error_frame(method, call_id, &WireError::DeadlineExceeded),
-            Some(Err(_panic)) => error_frame(method, call_id, &WireError::HandlerPanicked),
-            Some(Ok(Err(error))) => {
-                error_frame(method, call_id, &WireError::EncodeFailed(error.to_string()))
+            None => Answer::Frame(error_frame(method, call_id, &WireError::DeadlineExceeded)),
+            Some(Err(_panic)) => {
+                Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked))
             }
-            Some(Ok(Ok(frame))) if frame.len() > peer_limit => error_frame(
+            Some(Ok(body)) => Answer::Response {
                 method,
                 call_id,
-                &WireError::ResponseTooLarge {
-                    size: frame.len() as u64,
-                    limit: peer_limit as u64,
-                },
-            ),
-            Some(Ok(Ok(mut frame))) => {
-                let header = Header {
-                    kind: Kind::Response,
-                    method,
-                    call_id,
-                };
-                header.write(frame.payload_mut(), false);
-                frame
-            }
+                body,
+            },
         }
     };
     Ok((call_id, Box::pin(reply)))

@@ -1,59 +1,109 @@
-//! [`ReplySink`]: where a connection's responses go, from tasks and from its own thread.
+//! [`ReplySink`]: where a connection's answers go, from tasks and from its own thread.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use rpc_transport::{BlockingSender, Deadline, Frame, FrameSender, TransportError};
 
+use super::dispatch::{Answer, Outgoing};
 use crate::wire::{self, Header, Kind, WireError};
 
-/// How long a reply may wait for space in a full shared-memory ring before the connection is
-/// given up.
+/// How long an answer may wait for space in a full shared-memory ring before the connection
+/// is given up.
 const BLOCKING_SEND_LIMIT: Duration = Duration::from_secs(30);
 
-/// The sending half of a server connection, shared by every call on it.
 #[derive(Clone)]
-pub(crate) enum ReplySink {
+enum Half {
     /// An async transport half.
     Async(Arc<tokio::sync::Mutex<FrameSender>>),
     /// A blocking half (shared memory served from a dedicated thread).
     Blocking(Arc<std::sync::Mutex<BlockingSender>>),
 }
 
-impl ReplySink {
-    fn lock_blocking(
-        sender: &std::sync::Mutex<BlockingSender>,
-    ) -> std::sync::MutexGuard<'_, BlockingSender> {
-        sender.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// The sending half of a server connection, shared by every call on it, with the client's
+/// maximum frame size.
+#[derive(Clone)]
+pub(crate) struct ReplySink {
+    half: Half,
+    peer_limit: usize,
+}
 
-    /// Sends `frame` from async code.
-    pub(crate) async fn send(&self, frame: Frame) -> Result<(), TransportError> {
-        match self {
-            ReplySink::Async(sender) => sender.lock().await.send(frame).await,
-            ReplySink::Blocking(sender) => {
-                Self::lock_blocking(sender).send(frame, Deadline::After(BLOCKING_SEND_LIMIT))
-            }
+impl ReplySink {
+    /// A sink over an async half.
+    pub(crate) fn new_async(sender: FrameSender, peer_limit: usize) -> Self {
+        ReplySink {
+            half: Half::Async(Arc::new(tokio::sync::Mutex::new(sender))),
+            peer_limit,
         }
     }
 
-    /// Sends `frame` from the connection's own thread (blocking sinks only).
-    pub(crate) fn send_blocking(&self, frame: Frame) -> Result<(), TransportError> {
-        match self {
-            ReplySink::Blocking(sender) => {
-                Self::lock_blocking(sender).send(frame, Deadline::After(BLOCKING_SEND_LIMIT))
+    /// A sink over a blocking half.
+    pub(crate) fn new_blocking(sender: BlockingSender, peer_limit: usize) -> Self {
+        ReplySink {
+            half: Half::Blocking(Arc::new(std::sync::Mutex::new(sender))),
+            peer_limit,
+        }
+    }
+
+    fn lock(sender: &std::sync::Mutex<BlockingSender>) -> MutexGuard<'_, BlockingSender> {
+        sender.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send_locked(sender: &mut BlockingSender, outgoing: Outgoing) -> Result<(), TransportError> {
+        let deadline = Deadline::After(BLOCKING_SEND_LIMIT);
+        match outgoing {
+            Outgoing::Frame(frame) => sender.send(frame, deadline),
+            Outgoing::InPlace { len, header, body } => sender.send_with(
+                len,
+                move |out| Outgoing::write(&header, &body, out),
+                deadline,
+            ),
+        }
+    }
+
+    /// Sends `answer` from async code.
+    pub(crate) async fn send(&self, answer: Answer) -> Result<(), TransportError> {
+        let outgoing = answer.outgoing(self.peer_limit);
+        match &self.half {
+            Half::Async(sender) => {
+                let mut sender = sender.lock().await;
+                match outgoing {
+                    Outgoing::Frame(frame) => sender.send(frame).await,
+                    Outgoing::InPlace { len, header, body } => {
+                        sender
+                            .send_with(len, move |out| Outgoing::write(&header, &body, out))
+                            .await
+                    }
+                }
             }
-            ReplySink::Async(_) => unreachable!("async sinks are only used from tasks"),
+            Half::Blocking(sender) => Self::send_locked(&mut Self::lock(sender), outgoing),
+        }
+    }
+
+    /// Sends `answer` from the connection's own thread (blocking sinks only).
+    pub(crate) fn send_blocking(&self, answer: Answer) -> Result<(), TransportError> {
+        match &self.half {
+            Half::Blocking(sender) => {
+                Self::send_locked(&mut Self::lock(sender), answer.outgoing(self.peer_limit))
+            }
+            Half::Async(_) => unreachable!("async sinks are only used from tasks"),
         }
     }
 
     /// Closes the sending direction.
     pub(crate) async fn close(&self) {
-        match self {
-            ReplySink::Async(sender) => {
+        match &self.half {
+            Half::Async(sender) => {
                 let _ = sender.lock().await.close().await;
             }
-            ReplySink::Blocking(sender) => Self::lock_blocking(sender).close(),
+            Half::Blocking(sender) => Self::lock(sender).close(),
+        }
+    }
+
+    /// Closes the sending direction from the connection's own thread (blocking sinks only).
+    pub(crate) fn close_blocking(&self) {
+        if let Half::Blocking(sender) = &self.half {
+            Self::lock(sender).close();
         }
     }
 }

@@ -4,17 +4,55 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use rpc_transport::Frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::RpcError;
 use crate::schema::ServiceSchema;
-use crate::wire::{self, HEADER_LEN};
+use crate::wire;
 
-/// A running call: resolves to the encoded response frame (its header is filled in by the
-/// server).
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Frame, RpcError>> + Send>>;
+/// A running call: resolves to the method's return value, which the server encodes straight
+/// into the transport (on shared memory, into the ring).
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// A method's return value, not yet encoded.
+pub struct Reply(Box<dyn ReplyBody>);
+
+/// What the server needs of a return value: its encoded size, then its encoding.
+trait ReplyBody: Send {
+    fn encoded_len(&self) -> Result<usize, postcard::Error>;
+    fn encode(&self, out: &mut [u8]) -> Result<usize, postcard::Error>;
+}
+
+impl<T: Serialize + Send> ReplyBody for T {
+    fn encoded_len(&self) -> Result<usize, postcard::Error> {
+        postcard::experimental::serialized_size(self)
+    }
+
+    fn encode(&self, out: &mut [u8]) -> Result<usize, postcard::Error> {
+        postcard::to_slice(self, out).map(|written| written.len())
+    }
+}
+
+impl Reply {
+    /// Encoded size in bytes.
+    pub(crate) fn encoded_len(&self) -> Result<usize, RpcError> {
+        self.0
+            .encoded_len()
+            .map_err(|e| RpcError::encode("the response", e))
+    }
+
+    /// Encodes into `out` (exactly `encoded_len` bytes); false if it did not fit exactly.
+    pub(crate) fn encode(&self, out: &mut [u8]) -> bool {
+        matches!(self.0.encode(out), Ok(n) if n == out.len())
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
 
 /// Why a request could not be dispatched. The server answers it with an error frame and goes
 /// on serving the connection.
@@ -46,10 +84,7 @@ pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError>
     wire::decode(body, "the arguments").map_err(|e| DispatchError::BadRequest(e.to_string()))
 }
 
-/// Encodes a method's return value into a response frame whose header the server fills in.
-pub fn encode_reply<T: Serialize + ?Sized>(value: &T) -> Result<Frame, RpcError> {
-    let mut frame = Frame::with_capacity(HEADER_LEN + 64);
-    frame.extend_from_slice(&[0; HEADER_LEN]);
-    wire::encode_into(value, &mut frame, "the response")?;
-    Ok(frame)
+/// Wraps a method's return value for the server to encode when it sends the response.
+pub fn encode_reply<T: Serialize + Send + 'static>(value: T) -> Reply {
+    Reply(Box::new(value))
 }

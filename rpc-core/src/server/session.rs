@@ -7,7 +7,7 @@ use rpc_transport::FrameReceiver;
 
 use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{CallEnv, Incoming, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use crate::wire::WireError;
 
@@ -43,7 +43,7 @@ pub(crate) async fn run(
             Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
                 Ok((call_id, reply)) => calls.spawn(&runtime, sink.clone(), call_id, reply),
                 Err(refusal) => {
-                    let _ = sink.send(refusal).await;
+                    let _ = sink.send(Answer::Frame(refusal)).await;
                 }
             },
             Incoming::Cancel(call_id) => calls.cancel(call_id),
@@ -56,9 +56,8 @@ pub(crate) async fn run(
 /// (for a bounded time) so the kernel does not reset the connection under the last frame.
 async fn fail(env: &ConnectionEnv, sink: &ReplySink, receiver: &mut FrameReceiver, reason: String) {
     tracing::debug!(%reason, "closing a connection that broke the protocol");
-    let _ = sink
-        .send(error_frame(0, 0, &WireError::Protocol(reason)))
-        .await;
+    let violation = error_frame(0, 0, &WireError::Protocol(reason));
+    let _ = sink.send(Answer::Frame(violation)).await;
     sink.close().await;
     tokio::select! {
         _ = env.kill.cancelled() => {}

@@ -12,7 +12,7 @@ use rpc_transport::{BlockingReceiver, Deadline, TransportError};
 
 use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{CallEnv, Incoming, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
 use crate::wire::WireError;
@@ -77,9 +77,7 @@ fn serve(
             while calls.len() > 0 && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            if let ReplySink::Blocking(sender) = sink {
-                sender.lock().unwrap_or_else(|p| p.into_inner()).close();
-            }
+            sink.close_blocking();
             return;
         } else {
             unchecked = 64;
@@ -93,24 +91,29 @@ fn serve(
             }
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
-        match classify(&frame) {
-            Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
-                Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
-                    Poll::Ready(frame) => {
-                        if sink.send_blocking(frame).is_err() {
-                            return;
-                        }
-                    }
-                    Poll::Pending => calls.spawn(runtime, sink.clone(), call_id, reply),
-                },
-                Err(refusal) => {
-                    if sink.send_blocking(refusal).is_err() {
-                        return;
-                    }
+        let prepared = match classify(&frame) {
+            Incoming::Call(request) => prepare_call(call_env, calls.len(), request),
+            Incoming::Cancel(call_id) => {
+                calls.cancel(call_id);
+                continue;
+            }
+            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
+        };
+        // The arguments are decoded: give the request's memory back (a large one is a view of
+        // the peer's region, which it reuses once released).
+        drop(frame);
+        let answer = match prepared {
+            Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
+                Poll::Ready(answer) => answer,
+                Poll::Pending => {
+                    calls.spawn(runtime, sink.clone(), call_id, reply);
+                    continue;
                 }
             },
-            Incoming::Cancel(call_id) => calls.cancel(call_id),
-            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
+            Err(refusal) => Answer::Frame(refusal),
+        };
+        if sink.send_blocking(answer).is_err() {
+            return;
         }
     }
 }
@@ -118,10 +121,9 @@ fn serve(
 /// As the async loop's `fail`: name the violation, close, and linger briefly for the peer.
 fn fail(sink: &ReplySink, receiver: &mut BlockingReceiver, reason: String) {
     tracing::debug!(%reason, "closing a connection that broke the protocol");
-    let _ = sink.send_blocking(error_frame(0, 0, &WireError::Protocol(reason)));
-    if let ReplySink::Blocking(sender) = sink {
-        sender.lock().unwrap_or_else(|p| p.into_inner()).close();
-    }
+    let violation = error_frame(0, 0, &WireError::Protocol(reason));
+    let _ = sink.send_blocking(Answer::Frame(violation));
+    sink.close_blocking();
     let until = Instant::now() + LINGER;
     while let Ok(Some(_)) | Err(TransportError::TimedOut) = receiver.recv(Some(until)) {
         if Instant::now() >= until {

@@ -52,6 +52,68 @@ pub fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, RpcErro
     Ok(value)
 }
 
+/// A message sized before it is written, so a transport can let it be encoded straight into
+/// its own buffer (a shared-memory ring): header, optional extension, body.
+pub struct Message<'a, B: Serialize + ?Sized> {
+    header: Header,
+    extension: Option<Vec<u8>>,
+    body: &'a B,
+    body_len: usize,
+}
+
+impl<'a, B: Serialize + ?Sized> Message<'a, B> {
+    /// Sizes the message (the body is serialized once to count its bytes).
+    pub fn new(
+        header: Header,
+        extension: Option<&super::Extension>,
+        body: &'a B,
+    ) -> Result<Self, RpcError> {
+        let extension = extension
+            .map(|e| postcard::to_allocvec(e).map_err(|e| RpcError::encode("call extension", e)))
+            .transpose()?;
+        let body_len = postcard::experimental::serialized_size(body)
+            .map_err(|e| RpcError::encode("message body", e))?;
+        Ok(Message {
+            header,
+            extension,
+            body,
+            body_len,
+        })
+    }
+
+    /// Encoded length in bytes.
+    pub fn len(&self) -> usize {
+        HEADER_LEN + self.extension.as_ref().map_or(0, |e| 4 + e.len()) + self.body_len
+    }
+
+    /// Whether the message is empty (never: the header alone is 16 bytes).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the message into `out`, exactly [`len`](Self::len) bytes. Should the body
+    /// serialize differently than when it was sized (a non-deterministic `Serialize`), the
+    /// frame kind is zeroed, which the peer rejects as a protocol violation.
+    pub fn write(&self, out: &mut [u8]) {
+        self.header.write(out, self.extension.is_some());
+        let mut at = HEADER_LEN;
+        if let Some(extension) = &self.extension {
+            out[at..at + 4].copy_from_slice(&(extension.len() as u32).to_le_bytes());
+            out[at + 4..at + 4 + extension.len()].copy_from_slice(extension);
+            at += 4 + extension.len();
+        }
+        match postcard::to_slice(self.body, &mut out[at..]) {
+            Ok(written) if written.len() == self.body_len => {}
+            _ => out[0] = 0,
+        }
+    }
+
+    /// The message as a frame of its own.
+    pub fn to_frame(&self) -> Frame {
+        Frame::filled(self.len(), |out| self.write(out))
+    }
+}
+
 /// A whole frame: `header`, the optional extension, then `body` encoded.
 pub fn message_frame<T: Serialize + ?Sized>(
     header: Header,
@@ -98,6 +160,24 @@ mod tests {
         let parsed = Header::parse(with_ext.payload()).unwrap();
         assert_eq!(parsed.extension.as_ref(), Some(&ext));
         assert_eq!(decode::<String>(parsed.body, "body").unwrap(), "x");
+    }
+
+    #[test]
+    fn sized_messages_match_built_frames() {
+        let header = Header {
+            kind: Kind::Request,
+            method: 1,
+            call_id: 9,
+        };
+        let ext = Extension {
+            timeout_micros: Some(1_000_000),
+            metadata: vec![("a".into(), "b".into())],
+        };
+        let body = (5i64, vec![1u8, 2, 3], "text");
+        let message = Message::new(header, Some(&ext), &body).unwrap();
+        let frame = message_frame(header, Some(&ext), &body).unwrap();
+        assert_eq!(message.len(), frame.len());
+        assert_eq!(message.to_frame(), frame);
     }
 
     #[test]

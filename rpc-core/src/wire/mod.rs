@@ -20,6 +20,6 @@ mod codec;
 mod handshake;
 mod header;
 
-pub use codec::{decode, encode_into, message_frame};
+pub use codec::{Message, decode, encode_into, message_frame};
 pub use handshake::{Hello, PROTOCOL_VERSION, Rejection, Welcome};
 pub use header::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};

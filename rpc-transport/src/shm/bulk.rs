@@ -73,14 +73,14 @@ impl BulkOut {
         true
     }
 
-    /// Copies `payload` into a free region (handing a new one to the peer if needed) and
-    /// returns the announcement for the ring.
-    pub(crate) fn place(
+    /// Lets `fill` write a `len`-byte message into a free region (handing a new one to the
+    /// peer if needed) and returns the announcement for the ring.
+    pub(crate) fn place_with(
         &mut self,
         link: &Link,
-        payload: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<Announcement, TransportError> {
-        let len = payload.len();
         if !self.reusable(len) {
             let capacity = len.next_power_of_two().max(MIN_CAPACITY);
             let (region, fd) = Region::create_memfd(LARGE_NAME, BULK_HEADER + capacity, true)?;
@@ -94,7 +94,7 @@ impl BulkOut {
             });
         }
         let current = self.current.as_ref().expect("a region was just ensured");
-        current.region.write(BULK_HEADER, payload);
+        current.region.with_slice_mut(BULK_HEADER, len, fill);
         current.busy().store(1, Ordering::Release);
         let mut announcement = [0u8; 16];
         announcement[..8].copy_from_slice(&current.id.to_le_bytes());

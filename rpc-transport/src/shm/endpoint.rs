@@ -78,9 +78,7 @@ impl ShmSender {
         self.limit
     }
 
-    /// Turns a frame into what goes in the ring, handing a large one's memfd to the peer.
-    fn prepare(&mut self, frame: Frame) -> Result<Outgoing, TransportError> {
-        let size = frame.len();
+    fn check(&self, size: usize) -> Result<(), TransportError> {
         if size > self.limit {
             return Err(TransportError::FrameTooLarge {
                 size,
@@ -90,11 +88,33 @@ impl ShmSender {
         if self.link().is_dead() {
             return Err(self.link().closed_error());
         }
-        if size <= max_inline_payload(self.link().segment.capacity) {
+        Ok(())
+    }
+
+    fn inline(&self, size: usize) -> bool {
+        size <= max_inline_payload(self.link().segment.capacity)
+    }
+
+    /// Turns a frame into what goes in the ring, placing a large one in the bulk region.
+    fn prepare(&mut self, frame: Frame) -> Result<Outgoing, TransportError> {
+        self.check(frame.len())?;
+        if self.inline(frame.len()) {
             return Ok(Outgoing::Inline(frame));
         }
         let link = self.owner.0.clone();
-        Ok(Outgoing::Large(self.bulk.place(&link, frame.payload())?))
+        let payload = frame.payload();
+        let announcement = self
+            .bulk
+            .place_with(&link, payload.len(), |out| out.copy_from_slice(payload))?;
+        Ok(Outgoing::Large(announcement))
+    }
+
+    fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            Wake::Futex => futex_wake(self.producer.reader_word()),
+            Wake::EventFd => signal_event(&self.link().outgoing_event),
+        }
     }
 
     /// Tries to put the unsent message in the ring; true when there is none left.
@@ -112,11 +132,7 @@ impl ShmSender {
         match self.producer.try_push(kind, &[bytes]) {
             Ok(Some(wake)) => {
                 self.unsent = None;
-                match wake {
-                    Wake::Nobody => {}
-                    Wake::Futex => futex_wake(self.producer.reader_word()),
-                    Wake::EventFd => signal_event(&self.link().outgoing_event),
-                }
+                self.wake(wake);
                 Ok(true)
             }
             Ok(None) => Ok(false),
@@ -124,17 +140,38 @@ impl ShmSender {
         }
     }
 
-    /// Sends from async code: a full ring is waited out with yields, then short sleeps.
-    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
-        self.flush().await?;
-        self.unsent = Some(self.prepare(frame)?);
-        self.flush().await
+    /// True once nothing is unsent and a record of `len` payload bytes fits.
+    fn try_room(&mut self, len: usize) -> Result<bool, TransportError> {
+        if !self.try_flush()? {
+            return Ok(false);
+        }
+        self.producer
+            .has_room(len)
+            .map_err(|e| corrupt(self.link(), e))
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    /// Publishes a record of `len` bytes written in place by `fill` (room was checked).
+    fn push_in_place(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        match self.producer.try_push_with(KIND_DATA, len, fill) {
+            Ok(Some(wake)) => {
+                self.wake(wake);
+                Ok(())
+            }
+            Ok(None) => unreachable!("room was checked and this is the only producer"),
+            Err(error) => Err(corrupt(self.link(), error)),
+        }
+    }
+
+    /// Waits in async code until a record of `len` payload bytes fits (0: until nothing is
+    /// unsent): yields first, then short sleeps.
+    async fn room(&mut self, len: usize) -> Result<(), TransportError> {
         let mut backoff = Duration::from_micros(20);
         let mut yields = 0;
-        while !self.try_flush()? {
+        while !self.try_room(len)? {
             if yields < 64 {
                 yields += 1;
                 tokio::task::yield_now().await;
@@ -146,25 +183,16 @@ impl ShmSender {
         Ok(())
     }
 
-    /// Sends from a plain thread: a full ring is waited out spinning, then on the futex.
-    pub(crate) fn send_blocking(
-        &mut self,
-        frame: Frame,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.flush_blocking(deadline)?;
-        self.unsent = Some(self.prepare(frame)?);
-        self.flush_blocking(deadline)
-    }
-
-    fn flush_blocking(&mut self, deadline: Deadline) -> Result<(), TransportError> {
-        if self.try_flush()? {
+    /// Waits on a plain thread until a record of `len` payload bytes fits (0: until nothing is
+    /// unsent): spins, then sleeps on the futex until the consumer frees space.
+    fn room_blocking(&mut self, len: usize, deadline: Deadline) -> Result<(), TransportError> {
+        if self.try_room(len)? {
             return Ok(());
         }
         let deadline = deadline.resolve();
         let spin_until = Instant::now() + self.spin;
         loop {
-            if self.try_flush()? {
+            if self.try_room(len)? {
                 return Ok(());
             }
             let now = Instant::now();
@@ -176,8 +204,8 @@ impl ShmSender {
                 continue;
             }
             let payload = match &self.unsent {
-                Some(Outgoing::Inline(frame)) => frame.len(),
-                _ => 16,
+                Some(Outgoing::Inline(frame)) => frame.len().max(len),
+                _ => len.max(16),
             };
             match self.producer.announce_wait_for_space(payload) {
                 Ok(true) => {
@@ -190,6 +218,60 @@ impl ShmSender {
                 Err(error) => return Err(corrupt(self.link(), error)),
             }
         }
+    }
+
+    /// Sends from async code: a full ring is waited out with yields, then short sleeps.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.room(0).await?;
+        self.unsent = Some(self.prepare(frame)?);
+        self.room(0).await
+    }
+
+    /// Sends from a plain thread: a full ring is waited out spinning, then on the futex.
+    pub(crate) fn send_blocking(
+        &mut self,
+        frame: Frame,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        self.room_blocking(0, deadline)?;
+        self.unsent = Some(self.prepare(frame)?);
+        self.room_blocking(0, deadline)
+    }
+
+    /// Sends, from async code, a message of `len` bytes that `fill` writes straight into the
+    /// ring (or the bulk region): the message is never built anywhere else.
+    pub(crate) async fn send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        self.check(len)?;
+        if self.inline(len) {
+            self.room(len).await?;
+            return self.push_in_place(len, fill);
+        }
+        self.room(0).await?;
+        let link = self.owner.0.clone();
+        self.unsent = Some(Outgoing::Large(self.bulk.place_with(&link, len, fill)?));
+        self.room(0).await
+    }
+
+    /// [`send_with`](Self::send_with) from a plain thread.
+    pub(crate) fn send_with_blocking(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        self.check(len)?;
+        if self.inline(len) {
+            self.room_blocking(len, deadline)?;
+            return self.push_in_place(len, fill);
+        }
+        self.room_blocking(0, deadline)?;
+        let link = self.owner.0.clone();
+        self.unsent = Some(Outgoing::Large(self.bulk.place_with(&link, len, fill)?));
+        self.room_blocking(0, deadline)
     }
 }
 
@@ -278,6 +360,8 @@ impl ShmReceiver {
             if self.link().is_dead() {
                 return self.finish();
             }
+            // Yielding between looks lets the runtime's other tasks run: this spin holds no
+            // CPU that another task of this thread needs.
             let spin_until = Instant::now() + self.spin;
             while Instant::now() < spin_until && !self.ready()? {
                 tokio::task::yield_now().await;
@@ -349,7 +433,9 @@ impl ShmReceiver {
         }
         // Spin only while traffic flows: a receiver that last came back empty-handed goes
         // straight to sleep, so an idle connection polled with timeouts costs no CPU.
-        if !self.idle {
+        if !self.idle
+            && let Some(_permit) = SpinPermit::take()
+        {
             self.spin(spin_turns(self.spin))?;
         }
         let deadline = deadline.resolve();
@@ -378,6 +464,33 @@ impl ShmReceiver {
                 Err(error) => return Err(corrupt(self.link(), error)),
             }
         }
+    }
+}
+
+/// Leave to spin: at most one spinner per CPU this process may run on. Spinning only pays when
+/// the peer runs on another CPU at the same time; with more spinners than CPUs they would
+/// take turns burning each other's time, so the others sleep at once.
+struct SpinPermit;
+
+static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl SpinPermit {
+    fn take() -> Option<SpinPermit> {
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if SPINNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < cpus {
+            Some(SpinPermit)
+        } else {
+            SPINNERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for SpinPermit {
+    fn drop(&mut self) {
+        SPINNERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

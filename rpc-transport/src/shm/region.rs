@@ -170,6 +170,23 @@ impl Region {
             out.set_len(start + len);
         }
     }
+
+    /// Lets `fill` write `len` bytes at `offset` in place (in bounds; panics otherwise). Only
+    /// for a range the protocol reserves for this process's writes.
+    pub(crate) fn with_slice_mut<R>(
+        &self,
+        offset: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        self.check(offset, len, 1);
+        // SAFETY: in bounds (checked above) of a mapping that outlives the call; the ring (or
+        // bulk) protocol reserves this range for our writes until we publish it, so no other
+        // reference to it exists in this process, and the slice does not outlive `fill`.
+        let slice =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) };
+        fill(slice)
+    }
 }
 
 /// Sleeps while `word` holds `expected`, for at most `timeout`; returns early on a wake, a

@@ -73,6 +73,13 @@ pub(crate) trait RingMemory {
     fn write(&self, pos: usize, bytes: &[u8]);
     /// Copies from the data area at `pos` into `out` (`pos + out.len() <= capacity`).
     fn read(&self, pos: usize, out: &mut [u8]);
+    /// Lets `fill` write `len` bytes of the data area at `pos` in place.
+    fn fill<F: FnOnce(&mut [u8])>(&self, pos: usize, len: usize, fill: F) {
+        let mut scratch = vec![0u8; len];
+        fill(&mut scratch);
+        self.write(pos, &scratch);
+    }
+
     /// Appends `len` bytes of the data area at `pos` to `out`.
     #[cfg(not(loom))]
     fn append(&self, pos: usize, len: usize, out: &mut bytes::BytesMut) {
@@ -144,6 +151,24 @@ impl<M: RingMemory> Producer<M> {
         Ok((capacity - used) as usize)
     }
 
+    /// Bytes a record of `len` payload bytes takes at the current position, wrap padding
+    /// included.
+    fn needed(&self, len: usize) -> usize {
+        let capacity = self.mem.capacity();
+        let record = padded(len);
+        let to_end = capacity - (self.tail % capacity as u64) as usize;
+        if record <= to_end {
+            record
+        } else {
+            to_end + record
+        }
+    }
+
+    /// Whether a record of `len` payload bytes fits now.
+    pub(crate) fn has_room(&self, len: usize) -> Result<bool, RingError> {
+        Ok(self.needed(len) <= self.free_space()?)
+    }
+
     /// Publishes one record made of `parts` if there is room; `Ok(None)` when the ring is full.
     /// The payload must be at most [`max_inline_payload`].
     pub(crate) fn try_push(
@@ -152,34 +177,41 @@ impl<M: RingMemory> Producer<M> {
         parts: &[&[u8]],
     ) -> Result<Option<Wake>, RingError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.try_push_with(kind, len, |out| {
+            let mut at = 0;
+            for part in parts {
+                out[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+        })
+    }
+
+    /// Publishes one record of `len` payload bytes that `fill` writes in place, if there is
+    /// room (`fill` is not called otherwise); `Ok(None)` when the ring is full.
+    pub(crate) fn try_push_with(
+        &mut self,
+        kind: u32,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Option<Wake>, RingError> {
         let capacity = self.mem.capacity();
         assert!(
             len <= max_inline_payload(capacity),
             "record of {len} bytes too big for the ring"
         );
         let record = padded(len);
-        let pos = (self.tail % capacity as u64) as usize;
-        let to_end = capacity - pos;
-        let need = if record <= to_end {
-            record
-        } else {
-            to_end + record
-        };
-        if need > self.free_space()? {
+        if self.needed(len) > self.free_space()? {
             return Ok(None);
         }
+        let pos = (self.tail % capacity as u64) as usize;
         let mut at = pos;
-        if record > to_end {
+        if record > capacity - pos {
             self.write_header(pos, 0, KIND_WRAP);
-            self.tail += to_end as u64;
+            self.tail += (capacity - pos) as u64;
             at = 0;
         }
         self.write_header(at, len as u32, kind);
-        let mut offset = at + RECORD_HEADER;
-        for part in parts {
-            self.mem.write(offset, part);
-            offset += part.len();
-        }
+        self.mem.fill(at + RECORD_HEADER, len, fill);
         self.tail += record as u64;
         self.mem.word64(TAIL).store(self.tail, Ordering::Release);
         Ok(Some(take_sleeper(self.mem.word32(READER_SLEEP))))
@@ -408,6 +440,12 @@ mod region_memory {
             assert!(pos + len <= self.capacity);
             self.region
                 .append_to(self.base + RING_CONTROL + pos, len, out);
+        }
+
+        fn fill<F: FnOnce(&mut [u8])>(&self, pos: usize, len: usize, fill: F) {
+            assert!(pos + len <= self.capacity);
+            self.region
+                .with_slice_mut(self.base + RING_CONTROL + pos, len, fill);
         }
     }
 }
