@@ -32,8 +32,19 @@ use crate::{TransportConfig, shm};
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A socket usable by the sync stream framing.
-trait TimedStream: Read + Write {
+trait TimedStream: Read + Write + std::os::fd::AsFd {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
+
+    /// Reads what is there now, without blocking; `WouldBlock` if nothing is.
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        nix::sys::socket::recv(
+            self.as_fd().as_raw_fd(),
+            buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)
+    }
 }
 
 impl TimedStream for TcpStream {
@@ -119,15 +130,38 @@ struct SyncStreamReceiver<S> {
     limit: usize,
     buf: BytesMut,
     scratch: Box<[u8]>,
+    /// How long to poll the socket before blocking on it.
+    spin: Duration,
 }
 
 impl<S: TimedStream> SyncStreamReceiver<S> {
-    fn new(io: S, limit: usize) -> Self {
+    fn new(io: S, limit: usize, spin: Duration) -> Self {
         SyncStreamReceiver {
             io,
             limit,
             buf: BytesMut::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            spin,
+        }
+    }
+
+    /// Polls the socket for up to the spin budget (a reply within it costs no wake-up).
+    fn busy_poll(&mut self) -> io::Result<Option<usize>> {
+        if self.spin.is_zero() {
+            return Ok(None);
+        }
+        let until = Instant::now() + self.spin;
+        loop {
+            match self.io.read_now(&mut self.scratch) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
         }
     }
 
@@ -174,8 +208,15 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
                     continue;
                 }
             }
-            self.io.set_timeouts(remaining(deadline)?, None)?;
-            match self.io.read(&mut self.scratch) {
+            let polled = match self.busy_poll() {
+                Ok(Some(n)) => Ok(n),
+                Ok(None) => {
+                    self.io.set_timeouts(remaining(deadline)?, None)?;
+                    self.io.read(&mut self.scratch)
+                }
+                Err(e) => Err(e),
+            };
+            match polled {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
                 Ok(0) => {
                     return Err(TransportError::Malformed(
@@ -415,7 +456,7 @@ fn stream_connection<S: TimedStream + 'static>(
     };
     let (sender, receiver) = wrap(
         sender,
-        SyncStreamReceiver::new(reader, config.max_frame_size),
+        SyncStreamReceiver::new(reader, config.max_frame_size, config.socket_spin),
     );
     BlockingConnection {
         sender,

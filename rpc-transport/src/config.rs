@@ -20,6 +20,9 @@ pub struct TransportConfig {
     /// How long a shared-memory receiver (or a sender facing a full ring) spins before it
     /// sleeps. Longer spins cut latency under load; after it, an idle connection costs no CPU.
     pub shm_spin: std::time::Duration,
+    /// How long an async socket receiver (TCP, Unix) polls the socket before it sleeps on it.
+    /// A reply that lands within it costs no kernel wake-up; zero turns the poll off.
+    pub socket_spin: std::time::Duration,
 }
 
 impl TransportConfig {
@@ -48,6 +51,7 @@ impl Default for TransportConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             shm_ring_capacity: DEFAULT_SHM_RING_CAPACITY,
             shm_spin: std::time::Duration::from_micros(200),
+            socket_spin: std::time::Duration::from_micros(50),
         }
     }
 }

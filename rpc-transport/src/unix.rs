@@ -25,7 +25,7 @@ pub(crate) fn into_connection(
     let (read, write) = stream.into_split();
     Ok(Connection::new(
         stream::StreamSender::new(write, config.max_frame_size).into(),
-        stream::StreamReceiver::new(read, config.max_frame_size).into(),
+        stream::StreamReceiver::new(read, config.max_frame_size, config.socket_spin).into(),
         peer,
     ))
 }
