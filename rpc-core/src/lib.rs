@@ -29,6 +29,7 @@
 
 mod client;
 mod error;
+mod outbox;
 pub mod schema;
 mod server;
 pub mod wire;

@@ -111,6 +111,45 @@ impl FrameSender {
         }
     }
 
+    /// Sends several frames, in order, with as few system calls as the transport allows (one
+    /// write for a socket). A frame over the maximum size fails the whole call before anything
+    /// is sent.
+    pub async fn send_all(&mut self, frames: Vec<Frame>) -> Result<(), TransportError> {
+        let limit = self.max_frame_size();
+        if let Some(big) = frames.iter().find(|f| f.len() > limit) {
+            return Err(TransportError::FrameTooLarge {
+                size: big.len(),
+                limit,
+            });
+        }
+        match &mut self.0 {
+            SenderFlavor::Tcp(s) => {
+                for frame in frames {
+                    s.feed(frame)?;
+                }
+                s.flush().await
+            }
+            SenderFlavor::Unix(s) => {
+                for frame in frames {
+                    s.feed(frame)?;
+                }
+                s.flush().await
+            }
+            _ => {
+                for frame in frames {
+                    self.send(frame).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether [`send_with`](Self::send_with) writes straight into the transport's memory (shared
+    /// memory) rather than into a frame first.
+    pub fn writes_in_place(&self) -> bool {
+        matches!(self.0, SenderFlavor::Shm(_))
+    }
+
     /// Sends a message of `len` bytes that `fill` writes. On shared memory it is written
     /// straight into the ring (or the bulk region), with no buffer in between; elsewhere into
     /// a new frame. `fill` is not called if the message cannot be sent (too large, closed).

@@ -47,6 +47,26 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
         self.limit
     }
 
+    /// Queues `frame` without writing it (see [`flush`](Self::flush)).
+    pub(crate) fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let size = frame.len();
+        if size > self.limit || size > u32::MAX as usize {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        let mut buf = frame.into_prefixed();
+        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
+        if self.out.is_empty() {
+            self.out = buf;
+            self.written = 0;
+        } else {
+            self.out.extend_from_slice(&buf);
+        }
+        Ok(())
+    }
+
     /// Queues `frame` and writes everything queued.
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
         let size = frame.len();
@@ -67,7 +87,8 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
         self.flush().await
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    /// Writes everything queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), TransportError> {
         while self.written < self.out.len() {
             let n = self.io.write(&self.out[self.written..]).await?;
             if n == 0 {

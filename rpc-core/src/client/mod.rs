@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rpc_transport::{Address, Connection, FrameReceiver, FrameSender, TransportError};
+use rpc_transport::{Address, Connection, FrameReceiver, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
 
 pub use blocking::BlockingClient;
@@ -25,6 +24,7 @@ pub use options::{CallOptions, ClientOptions};
 use pending::Pending;
 
 use crate::error::RpcError;
+use crate::outbox::Outbox;
 use crate::schema::ServiceSchema;
 use crate::wire::{Header, Kind, WireError};
 
@@ -40,7 +40,7 @@ pub struct Client {
 
 struct Shared {
     schema: &'static ServiceSchema,
-    sender: Arc<Mutex<FrameSender>>,
+    sender: Arc<Outbox>,
     pending: Arc<Pending>,
     next_call_id: AtomicU64,
     /// The smaller of our and the server's maximum frame size.
@@ -134,7 +134,7 @@ impl Client {
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
-                sender: Arc::new(Mutex::new(sender)),
+                sender: Outbox::new(sender),
                 pending,
                 next_call_id: AtomicU64::new(1),
                 send_limit: own_limit.min(welcome.max_frame_size as usize),
@@ -209,11 +209,10 @@ impl Client {
             done: false,
         };
         let exchange = async {
-            let mut sender = shared.sender.lock().await;
-            let sent = sender
+            let sent = shared
+                .sender
                 .send_with(request.len(), |out| request.write(out))
                 .await;
-            drop(sender);
             sent.map_err(|e| {
                 shared.pending.close(&format!("sending failed: {e}"));
                 RpcError::disconnected(format_args!("sending failed: {e}"))
@@ -263,7 +262,7 @@ impl Drop for CallGuard<'_> {
         let sender = self.shared.sender.clone();
         let frame = protocol::cancel_frame(self.method, self.call_id);
         runtime.spawn(async move {
-            let _ = sender.lock().await.send(frame).await;
+            let _ = sender.send(frame).await;
         });
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rpc_transport::{BlockingSender, Deadline, Frame, FrameSender, TransportError};
 
 use super::dispatch::{Answer, Outgoing};
+use crate::outbox::Outbox;
 use crate::wire::{self, Header, Kind, WireError};
 
 /// How long an answer may wait for space in a full shared-memory ring before the connection
@@ -15,7 +16,7 @@ const BLOCKING_SEND_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 enum Half {
     /// An async transport half.
-    Async(Arc<tokio::sync::Mutex<FrameSender>>),
+    Async(Arc<Outbox>),
     /// A blocking half (shared memory served from a dedicated thread).
     Blocking(Arc<std::sync::Mutex<BlockingSender>>),
 }
@@ -32,7 +33,7 @@ impl ReplySink {
     /// A sink over an async half.
     pub(crate) fn new_async(sender: FrameSender, peer_limit: usize) -> Self {
         ReplySink {
-            half: Half::Async(Arc::new(tokio::sync::Mutex::new(sender))),
+            half: Half::Async(Outbox::new(sender)),
             peer_limit,
         }
     }
@@ -65,17 +66,14 @@ impl ReplySink {
     pub(crate) async fn send(&self, answer: Answer) -> Result<(), TransportError> {
         let outgoing = answer.outgoing(self.peer_limit);
         match &self.half {
-            Half::Async(sender) => {
-                let mut sender = sender.lock().await;
-                match outgoing {
-                    Outgoing::Frame(frame) => sender.send(frame).await,
-                    Outgoing::InPlace { len, header, body } => {
-                        sender
-                            .send_with(len, move |out| Outgoing::write(&header, &body, out))
-                            .await
-                    }
+            Half::Async(outbox) => match outgoing {
+                Outgoing::Frame(frame) => outbox.send(frame).await,
+                Outgoing::InPlace { len, header, body } => {
+                    outbox
+                        .send_with(len, move |out| Outgoing::write(&header, &body, out))
+                        .await
                 }
-            }
+            },
             Half::Blocking(sender) => Self::send_locked(&mut Self::lock(sender), outgoing),
         }
     }
@@ -93,9 +91,7 @@ impl ReplySink {
     /// Closes the sending direction.
     pub(crate) async fn close(&self) {
         match &self.half {
-            Half::Async(sender) => {
-                let _ = sender.lock().await.close().await;
-            }
+            Half::Async(outbox) => outbox.close().await,
             Half::Blocking(sender) => Self::lock(sender).close(),
         }
     }
