@@ -51,21 +51,40 @@ impl Outbox {
     /// Sends `frame`, or leaves it to the task writing now. An error means the connection is
     /// broken (or the frame too large); frames left to another task fail with the connection.
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), TransportError> {
-        if frame.len() > self.limit {
+        self.send_all(vec![frame]).await
+    }
+
+    /// Sends `frames` in order, like [`send`](Self::send).
+    pub(crate) async fn send_all(&self, frames: Vec<Frame>) -> Result<(), TransportError> {
+        self.send_batched(frames, false).await
+    }
+
+    /// Sends `frames` in order; with `linger`, a task that becomes the writer first yields once,
+    /// so the other tasks of its runtime that are about to send join the same write (a client
+    /// with other calls in flight passes it).
+    pub(crate) async fn send_batched(
+        &self,
+        frames: Vec<Frame>,
+        linger: bool,
+    ) -> Result<(), TransportError> {
+        if let Some(big) = frames.iter().find(|f| f.len() > self.limit) {
             return Err(TransportError::FrameTooLarge {
-                size: frame.len(),
+                size: big.len(),
                 limit: self.limit,
             });
         }
         {
             let mut queue = self.lock();
-            queue.frames.push(frame);
+            queue.frames.extend(frames);
             if queue.writing {
                 return Ok(());
             }
             queue.writing = true;
         }
         let writing = Writing(self);
+        if linger {
+            tokio::task::yield_now().await;
+        }
         loop {
             let batch = {
                 let mut queue = self.lock();
@@ -86,6 +105,7 @@ impl Outbox {
         &self,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
+        linger: bool,
     ) -> Result<(), TransportError> {
         if self.in_place {
             return self.sender.lock().await.send_with(len, fill).await;
@@ -96,7 +116,13 @@ impl Outbox {
                 limit: self.limit,
             });
         }
-        self.send(Frame::filled(len, fill)).await
+        self.send_batched(vec![Frame::filled(len, fill)], linger)
+            .await
+    }
+
+    /// Whether messages are written in place (shared memory) rather than queued as frames.
+    pub(crate) fn in_place(&self) -> bool {
+        self.in_place
     }
 
     /// Writes what is queued and closes the sending direction.

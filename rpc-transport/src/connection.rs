@@ -212,6 +212,17 @@ impl FrameReceiver {
         }
     }
 
+    /// Whether a frame is already waiting, so the next [`recv`](Self::recv) returns at once.
+    /// A server uses it to answer a batch of requests with one write.
+    pub fn has_buffered(&self) -> bool {
+        match &self.0 {
+            ReceiverFlavor::Tcp(r) => r.has_buffered(),
+            ReceiverFlavor::Unix(r) => r.has_buffered(),
+            ReceiverFlavor::Mem(r) => r.has_buffered(),
+            ReceiverFlavor::Shm(r) => r.has_buffered(),
+        }
+    }
+
     /// Reads and discards everything until the peer closes. Closing a socket with unread data
     /// makes the kernel reset the connection, which can destroy the last frames we sent; a
     /// side that ends a connection on a protocol error drains (with a time limit) so its peer

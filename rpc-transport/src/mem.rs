@@ -59,6 +59,11 @@ pub(crate) struct MemReceiver {
 }
 
 impl MemReceiver {
+    /// Whether a frame is waiting.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         match self.rx.recv().await {
             Some(frame) if frame.len() > self.limit => Err(TransportError::FrameTooLarge {

@@ -178,6 +178,12 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         }
     }
 
+    /// Whether a whole frame is already buffered (the next `recv` returns at once).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.buf.len() >= FRAME_PREFIX
+            && self.buf.len() >= FRAME_PREFIX + prefix_len(&self.buf).min(self.limit + 1)
+    }
+
     /// The next frame, or `None` when the peer closed the stream between frames.
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {

@@ -209,9 +209,11 @@ impl Client {
             done: false,
         };
         let exchange = async {
+            // With other calls in flight, more requests are about to go: write them together.
+            let linger = shared.pending.len() > 1;
             let sent = shared
                 .sender
-                .send_with(request.len(), |out| request.write(out))
+                .send_with(request.len(), |out| request.write(out), linger)
                 .await;
             sent.map_err(|e| {
                 shared.pending.close(&format!("sending failed: {e}"));

@@ -70,11 +70,35 @@ impl ReplySink {
                 Outgoing::Frame(frame) => outbox.send(frame).await,
                 Outgoing::InPlace { len, header, body } => {
                     outbox
-                        .send_with(len, move |out| Outgoing::write(&header, &body, out))
+                        .send_with(len, move |out| Outgoing::write(&header, &body, out), false)
                         .await
                 }
             },
             Half::Blocking(sender) => Self::send_locked(&mut Self::lock(sender), outgoing),
+        }
+    }
+
+    /// Sends `answers`, in order, with as few writes as the transport allows.
+    pub(crate) async fn send_many(&self, answers: Vec<Answer>) -> Result<(), TransportError> {
+        match &self.half {
+            Half::Async(outbox) if !outbox.in_place() => {
+                let frames = answers
+                    .into_iter()
+                    .map(|answer| match answer.outgoing(self.peer_limit) {
+                        Outgoing::Frame(frame) => frame,
+                        Outgoing::InPlace { len, header, body } => {
+                            Frame::filled(len, |out| Outgoing::write(&header, &body, out))
+                        }
+                    })
+                    .collect();
+                outbox.send_all(frames).await
+            }
+            _ => {
+                for answer in answers {
+                    self.send(answer).await?;
+                }
+                Ok(())
+            }
         }
     }
 

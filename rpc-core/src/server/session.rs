@@ -1,6 +1,10 @@
-//! The async read loop of one connection: every call becomes a task of its own.
+//! The async read loop of one connection. Each handler is polled once right here: one that
+//! finishes at once (most do) is answered without a task of its own, and the answers to a batch
+//! of requests that arrived together leave in one write. A handler that must wait continues as
+//! a task.
 
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
@@ -23,11 +27,13 @@ pub(crate) async fn run(
     receiver: &mut FrameReceiver,
 ) {
     let runtime = tokio::runtime::Handle::current();
+    let mut ready: Vec<Answer> = Vec::new();
     loop {
         let received = tokio::select! {
             biased;
             _ = env.kill.cancelled() => return,
             _ = env.stop.cancelled() => {
+                let _ = sink.send_many(std::mem::take(&mut ready)).await;
                 let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
                 sink.close().await;
                 return;
@@ -36,18 +42,35 @@ pub(crate) async fn run(
         };
         let frame = match received {
             Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(error) => return fail(env, sink, receiver, error.to_string()).await,
+            Ok(None) => {
+                let _ = sink.send_many(ready).await;
+                return;
+            }
+            Err(error) => {
+                let _ = sink.send_many(ready).await;
+                return fail(env, sink, receiver, error.to_string()).await;
+            }
         };
         match classify(&frame) {
             Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
-                Ok((call_id, reply)) => calls.spawn(&runtime, sink.clone(), call_id, reply),
-                Err(refusal) => {
-                    let _ = sink.send(Answer::Frame(refusal)).await;
-                }
+                Ok((call_id, mut reply)) => match reply
+                    .as_mut()
+                    .poll(&mut TaskContext::from_waker(Waker::noop()))
+                {
+                    Poll::Ready(answer) => ready.push(answer),
+                    Poll::Pending => calls.spawn(&runtime, sink.clone(), call_id, reply),
+                },
+                Err(refusal) => ready.push(Answer::Frame(refusal)),
             },
             Incoming::Cancel(call_id) => calls.cancel(call_id),
-            Incoming::Violation(reason) => return fail(env, sink, receiver, reason).await,
+            Incoming::Violation(reason) => {
+                let _ = sink.send_many(ready).await;
+                return fail(env, sink, receiver, reason).await;
+            }
+        }
+        drop(frame);
+        if !ready.is_empty() && !receiver.has_buffered() {
+            let _ = sink.send_many(std::mem::take(&mut ready)).await;
         }
     }
 }

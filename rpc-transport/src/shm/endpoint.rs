@@ -390,6 +390,11 @@ impl ShmReceiver {
         }
     }
 
+    /// Whether a record waits in the ring.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.consumer.has_data().unwrap_or(true)
+    }
+
     /// Whether a record waits or the peer is gone.
     fn ready(&self) -> Result<bool, TransportError> {
         match self.consumer.has_data() {
