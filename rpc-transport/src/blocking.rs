@@ -26,6 +26,7 @@ use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
 use crate::mem::{MemReceiver, MemSender};
 use crate::shm::{ShmInterrupter, ShmReceiver, ShmSender};
+use crate::stream::{length_prefixed, prefix_len};
 use crate::{TransportConfig, shm};
 
 /// Bytes read from a socket per call when no large frame is pending.
@@ -93,19 +94,11 @@ struct SyncStreamSender<S> {
 
 impl<S: TimedStream> SyncStreamSender<S> {
     fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), TransportError> {
-        let size = frame.len();
-        if size > self.limit || size > u32::MAX as usize {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
-        }
+        let buf = length_prefixed(frame, self.limit)?;
         if self.broken {
             return Err(TransportError::Closed);
         }
         self.io.set_timeouts(None, remaining(deadline)?)?;
-        let mut buf = frame.into_prefixed();
-        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
         let mut written = 0;
         while written < buf.len() {
             match self.io.write(&buf[written..]) {
@@ -168,7 +161,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
     fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
         loop {
             if self.buf.len() >= FRAME_PREFIX {
-                let size = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                let size = prefix_len(&self.buf);
                 if size > self.limit {
                     return Err(TransportError::FrameTooLarge {
                         size,

@@ -19,8 +19,20 @@ const READ_CHUNK: usize = 64 * 1024;
 const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
 
 /// Reads `len` from a frame's 4-byte prefix.
-fn prefix_len(prefix: &[u8]) -> usize {
+pub(crate) fn prefix_len(prefix: &[u8]) -> usize {
     u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
+}
+
+/// `frame`'s buffer with its payload length written in the prefix, ready for a byte stream;
+/// a frame over `limit` is refused.
+pub(crate) fn length_prefixed(frame: Frame, limit: usize) -> Result<BytesMut, TransportError> {
+    let size = frame.len();
+    if size > limit || size > u32::MAX as usize {
+        return Err(TransportError::FrameTooLarge { size, limit });
+    }
+    let mut buf = frame.into_prefixed();
+    buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
+    Ok(buf)
 }
 
 /// The sending half of a framed byte stream.
@@ -49,15 +61,7 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
 
     /// Queues `frame` without writing it (see [`flush`](Self::flush)).
     pub(crate) fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
-        let size = frame.len();
-        if size > self.limit || size > u32::MAX as usize {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
-        }
-        let mut buf = frame.into_prefixed();
-        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
+        let buf = length_prefixed(frame, self.limit)?;
         if self.out.is_empty() {
             self.out = buf;
             self.written = 0;
@@ -69,21 +73,7 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
 
     /// Queues `frame` and writes everything queued.
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
-        let size = frame.len();
-        if size > self.limit || size > u32::MAX as usize {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
-        }
-        let mut buf = frame.into_prefixed();
-        buf[..FRAME_PREFIX].copy_from_slice(&(size as u32).to_le_bytes());
-        if self.out.is_empty() {
-            self.out = buf;
-            self.written = 0;
-        } else {
-            self.out.extend_from_slice(&buf);
-        }
+        self.feed(frame)?;
         self.flush().await
     }
 

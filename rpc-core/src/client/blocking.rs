@@ -133,9 +133,7 @@ impl BlockingClient {
 
     /// A handle on the same connection whose calls time out after `timeout` (`None`: never).
     pub fn with_timeout(&self, timeout: Option<Duration>) -> BlockingClient {
-        let mut options = self.options.clone();
-        options.timeout = timeout;
-        self.with_options(options)
+        self.with_options(self.options.with_timeout(timeout))
     }
 
     /// A handle on the same connection whose calls also carry the metadata `key = value`.
@@ -144,9 +142,7 @@ impl BlockingClient {
         key: impl Into<String>,
         value: impl Into<String>,
     ) -> BlockingClient {
-        let mut options = self.options.clone();
-        options.metadata.push((key.into(), value.into()));
-        self.with_options(options)
+        self.with_options(self.options.with_metadata(key, value))
     }
 
     /// The options this handle's calls use.

@@ -157,16 +157,12 @@ impl Client {
 
     /// A handle on the same connection whose calls time out after `timeout` (`None`: never).
     pub fn with_timeout(&self, timeout: Option<Duration>) -> Client {
-        let mut options = self.options.clone();
-        options.timeout = timeout;
-        self.with_options(options)
+        self.with_options(self.options.with_timeout(timeout))
     }
 
     /// A handle on the same connection whose calls also carry the metadata `key = value`.
     pub fn with_metadata(&self, key: impl Into<String>, value: impl Into<String>) -> Client {
-        let mut options = self.options.clone();
-        options.metadata.push((key.into(), value.into()));
-        self.with_options(options)
+        self.with_options(self.options.with_metadata(key, value))
     }
 
     /// The options this handle's calls use.

@@ -56,3 +56,20 @@ pub struct CallOptions {
     /// Key-value pairs the server's handler reads from [`Context`](crate::Context).
     pub metadata: Vec<(String, String)>,
 }
+
+impl CallOptions {
+    /// These options with `timeout` (`None`: wait as long as the connection lives).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> CallOptions {
+        CallOptions {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// These options with the metadata `key = value` added.
+    pub fn with_metadata(&self, key: impl Into<String>, value: impl Into<String>) -> CallOptions {
+        let mut options = self.clone();
+        options.metadata.push((key.into(), value.into()));
+        options
+    }
+}

@@ -200,12 +200,12 @@ fn check_capacity(config: &TransportConfig) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Connects to a shared-memory server: receives the segment and maps it.
-pub(crate) async fn connect(
+/// The rendezvous socket to connect to for `address`, and how to report a failure to.
+#[allow(clippy::type_complexity)]
+fn rendezvous(
     address: &Address,
-    config: &TransportConfig,
-) -> Result<Connection, TransportError> {
-    let connect_error = |source| TransportError::Connect {
+) -> Result<(PathBuf, impl Fn(io::Error) -> TransportError + '_), TransportError> {
+    let connect_error = move |source| TransportError::Connect {
         address: address.to_string(),
         source,
     };
@@ -213,6 +213,15 @@ pub(crate) async fn connect(
         TransportError::Io(source) => connect_error(source),
         other => other,
     })?;
+    Ok((path, connect_error))
+}
+
+/// Connects to a shared-memory server: receives the segment and maps it.
+pub(crate) async fn connect(
+    address: &Address,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
+    let (path, connect_error) = rendezvous(address)?;
     let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
     let peer = peer_of(&stream)?;
     // Wait (bounded by the caller's connect timeout) for the server's handshake.
@@ -235,14 +244,7 @@ pub(crate) fn connect_blocking(
     config: &TransportConfig,
     timeout: std::time::Duration,
 ) -> Result<(ShmSender, ShmReceiver, PeerInfo), TransportError> {
-    let connect_error = |source| TransportError::Connect {
-        address: address.to_string(),
-        source,
-    };
-    let path = socket_path(address).map_err(|e| match e {
-        TransportError::Io(source) => connect_error(source),
-        other => other,
-    })?;
+    let (path, connect_error) = rendezvous(address)?;
     let socket = std::os::unix::net::UnixStream::connect(&path).map_err(connect_error)?;
     let peer =
         match nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials) {

@@ -30,6 +30,7 @@ pub mod raw;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod targets;
 pub mod tarpc_svc;
 pub mod transports;
 

@@ -119,6 +119,9 @@ impl Report {
             }
             writeln!(out)?;
         }
+        if !self.transports.is_empty() {
+            super::targets::write_targets(self, out)?;
+        }
         if !self.errors.is_empty() {
             writeln!(out, "### Failed\n")?;
             for e in &self.errors {
@@ -134,11 +137,12 @@ impl Report {
         writeln!(
             out,
             "| transport | async median | async p99 | blocking median | blocking p99 \
-             | raw median | raw p99 | async / raw | tarpc median | tarpc p99 | async / tarpc |"
+             | raw median | raw p99 | async / raw | blocking / raw | tarpc median | tarpc p99 \
+             | async / tarpc |"
         )?;
         writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         for t in &self.transports {
             let a = &t.latency_async;
@@ -147,7 +151,7 @@ impl Report {
             let tarpc = self.tarpc_of(t.tarpc).map(|r| &r.latency);
             writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.transport,
                 us(a.median_us),
                 us(a.p99_us),
@@ -156,6 +160,10 @@ impl Report {
                 opt(raw, |l| us(l.median_us)),
                 opt(raw, |l| us(l.p99_us)),
                 opt(raw, |l: &Latency| ratio(a.median_us, l.median_us)),
+                match (b, raw) {
+                    (Some(b), Some(r)) => ratio(b.median_us, r.median_us),
+                    _ => "-".to_owned(),
+                },
                 opt(tarpc, |l| us(l.median_us)),
                 opt(tarpc, |l| us(l.p99_us)),
                 opt(tarpc, |l: &Latency| ratio(a.median_us, l.median_us)),
