@@ -1,5 +1,5 @@
 //! The PNG chart: small-call latency per transport (median bars, p99 whiskers) for the
-//! framework, the raw ping-pong of the same mechanism and tarpc.
+//! framework's async and blocking clients, the raw ping-pong of the same mechanism and tarpc.
 //!
 //! Text is drawn with plotters' pure-Rust `ab_glyph` backend and the DejaVu Sans font
 //! embedded by the `dejavu` crate, so no system font library or font file is needed.
@@ -15,14 +15,15 @@ use plotters::style::{FontStyle, register_font};
 use super::report::Report;
 use super::stats::Latency;
 
-/// One group of bars: a transport or mechanism name and up to three latencies.
+/// One group of bars: a transport or mechanism name and up to four latencies.
 struct Group {
     name: String,
-    bars: [Option<Latency>; 3],
+    bars: [Option<Latency>; 4],
 }
 
-const SERIES: [(&str, RGBColor); 3] = [
+const SERIES: [(&str, RGBColor); 4] = [
     ("rpc-core (async client)", RGBColor(31, 119, 180)),
+    ("rpc-core (blocking client)", RGBColor(148, 103, 189)),
     ("raw ping-pong", RGBColor(44, 160, 44)),
     ("tarpc (bincode)", RGBColor(255, 127, 14)),
 ];
@@ -35,6 +36,7 @@ fn groups(report: &Report) -> Vec<Group> {
             name: t.transport.to_owned(),
             bars: [
                 Some(t.latency_async),
+                t.latency_blocking,
                 report.raw_of(t.raw_mechanism).map(|r| r.latency),
                 report.tarpc_of(t.tarpc).map(|r| r.latency),
             ],
@@ -48,7 +50,7 @@ fn groups(report: &Report) -> Vec<Group> {
         {
             groups.push(Group {
                 name: format!("{} (raw only)", raw.mechanism.name()),
-                bars: [None, Some(raw.latency), None],
+                bars: [None, None, Some(raw.latency), None],
             });
         }
     }
@@ -127,9 +129,9 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| plot(&e))?;
-    let width = 0.26;
+    let width = 0.2;
     for (s, (series, color)) in SERIES.iter().enumerate() {
-        let offset = (s as f64 - 1.0) * width;
+        let offset = (s as f64 - 1.5) * width;
         let bars: Vec<(f64, Latency)> = groups
             .iter()
             .enumerate()
