@@ -421,3 +421,52 @@ fn a_64_mib_echo_crosses_without_raising_the_ring_size() {
     });
     assert_eq!(echoed, payload);
 }
+
+#[test]
+fn a_full_ring_is_backpressure_and_loses_nothing() {
+    // A 4 KiB ring: 200 concurrent 900-byte echoes cannot all fit, so senders must wait for
+    // space (both directions), and every reply must still match its request.
+    let dir = TempDir::new();
+    let address = format!("shm://{}/small-ring.sock", dir.0.display());
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut config = rpc_core::ServerConfig::default();
+        config.transport =
+            rpc_core::transport::TransportConfig::default().with_shm_ring_capacity(4096);
+        let server = rpc_core::Server::with_config(config)
+            .start(
+                rpc_tests::ProbeServer::new(rpc_tests::ProbeImpl::default()),
+                &[&address],
+            )
+            .await
+            .unwrap();
+        let probe = ProbeClient::connect(&address).await.unwrap();
+        let calls: Vec<_> = (0..200u32)
+            .map(|i| {
+                let probe = probe.clone();
+                tokio::spawn(async move {
+                    let payload = vec![(i % 251) as u8; 900];
+                    let echoed = probe.echo(payload.clone()).await.unwrap();
+                    assert_eq!(echoed, payload, "call {i} got another call's reply");
+                })
+            })
+            .collect();
+        for call in calls {
+            tokio::time::timeout(LIMIT, call).await.unwrap().unwrap();
+        }
+        // Blocking clients share the same small ring size.
+        let blocking = tokio::task::spawn_blocking({
+            let address = address.clone();
+            move || {
+                let probe = ProbeBlockingClient::connect(&address).unwrap();
+                let big = vec![3u8; 3000];
+                assert_eq!(probe.echo(big.clone()).unwrap(), big);
+            }
+        });
+        tokio::time::timeout(LIMIT, blocking)
+            .await
+            .unwrap()
+            .unwrap();
+        server.shutdown().await;
+    });
+}
