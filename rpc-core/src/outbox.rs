@@ -24,13 +24,34 @@ pub(crate) struct Outbox {
     in_place: bool,
 }
 
-/// Clears the `writing` flag if the writing task is dropped mid-write (a cancelled call), so
-/// the next sender takes over the queue.
-struct Writing<'a>(&'a Outbox);
+/// The writing task's duty, handed on if it is dropped mid-write (a cancelled call, an aborted
+/// handler): a new task writes what others left in the queue, so no frame is stranded.
+struct Writing {
+    outbox: Option<Arc<Outbox>>,
+}
 
-impl Drop for Writing<'_> {
+impl Writing {
+    /// The writer is done (or the connection failed): nothing to hand on.
+    fn release(mut self) {
+        if let Some(outbox) = self.outbox.take() {
+            outbox.lock().writing = false;
+        }
+    }
+}
+
+impl Drop for Writing {
     fn drop(&mut self) {
-        self.0.lock().writing = false;
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = outbox.write_queued().await;
+                });
+            }
+            Err(_) => outbox.lock().writing = false,
+        }
     }
 }
 
@@ -50,12 +71,15 @@ impl Outbox {
 
     /// Sends `frame`, or leaves it to the task writing now. An error means the connection is
     /// broken (or the frame too large); frames left to another task fail with the connection.
-    pub(crate) async fn send(&self, frame: Frame) -> Result<(), TransportError> {
+    pub(crate) async fn send(self: &Arc<Self>, frame: Frame) -> Result<(), TransportError> {
         self.send_all(vec![frame]).await
     }
 
     /// Sends `frames` in order, like [`send`](Self::send).
-    pub(crate) async fn send_all(&self, frames: Vec<Frame>) -> Result<(), TransportError> {
+    pub(crate) async fn send_all(
+        self: &Arc<Self>,
+        frames: Vec<Frame>,
+    ) -> Result<(), TransportError> {
         self.send_batched(frames, false).await
     }
 
@@ -63,7 +87,7 @@ impl Outbox {
     /// so the other tasks of its runtime that are about to send join the same write (a client
     /// with other calls in flight passes it).
     pub(crate) async fn send_batched(
-        &self,
+        self: &Arc<Self>,
         frames: Vec<Frame>,
         linger: bool,
     ) -> Result<(), TransportError> {
@@ -81,28 +105,42 @@ impl Outbox {
             }
             queue.writing = true;
         }
-        let writing = Writing(self);
+        let writing = Writing {
+            outbox: Some(self.clone()),
+        };
         if linger {
             tokio::task::yield_now().await;
         }
+        let outcome = self.write_queued().await;
+        writing.release();
+        outcome
+    }
+
+    /// Writes everything queued, until the queue stays empty. The sender is locked before a
+    /// batch leaves the queue, and the byte-stream senders keep what they accepted across a
+    /// cancellation, so frames are never dropped between the two.
+    async fn write_queued(&self) -> Result<(), TransportError> {
         loop {
+            let mut sender = self.sender.lock().await;
             let batch = {
                 let mut queue = self.lock();
                 if queue.frames.is_empty() {
                     queue.writing = false;
-                    std::mem::forget(writing);
-                    return Ok(());
                 }
                 std::mem::take(&mut queue.frames)
             };
-            self.sender.lock().await.send_all(batch).await?;
+            if batch.is_empty() {
+                // Bytes a cancelled writer left half-written go out now.
+                return sender.send_all(batch).await;
+            }
+            sender.send_all(batch).await?;
         }
     }
 
     /// Sends a message of `len` bytes written by `fill`: in place on shared memory, through
     /// the queue otherwise.
     pub(crate) async fn send_with(
-        &self,
+        self: &Arc<Self>,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
         linger: bool,

@@ -300,6 +300,48 @@ async fn unknown_method_in_raw_frame(transport: Transport) {
     );
 }
 
+async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    // `stall` is method 4 and never answers; the same call id again must be refused.
+    raw.send(request(4, 77, &())).await.unwrap();
+    let stalled = fixture.probe.stalled.clone();
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    raw.send(request(4, 77, &())).await.unwrap();
+    let reply = bounded(LIMIT, "the refusal", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Error, 77)
+    );
+    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    assert!(
+        matches!(&error, WireError::BadRequest(reason) if reason.contains("already in flight")),
+        "{error:?}"
+    );
+    assert_eq!(
+        stalled.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a second handler ran"
+    );
+    raw.send(request(1, 78, &(1i64, 2i64))).await.unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Header::parse(reply.payload()).unwrap().header.kind,
+        Kind::Response
+    );
+}
+
 async fn undecodable_arguments_are_a_bad_request(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let probe = client(&fixture).await;
@@ -430,6 +472,7 @@ macro_rules! conformance {
                 server_gone_mid_call_fails_pending_calls,
                 application_error_round_trip,
                 unknown_method_in_raw_frame,
+                a_call_id_already_in_flight_is_refused,
                 undecodable_arguments_are_a_bad_request,
                 deadline_cancels_the_handler,
                 handler_panic_is_reported_and_serving_goes_on,

@@ -87,7 +87,7 @@ impl BlockingClient {
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
         let (mut sender, mut receiver, _) = connection.split();
-        let deadline = Some(Instant::now() + options.connect_timeout);
+        let deadline = Instant::now().checked_add(options.connect_timeout);
         let own_limit = options.transport.max_frame_size;
         let handshake_error = |e: TransportError| match e {
             TransportError::TimedOut => {
@@ -173,7 +173,7 @@ impl BlockingClient {
     {
         let schema = self.shared.schema;
         let timeout = self.options.timeout;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exceeded = || RpcError::DeadlineExceeded {
             method: schema.method_name(method),
             timeout: timeout.unwrap_or_default(),

@@ -80,7 +80,10 @@ impl Client {
             address: address.to_owned(),
             source,
         };
-        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(options.connect_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
         let connection = tokio::time::timeout_at(
             deadline,
             rpc_transport::connect(&parsed, &options.transport),

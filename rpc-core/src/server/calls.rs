@@ -26,6 +26,11 @@ impl Calls {
         self.lock().len()
     }
 
+    /// Whether call `call_id` is running.
+    pub(crate) fn contains(&self, call_id: u64) -> bool {
+        self.lock().contains_key(&call_id)
+    }
+
     fn finish(&self, call_id: u64) {
         let mut running = self.lock();
         running.remove(&call_id);
@@ -36,8 +41,12 @@ impl Calls {
 
     /// Aborts call `call_id` if it runs.
     pub(crate) fn cancel(&self, call_id: u64) {
-        if let Some(handle) = self.lock().remove(&call_id) {
+        let mut running = self.lock();
+        if let Some(handle) = running.remove(&call_id) {
             handle.abort();
+        }
+        if running.is_empty() {
+            self.idle.notify_waiters();
         }
     }
 
@@ -46,6 +55,7 @@ impl Calls {
         for (_, handle) in self.lock().drain() {
             handle.abort();
         }
+        self.idle.notify_waiters();
     }
 
     /// Waits until no call runs.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
 
+use super::calls::Calls;
 use super::reply::error_frame;
 use super::{Context, DispatchError, Reply, ServerConfig, Service};
 use crate::wire::{HEADER_LEN, Header, Kind, Parsed, WireError};
@@ -116,7 +117,7 @@ pub(crate) struct CallEnv {
 /// once (unknown method, undecodable arguments, too many calls in flight).
 pub(crate) fn prepare_call(
     env: &CallEnv,
-    running: usize,
+    running: &Calls,
     request: Parsed<'_>,
 ) -> Result<(u64, ReplyFuture), Frame> {
     let Header {
@@ -124,8 +125,13 @@ pub(crate) fn prepare_call(
     } = request.header;
     let refuse = |error: WireError| error_frame(method, call_id, &error);
     let limit = env.config.max_in_flight;
-    if running >= limit {
+    if running.len() >= limit {
         return Err(refuse(WireError::TooManyCalls(limit as u32)));
+    }
+    if running.contains(call_id) {
+        return Err(refuse(WireError::BadRequest(format!(
+            "call id {call_id} is already in flight on this connection"
+        ))));
     }
     let handler = env
         .service
@@ -141,7 +147,7 @@ pub(crate) fn prepare_call(
         call_id,
         method: schema.methods.get(method as usize).map_or("?", |m| m.name),
         metadata: extension.metadata,
-        deadline: timeout.map(|t| Instant::now() + t),
+        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         peer: env.peer.clone(),
     };
     let reply = async move {

@@ -74,7 +74,16 @@ impl ReplySink {
                         .await
                 }
             },
-            Half::Blocking(sender) => Self::send_locked(&mut Self::lock(sender), outgoing),
+            Half::Blocking(sender) => {
+                // A full ring can make this wait: never on a runtime worker, whose other
+                // tasks (other connections) would wait with it.
+                let sender = sender.clone();
+                tokio::task::spawn_blocking(move || {
+                    Self::send_locked(&mut Self::lock(&sender), outgoing)
+                })
+                .await
+                .unwrap_or_else(|e| Err(TransportError::Io(std::io::Error::other(e))))
+            }
         }
     }
 

@@ -15,6 +15,9 @@ use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use crate::wire::WireError;
 
+/// The most answers held back to leave in one write.
+const BATCH: usize = 64;
+
 /// How long a connection ended for a protocol error waits for its peer to read why.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
@@ -52,7 +55,7 @@ pub(crate) async fn run(
             }
         };
         match classify(&frame) {
-            Incoming::Call(request) => match prepare_call(call_env, calls.len(), request) {
+            Incoming::Call(request) => match prepare_call(call_env, calls, request) {
                 Ok((call_id, mut reply)) => match reply
                     .as_mut()
                     .poll(&mut TaskContext::from_waker(Waker::noop()))
@@ -69,7 +72,9 @@ pub(crate) async fn run(
             }
         }
         drop(frame);
-        if !ready.is_empty() && !receiver.has_buffered() {
+        // Answer once the requests that arrived together are handled, and at least every
+        // `BATCH` answers, so a client that keeps pipelining still hears back.
+        if !ready.is_empty() && (ready.len() >= BATCH || !receiver.has_buffered()) {
             let _ = sink.send_many(std::mem::take(&mut ready)).await;
         }
     }

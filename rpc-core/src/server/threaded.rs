@@ -92,7 +92,7 @@ fn serve(
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
         let prepared = match classify(&frame) {
-            Incoming::Call(request) => prepare_call(call_env, calls.len(), request),
+            Incoming::Call(request) => prepare_call(call_env, calls, request),
             Incoming::Cancel(call_id) => {
                 calls.cancel(call_id);
                 continue;

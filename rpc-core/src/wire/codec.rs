@@ -56,7 +56,8 @@ pub fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, RpcErro
 /// its own buffer (a shared-memory ring): header, optional extension, body.
 pub struct Message<'a, B: Serialize + ?Sized> {
     header: Header,
-    extension: Option<Vec<u8>>,
+    /// The extension and its encoded length.
+    extension: Option<(super::Extension, usize)>,
     body: &'a B,
     body_len: usize,
 }
@@ -69,7 +70,11 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
         body: &'a B,
     ) -> Result<Self, RpcError> {
         let extension = extension
-            .map(|e| postcard::to_allocvec(e).map_err(|e| RpcError::encode("call extension", e)))
+            .map(|e| {
+                postcard::experimental::serialized_size(e)
+                    .map(|len| (e.clone(), len))
+                    .map_err(|e| RpcError::encode("call extension", e))
+            })
             .transpose()?;
         let body_len = postcard::experimental::serialized_size(body)
             .map_err(|e| RpcError::encode("message body", e))?;
@@ -83,7 +88,7 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
 
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
-        HEADER_LEN + self.extension.as_ref().map_or(0, |e| 4 + e.len()) + self.body_len
+        HEADER_LEN + self.extension.as_ref().map_or(0, |(_, len)| 4 + len) + self.body_len
     }
 
     /// Whether the message is empty (never: the header alone is 16 bytes).
@@ -97,10 +102,13 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
     pub fn write(&self, out: &mut [u8]) {
         self.header.write(out, self.extension.is_some());
         let mut at = HEADER_LEN;
-        if let Some(extension) = &self.extension {
-            out[at..at + 4].copy_from_slice(&(extension.len() as u32).to_le_bytes());
-            out[at + 4..at + 4 + extension.len()].copy_from_slice(extension);
-            at += 4 + extension.len();
+        if let Some((extension, len)) = &self.extension {
+            out[at..at + 4].copy_from_slice(&(*len as u32).to_le_bytes());
+            if !matches!(postcard::to_slice(extension, &mut out[at + 4..at + 4 + len]), Ok(w) if w.len() == *len)
+            {
+                out[0] = 0;
+            }
+            at += 4 + len;
         }
         match postcard::to_slice(self.body, &mut out[at..]) {
             Ok(written) if written.len() == self.body_len => {}

@@ -30,8 +30,6 @@ const BULK_HEADER: usize = 64;
 const MIN_CAPACITY: usize = 1024 * 1024;
 /// How long the sender waits for the receiver to release a region before making another.
 const RELEASE_WAIT: Duration = Duration::from_micros(200);
-/// How long a region's descriptor may lag behind its ring record.
-const FD_WAIT: Duration = Duration::from_secs(10);
 
 /// The announcement a ring record carries: region id and payload length.
 pub(crate) type Announcement = [u8; 16];
@@ -129,6 +127,13 @@ impl Drop for InPlace {
 }
 
 impl BulkIn {
+    /// Whether the message `announcement` names can be taken without waiting (its region is
+    /// mapped, or its descriptor has arrived).
+    pub(crate) fn is_ready(&self, link: &Link, announcement: &Announcement) -> bool {
+        let id = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
+        self.current.as_ref().is_some_and(|c| c.id == id) || link.has_large(id)
+    }
+
     /// The message `announcement` names, in place (mapping a new region if it names one); the
     /// region goes back to the sender when the frame is dropped.
     pub(crate) fn take(
@@ -136,6 +141,7 @@ impl BulkIn {
         link: &Link,
         announcement: &Announcement,
         limit: usize,
+        fd_wait: Duration,
     ) -> Result<Frame, TransportError> {
         let id = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
         let len = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes"));
@@ -152,9 +158,9 @@ impl BulkIn {
                     format!("bulk region {id} announced, {} expected", self.next_id),
                 ));
             }
-            let large = link.take_large(id, FD_WAIT)?;
+            let large = link.take_large(id, fd_wait)?;
             let capacity = large.len as usize;
-            let region = Region::map(
+            let region = Region::map_sealed(
                 large.fd.as_fd(),
                 0,
                 BULK_HEADER.saturating_add(capacity),

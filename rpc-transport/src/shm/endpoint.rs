@@ -25,6 +25,10 @@ use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
 
+/// How long a blocking receive waits for a large message's region descriptor, which the
+/// peer sends before it announces the message.
+const LARGE_FD_WAIT: Duration = Duration::from_secs(2);
+
 /// Longest single futex sleep, so deadlines and shutdown are noticed.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
@@ -142,6 +146,9 @@ impl ShmSender {
 
     /// True once nothing is unsent and a record of `len` payload bytes fits.
     fn try_room(&mut self, len: usize) -> Result<bool, TransportError> {
+        if self.link().is_dead() {
+            return Err(self.link().closed_error());
+        }
         if !self.try_flush()? {
             return Ok(false);
         }
@@ -161,7 +168,12 @@ impl ShmSender {
                 self.wake(wake);
                 Ok(())
             }
-            Ok(None) => unreachable!("room was checked and this is the only producer"),
+            // Room was checked and this is the only producer: the consumer's counter moved
+            // backwards in between.
+            Ok(None) => Err(corrupt(
+                self.link(),
+                RingError::Corrupt("the consumer's position moved backwards".into()),
+            )),
             Err(error) => Err(corrupt(self.link(), error)),
         }
     }
@@ -285,6 +297,8 @@ pub(crate) struct ShmReceiver {
     event: Option<AsyncFd<OwnedFd>>,
     /// The last blocking receive had to sleep: no traffic lately.
     idle: bool,
+    /// The last async look found a large message whose region descriptor is still on its way.
+    awaiting_region: bool,
 }
 
 impl ShmReceiver {
@@ -302,6 +316,7 @@ impl ShmReceiver {
             bulk: BulkIn::default(),
             event: None,
             idle: false,
+            awaiting_region: false,
         }
     }
 
@@ -310,7 +325,10 @@ impl ShmReceiver {
     }
 
     /// The next frame if one is in the ring.
-    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
+    /// The next frame if one is in the ring. A large message whose region descriptor has not
+    /// arrived yet is left in the ring when `fd_wait` is zero (async callers must not block)
+    /// and waited for up to `fd_wait` otherwise.
+    fn try_recv(&mut self, fd_wait: Duration) -> Result<Option<Frame>, TransportError> {
         let record = match self.consumer.peek() {
             Ok(Some(record)) => record,
             Ok(None) => return Ok(None),
@@ -339,9 +357,15 @@ impl ShmReceiver {
         }
         let mut announcement = [0u8; 16];
         self.consumer.read(&record, &mut announcement);
+        if fd_wait.is_zero() && !self.bulk.is_ready(&link, &announcement) {
+            self.awaiting_region = true;
+            return Ok(None);
+        }
         let wake = self.consumer.consume(record);
         self.wake_writer(wake);
-        self.bulk.take(&link, &announcement, self.limit).map(Some)
+        self.bulk
+            .take(&link, &announcement, self.limit, fd_wait)
+            .map(Some)
     }
 
     fn wake_writer(&self, wake: Wake) {
@@ -354,11 +378,16 @@ impl ShmReceiver {
     /// on the eventfd. `None` once the peer is gone and the ring is drained.
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
-            if let Some(frame) = self.try_recv()? {
+            if let Some(frame) = self.try_recv(Duration::ZERO)? {
                 return Ok(Some(frame));
             }
             if self.link().is_dead() {
                 return self.finish();
+            }
+            if std::mem::take(&mut self.awaiting_region) {
+                // A large message whose region is still on its way: wait without blocking.
+                tokio::time::sleep(Duration::from_micros(50)).await;
+                continue;
             }
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
@@ -432,7 +461,7 @@ impl ShmReceiver {
         &mut self,
         deadline: Deadline,
     ) -> Result<Option<Frame>, TransportError> {
-        if let Some(frame) = self.try_recv()? {
+        if let Some(frame) = self.try_recv(LARGE_FD_WAIT)? {
             self.idle = false;
             return Ok(Some(frame));
         }
@@ -445,7 +474,7 @@ impl ShmReceiver {
         }
         let deadline = deadline.resolve();
         loop {
-            if let Some(frame) = self.try_recv()? {
+            if let Some(frame) = self.try_recv(LARGE_FD_WAIT)? {
                 self.idle = false;
                 return Ok(Some(frame));
             }
@@ -532,7 +561,9 @@ impl ShmInterrupter {
 }
 
 impl ShmSender {
-    /// Ends this direction: the peer sees the connection end once the ring is drained.
+    /// Ends the connection from this side (shared memory has no half-close: the rendezvous
+    /// socket is the liveness signal). The peer still reads what is in the ring, then sees the
+    /// end.
     pub(crate) fn close(&mut self) {
         let _ = self.owner.0.socket.shutdown(std::net::Shutdown::Both);
     }

@@ -21,6 +21,9 @@ use super::ring::{READER_SLEEP, RingMemory, WRITER_SLEEP};
 use super::segment::Segment;
 use crate::error::TransportError;
 
+/// Region descriptors a peer may send ahead of announcing them in the ring.
+const MAX_QUEUED_REGIONS: usize = 16;
+
 /// A large message's descriptor as announced on the socket: sequence number, length, memfd.
 pub(crate) struct LargeFd {
     pub(crate) seq: u64,
@@ -99,7 +102,13 @@ impl Link {
                         len: u64::from_le_bytes(message[8..].try_into().expect("8 bytes")),
                         fd: fds.pop().expect("one descriptor"),
                     };
-                    self.lock_inbox().push_back(large);
+                    let mut inbox = self.lock_inbox();
+                    if inbox.len() >= MAX_QUEUED_REGIONS {
+                        drop(inbox);
+                        break "the peer sent more region descriptors than it announced".to_owned();
+                    }
+                    inbox.push_back(large);
+                    drop(inbox);
                     self.arrived.notify_all();
                 }
                 Ok((n, fds)) => {
@@ -187,6 +196,13 @@ impl Link {
             self.mark_dead(&format!("sending a large message failed: {e}"));
             TransportError::Io(e)
         })
+    }
+
+    /// Whether the descriptor of large message `seq` has arrived.
+    pub(crate) fn has_large(&self, seq: u64) -> bool {
+        self.lock_inbox()
+            .front()
+            .is_some_and(|large| large.seq == seq)
     }
 
     /// Waits (at most `limit`) for the descriptor of large message `seq`.

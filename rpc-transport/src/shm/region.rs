@@ -58,8 +58,27 @@ impl Region {
         Ok((region, fd))
     }
 
-    /// Maps `len` bytes at `offset` of `fd`, which must be at least that long (so no access
-    /// can fault with SIGBUS: the memfds we receive are sealed against shrinking).
+    /// Maps a memfd received from a peer, after checking that it is sealed against shrinking
+    /// (otherwise the peer could truncate it under us and crash this process with SIGBUS).
+    pub(crate) fn map_sealed(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        populate: bool,
+    ) -> io::Result<Region> {
+        let seals = SealFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GET_SEALS)?);
+        if !seals.contains(SealFlag::F_SEAL_SHRINK) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer's shared region is not sealed against shrinking",
+            ));
+        }
+        Region::map(fd, offset, len, populate)
+    }
+
+    /// Maps `len` bytes at `offset` of `fd`, which must be at least that long. For a descriptor
+    /// from a peer use [`map_sealed`](Self::map_sealed) (a regular file, as `mmap://` uses, can
+    /// be truncated by whoever may write it).
     /// With `populate`, every page is mapped at once instead of on first touch.
     pub(crate) fn map(
         fd: BorrowedFd<'_>,

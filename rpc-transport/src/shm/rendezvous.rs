@@ -133,13 +133,15 @@ impl ShmAcceptor {
     ) -> Result<Self, TransportError> {
         check_capacity(config)?;
         let path = socket_path(address)?;
+        // The socket first: a second server on the same address fails here, before it could
+        // touch a file a live server uses.
+        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()))?;
         let source = match address {
             Address::Mmap(file) => {
                 SegmentSource::File(SlotFile::open(file, config.shm_ring_capacity)?)
             }
             _ => SegmentSource::Memfd,
         };
-        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ShmAcceptor { socket, source })
     }
@@ -290,7 +292,8 @@ fn finish_connect(
     };
     let offset = u64::from_le_bytes(message[8..16].try_into().expect("8 bytes"));
     let len = u64::from_le_bytes(message[16..].try_into().expect("8 bytes"));
-    let segment = Segment::map(segment_fd.as_fd(), offset, len as usize)?;
+    let sealed = !matches!(address, Address::Mmap(_));
+    let segment = Segment::map(segment_fd.as_fd(), offset, len as usize, sealed)?;
     drop(segment_fd);
     let link = Link::start(
         socket,

@@ -118,9 +118,20 @@ impl Segment {
         })
     }
 
-    /// Maps and opens the segment in `fd` at `offset`, `len` bytes long.
-    pub(crate) fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Segment> {
-        Segment::open(Region::map(fd, offset, len, false)?)
+    /// Maps and opens the segment a server handed over: a sealed memfd (`shm://`), or a slot
+    /// of the server's file (`mmap://`, trusted as documented).
+    pub(crate) fn map(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        sealed: bool,
+    ) -> io::Result<Segment> {
+        let region = if sealed {
+            Region::map_sealed(fd, offset, len, false)?
+        } else {
+            Region::map(fd, offset, len, false)?
+        };
+        Segment::open(region)
     }
 }
 
