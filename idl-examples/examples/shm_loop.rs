@@ -18,7 +18,9 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let address = format!("shm://shm-loop-{}", std::process::id());
+    // RPC_LOOP_ADDRESS runs the same loop over another transport, for comparison.
+    let address = std::env::var("RPC_LOOP_ADDRESS")
+        .unwrap_or_else(|_| format!("shm://shm-loop-{}", std::process::id()));
     let server = runtime
         .block_on(rpc_core::Server::new().start(CalculatorServer::new(Calc), &[&address]))
         .expect("serve");
