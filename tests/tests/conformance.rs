@@ -165,6 +165,30 @@ fn request<T: serde::Serialize>(method: u32, call_id: u64, args: &T) -> Frame {
     wire::message_frame(header, None, args).unwrap()
 }
 
+/// The next frame on `raw`, which must be an `Error` for `call_id`; its wire error.
+async fn expect_error(raw: &mut rpc_core::transport::Connection, call_id: u64) -> WireError {
+    let reply = bounded(LIMIT, "the server's answer", raw.recv())
+        .await
+        .unwrap()
+        .expect("an error frame");
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Error, call_id)
+    );
+    wire::decode(parsed.body, "error").unwrap()
+}
+
+/// Asserts that the server closed `raw`.
+async fn expect_closed(raw: &mut rpc_core::transport::Connection) {
+    assert!(
+        bounded(LIMIT, "the close", raw.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new().max_frame_size(FRAME_LIMIT)).await;
     let bystander = client(&fixture).await;
@@ -174,26 +198,12 @@ async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
         .await
         .unwrap();
     // The server names the problem on call id 0, then closes the connection.
-    let reply = bounded(LIMIT, "the server's answer", raw.recv())
-        .await
-        .unwrap()
-        .expect("an error frame before the close");
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Error, 0)
-    );
-    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    let error = expect_error(&mut raw, 0).await;
     assert!(
         matches!(&error, WireError::Protocol(reason) if reason.contains("exceeds the maximum frame size")),
         "{error:?}"
     );
-    assert!(
-        bounded(LIMIT, "the close", raw.recv())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    expect_closed(&mut raw).await;
     assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
 }
 
@@ -202,26 +212,12 @@ async fn garbage_frame_fails_only_its_connection(transport: Transport) {
     let bystander = client(&fixture).await;
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     raw.send(Frame::from_payload(&[0xEE; 40])).await.unwrap();
-    let reply = bounded(LIMIT, "the server's answer", raw.recv())
-        .await
-        .unwrap()
-        .expect("an error frame before the close");
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Error, 0)
-    );
-    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    let error = expect_error(&mut raw, 0).await;
     assert!(
         matches!(&error, WireError::Protocol(reason) if reason.contains("unknown frame kind")),
         "{error:?}"
     );
-    assert!(
-        bounded(LIMIT, "the close", raw.recv())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    expect_closed(&mut raw).await;
     assert_eq!(bystander.add(20, 22).await.unwrap(), 42);
     assert!(eventually(LIMIT, || fixture.handle.connections() == 1).await);
 }
@@ -266,19 +262,7 @@ async fn unknown_method_in_raw_frame(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     raw.send(request(999, 5, &())).await.unwrap();
-    let reply = bounded(LIMIT, "the error", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Error, 5)
-    );
-    assert_eq!(
-        wire::decode::<WireError>(parsed.body, "error").unwrap(),
-        WireError::UnknownMethod
-    );
+    assert_eq!(expect_error(&mut raw, 5).await, WireError::UnknownMethod);
     // The same connection keeps serving: `add` is method 1.
     raw.send(request(1, 6, &(40i64, 2i64))).await.unwrap();
     let reply = bounded(LIMIT, "the sum", raw.recv())
@@ -312,16 +296,7 @@ async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
         .await
     );
     raw.send(request(4, 77, &())).await.unwrap();
-    let reply = bounded(LIMIT, "the refusal", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Error, 77)
-    );
-    let error: WireError = wire::decode(parsed.body, "error").unwrap();
+    let error = expect_error(&mut raw, 77).await;
     assert!(
         matches!(&error, WireError::BadRequest(reason) if reason.contains("already in flight")),
         "{error:?}"
