@@ -14,7 +14,8 @@
 //! header matches its ring capacity keeps the file (and its slot count); any other content is
 //! replaced by a fresh header. What is reinitialised: a slot, each time it is handed to a new
 //! connection (header rewritten, ring counters zeroed). Messages of earlier connections are never
-//! replayed. A slot is free again once its connection ends.
+//! replayed. A slot is free again two seconds after its connection ends (its peer may still
+//! have it mapped for a moment).
 //!
 //! The file is shared by every connection of the server: use it between processes of one user
 //! that trust each other (file mode 0600). Unlike a sealed memfd, a regular file can be
@@ -27,6 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::region::Region;
 use super::segment::{Segment, segment_len};
@@ -39,8 +41,14 @@ pub const FILE_HEADER: u64 = 4096;
 #[derive(Default)]
 struct Slots {
     used: BTreeSet<u64>,
+    /// Slots whose connection ended lately, with when: the peer may still have them mapped
+    /// for a moment (it learns of the end through its socket), so they rest before reuse.
+    cooling: Vec<(u64, Instant)>,
     count: u64,
 }
+
+/// How long a freed slot rests before another connection gets it.
+const COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// A file of segment slots.
 pub(crate) struct SlotFile {
@@ -58,11 +66,9 @@ pub(crate) struct SlotLease {
 
 impl Drop for SlotLease {
     fn drop(&mut self) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .used
-            .remove(&self.index);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.used.remove(&self.index);
+        slots.cooling.push((self.index, Instant::now()));
     }
 }
 
@@ -129,6 +135,7 @@ impl SlotFile {
             slot_len,
             slots: Arc::new(Mutex::new(Slots {
                 used: BTreeSet::new(),
+                cooling: Vec::new(),
                 count,
             })),
         })
@@ -138,8 +145,11 @@ impl SlotFile {
     /// the peer, the slot's offset, and the lease that frees it.
     pub(crate) fn lease(&self) -> io::Result<(Segment, OwnedFd, u64, SlotLease)> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .cooling
+            .retain(|(_, freed)| freed.elapsed() < COOL_DOWN);
         let index = (0..)
-            .find(|i| !slots.used.contains(i))
+            .find(|i| !slots.used.contains(i) && !slots.cooling.iter().any(|(c, _)| c == i))
             .expect("a free index");
         if index >= slots.count {
             slots.count = index + 1;
