@@ -92,7 +92,15 @@ impl TcpAcceptor {
         &self,
         config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        let (stream, _) = self.listener.accept().await?;
-        into_connection(stream, config)
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            // A connection that fails its setup (reset already, say) costs only itself.
+            match into_connection(stream, config) {
+                Ok(connection) => return Ok(connection),
+                Err(error) => {
+                    tracing::debug!(%error, "dropping a TCP connection that failed setup")
+                }
+            }
+        }
     }
 }

@@ -148,6 +148,14 @@ impl UnixAcceptor {
         &self,
         config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        into_connection(self.accept_stream().await?, config)
+        loop {
+            // A connection that fails its setup costs only itself.
+            match into_connection(self.accept_stream().await?, config) {
+                Ok(connection) => return Ok(connection),
+                Err(error) => {
+                    tracing::debug!(%error, "dropping a Unix connection that failed setup")
+                }
+            }
+        }
     }
 }

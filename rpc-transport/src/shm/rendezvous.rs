@@ -151,7 +151,24 @@ impl ShmAcceptor {
         &self,
         config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        let stream = self.socket.accept_stream().await?;
+        loop {
+            let stream = self.socket.accept_stream().await?;
+            // A client that fails its hand-over (gone already, say) costs only itself.
+            match self.hand_over(stream, config) {
+                Ok(connection) => return Ok(connection),
+                Err(error) => {
+                    tracing::debug!(%error, "dropping a shm client that failed hand-over")
+                }
+            }
+        }
+    }
+
+    /// Creates the client's segment and hands it over the rendezvous socket.
+    fn hand_over(
+        &self,
+        stream: UnixStream,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
         let peer = peer_of(&stream)?;
         let socket = stream.into_std()?;
         socket.set_nonblocking(false)?;
