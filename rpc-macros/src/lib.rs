@@ -2,7 +2,7 @@
 //! dispatcher and a schema.
 //!
 //! The input goes through three steps, one file each:
-//! - `ast.rs`: parse the trait into [`ast::Service`], keeping references to the user's tokens;
+//! - `ast.rs`: parse the trait into `ast::Service`, keeping references to the user's tokens;
 //! - `valid.rs`: check every rule, collecting all mistakes so one build shows them all;
 //! - `expand.rs`: generate the code (or, when validation failed, the trait as written plus the
 //!   errors, so a mistake gives one error and not a cascade).

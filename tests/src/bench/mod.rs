@@ -13,7 +13,7 @@
 //! - [`tarpc_svc`]: the same service in tarpc, its server and its measurements.
 //! - [`memcpy`]: in-process copy bandwidth, the ceiling for bulk transfers.
 //! - [`stats`], [`plan`]: timing loops and percentiles; how much each mode measures.
-//! - [`proc`], [`env`]: child processes (guards, watchdogs, pinning, RSS); scratch files.
+//! - [`proc`], [`mod@env`]: child processes (guards, watchdogs, pinning, RSS); scratch files.
 //! - [`report`], [`chart`], [`progress`]: markdown and JSON output, the PNG chart, stderr
 //!   progress.
 
