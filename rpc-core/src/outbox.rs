@@ -14,6 +14,8 @@ struct Queue {
     frames: Vec<Frame>,
     /// Whether a task is writing (and will take what is queued).
     writing: bool,
+    /// Set once a write failed: the connection is broken and every later send fails at once.
+    failed: Option<String>,
 }
 
 /// A connection's sending half, shared.
@@ -44,6 +46,7 @@ impl Drop for Writing {
         let Some(outbox) = self.outbox.take() else {
             return;
         };
+        // Outside a runtime the flag is cleared and what others queued waits for the next send.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
@@ -99,6 +102,12 @@ impl Outbox {
         }
         {
             let mut queue = self.lock();
+            if let Some(reason) = &queue.failed {
+                return Err(TransportError::Io(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    reason.clone(),
+                )));
+            }
             queue.frames.extend(frames);
             if queue.writing {
                 return Ok(());
@@ -129,11 +138,18 @@ impl Outbox {
                 }
                 std::mem::take(&mut queue.frames)
             };
-            if batch.is_empty() {
-                // Bytes a cancelled writer left half-written go out now.
-                return sender.send_all(batch).await;
+            // With an empty batch: bytes a cancelled writer left half-written go out now.
+            let done = batch.is_empty();
+            if let Err(error) = sender.send_all(batch).await {
+                let mut queue = self.lock();
+                queue.failed = Some(error.to_string());
+                queue.writing = false;
+                queue.frames.clear();
+                return Err(error);
             }
-            sender.send_all(batch).await?;
+            if done {
+                return Ok(());
+            }
         }
     }
 

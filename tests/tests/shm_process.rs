@@ -454,6 +454,21 @@ fn a_full_ring_is_backpressure_and_loses_nothing() {
         for call in calls {
             tokio::time::timeout(LIMIT, call).await.unwrap().unwrap();
         }
+        // Over a quarter of the ring, messages go through bulk regions: 64 of them in flight
+        // exceed what the sender may have unreleased, so it must wait rather than fail.
+        let calls: Vec<_> = (0..64u32)
+            .map(|i| {
+                let probe = probe.clone();
+                tokio::spawn(async move {
+                    let payload = vec![(i % 251) as u8; 2000 + i as usize];
+                    let echoed = probe.echo(payload.clone()).await.unwrap();
+                    assert_eq!(echoed, payload, "large call {i} got another call's reply");
+                })
+            })
+            .collect();
+        for call in calls {
+            tokio::time::timeout(LIMIT, call).await.unwrap().unwrap();
+        }
         // Blocking clients share the same small ring size.
         let blocking = tokio::task::spawn_blocking({
             let address = address.clone();

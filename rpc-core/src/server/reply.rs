@@ -52,14 +52,20 @@ impl ReplySink {
 
     fn send_locked(sender: &mut BlockingSender, outgoing: Outgoing) -> Result<(), TransportError> {
         let deadline = Deadline::After(BLOCKING_SEND_LIMIT);
-        match outgoing {
+        let sent = match outgoing {
             Outgoing::Frame(frame) => sender.send(frame, deadline),
             Outgoing::InPlace { len, header, body } => sender.send_with(
                 len,
                 move |out| Outgoing::write(&header, &body, out),
                 deadline,
             ),
+        };
+        if sent.is_err() {
+            // A client that stopped reading (or is gone): end the connection, so every other
+            // answer waiting to be sent fails at once instead of waiting its turn.
+            sender.close();
         }
+        sent
     }
 
     /// Sends `answer` from async code.

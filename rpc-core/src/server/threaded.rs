@@ -71,6 +71,7 @@ fn serve(
         if unchecked > 0 {
             unchecked -= 1;
         } else if env.kill.is_cancelled() {
+            sink.close_blocking();
             return;
         } else if env.stop.is_cancelled() {
             let grace = Instant::now() + env.config.shutdown_grace;

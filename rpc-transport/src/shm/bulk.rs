@@ -30,6 +30,9 @@ const BULK_HEADER: usize = 64;
 const MIN_CAPACITY: usize = 1024 * 1024;
 /// How long the sender waits for the receiver to release a region before making another.
 const RELEASE_WAIT: Duration = Duration::from_micros(200);
+/// Older regions a sender keeps while the receiver still holds their messages; past this it
+/// waits instead of making more (the receiver accepts a few more descriptors than this).
+const MAX_RETIRED: usize = 4;
 
 /// The announcement a ring record carries: region id and payload length.
 pub(crate) type Announcement = [u8; 16];
@@ -46,58 +49,71 @@ impl Mapped {
     }
 }
 
-/// The sending side's bulk region.
+/// The sending side's bulk regions: the current one, and older ones the receiver still holds
+/// a message of.
 #[derive(Default)]
 pub(crate) struct BulkOut {
     current: Option<Mapped>,
+    retired: Vec<Mapped>,
     next_id: u64,
 }
 
 impl BulkOut {
-    fn reusable(&self, len: usize) -> bool {
-        let Some(current) = &self.current else {
-            return false;
-        };
-        if current.capacity < len {
-            return false;
-        }
-        let waited = Instant::now() + RELEASE_WAIT;
-        while current.busy().load(Ordering::Acquire) != 0 {
-            if Instant::now() >= waited {
-                return false;
+    /// Makes a free region of at least `len` bytes current: the current one once the receiver
+    /// has released it (waiting briefly for that), else a new one handed to the peer. `false`
+    /// when `MAX_RETIRED` older regions still hold unreleased messages: the caller waits (this
+    /// is the backpressure on large messages) and asks again.
+    pub(crate) fn try_acquire(&mut self, link: &Link, len: usize) -> Result<bool, TransportError> {
+        self.retired
+            .retain(|m| m.busy().load(Ordering::Acquire) != 0);
+        if let Some(current) = &self.current
+            && current.capacity >= len
+        {
+            let waited = Instant::now() + RELEASE_WAIT;
+            loop {
+                if current.busy().load(Ordering::Acquire) == 0 {
+                    return Ok(true);
+                }
+                if Instant::now() >= waited {
+                    break;
+                }
+                spin_hint();
             }
-            spin_hint();
         }
-        true
+        if self.current.is_some() && self.retired.len() >= MAX_RETIRED {
+            return Ok(false);
+        }
+        if let Some(old) = self.current.take()
+            && old.busy().load(Ordering::Acquire) != 0
+        {
+            self.retired.push(old);
+        }
+        let capacity = len.next_power_of_two().max(MIN_CAPACITY);
+        let (region, fd) = Region::create_memfd(LARGE_NAME, BULK_HEADER + capacity, true)?;
+        let id = self.next_id;
+        link.send_large(id, capacity as u64, &fd)?;
+        self.next_id += 1;
+        self.current = Some(Mapped {
+            id,
+            region,
+            capacity,
+        });
+        Ok(true)
     }
 
-    /// Lets `fill` write a `len`-byte message into a free region (handing a new one to the
-    /// peer if needed) and returns the announcement for the ring.
-    pub(crate) fn place_with(
-        &mut self,
-        link: &Link,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<Announcement, TransportError> {
-        if !self.reusable(len) {
-            let capacity = len.next_power_of_two().max(MIN_CAPACITY);
-            let (region, fd) = Region::create_memfd(LARGE_NAME, BULK_HEADER + capacity, true)?;
-            let id = self.next_id;
-            link.send_large(id, capacity as u64, &fd)?;
-            self.next_id += 1;
-            self.current = Some(Mapped {
-                id,
-                region,
-                capacity,
-            });
-        }
-        let current = self.current.as_ref().expect("a region was just ensured");
+    /// Lets `fill` write a `len`-byte message into the region [`try_acquire`](Self::try_acquire)
+    /// made current, and returns the announcement for the ring.
+    pub(crate) fn place(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Announcement {
+        let current = self
+            .current
+            .as_ref()
+            .expect("try_acquire made a region current");
         current.region.with_slice_mut(BULK_HEADER, len, fill);
         current.busy().store(1, Ordering::Release);
         let mut announcement = [0u8; 16];
         announcement[..8].copy_from_slice(&current.id.to_le_bytes());
         announcement[8..].copy_from_slice(&(len as u64).to_le_bytes());
-        Ok(announcement)
+        announcement
     }
 }
 
@@ -131,7 +147,10 @@ impl BulkIn {
     /// mapped, or its descriptor has arrived).
     pub(crate) fn is_ready(&self, link: &Link, announcement: &Announcement) -> bool {
         let id = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
-        self.current.as_ref().is_some_and(|c| c.id == id) || link.has_large(id)
+        // An id that is neither mapped nor next is corrupt: `take` says so at once.
+        self.current.as_ref().is_some_and(|c| c.id == id)
+            || id != self.next_id
+            || link.has_large(id)
     }
 
     /// The message `announcement` names, in place (mapping a new region if it names one); the

@@ -99,18 +99,10 @@ impl ShmSender {
         size <= max_inline_payload(self.link().segment.capacity)
     }
 
-    /// Turns a frame into what goes in the ring, placing a large one in the bulk region.
+    /// An inline frame as what goes in the ring.
     fn prepare(&mut self, frame: Frame) -> Result<Outgoing, TransportError> {
         self.check(frame.len())?;
-        if self.inline(frame.len()) {
-            return Ok(Outgoing::Inline(frame));
-        }
-        let link = self.owner.0.clone();
-        let payload = frame.payload();
-        let announcement = self
-            .bulk
-            .place_with(&link, payload.len(), |out| out.copy_from_slice(payload))?;
-        Ok(Outgoing::Large(announcement))
+        Ok(Outgoing::Inline(frame))
     }
 
     fn wake(&self, wake: Wake) {
@@ -234,6 +226,12 @@ impl ShmSender {
 
     /// Sends from async code: a full ring is waited out with yields, then short sleeps.
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if !self.inline(frame.len()) {
+            let payload = frame.payload();
+            return self
+                .send_with(payload.len(), |out| out.copy_from_slice(payload))
+                .await;
+        }
         self.room(0).await?;
         self.unsent = Some(self.prepare(frame)?);
         self.room(0).await
@@ -245,6 +243,14 @@ impl ShmSender {
         frame: Frame,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
+        if !self.inline(frame.len()) {
+            let payload = frame.payload();
+            return self.send_with_blocking(
+                payload.len(),
+                |out| out.copy_from_slice(payload),
+                deadline,
+            );
+        }
         self.room_blocking(0, deadline)?;
         self.unsent = Some(self.prepare(frame)?);
         self.room_blocking(0, deadline)
@@ -264,7 +270,15 @@ impl ShmSender {
         }
         self.room(0).await?;
         let link = self.owner.0.clone();
-        self.unsent = Some(Outgoing::Large(self.bulk.place_with(&link, len, fill)?));
+        let mut backoff = Duration::from_micros(20);
+        while !self.bulk.try_acquire(&link, len)? {
+            if link.is_dead() {
+                return Err(link.closed_error());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(1));
+        }
+        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
         self.room(0).await
     }
 
@@ -282,7 +296,17 @@ impl ShmSender {
         }
         self.room_blocking(0, deadline)?;
         let link = self.owner.0.clone();
-        self.unsent = Some(Outgoing::Large(self.bulk.place_with(&link, len, fill)?));
+        let until = deadline.resolve();
+        while !self.bulk.try_acquire(&link, len)? {
+            if link.is_dead() {
+                return Err(link.closed_error());
+            }
+            if until.is_some_and(|d| Instant::now() >= d) {
+                return Err(TransportError::TimedOut);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
         self.room_blocking(0, deadline)
     }
 }
@@ -299,6 +323,8 @@ pub(crate) struct ShmReceiver {
     idle: bool,
     /// The last async look found a large message whose region descriptor is still on its way.
     awaiting_region: bool,
+    /// Since when the async receive has been waiting for such a descriptor.
+    region_wait_since: Option<Instant>,
 }
 
 impl ShmReceiver {
@@ -317,6 +343,7 @@ impl ShmReceiver {
             event: None,
             idle: false,
             awaiting_region: false,
+            region_wait_since: None,
         }
     }
 
@@ -385,10 +412,19 @@ impl ShmReceiver {
                 return self.finish();
             }
             if std::mem::take(&mut self.awaiting_region) {
-                // A large message whose region is still on its way: wait without blocking.
+                // A large message whose region is still on its way: wait without blocking,
+                // for at most as long as a blocking receive would.
+                let since = *self.region_wait_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= LARGE_FD_WAIT {
+                    self.region_wait_since = None;
+                    if let Some(frame) = self.try_recv(Duration::from_millis(1))? {
+                        return Ok(Some(frame));
+                    }
+                }
                 tokio::time::sleep(Duration::from_micros(50)).await;
                 continue;
             }
+            self.region_wait_since = None;
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
             let spin_until = Instant::now() + self.spin;

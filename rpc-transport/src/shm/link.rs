@@ -22,7 +22,7 @@ use super::segment::Segment;
 use crate::error::TransportError;
 
 /// Region descriptors a peer may send ahead of announcing them in the ring.
-const MAX_QUEUED_REGIONS: usize = 16;
+const MAX_QUEUED_REGIONS: usize = 16; // well above the sender's bound (bulk.rs, MAX_RETIRED)
 
 /// A large message's descriptor as announced on the socket: sequence number, length, memfd.
 pub(crate) struct LargeFd {
