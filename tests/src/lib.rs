@@ -211,6 +211,21 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
 }
 
+/// Waits on this thread until `condition` holds, checking every 10 ms for at most `limit`;
+/// returns whether it held. The blocking twin of [`eventually`].
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Awaits `future` for at most `limit`, panicking with `what` if it takes longer: no test can
 /// hang CI.
 pub async fn bounded<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {

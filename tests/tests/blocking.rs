@@ -2,7 +2,7 @@
 //! plain threads with no runtime, against a server on a runtime of its own.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rpc_core::{ClientOptions, RpcError, Server};
 use rpc_tests::{Fixture, ProbeBlockingClient, ProbeError, Transport};
@@ -45,15 +45,8 @@ impl Setup {
         .expect("connect")
     }
 
-    fn wait_until(&self, mut condition: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + LIMIT;
-        while Instant::now() < deadline {
-            if condition() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+    fn wait_until(&self, condition: impl FnMut() -> bool) -> bool {
+        rpc_tests::wait_until(LIMIT, condition)
     }
 }
 

@@ -123,15 +123,8 @@ fn segment_mappings(pid: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + LIMIT;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
+fn wait_until(condition: impl FnMut() -> bool) -> bool {
+    rpc_tests::wait_until(LIMIT, condition)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::io::Write;
 use std::process::ChildStdout;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
 use idl_examples::CalculatorClient;
@@ -19,7 +19,10 @@ use super::plan::Plan;
 use super::proc::{ChildGuard, cpu_args, rss_kib};
 use super::progress::Progress;
 use super::raw::Mech;
-use super::stats::{Bulk, Latency, bulk_async, check_pattern, pattern, rate_async, time_async};
+use super::stats::{
+    Bulk, CheckedAdd, Latency, bulk_async, check_pattern, concurrent_rate, pattern, rate_async,
+    time_async,
+};
 use super::tarpc_svc::TarpcNet;
 use super::transports::{Endpoint, TransportSpec};
 
@@ -123,7 +126,7 @@ pub fn measure(
     let in_flight = runtime.block_on(bounded(
         limit,
         "calls in flight",
-        concurrent(&client, plan.in_flight, plan.throughput_time),
+        concurrent_rate(&client, plan.in_flight, plan.throughput_time),
     ))?;
     step(&format!("{} client processes", plan.client_processes));
     let processes = processes(env, &address, plan)?;
@@ -232,32 +235,6 @@ async fn add(client: &CalculatorClient, i: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `tasks` tasks, each with a clone of `client`, calling `add` until `time` has passed.
-async fn concurrent(
-    client: &CalculatorClient,
-    tasks: usize,
-    time: Duration,
-) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let client = client.clone();
-        set.spawn(async move {
-            let mut calls = 0u64;
-            while start.elapsed() < time {
-                add(&client, calls).await?;
-                calls += 1;
-            }
-            anyhow::Ok(calls)
-        });
-    }
-    let mut calls = 0;
-    while let Some(done) = set.join_next().await {
-        calls += done??;
-    }
-    Ok(calls as f64 / start.elapsed().as_secs_f64())
-}
-
 /// `echo` of `size` bytes, checked, after one untimed call.
 async fn echo_rate(
     client: &CalculatorClient,
@@ -345,5 +322,11 @@ fn parse_counts(line: &str) -> Option<(u64, u64)> {
     match (words.next()?, words.next()?, words.next()?, words.next()?) {
         ("calls", calls, "nanos", nanos) => Some((calls.parse().ok()?, nanos.parse().ok()?)),
         _ => None,
+    }
+}
+
+impl CheckedAdd for CalculatorClient {
+    fn checked_add(&self, i: u64) -> impl Future<Output = anyhow::Result<()>> + Send {
+        add(self, i)
     }
 }

@@ -93,6 +93,39 @@ pub async fn rate_async<E, F: Future<Output = Result<(), E>>>(
 
 /// Calls `call(buffer)` (which hands its buffer back) up to `iterations` times or until `time`
 /// has passed, at least once; returns MiB/s of `size`-byte payloads.
+/// A client whose `add(i, i)` the throughput loop calls, checking the sum.
+pub trait CheckedAdd: Clone + Send + 'static {
+    /// Calls `add(i, i)` and checks the result.
+    fn checked_add(&self, i: u64) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Calls per second of `tasks` tasks, each with a clone of `client`, calling `add` until `time`
+/// has passed: the "calls in flight on one connection" figure.
+pub async fn concurrent_rate<C: CheckedAdd>(
+    client: &C,
+    tasks: usize,
+    time: Duration,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let client = client.clone();
+        set.spawn(async move {
+            let mut calls = 0u64;
+            while start.elapsed() < time {
+                client.checked_add(calls).await?;
+                calls += 1;
+            }
+            anyhow::Ok(calls)
+        });
+    }
+    let mut calls = 0;
+    while let Some(done) = set.join_next().await {
+        calls += done??;
+    }
+    Ok(calls as f64 / start.elapsed().as_secs_f64())
+}
+
 pub async fn bulk_async<E, F: Future<Output = Result<Vec<u8>, E>>>(
     size: usize,
     iterations: usize,

@@ -2,9 +2,9 @@
 //! process (`rpc-bench tarpc-server`) and the figures compared with the framework.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::io::Write;
 use std::process::ChildStdout;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use futures::{StreamExt, future};
@@ -19,7 +19,9 @@ use super::MIB;
 use super::env::Env;
 use super::plan::Plan;
 use super::proc::{ChildGuard, cpu_args};
-use super::stats::{Bulk, Latency, bulk_async, check_pattern, pattern, time_async};
+use super::stats::{
+    Bulk, CheckedAdd, Latency, bulk_async, check_pattern, concurrent_rate, pattern, time_async,
+};
 
 /// The benchmark service, in tarpc's IDL.
 #[tarpc::service]
@@ -182,7 +184,7 @@ pub fn measure(
 async fn run(net: TarpcNet, address: &str, plan: &Plan) -> anyhow::Result<TarpcResult> {
     let client = connect(address).await?;
     let latency = time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await?;
-    let in_flight = concurrent(&client, plan.in_flight, plan.throughput_time).await?;
+    let in_flight = concurrent_rate(&client, plan.in_flight, plan.throughput_time).await?;
     let echo = |data: Vec<u8>| {
         let client = &client;
         async move {
@@ -215,27 +217,8 @@ async fn add(client: &TarpcBenchClient, i: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn concurrent(
-    client: &TarpcBenchClient,
-    tasks: usize,
-    time: Duration,
-) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let client = client.clone();
-        set.spawn(async move {
-            let mut calls = 0u64;
-            while start.elapsed() < time {
-                add(&client, calls).await?;
-                calls += 1;
-            }
-            anyhow::Ok(calls)
-        });
+impl CheckedAdd for TarpcBenchClient {
+    fn checked_add(&self, i: u64) -> impl Future<Output = anyhow::Result<()>> + Send {
+        add(self, i)
     }
-    let mut calls = 0;
-    while let Some(done) = set.join_next().await {
-        calls += done??;
-    }
-    Ok(calls as f64 / start.elapsed().as_secs_f64())
 }
