@@ -9,6 +9,7 @@ use tokio::task::AbortHandle;
 
 use super::dispatch::ReplyFuture;
 use super::reply::ReplySink;
+use crate::wire::WireError;
 
 #[derive(Default)]
 pub(crate) struct Calls {
@@ -26,9 +27,19 @@ impl Calls {
         self.lock().len()
     }
 
-    /// Whether call `call_id` is running.
-    pub(crate) fn contains(&self, call_id: u64) -> bool {
-        self.lock().contains_key(&call_id)
+    /// Whether a new call `call_id` may start: `Err(TooManyCalls)` at `limit` running calls,
+    /// `Err(BadRequest)` when that id is already running. One look at the table for both.
+    pub(crate) fn admit(&self, call_id: u64, limit: usize) -> Result<(), WireError> {
+        let running = self.lock();
+        if running.len() >= limit {
+            return Err(WireError::TooManyCalls(limit as u32));
+        }
+        if running.contains_key(&call_id) {
+            return Err(WireError::BadRequest(format!(
+                "call id {call_id} is already in flight on this connection"
+            )));
+        }
+        Ok(())
     }
 
     fn finish(&self, call_id: u64) {

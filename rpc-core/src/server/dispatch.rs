@@ -124,15 +124,9 @@ pub(crate) fn prepare_call(
         method, call_id, ..
     } = request.header;
     let refuse = |error: WireError| error_frame(method, call_id, &error);
-    let limit = env.config.max_in_flight;
-    if running.len() >= limit {
-        return Err(refuse(WireError::TooManyCalls(limit as u32)));
-    }
-    if running.contains(call_id) {
-        return Err(refuse(WireError::BadRequest(format!(
-            "call id {call_id} is already in flight on this connection"
-        ))));
-    }
+    running
+        .admit(call_id, env.config.max_in_flight)
+        .map_err(refuse)?;
     let handler = env
         .service
         .dispatch(method, request.body)
