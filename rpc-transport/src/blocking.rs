@@ -25,9 +25,11 @@ use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
 use crate::mem::{MemReceiver, MemSender};
+use crate::mq::{self, MqReceiver, MqSender};
+use crate::pipe::{self, SyncPipe};
 use crate::shm::{ShmInterrupter, ShmReceiver, ShmSender};
 use crate::stream::{length_prefixed, prefix_len};
-use crate::{TransportConfig, shm};
+use crate::{TransportConfig, fifo, shm};
 
 /// Bytes read from a socket per call when no large frame is pending.
 const READ_CHUNK: usize = 64 * 1024;
@@ -52,6 +54,17 @@ impl TimedStream for TcpStream {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;
         self.set_write_timeout(write)
+    }
+}
+
+impl TimedStream for SyncPipe {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set((read, write));
+        Ok(())
+    }
+
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        SyncPipe::read_now(self, buf)
     }
 }
 
@@ -252,6 +265,8 @@ enum BlockingSenderFlavor {
     Unix(SyncStreamSender<UnixStream>),
     Shm(ShmSender),
     Mem(MemBlocking<MemSender>),
+    Pipe(SyncStreamSender<SyncPipe>),
+    Mq(MqSender),
 }
 
 enum BlockingReceiverFlavor {
@@ -259,6 +274,8 @@ enum BlockingReceiverFlavor {
     Unix(SyncStreamReceiver<UnixStream>),
     Shm(ShmReceiver),
     Mem(MemBlocking<MemReceiver>),
+    Pipe(SyncStreamReceiver<SyncPipe>),
+    Mq(MqReceiver),
 }
 
 /// The sending half of a blocking connection.
@@ -295,6 +312,8 @@ impl BlockingSender {
             BlockingSenderFlavor::Mem(m) => {
                 run_with_deadline(&m.runtime, deadline.resolve(), m.half.send(frame))
             }
+            BlockingSenderFlavor::Pipe(s) => s.send(frame, deadline.resolve()),
+            BlockingSenderFlavor::Mq(s) => s.send_blocking(frame, deadline),
         }
     }
 
@@ -327,6 +346,8 @@ impl BlockingSender {
             BlockingSenderFlavor::Unix(s) => s.limit,
             BlockingSenderFlavor::Shm(s) => s.max_frame_size(),
             BlockingSenderFlavor::Mem(m) => m.half.max_frame_size(),
+            BlockingSenderFlavor::Pipe(s) => s.limit,
+            BlockingSenderFlavor::Mq(s) => s.max_frame_size(),
         }
     }
 
@@ -341,6 +362,8 @@ impl BlockingSender {
             }
             BlockingSenderFlavor::Shm(s) => s.close(),
             BlockingSenderFlavor::Mem(m) => m.half = MemSender::closed(),
+            BlockingSenderFlavor::Pipe(s) => s.io.close(),
+            BlockingSenderFlavor::Mq(s) => s.close(),
         }
     }
 }
@@ -357,6 +380,8 @@ impl BlockingReceiver {
             BlockingReceiverFlavor::Mem(m) => {
                 run_with_deadline(&m.runtime, deadline.resolve(), m.half.recv())
             }
+            BlockingReceiverFlavor::Pipe(r) => r.recv(deadline.resolve()),
+            BlockingReceiverFlavor::Mq(r) => r.recv_blocking(deadline),
         }
     }
 }
@@ -547,11 +572,53 @@ pub fn connect_blocking(
                 peer,
             })
         }
+        Address::Spawn { .. } => spawn_blocking(pipe::command_of(address), config),
+        Address::Fifo(_) => {
+            let (write, read, peer) = fifo::connect_blocking(address, timeout)?;
+            Ok(pipe_connection(write, read, config, peer))
+        }
+        Address::Mq(name) => {
+            let (sender, receiver, peer) = mq::connect_blocking(address, name, config, timeout)?;
+            Ok(BlockingConnection {
+                sender: BlockingSender(BlockingSenderFlavor::Mq(sender)),
+                receiver: BlockingReceiver(BlockingReceiverFlavor::Mq(receiver)),
+                peer,
+            })
+        }
+        Address::Stdio => Err(TransportError::InvalidAddress {
+            address: address.to_string(),
+            reason: "`stdio` is a server's address; a client spawns it with `spawn:PROGRAM ARGS`"
+                .into(),
+        }),
         _ => Err(TransportError::Unavailable {
             scheme: address.scheme(),
             address: address.to_string(),
         }),
     }
+}
+
+/// Spawns `command` with pipes on its stdin and stdout and returns a blocking connection to
+/// it; see [`spawn`](crate::spawn).
+pub fn spawn_blocking(
+    command: std::process::Command,
+    config: &TransportConfig,
+) -> Result<BlockingConnection, TransportError> {
+    let (write, read, peer) = pipe::spawn_sync(command)?;
+    Ok(pipe_connection(write, read, config, peer))
+}
+
+fn pipe_connection(
+    write: SyncPipe,
+    read: SyncPipe,
+    config: &TransportConfig,
+    peer: PeerInfo,
+) -> BlockingConnection {
+    stream_connection(write, read, config, peer, |s, r| {
+        (
+            BlockingSender(BlockingSenderFlavor::Pipe(s)),
+            BlockingReceiver(BlockingReceiverFlavor::Pipe(r)),
+        )
+    })
 }
 
 fn unix_connection(

@@ -9,6 +9,8 @@ use tokio::net::{tcp, unix};
 use crate::error::TransportError;
 use crate::frame::Frame;
 use crate::mem::{MemAcceptor, MemReceiver, MemSender};
+use crate::mq::{MqReceiver, MqSender};
+use crate::pipe::{PipeRead, PipeWrite};
 use crate::shm::{ShmReceiver, ShmSender};
 use crate::stream::{StreamReceiver, StreamSender};
 
@@ -29,6 +31,16 @@ pub enum PeerInfo {
     },
     /// A peer in this same process.
     Mem,
+    /// A process on this host reached over a pipe, a FIFO or a message queue: the spawned
+    /// child, the parent of a `stdio` server, or a FIFO or queue client. A FIFO client's uid is
+    /// the owner of the FIFOs it made (checked by the kernel); a pid that only the peer claims
+    /// is not reported.
+    Local {
+        /// The peer's process id, where known.
+        pid: Option<i32>,
+        /// The peer's user id, where known.
+        uid: Option<u32>,
+    },
 }
 
 #[derive(Debug)]
@@ -37,6 +49,8 @@ pub(crate) enum SenderFlavor {
     Unix(StreamSender<unix::OwnedWriteHalf>),
     Mem(MemSender),
     Shm(ShmSender),
+    Pipe(StreamSender<PipeWrite>),
+    Mq(MqSender),
 }
 
 #[derive(Debug)]
@@ -45,6 +59,8 @@ pub(crate) enum ReceiverFlavor {
     Unix(StreamReceiver<unix::OwnedReadHalf>),
     Mem(MemReceiver),
     Shm(ShmReceiver),
+    Pipe(StreamReceiver<PipeRead>),
+    Mq(MqReceiver),
 }
 
 /// The sending half of a [`Connection`].
@@ -73,6 +89,26 @@ impl From<MemSender> for FrameSender {
 impl From<ShmSender> for FrameSender {
     fn from(s: ShmSender) -> Self {
         FrameSender(SenderFlavor::Shm(s))
+    }
+}
+impl From<StreamSender<PipeWrite>> for FrameSender {
+    fn from(s: StreamSender<PipeWrite>) -> Self {
+        FrameSender(SenderFlavor::Pipe(s))
+    }
+}
+impl From<StreamReceiver<PipeRead>> for FrameReceiver {
+    fn from(r: StreamReceiver<PipeRead>) -> Self {
+        FrameReceiver(ReceiverFlavor::Pipe(r))
+    }
+}
+impl From<MqSender> for FrameSender {
+    fn from(s: MqSender) -> Self {
+        FrameSender(SenderFlavor::Mq(s))
+    }
+}
+impl From<MqReceiver> for FrameReceiver {
+    fn from(r: MqReceiver) -> Self {
+        FrameReceiver(ReceiverFlavor::Mq(r))
     }
 }
 impl From<ShmReceiver> for FrameReceiver {
@@ -108,6 +144,8 @@ impl FrameSender {
             SenderFlavor::Unix(s) => s.send(frame).await,
             SenderFlavor::Mem(s) => s.send(frame).await,
             SenderFlavor::Shm(s) => s.send(frame).await,
+            SenderFlavor::Pipe(s) => s.send(frame).await,
+            SenderFlavor::Mq(s) => s.send(frame).await,
         }
     }
 
@@ -130,6 +168,12 @@ impl FrameSender {
                 s.flush().await
             }
             SenderFlavor::Unix(s) => {
+                for frame in frames {
+                    s.feed(frame)?;
+                }
+                s.flush().await
+            }
+            SenderFlavor::Pipe(s) => {
                 for frame in frames {
                     s.feed(frame)?;
                 }
@@ -179,6 +223,8 @@ impl FrameSender {
             SenderFlavor::Unix(s) => s.max_frame_size(),
             SenderFlavor::Mem(s) => s.max_frame_size(),
             SenderFlavor::Shm(s) => s.max_frame_size(),
+            SenderFlavor::Pipe(s) => s.max_frame_size(),
+            SenderFlavor::Mq(s) => s.max_frame_size(),
         }
     }
 
@@ -192,6 +238,11 @@ impl FrameSender {
                 Ok(())
             }
             SenderFlavor::Shm(s) => {
+                s.close();
+                Ok(())
+            }
+            SenderFlavor::Pipe(s) => s.close().await,
+            SenderFlavor::Mq(s) => {
                 s.close();
                 Ok(())
             }
@@ -209,6 +260,8 @@ impl FrameReceiver {
             ReceiverFlavor::Unix(r) => r.recv().await,
             ReceiverFlavor::Mem(r) => r.recv().await,
             ReceiverFlavor::Shm(r) => r.recv().await,
+            ReceiverFlavor::Pipe(r) => r.recv().await,
+            ReceiverFlavor::Mq(r) => r.recv().await,
         }
     }
 
@@ -220,6 +273,8 @@ impl FrameReceiver {
             ReceiverFlavor::Unix(r) => r.has_buffered(),
             ReceiverFlavor::Mem(r) => r.has_buffered(),
             ReceiverFlavor::Shm(r) => r.has_buffered(),
+            ReceiverFlavor::Pipe(r) => r.has_buffered(),
+            ReceiverFlavor::Mq(r) => r.has_buffered(),
         }
     }
 
@@ -233,6 +288,8 @@ impl FrameReceiver {
             ReceiverFlavor::Unix(r) => r.drain().await,
             ReceiverFlavor::Mem(r) => r.drain().await,
             ReceiverFlavor::Shm(r) => r.drain().await,
+            ReceiverFlavor::Pipe(r) => r.drain().await,
+            ReceiverFlavor::Mq(r) => r.drain().await,
         }
     }
 }

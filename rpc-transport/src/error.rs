@@ -65,6 +65,15 @@ pub enum TransportError {
     /// The peer broke the framing protocol (for example, the stream ended inside a frame).
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A limit of the operating system was reached; `limit` names it (such as
+    /// `RLIMIT_MSGQUEUE` or `fs.mqueue.queues_max`) so an operator knows what to raise.
+    #[error("system limit {limit} reached: {detail}")]
+    LimitReached {
+        /// The limit's name: an rlimit or a sysctl.
+        limit: &'static str,
+        /// What was being done, and the limit's value where known.
+        detail: String,
+    },
     /// A blocking operation's deadline passed.
     #[error("timed out")]
     TimedOut,

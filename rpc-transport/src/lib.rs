@@ -8,8 +8,11 @@
 //! - [`connect_blocking`] (`blocking.rs`): a [`BlockingConnection`] for code without a runtime.
 //! - [`Connection`], [`FrameSender`], [`FrameReceiver`] (`connection.rs`): the framed duplex,
 //!   whole or split into halves; [`PeerInfo`] says who is on the other end.
+//! - [`spawn`] and [`spawn_blocking`]: a connection to a child process started from a
+//!   [`std::process::Command`], over pipes on its stdin and stdout.
 //! - One module per mechanism: `tcp`, `unix`, `mem`, `shm` (shared memory and `mmap://`),
-//!   with `stream` framing the byte streams.
+//!   `pipe` (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues), with
+//!   `stream` framing the byte streams.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {
@@ -40,11 +43,17 @@ mod deadline;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+mod fifo;
+#[cfg(not(loom))]
 mod frame;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
 mod mem;
+#[cfg(not(loom))]
+mod mq;
+#[cfg(not(loom))]
+mod pipe;
 pub mod shm;
 #[cfg(not(loom))]
 mod stream;
@@ -58,6 +67,7 @@ pub use address::{Address, SUPPORTED_FORMS};
 #[cfg(not(loom))]
 pub use blocking::{
     BlockingConnection, BlockingReceiver, BlockingSender, RecvInterrupter, connect_blocking,
+    spawn_blocking,
 };
 #[cfg(not(loom))]
 pub use config::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_SHM_RING_CAPACITY, TransportConfig};
@@ -71,3 +81,5 @@ pub use error::TransportError;
 pub use frame::{FRAME_PREFIX, Frame};
 #[cfg(not(loom))]
 pub use listener::{Listener, connect};
+#[cfg(not(loom))]
+pub use pipe::{REAP_GRACE, spawn};

@@ -4,7 +4,10 @@ use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::Connection;
 use crate::error::TransportError;
+use crate::fifo::{self, FifoAcceptor};
 use crate::mem::{self, MemAcceptor};
+use crate::mq::{self, MqAcceptor};
+use crate::pipe::{self, StdioAcceptor};
 use crate::shm::{self, ShmAcceptor};
 use crate::tcp::{self, TcpAcceptor};
 use crate::unix::{self, UnixAcceptor};
@@ -28,6 +31,9 @@ pub async fn connect(
         Address::ShmNamed(_) | Address::ShmPath(_) | Address::Mmap(_) => {
             shm::connect(address, config).await
         }
+        Address::Spawn { .. } => pipe::spawn(pipe::command_of(address), config).await,
+        Address::Fifo(_) => fifo::connect(address, config).await,
+        Address::Mq(name) => mq::connect(address, name, config).await,
         _ => Err(unavailable(address)),
     }
 }
@@ -38,6 +44,9 @@ enum AcceptorFlavor {
     Unix(UnixAcceptor),
     Mem(MemAcceptor),
     Shm(ShmAcceptor),
+    Stdio(StdioAcceptor),
+    Fifo(FifoAcceptor),
+    Mq(MqAcceptor),
 }
 
 /// Accepts connections on one address. Dropping it stops listening and frees the address
@@ -72,6 +81,18 @@ impl Listener {
                 AcceptorFlavor::Shm(ShmAcceptor::bind(address, config)?),
                 address.clone(),
             ),
+            Address::Stdio => (
+                AcceptorFlavor::Stdio(StdioAcceptor::bind(address, config)?),
+                address.clone(),
+            ),
+            Address::Fifo(_) => (
+                AcceptorFlavor::Fifo(FifoAcceptor::bind(address)?),
+                address.clone(),
+            ),
+            Address::Mq(name) => (
+                AcceptorFlavor::Mq(MqAcceptor::bind(address, name, config)?),
+                address.clone(),
+            ),
             _ => return Err(unavailable(address)),
         };
         Ok(Listener {
@@ -86,13 +107,17 @@ impl Listener {
         &self.local
     }
 
-    /// Waits for the next connection. Cancellation safe.
+    /// Waits for the next connection. Cancellation safe. [`TransportError::Closed`] means the
+    /// listener will accept no more (`stdio` serves exactly one connection).
     pub async fn accept(&self) -> Result<Connection, TransportError> {
         match &self.acceptor {
             AcceptorFlavor::Tcp(a) => a.accept(&self.config).await,
             AcceptorFlavor::Unix(a) => a.accept(&self.config).await,
             AcceptorFlavor::Mem(a) => a.accept(&self.config).await,
             AcceptorFlavor::Shm(a) => a.accept(&self.config).await,
+            AcceptorFlavor::Stdio(a) => a.accept().await,
+            AcceptorFlavor::Fifo(a) => a.accept(&self.config).await,
+            AcceptorFlavor::Mq(a) => a.accept(&self.config).await,
         }
     }
 }
