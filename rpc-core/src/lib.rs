@@ -63,6 +63,7 @@ pub mod __private {
     pub use ::core::time::Duration;
     pub use ::serde_bytes::{ByteBuf, Bytes};
     pub use ::std::boxed::Box;
+    pub use ::std::process::Command;
     pub use ::std::string::String;
     pub use ::std::sync::Arc;
     pub use ::std::vec::Vec;

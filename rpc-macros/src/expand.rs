@@ -220,6 +220,15 @@ fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
                 #inner::connect(address, Self::SCHEMA, options)#wait.map(|client| Self { client })
             }
 
+            /// Spawns `command` as a child that serves this service on its stdin and stdout
+            /// (such as `calc-server --listen stdio`). Dropping the client closes the child's
+            /// stdin; the child is then reaped.
+            pub #asyncness fn spawn(command: #p::Command) -> #p::Result<Self, #p::RpcError> {
+                #inner::spawn(command, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
+                    #wait
+                    .map(|client| Self { client })
+            }
+
             /// Performs the handshake on an open transport connection.
             pub #asyncness fn from_connection(connection: #connection) -> #p::Result<Self, #p::RpcError> {
                 #inner::from_connection(connection, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())

@@ -1,47 +1,500 @@
-//! `fifo:///abs/dir`: named pipes. (Stub; implemented next.)
+//! `fifo:///abs/dir`: named pipes between unrelated processes.
+//!
+//! The classic design: the server owns a directory (mode 0700) holding a well-known request
+//! FIFO, `requests`, and a `lock` file it keeps `flock`ed while it lives. A client
+//!
+//! 1. makes its own pair of FIFOs in the directory, `NAME.up` (client to server) and
+//!    `NAME.down` (server to client), and opens `NAME.down` for reading and `NAME.up` for
+//!    reading and writing (so the server never reads end-of-file before the client is ready);
+//! 2. announces `NAME\n` with a single write to `requests`, shorter than `PIPE_BUF`, so
+//!    announcements of many clients at once never interleave;
+//! 3. waits for the server's one-byte acknowledgement on `NAME.down` (the server has opened
+//!    both FIFOs by then), opens `NAME.up` for writing only, drops its read-write descriptor
+//!    and removes both names.
+//!
+//! From then on the pair is an ordinary duplex byte stream (framed as in `stream.rs`), and the
+//! kernel reports either side's death as end-of-file or a broken pipe. The FIFO files are
+//! removed as soon as both sides hold them open; whoever sees the connection end removes them
+//! too, in case a client died half-way. A server removes its files and the directory when it
+//! goes; one that was killed leaves a directory with an unlocked `lock`, which the next server
+//! recognises as stale and takes over.
 
-use std::time::Duration;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::stat::Mode;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
 
 use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::{Connection, PeerInfo};
 use crate::error::TransportError;
-use crate::pipe::SyncPipe;
+use crate::pipe::{Keepalive, PipeRead, PipeWrite, SyncPipe};
+use crate::stream::{StreamReceiver, StreamSender};
 
-fn unavailable(address: &Address) -> TransportError {
-    TransportError::Unavailable {
-        scheme: "fifo",
-        address: address.to_string(),
+/// The well-known FIFO clients announce themselves on.
+const REQUESTS: &str = "requests";
+/// The file a live server keeps locked.
+const LOCK: &str = "lock";
+/// The server's answer once it holds both of a client's FIFOs.
+const ACK: u8 = b'+';
+/// The longest client name accepted (an announcement stays far below `PIPE_BUF`).
+const MAX_NAME: usize = 64;
+/// How long a connect waits for the server's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
+fn dir_of(address: &Address) -> &Path {
+    match address {
+        Address::Fifo(dir) => dir,
+        other => unreachable!("{other} is not a fifo address"),
     }
+}
+
+fn owner_only() -> Mode {
+    Mode::S_IRUSR | Mode::S_IWUSR
+}
+
+/// A client's two FIFO names, removed when the last holder goes.
+#[derive(Debug)]
+struct FifoNames {
+    up: PathBuf,
+    down: PathBuf,
+}
+
+impl FifoNames {
+    fn new(dir: &Path, name: &str) -> FifoNames {
+        FifoNames {
+            up: dir.join(format!("{name}.up")),
+            down: dir.join(format!("{name}.down")),
+        }
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.up);
+        let _ = std::fs::remove_file(&self.down);
+    }
+}
+
+impl Drop for FifoNames {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Whether `name` is a client name we hand out: letters, digits and dashes.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 /// A bound `fifo://` listener.
 #[derive(Debug)]
-pub(crate) struct FifoAcceptor {}
+pub(crate) struct FifoAcceptor {
+    dir: PathBuf,
+    /// The request FIFO's read end and the bytes of an announcement not yet whole.
+    requests: Mutex<(PipeRead, BytesMut)>,
+    /// A write end of our own, so the request FIFO never reports end-of-file between clients.
+    _requests_writer: OwnedFd,
+    _lock: Flock<std::fs::File>,
+}
 
 impl FifoAcceptor {
+    /// Creates (or takes over from a dead server) the directory and its request FIFO.
     pub(crate) fn bind(address: &Address) -> Result<FifoAcceptor, TransportError> {
-        Err(unavailable(address))
+        let dir = dir_of(address);
+        let bind_error = |source: io::Error| TransportError::Bind {
+            address: address.to_string(),
+            source,
+        };
+        prepare_dir(dir).map_err(bind_error)?;
+        let lock_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK))
+            .map_err(bind_error)?;
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(TransportError::AddressInUse {
+                    address: address.to_string(),
+                });
+            }
+            Err((_, errno)) => return Err(bind_error(errno.into())),
+        };
+        // We hold the lock: whatever FIFOs are here belong to a server that is gone.
+        remove_fifos(dir);
+        let requests = dir.join(REQUESTS);
+        nix::unistd::mkfifo(&requests, owner_only()).map_err(|e| bind_error(e.into()))?;
+        let reader = open(
+            &requests,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bind_error(e.into()))?;
+        let writer = open(
+            &requests,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bind_error(e.into()))?;
+        Ok(FifoAcceptor {
+            dir: dir.to_owned(),
+            requests: Mutex::new((
+                PipeRead::new(reader, None).map_err(bind_error)?,
+                BytesMut::with_capacity(4096),
+            )),
+            _requests_writer: writer,
+            _lock: lock,
+        })
     }
 
+    /// Waits for the next client's announcement and connects to its FIFOs. Cancellation safe:
+    /// announcements read but not yet served stay buffered.
     pub(crate) async fn accept(
         &self,
-        _config: &TransportConfig,
+        config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        std::future::pending().await
+        let mut requests = self.requests.lock().await;
+        let (reader, pending) = &mut *requests;
+        loop {
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line = pending.split_to(end + 1);
+                let name = &line[..end];
+                if !valid_name(name) {
+                    tracing::debug!(?name, "ignoring a malformed FIFO announcement");
+                    continue;
+                }
+                let name = String::from_utf8_lossy(name).into_owned();
+                match self.connect_client(&name, config) {
+                    Ok(connection) => return Ok(connection),
+                    Err(error) => tracing::debug!(%error, name, "dropping a FIFO client"),
+                }
+            }
+            if pending.len() > 4 * MAX_NAME {
+                tracing::debug!("discarding an announcement without a line end");
+                pending.clear();
+            }
+            if reader.read_buf(pending).await? == 0 {
+                // Cannot happen while we hold a writer; treat it as the listener being gone.
+                return Err(TransportError::Closed);
+            }
+        }
+    }
+
+    /// Opens a client's FIFOs (without waiting: the client holds its ends open already) and
+    /// acknowledges.
+    fn connect_client(
+        &self,
+        name: &str,
+        config: &TransportConfig,
+    ) -> Result<Connection, TransportError> {
+        let names = Arc::new(FifoNames::new(&self.dir, name));
+        let up = open(
+            &names.up,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let owner = std::fs::metadata(&names.up)?.uid();
+        // ENXIO here means the client is gone; `names` then removes its leftovers.
+        let down = open(
+            &names.down,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        nix::unistd::write(&down, &[ACK]).map_err(io::Error::from)?;
+        let keep: Keepalive = Some(names as Arc<dyn std::any::Any + Send + Sync>);
+        Ok(Connection::new(
+            StreamSender::new(PipeWrite::new(down, keep.clone())?, config.max_frame_size).into(),
+            StreamReceiver::new(
+                PipeRead::new(up, keep)?,
+                config.max_frame_size,
+                config.socket_spin,
+            )
+            .into(),
+            PeerInfo::Local {
+                pid: None,
+                uid: Some(owner),
+            },
+        ))
+    }
+}
+
+impl Drop for FifoAcceptor {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join(REQUESTS));
+        remove_fifos(&self.dir);
+        let _ = std::fs::remove_file(self.dir.join(LOCK));
+        // Only succeeds if nothing else is in it: a directory we did not fill is left alone.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Creates `dir` with mode 0700, or checks that an existing one is a directory of ours and
+/// makes it 0700.
+fn prepare_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a directory", dir.display()),
+        ));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} belongs to another user", dir.display()),
+        ));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Removes the client FIFOs (`*.up`, `*.down`) in `dir`; nothing else.
+fn remove_fifos(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_fifo = entry.file_type().map(|t| {
+            use std::os::unix::fs::FileTypeExt;
+            t.is_fifo()
+        });
+        if (name.ends_with(".up") || name.ends_with(".down")) && is_fifo.unwrap_or(false) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A client's side while it connects: its FIFOs made and opened, announced to the server.
+struct Announced {
+    names: FifoNames,
+    /// `NAME.down`, read end.
+    down: OwnedFd,
+    /// `NAME.up`, opened read-write until the server has it open.
+    up_keep: OwnedFd,
+}
+
+fn connect_error(address: &Address, source: io::Error) -> TransportError {
+    TransportError::Connect {
+        address: address.to_string(),
+        source,
+    }
+}
+
+/// Steps 1 and 2: make, open and announce this client's FIFOs. `Ok(None)` if the request FIFO
+/// is full for now (try again shortly).
+fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = dir_of(address);
+    let requests = open(
+        &dir.join(REQUESTS),
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| {
+        let reason = match errno {
+            Errno::ENXIO | Errno::ENOENT => io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("no server listens at {address}"),
+            ),
+            other => other.into(),
+        };
+        connect_error(address, reason)
+    })?;
+    let names = loop {
+        let name = format!(
+            "c{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let names = FifoNames::new(dir, &name);
+        match nix::unistd::mkfifo(&names.up, owner_only()) {
+            Ok(()) => {}
+            // Left by an earlier process with our pid: take the next number.
+            Err(Errno::EEXIST) => {
+                std::mem::forget(names);
+                continue;
+            }
+            Err(e) => return Err(connect_error(address, e.into())),
+        }
+        if let Err(e) = nix::unistd::mkfifo(&names.down, owner_only()) {
+            return Err(connect_error(address, e.into()));
+        }
+        break (names, name);
+    };
+    let (names, name) = names;
+    let open_end = |path: &Path, flags: OFlag| {
+        open(
+            path,
+            flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| connect_error(address, e.into()))
+    };
+    let down = open_end(&names.down, OFlag::O_RDONLY)?;
+    let up_keep = open_end(&names.up, OFlag::O_RDWR)?;
+    let line = format!("{name}\n");
+    match nix::unistd::write(&requests, line.as_bytes()) {
+        Ok(n) if n == line.len() => Ok(Some(Announced {
+            names,
+            down,
+            up_keep,
+        })),
+        Ok(_) => Err(connect_error(
+            address,
+            io::Error::other("the announcement was cut short"),
+        )),
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(Errno::EPIPE) => Err(connect_error(
+            address,
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("no server listens at {address}"),
+            ),
+        )),
+        Err(e) => Err(connect_error(address, e.into())),
+    }
+}
+
+/// Step 3, after the acknowledgement: the write end of `NAME.up`; the names are removed.
+fn finish(address: &Address, announced: Announced) -> Result<(OwnedFd, OwnedFd), TransportError> {
+    let up = open(
+        &announced.names.up,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| connect_error(address, e.into()))?;
+    drop(announced.up_keep);
+    Ok((up, announced.down))
+}
+
+fn refused_during_connect(address: &Address) -> TransportError {
+    connect_error(
+        address,
+        io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "the server closed the FIFOs before acknowledging",
+        ),
+    )
+}
+
+fn ack_timeout(address: &Address) -> TransportError {
+    connect_error(
+        address,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the server did not acknowledge the FIFOs",
+        ),
+    )
+}
+
+/// Checks the byte the server acknowledged with.
+fn check_ack(address: &Address, read: io::Result<usize>, byte: u8) -> Result<(), TransportError> {
+    match read {
+        Ok(1) if byte == ACK => Ok(()),
+        Ok(0) => Err(refused_during_connect(address)),
+        Ok(_) => Err(TransportError::Malformed(format!(
+            "unexpected FIFO acknowledgement {byte:#04x}"
+        ))),
+        Err(e) => Err(connect_error(address, e)),
     }
 }
 
 pub(crate) async fn connect(
     address: &Address,
-    _config: &TransportConfig,
+    config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    Err(unavailable(address))
+    let until = Instant::now() + ACK_WAIT;
+    let announced = loop {
+        if let Some(announced) = announce(address)? {
+            break announced;
+        }
+        if Instant::now() >= until {
+            return Err(ack_timeout(address));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let down = announced.down.try_clone()?;
+    let mut reader = PipeRead::new(down, None)?;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(ACK_WAIT, reader.read(&mut byte))
+        .await
+        .map_err(|_| ack_timeout(address))?;
+    check_ack(address, read, byte[0])?;
+    let (up, _down) = finish(address, announced)?;
+    Ok(Connection::new(
+        StreamSender::new(PipeWrite::new(up, None)?, config.max_frame_size).into(),
+        StreamReceiver::new(reader, config.max_frame_size, config.socket_spin).into(),
+        PeerInfo::Local {
+            pid: None,
+            uid: Some(nix::unistd::geteuid().as_raw()),
+        },
+    ))
 }
 
+/// Connects without a runtime: (write end, read end, peer) for the blocking framing.
 pub(crate) fn connect_blocking(
     address: &Address,
-    _timeout: Duration,
+    timeout: Duration,
 ) -> Result<(SyncPipe, SyncPipe, PeerInfo), TransportError> {
-    Err(unavailable(address))
+    let until = Instant::now() + timeout.min(ACK_WAIT);
+    let announced = loop {
+        if let Some(announced) = announce(address)? {
+            break announced;
+        }
+        if Instant::now() >= until {
+            return Err(ack_timeout(address));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut byte = [0u8; 1];
+    let read = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let millis = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(announced.down.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Err(ack_timeout(address)),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(connect_error(address, e.into())),
+        }
+        match nix::unistd::read(&announced.down, &mut byte) {
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+            other => break other.map_err(io::Error::from),
+        }
+    };
+    check_ack(address, read, byte[0])?;
+    let (up, down) = finish(address, announced)?;
+    Ok((
+        SyncPipe::new(up, None)?,
+        SyncPipe::new(down, None)?,
+        PeerInfo::Local {
+            pid: None,
+            uid: Some(nix::unistd::geteuid().as_raw()),
+        },
+    ))
 }

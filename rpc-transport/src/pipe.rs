@@ -33,8 +33,9 @@ use crate::stream::{StreamReceiver, StreamSender, TryRead};
 /// How long a spawned child may take to exit after its stdin closes before it is killed.
 pub const REAP_GRACE: Duration = Duration::from_secs(5);
 
-/// Whatever must live as long as either half of a pipe connection (a spawned child's reaper).
-pub(crate) type Keepalive = Option<Arc<ChildReaper>>;
+/// Whatever must live as long as either half of a pipe connection: a spawned child's reaper,
+/// a FIFO client's file names.
+pub(crate) type Keepalive = Option<Arc<dyn std::any::Any + Send + Sync>>;
 
 /// Waits for a spawned child once both halves of its connection are gone.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pub(crate) struct ChildReaper {
 }
 
 impl ChildReaper {
-    fn new(child: Child) -> Arc<ChildReaper> {
+    fn new(child: Child) -> Arc<dyn std::any::Any + Send + Sync> {
         Arc::new(ChildReaper {
             child: Mutex::new(Some(child)),
         })
@@ -287,7 +288,9 @@ pub(crate) fn command_of(address: &Address) -> Command {
 }
 
 /// A spawned child's pipes: (write to its stdin, read its stdout), its pid, and its reaper.
-fn spawn_child(mut command: Command) -> io::Result<(OwnedFd, OwnedFd, u32, Arc<ChildReaper>)> {
+fn spawn_child(
+    mut command: Command,
+) -> io::Result<(OwnedFd, OwnedFd, u32, Arc<dyn std::any::Any + Send + Sync>)> {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -328,7 +331,7 @@ pub async fn spawn(
 
 fn spawn_child_checked(
     command: Command,
-) -> Result<(OwnedFd, OwnedFd, u32, Arc<ChildReaper>), TransportError> {
+) -> Result<(OwnedFd, OwnedFd, u32, Arc<dyn std::any::Any + Send + Sync>), TransportError> {
     let shown = format!("spawn:{}", command.get_program().to_string_lossy());
     spawn_child(command).map_err(|source| TransportError::Connect {
         address: shown,

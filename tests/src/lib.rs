@@ -2,6 +2,8 @@
 //! the conformance suite runs on, and bounded-wait helpers.
 
 pub mod bench;
+mod counter;
+mod spawned;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,14 +40,31 @@ pub trait Probe {
     async fn explode(&self);
 }
 
+pub use counter::SharedCounter;
+pub use spawned::SpawnedServers;
+
 /// The probe implementation; counts the `stall` calls still running.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ProbeImpl {
-    /// `stall` calls running now (their futures not yet dropped).
-    pub stalled: Arc<AtomicUsize>,
+    /// `stall` calls running now (their futures not yet dropped); shared with the test when
+    /// the probe runs in a child process.
+    pub stalled: Arc<SharedCounter>,
 }
 
-struct StallGuard(Arc<AtomicUsize>);
+impl Default for ProbeImpl {
+    fn default() -> Self {
+        ProbeImpl::counting_in(Arc::new(SharedCounter::anonymous()))
+    }
+}
+
+impl ProbeImpl {
+    /// A probe that counts its stalled calls in `stalled`.
+    pub fn counting_in(stalled: Arc<SharedCounter>) -> ProbeImpl {
+        ProbeImpl { stalled }
+    }
+}
+
+struct StallGuard(Arc<SharedCounter>);
 
 impl Drop for StallGuard {
     fn drop(&mut self) {
@@ -112,6 +131,12 @@ pub enum Transport {
     Shm,
     /// `mmap:///tmp/.../segments`: shared-memory rings in a regular file.
     Mmap,
+    /// `spawn:probe-server ... stdio`: every connection spawns its own server child.
+    Spawn,
+    /// `fifo:///tmp/...`: named pipes.
+    Fifo,
+    /// `mq://NAME`: POSIX message queues.
+    Mq,
 }
 
 /// A fresh name for this test process.
@@ -160,6 +185,45 @@ impl Transport {
             Transport::ShmNamed => format!("shm://{}", unique_name("probe")),
             Transport::Shm => format!("shm://{}/{}.sock", dir.0.display(), unique_name("s")),
             Transport::Mmap => format!("mmap://{}/{}", dir.0.display(), unique_name("m")),
+            Transport::Spawn => unreachable!("a spawn: address is made by SpawnedServers"),
+            Transport::Fifo => format!("fifo://{}/{}", dir.0.display(), unique_name("f")),
+            Transport::Mq => format!("mq://{}", unique_name("probe")),
+        }
+    }
+}
+
+/// The server side of a [`Fixture`]: a server in this process, or the children a `spawn:`
+/// address starts.
+#[derive(Debug)]
+pub enum FixtureServer {
+    /// A server running in this process.
+    InProcess(ServerHandle),
+    /// One `probe-server stdio` child per connection.
+    Spawned(SpawnedServers),
+}
+
+impl FixtureServer {
+    /// Connections being served now.
+    pub fn connections(&self) -> usize {
+        match self {
+            FixtureServer::InProcess(handle) => handle.connections(),
+            FixtureServer::Spawned(children) => children.connections(),
+        }
+    }
+
+    /// Stops at once: every connection dropped (a spawned child is killed with SIGKILL).
+    pub async fn abort(self) {
+        match self {
+            FixtureServer::InProcess(handle) => handle.abort().await,
+            FixtureServer::Spawned(children) => children.abort().await,
+        }
+    }
+
+    /// Stops gracefully, letting running calls finish (a spawned child gets SIGTERM).
+    pub async fn shutdown(self) {
+        match self {
+            FixtureServer::InProcess(handle) => handle.shutdown().await,
+            FixtureServer::Spawned(children) => children.shutdown().await,
         }
     }
 }
@@ -167,7 +231,7 @@ impl Transport {
 /// A probe server on a fresh address of `transport`, with `server`'s settings.
 pub struct Fixture {
     /// The running server.
-    pub handle: ServerHandle,
+    pub handle: FixtureServer,
     /// The address clients connect to.
     pub address: String,
     /// The implementation, to look at its counters.
@@ -179,6 +243,18 @@ impl Fixture {
     /// Starts a probe server.
     pub async fn start(transport: Transport, server: Server) -> Fixture {
         let dir = TempDir::new();
+        if transport == Transport::Spawn {
+            let children = SpawnedServers::new(&dir, server.config());
+            return Fixture {
+                address: children.address().to_owned(),
+                probe: ProbeImpl::counting_in(children.stalled()),
+                handle: FixtureServer::Spawned(children),
+                _dir: dir,
+            };
+        }
+        if transport == Transport::Mq {
+            raise_message_queue_limit();
+        }
         let probe = ProbeImpl::default();
         let handle = server
             .start(
@@ -189,10 +265,27 @@ impl Fixture {
             .expect("start probe server");
         Fixture {
             address: handle.local_address(),
-            handle,
+            handle: FixtureServer::InProcess(handle),
             probe,
             _dir: dir,
         }
+    }
+}
+
+/// Lifts this process's `RLIMIT_MSGQUEUE` (800 KiB by default: about ten queues of ten 8 KiB
+/// messages) so a test can hold a queue per client for 64 clients. Needs root to go above the
+/// hard limit; otherwise the soft limit is raised to the hard one.
+pub fn raise_message_queue_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let wanted = 256 * 1024 * 1024;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_MSGQUEUE) else {
+        return;
+    };
+    if soft >= wanted {
+        return;
+    }
+    if setrlimit(Resource::RLIMIT_MSGQUEUE, wanted, hard.max(wanted)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_MSGQUEUE, hard, hard);
     }
 }
 

@@ -1,4 +1,6 @@
 //! `calc-server --listen ADDR [--listen ADDR ...]`: serves the calculator until SIGINT/SIGTERM.
+//! With `--listen stdio` alone (the child of a `spawn:` client) it serves its one connection on
+//! stdin/stdout and exits when that connection closes.
 //!
 //! Logs go to stderr (set `RUST_LOG` for more); the bound addresses are logged as
 //! `listening on ADDR`, one line each.
@@ -57,6 +59,7 @@ async fn main() -> ExitCode {
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = handle.finished() => tracing::info!("every listener is done: exiting"),
     }
     handle.shutdown().await;
     ExitCode::SUCCESS

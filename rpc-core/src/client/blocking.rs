@@ -80,6 +80,24 @@ impl BlockingClient {
         Self::from_connection(connection, schema, options)
     }
 
+    /// Spawns `command` as a child serving on its stdin and stdout and performs the handshake
+    /// for `schema`; see [`Client::spawn`](crate::Client::spawn).
+    pub fn spawn(
+        command: std::process::Command,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<BlockingClient, RpcError> {
+        let shown = format!("spawn:{}", command.get_program().to_string_lossy());
+        let connection =
+            rpc_transport::spawn_blocking(command, &options.transport).map_err(|source| {
+                RpcError::Connect {
+                    address: shown,
+                    source,
+                }
+            })?;
+        Self::from_connection(connection, schema, options)
+    }
+
     /// Performs the handshake for `schema` on an open blocking connection.
     pub fn from_connection(
         connection: BlockingConnection,

@@ -112,6 +112,35 @@ impl Client {
             })?
     }
 
+    /// Spawns `command` as a child serving on its stdin and stdout (`calc-server --listen
+    /// stdio`, say) and performs the handshake for `schema`. The child lives as long as the
+    /// client: dropping the last clone closes its stdin, and it is reaped (see
+    /// [`rpc_transport::spawn`]).
+    pub async fn spawn(
+        command: std::process::Command,
+        schema: &'static ServiceSchema,
+        options: ClientOptions,
+    ) -> Result<Client, RpcError> {
+        let shown = format!("spawn:{}", command.get_program().to_string_lossy());
+        let connection = rpc_transport::spawn(command, &options.transport)
+            .await
+            .map_err(|source| RpcError::Connect {
+                address: shown.clone(),
+                source,
+            })?;
+        let timeout = options.connect_timeout;
+        tokio::time::timeout(timeout, Self::from_connection(connection, schema, options))
+            .await
+            .map_err(|_| RpcError::Connect {
+                address: shown,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the child did not answer the handshake",
+                )
+                .into(),
+            })?
+    }
+
     /// Performs the handshake for `schema` on an open connection and starts its reader.
     pub async fn from_connection(
         connection: Connection,

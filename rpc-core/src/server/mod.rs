@@ -174,6 +174,7 @@ impl Server {
     }
 
     /// Serves `service` on `addresses` until `shutdown` completes, then shuts down gracefully.
+    /// Returns early once the server has nothing left to do (see [`ServerHandle::finished`]).
     pub async fn serve_until<S: Service>(
         &self,
         service: S,
@@ -181,7 +182,10 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RpcError> {
         let handle = self.start(service, addresses).await?;
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = handle.finished() => {}
+        }
         handle.shutdown().await;
         Ok(())
     }
@@ -268,6 +272,14 @@ impl ServerHandle {
     /// Connections being served now.
     pub fn connections(&self) -> usize {
         self.config.max_connections - self.admissions.available_permits()
+    }
+
+    /// Completes once every listener has stopped accepting on its own and every connection has
+    /// ended: a `stdio` server after its one connection closes. A server with a socket listener
+    /// finishes only through [`shutdown`](Self::shutdown) or [`abort`](Self::abort).
+    pub async fn finished(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 
     /// Stops accepting, lets running calls finish (up to the shutdown grace), then closes every

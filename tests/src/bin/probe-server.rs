@@ -1,27 +1,53 @@
-//! A process for the process-level tests: `probe-server ADDR...` serves the probe service on
-//! each address (printing `listening on ADDR` for each, on stdout) until SIGTERM or SIGINT;
-//! `probe-server --stall ADDR` connects as a client and waits forever in `stall`, to be killed.
+//! A process for the process-level tests.
+//!
+//! - `probe-server [OPTIONS] ADDR...` serves the probe service on each address (printing
+//!   `listening on ADDR` for each, on stdout) until SIGTERM or SIGINT, or until every listener
+//!   is done (`stdio` serves one connection, then the process exits).
+//! - `probe-server --stall ADDR` connects as a client and waits forever in `stall`, to be killed.
+//!
+//! Options: `--max-frame-size N`, `--max-in-flight N`, `--max-connections N` (server limits),
+//! `--stall-counter FILE` (count running `stall` calls in a file the test maps too) and
+//! `--tag TAG` (ignored; lets a test find its children in `/proc`).
 
 use std::io::Write;
+use std::sync::Arc;
 
-use rpc_tests::{ProbeClient, ProbeImpl, ProbeServer};
+use rpc_tests::{ProbeClient, ProbeImpl, ProbeServer, SharedCounter};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--stall") {
-        let probe = ProbeClient::connect(&args[1]).await.expect("connect");
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--stall") {
+        let address = args.nth(1).expect("--stall ADDR");
+        let probe = ProbeClient::connect(&address).await.expect("connect");
         println!("stalling");
         let _ = std::io::stdout().flush();
         let outcome = probe.with_timeout(None).stall().await;
         eprintln!("stall ended: {outcome:?}");
         return;
     }
-    let addresses: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = rpc_core::Server::new()
-        .max_frame_size(128 * 1024 * 1024)
-        .start(ProbeServer::new(ProbeImpl::default()), &addresses)
+    let mut server = rpc_core::Server::new().max_frame_size(128 * 1024 * 1024);
+    let mut probe = ProbeImpl::default();
+    let mut addresses = Vec::new();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        let number = |v: String| -> usize { v.parse().expect("a number") };
+        match arg.as_str() {
+            "--max-frame-size" => server = server.max_frame_size(number(value())),
+            "--max-in-flight" => server = server.max_in_flight(number(value())),
+            "--max-connections" => server = server.max_connections(number(value())),
+            "--stall-counter" => {
+                let counter = SharedCounter::in_file(value().as_ref()).expect("stall counter");
+                probe = ProbeImpl::counting_in(Arc::new(counter));
+            }
+            "--tag" => drop(value()),
+            _ => addresses.push(arg),
+        }
+    }
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let server = server
+        .start(ProbeServer::new(probe), &addresses)
         .await
         .expect("serve");
     for address in server.local_addresses() {
@@ -33,6 +59,7 @@ async fn main() {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
+        _ = server.finished() => {}
     }
     server.shutdown().await;
 }
