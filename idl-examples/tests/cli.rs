@@ -219,3 +219,30 @@ fn demo_prints_a_row_per_transport() {
         );
     }
 }
+
+#[test]
+fn client_spawns_the_server_over_stdio_and_reaches_a_fifo_server() {
+    // `spawn:`: the client starts `calc-server --listen stdio` as its child.
+    let out = client(
+        &format!("spawn:{SERVER} --listen stdio"),
+        &["add", "2", "3"],
+    );
+    assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
+    let out = client(
+        &format!("spawn:{SERVER} --listen stdio"),
+        &["div", "1", "0"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // `fifo://`: an unrelated server process; its directory goes when it does.
+    let dir = temp_dir("fifo").join("calc");
+    let fifo = format!("fifo://{}", dir.display());
+    let mut server = ServerProcess::start(&[&fifo]);
+    assert_eq!(stdout(&client(&fifo, &["sum", "1", "2", "3"])), "6\n");
+    server.signal("TERM");
+    assert_eq!(server.wait(), Some(0));
+    assert!(
+        !dir.exists(),
+        "{} is left after the server exited",
+        dir.display()
+    );
+}

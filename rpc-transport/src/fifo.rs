@@ -39,7 +39,7 @@ use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::{Connection, PeerInfo};
 use crate::error::TransportError;
-use crate::pipe::{Keepalive, PipeRead, PipeWrite, SyncPipe};
+use crate::pipe::{Keepalive, PipeRead, PipeWrite, Shared, SyncPipe};
 use crate::stream::{StreamReceiver, StreamSender};
 
 /// The well-known FIFO clients announce themselves on.
@@ -135,8 +135,13 @@ impl FifoAcceptor {
             Err((_, errno)) => return Err(bind_error(errno.into())),
         };
         // We hold the lock: whatever FIFOs are here belong to a server that is gone.
-        remove_fifos(dir);
         let requests = dir.join(REQUESTS);
+        match std::fs::remove_file(&requests) {
+            Ok(()) => tracing::info!(dir = %dir.display(), "taking over a stale FIFO directory"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(bind_error(e)),
+        }
+        remove_fifos(dir);
         nix::unistd::mkfifo(&requests, owner_only()).map_err(|e| bind_error(e.into()))?;
         let reader = open(
             &requests,
@@ -217,7 +222,7 @@ impl FifoAcceptor {
         )
         .map_err(io::Error::from)?;
         nix::unistd::write(&down, &[ACK]).map_err(io::Error::from)?;
-        let keep: Keepalive = Some(names as Arc<dyn std::any::Any + Send + Sync>);
+        let keep: Keepalive = Some(names as Shared);
         Ok(Connection::new(
             StreamSender::new(PipeWrite::new(down, keep.clone())?, config.max_frame_size).into(),
             StreamReceiver::new(

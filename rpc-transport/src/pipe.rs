@@ -33,9 +33,12 @@ use crate::stream::{StreamReceiver, StreamSender, TryRead};
 /// How long a spawned child may take to exit after its stdin closes before it is killed.
 pub const REAP_GRACE: Duration = Duration::from_secs(5);
 
+/// Something owned jointly by both halves of a pipe connection, dropped with the last one.
+pub(crate) type Shared = Arc<dyn std::any::Any + Send + Sync>;
+
 /// Whatever must live as long as either half of a pipe connection: a spawned child's reaper,
 /// a FIFO client's file names.
-pub(crate) type Keepalive = Option<Arc<dyn std::any::Any + Send + Sync>>;
+pub(crate) type Keepalive = Option<Shared>;
 
 /// Waits for a spawned child once both halves of its connection are gone.
 #[derive(Debug)]
@@ -44,7 +47,7 @@ pub(crate) struct ChildReaper {
 }
 
 impl ChildReaper {
-    fn new(child: Child) -> Arc<dyn std::any::Any + Send + Sync> {
+    fn shared(child: Child) -> Shared {
         Arc::new(ChildReaper {
             child: Mutex::new(Some(child)),
         })
@@ -288,9 +291,7 @@ pub(crate) fn command_of(address: &Address) -> Command {
 }
 
 /// A spawned child's pipes: (write to its stdin, read its stdout), its pid, and its reaper.
-fn spawn_child(
-    mut command: Command,
-) -> io::Result<(OwnedFd, OwnedFd, u32, Arc<dyn std::any::Any + Send + Sync>)> {
+fn spawn_child(mut command: Command) -> io::Result<(OwnedFd, OwnedFd, u32, Shared)> {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -300,7 +301,7 @@ fn spawn_child(
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both streams were asked to be piped");
     };
-    Ok((stdin.into(), stdout.into(), pid, ChildReaper::new(child)))
+    Ok((stdin.into(), stdout.into(), pid, ChildReaper::shared(child)))
 }
 
 /// Spawns `command` with pipes on its stdin and stdout and returns the connection to it. The
@@ -331,7 +332,7 @@ pub async fn spawn(
 
 fn spawn_child_checked(
     command: Command,
-) -> Result<(OwnedFd, OwnedFd, u32, Arc<dyn std::any::Any + Send + Sync>), TransportError> {
+) -> Result<(OwnedFd, OwnedFd, u32, Shared), TransportError> {
     let shown = format!("spawn:{}", command.get_program().to_string_lossy());
     spawn_child(command).map_err(|source| TransportError::Connect {
         address: shown,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod counter;
+mod process;
 mod spawned;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +42,8 @@ pub trait Probe {
 }
 
 pub use counter::SharedCounter;
-pub use spawned::SpawnedServers;
+pub use process::ProbeProcess;
+pub use spawned::{SpawnedServers, probe_server_path};
 
 /// The probe implementation; counts the `stall` calls still running.
 #[derive(Debug, Clone)]

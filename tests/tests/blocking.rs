@@ -192,4 +192,6 @@ blocking_conformance! {
     shm_named => rpc_tests::Transport::ShmNamed,
     shm => rpc_tests::Transport::Shm,
     mmap => rpc_tests::Transport::Mmap,
+    spawn => rpc_tests::Transport::Spawn,
+    fifo => rpc_tests::Transport::Fifo,
 }

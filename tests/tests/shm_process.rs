@@ -2,90 +2,13 @@
 //! a peer scribbling over a live segment, the mmap file across restarts, and 64 MiB messages.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rpc_core::{ClientOptions, RpcError};
-use rpc_tests::{ProbeBlockingClient, ProbeClient, TempDir, unique_name};
+use rpc_tests::{ProbeBlockingClient, ProbeClient, ProbeProcess as Process, TempDir, unique_name};
 
-const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A child process, killed and reaped when dropped.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn spawn(args: &[&str]) -> Process {
-        let mut child = Command::new(PROBE_SERVER)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn probe-server");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Process { child, lines }
-    }
-
-    /// A server on `address`, once it listens.
-    fn server(address: &str) -> Process {
-        let process = Process::spawn(&[address]);
-        process.expect_line("listening on");
-        process
-    }
-
-    fn expect_line(&self, prefix: &str) -> String {
-        let line = self
-            .lines
-            .recv_timeout(LIMIT)
-            .unwrap_or_else(|_| panic!("probe-server never printed {prefix:?}"));
-        assert!(line.starts_with(prefix), "{line}");
-        line
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "probe-server ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,82 @@
+//! [`ProbeProcess`]: a `probe-server` child for the process-level tests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A `probe-server` child process whose stdout lines are collected; killed and reaped when
+/// dropped.
+pub struct ProbeProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ProbeProcess {
+    pub fn spawn(args: &[&str]) -> ProbeProcess {
+        let mut child = Command::new(crate::spawned::probe_server_path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn probe-server");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        ProbeProcess { child, lines }
+    }
+
+    /// A server on `address`, once it listens.
+    pub fn server(address: &str) -> ProbeProcess {
+        let process = ProbeProcess::spawn(&[address]);
+        process.expect_line("listening on");
+        process
+    }
+
+    pub fn expect_line(&self, prefix: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("probe-server never printed {prefix:?}"));
+        assert!(line.starts_with(prefix), "{line}");
+        line
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "probe-server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ProbeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
