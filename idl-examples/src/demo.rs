@@ -57,16 +57,25 @@ fn time_calls(
 }
 
 /// Serves `Calc` on `address`, connects a client of `kind`, then times `calls` sequential
-/// `add` calls after a warm-up, checking every answer.
+/// `add` calls after a warm-up, checking every answer. A `spawn:` address names a server the
+/// client starts itself, so nothing is served here.
 pub async fn measure(
     address: &str,
     kind: ClientKind,
     calls: usize,
 ) -> Result<LatencyRow, rpc_core::RpcError> {
-    let server = rpc_core::Server::new()
-        .start(CalculatorServer::new(Calc), &[address])
-        .await?;
-    let bound = server.local_address();
+    let server = if address.starts_with("spawn:") {
+        None
+    } else {
+        Some(
+            rpc_core::Server::new()
+                .start(CalculatorServer::new(Calc), &[address])
+                .await?,
+        )
+    };
+    let bound = server
+        .as_ref()
+        .map_or_else(|| address.to_owned(), |s| s.local_address());
     let samples = match kind {
         ClientKind::Async => {
             let client = CalculatorClient::connect(&bound).await?;
@@ -91,7 +100,9 @@ pub async fn measure(
             .expect("the blocking client's thread")?
         }
     };
-    server.shutdown().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     Ok(LatencyRow {
         address: bound,
         calls,

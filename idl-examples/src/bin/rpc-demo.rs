@@ -7,6 +7,13 @@ use idl_examples::demo::{ClientKind, measure, micros};
 
 const CALLS: usize = 2000;
 
+/// The path of a binary built beside this one (`calc-server`), as a string.
+fn sibling(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(|d| d.join(name)).unwrap_or_default();
+    dir.display().to_string()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let dir = std::env::temp_dir().join(format!("rpc-demo-{}", std::process::id()));
@@ -40,6 +47,17 @@ async fn main() -> ExitCode {
             format!("mmap://{}/calc.seg", dir.display()),
             async_client,
         ),
+        (
+            "pipes (spawned child)",
+            format!("spawn:{} --listen stdio", sibling("calc-server")),
+            async_client,
+        ),
+        (
+            "fifo",
+            format!("fifo://{}/calc.fifo", dir.display()),
+            async_client,
+        ),
+        ("mq", format!("mq://rpc-demo-{pid}"), async_client),
     ];
     println!("| transport | address | calls | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");
@@ -48,7 +66,7 @@ async fn main() -> ExitCode {
         match measure(&address, kind, CALLS).await {
             Ok(row) => println!(
                 "| {name} | {} | {} | {} | {} |",
-                row.address,
+                row.address.replace(&sibling(""), ""),
                 row.calls,
                 micros(row.p50),
                 micros(row.p99)

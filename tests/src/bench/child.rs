@@ -11,7 +11,8 @@ use super::proc::read_line;
 
 /// `rpc-bench serve --listen ADDR`: serves the calculator on a multi-threaded runtime, as a
 /// real server would, and prints the bound address as stdout's first line (except on
-/// `stdio`, where stdout is the transport). Runs until killed.
+/// `stdio`, where stdout is the transport). Runs until killed, or on `stdio` until its one
+/// connection closes.
 pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,8 +29,7 @@ pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
             writeln!(stdout, "{}", handle.local_address())?;
             stdout.flush()?;
         }
-        std::future::pending::<()>().await;
-        drop(handle);
+        handle.finished().await;
         Ok(())
     })
 }

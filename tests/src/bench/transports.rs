@@ -28,15 +28,7 @@ pub struct TransportSpec {
     pub tarpc: Option<TarpcNet>,
 }
 
-/// Every framework transport measured, in table order. A new transport is one entry here,
-/// such as:
-///
-/// ```text
-/// spec("fifo", Endpoint::Served(|e| format!("fifo://{}", e.path("fifo").display())), Some(Mech::Fifo), None),
-/// spec("mq", Endpoint::Served(|e| format!("mq://{}", e.unique("bench"))), Some(Mech::Mq), None),
-/// spec("spawn", Endpoint::ClientSpawned(|e| format!("spawn:{} serve --listen stdio --max-frame {}",
-///     e.exe.display(), super::framework::MAX_FRAME)), Some(Mech::Pipe), None),
-/// ```
+/// Every framework transport measured, in table order. A new transport is one entry here.
 pub const TRANSPORTS: &[TransportSpec] = &[
     spec(
         "tcp",
@@ -60,6 +52,26 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         "mmap",
         Endpoint::Served(|e| format!("mmap://{}", e.path("mmap").display())),
         Some(Mech::Shm),
+        None,
+    ),
+    spec(
+        "spawn",
+        Endpoint::ClientSpawned(|e| {
+            let pin = e.cpus.server.map(|c| format!(" --cpu {c}"));
+            format!(
+                "spawn:{} serve --listen stdio --max-frame {}{}",
+                e.exe.display(),
+                super::framework::MAX_FRAME,
+                pin.unwrap_or_default()
+            )
+        }),
+        Some(Mech::Pipe),
+        None,
+    ),
+    spec(
+        "fifo",
+        Endpoint::Served(|e| format!("fifo://{}", e.path("fifo").display())),
+        Some(Mech::Fifo),
         None,
     ),
 ];
