@@ -585,11 +585,7 @@ pub fn connect_blocking(
                 peer,
             })
         }
-        Address::Stdio => Err(TransportError::InvalidAddress {
-            address: address.to_string(),
-            reason: "`stdio` is a server's address; a client spawns it with `spawn:PROGRAM ARGS`"
-                .into(),
-        }),
+        Address::Stdio => Err(crate::listener::wrong_side(address)),
         _ => Err(TransportError::Unavailable {
             scheme: address.scheme(),
             address: address.to_string(),

@@ -19,6 +19,20 @@ fn unavailable(address: &Address) -> TransportError {
     }
 }
 
+/// `stdio` used to connect, or `spawn:` to listen: each is one side's address only.
+pub(crate) fn wrong_side(address: &Address) -> TransportError {
+    let reason = match address {
+        Address::Stdio => {
+            "`stdio` is a server's address; a client starts that server with `spawn:PROGRAM ARGS`"
+        }
+        _ => "`spawn:` is a client's address; the server it starts listens on `stdio`",
+    };
+    TransportError::InvalidAddress {
+        address: address.to_string(),
+        reason: reason.into(),
+    }
+}
+
 /// Opens a connection to `address`.
 pub async fn connect(
     address: &Address,
@@ -34,6 +48,7 @@ pub async fn connect(
         Address::Spawn { .. } => pipe::spawn(pipe::command_of(address), config).await,
         Address::Fifo(_) => fifo::connect(address, config).await,
         Address::Mq(name) => mq::connect(address, name, config).await,
+        Address::Stdio => Err(wrong_side(address)),
         _ => Err(unavailable(address)),
     }
 }
@@ -93,6 +108,7 @@ impl Listener {
                 AcceptorFlavor::Mq(MqAcceptor::bind(address, name, config)?),
                 address.clone(),
             ),
+            Address::Spawn { .. } => return Err(wrong_side(address)),
             _ => return Err(unavailable(address)),
         };
         Ok(Listener {

@@ -151,3 +151,22 @@ async fn a_child_that_is_no_server_fails_the_handshake() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn stdio_and_spawn_are_each_one_sides_address() {
+    let outcome = ProbeClient::connect("stdio").await;
+    assert!(
+        matches!(&outcome, Err(RpcError::Address(e)) if e.to_string().contains("server's address")),
+        "{outcome:?}"
+    );
+    let outcome = rpc_core::Server::new()
+        .start(
+            rpc_tests::ProbeServer::new(rpc_tests::ProbeImpl::default()),
+            &["spawn:probe-server stdio"],
+        )
+        .await;
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("client's address")),
+        "{outcome:?}"
+    );
+}
