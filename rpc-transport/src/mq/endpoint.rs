@@ -89,6 +89,12 @@ impl MqSender {
         })
     }
 
+    /// This connection's link, for tests that simulate a peer's death.
+    #[cfg(test)]
+    pub(crate) fn link_for_tests(&self) -> Arc<Link> {
+        self.link.clone()
+    }
+
     pub(crate) fn max_frame_size(&self) -> usize {
         self.limit
     }

@@ -60,6 +60,12 @@ impl Link {
         &self.socket
     }
 
+    /// Shuts the socket, as this process's death would.
+    #[cfg(test)]
+    pub(crate) fn shutdown_for_tests(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Whether the peer is known to be gone.
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
