@@ -37,9 +37,17 @@
 //!   tries in async code, spinning in blocking code), then the task sleeps on the queue's
 //!   readiness (Linux queue descriptors work with epoll and poll).
 //! - **Limits** (`queue.rs`): failures to create a queue name the limit hit:
-//!   [`TransportError::LimitReached`] with `RLIMIT_MSGQUEUE` (each queue of 10 messages of
-//!   8 KiB costs about 82 KB of the user's 800 KiB default), `RLIMIT_NOFILE`,
+//!   [`TransportError::LimitReached`] with `RLIMIT_MSGQUEUE`, `RLIMIT_NOFILE`,
 //!   `fs.mqueue.queues_max`, `fs.mqueue.msg_max`, `fs.mqueue.msgsize_max` or `fs.file-max`.
+//! - **Queue sizes** (a deviation from "every queue as large as the system allows"): a queue of
+//!   `msg_max` x `msgsize_max` = 10 x 8 KiB costs about 82 KB of the user's
+//!   `RLIMIT_MSGQUEUE`, whose default is 800 KiB, so only nine such queues fit, and raising the
+//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The server
+//!   queue is full size; a reply queue takes the largest message size (halving from
+//!   `msgsize_max`) at which 64 of them fit in the limit: 1 KiB under the default (11 KB a
+//!   queue, so a server and 64 clients fit), 8 KiB once the limit is 5.3 MB or more. Should
+//!   even that not fit, it tries halves down to 256 bytes before reporting the limit. Only
+//!   replies longer than a message pay for it, in more messages.
 //!
 //! The socket lives in the network namespace and the queues in the IPC namespace: client and
 //! server must share both. Queue descriptors are not inherited (`O_CLOEXEC`).
@@ -285,28 +293,38 @@ fn connect_error(address: &Address, source: io::Error) -> TransportError {
 }
 
 /// Creates an anonymous reply queue: created under a unique name, which is removed at once.
+/// Its message size is the first of [`queue::reply_msgsizes`] that `RLIMIT_MSGQUEUE` allows.
 fn reply_queue(name: &str, limits: &SystemLimits) -> Result<Queue, TransportError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let what = "creating a reply queue";
-    for _ in 0..3 {
+    let sizes = queue::reply_msgsizes(limits);
+    let mut sizes = sizes.iter().copied().peekable();
+    let mut clashes = 0;
+    while let Some(&msgsize) = sizes.peek() {
+        let attempt = SystemLimits {
+            msgsize_max: msgsize,
+            ..*limits
+        };
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let cname = queue::queue_name(&format!("{name}.{}.{n}", std::process::id()))?;
-        match queue::create(&cname, MQ_OFlag::O_RDWR, limits) {
+        match queue::create(&cname, MQ_OFlag::O_RDWR, &attempt) {
             Ok(queue) => {
                 queue::unlink(&cname).map_err(io::Error::from)?;
                 return Ok(queue);
             }
             // Left by a killed process of our pid, between its create and unlink.
-            Err(Errno::EEXIST) => {
+            Err(Errno::EEXIST) if clashes < 3 => {
+                clashes += 1;
                 let _ = queue::unlink(&cname);
             }
-            Err(errno) => return Err(open_failed(errno, what, limits, TransportError::Io)),
+            // Over RLIMIT_MSGQUEUE (or out of descriptors): a smaller queue may still fit.
+            Err(Errno::EMFILE) if sizes.len() > 1 => {
+                sizes.next();
+            }
+            Err(errno) => return Err(open_failed(errno, what, &attempt, TransportError::Io)),
         }
     }
-    Err(TransportError::Io(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "cannot find a free reply queue name",
-    )))
+    unreachable!("reply_msgsizes is never empty")
 }
 
 /// The client's side up to the hello: connect, make the reply queue, open the server queue.

@@ -150,6 +150,43 @@ fn msgqueue_rlimit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// This process's soft `RLIMIT_MSGQUEUE` in bytes; `None` if unlimited or unknown.
+fn msgqueue_rlimit_bytes() -> Option<u64> {
+    msgqueue_rlimit().parse().ok()
+}
+
+/// Roughly what Linux charges to `RLIMIT_MSGQUEUE` for a queue: its messages, plus about 88
+/// bytes of bookkeeping per message.
+pub(crate) fn queue_cost(maxmsg: i64, msgsize: i64) -> u64 {
+    (maxmsg.max(0) as u64) * (msgsize.max(0) as u64 + 88)
+}
+
+/// How many reply queues (clients) the default sizing leaves room for within
+/// `RLIMIT_MSGQUEUE`, besides one server queue.
+pub(crate) const REPLY_QUEUES_PER_RLIMIT: u64 = 64;
+/// The smallest message size a reply queue falls back to.
+pub(crate) const MIN_REPLY_MSGSIZE: i64 = 256;
+
+/// The message sizes to try for a reply queue, largest first. The first is the largest
+/// (halving from `msgsize_max`) for which [`REPLY_QUEUES_PER_RLIMIT`] reply queues take at
+/// most that share of `RLIMIT_MSGQUEUE` (under Linux's default 800 KiB, 1 KiB: 64 clients and
+/// a server fit); should even that not fit, smaller ones down to [`MIN_REPLY_MSGSIZE`].
+pub(crate) fn reply_msgsizes(limits: &SystemLimits) -> Vec<i64> {
+    let mut size = limits.msgsize_max;
+    if let Some(rlimit) = msgqueue_rlimit_bytes() {
+        let share = rlimit / REPLY_QUEUES_PER_RLIMIT;
+        while size / 2 >= MIN_REPLY_MSGSIZE && queue_cost(limits.msg_max, size) > share {
+            size /= 2;
+        }
+    }
+    let mut sizes = vec![size];
+    while size / 2 >= MIN_REPLY_MSGSIZE {
+        size /= 2;
+        sizes.push(size);
+    }
+    sizes
+}
+
 /// Turns a failed `mq_open` of a queue with `limits` (for `what`, such as "creating the server
 /// queue /calc") into the error an operator can act on.
 pub(crate) fn open_error(errno: Errno, what: &str, limits: &SystemLimits) -> TransportError {
@@ -261,6 +298,22 @@ mod tests {
         assert!(limits.msg_max >= 1);
         assert!(limits.msgsize_max >= 128);
         assert_ne!(msgqueue_rlimit(), "unknown");
+    }
+
+    #[test]
+    fn reply_queues_leave_room_for_64_clients() {
+        let limits = SystemLimits::read();
+        let sizes = reply_msgsizes(&limits);
+        assert!(sizes.windows(2).all(|w| w[0] == 2 * w[1]), "{sizes:?}");
+        assert!(*sizes.last().unwrap() >= MIN_REPLY_MSGSIZE);
+        if let Some(rlimit) = msgqueue_rlimit_bytes() {
+            let first = sizes[0];
+            assert!(
+                first == limits.msgsize_max
+                    || queue_cost(limits.msg_max, first) * REPLY_QUEUES_PER_RLIMIT <= rlimit,
+                "{sizes:?} under {rlimit}"
+            );
+        }
     }
 
     #[test]

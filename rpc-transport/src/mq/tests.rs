@@ -15,13 +15,16 @@ use crate::{
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// Lifts this test binary's `RLIMIT_MSGQUEUE` (the default fits only nine queues per user,
-/// and the tests run in parallel); without the privilege, the tests run with what there is.
-fn setup() {
+/// Serializes the tests that make queues, and lifts this test binary's `RLIMIT_MSGQUEUE` where
+/// allowed: the default (800 KiB per user) fits only nine full-size server queues, so tests in
+/// parallel would fail each other. Without `CAP_SYS_RESOURCE` the limit stays.
+async fn setup() -> tokio::sync::MutexGuard<'static, ()> {
     static ONCE: Once = Once::new();
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     ONCE.call_once(|| {
         let _ = super::fd::set_msgqueue_limit(256 << 20);
     });
+    SERIAL.lock().await
 }
 
 fn address(tag: &str) -> Address {
@@ -47,6 +50,23 @@ fn queue_exists(address: &Address) -> bool {
         Err(Errno::ENOENT) => false,
         Err(e) => panic!("mq_open: {e}"),
     }
+}
+
+/// Whether the server queue of `address` is full.
+fn queue_full(address: &Address) -> bool {
+    let Address::Mq(name) = address else {
+        unreachable!()
+    };
+    let q = mq_open(
+        format!("/{name}").as_str(),
+        MQ_OFlag::O_RDONLY,
+        Mode::empty(),
+        None,
+    )
+    .unwrap();
+    let attr = nix::mqueue::mq_getattr(&q).unwrap();
+    let _ = nix::mqueue::mq_close(q);
+    attr.curmsgs() == attr.maxmsg()
 }
 
 fn pattern(len: usize, seed: u8) -> Frame {
@@ -94,7 +114,7 @@ const SIZES: [usize; 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_of_many_sizes_cross_both_ways() {
-    setup();
+    let _serial = setup().await;
     let address = address("sizes");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
@@ -142,7 +162,7 @@ async fn frames_of_many_sizes_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_interleave_on_one_server() {
-    setup();
+    let _serial = setup().await;
     let address = address("eight");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
@@ -210,7 +230,7 @@ async fn eight_clients_interleave_on_one_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_server_ends_the_client_promptly() {
-    setup();
+    let _serial = setup().await;
     let address = address("server-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -218,16 +238,26 @@ async fn a_dropped_server_ends_the_client_promptly() {
     let (client, server) = pair(&listener, &address).await;
     let (mut tx, mut rx, _) = client.split();
     let (server_tx, _server_rx, _) = server.split();
-    // Fill the server's queue so the client's sender must wait for room that never comes.
+    // Flood the server, which reads nothing: its inbox and queue fill, and a send waits for
+    // room that never comes.
     let blocked = tokio::spawn(async move {
-        let result = tx.send(pattern(1 << 20, 1)).await;
-        (result, tx)
+        let mut sent = 0usize;
+        loop {
+            let result = tx.send(pattern(100, 1)).await;
+            if result.is_err() {
+                return (result, sent, tx);
+            }
+            sent += 1;
+        }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        !blocked.is_finished(),
-        "a 1 MiB frame cannot fit an unread queue"
-    );
+    bounded("filling the server", async {
+        while !queue_full(&address) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!blocked.is_finished(), "the flood must be waiting for room");
     // The server "dies" without saying goodbye (its sender forgotten, so no BYE): the client
     // must see the socket close.
     let link = link_of(&server_tx);
@@ -236,8 +266,9 @@ async fn a_dropped_server_ends_the_client_promptly() {
     drop(listener);
     link.shutdown_for_tests();
     let started = std::time::Instant::now();
-    let (result, mut tx) = bounded("the blocked send", blocked).await.unwrap();
+    let (result, sent, mut tx) = bounded("the blocked send", blocked).await.unwrap();
     assert!(matches!(result, Err(TransportError::Closed)), "{result:?}");
+    assert!(sent >= super::demux::INBOX_FRAMES, "{sent}");
     assert!(matches!(
         tx.send(Frame::from_payload(b"x")).await,
         Err(TransportError::Closed)
@@ -253,7 +284,7 @@ async fn a_dropped_server_ends_the_client_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_client_ends_the_server_connection() {
-    setup();
+    let _serial = setup().await;
     let address = address("client-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -288,7 +319,7 @@ async fn a_dropped_client_ends_the_server_connection() {
 
 #[tokio::test]
 async fn a_second_server_gets_address_in_use() {
-    setup();
+    let _serial = setup().await;
     let address = address("twice");
     let config = TransportConfig::default();
     let first = Listener::bind(&address, &config).await.unwrap();
@@ -306,7 +337,7 @@ async fn a_second_server_gets_address_in_use() {
 
 #[tokio::test]
 async fn a_stale_queue_is_replaced_and_nothing_is_left() {
-    setup();
+    let _serial = setup().await;
     let address = address("stale");
     let Address::Mq(name) = &address else {
         unreachable!()
@@ -316,7 +347,7 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
         format!("/{name}").as_str(),
         MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY,
         Mode::S_IRUSR | Mode::S_IWUSR,
-        None,
+        Some(&nix::mqueue::MqAttr::new(0, 4, 64, 0)),
     )
     .unwrap();
     nix::mqueue::mq_send(&stale, b"garbage from the old life", 0).unwrap();
@@ -334,7 +365,7 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
 
 #[tokio::test]
 async fn connecting_to_nobody_is_a_connect_error() {
-    setup();
+    let _serial = setup().await;
     let address = address("nobody");
     let result = connect(&address, &TransportConfig::default()).await;
     match result {
@@ -347,7 +378,7 @@ async fn connecting_to_nobody_is_a_connect_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_fails_only_its_own_connection() {
-    setup();
+    let _serial = setup().await;
     let address = address("garbage");
     let small = TransportConfig::default().with_max_frame_size(1000);
     let listener = Listener::bind(&address, &small).await.unwrap();
@@ -393,7 +424,7 @@ async fn garbage_fails_only_its_own_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
-    setup();
+    let _serial = setup().await;
     let address = address("blocking");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
