@@ -51,10 +51,8 @@ fn msgqueue_limit() -> libc::rlimit {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid `rlimit` for the call to write.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut limit) },
-        0
-    );
+    let status = unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut limit) };
+    assert_eq!(status, 0);
     limit
 }
 
