@@ -13,7 +13,10 @@
 //!   creates its reply queue `/NAME.PID.N` and removes its name at once, so even a `kill -9`
 //!   leaves nothing behind. It passes the reply queue's descriptor to the server with
 //!   `SCM_RIGHTS` in a hello; the server answers with a welcome carrying the connection's
-//!   token, which the client puts in every message it sends to the shared queue `/NAME`.
+//!   token, which the client puts in every message it sends to the shared queue `/NAME`. The
+//!   server side of the handshake runs while `accept` is being awaited (in a task of its own,
+//!   so `accept` stays cancellation safe); a client's `connect` completes once the server
+//!   accepts.
 //! - **Messages** (`wire.rs`): a 16-byte header and a chunk; frames longer than a message are
 //!   fragmented and reassembled (16 MiB is about 2,000 messages of 8 KiB), and everything the
 //!   peer sends is checked: a protocol error fails that connection only.
@@ -107,6 +110,9 @@ impl Drop for QueueName {
 /// A bound `mq://NAME` listener.
 #[derive(Debug)]
 pub(crate) struct MqAcceptor {
+    /// Declared first, so dropped first: the name goes while we still hold the socket (the
+    /// lock), never after a new server took the name and made its own queue.
+    _name: QueueName,
     listener: tokio::net::UnixListener,
     /// The server queue's message size, told to clients.
     msgsize: usize,
@@ -116,8 +122,6 @@ pub(crate) struct MqAcceptor {
     /// Tokens are `salt ^ n`: unique, and not guessable from one another.
     salt: u64,
     next: AtomicU64,
-    /// Declared last: the name goes before the socket, while we still hold the lock.
-    _name: QueueName,
 }
 
 fn bind_error(address: &Address, source: io::Error) -> TransportError {
@@ -186,6 +190,7 @@ impl MqAcceptor {
         demux::spawn(Arc::new(queue), control_rx, config.socket_spin)?;
         let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPTED_QUEUE);
         Ok(MqAcceptor {
+            _name: name_guard,
             listener: tokio::net::UnixListener::from_std(listener)?,
             msgsize,
             control,
@@ -193,7 +198,6 @@ impl MqAcceptor {
             accepted: tokio::sync::Mutex::new(accepted_rx),
             salt: random_salt(),
             next: AtomicU64::new(1),
-            _name: name_guard,
         })
     }
 

@@ -199,11 +199,12 @@ pub(crate) fn open_error(errno: Errno, what: &str, limits: &SystemLimits) -> Tra
                 limit(
                     "RLIMIT_MSGQUEUE",
                     format!(
-                        "{what}: this user's queues would exceed RLIMIT_MSGQUEUE ({} bytes; each \
-                         queue takes about msg_max x msgsize_max = {} x {} bytes plus overhead)",
+                        "{what}: this user's queues would exceed RLIMIT_MSGQUEUE ({} bytes); this \
+                         queue of {} messages of {} bytes takes about {} bytes",
                         msgqueue_rlimit(),
                         limits.msg_max,
-                        limits.msgsize_max
+                        limits.msgsize_max,
+                        queue_cost(limits.msg_max, limits.msgsize_max)
                     ),
                 )
             } else {
