@@ -1,104 +1,466 @@
-//! `mq://NAME`: POSIX message queues. (Interface stub; the implementation lands separately.)
+//! `mq://NAME`: POSIX message queues.
+//!
+//! # Design
+//!
+//! - **Server.** [`MqAcceptor::bind`] first binds the Unix socket `@rpc-mq/NAME` in the abstract
+//!   namespace. It is the server's lock on the name (a second server gets
+//!   [`TransportError::AddressInUse`]) and each client's rendezvous and liveness link. Holding
+//!   the lock, it removes a queue `/NAME` that a killed server left, then creates `/NAME` (mode
+//!   0600, as many and as large messages as `fs.mqueue.msg_max` and `fs.mqueue.msgsize_max`
+//!   allow). Dropping the acceptor removes `/NAME`; the queue itself lives on, unnamed, while
+//!   connections still use it.
+//! - **Client.** Connects to the socket (nobody listening: [`TransportError::Connect`]),
+//!   creates its reply queue `/NAME.PID.N` and removes its name at once, so even a `kill -9`
+//!   leaves nothing behind. It passes the reply queue's descriptor to the server with
+//!   `SCM_RIGHTS` in a hello; the server answers with a welcome carrying the connection's
+//!   token, which the client puts in every message it sends to the shared queue `/NAME`. The
+//!   server side of the handshake runs while `accept` is being awaited (in a task of its own,
+//!   so `accept` stays cancellation safe); a client's `connect` completes once the server
+//!   accepts.
+//! - **Messages** (`wire.rs`): a 16-byte header and a chunk; frames longer than a message are
+//!   fragmented and reassembled (16 MiB is about 2,000 messages of 8 KiB), and everything the
+//!   peer sends is checked: a protocol error fails that connection only.
+//! - **Routing** (`demux.rs`): one task per server reads the shared queue and hands frames to
+//!   each connection by token, over a channel of [`demux::INBOX_FRAMES`] frames. A connection
+//!   that does not read its frames holds up the routing task, and so every connection of the
+//!   server, once that many are waiting: the price of one shared queue (the kernel's own queue
+//!   holds only `msg_max` messages, so something must hold the rest).
+//! - **Liveness** (`link.rs`): neither side writes to the socket after the handshake, so it
+//!   turns readable only when the peer is gone, however it ended. Every wait on a queue also
+//!   waits on the socket: a sender facing a full queue of a dead peer fails with
+//!   [`TransportError::Closed`] at once; a client receiver drains what the dead server had
+//!   sent, then ends. A server connection reports its client's death to the routing task, which
+//!   ends the connection once the client's last messages (all in the queue before its socket
+//!   closed) are routed.
+//! - **Closing**: a sender's `close` (and drop) sends `BYE`, so the peer's receiver returns
+//!   `None`; should the peer's queue be full, a short-lived thread sends it, for at most two
+//!   seconds. A peer that vanishes between frames also ends with `None`; in the middle of a
+//!   frame, with [`TransportError::Malformed`].
+//! - **Waiting**: nonblocking queue operations are retried for `socket_spin` (yielding between
+//!   tries in async code, spinning in blocking code), then the task sleeps on the queue's
+//!   readiness (Linux queue descriptors work with epoll and poll).
+//! - **Limits** (`queue.rs`): failures to create a queue name the limit hit:
+//!   [`TransportError::LimitReached`] with `RLIMIT_MSGQUEUE`, `RLIMIT_NOFILE`,
+//!   `fs.mqueue.queues_max`, `fs.mqueue.msg_max`, `fs.mqueue.msgsize_max` or `fs.file-max`.
+//! - **Queue sizes** (a deviation from "every queue as large as the system allows"): a queue of
+//!   `msg_max` x `msgsize_max` = 10 x 8 KiB costs about 82 KB of the user's
+//!   `RLIMIT_MSGQUEUE`, whose default is 800 KiB, so only nine such queues fit, and raising the
+//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The server
+//!   queue is full size; a reply queue takes the largest message size (halving from
+//!   `msgsize_max`) at which 64 of them fit in the limit: 1 KiB under the default (11 KB a
+//!   queue, so a server and 64 clients fit), 8 KiB once the limit is 5.3 MB or more. Should
+//!   even that not fit, it tries halves down to 256 bytes before reporting the limit. Only
+//!   replies longer than a message pay for it, in more messages.
+//!
+//! The socket lives in the network namespace and the queues in the IPC namespace: client and
+//! server must share both. Queue descriptors are not inherited (`O_CLOEXEC`).
+//!
+//! Files: `queue.rs` (a queue, limits), `wire.rs` (message format), `rendezvous.rs` (socket,
+//! descriptor passing, handshake), `link.rs` (liveness and waiting), `demux.rs` (server
+//! routing), `endpoint.rs` (the halves), `fd.rs` (the only `unsafe`).
 
-use std::time::Duration;
+mod demux;
+mod endpoint;
+mod fd;
+mod link;
+mod queue;
+mod rendezvous;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::mqueue::MQ_OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tokio::sync::mpsc;
+
+pub(crate) use endpoint::{MqReceiver, MqSender};
 
 use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::{Connection, PeerInfo};
-use crate::deadline::Deadline;
 use crate::error::TransportError;
-use crate::frame::Frame;
+use demux::Control;
+use link::Link;
+use queue::{Queue, SystemLimits};
 
-fn unavailable(address: &Address) -> TransportError {
-    TransportError::Unavailable {
-        scheme: "mq",
-        address: address.to_string(),
-    }
-}
+/// How long a client may take to send its hello after connecting.
+const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// Accepted connections waiting for `accept`.
+const ACCEPTED_QUEUE: usize = 64;
 
-/// The sending half of a message-queue connection.
+/// Removes a queue's name when dropped.
 #[derive(Debug)]
-pub(crate) struct MqSender {
-    limit: usize,
-}
+struct QueueName(CString);
 
-/// The receiving half of a message-queue connection.
-#[derive(Debug)]
-pub(crate) struct MqReceiver {}
-
-impl MqSender {
-    pub(crate) fn max_frame_size(&self) -> usize {
-        self.limit
+impl Drop for QueueName {
+    fn drop(&mut self) {
+        let _ = queue::unlink(&self.0);
     }
-
-    pub(crate) async fn send(&mut self, _frame: Frame) -> Result<(), TransportError> {
-        Err(TransportError::Closed)
-    }
-
-    pub(crate) fn send_blocking(
-        &mut self,
-        _frame: Frame,
-        _deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        Err(TransportError::Closed)
-    }
-
-    pub(crate) fn close(&mut self) {}
-}
-
-impl MqReceiver {
-    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        Err(TransportError::Closed)
-    }
-
-    pub(crate) fn recv_blocking(
-        &mut self,
-        _deadline: Deadline,
-    ) -> Result<Option<Frame>, TransportError> {
-        Err(TransportError::Closed)
-    }
-
-    pub(crate) fn has_buffered(&self) -> bool {
-        false
-    }
-
-    pub(crate) async fn drain(&mut self) {}
 }
 
 /// A bound `mq://NAME` listener.
 #[derive(Debug)]
-pub(crate) struct MqAcceptor {}
+pub(crate) struct MqAcceptor {
+    /// Declared first, so dropped first: the name goes while we still hold the socket (the
+    /// lock), never after a new server took the name and made its own queue.
+    _name: QueueName,
+    listener: tokio::net::UnixListener,
+    /// The server queue's message size, told to clients.
+    msgsize: usize,
+    control: mpsc::UnboundedSender<Control>,
+    accepted_tx: mpsc::Sender<Connection>,
+    accepted: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
+    /// Tokens are `salt ^ n`: unique, and not guessable from one another.
+    salt: u64,
+    next: AtomicU64,
+}
+
+fn bind_error(address: &Address, source: io::Error) -> TransportError {
+    TransportError::Bind {
+        address: address.to_string(),
+        source,
+    }
+}
+
+/// Maps a failed `mq_open`: a system limit is named, anything else is `other`.
+fn open_failed(
+    errno: Errno,
+    what: &str,
+    limits: &SystemLimits,
+    other: impl FnOnce(io::Error) -> TransportError,
+) -> TransportError {
+    match errno {
+        Errno::EMFILE | Errno::ENFILE | Errno::ENOSPC | Errno::EINVAL => {
+            queue::open_error(errno, what, limits)
+        }
+        errno => other(io::Error::new(
+            io::Error::from(errno).kind(),
+            format!("{what}: {}", errno.desc()),
+        )),
+    }
+}
+
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
 
 impl MqAcceptor {
     pub(crate) fn bind(
         address: &Address,
-        _name: &str,
-        _config: &TransportConfig,
+        name: &str,
+        config: &TransportConfig,
     ) -> Result<MqAcceptor, TransportError> {
-        Err(unavailable(address))
+        let listener = rendezvous::listen(name).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                TransportError::AddressInUse {
+                    address: address.to_string(),
+                }
+            } else {
+                bind_error(address, e)
+            }
+        })?;
+        let cname = queue::queue_name(name).map_err(|e| bind_error(address, e))?;
+        // We hold the lock, so a queue of this name is a dead server's.
+        if queue::unlink(&cname).map_err(|e| bind_error(address, e.into()))? {
+            tracing::info!(queue = ?cname, "removed a queue left by a server that died");
+        }
+        let limits = SystemLimits::read();
+        let what = format!("creating the server queue /{name}");
+        let queue = queue::create(&cname, MQ_OFlag::O_RDONLY, &limits)
+            .map_err(|e| open_failed(e, &what, &limits, |e| bind_error(address, e)))?;
+        let name_guard = QueueName(cname);
+        let msgsize = queue.msgsize();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        demux::spawn(Arc::new(queue), control_rx, config.socket_spin)?;
+        let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPTED_QUEUE);
+        Ok(MqAcceptor {
+            _name: name_guard,
+            listener: tokio::net::UnixListener::from_std(listener)?,
+            msgsize,
+            control,
+            accepted_tx,
+            accepted: tokio::sync::Mutex::new(accepted_rx),
+            salt: random_salt(),
+            next: AtomicU64::new(1),
+        })
     }
 
+    /// Waits for the next connection. Cancellation safe: handshakes run in tasks of their own
+    /// and a finished one waits for the next call.
     pub(crate) async fn accept(
         &self,
-        _config: &TransportConfig,
+        config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        std::future::pending().await
+        let mut accepted = self.accepted.lock().await;
+        loop {
+            tokio::select! {
+                biased;
+                connection = accepted.recv() => return connection.ok_or(TransportError::Closed),
+                stream = self.listener.accept() => {
+                    let (stream, _) = stream?;
+                    let token = self.salt ^ self.next.fetch_add(1, Ordering::Relaxed);
+                    let control = self.control.clone();
+                    let done = self.accepted_tx.clone();
+                    let config = config.clone();
+                    let msgsize = self.msgsize;
+                    tokio::spawn(async move {
+                        let handshake = hand_over(stream, token, msgsize, control, &config);
+                        match tokio::time::timeout(HELLO_WAIT, handshake).await {
+                            Ok(Ok(connection)) => {
+                                let _ = done.send(connection).await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "dropping an mq client that failed its handshake");
+                            }
+                            Err(_) => tracing::debug!("dropping an mq client that sent no hello"),
+                        }
+                    });
+                }
+            }
+        }
     }
+}
+
+/// The server's side of a handshake: takes the client's reply queue, registers the connection
+/// with the routing task and welcomes the client.
+async fn hand_over(
+    stream: tokio::net::UnixStream,
+    token: u64,
+    msgsize: usize,
+    control: mpsc::UnboundedSender<Control>,
+    config: &TransportConfig,
+) -> Result<Connection, TransportError> {
+    let peer = rendezvous::peer_of(&stream)?;
+    let mut hello = [0u8; rendezvous::HELLO_LEN];
+    let (read, fds) = loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            rendezvous::recv_with_fds(stream.as_fd(), &mut hello)
+        }) {
+            Ok(received) => break received,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let reply = Queue::from_received(rendezvous::parse_hello(&hello[..read], fds)?)?;
+    if reply.msgsize() <= wire::HEADER_LEN {
+        return Err(TransportError::Malformed(format!(
+            "the client's reply queue takes messages of only {} bytes",
+            reply.msgsize()
+        )));
+    }
+    let (inbox_tx, inbox) = mpsc::channel(demux::INBOX_FRAMES);
+    control
+        .send(Control::Register {
+            token,
+            inbox: inbox_tx,
+            limit: config.max_frame_size,
+        })
+        .map_err(|_| TransportError::Closed)?;
+    let link = Link::new(stream.into_std()?, true)?;
+    // From here on, dropping the receiver unregisters the token.
+    let receiver = MqReceiver::routed(inbox, link.clone(), control, token);
+    rendezvous::send_plain(link.socket().as_fd(), &rendezvous::welcome(token, msgsize))?;
+    let sender = MqSender::new(Arc::new(reply), link, token, config, true)?;
+    Ok(Connection::new(sender.into(), receiver.into(), peer))
+}
+
+/// A client's state between sending its hello and reading the welcome.
+struct Hello {
+    socket: UnixStream,
+    peer: PeerInfo,
+    reply: Queue,
+    server: Queue,
+}
+
+fn connect_error(address: &Address, source: io::Error) -> TransportError {
+    TransportError::Connect {
+        address: address.to_string(),
+        source,
+    }
+}
+
+/// Creates an anonymous reply queue: created under a unique name, which is removed at once.
+/// Its message size is the first of [`queue::reply_msgsizes`] that `RLIMIT_MSGQUEUE` allows.
+fn reply_queue(name: &str, limits: &SystemLimits) -> Result<Queue, TransportError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let what = "creating a reply queue";
+    let sizes = queue::reply_msgsizes(limits);
+    let mut sizes = sizes.iter().copied().peekable();
+    let mut clashes = 0;
+    while let Some(&msgsize) = sizes.peek() {
+        let attempt = SystemLimits {
+            msgsize_max: msgsize,
+            ..*limits
+        };
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let cname = queue::queue_name(&format!("{name}.{}.{n}", std::process::id()))?;
+        match queue::create(&cname, MQ_OFlag::O_RDWR, &attempt) {
+            Ok(queue) => {
+                queue::unlink(&cname).map_err(io::Error::from)?;
+                return Ok(queue);
+            }
+            // Left by a killed process of our pid, between its create and unlink.
+            Err(Errno::EEXIST) if clashes < 3 => {
+                clashes += 1;
+                let _ = queue::unlink(&cname);
+            }
+            // Over RLIMIT_MSGQUEUE (or out of descriptors): a smaller queue may still fit.
+            Err(Errno::EMFILE) if sizes.len() > 1 => {
+                sizes.next();
+            }
+            Err(errno) => return Err(open_failed(errno, what, &attempt, TransportError::Io)),
+        }
+    }
+    unreachable!("reply_msgsizes is never empty")
+}
+
+/// The client's side up to the hello: connect, make the reply queue, open the server queue.
+fn say_hello(address: &Address, name: &str) -> Result<Hello, TransportError> {
+    let socket = rendezvous::connect(name).map_err(|e| {
+        let source = match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => io::Error::new(
+                e.kind(),
+                format!("no server is listening on {address} (nothing bound at @rpc-mq/{name})"),
+            ),
+            _ => e,
+        };
+        connect_error(address, source)
+    })?;
+    let peer = rendezvous::peer_of(&socket)?;
+    let limits = SystemLimits::read();
+    let reply = reply_queue(name, &limits)?;
+    let cname = queue::queue_name(name).map_err(|e| connect_error(address, e))?;
+    let server = queue::open_for_sending(&cname).map_err(|e| {
+        open_failed(
+            e,
+            &format!("opening the server queue /{name}"),
+            &limits,
+            |e| connect_error(address, e),
+        )
+    })?;
+    rendezvous::send_with_fd(socket.as_fd(), &rendezvous::hello(), reply.as_fd())
+        .map_err(|e| connect_error(address, e))?;
+    Ok(Hello {
+        socket,
+        peer,
+        reply,
+        server,
+    })
+}
+
+/// The client's side after the welcome: builds the halves.
+fn welcomed(
+    address: &Address,
+    hello: Hello,
+    welcome: &[u8],
+    config: &TransportConfig,
+    asynchronous: bool,
+) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
+    let (token, msgsize) =
+        rendezvous::parse_welcome(welcome).map_err(|e| connect_error(address, e))?;
+    if msgsize != hello.server.msgsize() {
+        return Err(TransportError::Malformed(format!(
+            "{address} announced messages of {msgsize} bytes but its queue takes {}",
+            hello.server.msgsize()
+        )));
+    }
+    let link = Link::new(hello.socket, asynchronous)?;
+    let sender = MqSender::new(
+        Arc::new(hello.server),
+        link.clone(),
+        token,
+        config,
+        asynchronous,
+    )?;
+    let receiver = MqReceiver::reading(Arc::new(hello.reply), link, config, asynchronous)?;
+    Ok((sender, receiver, hello.peer))
+}
+
+fn hung_up(address: &Address) -> TransportError {
+    connect_error(
+        address,
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the server closed the rendezvous socket before welcoming us",
+        ),
+    )
 }
 
 pub(crate) async fn connect(
     address: &Address,
-    _name: &str,
-    _config: &TransportConfig,
+    name: &str,
+    config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    Err(unavailable(address))
+    let mut hello = say_hello(address, name)?;
+    let stream = tokio::net::UnixStream::from_std(hello.socket)?;
+    let mut welcome = [0u8; rendezvous::WELCOME_LEN];
+    let mut read = 0;
+    while read < welcome.len() {
+        stream.readable().await?;
+        match stream.try_read(&mut welcome[read..]) {
+            Ok(0) => return Err(hung_up(address)),
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(connect_error(address, e)),
+        }
+    }
+    hello.socket = stream.into_std()?;
+    let (sender, receiver, peer) = welcomed(address, hello, &welcome, config, true)?;
+    Ok(Connection::new(sender.into(), receiver.into(), peer))
 }
 
 pub(crate) fn connect_blocking(
     address: &Address,
-    _name: &str,
-    _config: &TransportConfig,
-    _timeout: Duration,
+    name: &str,
+    config: &TransportConfig,
+    timeout: Duration,
 ) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
-    Err(unavailable(address))
+    let give_up = Instant::now() + timeout;
+    let hello = say_hello(address, name)?;
+    let mut welcome = [0u8; rendezvous::WELCOME_LEN];
+    let mut read = 0;
+    while read < welcome.len() {
+        match nix::sys::socket::recv(
+            std::os::fd::AsRawFd::as_raw_fd(&hello.socket),
+            &mut welcome[read..],
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => return Err(hung_up(address)),
+            Ok(n) => read += n,
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(TransportError::TimedOut);
+                }
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                let mut fds = [PollFd::new(hello.socket.as_fd(), PollFlags::POLLIN)];
+                match poll(
+                    &mut fds,
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+                ) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(connect_error(address, e.into())),
+                }
+            }
+            Err(e) => return Err(connect_error(address, e.into())),
+        }
+    }
+    welcomed(address, hello, &welcome, config, false)
 }

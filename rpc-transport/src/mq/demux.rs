@@ -1,0 +1,250 @@
+//! The server's routing task: reads the shared server queue and hands each connection the
+//! frames its client sent, by token.
+//!
+//! The task owns every connection's reassembly state. Connections talk to it over a control
+//! channel: they register when accepted, report their client gone when they see its socket
+//! close, and unregister when dropped. The task ends (closing the queue) once the acceptor and
+//! every connection's receiver have let go of the control channel.
+//!
+//! A client's death is final only once everything it sent is routed: its messages were all in
+//! the queue before its socket closed, so when a death is reported the task notes how many
+//! messages the queue holds, and ends the connection once it has read that many more (or found
+//! the queue empty).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use super::queue::Queue;
+use super::wire::{self, Event, Reassembler};
+use crate::error::TransportError;
+use crate::frame::Frame;
+
+/// Frames routed to a connection and not yet received, before the routing task waits for the
+/// connection to take some (which holds up every connection: see the module docs of `mq`).
+pub(crate) const INBOX_FRAMES: usize = 1024;
+
+/// What a connection's receiver takes from the routing task.
+pub(crate) type Item = Result<Frame, TransportError>;
+
+/// Messages to the routing task.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A new connection: route `token`'s messages to `inbox`, refusing frames over `limit`.
+    Register {
+        token: u64,
+        inbox: mpsc::Sender<Item>,
+        limit: usize,
+    },
+    /// The connection's client is gone: end it once its last messages are routed.
+    Gone(u64),
+    /// The connection was dropped: discard its messages from now on.
+    Unregister(u64),
+}
+
+struct Route {
+    inbox: mpsc::Sender<Item>,
+    reassembler: Reassembler,
+    /// Set when the client is gone: the number of messages read after which it has nothing
+    /// left in the queue.
+    gone_after: Option<u64>,
+}
+
+/// The routing task's state.
+struct Demux {
+    queue: AsyncFd<Arc<Queue>>,
+    control: mpsc::UnboundedReceiver<Control>,
+    routes: HashMap<u64, Route>,
+    /// Messages read so far.
+    read: u64,
+    spin: Duration,
+    /// Set once every control sender is gone: the task ends.
+    done: bool,
+}
+
+/// Starts routing `queue` on the current runtime.
+pub(crate) fn spawn(
+    queue: Arc<Queue>,
+    control: mpsc::UnboundedReceiver<Control>,
+    spin: Duration,
+) -> std::io::Result<()> {
+    let queue = super::fd::register(queue, Interest::READABLE)?;
+    let demux = Demux {
+        queue,
+        control,
+        routes: HashMap::new(),
+        read: 0,
+        spin,
+        done: false,
+    };
+    tokio::spawn(demux.run());
+    Ok(())
+}
+
+impl Demux {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; self.queue.get_ref().msgsize().max(wire::HEADER_LEN)];
+        while !self.done {
+            self.take_controls();
+            match self.queue.get_ref().try_receive(&mut buf) {
+                Ok(n) => {
+                    self.read += 1;
+                    self.route(&buf[..n]).await;
+                    self.end_routed();
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => {
+                    tracing::error!(%error, "reading the mq server queue failed; routing stops");
+                    return;
+                }
+            }
+            // Empty: every client reported gone has nothing left in the queue.
+            self.end_all_gone();
+            if self.done {
+                break;
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Spins, then sleeps until the queue may have a message or a control arrives.
+    async fn wait(&mut self) {
+        let spin_until = std::time::Instant::now() + self.spin;
+        while std::time::Instant::now() < spin_until {
+            tokio::task::yield_now().await;
+            if !self.queue.get_ref().waiting().is_ok_and(|n| n == 0) || !self.control.is_empty() {
+                return;
+            }
+        }
+        tokio::select! {
+            ready = self.queue.readable() => match ready {
+                Ok(mut guard) => guard.clear_ready_matching(tokio::io::Ready::READABLE),
+                Err(error) => {
+                    tracing::error!(%error, "waiting on the mq server queue failed");
+                    self.done = true;
+                }
+            },
+            control = self.control.recv() => match control {
+                Some(control) => self.apply(control),
+                None => self.done = true,
+            },
+        }
+    }
+
+    fn take_controls(&mut self) {
+        loop {
+            match self.control.try_recv() {
+                Ok(control) => self.apply(control),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, control: Control) {
+        match control {
+            Control::Register {
+                token,
+                inbox,
+                limit,
+            } => {
+                self.routes.insert(
+                    token,
+                    Route {
+                        inbox,
+                        reassembler: Reassembler::new(limit),
+                        gone_after: None,
+                    },
+                );
+            }
+            Control::Gone(token) => {
+                let waiting = self.queue.get_ref().waiting().unwrap_or(0);
+                if let Some(route) = self.routes.get_mut(&token) {
+                    route.gone_after.get_or_insert(self.read + waiting);
+                }
+            }
+            Control::Unregister(token) => {
+                self.routes.remove(&token);
+            }
+        }
+    }
+
+    /// Hands one message to its connection.
+    async fn route(&mut self, message: &[u8]) {
+        let (header, chunk) = match wire::parse(message) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::debug!(%error, "dropping a malformed message on the mq server queue");
+                return;
+            }
+        };
+        if !self.routes.contains_key(&header.token) {
+            // A registration is sent before the client learns its token; take it now.
+            self.take_controls();
+        }
+        let Some(route) = self.routes.get_mut(&header.token) else {
+            tracing::debug!(
+                token = header.token,
+                "dropping a message for no connection on the mq server queue"
+            );
+            return;
+        };
+        let item = match route.reassembler.push(header, chunk) {
+            Ok(None) => return,
+            Ok(Some(Event::Frame(frame))) => Ok(frame),
+            Ok(Some(Event::Bye)) => {
+                self.routes.remove(&header.token);
+                return;
+            }
+            Err(error) => Err(error),
+        };
+        let failed = item.is_err();
+        let inbox = route.inbox.clone();
+        if inbox.send(item).await.is_err() || failed {
+            // The connection is gone, or its client broke the protocol: it gets nothing more.
+            self.routes.remove(&header.token);
+        }
+    }
+
+    /// Ends the connections of gone clients whose messages have all been routed.
+    fn end_routed(&mut self) {
+        let read = self.read;
+        self.routes.retain(|_, route| match route.gone_after {
+            Some(after) if after <= read => {
+                end(route);
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// Ends the connections of every gone client (the queue is empty).
+    fn end_all_gone(&mut self) {
+        self.routes.retain(|_, route| {
+            if route.gone_after.is_some() {
+                end(route);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Ends a gone client's connection: dropping the route closes its inbox, so its receiver
+/// returns `None` after the frames already routed, or an error if a frame was cut short.
+fn end(route: &Route) {
+    if route.reassembler.in_progress() {
+        let _ = route.inbox.try_send(Err(TransportError::Malformed(
+            "the client vanished in the middle of a frame".into(),
+        )));
+    }
+}

@@ -1,0 +1,523 @@
+//! [`MqSender`] and [`MqReceiver`]: the halves of a message-queue connection, async and
+//! blocking.
+//!
+//! A sender writes the messages of each frame to the peer's queue. A receiver either reads its
+//! own reply queue (client side) or takes the frames the server's routing task hands it (server
+//! side, async only).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::poll::PollFlags;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use super::demux::{Control, Item};
+use super::link::{Link, Stopped, retry_async, retry_blocking};
+use super::queue::Queue;
+use super::wire::{self, Event, Outgoing, Reassembler};
+use crate::TransportConfig;
+use crate::deadline::Deadline;
+use crate::error::TransportError;
+use crate::frame::Frame;
+
+/// How long a closing sender keeps trying to finish its last frame and say goodbye when the
+/// peer's queue is full.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+fn stopped_error(stopped: Stopped) -> TransportError {
+    match stopped {
+        Stopped::Gone => TransportError::Closed,
+        Stopped::Failed(e) => TransportError::Io(e),
+    }
+}
+
+/// `queue` registered with the runtime for `interest`, registering it on first use.
+fn registered<'a>(
+    slot: &'a mut Option<AsyncFd<Arc<Queue>>>,
+    queue: &Arc<Queue>,
+    interest: Interest,
+) -> Result<&'a AsyncFd<Arc<Queue>>, TransportError> {
+    if slot.is_none() {
+        *slot = Some(super::fd::register(queue.clone(), interest)?);
+    }
+    Ok(slot.as_ref().expect("set above"))
+}
+
+/// The sending half of a message-queue connection.
+#[derive(Debug)]
+pub(crate) struct MqSender {
+    /// The peer's queue.
+    queue: Arc<Queue>,
+    ready: Option<AsyncFd<Arc<Queue>>>,
+    link: Arc<Link>,
+    /// Put in every message (the server routes by it).
+    token: u64,
+    limit: usize,
+    spin: Duration,
+    /// A frame a cancelled or timed-out send left half sent; the next send finishes it first.
+    pending: Option<Outgoing>,
+    scratch: Vec<u8>,
+    closed: bool,
+}
+
+impl MqSender {
+    /// A sender to `queue`; `asynchronous` registers the queue with the current runtime now.
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        link: Arc<Link>,
+        token: u64,
+        config: &TransportConfig,
+        asynchronous: bool,
+    ) -> Result<MqSender, TransportError> {
+        let mut ready = None;
+        if asynchronous {
+            registered(&mut ready, &queue, Interest::WRITABLE)?;
+        }
+        Ok(MqSender {
+            scratch: Vec::with_capacity(queue.msgsize()),
+            queue,
+            ready,
+            link,
+            token,
+            limit: config.max_frame_size.min(u32::MAX as usize),
+            spin: config.socket_spin,
+            pending: None,
+            closed: false,
+        })
+    }
+
+    /// This connection's link, for tests that simulate a peer's death.
+    #[cfg(test)]
+    pub(crate) fn link_for_tests(&self) -> Arc<Link> {
+        self.link.clone()
+    }
+
+    pub(crate) fn max_frame_size(&self) -> usize {
+        self.limit
+    }
+
+    fn start(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if self.closed || self.link.is_dead() {
+            return Err(TransportError::Closed);
+        }
+        if frame.len() > self.limit {
+            return Err(TransportError::FrameTooLarge {
+                size: frame.len(),
+                limit: self.limit,
+            });
+        }
+        self.pending = Some(Outgoing::new(frame));
+        Ok(())
+    }
+
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if self.closed || self.link.is_dead() {
+            return Err(TransportError::Closed);
+        }
+        self.flush().await?;
+        self.start(frame)?;
+        self.flush().await
+    }
+
+    /// Sends the rest of the pending frame.
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        let msgsize = self.queue.msgsize();
+        let ready = registered(&mut self.ready, &self.queue, Interest::WRITABLE)?;
+        while let Some(out) = self.pending.as_mut() {
+            if out.is_done() {
+                self.pending = None;
+                break;
+            }
+            out.next_message(&mut self.scratch, msgsize, self.token);
+            let scratch = &self.scratch;
+            let sent = retry_async(ready, Interest::WRITABLE, &self.link, self.spin, |q| {
+                q.try_send(scratch)
+            })
+            .await;
+            match sent {
+                Ok(()) => out.advance(msgsize),
+                Err(stopped) => {
+                    self.pending = None;
+                    return Err(stopped_error(stopped));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_blocking(
+        &mut self,
+        frame: Frame,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        if self.closed || self.link.is_dead() {
+            return Err(TransportError::Closed);
+        }
+        // Resolve once, so a frame of many messages has one deadline.
+        let deadline = Deadline::from(deadline.resolve());
+        self.flush_blocking(deadline)?;
+        self.start(frame)?;
+        self.flush_blocking(deadline)
+    }
+
+    fn flush_blocking(&mut self, deadline: Deadline) -> Result<(), TransportError> {
+        let result = send_rest(
+            &self.queue,
+            &self.link,
+            &mut self.pending,
+            &mut self.scratch,
+            self.token,
+            self.spin,
+            deadline,
+        );
+        if !matches!(result, Ok(()) | Err(TransportError::TimedOut)) {
+            self.pending = None;
+        }
+        result
+    }
+
+    /// Says goodbye: finishes a half-sent frame and sends `BYE`, without waiting. Should the
+    /// peer's queue be full, a short-lived thread does it, giving up after [`CLOSE_WAIT`] or
+    /// when the peer goes.
+    pub(crate) fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) || self.link.is_dead() {
+            return;
+        }
+        let mut pending = self.pending.take();
+        let finished = send_rest(
+            &self.queue,
+            &self.link,
+            &mut pending,
+            &mut self.scratch,
+            self.token,
+            Duration::ZERO,
+            Deadline::At(Instant::now()),
+        )
+        .and_then(|()| {
+            send_bye(
+                &self.queue,
+                &self.link,
+                self.token,
+                Deadline::At(Instant::now()),
+            )
+        });
+        if !matches!(finished, Err(TransportError::TimedOut)) {
+            return;
+        }
+        let (queue, link, token) = (self.queue.clone(), self.link.clone(), self.token);
+        let spawned = std::thread::Builder::new()
+            .name("rpc-mq-close".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let deadline = Deadline::At(Instant::now() + CLOSE_WAIT);
+                let mut scratch = Vec::new();
+                let result = send_rest(
+                    &queue,
+                    &link,
+                    &mut pending,
+                    &mut scratch,
+                    token,
+                    Duration::ZERO,
+                    deadline,
+                )
+                .and_then(|()| send_bye(&queue, &link, token, deadline));
+                if let Err(error) = result {
+                    tracing::debug!(%error, "an mq connection closed without its goodbye");
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::debug!(%error, "cannot start the mq closing thread");
+        }
+    }
+}
+
+impl Drop for MqSender {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Sends the rest of `pending`, waiting as `deadline` allows.
+fn send_rest(
+    queue: &Queue,
+    link: &Link,
+    pending: &mut Option<Outgoing>,
+    scratch: &mut Vec<u8>,
+    token: u64,
+    spin: Duration,
+    deadline: Deadline,
+) -> Result<(), TransportError> {
+    let msgsize = queue.msgsize();
+    while let Some(out) = pending.as_mut() {
+        if out.is_done() {
+            *pending = None;
+            break;
+        }
+        out.next_message(scratch, msgsize, token);
+        retry_blocking(queue, PollFlags::POLLOUT, link, spin, deadline, |q| {
+            q.try_send(scratch)
+        })?;
+        out.advance(msgsize);
+    }
+    Ok(())
+}
+
+fn send_bye(
+    queue: &Queue,
+    link: &Link,
+    token: u64,
+    deadline: Deadline,
+) -> Result<(), TransportError> {
+    let mut message = Vec::with_capacity(wire::HEADER_LEN);
+    wire::bye(&mut message, token);
+    retry_blocking(
+        queue,
+        PollFlags::POLLOUT,
+        link,
+        Duration::ZERO,
+        deadline,
+        |q| q.try_send(&message),
+    )
+}
+
+/// How a receiver's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed (or vanished between frames): `None` from now on.
+    Cleanly,
+    /// An error was returned: `Closed` from now on.
+    Failed,
+}
+
+/// The receiving half of a message-queue connection.
+#[derive(Debug)]
+pub(crate) struct MqReceiver(Inbox);
+
+#[derive(Debug)]
+enum Inbox {
+    Queue(QueueInbox),
+    Routed(RoutedInbox),
+}
+
+/// A client's receiver: reads its own reply queue.
+#[derive(Debug)]
+struct QueueInbox {
+    queue: Arc<Queue>,
+    ready: Option<AsyncFd<Arc<Queue>>>,
+    link: Arc<Link>,
+    reassembler: Reassembler,
+    buf: Vec<u8>,
+    spin: Duration,
+    ended: Option<Ended>,
+}
+
+/// A server connection's receiver: takes what the routing task sends it.
+#[derive(Debug)]
+struct RoutedInbox {
+    inbox: mpsc::Receiver<Item>,
+    link: Arc<Link>,
+    control: mpsc::UnboundedSender<Control>,
+    token: u64,
+    /// Whether the client's death was reported to the routing task.
+    reported: bool,
+}
+
+impl Drop for RoutedInbox {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Unregister(self.token));
+    }
+}
+
+impl MqReceiver {
+    /// A receiver reading `queue`; `asynchronous` registers it with the current runtime now.
+    pub(crate) fn reading(
+        queue: Arc<Queue>,
+        link: Arc<Link>,
+        config: &TransportConfig,
+        asynchronous: bool,
+    ) -> Result<MqReceiver, TransportError> {
+        let mut ready = None;
+        if asynchronous {
+            registered(&mut ready, &queue, Interest::READABLE)?;
+        }
+        Ok(MqReceiver(Inbox::Queue(QueueInbox {
+            buf: vec![0; queue.msgsize().max(wire::HEADER_LEN)],
+            queue,
+            ready,
+            link,
+            reassembler: Reassembler::new(config.max_frame_size),
+            spin: config.socket_spin,
+            ended: None,
+        })))
+    }
+
+    /// A server connection's receiver for `token`, fed through `inbox`.
+    pub(crate) fn routed(
+        inbox: mpsc::Receiver<Item>,
+        link: Arc<Link>,
+        control: mpsc::UnboundedSender<Control>,
+        token: u64,
+    ) -> MqReceiver {
+        MqReceiver(Inbox::Routed(RoutedInbox {
+            inbox,
+            link,
+            control,
+            token,
+            reported: false,
+        }))
+    }
+
+    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        match &mut self.0 {
+            Inbox::Queue(q) => q.recv().await,
+            Inbox::Routed(r) => r.recv().await,
+        }
+    }
+
+    pub(crate) fn recv_blocking(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<Option<Frame>, TransportError> {
+        match &mut self.0 {
+            Inbox::Queue(q) => q.recv_blocking(deadline),
+            Inbox::Routed(_) => Err(TransportError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a server's mq receiver is async only",
+            ))),
+        }
+    }
+
+    pub(crate) fn has_buffered(&self) -> bool {
+        match &self.0 {
+            Inbox::Queue(_) => false,
+            Inbox::Routed(r) => !r.inbox.is_empty(),
+        }
+    }
+
+    pub(crate) async fn drain(&mut self) {
+        while let Ok(Some(_)) = self.recv().await {}
+    }
+}
+
+impl QueueInbox {
+    fn finished(&self) -> Option<Result<Option<Frame>, TransportError>> {
+        match self.ended? {
+            Ended::Cleanly => Some(Ok(None)),
+            Ended::Failed => Some(Err(TransportError::Closed)),
+        }
+    }
+
+    fn end(
+        &mut self,
+        result: Result<Option<Frame>, TransportError>,
+    ) -> Result<Option<Frame>, TransportError> {
+        self.ended = Some(if result.is_ok() {
+            Ended::Cleanly
+        } else {
+            Ended::Failed
+        });
+        result
+    }
+
+    /// The server is gone and its queue drained.
+    fn peer_gone(&mut self) -> Result<Option<Frame>, TransportError> {
+        if self.reassembler.in_progress() {
+            self.end(Err(TransportError::Malformed(
+                "the server vanished in the middle of a frame".into(),
+            )))
+        } else {
+            self.end(Ok(None))
+        }
+    }
+
+    /// Takes the message of `n` bytes in `buf`; `Some` when `recv` returns.
+    fn take(&mut self, n: usize) -> Option<Result<Option<Frame>, TransportError>> {
+        let event = wire::parse(&self.buf[..n])
+            .and_then(|(header, chunk)| self.reassembler.push(header, chunk));
+        match event {
+            Ok(None) => None,
+            Ok(Some(Event::Frame(frame))) => Some(Ok(Some(frame))),
+            Ok(Some(Event::Bye)) => Some(self.end(Ok(None))),
+            Err(error) => Some(self.end(Err(error))),
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if let Some(result) = self.finished() {
+                return result;
+            }
+            let ready = registered(&mut self.ready, &self.queue, Interest::READABLE)?;
+            let buf = &mut self.buf;
+            let received = retry_async(ready, Interest::READABLE, &self.link, self.spin, |q| {
+                q.try_receive(buf)
+            })
+            .await;
+            match received {
+                Ok(n) => {
+                    if let Some(result) = self.take(n) {
+                        return result;
+                    }
+                }
+                Err(Stopped::Gone) => return self.peer_gone(),
+                Err(Stopped::Failed(e)) => return self.end(Err(TransportError::Io(e))),
+            }
+        }
+    }
+
+    fn recv_blocking(&mut self, deadline: Deadline) -> Result<Option<Frame>, TransportError> {
+        let deadline = Deadline::from(deadline.resolve());
+        loop {
+            if let Some(result) = self.finished() {
+                return result;
+            }
+            let buf = &mut self.buf;
+            let received = retry_blocking(
+                &self.queue,
+                PollFlags::POLLIN,
+                &self.link,
+                self.spin,
+                deadline,
+                |q| q.try_receive(buf),
+            );
+            match received {
+                Ok(n) => {
+                    if let Some(result) = self.take(n) {
+                        return result;
+                    }
+                }
+                Err(TransportError::Closed) => return self.peer_gone(),
+                Err(TransportError::TimedOut) => return Err(TransportError::TimedOut),
+                Err(error) => return self.end(Err(error)),
+            }
+        }
+    }
+}
+
+impl RoutedInbox {
+    fn deliver(item: Option<Item>) -> Result<Option<Frame>, TransportError> {
+        match item {
+            Some(Ok(frame)) => Ok(Some(frame)),
+            Some(Err(error)) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        if !self.reported {
+            tokio::select! {
+                biased;
+                item = self.inbox.recv() => return Self::deliver(item),
+                () = self.link.gone() => {
+                    // The routing task ends the inbox once the client's last messages are in.
+                    self.reported = true;
+                    let _ = self.control.send(Control::Gone(self.token));
+                }
+            }
+        }
+        Self::deliver(self.inbox.recv().await)
+    }
+}

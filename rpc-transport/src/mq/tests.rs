@@ -1,0 +1,474 @@
+//! Tests on real queues and sockets.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mqueue::{MQ_OFlag, mq_open};
+use nix::sys::stat::Mode;
+
+use crate::{
+    Address, Connection, Deadline, Frame, Listener, TransportConfig, TransportError, connect,
+    connect_blocking,
+};
+
+/// Every wait in these tests is bounded by this.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Serializes the tests that make queues, and lifts this test binary's `RLIMIT_MSGQUEUE` where
+/// allowed: the default (800 KiB per user) fits only nine full-size server queues, so tests in
+/// parallel would fail each other. Without `CAP_SYS_RESOURCE` the limit stays.
+async fn setup() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONCE: Once = Once::new();
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONCE.call_once(|| {
+        let _ = super::fd::set_msgqueue_limit(256 << 20);
+    });
+    SERIAL.lock().await
+}
+
+fn address(tag: &str) -> Address {
+    format!("mq://rpc-test-{}-{tag}", std::process::id())
+        .parse()
+        .unwrap()
+}
+
+fn queue_exists(address: &Address) -> bool {
+    let Address::Mq(name) = address else {
+        unreachable!()
+    };
+    match mq_open(
+        format!("/{name}").as_str(),
+        MQ_OFlag::O_RDONLY,
+        Mode::empty(),
+        None,
+    ) {
+        Ok(q) => {
+            let _ = nix::mqueue::mq_close(q);
+            true
+        }
+        Err(Errno::ENOENT) => false,
+        Err(e) => panic!("mq_open: {e}"),
+    }
+}
+
+/// Whether the server queue of `address` is full.
+fn queue_full(address: &Address) -> bool {
+    let Address::Mq(name) = address else {
+        unreachable!()
+    };
+    let q = mq_open(
+        format!("/{name}").as_str(),
+        MQ_OFlag::O_RDONLY,
+        Mode::empty(),
+        None,
+    )
+    .unwrap();
+    let attr = nix::mqueue::mq_getattr(&q).unwrap();
+    let _ = nix::mqueue::mq_close(q);
+    attr.curmsgs() == attr.maxmsg()
+}
+
+fn pattern(len: usize, seed: u8) -> Frame {
+    Frame::filled(len, |buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8;
+        }
+    })
+}
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
+}
+
+async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection) {
+    let config = TransportConfig::default();
+    let (client, server) = bounded("connect", async {
+        tokio::join!(connect(address, &config), listener.accept())
+    })
+    .await;
+    (client.unwrap(), server.unwrap())
+}
+
+fn link_of(sender: &crate::FrameSender) -> std::sync::Arc<super::link::Link> {
+    match &sender.0 {
+        crate::connection::SenderFlavor::Mq(s) => s.link_for_tests(),
+        _ => unreachable!(),
+    }
+}
+
+const SIZES: [usize; 10] = [
+    0,
+    1,
+    100,
+    8175,
+    8176,
+    8177,
+    65536,
+    100_000,
+    1 << 20,
+    16 << 20,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_many_sizes_cross_both_ways() {
+    let _serial = setup().await;
+    let address = address("sizes");
+    let config = TransportConfig::default();
+    let listener = Listener::bind(&address, &config).await.unwrap();
+    let (client, server) = pair(&listener, &address).await;
+    let (mut client_tx, mut client_rx, peer) = client.split();
+    assert!(
+        matches!(peer, crate::PeerInfo::Local { pid: Some(pid), uid: Some(_) } if pid == std::process::id() as i32),
+        "{peer:?}"
+    );
+    let (mut server_tx, mut server_rx, _) = server.split();
+    // The server echoes each frame back.
+    let echo = tokio::spawn(async move {
+        while let Some(frame) = server_rx.recv().await.unwrap() {
+            server_tx.send(frame).await.unwrap();
+        }
+        server_tx.close().await.unwrap();
+    });
+    let sending = tokio::spawn(async move {
+        for (i, len) in SIZES.into_iter().enumerate() {
+            client_tx.send(pattern(len, i as u8)).await.unwrap();
+        }
+        // Refused without harm:
+        assert!(matches!(
+            client_tx.send(Frame::filled((16 << 20) + 1, |_| ())).await,
+            Err(TransportError::FrameTooLarge { .. })
+        ));
+        client_tx.close().await.unwrap();
+        client_tx
+    });
+    bounded("echo of every size", async {
+        for (i, len) in SIZES.into_iter().enumerate() {
+            let frame = client_rx.recv().await.unwrap().expect("a frame");
+            assert_eq!(frame.len(), len);
+            assert!(
+                frame == pattern(len, i as u8),
+                "frame {i} of {len} bytes differs"
+            );
+        }
+        assert_eq!(client_rx.recv().await.unwrap(), None);
+        echo.await.unwrap();
+        sending.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_interleave_on_one_server() {
+    let _serial = setup().await;
+    let address = address("eight");
+    let config = TransportConfig::default();
+    let listener = Listener::bind(&address, &config).await.unwrap();
+    let server = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let connection = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let (mut tx, mut rx, _) = connection.split();
+                let mut n = 0;
+                while let Some(frame) = rx.recv().await.unwrap() {
+                    tx.send(frame).await.unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        (total, listener)
+    });
+    let mut clients = Vec::new();
+    for c in 0..8u8 {
+        let address = address.clone();
+        clients.push(tokio::spawn(async move {
+            let connection = connect(&address, &TransportConfig::default())
+                .await
+                .unwrap();
+            let (mut tx, mut rx, _) = connection.split();
+            let sizes = [0usize, 10, 9000, 30_000, 200];
+            let writer = tokio::spawn(async move {
+                for round in 0..40usize {
+                    let len = sizes[round % sizes.len()];
+                    tx.send(pattern(len, c.wrapping_add(round as u8)))
+                        .await
+                        .unwrap();
+                }
+                tx
+            });
+            for round in 0..40usize {
+                let len = sizes[round % sizes.len()];
+                let frame = rx.recv().await.unwrap().expect("an echo");
+                assert!(
+                    frame == pattern(len, c.wrapping_add(round as u8)),
+                    "client {c} round {round}"
+                );
+            }
+            drop(writer.await.unwrap()); // says goodbye
+            assert_eq!(rx.recv().await.unwrap(), None);
+        }));
+    }
+    bounded("eight clients", async {
+        for client in clients {
+            client.await.unwrap();
+        }
+        let (total, listener) = server.await.unwrap();
+        assert_eq!(total, 8 * 40);
+        drop(listener);
+    })
+    .await;
+    assert!(!queue_exists(&address));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_ends_the_client_promptly() {
+    let _serial = setup().await;
+    let address = address("server-gone");
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    let (client, server) = pair(&listener, &address).await;
+    let (mut tx, mut rx, _) = client.split();
+    let (server_tx, _server_rx, _) = server.split();
+    // Flood the server, which reads nothing: its inbox and queue fill, and a send waits for
+    // room that never comes.
+    let blocked = tokio::spawn(async move {
+        let mut sent = 0usize;
+        loop {
+            let result = tx.send(pattern(100, 1)).await;
+            if result.is_err() {
+                return (result, sent, tx);
+            }
+            sent += 1;
+        }
+    });
+    bounded("filling the server", async {
+        while !queue_full(&address) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!blocked.is_finished(), "the flood must be waiting for room");
+    // The server "dies" without saying goodbye (its sender forgotten, so no BYE): the client
+    // must see the socket close.
+    let link = link_of(&server_tx);
+    std::mem::forget(server_tx);
+    drop(_server_rx);
+    drop(listener);
+    link.shutdown_for_tests();
+    let started = std::time::Instant::now();
+    let (result, sent, mut tx) = bounded("the blocked send", blocked).await.unwrap();
+    assert!(matches!(result, Err(TransportError::Closed)), "{result:?}");
+    assert!(sent >= super::demux::INBOX_FRAMES, "{sent}");
+    assert!(matches!(
+        tx.send(Frame::from_payload(b"x")).await,
+        Err(TransportError::Closed)
+    ));
+    assert_eq!(bounded("recv", rx.recv()).await.unwrap(), None);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!queue_exists(&address));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_ends_the_server_connection() {
+    let _serial = setup().await;
+    let address = address("client-gone");
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    // Said goodbye: everything sent arrives, then the end.
+    let (mut client, mut server) = pair(&listener, &address).await;
+    client
+        .send(Frame::from_payload(b"last words"))
+        .await
+        .unwrap();
+    drop(client);
+    let frame = bounded("recv", server.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"last words")));
+    assert_eq!(bounded("recv", server.recv()).await.unwrap(), None);
+    // Vanished without a goodbye (its sender forgotten, so no BYE is sent): the socket's
+    // close ends the connection, after what it sent.
+    let (client, mut server) = pair(&listener, &address).await;
+    let (mut tx, rx, _) = client.split();
+    tx.send(Frame::from_payload(b"before dying")).await.unwrap();
+    let link = link_of(&tx);
+    std::mem::forget(tx);
+    drop(rx);
+    link.shutdown_for_tests();
+    let frame = bounded("recv", server.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"before dying")));
+    assert_eq!(bounded("recv", server.recv()).await.unwrap(), None);
+    assert!(matches!(
+        server.send(Frame::from_payload(b"x")).await,
+        Err(TransportError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn a_second_server_gets_address_in_use() {
+    let _serial = setup().await;
+    let address = address("twice");
+    let config = TransportConfig::default();
+    let first = Listener::bind(&address, &config).await.unwrap();
+    let second = Listener::bind(&address, &config).await;
+    assert!(
+        matches!(second, Err(TransportError::AddressInUse { .. })),
+        "{second:?}"
+    );
+    // The failed bind did not remove the live server's queue.
+    assert!(queue_exists(&address));
+    drop(first);
+    assert!(!queue_exists(&address));
+    drop(Listener::bind(&address, &config).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_stale_queue_is_replaced_and_nothing_is_left() {
+    let _serial = setup().await;
+    let address = address("stale");
+    let Address::Mq(name) = &address else {
+        unreachable!()
+    };
+    // What a killed server leaves: the queue, with a message in it.
+    let stale = mq_open(
+        format!("/{name}").as_str(),
+        MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+        Some(&nix::mqueue::MqAttr::new(0, 4, 64, 0)),
+    )
+    .unwrap();
+    nix::mqueue::mq_send(&stale, b"garbage from the old life", 0).unwrap();
+    let _ = nix::mqueue::mq_close(stale);
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    let (mut client, mut server) = pair(&listener, &address).await;
+    client.send(Frame::from_payload(b"fresh")).await.unwrap();
+    let frame = bounded("recv", server.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"fresh")));
+    drop((client, server, listener));
+    assert!(!queue_exists(&address));
+}
+
+#[tokio::test]
+async fn connecting_to_nobody_is_a_connect_error() {
+    let _serial = setup().await;
+    let address = address("nobody");
+    let result = connect(&address, &TransportConfig::default()).await;
+    match result {
+        Err(TransportError::Connect { source, .. }) => {
+            assert!(source.to_string().contains("no server"), "{source}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_fails_only_its_own_connection() {
+    let _serial = setup().await;
+    let address = address("garbage");
+    let small = TransportConfig::default().with_max_frame_size(1000);
+    let listener = Listener::bind(&address, &small).await.unwrap();
+    let (mut good, mut good_server) = pair(&listener, &address).await;
+    let (mut bad, mut bad_server) = pair(&listener, &address).await;
+    // Messages of no connection, written straight to the server queue, are dropped.
+    let Address::Mq(name) = &address else {
+        unreachable!()
+    };
+    let raw = mq_open(
+        format!("/{name}").as_str(),
+        MQ_OFlag::O_WRONLY,
+        Mode::empty(),
+        None,
+    )
+    .unwrap();
+    nix::mqueue::mq_send(&raw, b"short", 0).unwrap();
+    nix::mqueue::mq_send(&raw, &[1u8; 40], 0).unwrap();
+    let _ = nix::mqueue::mq_close(raw);
+    // A frame over the server's limit fails that connection only.
+    bad.send(Frame::filled(5000, |_| ())).await.unwrap();
+    let result = bounded("recv", bad_server.recv()).await;
+    assert!(
+        matches!(
+            result,
+            Err(TransportError::FrameTooLarge {
+                size: 5000,
+                limit: 1000
+            })
+        ),
+        "{result:?}"
+    );
+    good.send(Frame::from_payload(b"still fine")).await.unwrap();
+    let frame = bounded("recv", good_server.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"still fine")));
+    good_server
+        .send(Frame::from_payload(b"and back"))
+        .await
+        .unwrap();
+    let frame = bounded("recv", good.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"and back")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
+    let _serial = setup().await;
+    let address = address("blocking");
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let connection = listener.accept().await.unwrap();
+        let (mut tx, mut rx, _) = connection.split();
+        while let Some(frame) = rx.recv().await.unwrap() {
+            tx.send(frame).await.unwrap();
+        }
+        tx.close().await.unwrap();
+        listener
+    });
+    let client_address = address.clone();
+    let client = std::thread::spawn(move || {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let config = TransportConfig::default();
+        let mut connection = connect_blocking(&client_address, &config, LIMIT).unwrap();
+        // Nothing to read yet: the deadline is kept.
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            connection.recv(Deadline::After(Duration::from_millis(50))),
+            Err(TransportError::TimedOut)
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        for (i, len) in [0usize, 5, 8176, 8177, 300_000].into_iter().enumerate() {
+            connection
+                .send(pattern(len, i as u8), Deadline::After(LIMIT))
+                .unwrap();
+            let frame = connection.recv(Deadline::After(LIMIT)).unwrap().unwrap();
+            assert!(frame == pattern(len, i as u8), "frame of {len} bytes");
+        }
+        let (mut tx, mut rx, _) = connection.split();
+        tx.close();
+        assert_eq!(rx.recv(Deadline::After(LIMIT)).unwrap(), None);
+    });
+    bounded("the blocking client", async {
+        while !client.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    client.join().unwrap();
+    let listener = bounded("the server", server).await.unwrap();
+    drop(listener);
+    assert!(!queue_exists(&address));
+}
