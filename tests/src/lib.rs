@@ -239,6 +239,8 @@ pub struct Fixture {
     /// The implementation, to look at its counters.
     pub probe: ProbeImpl,
     _dir: TempDir,
+    /// Dropped after `handle`, once the server's queues are gone.
+    _mq_budget: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Fixture {
@@ -252,11 +254,10 @@ impl Fixture {
                 probe: ProbeImpl::counting_in(children.stalled()),
                 handle: FixtureServer::Spawned(children),
                 _dir: dir,
+                _mq_budget: None,
             };
         }
-        if transport == Transport::Mq {
-            raise_message_queue_limit();
-        }
+        let mq_budget = (transport == Transport::Mq).then(hold_mq_budget);
         let probe = ProbeImpl::default();
         let handle = server
             .start(
@@ -270,25 +271,20 @@ impl Fixture {
             handle: FixtureServer::InProcess(handle),
             probe,
             _dir: dir,
+            _mq_budget: mq_budget,
         }
     }
 }
 
-/// Lifts this process's `RLIMIT_MSGQUEUE` (800 KiB by default: about ten queues of ten 8 KiB
-/// messages) so a test can hold a queue per client for 64 clients. Needs root to go above the
-/// hard limit; otherwise the soft limit is raised to the hard one.
-pub fn raise_message_queue_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let wanted = 256 * 1024 * 1024;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_MSGQUEUE) else {
-        return;
-    };
-    if soft >= wanted {
-        return;
-    }
-    if setrlimit(Resource::RLIMIT_MSGQUEUE, wanted, hard.max(wanted)).is_err() {
-        let _ = setrlimit(Resource::RLIMIT_MSGQUEUE, hard, hard);
-    }
+/// Held by every `mq://` fixture of this process: message queues of one user share
+/// `RLIMIT_MSGQUEUE` (800 KiB by default, which an unprivileged process cannot raise), and a
+/// server with 64 clients uses nearly all of it, so two such fixtures at once would hit it.
+static MQ_BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_mq_budget() -> std::sync::MutexGuard<'static, ()> {
+    MQ_BUDGET
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Waits until `condition` holds, checking every 10 ms for at most `limit`; returns whether it

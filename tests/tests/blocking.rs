@@ -194,4 +194,5 @@ blocking_conformance! {
     mmap => rpc_tests::Transport::Mmap,
     spawn => rpc_tests::Transport::Spawn,
     fifo => rpc_tests::Transport::Fifo,
+    mq => rpc_tests::Transport::Mq,
 }

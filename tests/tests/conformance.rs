@@ -477,6 +477,7 @@ conformance! {
     shm => rpc_tests::Transport::Shm,
     mmap => rpc_tests::Transport::Mmap,
     fifo => rpc_tests::Transport::Fifo,
+    mq => rpc_tests::Transport::Mq,
 }
 
 /// `spawn:` starts a server process per connection, each serving exactly that one connection,
