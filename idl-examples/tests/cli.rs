@@ -221,7 +221,7 @@ fn demo_prints_a_row_per_transport() {
 }
 
 #[test]
-fn client_spawns_the_server_over_stdio_and_reaches_a_fifo_server() {
+fn client_spawns_the_server_over_stdio_and_reaches_fifo_and_mq_servers() {
     // `spawn:`: the client starts `calc-server --listen stdio` as its child.
     let out = client(
         &format!("spawn:{SERVER} --listen stdio"),
