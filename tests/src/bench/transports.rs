@@ -74,6 +74,12 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Some(Mech::Fifo),
         None,
     ),
+    spec(
+        "mq",
+        Endpoint::Served(|e| format!("mq://{}", e.unique("bench"))),
+        Some(Mech::Mq),
+        None,
+    ),
 ];
 
 const fn spec(
