@@ -132,15 +132,25 @@ fn a_client_over_the_limit_gets_the_typed_error_not_a_hang() {
     assert!(!queue_exists(&name));
 }
 
-/// Runs this binary's `child` test as `part` of `name`; returns once it printed "ready".
-fn spawn_child(part: &str, name: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+/// This binary's `child` test as `part` of `name`.
+fn child_command(part: &str, name: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--exact", "child", "--nocapture", "--test-threads", "1"])
         .env(CHILD_ENV, format!("{part} {name}"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Runs this binary's `child` test as `part` of `name`; returns once it printed "ready".
+fn spawn_child(part: &str, name: &str) -> Child {
+    spawn_ready(child_command(part, name), part).unwrap()
+}
+
+/// Spawns `command`; returns once it printed "ready" (an error if it cannot be spawned).
+fn spawn_ready(mut command: Command, part: &str) -> std::io::Result<Child> {
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -156,7 +166,7 @@ fn spawn_child(part: &str, name: &str) -> Child {
         let _ = child.wait();
         panic!("the {part} child did not get ready");
     }
-    child
+    Ok(child)
 }
 
 fn kill9(mut child: Child) {
@@ -191,6 +201,59 @@ fn child() {
                     .unwrap();
                 println!("child ready");
                 tokio::time::sleep(LIMIT * 3).await;
+            }
+            "stranger-server" => {
+                let _listener = Listener::bind(&address, &config).await.unwrap();
+                println!("child ready");
+                tokio::time::sleep(LIMIT * 3).await;
+            }
+            "stranger-queue" => {
+                let attr = nix::mqueue::MqAttr::new(0, 4, 64, 0);
+                let queue = mq_open(
+                    format!("/{name}").as_str(),
+                    MQ_OFlag::O_RDWR | MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL,
+                    Mode::from_bits_truncate(0o666),
+                    Some(&attr),
+                )
+                .unwrap();
+                println!("child ready");
+                tokio::time::sleep(LIMIT * 3).await;
+                let _ = nix::mqueue::mq_close(queue);
+            }
+            "stranger-client" => {
+                // A well-formed hello with a real reply queue, by hand: our own client would
+                // refuse a server of another uid before saying anything.
+                use std::io::{IoSlice, Read};
+                use std::os::fd::AsRawFd;
+                use std::os::linux::net::SocketAddrExt;
+                use std::os::unix::net::{SocketAddr, UnixStream};
+                let at = SocketAddr::from_abstract_name(format!("rpc-mq/{name}")).unwrap();
+                let mut socket = UnixStream::connect_addr(&at).unwrap();
+                let queue_name = format!("/{name}.stranger");
+                let attr = nix::mqueue::MqAttr::new(0, 4, 1024, 0);
+                let queue = mq_open(
+                    queue_name.as_str(),
+                    MQ_OFlag::O_RDWR | MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                    Some(&attr),
+                )
+                .unwrap();
+                let _ = nix::mqueue::mq_unlink(queue_name.as_str());
+                let mut hello = [0u8; 16];
+                hello[..8].copy_from_slice(b"rpcmq\x01hi");
+                let fds = [queue.as_raw_fd()];
+                nix::sys::socket::sendmsg::<()>(
+                    socket.as_raw_fd(),
+                    &[IoSlice::new(&hello)],
+                    &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+                    nix::sys::socket::MsgFlags::empty(),
+                    None,
+                )
+                .unwrap();
+                socket.set_read_timeout(Some(LIMIT)).unwrap();
+                let mut answer = Vec::new();
+                let result = socket.read_to_end(&mut answer);
+                println!("child result: {result:?} after {} bytes", answer.len());
             }
             other => panic!("unknown part {other}"),
         }
@@ -276,4 +339,126 @@ fn a_killed_client_ends_its_server_connection_at_once() {
     drop(listener);
     drop(runtime);
     assert!(!queue_exists(&name));
+}
+
+/// The user the `stranger-*` children run as.
+const STRANGER: u32 = 65534;
+
+/// This binary's `child` as `part` of `name`, run as [`STRANGER`].
+fn stranger(part: &str, name: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = child_command(part, name);
+    command.uid(STRANGER).gid(STRANGER);
+    command
+}
+
+fn permission_denied_naming(result: &Result<impl std::fmt::Debug, TransportError>, what: &str) {
+    match result {
+        Err(TransportError::Connect { source, .. }) => {
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied,
+                "{source}"
+            );
+            assert!(source.to_string().contains(what), "{source}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Abstract sockets have no permissions: another user could bind `@rpc-mq/NAME` (or leave a
+/// queue `/NAME`) while our server is down, or connect to our server. Each side refuses a peer
+/// of another uid. Needs a process that may switch users (root with `CAP_SETUID`); skipped
+/// otherwise.
+#[test]
+fn another_users_server_queue_or_client_is_refused() {
+    let _serial = serial();
+    if nix::unistd::geteuid().as_raw() == STRANGER {
+        eprintln!("skipped: we run as the stranger uid {STRANGER} ourselves");
+        return;
+    }
+    let runtime = runtime();
+    let config = TransportConfig::default();
+
+    // A stranger's server on the name: our client refuses it, before sending anything.
+    let squatted = name("stranger-server");
+    let child = match spawn_ready(stranger("stranger-server", &squatted), "stranger-server") {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("skipped: cannot run a child as uid {STRANGER}: {error}");
+            return;
+        }
+    };
+    let address: Address = format!("mq://{squatted}").parse().unwrap();
+    let result = runtime.block_on(async {
+        tokio::time::timeout(LIMIT, connect(&address, &config))
+            .await
+            .unwrap()
+    });
+    permission_denied_naming(&result, &format!("uid {STRANGER}"));
+    kill9(child);
+    let _ = nix::mqueue::mq_unlink(format!("/{squatted}").as_str());
+
+    // Our own user's socket, but a stranger's queue under the name: refused too.
+    let planted = name("stranger-queue");
+    let child = spawn_ready(stranger("stranger-queue", &planted), "stranger-queue").unwrap();
+    let socket = std::os::unix::net::UnixListener::bind_addr(
+        &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            format!("rpc-mq/{planted}"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let address: Address = format!("mq://{planted}").parse().unwrap();
+    let result = runtime.block_on(async {
+        tokio::time::timeout(LIMIT, connect(&address, &config))
+            .await
+            .unwrap()
+    });
+    permission_denied_naming(&result, &format!("owned by uid {STRANGER}"));
+    drop(socket);
+    kill9(child);
+    let _ = nix::mqueue::mq_unlink(format!("/{planted}").as_str());
+    assert!(!queue_exists(&planted));
+
+    // A stranger's client: our server hangs up on it and goes on serving.
+    let ours = name("stranger-client");
+    let address: Address = format!("mq://{ours}").parse().unwrap();
+    runtime.block_on(async {
+        let listener = Listener::bind(&address, &config).await.unwrap();
+        let client = {
+            let ours = ours.clone();
+            tokio::task::spawn_blocking(move || {
+                stranger("stranger-client", &ours)
+                    .stdout(Stdio::piped())
+                    .output()
+                    .unwrap()
+            })
+        };
+        let output = tokio::select! {
+            output = client => output.unwrap(),
+            accepted = listener.accept() => panic!("accepted a stranger: {accepted:?}"),
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // Hung up on without a welcome (or reset).
+        assert!(
+            stdout.contains("child result: Ok(0) after 0 bytes")
+                || stdout.contains("child result: Err(") && stdout.contains("after 0 bytes"),
+            "{stdout}"
+        );
+        let (client, server) = tokio::time::timeout(LIMIT, async {
+            tokio::join!(connect(&address, &config), listener.accept())
+        })
+        .await
+        .unwrap();
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        client.send(Frame::from_payload(b"ours")).await.unwrap();
+        let frame = tokio::time::timeout(LIMIT, server.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame, Some(Frame::from_payload(b"ours")));
+    });
+    drop(runtime);
+    assert!(!queue_exists(&ours));
 }

@@ -26,6 +26,8 @@ use crate::frame::Frame;
 /// How long a closing sender keeps trying to finish its last frame and say goodbye when the
 /// peer's queue is full.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How often the closing thread looks whether it is still needed (see [`MqSender::close`]).
+const CLOSE_CHECK: Duration = Duration::from_millis(10);
 
 fn stopped_error(stopped: Stopped) -> TransportError {
     match stopped {
@@ -181,7 +183,16 @@ impl MqSender {
 
     /// Says goodbye: finishes a half-sent frame and sends `BYE`, without waiting. Should the
     /// peer's queue be full, a short-lived thread does it, giving up after [`CLOSE_WAIT`] or
-    /// when the peer goes.
+    /// when the peer goes (no thread at all if the peer is gone already).
+    ///
+    /// The thread also stops, without `BYE`, once it is the link's last holder with no frame
+    /// half sent (a frame a cancelled send left unstarted is dropped: a cancelled send never
+    /// promised delivery): the connection is then dropped on this side, and dropping the link
+    /// closes the socket, which ends the peer's receiver just as `BYE` would (after everything
+    /// sent before). So two sides dropped at once with full queues do not hold each other's
+    /// queues (and `RLIMIT_MSGQUEUE` budget) for [`CLOSE_WAIT`], each keeping its socket open
+    /// while waiting for the other to read. Only a frame already half sent keeps the thread
+    /// trying for up to [`CLOSE_WAIT`], as its peer would otherwise get a cut frame.
     pub(crate) fn close(&mut self) {
         if std::mem::replace(&mut self.closed, true) || self.link.is_dead() {
             return;
@@ -204,7 +215,7 @@ impl MqSender {
                 Deadline::At(Instant::now()),
             )
         });
-        if !matches!(finished, Err(TransportError::TimedOut)) {
+        if !matches!(finished, Err(TransportError::TimedOut)) || self.link.peer_gone_now() {
             return;
         }
         let (queue, link, token) = (self.queue.clone(), self.link.clone(), self.token);
@@ -212,20 +223,34 @@ impl MqSender {
             .name("rpc-mq-close".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                let deadline = Deadline::At(Instant::now() + CLOSE_WAIT);
+                let give_up = Instant::now() + CLOSE_WAIT;
                 let mut scratch = Vec::new();
-                let result = send_rest(
-                    &queue,
-                    &link,
-                    &mut pending,
-                    &mut scratch,
-                    token,
-                    Duration::ZERO,
-                    deadline,
-                )
-                .and_then(|()| send_bye(&queue, &link, token, deadline));
-                if let Err(error) = result {
-                    tracing::debug!(%error, "an mq connection closed without its goodbye");
+                loop {
+                    let deadline = Deadline::At((Instant::now() + CLOSE_CHECK).min(give_up));
+                    let result = send_rest(
+                        &queue,
+                        &link,
+                        &mut pending,
+                        &mut scratch,
+                        token,
+                        Duration::ZERO,
+                        deadline,
+                    )
+                    .and_then(|()| send_bye(&queue, &link, token, deadline));
+                    match result {
+                        Err(TransportError::TimedOut) if Instant::now() < give_up => {
+                            let half_sent = pending.as_ref().is_some_and(Outgoing::is_started);
+                            if !half_sent && Arc::strong_count(&link) == 1 {
+                                // Dropping the link (closing the socket) says goodbye.
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "an mq connection closed without its goodbye");
+                            return;
+                        }
+                        Ok(()) => return,
+                    }
                 }
             });
         if let Err(error) = spawned {

@@ -1,14 +1,82 @@
 //! The module's only `unsafe`: taking ownership of descriptors the kernel hands us.
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::mqueue::MqdT;
 
-/// Takes ownership of a descriptor received with `SCM_RIGHTS`.
-pub(super) fn owned_from_received(raw: RawFd) -> OwnedFd {
-    // SAFETY: the kernel just installed `raw` in our table for the message we received; nothing
-    // else knows or owns it, so taking ownership here closes it exactly once.
-    unsafe { OwnedFd::from_raw_fd(raw) }
+/// Receives one message without waiting (`recvmsg` with `MSG_DONTWAIT | MSG_CMSG_CLOEXEC`)
+/// into `data`, with room for `room` descriptors: the bytes read, every descriptor that
+/// arrived (owned, so none can leak), and whether the kernel cut the control data short
+/// (`MSG_CTRUNC`). Unlike nix's `cmsgs()`, which refuses to look at truncated control data,
+/// this takes the descriptors the kernel did install even then.
+pub(super) fn recv_with_rights(
+    socket: BorrowedFd<'_>,
+    data: &mut [u8],
+    room: usize,
+) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
+    let fd_bytes = room
+        .saturating_mul(size_of::<RawFd>())
+        .min(u32::MAX as usize / 2) as u32;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
+    // `u64`s, so the buffer is aligned for `cmsghdr`.
+    let mut control = vec![0u64; space.div_ceil(size_of::<u64>())];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero `msghdr` is valid (null pointers, zero lengths).
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = space as _;
+    let read = loop {
+        // SAFETY: `header` points at `iov` (describing `data`, writable for its length) and at
+        // `control` (writable for `space` bytes); all outlive the call.
+        let read = unsafe {
+            libc::recvmsg(
+                socket.as_raw_fd(),
+                &mut header,
+                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+            )
+        };
+        if read >= 0 {
+            break read as usize;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
+    let truncated = header.msg_flags & libc::MSG_CTRUNC != 0;
+    let start = control.as_ptr() as usize;
+    // The kernel sets `msg_controllen` to the bytes it wrote, never more than `space`.
+    let end = start + (header.msg_controllen as usize).min(space);
+    let mut fds = Vec::new();
+    // SAFETY: `header` describes the control data the kernel just wrote into `control`;
+    // CMSG_FIRSTHDR and CMSG_NXTHDR return headers inside it (or null), each fully inside the
+    // written bytes. Each `SCM_RIGHTS` header is followed by `cmsg_len` bytes (clamped to the
+    // written data here) of descriptors the kernel installed in our table for this message
+    // alone: nothing else knows or owns them, so each is owned (and closed) exactly once.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+        while !cmsg.is_null() {
+            let entry = cmsg.read_unaligned();
+            if entry.cmsg_level == libc::SOL_SOCKET && entry.cmsg_type == libc::SCM_RIGHTS {
+                let first = libc::CMSG_DATA(cmsg);
+                let last = (cmsg as usize + entry.cmsg_len as usize).min(end);
+                let count = last.saturating_sub(first as usize) / size_of::<RawFd>();
+                for i in 0..count {
+                    let raw = first.cast::<RawFd>().add(i).read_unaligned();
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+        }
+    }
+    Ok((read, fds, truncated))
 }
 
 /// Views a received descriptor as a message-queue descriptor. The caller checks it really is

@@ -71,6 +71,12 @@ impl Link {
         self.dead.load(Ordering::SeqCst)
     }
 
+    /// Looks at the socket now (without waiting): whether the peer is gone.
+    pub(crate) fn peer_gone_now(&self) -> bool {
+        let _ = self.check();
+        self.is_dead()
+    }
+
     fn mark_dead(&self) {
         self.dead.store(true, Ordering::SeqCst);
     }

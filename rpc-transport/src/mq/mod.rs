@@ -16,7 +16,21 @@
 //!   token, which the client puts in every message it sends to the shared queue `/NAME`. The
 //!   server side of the handshake runs while `accept` is being awaited (in a task of its own,
 //!   so `accept` stays cancellation safe); a client's `connect` completes once the server
-//!   accepts.
+//!   accepts. The socket connects without blocking: while a hung server's backlog is full the
+//!   client retries with short sleeps, until `connect_blocking`'s timeout or, for async
+//!   `connect`, 10 s (then [`TransportError::Connect`] of kind `TimedOut`). The wait for the
+//!   welcome after that is bounded by `connect_blocking`'s timeout, but not in async `connect`
+//!   (a server may take its time to `accept`; the caller bounds it).
+//! - **Same user only.** Abstract sockets have no permissions: anyone may bind `@rpc-mq/NAME`
+//!   while our server is down, or connect to it. So the client requires the socket's peer
+//!   (`SO_PEERCRED`) to run as its effective uid and the server queue it opens to be owned by
+//!   it (`fstat`), refusing otherwise with [`TransportError::Connect`] of kind
+//!   `PermissionDenied` naming the uid, before it hands over its reply queue; the server hangs
+//!   up on a client of another uid before reading its hello. Each connection's token is an
+//!   unpredictable 64-bit value (a secret keyed permutation of a counter: unique, never 0), so
+//!   a client cannot guess another connection's token and put frames into it. Descriptors a
+//!   hello brings beyond its one reply queue are closed (there is room for as many as a
+//!   message can carry, so the kernel never truncates them).
 //! - **Messages** (`wire.rs`): a 16-byte header and a chunk; frames longer than a message are
 //!   fragmented and reassembled (16 MiB is about 2,000 messages of 8 KiB), and everything the
 //!   peer sends is checked: a protocol error fails that connection only.
@@ -35,7 +49,17 @@
 //! - **Closing**: a sender's `close` (and drop) sends `BYE`, so the peer's receiver returns
 //!   `None`; should the peer's queue be full, a short-lived thread sends it, for at most two
 //!   seconds. A peer that vanishes between frames also ends with `None`; in the middle of a
-//!   frame, with [`TransportError::Malformed`].
+//!   frame, with [`TransportError::Malformed`]. So the thread is not started when the peer is
+//!   gone already, stops as soon as it goes, and stops at once when the connection is dropped
+//!   on our side too (closing the socket then says goodbye as well) unless a frame is half
+//!   sent.
+//! - **What holds a queue after the acceptor and connections are dropped** (each queue counts
+//!   against `RLIMIT_MSGQUEUE` until its last descriptor closes): a closing thread finishing a
+//!   half-sent frame to a live peer that does not read (at most two seconds; both queues); a
+//!   handshake task whose client has not sent its hello yet (the server queue, through the
+//!   routing task, at most 5 s); the routing task until it next runs after its last
+//!   connection goes; and connections still owned by tasks that are aborted but not yet
+//!   dropped by the runtime, which only the runtime controls.
 //! - **Waiting**: nonblocking queue operations are retried for `socket_spin` (yielding between
 //!   tries in async code, spinning in blocking code), then the task sleeps on the queue's
 //!   readiness (Linux queue descriptors work with epoll and poll).
@@ -119,9 +143,48 @@ pub(crate) struct MqAcceptor {
     control: mpsc::UnboundedSender<Control>,
     accepted_tx: mpsc::Sender<Connection>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
-    /// Tokens are `salt ^ n`: unique, and not guessable from one another.
-    salt: u64,
+    tokens: Tokens,
+}
+
+/// Connection tokens: a secret keyed permutation of a counter, so every token of an acceptor
+/// is different (a permutation has no collisions) and none can be guessed from others (a
+/// client of the same user could otherwise put frames into other clients' connections).
+///
+/// The permutation is a four-round Feistel network on the counter's 32-bit halves whose round
+/// function is SipHash (`RandomState`, keyed from the operating system's randomness once per
+/// acceptor): a pseudorandom permutation as long as the key is secret. Token 0 is never used.
+#[derive(Debug)]
+struct Tokens {
+    key: std::collections::hash_map::RandomState,
     next: AtomicU64,
+}
+
+impl Tokens {
+    fn new() -> Tokens {
+        Tokens {
+            key: std::collections::hash_map::RandomState::new(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn permute(&self, n: u64) -> u64 {
+        use std::hash::BuildHasher;
+        let (mut left, mut right) = ((n >> 32) as u32, n as u32);
+        for round in 0u8..4 {
+            let f = self.key.hash_one((round, right)) as u32;
+            (left, right) = (right, left ^ f);
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
+
+    fn next(&self) -> u64 {
+        loop {
+            let token = self.permute(self.next.fetch_add(1, Ordering::Relaxed));
+            if token != 0 {
+                return token;
+            }
+        }
+    }
 }
 
 fn bind_error(address: &Address, source: io::Error) -> TransportError {
@@ -147,17 +210,6 @@ fn open_failed(
             format!("{what}: {}", errno.desc()),
         )),
     }
-}
-
-fn random_salt() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
 }
 
 impl MqAcceptor {
@@ -196,8 +248,7 @@ impl MqAcceptor {
             control,
             accepted_tx,
             accepted: tokio::sync::Mutex::new(accepted_rx),
-            salt: random_salt(),
-            next: AtomicU64::new(1),
+            tokens: Tokens::new(),
         })
     }
 
@@ -214,7 +265,7 @@ impl MqAcceptor {
                 connection = accepted.recv() => return connection.ok_or(TransportError::Closed),
                 stream = self.listener.accept() => {
                     let (stream, _) = stream?;
-                    let token = self.salt ^ self.next.fetch_add(1, Ordering::Relaxed);
+                    let token = self.tokens.next();
                     let control = self.control.clone();
                     let done = self.accepted_tx.clone();
                     let config = config.clone();
@@ -246,7 +297,10 @@ async fn hand_over(
     control: mpsc::UnboundedSender<Control>,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    let peer = rendezvous::peer_of(&stream)?;
+    let cred = rendezvous::credentials(&stream)?;
+    // Another user's client is refused before it can hand us anything.
+    rendezvous::require_same_user(cred.uid(), rendezvous::own_uid(), "mq client")?;
+    let peer = rendezvous::peer_info(&cred);
     let mut hello = [0u8; rendezvous::HELLO_LEN];
     let (read, fds) = loop {
         stream.readable().await?;
@@ -331,9 +385,20 @@ fn reply_queue(name: &str, limits: &SystemLimits) -> Result<Queue, TransportErro
     unreachable!("reply_msgsizes is never empty")
 }
 
-/// The client's side up to the hello: connect, make the reply queue, open the server queue.
-fn say_hello(address: &Address, name: &str) -> Result<Hello, TransportError> {
-    let socket = rendezvous::connect(name).map_err(|e| {
+/// How long an async `connect` keeps retrying the rendezvous socket of a server whose backlog
+/// is full (the caller may give up sooner).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// The longest pause between such retries.
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(20);
+
+/// One attempt to connect the rendezvous socket: `Ok(true)` once connected, `Ok(false)` while
+/// the server's backlog is full, and the error for nobody listening.
+fn try_connect(
+    address: &Address,
+    name: &str,
+    connecting: &rendezvous::Connecting,
+) -> Result<bool, TransportError> {
+    connecting.attempt().map_err(|e| {
         let source = match e.kind() {
             io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => io::Error::new(
                 e.kind(),
@@ -342,8 +407,71 @@ fn say_hello(address: &Address, name: &str) -> Result<Hello, TransportError> {
             _ => e,
         };
         connect_error(address, source)
-    })?;
-    let peer = rendezvous::peer_of(&socket)?;
+    })
+}
+
+fn backlog_full(address: &Address, name: &str) -> TransportError {
+    connect_error(
+        address,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the server of {address} did not take the connection in time (the backlog of \
+                 @rpc-mq/{name} stayed full: the server is overloaded or hung)"
+            ),
+        ),
+    )
+}
+
+/// Connects the rendezvous socket, retrying with short sleeps while the backlog is full, until
+/// `give_up`.
+async fn connect_socket(
+    address: &Address,
+    name: &str,
+    give_up: Instant,
+) -> Result<UnixStream, TransportError> {
+    let connecting = rendezvous::Connecting::new(name).map_err(|e| connect_error(address, e))?;
+    let mut pause = Duration::from_millis(1);
+    while !try_connect(address, name, &connecting)? {
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(backlog_full(address, name));
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(CONNECT_RETRY_MAX);
+    }
+    Ok(connecting.into_stream())
+}
+
+/// The blocking form of [`connect_socket`].
+fn connect_socket_blocking(
+    address: &Address,
+    name: &str,
+    give_up: Instant,
+) -> Result<UnixStream, TransportError> {
+    let connecting = rendezvous::Connecting::new(name).map_err(|e| connect_error(address, e))?;
+    let mut pause = Duration::from_millis(1);
+    while !try_connect(address, name, &connecting)? {
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(backlog_full(address, name));
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(CONNECT_RETRY_MAX);
+    }
+    Ok(connecting.into_stream())
+}
+
+/// The client's side up to the hello, on a connected rendezvous socket: check the server is
+/// our own user's, make the reply queue, open the server queue and send the hello.
+fn say_hello(address: &Address, name: &str, socket: UnixStream) -> Result<Hello, TransportError> {
+    let cred = rendezvous::credentials(&socket).map_err(|e| connect_error(address, e))?;
+    let own = rendezvous::own_uid();
+    // Whoever holds @rpc-mq/NAME would get our reply queue and requests: a stranger could
+    // bind it while our server is down.
+    rendezvous::require_same_user(cred.uid(), own, &format!("process bound at @rpc-mq/{name}"))
+        .map_err(|e| connect_error(address, e))?;
+    let peer = rendezvous::peer_info(&cred);
     let limits = SystemLimits::read();
     let reply = reply_queue(name, &limits)?;
     let cname = queue::queue_name(name).map_err(|e| connect_error(address, e))?;
@@ -355,6 +483,21 @@ fn say_hello(address: &Address, name: &str) -> Result<Hello, TransportError> {
             |e| connect_error(address, e),
         )
     })?;
+    // Only our own user can make a queue owned by our uid: anyone else's is not our server's.
+    let owner = nix::sys::stat::fstat(server.as_fd())
+        .map_err(|e| connect_error(address, e.into()))?
+        .st_uid;
+    if owner != own {
+        return Err(connect_error(
+            address,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the server queue /{name} is owned by uid {owner}, not by our uid {own}; refusing it"
+                ),
+            ),
+        ));
+    }
     rendezvous::send_with_fd(socket.as_fd(), &rendezvous::hello(), reply.as_fd())
         .map_err(|e| connect_error(address, e))?;
     Ok(Hello {
@@ -408,7 +551,8 @@ pub(crate) async fn connect(
     name: &str,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    let mut hello = say_hello(address, name)?;
+    let socket = connect_socket(address, name, Instant::now() + CONNECT_WAIT).await?;
+    let mut hello = say_hello(address, name, socket)?;
     let stream = tokio::net::UnixStream::from_std(hello.socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
     let mut read = 0;
@@ -433,7 +577,8 @@ pub(crate) fn connect_blocking(
     timeout: Duration,
 ) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
     let give_up = Instant::now() + timeout;
-    let hello = say_hello(address, name)?;
+    let socket = connect_socket_blocking(address, name, give_up)?;
+    let hello = say_hello(address, name, socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
     let mut read = 0;
     while read < welcome.len() {

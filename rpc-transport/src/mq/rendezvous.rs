@@ -5,13 +5,15 @@
 //! Hello, client to server: `[HELLO_MAGIC 8][reserved 8]` with the reply queue's descriptor
 //! (`SCM_RIGHTS`). Welcome, server to client: `[WELCOME_MAGIC 8][token u64 LE][msgsize u64 LE]`.
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 
+use nix::errno::Errno;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sendmsg, sockopt,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, UnixCredentials,
+    getsockopt, sendmsg, sockopt,
 };
 
 use crate::connection::PeerInfo;
@@ -35,20 +37,77 @@ pub(crate) fn listen(name: &str) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Connects to the rendezvous socket (nonblocking afterwards).
-pub(crate) fn connect(name: &str) -> io::Result<UnixStream> {
-    let stream = UnixStream::connect_addr(&socket_address(name)?)?;
-    stream.set_nonblocking(true)?;
-    Ok(stream)
+/// A nonblocking socket connecting to the rendezvous socket.
+///
+/// A blocking `connect` to a server whose backlog is full (a hung server) would wait forever;
+/// a nonblocking one fails with `EAGAIN` instead, and the caller retries until its deadline.
+pub(crate) struct Connecting {
+    socket: OwnedFd,
+    address: UnixAddr,
+}
+
+impl Connecting {
+    /// A nonblocking, close-on-exec socket for `mq://NAME`; nothing is sent yet.
+    pub(crate) fn new(name: &str) -> io::Result<Connecting> {
+        let address = UnixAddr::new_abstract(format!("rpc-mq/{name}").as_bytes())?;
+        let socket = nix::sys::socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        Ok(Connecting { socket, address })
+    }
+
+    /// One attempt: `Ok(true)` once connected, `Ok(false)` if the server's backlog is full (try
+    /// again later); `ConnectionRefused` if nobody listens.
+    pub(crate) fn attempt(&self) -> io::Result<bool> {
+        loop {
+            match nix::sys::socket::connect(self.socket.as_raw_fd(), &self.address) {
+                Ok(()) | Err(Errno::EISCONN) => return Ok(true),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(false),
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+
+    /// The connected socket (nonblocking).
+    pub(crate) fn into_stream(self) -> UnixStream {
+        UnixStream::from(self.socket)
+    }
+}
+
+/// The peer's credentials (`SO_PEERCRED`, taken when the connection was made).
+pub(crate) fn credentials(socket: &impl AsFd) -> io::Result<UnixCredentials> {
+    Ok(getsockopt(socket, sockopt::PeerCredentials)?)
 }
 
 /// The peer's credentials as a [`PeerInfo`].
-pub(crate) fn peer_of(socket: &impl AsFd) -> io::Result<PeerInfo> {
-    let cred = getsockopt(socket, sockopt::PeerCredentials)?;
-    Ok(PeerInfo::Local {
+pub(crate) fn peer_info(cred: &UnixCredentials) -> PeerInfo {
+    PeerInfo::Local {
         pid: Some(cred.pid()),
         uid: Some(cred.uid()),
-    })
+    }
+}
+
+/// Refuses a peer running as another user than `own`: abstract sockets have no permissions,
+/// so anyone may bind or connect to `@rpc-mq/NAME`, and only the peer's uid tells a stranger
+/// from our own server or client. `peer` names the other side in the error.
+pub(crate) fn require_same_user(peer_uid: u32, own: u32, peer: &str) -> io::Result<()> {
+    if peer_uid == own {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the {peer} runs as uid {peer_uid}, not as our uid {own}; refusing it"),
+        ))
+    }
+}
+
+/// Our effective uid.
+pub(crate) fn own_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Sends `data` with the descriptor `fd` in one message.
@@ -90,27 +149,40 @@ fn short(sent: usize, want: usize) -> io::Result<()> {
     }
 }
 
+/// The most descriptors one `SCM_RIGHTS` message can carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const SCM_MAX_FD: usize = 253;
+
 /// Receives one message (without waiting) into `data`: the bytes read (0 at end of stream) and
-/// the descriptors that came with it, owned.
+/// every descriptor that came with it, owned (so those the caller does not keep are closed).
+/// There is room for [`SCM_MAX_FD`] descriptors, as many as a message can carry, so the kernel
+/// never has to cut them short.
 pub(crate) fn recv_with_fds(
     socket: BorrowedFd<'_>,
     data: &mut [u8],
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [IoSliceMut::new(data)];
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )?;
-    let mut fds = Vec::new();
-    for control in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(received) = control {
-            fds.extend(received.into_iter().map(super::fd::owned_from_received));
-        }
+    recv_with_room(socket, data, SCM_MAX_FD)
+}
+
+/// [`recv_with_fds`] with room for `room` descriptors. Should the kernel still cut the control
+/// data short (`MSG_CTRUNC`), the descriptors that did arrive are closed and it is an error.
+fn recv_with_room(
+    socket: BorrowedFd<'_>,
+    data: &mut [u8],
+    room: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let (read, fds, truncated) = super::fd::recv_with_rights(socket, data, room)?;
+    if truncated {
+        let arrived = fds.len();
+        drop(fds);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the peer sent more control data than fits (MSG_CTRUNC); closed the {arrived} \
+                 descriptors that arrived"
+            ),
+        ));
     }
-    Ok((message.bytes, fds))
+    Ok((read, fds))
 }
 
 /// The hello a client sends.
@@ -151,4 +223,81 @@ pub(crate) fn parse_welcome(data: &[u8]) -> io::Result<(u64, usize)> {
     let token = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
     let msgsize = u64::from_le_bytes(data[16..].try_into().expect("8 bytes"));
     Ok((token, msgsize as usize))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// How many of this process's descriptors are open on `path`.
+    pub(in crate::mq) fn open_on(path: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
+    }
+
+    /// A file of its own for `tag`, to count descriptors open on it.
+    pub(in crate::mq) fn marker(tag: &str) -> (std::path::PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!("rpc-mq-{tag}-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+
+    /// Sends `data` with `count` duplicates of `file`'s descriptor, closing ours.
+    pub(in crate::mq) fn send_dups(
+        socket: &impl AsFd,
+        data: &[u8],
+        file: &std::fs::File,
+        count: usize,
+    ) {
+        let fds: Vec<OwnedFd> = (0..count)
+            .map(|_| file.try_clone().unwrap().into())
+            .collect();
+        let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        let control = [ControlMessage::ScmRights(&raw)];
+        let sent = sendmsg::<()>(
+            socket.as_fd().as_raw_fd(),
+            &[IoSlice::new(data)],
+            &control,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .unwrap();
+        assert_eq!(sent, data.len());
+    }
+
+    #[test]
+    fn another_users_peer_is_refused() {
+        assert!(require_same_user(1000, 1000, "mq client").is_ok());
+        let error = require_same_user(1001, 1000, "mq client").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert!(error.to_string().contains("uid 1001"), "{error}");
+    }
+
+    #[test]
+    fn every_received_descriptor_is_owned_and_truncation_closes_them() {
+        let (path, file) = marker("fds-unit");
+        let (a, b) = UnixStream::pair().unwrap();
+        // Room for all: every one arrives, owned.
+        send_dups(&a, &hello(), &file, 6);
+        let mut data = [0u8; HELLO_LEN];
+        let (read, fds) = recv_with_fds(b.as_fd(), &mut data).unwrap();
+        assert_eq!((read, fds.len()), (HELLO_LEN, 6));
+        assert_eq!(open_on(&path), 6 + 1);
+        assert!(parse_hello(&data, fds).is_err());
+        assert_eq!(open_on(&path), 1, "a refused hello closes its descriptors");
+        // Too little room: the kernel truncates; what arrived is closed and it is an error.
+        send_dups(&a, &hello(), &file, 6);
+        let error = recv_with_room(b.as_fd(), &mut data, 2).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("MSG_CTRUNC"), "{error}");
+        assert_eq!(open_on(&path), 1);
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+    }
 }

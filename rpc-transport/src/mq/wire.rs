@@ -91,6 +91,11 @@ impl Outgoing {
         &self.buf[FRAME_PREFIX..]
     }
 
+    /// Whether the frame's first message went (the peer holds part of it).
+    pub(crate) fn is_started(&self) -> bool {
+        self.started
+    }
+
     /// Whether every message of the frame has gone.
     pub(crate) fn is_done(&self) -> bool {
         self.started && self.sent == self.payload().len()
