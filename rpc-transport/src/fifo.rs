@@ -20,8 +20,8 @@
 //! recognises as stale and takes over.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,12 +101,15 @@ fn valid_name(name: &[u8]) -> bool {
 /// A bound `fifo://` listener.
 #[derive(Debug)]
 pub(crate) struct FifoAcceptor {
-    dir: PathBuf,
+    /// Removes our files and the directory; dropped before the lock is released.
+    owned: OwnedDir,
     /// The request FIFO's read end and the bytes of an announcement not yet whole.
     requests: Mutex<(PipeRead, BytesMut)>,
     /// A write end of our own, so the request FIFO never reports end-of-file between clients.
     _requests_writer: OwnedFd,
     _lock: Flock<std::fs::File>,
+    /// When dead clients' FIFOs were last looked for.
+    last_sweep: std::sync::Mutex<Instant>,
 }
 
 impl FifoAcceptor {
@@ -134,14 +137,18 @@ impl FifoAcceptor {
             }
             Err((_, errno)) => return Err(bind_error(errno.into())),
         };
-        // We hold the lock: whatever FIFOs are here belong to a server that is gone.
+        // We hold the lock: whatever FIFOs are here belong to a server that is gone. From here
+        // on, a failed bind removes what it made.
+        let owned = OwnedDir {
+            dir: dir.to_owned(),
+        };
         let requests = dir.join(REQUESTS);
         match std::fs::remove_file(&requests) {
             Ok(()) => tracing::info!(dir = %dir.display(), "taking over a stale FIFO directory"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(bind_error(e)),
         }
-        remove_fifos(dir);
+        remove_fifos(dir, |_| true);
         nix::unistd::mkfifo(&requests, owner_only()).map_err(|e| bind_error(e.into()))?;
         let reader = open(
             &requests,
@@ -156,13 +163,14 @@ impl FifoAcceptor {
         )
         .map_err(|e| bind_error(e.into()))?;
         Ok(FifoAcceptor {
-            dir: dir.to_owned(),
+            owned,
             requests: Mutex::new((
                 PipeRead::new(reader, None).map_err(bind_error)?,
                 BytesMut::with_capacity(4096),
             )),
             _requests_writer: writer,
             _lock: lock,
+            last_sweep: std::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -175,6 +183,7 @@ impl FifoAcceptor {
         let mut requests = self.requests.lock().await;
         let (reader, pending) = &mut *requests;
         loop {
+            self.sweep_dead_clients();
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line = pending.split_to(end + 1);
                 let name = &line[..end];
@@ -199,6 +208,27 @@ impl FifoAcceptor {
         }
     }
 
+    /// Removes FIFO pairs left by clients that died before announcing them (their names carry
+    /// their pid), at most once a second.
+    fn sweep_dead_clients(&self) {
+        let Ok(mut last) = self.last_sweep.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        remove_fifos(&self.owned.dir, |name| {
+            let pid = name
+                .strip_prefix('c')
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok());
+            pid.is_some_and(|pid| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+            })
+        });
+    }
+
     /// Opens a client's FIFOs (without waiting: the client holds its ends open already) and
     /// acknowledges.
     fn connect_client(
@@ -206,7 +236,7 @@ impl FifoAcceptor {
         name: &str,
         config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
-        let names = Arc::new(FifoNames::new(&self.dir, name));
+        let names = Arc::new(FifoNames::new(&self.owned.dir, name));
         let up = open(
             &names.up,
             OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -239,24 +269,59 @@ impl FifoAcceptor {
     }
 }
 
-impl Drop for FifoAcceptor {
+/// The server's files in its directory, removed (with the directory, if that leaves it
+/// empty) when the server goes.
+#[derive(Debug)]
+struct OwnedDir {
+    dir: PathBuf,
+}
+
+impl Drop for OwnedDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.dir.join(REQUESTS));
-        remove_fifos(&self.dir);
+        remove_fifos(&self.dir, |_| true);
         let _ = std::fs::remove_file(self.dir.join(LOCK));
         // Only succeeds if nothing else is in it: a directory we did not fill is left alone.
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
-/// Creates `dir` with mode 0700, or checks that an existing one is a directory of ours and
-/// makes it 0700.
+/// Creates `dir` with mode 0700, or checks that an existing one is ours: a directory of this
+/// user, mode 0700, holding nothing but a FIFO server's files (so pointing `fifo://` at a
+/// directory of documents cannot delete any of them).
 fn prepare_dir(dir: &Path) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
+    check_private_dir(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type()?;
+        let ours = match name.as_ref() {
+            LOCK => kind.is_file(),
+            REQUESTS => kind.is_fifo(),
+            other => (other.ends_with(".up") || other.ends_with(".down")) && kind.is_fifo(),
+        };
+        if !ours {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} holds {name}, which is not a FIFO server's; choose an empty or new directory",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `dir` is a directory of this user with mode 0700, as a server makes it: a
+/// client puts its FIFOs nowhere else, and a server adopts nothing else.
+fn check_private_dir(dir: &Path) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
         return Err(io::Error::new(
@@ -264,28 +329,37 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
             format!("{} exists and is not a directory", dir.display()),
         ));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o777 != 0o700 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} belongs to another user", dir.display()),
+            format!(
+                "{} must be a directory of this user with mode 0700 (it has uid {}, mode {:o})",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o777
+            ),
         ));
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    Ok(())
 }
 
-/// Removes the client FIFOs (`*.up`, `*.down`) in `dir`; nothing else.
-fn remove_fifos(dir: &Path) {
+/// Removes the client FIFOs (`*.up`, `*.down`) in `dir` whose name (without the suffix)
+/// `remove` picks; nothing else.
+fn remove_fifos(dir: &Path, remove: impl Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let is_fifo = entry.file_type().map(|t| {
-            use std::os::unix::fs::FileTypeExt;
-            t.is_fifo()
-        });
-        if (name.ends_with(".up") || name.ends_with(".down")) && is_fifo.unwrap_or(false) {
+        let client = name
+            .strip_suffix(".up")
+            .or_else(|| name.strip_suffix(".down"));
+        let is_fifo = entry.file_type().is_ok_and(|t| t.is_fifo());
+        if let Some(client) = client
+            && is_fifo
+            && remove(client)
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -312,6 +386,18 @@ fn connect_error(address: &Address, source: io::Error) -> TransportError {
 fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = dir_of(address);
+    if let Err(e) = check_private_dir(dir) {
+        // A missing directory is simply no server.
+        let e = if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("no server listens at {address}"),
+            )
+        } else {
+            e
+        };
+        return Err(connect_error(address, e));
+    }
     let requests = open(
         &dir.join(REQUESTS),
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -383,13 +469,15 @@ fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
 }
 
 /// Step 3, after the acknowledgement: the write end of `NAME.up`; the names are removed.
+///
+/// The FIFO is reopened through our own descriptor (`/proc/self/fd`), not its name: a server
+/// that refuses us at once may have removed the name already, and we must still read why.
 fn finish(address: &Address, announced: Announced) -> Result<(OwnedFd, OwnedFd), TransportError> {
-    let up = open(
-        &announced.names.up,
-        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| connect_error(address, e.into()))?;
+    let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let own = format!("/proc/self/fd/{}", announced.up_keep.as_raw_fd());
+    let up = open(own.as_str(), flags, Mode::empty())
+        .or_else(|_| open(&announced.names.up, flags, Mode::empty()))
+        .map_err(|e| connect_error(address, e.into()))?;
     drop(announced.up_keep);
     Ok((up, announced.down))
 }

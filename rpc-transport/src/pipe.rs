@@ -5,9 +5,14 @@
 //! here ([`PipeRead`], [`PipeWrite`], [`SyncPipe`]) also carry FIFOs (`fifo.rs`).
 //!
 //! A spawned child lives exactly as long as its connection: when both halves are gone the
-//! child reads end-of-file on stdin, and a reaper thread waits for it (killing it if it
-//! lingers past [`REAP_GRACE`]), so no child is left running or unreaped. When the child dies
-//! first, its stdout closes and the connection ends at once.
+//! child reads end-of-file on stdin, and a reaper thread waits for it (sending SIGTERM if it
+//! lingers past [`REAP_GRACE`], SIGKILL after as long again), so no child is left running or
+//! unreaped while this process lives. When the child dies first, its stdout closes and the
+//! connection ends at once (unless a grandchild inherited that stdout and keeps it open).
+//!
+//! Writing to a pipe whose reader is gone raises SIGPIPE; Rust programs ignore it from the
+//! start (and get `EPIPE`), which this module relies on. A host that restores the default
+//! disposition would be killed by a peer's death instead.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -20,6 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
@@ -30,7 +36,8 @@ use crate::connection::{Connection, PeerInfo};
 use crate::error::TransportError;
 use crate::stream::{StreamReceiver, StreamSender, TryRead};
 
-/// How long a spawned child may take to exit after its stdin closes before it is killed.
+/// How long a spawned child may take to exit after its stdin closes before it is asked to stop
+/// with SIGTERM, and again after that before SIGKILL.
 pub const REAP_GRACE: Duration = Duration::from_secs(5);
 
 /// Something owned jointly by both halves of a pipe connection, dropped with the last one.
@@ -60,21 +67,19 @@ impl Drop for ChildReaper {
             return;
         };
         // The pipes are closed by now (the halves drop their descriptors before this), so the
-        // child reads end-of-file; give it a moment to exit on its own, then kill it.
+        // child reads end-of-file; give it time to exit on its own, then ask it to stop
+        // (SIGTERM: a server finishes its calls and removes its files), then kill it.
         let reap = move || {
-            let until = Instant::now() + REAP_GRACE;
-            let mut pause = Duration::from_millis(1);
-            while Instant::now() < until {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => return,
-                    Ok(None) => std::thread::sleep(pause),
-                }
-                pause = (pause * 2).min(Duration::from_millis(50));
+            if exits_within(&mut child, REAP_GRACE) {
+                return;
             }
-            tracing::warn!(
-                pid = child.id(),
-                "spawned server ignored end-of-file; killing it"
-            );
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            tracing::warn!(%pid, "spawned server ignored end-of-file; sending SIGTERM");
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if exits_within(&mut child, REAP_GRACE) {
+                return;
+            }
+            tracing::warn!(%pid, "spawned server ignored SIGTERM; killing it");
             let _ = child.kill();
             let _ = child.wait();
         };
@@ -85,6 +90,20 @@ impl Drop for ChildReaper {
         {
             tracing::warn!("cannot start a reaper thread; the child may stay a zombie");
         }
+    }
+}
+
+/// Waits up to `limit` for `child` to exit, reaping it; whether it did (or cannot be waited for).
+fn exits_within(child: &mut Child, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) if Instant::now() >= until => return false,
+            Ok(None) => std::thread::sleep(pause),
+        }
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -272,7 +291,7 @@ impl AsFd for SyncPipe {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::fcntl::{FcntlArg, fcntl};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
@@ -380,16 +399,15 @@ impl StdioAcceptor {
                 address: address.to_string(),
             });
         }
-        let taken = take_stdio().map_err(bind_error)?;
-        let (input, output) = taken;
-        let not_a_pipe = |e: io::Error| {
-            bind_error(io::Error::new(
-                e.kind(),
-                format!("stdin and stdout must be pipes (as `spawn:` makes them): {e}"),
-            ))
-        };
-        let receiver = PipeRead::new(input, None).map_err(not_a_pipe)?;
-        let sender = PipeWrite::new(output, None).map_err(not_a_pipe)?;
+        let taken = take_stdio()
+            .and_then(|(input, output)| {
+                Ok((PipeRead::new(input, None)?, PipeWrite::new(output, None)?))
+            })
+            .map_err(|e| {
+                STDIO_TAKEN.store(false, Ordering::SeqCst);
+                bind_error(e)
+            })?;
+        let (receiver, sender) = taken;
         let connection = Connection::new(
             StreamSender::new(sender, config.max_frame_size).into(),
             StreamReceiver::new(receiver, config.max_frame_size, config.socket_spin).into(),
@@ -410,13 +428,39 @@ impl StdioAcceptor {
     }
 }
 
-/// Moves stdin and stdout to fresh close-on-exec descriptors and returns them; descriptor 0
-/// becomes `/dev/null` and descriptor 1 a copy of stderr.
+/// Takes stdin and stdout for the connection and returns private descriptors of them; then
+/// descriptor 0 becomes `/dev/null` and descriptor 1 a copy of stderr. Both must be pipes;
+/// nothing is changed if they are not.
+///
+/// The pipes are reopened through `/proc/self/fd`, which gives this process open file
+/// descriptions of its own: making them non-blocking then cannot affect another process
+/// sharing the inherited ones (a shell pipeline's other members).
 fn take_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
     let stdin = io::stdin();
     let stdout = io::stdout();
-    let input = stdin.as_fd().try_clone_to_owned()?;
-    let output = stdout.as_fd().try_clone_to_owned()?;
+    for (fd, name) in [(stdin.as_fd(), "stdin"), (stdout.as_fd(), "stdout")] {
+        let kind = nix::sys::stat::fstat(fd)?.st_mode & nix::libc::S_IFMT;
+        if kind != nix::libc::S_IFIFO {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name} is not a pipe; `stdio` serves the pipes a `spawn:` client makes"),
+            ));
+        }
+    }
+    let reopen = |fd: BorrowedFd<'_>, flags: OFlag| -> io::Result<OwnedFd> {
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        match nix::fcntl::open(
+            path.as_str(),
+            flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(private) => Ok(private),
+            // No /proc: share the inherited description after all.
+            Err(_) => fd.try_clone_to_owned(),
+        }
+    };
+    let input = reopen(stdin.as_fd(), OFlag::O_RDONLY)?;
+    let output = reopen(stdout.as_fd(), OFlag::O_WRONLY)?;
     // Hold the locks so no other thread writes to stdout while it is being redirected.
     let _in = stdin.lock();
     let mut out = stdout.lock();

@@ -1,7 +1,7 @@
 //! `fifo://` between real processes: the directory's shape and permissions, cleanup on every
 //! exit, a restart over a killed server's directory, and clients that die.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -85,7 +85,10 @@ async fn no_server_is_a_quick_refusal_that_leaves_nothing() {
     );
     // A directory whose request FIFO nobody reads (its server was killed): refused too.
     let stale = dir.0.join("stale");
-    std::fs::create_dir(&stale).unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&stale)
+        .unwrap();
     nix::unistd::mkfifo(&stale.join("requests"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let address = format!("fifo://{}", stale.display());
     let outcome = bounded(LIMIT, "connect", ProbeClient::connect(&address)).await;
@@ -163,4 +166,81 @@ async fn a_killed_client_frees_its_connection_and_leaves_no_fifo() {
     );
     assert_eq!(stalled.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(listing(&dir), ["lock", "requests"]);
+}
+
+#[tokio::test]
+async fn a_directory_that_is_not_a_fifo_servers_is_left_alone() {
+    let dir = TempDir::new();
+    // A directory of documents: binding there must fail and delete nothing.
+    let docs = dir.0.join("docs");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&docs)
+        .unwrap();
+    std::fs::write(docs.join("requests"), b"my notes").unwrap();
+    std::fs::write(docs.join("lock"), b"my lock").unwrap();
+    let address = format!("fifo://{}", docs.display());
+    let outcome = Server::new()
+        .start(ProbeServer::new(ProbeImpl::default()), &[&address])
+        .await;
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("not a FIFO server's")),
+        "{outcome:?}"
+    );
+    assert_eq!(std::fs::read(docs.join("requests")).unwrap(), b"my notes");
+    assert_eq!(std::fs::read(docs.join("lock")).unwrap(), b"my lock");
+    // A directory others can enter is neither adopted by a server nor used by a client.
+    let open_dir = dir.0.join("open");
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&open_dir)
+        .unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let address = format!("fifo://{}", open_dir.display());
+    let outcome = Server::new()
+        .start(ProbeServer::new(ProbeImpl::default()), &[&address])
+        .await;
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("mode 0700")),
+        "{outcome:?}"
+    );
+    let outcome = bounded(LIMIT, "connect", ProbeClient::connect(&address)).await;
+    assert!(
+        matches!(&outcome, Err(e) if e.to_string().contains("mode 0700")),
+        "{outcome:?}"
+    );
+    assert!(
+        listing(&open_dir).is_empty(),
+        "the client made FIFOs in an open directory"
+    );
+}
+
+#[tokio::test]
+async fn fifos_of_a_client_that_died_before_announcing_are_swept() {
+    let fixture = Fixture::start(Transport::Fifo, Server::new()).await;
+    let dir = fifo_dir(&fixture.address).to_owned();
+    // A pid that no process has: what a client killed between mkfifo and announce leaves.
+    let dead = (100_000..4_000_000)
+        .step_by(7919)
+        .find(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        })
+        .unwrap();
+    for end in ["up", "down"] {
+        let path = dir.join(format!("c{dead}-0.{end}"));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    // The server looks at most once a second, when clients come.
+    let mut swept = false;
+    for _ in 0..50 {
+        let probe = ProbeClient::connect(&fixture.address).await.unwrap();
+        assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+        if listing(&dir) == ["lock", "requests"] {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swept, "left: {:?}", listing(&dir));
 }

@@ -11,8 +11,8 @@ use super::proc::read_line;
 
 /// `rpc-bench serve --listen ADDR`: serves the calculator on a multi-threaded runtime, as a
 /// real server would, and prints the bound address as stdout's first line (except on
-/// `stdio`, where stdout is the transport). Runs until killed, or on `stdio` until its one
-/// connection closes.
+/// `stdio`, where stdout is the transport). Runs until SIGTERM (then shuts down gracefully),
+/// or on `stdio` until its one connection closes.
 pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -29,7 +29,15 @@ pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
             writeln!(stdout, "{}", handle.local_address())?;
             stdout.flush()?;
         }
-        handle.finished().await;
+        // SIGTERM (how the benchmark stops its servers) shuts down gracefully, so named
+        // resources such as a message queue are removed.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = handle.finished() => {}
+            _ = terminate.recv() => {}
+        }
+        handle.shutdown().await;
         Ok(())
     })
 }

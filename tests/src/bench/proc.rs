@@ -101,7 +101,14 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Asks the child to stop (SIGTERM: a server removes its socket files and queues), then kills
+/// it if it has not exited within two seconds.
 fn kill_and_reap(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    if matches!(wait_bounded(child, Duration::from_secs(2)), Ok(Some(_))) {
+        return;
+    }
     let _ = child.kill();
     // SIGKILL is not ignorable; the bound only guards against a process stuck in the kernel.
     let _ = wait_bounded(child, Duration::from_secs(5));
