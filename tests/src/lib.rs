@@ -42,7 +42,7 @@ pub trait Probe {
 }
 
 pub use counter::SharedCounter;
-pub use process::ProbeProcess;
+pub use process::{ProbeProcess, kill_stalled_clients};
 pub use spawned::{SpawnedServers, probe_server_path};
 
 /// The probe implementation; counts the `stall` calls still running.

@@ -80,3 +80,29 @@ impl Drop for ProbeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Starts `count` client processes that each wait in `stall` on `fixture`'s server, kills them
+/// all with SIGKILL, and checks that the server lets go of their connections and calls.
+/// Blocks a runtime worker while the children start: use a multi-threaded runtime.
+pub async fn kill_stalled_clients(fixture: &crate::Fixture, count: usize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut clients: Vec<ProbeProcess> = (0..count)
+        .map(|_| {
+            let client = ProbeProcess::spawn(&["--stall", &fixture.address]);
+            client.expect_line("stalling");
+            client
+        })
+        .collect();
+    let stalled = fixture.probe.stalled.clone();
+    assert!(crate::eventually(LIMIT, || stalled.load(SeqCst) == count).await);
+    assert_eq!(fixture.handle.connections(), count);
+    for client in &mut clients {
+        client.kill_9();
+    }
+    assert!(
+        crate::eventually(LIMIT, || fixture.handle.connections() == 0).await,
+        "the server still holds {} connections of killed clients",
+        fixture.handle.connections()
+    );
+    assert_eq!(stalled.load(SeqCst), 0, "calls of killed clients still run");
+}

@@ -434,28 +434,35 @@ async fn graceful_shutdown_finishes_running_calls(transport: Transport) {
     );
 }
 
+/// The bodies that run on every transport, `spawn:` included.
+macro_rules! every_transport_tests {
+    ($variant:expr) => {
+        conformance!(@tests $variant;
+            one_call,
+            thousand_concurrent_calls_on_one_connection,
+            sixty_four_clients_at_once,
+            payload_at_the_frame_limit,
+            oversized_raw_frame_fails_only_its_connection,
+            garbage_frame_fails_only_its_connection,
+            server_gone_mid_call_fails_pending_calls,
+            application_error_round_trip,
+            unknown_method_in_raw_frame,
+            a_call_id_already_in_flight_is_refused,
+            undecodable_arguments_are_a_bad_request,
+            deadline_cancels_the_handler,
+            handler_panic_is_reported_and_serving_goes_on,
+            metadata_reaches_the_handler,
+            calls_in_flight_are_limited_by_name,
+            graceful_shutdown_finishes_running_calls,
+        );
+    };
+}
+
 macro_rules! conformance {
     ($($transport:ident => $variant:expr),* $(,)?) => {
         $(mod $transport {
-            conformance!(@tests $variant;
-                one_call,
-                thousand_concurrent_calls_on_one_connection,
-                sixty_four_clients_at_once,
-                payload_at_the_frame_limit,
-                oversized_raw_frame_fails_only_its_connection,
-                garbage_frame_fails_only_its_connection,
-                server_gone_mid_call_fails_pending_calls,
-                application_error_round_trip,
-                unknown_method_in_raw_frame,
-                a_call_id_already_in_flight_is_refused,
-                undecodable_arguments_are_a_bad_request,
-                deadline_cancels_the_handler,
-                handler_panic_is_reported_and_serving_goes_on,
-                metadata_reaches_the_handler,
-                calls_in_flight_are_limited_by_name,
-                connections_are_limited_by_name,
-                graceful_shutdown_finishes_running_calls,
-            );
+            every_transport_tests!($variant);
+            conformance!(@tests $variant; connections_are_limited_by_name);
         })*
     };
     (@tests $variant:expr; $($test:ident),* $(,)?) => {
@@ -485,22 +492,5 @@ conformance! {
 /// body runs unchanged. `tests/spawn_process.rs` checks the one-connection-per-child rule
 /// itself, with reaping and child death.
 mod spawn {
-    conformance!(@tests rpc_tests::Transport::Spawn;
-        one_call,
-        thousand_concurrent_calls_on_one_connection,
-        sixty_four_clients_at_once,
-        payload_at_the_frame_limit,
-        oversized_raw_frame_fails_only_its_connection,
-        garbage_frame_fails_only_its_connection,
-        server_gone_mid_call_fails_pending_calls,
-        application_error_round_trip,
-        unknown_method_in_raw_frame,
-        a_call_id_already_in_flight_is_refused,
-        undecodable_arguments_are_a_bad_request,
-        deadline_cancels_the_handler,
-        handler_panic_is_reported_and_serving_goes_on,
-        metadata_reaches_the_handler,
-        calls_in_flight_are_limited_by_name,
-        graceful_shutdown_finishes_running_calls,
-    );
+    every_transport_tests!(rpc_tests::Transport::Spawn);
 }

@@ -142,29 +142,7 @@ async fn a_restart_over_a_killed_servers_directory_works() {
 async fn a_killed_client_frees_its_connection_and_leaves_no_fifo() {
     let fixture = Fixture::start(Transport::Fifo, Server::new()).await;
     let dir = fifo_dir(&fixture.address).to_owned();
-    let mut clients: Vec<ProbeProcess> = (0..3)
-        .map(|_| {
-            let client = ProbeProcess::spawn(&["--stall", &fixture.address]);
-            client.expect_line("stalling");
-            client
-        })
-        .collect();
-    let stalled = fixture.probe.stalled.clone();
-    assert!(
-        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
-            == 3)
-        .await
-    );
-    assert_eq!(fixture.handle.connections(), 3);
-    for client in &mut clients {
-        client.kill_9();
-    }
-    assert!(
-        eventually(LIMIT, || fixture.handle.connections() == 0).await,
-        "the server still holds {} connections of killed clients",
-        fixture.handle.connections()
-    );
-    assert_eq!(stalled.load(std::sync::atomic::Ordering::SeqCst), 0);
+    rpc_tests::kill_stalled_clients(&fixture, 3).await;
     assert_eq!(listing(&dir), ["lock", "requests"]);
 }
 

@@ -80,29 +80,7 @@ async fn a_server_process_that_exits_normally_leaves_no_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_clients_free_their_connections() {
     let fixture = Fixture::start(Transport::Mq, Server::new()).await;
-    let mut clients: Vec<ProbeProcess> = (0..3)
-        .map(|_| {
-            let client = ProbeProcess::spawn(&["--stall", &fixture.address]);
-            client.expect_line("stalling");
-            client
-        })
-        .collect();
-    let stalled = fixture.probe.stalled.clone();
-    assert!(
-        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
-            == 3)
-        .await
-    );
-    assert_eq!(fixture.handle.connections(), 3);
-    for client in &mut clients {
-        client.kill_9();
-    }
-    assert!(
-        eventually(LIMIT, || fixture.handle.connections() == 0).await,
-        "the server still holds {} connections of killed clients",
-        fixture.handle.connections()
-    );
-    assert_eq!(stalled.load(std::sync::atomic::Ordering::SeqCst), 0);
+    rpc_tests::kill_stalled_clients(&fixture, 3).await;
     // The server goes on serving.
     let probe = ProbeClient::connect(&fixture.address).await.unwrap();
     assert_eq!(probe.add(4, 4).await.unwrap(), 8);
