@@ -61,8 +61,11 @@ impl ChildReaper {
     }
 }
 
-impl Drop for ChildReaper {
-    fn drop(&mut self) {
+impl ChildReaper {
+    /// Starts reaping now: once both halves are gone, or as soon as the child closed its
+    /// stdout (it died, or ended the connection), so a dead child is not left a zombie while
+    /// the client still holds the connection. Only the first call does anything.
+    fn start(&self) {
         let Some(mut child) = self.child.lock().map(|mut c| c.take()).unwrap_or(None) else {
             return;
         };
@@ -93,6 +96,12 @@ impl Drop for ChildReaper {
     }
 }
 
+impl Drop for ChildReaper {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
 /// Waits up to `limit` for `child` to exit, reaping it; whether it did (or cannot be waited for).
 fn exits_within(child: &mut Child, limit: Duration) -> bool {
     let until = Instant::now() + limit;
@@ -110,7 +119,7 @@ fn exits_within(child: &mut Child, limit: Duration) -> bool {
 /// The reading end of a pipe or FIFO, for the async stream framing.
 pub(crate) struct PipeRead {
     io: pipe::Receiver,
-    _keep: Keepalive,
+    keep: Keepalive,
 }
 
 /// The writing end of a pipe or FIFO, for the async stream framing. Shutting it down closes the
@@ -140,7 +149,7 @@ impl PipeRead {
     pub(crate) fn new(fd: OwnedFd, keep: Keepalive) -> io::Result<PipeRead> {
         Ok(PipeRead {
             io: pipe::Receiver::from_owned_fd(fd)?,
-            _keep: keep,
+            keep,
         })
     }
 }
@@ -155,19 +164,36 @@ impl PipeWrite {
     }
 }
 
+/// End-of-file from the peer's side of a pipe: a spawned child is reaped from now on.
+fn peer_closed(keep: &Keepalive) {
+    if let Some(reaper) = keep.as_ref().and_then(|k| k.downcast_ref::<ChildReaper>()) {
+        reaper.start();
+    }
+}
+
 impl AsyncRead for PipeRead {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let wanted = buf.remaining() > 0;
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if wanted && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            peer_closed(&self.keep);
+        }
+        polled
     }
 }
 
 impl TryRead for PipeRead {
     fn try_read_now(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.io.try_read_buf(buf)
+        let read = self.io.try_read_buf(buf);
+        if matches!(read, Ok(0)) {
+            peer_closed(&self.keep);
+        }
+        read
     }
 }
 
@@ -203,7 +229,7 @@ pub(crate) struct SyncPipe {
     fd: Option<OwnedFd>,
     /// The (read, write) waits' bounds; `None` waits without one.
     pub(crate) timeouts: Cell<(Option<Duration>, Option<Duration>)>,
-    _keep: Keepalive,
+    keep: Keepalive,
 }
 
 impl SyncPipe {
@@ -213,7 +239,7 @@ impl SyncPipe {
         Ok(SyncPipe {
             fd: Some(fd),
             timeouts: Cell::new((None, None)),
-            _keep: keep,
+            keep,
         })
     }
 
@@ -246,7 +272,11 @@ impl SyncPipe {
 
     /// Reads what is there now; `WouldBlock` if nothing is.
     pub(crate) fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        nix::unistd::read(self.fd()?, buf).map_err(io::Error::from)
+        let read = nix::unistd::read(self.fd()?, buf).map_err(io::Error::from);
+        if matches!(read, Ok(0)) && !buf.is_empty() {
+            peer_closed(&self.keep);
+        }
+        read
     }
 }
 

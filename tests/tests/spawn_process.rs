@@ -80,11 +80,12 @@ async fn the_childs_death_fails_pending_calls_at_once() {
         "{outcome:?}"
     );
     assert!(probe.client().is_closed());
-    drop(probe);
+    // Reaped while the client still holds the dead connection: no zombie in between.
     assert!(
         eventually(LIMIT, || !exists(pid)).await,
         "child {pid} was not reaped"
     );
+    drop(probe);
 }
 
 #[tokio::test]
