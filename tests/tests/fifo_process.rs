@@ -9,7 +9,6 @@ use rpc_core::transport::TransportError;
 use rpc_core::{RpcError, Server};
 use rpc_tests::{
     Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, TempDir, Transport, bounded,
-    eventually,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
