@@ -8,8 +8,7 @@ use nix::mqueue::{MQ_OFlag, mq_close, mq_open};
 use nix::sys::stat::Mode;
 use rpc_core::{RpcError, Server};
 use rpc_tests::{
-    Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport, bounded, eventually,
-    unique_name,
+    Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport, bounded, unique_name,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
