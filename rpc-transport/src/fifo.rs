@@ -472,14 +472,16 @@ fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
 ///
 /// The FIFO is reopened through our own descriptor (`/proc/self/fd`), not its name: a server
 /// that refuses us at once may have removed the name already, and we must still read why.
-fn finish(address: &Address, announced: Announced) -> Result<(OwnedFd, OwnedFd), TransportError> {
+fn finish(
+    address: &Address,
+    names: &FifoNames,
+    up_keep: OwnedFd,
+) -> Result<OwnedFd, TransportError> {
     let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let own = format!("/proc/self/fd/{}", announced.up_keep.as_raw_fd());
-    let up = open(own.as_str(), flags, Mode::empty())
-        .or_else(|_| open(&announced.names.up, flags, Mode::empty()))
-        .map_err(|e| connect_error(address, e.into()))?;
-    drop(announced.up_keep);
-    Ok((up, announced.down))
+    let own = format!("/proc/self/fd/{}", up_keep.as_raw_fd());
+    open(own.as_str(), flags, Mode::empty())
+        .or_else(|_| open(&names.up, flags, Mode::empty()))
+        .map_err(|e| connect_error(address, e.into()))
 }
 
 fn refused_during_connect(address: &Address) -> TransportError {
@@ -528,14 +530,18 @@ pub(crate) async fn connect(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
-    let down = announced.down.try_clone()?;
+    let Announced {
+        names,
+        down,
+        up_keep,
+    } = announced;
     let mut reader = PipeRead::new(down, None)?;
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(ACK_WAIT, reader.read(&mut byte))
         .await
         .map_err(|_| ack_timeout(address))?;
     check_ack(address, read, byte[0])?;
-    let (up, _down) = finish(address, announced)?;
+    let up = finish(address, &names, up_keep)?;
     Ok(Connection::new(
         StreamSender::new(PipeWrite::new(up, None)?, config.max_frame_size).into(),
         StreamReceiver::new(reader, config.max_frame_size, config.socket_spin).into(),
@@ -581,7 +587,12 @@ pub(crate) fn connect_blocking(
         }
     };
     check_ack(address, read, byte[0])?;
-    let (up, down) = finish(address, announced)?;
+    let Announced {
+        names,
+        down,
+        up_keep,
+    } = announced;
+    let up = finish(address, &names, up_keep)?;
     Ok((
         SyncPipe::new(up, None)?,
         SyncPipe::new(down, None)?,
