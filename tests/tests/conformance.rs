@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rpc_core::transport::{Frame, TransportConfig};
+use rpc_core::transport::{Frame, TransportConfig, TransportError};
 use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, WireError};
 use rpc_core::{ClientOptions, RpcError, Server};
 use rpc_tests::{Fixture, ProbeClient, ProbeError, Transport, bounded, eventually};
@@ -194,10 +194,17 @@ async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
     let bystander = client(&fixture).await;
     let mut raw = raw_connection(&fixture, 4 * FRAME_LIMIT).await;
     let huge = vec![1u8; 2 * FRAME_LIMIT];
-    raw.send(request(0, 1, &(serde_bytes::Bytes::new(&huge),)))
-        .await
-        .unwrap();
-    // The server names the problem on call id 0, then closes the connection.
+    // The server may hang up before the whole frame is sent (it can tell the frame is too
+    // large from its first bytes, and an mq server queue holds less than the frame), so the
+    // send either completes or finds the connection closed; nothing else.
+    let sent = raw
+        .send(request(0, 1, &(serde_bytes::Bytes::new(&huge),)))
+        .await;
+    assert!(
+        matches!(sent, Ok(()) | Err(TransportError::Closed)),
+        "{sent:?}"
+    );
+    // Either way the server names the problem on call id 0, then closes the connection.
     let error = expect_error(&mut raw, 0).await;
     assert!(
         matches!(&error, WireError::Protocol(reason) if reason.contains("exceeds the maximum frame size")),
