@@ -1,11 +1,13 @@
-//! The calls running on one connection, by call id, so a `Cancel` can abort one and a
-//! shutdown can wait for them.
+//! The calls running on one connection, by call id, so a `Cancel` can abort one, a shutdown
+//! can wait for them, and a connection that ends lets go of its admission only once its
+//! aborted calls are dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio_util::task::TaskTracker;
 
 use super::dispatch::ReplyFuture;
 use super::reply::ReplySink;
@@ -15,6 +17,8 @@ use crate::wire::WireError;
 pub(crate) struct Calls {
     running: Mutex<HashMap<u64, AbortHandle>>,
     idle: Notify,
+    /// Every call task, until its future is dropped (finished or aborted).
+    tasks: TaskTracker,
 }
 
 impl Calls {
@@ -69,6 +73,15 @@ impl Calls {
         self.idle.notify_waiters();
     }
 
+    /// Aborts every running call and waits until each call's future is dropped, so whatever a
+    /// handler holds is released before the connection counts as gone. (Aborting only asks:
+    /// a task is dropped the next time the runtime gets to it.)
+    pub(crate) async fn abort_all_and_wait(&self) {
+        self.abort_all();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
     /// Waits until no call runs.
     pub(crate) async fn wait_idle(&self) {
         loop {
@@ -96,7 +109,7 @@ impl Calls {
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();
-        let handle = runtime.spawn(task);
+        let handle = runtime.spawn(self.tasks.track_future(task));
         running.insert(call_id, handle.abort_handle());
     }
 }

@@ -49,14 +49,14 @@ pub(crate) async fn serve_connection(
     match (sender.into_blocking(), receiver.into_blocking()) {
         (Ok(sender), Ok(receiver)) => {
             let sink = ReplySink::new_blocking(sender, peer_limit);
-            threaded::run(env, calls, call_env, sink, receiver).await;
+            threaded::run(env, calls.clone(), call_env, sink, receiver).await;
         }
         (Err(sender), Err(mut receiver)) => {
             let sink = ReplySink::new_async(sender, peer_limit);
             session::run(&env, &calls, &call_env, &sink, &mut receiver).await;
-            calls.abort_all();
         }
         _ => unreachable!("a transport's halves agree on being served from a thread"),
     }
+    calls.abort_all_and_wait().await;
     drop(admission);
 }
