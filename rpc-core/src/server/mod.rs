@@ -269,7 +269,8 @@ impl ServerHandle {
             .unwrap_or_default()
     }
 
-    /// Connections being served now.
+    /// Connections being served now. A connection whose peer left counts until the calls it
+    /// was running are aborted and dropped, so 0 means nothing of any connection remains.
     pub fn connections(&self) -> usize {
         self.config.max_connections - self.admissions.available_permits()
     }
