@@ -23,12 +23,12 @@ use crate::connection::{
 };
 use crate::deadline::Deadline;
 use crate::error::TransportError;
-use crate::frame::{FRAME_PREFIX, Frame};
+use crate::frame::Frame;
 use crate::mem::{MemReceiver, MemSender};
 use crate::mq::{self, MqReceiver, MqSender};
 use crate::pipe::{self, SyncPipe};
 use crate::shm::{ShmInterrupter, ShmReceiver, ShmSender};
-use crate::stream::{length_prefixed, prefix_len};
+use crate::stream::{Buffered, length_prefixed, take_frame};
 use crate::{TransportConfig, fifo, shm};
 
 /// Bytes read from a socket per call when no large frame is pending.
@@ -173,19 +173,9 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
 
     fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
         loop {
-            if self.buf.len() >= FRAME_PREFIX {
-                let size = prefix_len(&self.buf);
-                if size > self.limit {
-                    return Err(TransportError::FrameTooLarge {
-                        size,
-                        limit: self.limit,
-                    });
-                }
-                let whole = FRAME_PREFIX + size;
-                if self.buf.len() >= whole {
-                    return Ok(Some(Frame::from_prefixed(self.buf.split_to(whole))));
-                }
-                if whole - self.buf.len() > READ_CHUNK {
+            match take_frame(&mut self.buf, self.limit)? {
+                Buffered::Frame(frame) => return Ok(Some(frame)),
+                Buffered::Partial { whole } if whole - self.buf.len() > READ_CHUNK => {
                     // A large frame: read the rest straight into place.
                     self.io.set_timeouts(remaining(deadline)?, None)?;
                     let start = self.buf.len();
@@ -213,6 +203,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
                     }
                     continue;
                 }
+                Buffered::Partial { .. } | Buffered::NoPrefix => {}
             }
             let polled = match self.busy_poll() {
                 Ok(Some(n)) => Ok(n),

@@ -19,8 +19,35 @@ const READ_CHUNK: usize = 64 * 1024;
 const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
 
 /// Reads `len` from a frame's 4-byte prefix.
-pub(crate) fn prefix_len(prefix: &[u8]) -> usize {
+fn prefix_len(prefix: &[u8]) -> usize {
     u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
+}
+
+/// What the start of a receive buffer holds: see [`take_frame`].
+pub(crate) enum Buffered {
+    /// A whole frame, now split off the buffer.
+    Frame(Frame),
+    /// The first part of a frame whose prefix says it is `whole` bytes, prefix included.
+    Partial { whole: usize },
+    /// Not even a whole prefix.
+    NoPrefix,
+}
+
+/// Splits the first frame off `buf` if it is all there; a prefix announcing more than `limit`
+/// payload bytes is refused. The inverse of [`length_prefixed`].
+pub(crate) fn take_frame(buf: &mut BytesMut, limit: usize) -> Result<Buffered, TransportError> {
+    if buf.len() < FRAME_PREFIX {
+        return Ok(Buffered::NoPrefix);
+    }
+    let size = prefix_len(buf);
+    if size > limit {
+        return Err(TransportError::FrameTooLarge { size, limit });
+    }
+    let whole = FRAME_PREFIX + size;
+    if buf.len() < whole {
+        return Ok(Buffered::Partial { whole });
+    }
+    Ok(Buffered::Frame(Frame::from_prefixed(buf.split_to(whole))))
 }
 
 /// `frame`'s buffer with its payload length written in the prefix, ready for a byte stream;
@@ -177,22 +204,14 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
     /// The next frame, or `None` when the peer closed the stream between frames.
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
-            if self.buf.len() >= FRAME_PREFIX {
-                let size = prefix_len(&self.buf);
-                if size > self.limit {
-                    return Err(TransportError::FrameTooLarge {
-                        size,
-                        limit: self.limit,
-                    });
-                }
-                let whole = FRAME_PREFIX + size;
-                if self.buf.len() >= whole {
-                    return Ok(Some(Frame::from_prefixed(self.buf.split_to(whole))));
-                }
+            match take_frame(&mut self.buf, self.limit)? {
+                Buffered::Frame(frame) => return Ok(Some(frame)),
                 // Make room for the whole frame at once so a large one is read straight in place.
-                self.buf.reserve(whole - self.buf.len());
-            } else if self.buf.capacity() - self.buf.len() < FRAME_PREFIX {
-                self.buf.reserve(READ_CHUNK);
+                Buffered::Partial { whole } => self.buf.reserve(whole - self.buf.len()),
+                Buffered::NoPrefix if self.buf.capacity() - self.buf.len() < FRAME_PREFIX => {
+                    self.buf.reserve(READ_CHUNK)
+                }
+                Buffered::NoPrefix => {}
             }
             if self.buf.capacity() == self.buf.len() {
                 self.buf.reserve(READ_CHUNK);
