@@ -18,10 +18,13 @@ pub enum MathError {
 #[rpc_core::service]
 pub trait Calculator {
     /// Returns `a + b` (wrapping on overflow).
+    #[rpc(idempotent)]
     async fn add(&self, a: i64, b: i64) -> i64;
     /// Returns `a / b`, or [`MathError::DivisionByZero`].
+    #[rpc(idempotent)]
     async fn div(&self, a: i64, b: i64) -> Result<i64, MathError>;
     /// Returns the sum of `xs` (wrapping on overflow).
+    #[rpc(idempotent)]
     async fn sum(&self, xs: Vec<i64>) -> i64;
     /// Returns `data` unchanged.
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;

@@ -38,13 +38,24 @@ pub enum RpcError {
         /// The server's version.
         server: u16,
     },
-    /// The server exports another service, or the same service with other methods.
+    /// The server does not serve the service the client wants, or (for a client with
+    /// [`ClientOptions::strict_schema`](crate::ClientOptions::strict_schema)) serves it with a
+    /// different schema.
     #[error("service '{service}' does not match the server's: {}", differences.join("; "))]
     HandshakeMismatch {
         /// The service the client expected.
         service: String,
-        /// Each difference, such as "method 'add': client sends (i64, i64) -> i64, server expects (i32, i32) -> i32".
+        /// Each difference, such as "method 'put': argument 'order': Order.id: client u32, server i32".
         differences: Vec<String>,
+    },
+    /// The server cannot serve this method as the client knows it: it lacks the method, or
+    /// has it with other argument or return types. Nothing was sent; the connection goes on.
+    #[error("method '{method}' cannot be called on this server: {reason}")]
+    IncompatibleMethod {
+        /// The method's wire name.
+        method: String,
+        /// Why, such as "argument 'order': Order.id: client u32, server i32".
+        reason: String,
     },
     /// The server refused the connection because it has as many as it accepts.
     #[error("server refused the connection: it has reached its maximum of {limit} connections")]
@@ -82,12 +93,12 @@ pub enum RpcError {
         /// The codec's reason.
         reason: String,
     },
-    /// The server does not know the method index the client sent.
-    #[error("the server's service '{service}' has no method number {method}")]
+    /// The server does not know the method id the client sent.
+    #[error("the server's service '{service}' has no method with id {method}")]
     UnknownMethod {
         /// The service called.
         service: String,
-        /// The method index sent.
+        /// The method id sent.
         method: u32,
     },
     /// The server could not decode the request's arguments.

@@ -41,7 +41,8 @@ pub use rpc_transport as transport;
 pub use rpc_transport::{Address, PeerInfo};
 pub use schema::{MethodSchema, ServiceSchema};
 pub use server::{
-    Context, DispatchError, HandlerFuture, Reply, Server, ServerConfig, ServerHandle, Service,
+    Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig, ServerHandle,
+    Service,
 };
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
@@ -49,23 +50,35 @@ pub use server::{
 pub mod __private {
     pub use crate::client::{BlockingClient, CallOptions, Client, ClientOptions};
     pub use crate::error::RpcError;
-    pub use crate::schema::{MethodSchema, ServiceSchema, fingerprint};
-    pub use crate::server::{
-        DispatchError, HandlerFuture, Reply, Service, decode_args, encode_reply,
-    };
+    pub use crate::schema::{MethodDecl, SchemaBuilder, ServiceSchema};
+    pub use crate::server::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
     pub use ::core::clone::Clone;
+    pub use ::core::mem::drop;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};
-    pub use ::core::option::Option;
+    pub use ::core::option::Option::{self, None, Some};
     pub use ::core::result::Result::{self, Err, Ok};
     pub use ::core::time::Duration;
     pub use ::serde_bytes::{ByteBuf, Bytes};
     pub use ::std::boxed::Box;
     pub use ::std::process::Command;
     pub use ::std::string::String;
-    pub use ::std::sync::Arc;
+    pub use ::std::sync::{Arc, OnceLock};
     pub use ::std::vec::Vec;
     pub use rpc_transport::{BlockingConnection, Connection};
+
+    /// Compiles only for types that can cross the wire; the macro calls it once per argument
+    /// and return type, spanned at the user's type.
+    pub const fn assert_wire_type<T: WireType>() {}
+
+    /// A type that can be an argument or return value of a service method.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot cross the wire: it does not implement serde's `Serialize` and `Deserialize`",
+        label = "not a serde type",
+        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to its definition (or use a type that has them)"
+    )]
+    pub trait WireType {}
+    impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> WireType for T {}
 }

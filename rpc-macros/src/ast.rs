@@ -2,13 +2,15 @@
 //! at the user's tokens.
 
 use proc_macro2::Ident;
-use syn::{Attribute, FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type};
+use syn::{Attribute, Error, FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type};
+
+use crate::attr::{RpcAttrs, wire_id};
 
 /// A service trait.
 pub struct Service<'a> {
     /// The trait as written.
     pub original: &'a ItemTrait,
-    /// Its methods, in declaration order (the order gives each method's wire index).
+    /// Its methods, in declaration order (the order means nothing on the wire: ids do).
     pub methods: Vec<Method<'a>>,
     /// Items that are not methods (constants, types, macros): each is a mistake.
     pub other_items: Vec<&'a TraitItem>,
@@ -22,8 +24,32 @@ pub struct Method<'a> {
     pub args: Vec<Arg<'a>>,
     /// The return type; `None` for `()`.
     pub output: Option<&'a Type>,
-    /// `#[doc]` attributes, carried onto the client's method.
+    /// `#[doc]` attributes, carried onto the client's methods.
     pub docs: Vec<&'a Attribute>,
+    /// `#[deprecated]`, carried onto the client's methods.
+    pub deprecated: Option<&'a Attribute>,
+    /// What `#[rpc(...)]` says.
+    pub rpc: RpcAttrs,
+    /// Mistakes in `#[rpc(...)]`, reported by validation.
+    pub attr_errors: Vec<Error>,
+}
+
+impl Method<'_> {
+    /// The name on the wire: `#[rpc(name)]`, else the Rust name.
+    pub fn wire_name(&self) -> String {
+        self.rpc
+            .name
+            .as_ref()
+            .map_or_else(|| self.name.to_string(), |lit| lit.value())
+    }
+
+    /// The wire id: `#[rpc(id)]`, else derived from the wire name.
+    pub fn wire_id(&self) -> u32 {
+        self.rpc
+            .id
+            .as_ref()
+            .map_or_else(|| wire_id(&self.wire_name()), |(_, id)| *id)
+    }
 }
 
 /// One argument after the receiver.
@@ -78,6 +104,8 @@ impl<'a> Method<'a> {
             ReturnType::Default => None,
             ReturnType::Type(_, ty) => Some(&**ty),
         };
+        let mut attr_errors = Vec::new();
+        let rpc = RpcAttrs::parse(&method.attrs, &mut attr_errors);
         Method {
             original: method,
             name: &method.sig.ident,
@@ -88,6 +116,9 @@ impl<'a> Method<'a> {
                 .iter()
                 .filter(|a| a.path().is_ident("doc"))
                 .collect(),
+            deprecated: method.attrs.iter().find(|a| a.path().is_ident("deprecated")),
+            rpc,
+            attr_errors,
         }
     }
 }

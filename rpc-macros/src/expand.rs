@@ -1,20 +1,17 @@
-//! Code generation: the rewritten trait, `{Trait}Client`, `{Trait}Server` and the schema.
+//! Code generation: the rewritten trait, `{Trait}Client`, `{Trait}BlockingClient`,
+//! `{Trait}Server` and the schema.
 
-use proc_macro2::{Ident, TokenStream};
-use quote::{format_ident, quote};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{FnArg, ItemTrait, Pat, TraitItem};
 
 use crate::ast::{Method, Service};
-use crate::signature::{is_byte_vec, method_signature};
-
-/// Where the generated code finds everything it names.
-fn private() -> TokenStream {
-    quote!(::rpc_core::__private)
-}
+use crate::types::{ArgKind, traced_output};
 
 /// The trait as written (less what rustc would report again: a second method of the same
-/// name, pattern arguments) plus the errors, so the user's impls still compile and each mistake
-/// is reported once.
+/// name, pattern arguments, `#[rpc]` attributes) plus the errors, so the user's impls still
+/// compile and each mistake is reported once.
 pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
     let mut item = item.clone();
     let mut seen = std::collections::HashSet::new();
@@ -26,6 +23,7 @@ pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
         let TraitItem::Fn(method) = trait_item else {
             continue;
         };
+        method.attrs.retain(|a| !a.path().is_ident("rpc"));
         for (index, input) in method.sig.inputs.iter_mut().enumerate() {
             if let FnArg::Typed(typed) = input
                 && !matches!(&*typed.pat, Pat::Ident(_))
@@ -42,13 +40,17 @@ pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
     }
 }
 
-pub fn expand(service: &Service<'_>) -> TokenStream {
-    let tr = rewritten_trait(service);
-    let async_client = client(service, Flavor::Async);
-    let blocking_client = client(service, Flavor::Blocking);
-    let server = server(service);
+/// Everything generated for a valid trait. `krate` is the path of `rpc_core`.
+pub fn expand(service: &Service<'_>, krate: &TokenStream) -> TokenStream {
+    let p = quote!(#krate::__private);
+    let tr = rewritten_trait(service, &p);
+    let checks = type_checks(service, &p);
+    let async_client = client(service, Flavor::Async, &p);
+    let blocking_client = client(service, Flavor::Blocking, &p);
+    let server = server(service, &p);
     quote! {
         #tr
+        #checks
         #async_client
         #blocking_client
         #server
@@ -64,15 +66,18 @@ fn output_type(method: &Method<'_>) -> TokenStream {
 
 /// The trait with each `async fn` turned into `fn -> impl Future + Send`, so implementations
 /// written with plain `async fn` have `Send` futures the server can spawn.
-fn rewritten_trait(service: &Service<'_>) -> TokenStream {
-    let p = private();
+fn rewritten_trait(service: &Service<'_>, p: &TokenStream) -> TokenStream {
     let item = service.original;
     let attrs = &item.attrs;
     let vis = &item.vis;
     let name = &item.ident;
     let supertraits = item.supertraits.iter();
     let methods = service.methods.iter().map(|method| {
-        let attrs = &method.original.attrs;
+        let attrs = method
+            .original
+            .attrs
+            .iter()
+            .filter(|a| !a.path().is_ident("rpc"));
         let ident = method.name;
         let inputs = &method.original.sig.inputs;
         let output = output_type(method);
@@ -89,26 +94,131 @@ fn rewritten_trait(service: &Service<'_>) -> TokenStream {
     }
 }
 
+/// One check per argument and return type that it can cross the wire, spanned at the user's
+/// type, so a type without serde's traits is reported there and says what to derive.
+fn type_checks(service: &Service<'_>, p: &TokenStream) -> TokenStream {
+    let checks = service.methods.iter().flat_map(|method| {
+        let args = method.args.iter().map(|arg| {
+            let ty = ArgKind::of(arg.ty).traced(p);
+            quote_spanned!(arg.ty.span()=> #p::assert_wire_type::<#ty>();)
+        });
+        let output = method.output.map(|ty| {
+            let traced = traced_output(Some(ty), p);
+            quote_spanned!(ty.span()=> #p::assert_wire_type::<#traced>();)
+        });
+        args.chain(output).collect::<Vec<_>>()
+    });
+    quote! {
+        const _: () = {
+            #[allow(dead_code, deprecated)]
+            fn __rpc_wire_types() {
+                #(#checks)*
+            }
+        };
+    }
+}
+
 fn client_name(service: &Service<'_>) -> Ident {
     format_ident!("{}Client", service.name())
 }
 
-fn schema(service: &Service<'_>) -> TokenStream {
-    let p = private();
+/// The doc comment text of a method (lines joined), for the schema.
+fn doc_text(method: &Method<'_>) -> String {
+    let lines: Vec<String> = method
+        .docs
+        .iter()
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value().trim().to_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// The `#[deprecated]` note: `Some("")` without one.
+fn deprecation_note(method: &Method<'_>) -> Option<String> {
+    let attr = method.deprecated?;
+    let mut note = String::new();
+    match &attr.meta {
+        syn::Meta::NameValue(syn::MetaNameValue {
+            value:
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }),
+            ..
+        }) => note = s.value(),
+        syn::Meta::List(_) => {
+            let _ = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("note") {
+                    let lit: syn::LitStr = meta.value()?.parse()?;
+                    note = lit.value();
+                } else if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                }
+                Ok(())
+            });
+        }
+        _ => {}
+    }
+    Some(note)
+}
+
+/// The function returning the service's schema, traced once on first use.
+fn schema_fn(service: &Service<'_>, p: &TokenStream) -> TokenStream {
     let service_name = service.name().to_string();
     let methods = service.methods.iter().map(|method| {
-        let name = method.name.to_string();
-        let signature = method_signature(method);
-        quote!(#p::MethodSchema { name: #name, signature: #signature })
+        let name = method.wire_name();
+        let id = method.wire_id();
+        let rust_name = method.name.to_string();
+        let docs = doc_text(method);
+        let idempotent = method.rpc.idempotent.is_some();
+        let timeout = match &method.rpc.timeout {
+            Some((_, ms)) => quote!(#p::Some(#ms)),
+            None => quote!(#p::None),
+        };
+        let deprecated = match deprecation_note(method) {
+            Some(note) => quote!(#p::Some(#note)),
+            None => quote!(#p::None),
+        };
+        let args = method.args.iter().map(|arg| {
+            let ty = ArgKind::of(arg.ty).traced(p);
+            let name = arg.name.expect("validated").to_string();
+            quote!(.arg::<#ty>(#name))
+        });
+        let output = traced_output(method.output, p);
+        quote! {
+            __rpc_schema
+                .method(#p::MethodDecl {
+                    name: #name,
+                    id: #id,
+                    rust_name: #rust_name,
+                    docs: #docs,
+                    idempotent: #idempotent,
+                    timeout_ms: #timeout,
+                    deprecated: #deprecated,
+                })
+                #(#args)*
+                .output::<#output>();
+        }
     });
     quote! {
-        const __RPC_METHODS: &'static [#p::MethodSchema] = &[#(#methods),*];
-        /// The service's schema: its name, methods and fingerprint, checked in the handshake.
-        pub const SCHEMA: &'static #p::ServiceSchema = &#p::ServiceSchema {
-            name: #service_name,
-            methods: Self::__RPC_METHODS,
-            fingerprint: #p::fingerprint(#service_name, Self::__RPC_METHODS),
-        };
+        /// The service's schema: its methods with their ids, the shapes of their argument and
+        /// return types, and their attributes. Traced on first use; compared in the handshake.
+        pub fn schema() -> &'static #p::ServiceSchema {
+            static SCHEMA: #p::OnceLock<#p::ServiceSchema> = #p::OnceLock::new();
+            SCHEMA.get_or_init(|| {
+                let mut __rpc_schema = #p::SchemaBuilder::new(#service_name);
+                #(#methods)*
+                __rpc_schema.finish()
+            })
+        }
     }
 }
 
@@ -119,48 +229,50 @@ enum Flavor {
     Blocking,
 }
 
-/// The tuple of a method's arguments as the client encodes them (`Vec<u8>` as one block).
-fn encoded_args(method: &Method<'_>) -> TokenStream {
-    let p = private();
-    let encoded = method.args.iter().map(|arg| {
-        let name = arg.name.expect("validated");
-        if is_byte_vec(arg.ty) {
-            quote!(#p::Bytes::new(&#name))
-        } else {
-            quote!(&#name)
-        }
-    });
-    quote!((#(#encoded,)*))
-}
-
-fn client_method(index: usize, method: &Method<'_>, flavor: Flavor) -> TokenStream {
-    let p = private();
-    let index = index as u32;
+fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenStream {
+    let id = method.wire_id();
     let docs = &method.docs;
+    let default_doc = if docs.is_empty() {
+        let text = format!("Calls `{}` on the server.", method.wire_name());
+        quote!(#[doc = #text])
+    } else {
+        quote!()
+    };
+    let deprecated = method.deprecated;
     let ident = method.name;
-    let names = method.args.iter().map(|a| a.name.expect("validated"));
+    let names: Vec<&Ident> = method
+        .args
+        .iter()
+        .map(|a| a.name.expect("validated"))
+        .collect();
     let types = method.args.iter().map(|a| a.ty);
-    let args = encoded_args(method);
+    let encoded = method
+        .args
+        .iter()
+        .zip(&names)
+        .map(|(arg, name)| ArgKind::of(arg.ty).encoded(name, p));
     let output = output_type(method);
+    let wire_output = traced_output(method.output, p);
     let (asyncness, wait) = match flavor {
         Flavor::Async => (quote!(async), quote!(.await)),
         Flavor::Blocking => (quote!(), quote!()),
     };
-    let call = if method.output.is_some_and(is_byte_vec) {
-        quote!(self.client.call::<_, #p::ByteBuf>(#index, &#args)#wait.map(#p::ByteBuf::into_vec))
+    let convert = if method.output.is_some_and(crate::types::is_byte_vec) {
+        quote!(.map(#p::ByteBuf::into_vec))
     } else {
-        quote!(self.client.call::<_, #output>(#index, &#args)#wait)
+        quote!()
     };
     quote! {
         #(#docs)*
+        #default_doc
+        #deprecated
         pub #asyncness fn #ident(&self, #(#names: #types),*) -> #p::Result<#output, #p::RpcError> {
-            #call
+            self.client.call::<_, #wire_output>(#id, &(#(#encoded,)*))#wait #convert
         }
     }
 }
 
-fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
-    let p = private();
+fn client(service: &Service<'_>, flavor: Flavor, p: &TokenStream) -> TokenStream {
     let vis = &service.original.vis;
     let trait_name = service.name();
     let (client, inner, connection, asyncness, wait, doc) = match flavor {
@@ -186,20 +298,21 @@ fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
         ),
     };
     let schema = match flavor {
-        Flavor::Async => schema(service),
+        Flavor::Async => schema_fn(service, p),
         Flavor::Blocking => {
             let async_client = client_name(service);
             quote! {
                 /// The service's schema (the same as the async client's).
-                pub const SCHEMA: &'static #p::ServiceSchema = #async_client::SCHEMA;
+                pub fn schema() -> &'static #p::ServiceSchema {
+                    #async_client::schema()
+                }
             }
         }
     };
     let methods = service
         .methods
         .iter()
-        .enumerate()
-        .map(|(index, method)| client_method(index, method, flavor));
+        .map(|method| client_method(method, flavor, p));
     quote! {
         #[doc = #doc]
         #[derive(#p::Debug, #p::Clone)]
@@ -215,23 +328,23 @@ fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
                 Self::connect_with(address, <#p::ClientOptions as #p::Default>::default())#wait
             }
 
-            /// Connects with explicit options (timeouts, maximum frame size).
+            /// Connects with explicit options (timeouts, maximum frame size, strict schema).
             pub #asyncness fn connect_with(address: &str, options: #p::ClientOptions) -> #p::Result<Self, #p::RpcError> {
-                #inner::connect(address, Self::SCHEMA, options)#wait.map(|client| Self { client })
+                #inner::connect(address, Self::schema(), options)#wait.map(|client| Self { client })
             }
 
             /// Spawns `command` as a child that serves this service on its stdin and stdout
             /// (such as `calc-server --listen stdio`). Dropping the client closes the child's
             /// stdin; the child is then reaped.
             pub #asyncness fn spawn(command: #p::Command) -> #p::Result<Self, #p::RpcError> {
-                #inner::spawn(command, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
+                #inner::spawn(command, Self::schema(), <#p::ClientOptions as #p::Default>::default())
                     #wait
                     .map(|client| Self { client })
             }
 
             /// Performs the handshake on an open transport connection.
             pub #asyncness fn from_connection(connection: #connection) -> #p::Result<Self, #p::RpcError> {
-                #inner::from_connection(connection, Self::SCHEMA, <#p::ClientOptions as #p::Default>::default())
+                #inner::from_connection(connection, Self::schema(), <#p::ClientOptions as #p::Default>::default())
                     #wait
                     .map(|client| Self { client })
             }
@@ -241,7 +354,8 @@ fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
                 Self { client: self.client.with_options(options) }
             }
 
-            /// A handle on the same connection whose calls time out after `timeout` (`None`: never).
+            /// A handle on the same connection whose calls time out after `timeout` (`None`:
+            /// never), whatever the methods' own `#[rpc(timeout)]`.
             pub fn with_timeout(&self, timeout: #p::Option<#p::Duration>) -> Self {
                 Self { client: self.client.with_timeout(timeout) }
             }
@@ -261,51 +375,57 @@ fn client(service: &Service<'_>, flavor: Flavor) -> TokenStream {
     }
 }
 
-fn server(service: &Service<'_>) -> TokenStream {
-    let p = private();
+/// The server's match arm for one method: a future that owns the request, decodes the
+/// arguments from it (borrowing `&str` and `&[u8]`), and calls the handler.
+fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> TokenStream {
+    let id = method.wire_id();
+    let ident = method.name;
+    let kinds: Vec<ArgKind<'_>> = method.args.iter().map(|a| ArgKind::of(a.ty)).collect();
+    let names: Vec<&Ident> = method
+        .args
+        .iter()
+        .map(|a| a.name.expect("validated"))
+        .collect();
+    let decoded = kinds.iter().map(|kind| kind.decoded(p));
+    let handed = kinds
+        .iter()
+        .zip(&names)
+        .map(|(kind, name)| kind.handed(name, p));
+    // Owned arguments need nothing more of the request: give its memory back at once.
+    let release = if kinds.iter().any(|k| k.borrows_frame()) {
+        quote!()
+    } else {
+        quote!(#p::drop(__rpc_request);)
+    };
+    let reply = if method.output.is_some_and(crate::types::is_byte_vec) {
+        quote!(#p::encode_reply(#p::ByteBuf::from(__rpc_out)))
+    } else {
+        quote!(#p::encode_reply(__rpc_out))
+    };
+    quote_spanned! {Span::call_site()=>
+        #id => {
+            let __rpc_service = #p::Clone::clone(&self.service);
+            #p::Ok(#p::Box::pin(async move {
+                let (#(#names,)*): (#(#decoded,)*) = __rpc_request.args()?;
+                #release
+                let __rpc_out = <S as #trait_name>::#ident(&*__rpc_service, #(#handed),*).await;
+                #p::Ok(#reply)
+            }))
+        }
+    }
+}
+
+fn server(service: &Service<'_>, p: &TokenStream) -> TokenStream {
     let vis = &service.original.vis;
     let trait_name = service.name();
     let server = format_ident!("{}Server", trait_name);
     let client = client_name(service);
     let doc =
         format!("Serves an implementation of [`{trait_name}`]: hand it to `rpc_core::Server`.");
-    let arms = service.methods.iter().enumerate().map(|(index, method)| {
-        let index = index as u32;
-        let ident = method.name;
-        let names: Vec<_> = method
-            .args
-            .iter()
-            .map(|a| a.name.expect("validated"))
-            .collect();
-        let wire_types = method.args.iter().map(|arg| {
-            let ty = arg.ty;
-            if is_byte_vec(ty) {
-                quote!(#p::ByteBuf)
-            } else {
-                quote!(#ty)
-            }
-        });
-        let unwrap_bytes = method.args.iter().filter(|a| is_byte_vec(a.ty)).map(|arg| {
-            let name = arg.name.expect("validated");
-            quote!(let #name = #p::ByteBuf::into_vec(#name);)
-        });
-        let reply = if method.output.is_some_and(is_byte_vec) {
-            quote!(#p::encode_reply(#p::ByteBuf::from(__rpc_out)))
-        } else {
-            quote!(#p::encode_reply(__rpc_out))
-        };
-        quote! {
-            #index => {
-                let (#(#names,)*): (#(#wire_types,)*) = #p::decode_args(__rpc_body)?;
-                #(#unwrap_bytes)*
-                let __rpc_service = #p::Clone::clone(&self.service);
-                #p::Ok(#p::Box::pin(async move {
-                    let __rpc_out = <S as #trait_name>::#ident(&*__rpc_service, #(#names),*).await;
-                    #reply
-                }))
-            }
-        }
-    });
+    let arms = service
+        .methods
+        .iter()
+        .map(|method| server_arm(method, trait_name, p));
     quote! {
         #[doc = #doc]
         #vis struct #server<S> {
@@ -332,13 +452,14 @@ fn server(service: &Service<'_>) -> TokenStream {
 
         impl<S: #trait_name> #p::Service for #server<S> {
             fn schema(&self) -> &'static #p::ServiceSchema {
-                #client::SCHEMA
+                #client::schema()
             }
 
+            #[allow(deprecated)]
             fn dispatch(
                 &self,
                 __rpc_method: u32,
-                __rpc_body: &[u8],
+                __rpc_request: #p::Request,
             ) -> #p::Result<#p::HandlerFuture, #p::DispatchError> {
                 match __rpc_method {
                     #(#arms)*

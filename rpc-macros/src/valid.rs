@@ -3,20 +3,25 @@
 
 use std::collections::HashMap;
 
-use syn::{Error, FnArg, Type};
+use syn::{Error, FnArg, TraitItem, Type};
 
 use crate::ast::{Method, Service};
 
-/// Names the generated client already uses for its own methods.
+/// Names the generated clients already use for their own items.
 const RESERVED: &[&str] = &[
     "connect",
     "connect_with",
+    "spawn",
     "from_connection",
     "with_options",
     "with_timeout",
     "with_metadata",
     "client",
+    "schema",
 ];
+
+/// The most arguments a method takes: serde encodes tuples of up to 16 elements.
+const MAX_ARGS: usize = 16;
 
 /// Checks `service`; returns every mistake found.
 pub fn validate(service: &Service<'_>) -> Vec<Error> {
@@ -35,12 +40,11 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
         ));
     }
     for other in &service.other_items {
-        errors.push(Error::new_spanned(
-            other,
-            "a service trait holds only methods (`async fn name(&self, ...) -> T;`)",
-        ));
+        errors.push(other_item(other));
     }
     let mut seen: HashMap<String, &syn::Ident> = HashMap::new();
+    let mut wire_names: HashMap<String, &Method<'_>> = HashMap::new();
+    let mut ids: HashMap<u32, &Method<'_>> = HashMap::new();
     for method in &service.methods {
         check_method(method, &mut errors);
         let name = method.name.to_string();
@@ -51,15 +55,61 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
                     "method `{name}` is defined twice; every service method needs its own name"
                 ),
             ));
+            continue;
         }
         if RESERVED.contains(&name.as_str()) {
             errors.push(Error::new_spanned(
                 method.name,
-                format!("`{name}` is reserved: the generated client has a method of that name; rename this one"),
+                format!("`{name}` is reserved: the generated client has an item of that name; rename the method and keep its wire name with `#[rpc(name = \"{name}\")]`"),
+            ));
+        }
+        let wire_name = method.wire_name();
+        if let Some(first) = wire_names.insert(wire_name.clone(), method) {
+            errors.push(Error::new_spanned(
+                method.name,
+                format!(
+                    "methods `{}` and `{name}` both have the wire name \"{wire_name}\"; give one another `#[rpc(name = \"...\")]`",
+                    first.name
+                ),
+            ));
+            continue;
+        }
+        let id = method.wire_id();
+        if let Some(first) = ids.insert(id, method) {
+            errors.push(Error::new_spanned(
+                method.name,
+                format!(
+                    "methods `{}` and `{name}` both have the wire id {id}; give one another `#[rpc(id = N)]`",
+                    first.name
+                ),
             ));
         }
     }
     errors
+}
+
+/// The mistake of a trait item that is not a method.
+fn other_item(item: &TraitItem) -> Error {
+    match item {
+        TraitItem::Type(ty) => Error::new_spanned(
+            ty,
+            format!(
+                "a service trait cannot have associated types: client and server must agree on concrete types; define `{}` outside the trait and name it in the methods",
+                ty.ident
+            ),
+        ),
+        TraitItem::Const(konst) => Error::new_spanned(
+            konst,
+            format!(
+                "a service trait cannot have associated consts: only methods cross the wire; make `{}` a `const` outside the trait",
+                konst.ident
+            ),
+        ),
+        other => Error::new_spanned(
+            other,
+            "a service trait holds only methods (`async fn name(&self, ...) -> T;`)",
+        ),
+    }
 }
 
 fn check_method(method: &Method<'_>, errors: &mut Vec<Error>) {
@@ -106,18 +156,29 @@ fn check_method(method: &Method<'_>, errors: &mut Vec<Error>) {
             ),
         ));
     }
+    errors.extend(method.attr_errors.iter().cloned());
     check_receiver(method, errors);
-    for arg in &method.args {
+    for (index, arg) in method.args.iter().enumerate() {
         if arg.name.is_none() {
             errors.push(Error::new_spanned(
                 arg.pat,
                 "service method arguments must be plain names (`x: T`), not patterns; destructure inside the implementation",
             ));
         }
-        check_owned(arg.ty, "argument", errors);
+        if index == MAX_ARGS {
+            errors.push(Error::new_spanned(
+                arg.pat,
+                format!(
+                    "service method `{}` has {} arguments; at most {MAX_ARGS} are supported (serde's tuple limit): group the rest in a struct",
+                    method.name,
+                    method.args.len()
+                ),
+            ));
+        }
+        check_argument(arg.ty, errors);
     }
     if let Some(output) = method.output {
-        check_owned(output, "return", errors);
+        check_return(output, errors);
     }
     if let Some(body) = &method.original.default {
         errors.push(Error::new_spanned(
@@ -146,16 +207,50 @@ fn check_receiver(method: &Method<'_>, errors: &mut Vec<Error>) {
     }
 }
 
-/// Rejects borrowed and `impl Trait` types: values cross a process boundary, so they are owned.
-fn check_owned(ty: &Type, role: &str, errors: &mut Vec<Error>) {
+/// Arguments are owned serde types or shared references to one (`&str`, `&[u8]`, `&[T]`,
+/// `&T`) without a lifetime of their own.
+fn check_argument(ty: &Type, errors: &mut Vec<Error>) {
+    match ty {
+        Type::Reference(reference) => {
+            if reference.mutability.is_some() {
+                errors.push(Error::new_spanned(
+                    ty,
+                    "arguments cannot be `&mut`: the value is decoded on the server, and changes to it would never reach the caller; take `&T` or `T` and return what changed",
+                ));
+            } else if let Some(lifetime) = &reference.lifetime {
+                errors.push(Error::new_spanned(
+                    lifetime,
+                    "borrowed arguments take no lifetime: write `&str`, `&[u8]` or `&T` (they borrow the received request for the duration of the call)",
+                ));
+            }
+            match &*reference.elem {
+                Type::Reference(_) | Type::ImplTrait(_) | Type::TraitObject(_) => {
+                    errors.push(Error::new_spanned(
+                        ty,
+                        "a borrowed argument is `&str`, `&[u8]`, `&[T]` or `&T` with `T` a concrete serde type",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Type::ImplTrait(_) => errors.push(Error::new_spanned(
+            ty,
+            "argument types must be concrete serde types, not `impl Trait`; name the type",
+        )),
+        _ => {}
+    }
+}
+
+/// Return types are owned serde types: the value is sent to another process.
+fn check_return(ty: &Type, errors: &mut Vec<Error>) {
     match ty {
         Type::Reference(_) => errors.push(Error::new_spanned(
             ty,
-            format!("{role} types must be owned (for example `String`, not `&str`): values are sent to another process"),
+            "return types must be owned (for example `String`, not `&str`): the value is sent to another process",
         )),
         Type::ImplTrait(_) => errors.push(Error::new_spanned(
             ty,
-            format!("{role} types must be concrete serde types, not `impl Trait`"),
+            "return types must be concrete serde types, not `impl Trait`; name the type",
         )),
         _ => {}
     }

@@ -4,6 +4,7 @@
 pub mod bench;
 mod counter;
 mod process;
+pub mod shapes;
 mod spawned;
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,16 @@ pub trait Probe {
     async fn metadata(&self, key: String) -> Option<String>;
     /// Panics.
     async fn explode(&self);
+}
+
+/// The wire id of the probe's method `name`.
+pub fn probe_method_id(name: &str) -> u32 {
+    ProbeClient::schema()
+        .methods
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("the probe has no method '{name}'"))
+        .id
 }
 
 pub use counter::SharedCounter;

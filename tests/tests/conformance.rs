@@ -8,7 +8,9 @@ use std::time::Duration;
 use rpc_core::transport::{Frame, TransportConfig, TransportError};
 use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, WireError};
 use rpc_core::{ClientOptions, RpcError, Server};
-use rpc_tests::{Fixture, ProbeClient, ProbeError, Transport, bounded, eventually};
+use rpc_tests::{
+    Fixture, ProbeClient, ProbeError, Transport, bounded, eventually, probe_method_id,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -127,15 +129,14 @@ async fn raw_connection(
     let mut connection = rpc_core::transport::connect(&address, &config)
         .await
         .unwrap();
-    let schema = ProbeClient::SCHEMA;
+    let schema = ProbeClient::schema();
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
-        service: schema.name.to_owned(),
-        fingerprint: schema.fingerprint,
+        service: schema.name.clone(),
         methods: schema
             .methods
             .iter()
-            .map(|m| (m.name.to_owned(), m.signature.to_owned()))
+            .map(|m| (m.id, m.digest.clone()))
             .collect(),
         max_frame_size: max_frame_size as u64,
     };
@@ -198,7 +199,11 @@ async fn oversized_raw_frame_fails_only_its_connection(transport: Transport) {
     // large from its first bytes, and an mq server queue holds less than the frame), so the
     // send either completes or finds the connection closed; nothing else.
     let sent = raw
-        .send(request(0, 1, &(serde_bytes::Bytes::new(&huge),)))
+        .send(request(
+            probe_method_id("echo"),
+            1,
+            &(serde_bytes::Bytes::new(&huge),),
+        ))
         .await;
     assert!(
         matches!(sent, Ok(()) | Err(TransportError::Closed)),
@@ -270,8 +275,10 @@ async fn unknown_method_in_raw_frame(transport: Transport) {
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     raw.send(request(999, 5, &())).await.unwrap();
     assert_eq!(expect_error(&mut raw, 5).await, WireError::UnknownMethod);
-    // The same connection keeps serving: `add` is method 1.
-    raw.send(request(1, 6, &(40i64, 2i64))).await.unwrap();
+    // The same connection keeps serving.
+    raw.send(request(probe_method_id("add"), 6, &(40i64, 2i64)))
+        .await
+        .unwrap();
     let reply = bounded(LIMIT, "the sum", raw.recv())
         .await
         .unwrap()
@@ -282,27 +289,29 @@ async fn unknown_method_in_raw_frame(transport: Transport) {
         (Kind::Response, 6)
     );
     assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 42);
-    // Through the typed client, the same mistake is a typed error.
+    // Through a client, a method its schema lacks is refused before it is sent.
     let probe = client(&fixture).await;
     let outcome = probe.client().call::<_, ()>(999, &()).await;
     assert!(
-        matches!(outcome, Err(RpcError::UnknownMethod { method: 999, ref service }) if service == "Probe"),
+        matches!(outcome, Err(RpcError::IncompatibleMethod { ref method, .. }) if method == "#999"),
         "{outcome:?}"
     );
+    assert_eq!(probe.add(1, 2).await.unwrap(), 3);
 }
 
 async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
-    // `stall` is method 4 and never answers; the same call id again must be refused.
-    raw.send(request(4, 77, &())).await.unwrap();
+    // `stall` never answers; the same call id again must be refused.
+    let stall = probe_method_id("stall");
+    raw.send(request(stall, 77, &())).await.unwrap();
     let stalled = fixture.probe.stalled.clone();
     assert!(
         eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
             == 1)
         .await
     );
-    raw.send(request(4, 77, &())).await.unwrap();
+    raw.send(request(stall, 77, &())).await.unwrap();
     let error = expect_error(&mut raw, 77).await;
     assert!(
         matches!(&error, WireError::BadRequest(reason) if reason.contains("already in flight")),
@@ -313,7 +322,9 @@ async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
         1,
         "a second handler ran"
     );
-    raw.send(request(1, 78, &(1i64, 2i64))).await.unwrap();
+    raw.send(request(probe_method_id("add"), 78, &(1i64, 2i64)))
+        .await
+        .unwrap();
     let reply = bounded(LIMIT, "the sum", raw.recv())
         .await
         .unwrap()
@@ -328,7 +339,10 @@ async fn undecodable_arguments_are_a_bad_request(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let probe = client(&fixture).await;
     // `add` takes two i64s; send a string.
-    let outcome = probe.client().call::<_, i64>(1, &("not numbers",)).await;
+    let outcome = probe
+        .client()
+        .call::<_, i64>(probe_method_id("add"), &("not numbers",))
+        .await;
     assert!(
         matches!(outcome, Err(RpcError::BadRequest { ref method, .. }) if method == "add"),
         "{outcome:?}"

@@ -1,5 +1,6 @@
-//! The handshake refuses a client built from another service, or from another version of the
-//! same service, at `connect`, naming what differs.
+//! The handshake refuses a client of another service at `connect`; a client of another version
+//! of the same service may call the methods both versions agree on, and is told, method by
+//! method, what differs (or refused at `connect` when it asks for a strict check).
 
 use idl_examples::CalculatorClient;
 use rpc_core::{RpcError, Server};
@@ -18,11 +19,32 @@ mod old {
 }
 
 #[tokio::test]
-async fn same_service_with_other_methods_is_refused_with_each_difference() {
+async fn same_service_with_other_methods_serves_what_both_sides_agree_on() {
     let fixture = Fixture::start(Transport::Tcp, Server::new()).await;
-    let error = old::ProbeClient::connect(&fixture.address)
-        .await
-        .unwrap_err();
+    let old = old::ProbeClient::connect(&fixture.address).await.unwrap();
+    // Same method, same shapes: callable.
+    assert_eq!(old.echo(vec![1, 2]).await.unwrap(), vec![1, 2]);
+    // Same name, other argument types: refused before it is sent, naming the difference.
+    let error = old.add(1, 2).await.unwrap_err();
+    assert!(
+        matches!(&error, RpcError::IncompatibleMethod { method, reason }
+            if method == "add" && reason == "argument 'a': client i32, server i64; argument 'b': client i32, server i64; return value: client i32, server i64"),
+        "{error:?}"
+    );
+    let error = old.reset().await.unwrap_err();
+    assert!(
+        matches!(&error, RpcError::IncompatibleMethod { method, .. } if method == "reset"),
+        "{error:?}"
+    );
+    assert_eq!(old.client().pending_calls(), 0);
+    assert_eq!(old.tag(9, 0).await.unwrap(), 9);
+    // A strict client is refused at connect with every difference.
+    let error = old::ProbeClient::connect_with(
+        &fixture.address,
+        rpc_core::ClientOptions::default().strict_schema(true),
+    )
+    .await
+    .unwrap_err();
     let RpcError::HandshakeMismatch {
         service,
         differences,
@@ -32,8 +54,8 @@ async fn same_service_with_other_methods_is_refused_with_each_difference() {
     };
     assert_eq!(service, "Probe");
     for expected in [
-        "method 'add': client has (i32, i32) -> i32, server has (i64, i64) -> i64",
-        "method 'reset' is missing on the server",
+        "method 'add': argument 'a': client i32, server i64; argument 'b': client i32, server i64; return value: client i32, server i64",
+        "method 'reset': the server has no such method",
         "method 'fill' is missing on the client",
     ] {
         assert!(

@@ -1,4 +1,5 @@
 //! `calc-server --listen ADDR [--listen ADDR ...]`: serves the calculator until SIGINT/SIGTERM.
+//! `calc-server --schema` prints the service's schema as JSON.
 //! With `--listen stdio` alone (the child of a `spawn:` client) it serves its one connection on
 //! stdin/stdout and exits when that connection closes.
 //!
@@ -9,7 +10,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use idl_examples::{Calc, CalculatorServer};
+use idl_examples::{Calc, CalculatorClient, CalculatorServer};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Serve the example Calculator service.
@@ -17,8 +18,11 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(version)]
 struct Args {
     /// Address to listen on (repeatable), such as tcp://0.0.0.0:7000 or unix:///tmp/calc.sock.
-    #[arg(long = "listen", required = true)]
+    #[arg(long = "listen", required_unless_present = "schema")]
     listen: Vec<String>,
+    /// Print the service's schema as JSON and exit (compare versions with `rpc-schema diff`).
+    #[arg(long, conflicts_with = "listen")]
+    schema: bool,
     /// Connections served at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -34,6 +38,10 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if args.schema {
+        println!("{}", CalculatorClient::schema().to_json());
+        return ExitCode::SUCCESS;
+    }
     let addresses: Vec<&str> = args.listen.iter().map(String::as_str).collect();
     let server = rpc_core::Server::new().max_connections(args.max_connections);
     let handle = match server.start(CalculatorServer::new(Calc), &addresses).await {

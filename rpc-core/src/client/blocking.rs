@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::protocol;
 use super::{CallOptions, ClientOptions, parse_address};
 use crate::error::RpcError;
-use crate::schema::ServiceSchema;
+use crate::schema::{Compatibility, ServiceSchema};
 use crate::wire::{Header, Kind};
 
 /// A blocking connection to a server of one service.
@@ -29,6 +29,8 @@ pub struct BlockingClient {
 
 struct Shared {
     schema: &'static ServiceSchema,
+    /// Which methods the server can serve.
+    compatibility: Compatibility,
     io: Mutex<Io>,
     /// The smaller of our and the server's maximum frame size.
     send_limit: usize,
@@ -122,22 +124,20 @@ impl BlockingClient {
             .ok_or_else(|| {
                 RpcError::disconnected("the server closed the connection during the handshake")
             })?;
-        let welcome = protocol::handshake_reply(&reply, schema)?;
+        let agreed = protocol::handshake_reply(&reply, schema, &options)?;
         Ok(BlockingClient {
             shared: Arc::new(Shared {
                 schema,
+                compatibility: agreed.compatibility,
                 io: Mutex::new(Io {
                     sender,
                     receiver,
                     next_call_id: 1,
                     closed: None,
                 }),
-                send_limit: own_limit.min(welcome.max_frame_size as usize),
+                send_limit: agreed.send_limit,
             }),
-            options: CallOptions {
-                timeout: options.call_timeout,
-                metadata: Vec::new(),
-            },
+            options: CallOptions::defaults(options.call_timeout),
         })
     }
 
@@ -182,15 +182,28 @@ impl BlockingClient {
         self.io().closed.is_some()
     }
 
-    /// Calls method number `method` with the encoded `args` and decodes its return value,
-    /// blocking the calling thread.
+    /// Whether the server can serve method `method` (by wire id): `Err` says why not.
+    pub fn check_method(&self, method: u32) -> Result<(), RpcError> {
+        protocol::admit_call(
+            self.shared.schema,
+            &self.shared.compatibility,
+            &self.options,
+            method,
+        )
+        .map(drop)
+    }
+
+    /// Calls the method with wire id `method` with the encoded `args` and decodes its return
+    /// value, blocking the calling thread. A method the server cannot serve fails with
+    /// [`RpcError::IncompatibleMethod`] before anything is sent.
     pub fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
         let schema = self.shared.schema;
-        let timeout = self.options.timeout;
+        let timeout =
+            protocol::admit_call(schema, &self.shared.compatibility, &self.options, method)?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exceeded = || RpcError::DeadlineExceeded {
             method: schema.method_name(method),
@@ -202,8 +215,14 @@ impl BlockingClient {
         }
         let call_id = io.next_call_id;
         io.next_call_id += 1;
-        let request =
-            protocol::request(method, call_id, &self.options, args, self.shared.send_limit)?;
+        let request = protocol::request(
+            method,
+            call_id,
+            &self.options,
+            timeout,
+            args,
+            self.shared.send_limit,
+        )?;
         match io
             .sender
             .send_with(request.len(), |out| request.write(out), deadline)

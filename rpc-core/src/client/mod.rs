@@ -25,7 +25,7 @@ use pending::Pending;
 
 use crate::error::RpcError;
 use crate::outbox::Outbox;
-use crate::schema::ServiceSchema;
+use crate::schema::{Compatibility, ServiceSchema};
 use crate::wire::{Header, Kind, WireError};
 
 /// A connection to a server of one service, shared by every clone.
@@ -40,6 +40,8 @@ pub struct Client {
 
 struct Shared {
     schema: &'static ServiceSchema,
+    /// Which methods the server can serve.
+    compatibility: Compatibility,
     sender: Arc<Outbox>,
     pending: Arc<Pending>,
     next_call_id: AtomicU64,
@@ -160,22 +162,20 @@ impl Client {
             .ok_or_else(|| {
                 RpcError::disconnected("the server closed the connection during the handshake")
             })?;
-        let welcome = protocol::handshake_reply(&reply, schema)?;
+        let agreed = protocol::handshake_reply(&reply, schema, &options)?;
         let pending = Arc::new(Pending::default());
         let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
+                compatibility: agreed.compatibility,
                 sender: Outbox::new(sender),
                 pending,
                 next_call_id: AtomicU64::new(1),
-                send_limit: own_limit.min(welcome.max_frame_size as usize),
+                send_limit: agreed.send_limit,
                 reader,
             }),
-            options: CallOptions {
-                timeout: options.call_timeout,
-                metadata: Vec::new(),
-            },
+            options: CallOptions::defaults(options.call_timeout),
         })
     }
 
@@ -217,7 +217,20 @@ impl Client {
         self.shared.pending.closed_reason().is_some()
     }
 
-    /// Calls method number `method` with the encoded `args` and decodes its return value.
+    /// Whether the server can serve method `method` (by wire id): `Err` says why not.
+    pub fn check_method(&self, method: u32) -> Result<(), RpcError> {
+        protocol::admit_call(
+            self.shared.schema,
+            &self.shared.compatibility,
+            &self.options,
+            method,
+        )
+        .map(drop)
+    }
+
+    /// Calls the method with wire id `method` with the encoded `args` and decodes its return
+    /// value. A method the server cannot serve fails with [`RpcError::IncompatibleMethod`]
+    /// before anything is sent.
     ///
     /// The generated clients call this; use it directly only for services without a trait.
     pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
@@ -226,8 +239,17 @@ impl Client {
         R: DeserializeOwned,
     {
         let shared = &*self.shared;
+        let timeout =
+            protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let request = protocol::request(method, call_id, &self.options, args, shared.send_limit)?;
+        let request = protocol::request(
+            method,
+            call_id,
+            &self.options,
+            timeout,
+            args,
+            shared.send_limit,
+        )?;
         let reply = shared.pending.register(call_id)?;
         let mut guard = CallGuard {
             shared,
@@ -252,7 +274,6 @@ impl Client {
                 .await
                 .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")))
         };
-        let timeout = self.options.timeout;
         let frame = match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| {
                 RpcError::DeadlineExceeded {

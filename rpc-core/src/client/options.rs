@@ -12,9 +12,13 @@ pub struct ClientOptions {
     pub transport: TransportConfig,
     /// How long connecting plus the handshake may take.
     pub connect_timeout: Duration,
-    /// The timeout of each call unless [`CallOptions`] say otherwise; `None` waits as long as
-    /// the connection lives.
+    /// The timeout of each call unless [`CallOptions`] or the method's `#[rpc(timeout)]` say
+    /// otherwise; `None` waits as long as the connection lives.
     pub call_timeout: Option<Duration>,
+    /// Refuse to connect unless the server's schema equals the client's: every method on both
+    /// sides with the same shapes (the lockstep check, listing every difference). Off by
+    /// default: a client may call the methods both sides agree on.
+    pub strict_schema: bool,
 }
 
 impl Default for ClientOptions {
@@ -23,6 +27,7 @@ impl Default for ClientOptions {
             transport: TransportConfig::default(),
             connect_timeout: Duration::from_secs(10),
             call_timeout: Some(Duration::from_secs(30)),
+            strict_schema: false,
         }
     }
 }
@@ -45,16 +50,25 @@ impl ClientOptions {
         self.call_timeout = timeout;
         self
     }
+
+    /// Requires the server's schema to equal the client's (see [`ClientOptions::strict_schema`]).
+    pub fn strict_schema(mut self, strict: bool) -> Self {
+        self.strict_schema = strict;
+        self
+    }
 }
 
 /// Options that travel with each call made through a client handle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CallOptions {
-    /// How long the caller waits; the server drops the handler once it has passed.
+    /// How long the caller waits; the server drops the handler once it has passed. Unless
+    /// set with [`CallOptions::with_timeout`], a method's `#[rpc(timeout)]` takes precedence.
     pub timeout: Option<Duration>,
     /// Key-value pairs the server's handler reads from [`Context`](crate::Context).
     pub metadata: Vec<(String, String)>,
+    /// Whether `timeout` was chosen for this handle (and so overrides the methods' own).
+    pub(crate) explicit_timeout: bool,
 }
 
 impl CallOptions {
@@ -62,6 +76,7 @@ impl CallOptions {
     pub fn with_timeout(&self, timeout: Option<Duration>) -> CallOptions {
         CallOptions {
             timeout,
+            explicit_timeout: true,
             ..self.clone()
         }
     }
@@ -71,5 +86,16 @@ impl CallOptions {
         let mut options = self.clone();
         options.metadata.push((key.into(), value.into()));
         options
+    }
+}
+
+impl CallOptions {
+    /// The options a client starts with: `timeout` as the default of methods without their own.
+    pub(crate) fn defaults(timeout: Option<Duration>) -> CallOptions {
+        CallOptions {
+            timeout,
+            metadata: Vec::new(),
+            explicit_timeout: false,
+        }
     }
 }

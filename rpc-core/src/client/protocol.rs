@@ -6,9 +6,9 @@ use rpc_transport::Frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::CallOptions;
+use crate::client::{CallOptions, ClientOptions};
 use crate::error::RpcError;
-use crate::schema::ServiceSchema;
+use crate::schema::{Compatibility, ServiceSchema};
 use crate::wire::{
     self, Extension, Header, Hello, Kind, Message, PROTOCOL_VERSION, Rejection, Welcome, WireError,
 };
@@ -20,12 +20,11 @@ pub(crate) fn hello_frame(
 ) -> Result<Frame, RpcError> {
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
-        service: schema.name.to_owned(),
-        fingerprint: schema.fingerprint,
+        service: schema.name.clone(),
         methods: schema
             .methods
             .iter()
-            .map(|m| (m.name.to_owned(), m.signature.to_owned()))
+            .map(|m| (m.id, m.digest.clone()))
             .collect(),
         max_frame_size: max_frame_size as u64,
     };
@@ -37,8 +36,67 @@ pub(crate) fn hello_frame(
     wire::message_frame(header, None, &hello)
 }
 
-/// Reads the server's answer to `Hello`.
-pub(crate) fn handshake_reply(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
+/// What the handshake settled for a client.
+pub(crate) struct Agreement {
+    /// The smaller of our and the server's maximum frame size.
+    pub(crate) send_limit: usize,
+    /// Which of our methods the server can serve.
+    pub(crate) compatibility: Compatibility,
+}
+
+/// Reads the server's answer to `Hello`: what was agreed, or why the connection is refused
+/// (with [`ClientOptions::strict_schema`], any difference between the schemas refuses it).
+pub(crate) fn handshake_reply(
+    frame: &Frame,
+    schema: &ServiceSchema,
+    options: &ClientOptions,
+) -> Result<Agreement, RpcError> {
+    let welcome = welcome(frame, schema)?;
+    let compatibility = Compatibility::between(schema, &welcome.schema);
+    if options.strict_schema {
+        let differences = compatibility.differences(schema);
+        if !differences.is_empty() {
+            return Err(RpcError::HandshakeMismatch {
+                service: schema.name.clone(),
+                differences,
+            });
+        }
+    }
+    Ok(Agreement {
+        send_limit: options
+            .transport
+            .max_frame_size
+            .min(welcome.max_frame_size as usize),
+        compatibility,
+    })
+}
+
+/// What a call of `method` needs before it is sent: `Ok(its timeout)` when the server can
+/// serve it, else the error naming why not.
+pub(crate) fn admit_call(
+    schema: &ServiceSchema,
+    compatibility: &Compatibility,
+    options: &CallOptions,
+    method: u32,
+) -> Result<Option<Duration>, RpcError> {
+    compatibility
+        .check(method)
+        .map_err(|reason| RpcError::IncompatibleMethod {
+            method: schema.method_name(method),
+            reason: reason.to_owned(),
+        })?;
+    if options.explicit_timeout {
+        return Ok(options.timeout);
+    }
+    Ok(schema
+        .method(method)
+        .and_then(|m| m.timeout_ms)
+        .map(Duration::from_millis)
+        .or(options.timeout))
+}
+
+/// Reads the server's `Welcome`, or turns its `Reject` into the error.
+fn welcome(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
     let parsed = Header::parse(frame.payload())?;
     match parsed.header.kind {
         Kind::Welcome => wire::decode(parsed.body, "handshake welcome"),
@@ -62,7 +120,7 @@ pub(crate) fn handshake_reply(frame: &Frame, schema: &ServiceSchema) -> Result<W
                         );
                     }
                     RpcError::HandshakeMismatch {
-                        service: schema.name.to_owned(),
+                        service: schema.name.clone(),
                         differences,
                     }
                 }
@@ -76,15 +134,13 @@ pub(crate) fn handshake_reply(frame: &Frame, schema: &ServiceSchema) -> Result<W
     }
 }
 
-/// The extension a call with `options` carries, if any.
-pub(crate) fn extension(options: &CallOptions) -> Option<Extension> {
-    if options.timeout.is_none() && options.metadata.is_empty() {
+/// The extension a call with `options` and `timeout` carries, if any.
+pub(crate) fn extension(options: &CallOptions, timeout: Option<Duration>) -> Option<Extension> {
+    if timeout.is_none() && options.metadata.is_empty() {
         return None;
     }
     Some(Extension {
-        timeout_micros: options
-            .timeout
-            .map(|t| t.as_micros().min(u64::MAX as u128) as u64),
+        timeout_micros: timeout.map(|t| t.as_micros().min(u64::MAX as u128) as u64),
         metadata: options.metadata.clone(),
     })
 }
@@ -94,6 +150,7 @@ pub(crate) fn request<'a, A: Serialize + ?Sized>(
     method: u32,
     call_id: u64,
     options: &CallOptions,
+    timeout: Option<Duration>,
     args: &'a A,
     peer_limit: usize,
 ) -> Result<Message<'a, A>, RpcError> {
@@ -102,7 +159,7 @@ pub(crate) fn request<'a, A: Serialize + ?Sized>(
         method,
         call_id,
     };
-    let message = Message::new(header, extension(options).as_ref(), args)?;
+    let message = Message::new(header, extension(options, timeout).as_ref(), args)?;
     if message.len() > peer_limit {
         return Err(RpcError::FrameTooLarge {
             size: message.len(),
@@ -157,7 +214,7 @@ pub(crate) fn wire_error(
     let name = || schema.method_name(method);
     match error {
         WireError::UnknownMethod => RpcError::UnknownMethod {
-            service: schema.name.to_owned(),
+            service: schema.name.clone(),
             method,
         },
         WireError::BadRequest(reason) => RpcError::BadRequest {
@@ -180,5 +237,9 @@ pub(crate) fn wire_error(
         },
         WireError::ShuttingDown => RpcError::ShuttingDown,
         WireError::Protocol(reason) => RpcError::Protocol(reason),
+        WireError::Incompatible => RpcError::IncompatibleMethod {
+            method: name(),
+            reason: "the server refused it: its schema differs from the client's".to_owned(),
+        },
     }
 }

@@ -32,10 +32,10 @@ pub(crate) async fn serve_connection(
             admission.is_some(),
         ),
     );
-    let peer_limit = tokio::select! {
+    let agreed = tokio::select! {
         _ = env.kill.cancelled() => return,
         outcome = handshake => match outcome {
-            Ok(Ok(limit)) => limit,
+            Ok(Ok(agreed)) => agreed,
             Ok(Err(reason)) => return tracing::debug!(%reason, "handshake failed"),
             Err(_) => return tracing::debug!("handshake timed out"),
         },
@@ -44,7 +44,9 @@ pub(crate) async fn serve_connection(
         service: env.service.clone(),
         config: env.config.clone(),
         peer: Arc::new(peer),
+        callable: agreed.callable,
     };
+    let peer_limit = agreed.peer_limit;
     let calls = Arc::new(Calls::default());
     match (sender.into_blocking(), receiver.into_blocking()) {
         (Ok(sender), Ok(receiver)) => {

@@ -13,8 +13,9 @@ use rpc_transport::{Frame, PeerInfo};
 
 use super::calls::Calls;
 use super::reply::error_frame;
-use super::{Context, DispatchError, Reply, ServerConfig, Service};
-use crate::wire::{HEADER_LEN, Header, Kind, Parsed, WireError};
+use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
+use crate::schema::MethodSchema;
+use crate::wire::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -85,21 +86,40 @@ impl Outgoing {
     }
 }
 
+/// A call as received: its header and extension, and the request that owns its frame.
+pub(crate) struct Call {
+    header: Header,
+    extension: Option<Extension>,
+    request: Request,
+}
+
 /// What a frame received after the handshake asks for.
-pub(crate) enum Incoming<'a> {
+pub(crate) enum Incoming {
     /// Start a call.
-    Call(Parsed<'a>),
+    Call(Call),
     /// Abort call `0`.
     Cancel(u64),
     /// The client broke the protocol: end the connection with this reason.
     Violation(String),
 }
 
-pub(crate) fn classify(frame: &Frame) -> Incoming<'_> {
+pub(crate) fn classify(frame: Frame) -> Incoming {
     match Header::parse(frame.payload()) {
         Err(error) => Incoming::Violation(error.to_string()),
         Ok(parsed) => match parsed.header.kind {
-            Kind::Request => Incoming::Call(parsed),
+            Kind::Request => {
+                let Parsed {
+                    header,
+                    extension,
+                    body,
+                } = parsed;
+                let body_start = frame.len() - body.len();
+                Incoming::Call(Call {
+                    header,
+                    extension,
+                    request: Request::new(frame, body_start),
+                })
+            }
             Kind::Cancel => Incoming::Cancel(parsed.header.call_id),
             other => Incoming::Violation(format!("unexpected {other:?} frame after the handshake")),
         },
@@ -111,6 +131,19 @@ pub(crate) struct CallEnv {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) peer: Arc<PeerInfo>,
+    /// The methods this connection's client may call, sorted by id (see the handshake).
+    pub(crate) callable: Vec<(u32, &'static MethodSchema)>,
+}
+
+impl CallEnv {
+    /// Method `id`, if this connection's client may call it; else the error to answer.
+    fn method(&self, id: u32) -> Result<&'static MethodSchema, WireError> {
+        match self.callable.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => Ok(self.callable[at].1),
+            Err(_) if self.service.schema().method(id).is_some() => Err(WireError::Incompatible),
+            Err(_) => Err(WireError::UnknownMethod),
+        }
+    }
 }
 
 /// Starts a call: `Ok((call id, the future of its answer))`, or `Err(error frame)` to send at
@@ -118,28 +151,29 @@ pub(crate) struct CallEnv {
 pub(crate) fn prepare_call(
     env: &CallEnv,
     running: &Calls,
-    request: Parsed<'_>,
+    call: Call,
 ) -> Result<(u64, ReplyFuture), Frame> {
     let Header {
         method, call_id, ..
-    } = request.header;
+    } = call.header;
     let refuse = |error: WireError| error_frame(method, call_id, &error);
+    let schema = env.method(method).map_err(refuse)?;
     running
         .admit(call_id, env.config.max_in_flight)
         .map_err(refuse)?;
     let handler = env
         .service
-        .dispatch(method, request.body)
-        .map_err(|error| match error {
-            DispatchError::UnknownMethod(_) => refuse(WireError::UnknownMethod),
-            DispatchError::BadRequest(reason) => refuse(WireError::BadRequest(reason)),
-        })?;
-    let extension = request.extension.unwrap_or_default();
-    let timeout = extension.timeout_micros.map(Duration::from_micros);
-    let schema = env.service.schema();
+        .dispatch(method, call.request)
+        .map_err(|error| refuse(wire_error(error)))?;
+    let extension = call.extension.unwrap_or_default();
+    // The caller's deadline, else the method's own default.
+    let timeout = extension
+        .timeout_micros
+        .map(Duration::from_micros)
+        .or(schema.timeout_ms.map(Duration::from_millis));
     let context = Context {
         call_id,
-        method: schema.methods.get(method as usize).map_or("?", |m| m.name),
+        method: &schema.name,
         metadata: extension.metadata,
         deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         peer: env.peer.clone(),
@@ -158,7 +192,8 @@ pub(crate) fn prepare_call(
             Some(Err(_panic)) => {
                 Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked))
             }
-            Some(Ok(body)) => Answer::Response {
+            Some(Ok(Err(refused))) => Answer::Frame(error_frame(method, call_id, &wire_error(refused))),
+            Some(Ok(Ok(body))) => Answer::Response {
                 method,
                 call_id,
                 body,
@@ -166,4 +201,12 @@ pub(crate) fn prepare_call(
         }
     };
     Ok((call_id, Box::pin(reply)))
+}
+
+/// The wire's words for a call that could not be dispatched.
+fn wire_error(error: DispatchError) -> WireError {
+    match error {
+        DispatchError::UnknownMethod(_) => WireError::UnknownMethod,
+        DispatchError::BadRequest(reason) => WireError::BadRequest(reason),
+    }
 }

@@ -4,6 +4,7 @@ use rpc_transport::{FrameReceiver, FrameSender};
 
 use super::ServerConfig;
 use super::Service;
+use crate::schema::MethodSchema;
 use crate::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome};
 
 /// Why the client may not stay, or `None` to welcome it.
@@ -20,17 +21,11 @@ fn judge(
             server: PROTOCOL_VERSION,
         });
     }
-    if hello.service != schema.name || hello.fingerprint != schema.fingerprint {
-        let mut differences = Vec::new();
-        if hello.service == schema.name {
-            differences = schema.differences(&hello.methods);
-            if differences.is_empty() {
-                differences.push("the schema fingerprints differ".to_owned());
-            }
-        }
+    if hello.service != schema.name {
         return Some(Rejection::Schema {
-            server_service: schema.name.to_owned(),
-            differences,
+            server_service: schema.name.clone(),
+            // The client words it: it knows which service it wanted.
+            differences: Vec::new(),
         });
     }
     if stopping {
@@ -42,8 +37,33 @@ fn judge(
     None
 }
 
-/// Reads `Hello` and answers it; returns the largest frame the client accepts (capped at our
-/// own limit), or why the connection ends.
+/// The client's methods whose digests equal ours, sorted by id: the only ones it may call.
+fn callable(hello: &Hello, service: &dyn Service) -> Vec<(u32, &'static MethodSchema)> {
+    let schema = service.schema();
+    let mut methods: Vec<(u32, &'static MethodSchema)> = hello
+        .methods
+        .iter()
+        .filter_map(|(id, digest)| {
+            schema
+                .method(*id)
+                .filter(|m| m.error.is_none() && &m.digest == digest)
+                .map(|m| (*id, m))
+        })
+        .collect();
+    methods.sort_unstable_by_key(|(id, _)| *id);
+    methods.dedup_by_key(|(id, _)| *id);
+    methods
+}
+
+/// What a successful handshake settled.
+pub(crate) struct Agreed {
+    /// The largest frame the client accepts, capped at our own limit.
+    pub(crate) peer_limit: usize,
+    /// The methods the client may call, sorted by id.
+    pub(crate) callable: Vec<(u32, &'static MethodSchema)>,
+}
+
+/// Reads `Hello` and answers it; returns what was agreed, or why the connection ends.
 pub(crate) async fn handshake(
     sender: &mut FrameSender,
     receiver: &mut FrameReceiver,
@@ -51,7 +71,7 @@ pub(crate) async fn handshake(
     config: &ServerConfig,
     stopping: bool,
     admitted: bool,
-) -> Result<usize, String> {
+) -> Result<Agreed, String> {
     let frame = receiver
         .recv()
         .await
@@ -77,10 +97,14 @@ pub(crate) async fn handshake(
     let welcome = Welcome {
         max_frame_size: config.transport.max_frame_size as u64,
         max_in_flight: config.max_in_flight as u32,
+        schema: service.schema().clone(),
     };
     let frame =
         wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;
     sender.send(frame).await.map_err(|e| e.to_string())?;
-    // Responses must fit both the client's limit and our own sender's.
-    Ok((hello.max_frame_size as usize).min(config.transport.max_frame_size))
+    Ok(Agreed {
+        // Responses must fit both the client's limit and our own sender's.
+        peer_limit: (hello.max_frame_size as usize).min(config.transport.max_frame_size),
+        callable: callable(&hello, service),
+    })
 }

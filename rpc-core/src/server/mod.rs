@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use connection::serve_connection;
 pub use context::Context;
-pub use service::{DispatchError, HandlerFuture, Reply, Service, decode_args, encode_reply};
+pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
 
 use crate::client::parse_address;
 use crate::error::RpcError;

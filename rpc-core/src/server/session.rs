@@ -54,7 +54,7 @@ pub(crate) async fn run(
                 return fail(env, sink, receiver, error.to_string()).await;
             }
         };
-        match classify(&frame) {
+        match classify(frame) {
             Incoming::Call(request) => match prepare_call(call_env, calls, request) {
                 Ok((call_id, mut reply)) => match reply
                     .as_mut()
@@ -71,7 +71,6 @@ pub(crate) async fn run(
                 return fail(env, sink, receiver, reason).await;
             }
         }
-        drop(frame);
         // Answer once the requests that arrived together are handled, and at least every
         // `BATCH` answers, so a client that keeps pipelining still hears back.
         if !ready.is_empty() && (ready.len() >= BATCH || !receiver.has_buffered()) {

@@ -92,7 +92,7 @@ fn serve(
             }
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
-        let prepared = match classify(&frame) {
+        let prepared = match classify(frame) {
             Incoming::Call(request) => prepare_call(call_env, calls, request),
             Incoming::Cancel(call_id) => {
                 calls.cancel(call_id);
@@ -100,9 +100,9 @@ fn serve(
             }
             Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
         };
-        // The arguments are decoded: give the request's memory back (a large one is a view of
-        // the peer's region, which it reuses once released).
-        drop(frame);
+        // The request's memory (a large one is a view of the peer's region, which it reuses
+        // once released) now belongs to the call: a handler of owned arguments gives it back
+        // once they are decoded, one that borrows them when it finishes.
         let answer = match prepared {
             Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
                 Poll::Ready(answer) => answer,

@@ -3,8 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use postcard::ser_flavors::Flavor;
 use rpc_transport::Frame;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::header::{HEADER_LEN, Header};
 use crate::error::RpcError;
@@ -41,7 +40,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes a whole body; trailing bytes are an error.
-pub fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, RpcError> {
+pub fn decode<'de, T: Deserialize<'de>>(body: &'de [u8], what: &str) -> Result<T, RpcError> {
     let (value, rest) = postcard::take_from_bytes(body).map_err(|e| RpcError::decode(what, e))?;
     if !rest.is_empty() {
         return Err(RpcError::decode(

@@ -1,21 +1,26 @@
 //! The handshake: `Hello` from the client, then `Welcome` or `Reject` from the server.
+//!
+//! The client names the service it wants and lists its methods by id with each method's
+//! digest; the server answers with its own full [`ServiceSchema`], so the client can tell,
+//! method by method, what it may call and explain what it may not. The server keeps the ids
+//! whose digests match its own and refuses calls to any other.
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+use crate::schema::ServiceSchema;
+
+/// The protocol version this crate speaks (2: method ids from wire names, schemas by shape).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The client's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the client.
     pub protocol_version: u16,
-    /// The service the client expects.
+    /// The service the client wants.
     pub service: String,
-    /// The schema fingerprint the client was built with.
-    pub fingerprint: u64,
-    /// The client's methods (name, signature), sent so a mismatch can be explained.
-    pub methods: Vec<(String, String)>,
+    /// The client's methods: wire id and digest of what a call puts on the wire.
+    pub methods: Vec<(u32, String)>,
     /// Largest frame the client accepts.
     pub max_frame_size: u64,
 }
@@ -27,6 +32,8 @@ pub struct Welcome {
     pub max_frame_size: u64,
     /// Calls the server runs at once on this connection.
     pub max_in_flight: u32,
+    /// The server's schema of the service.
+    pub schema: ServiceSchema,
 }
 
 /// Why the server refused a connection.
@@ -38,7 +45,7 @@ pub enum Rejection {
         /// The server's version.
         server: u16,
     },
-    /// Another service, or the same one with different methods.
+    /// The server does not serve the service the client named.
     Schema {
         /// The server's service name.
         server_service: String,

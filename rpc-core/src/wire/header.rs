@@ -49,7 +49,7 @@ impl Kind {
 pub struct Header {
     /// What the frame is.
     pub kind: Kind,
-    /// Method index (requests; echoed on responses).
+    /// The method's wire id (requests; echoed on responses).
     pub method: u32,
     /// The call this frame belongs to.
     pub call_id: u64,
@@ -133,7 +133,7 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum WireError {
-    /// No method with that index.
+    /// No method with that id.
     UnknownMethod,
     /// The arguments did not decode.
     BadRequest(String),
@@ -156,4 +156,7 @@ pub enum WireError {
     ShuttingDown,
     /// The peer broke the protocol; the connection is closed after this.
     Protocol(String),
+    /// The method's digest in the client's `Hello` differs from the server's: the client may
+    /// not call it.
+    Incompatible,
 }

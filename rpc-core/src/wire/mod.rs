@@ -5,7 +5,7 @@
 //!      0     1  kind      (Kind)
 //!      1     1  flags     (bit 0: an extension follows the header)
 //!      2     2  reserved  (zero)
-//!      4     4  method    (u32 LE, index into the service's methods)
+//!      4     4  method    (u32 LE, the method's wire id)
 //!      8     8  call id   (u64 LE; 0 on handshake frames and connection-level errors)
 //!     16     4  extension length (u32 LE), only when flags bit 0 is set
 //!     20     n  extension (postcard `Extension`: deadline and metadata)

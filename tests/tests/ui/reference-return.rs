@@ -1,6 +1,6 @@
 #[rpc_core::service]
 pub trait Greeter {
-    async fn greet(&self, name: &str) -> String;
+    async fn name(&self) -> &str;
 }
 
 fn main() {}

@@ -1,0 +1,7 @@
+#[rpc_core::service]
+pub trait Store {
+    #[rpc(idempotent = true)]
+    async fn get(&self, key: String) -> Option<String>;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc_core::service]
+pub trait Greeter {
+    async fn greet(&self, name: &'static str) -> String;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+pub struct Handle(u32);
+
+#[rpc_core::service]
+pub trait Files {
+    async fn close(&self, handle: Handle) -> bool;
+}
+
+fn main() {}
