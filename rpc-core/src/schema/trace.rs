@@ -3,10 +3,10 @@
 //!
 //! Containers (structs and enums) are told apart by the `TypeId` of the value their visitor
 //! builds, and defined once in a [`Types`] table. One run of `T::deserialize` takes one variant
-//! of each enum it meets, so [`TypeTracer::trace`] runs it again and again until every variant
-//! of every enum reachable from `T` has been seen. A container met again inside itself is
-//! recorded as a reference and deserialized "quietly" from there on: nothing is recorded,
-//! options are `None`, sequences and maps empty, and enums take a variant that ends.
+//! of each enum it meets, so [`TypeTracer::trace`] runs it again until every variant of every
+//! enum reachable from `T` has been seen. A container met again inside itself is recorded as
+//! a reference and deserialized quietly from there on: nothing is recorded, options are
+//! `None`, sequences and maps empty, and each enum takes a variant known to end soonest.
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -20,14 +20,14 @@ use super::shape::{Definition, Field, Payload, Shape, Types, Variant};
 
 /// How deeply values may nest before the tracer gives up on a type.
 const MAX_DEPTH: usize = 256;
-/// How many runs of `Deserialize` one [`TypeTracer::trace`] may take to see every variant.
+/// How many runs of `Deserialize` one [`TypeTracer::trace`] may take.
 const MAX_PASSES: usize = 10_000;
 
 /// Records the shapes of types by running their `Deserialize` impls against a tracing
 /// deserializer.
 ///
-/// One tracer collects the containers of every type it traces in one [`Types`] table: the
-/// same type traced twice gets the same key and one definition.
+/// One tracer collects the containers of every type it traces in one [`Types`] table: a type
+/// traced twice, alone or inside others, has one key and one definition.
 #[derive(Debug, Default)]
 pub struct TypeTracer {
     state: State,
@@ -38,9 +38,9 @@ pub struct TypeTracer {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot describe `{type_name}`: {reason}")]
 pub struct TraceError {
-    /// The traced type, as `std::any::type_name` spells it.
+    /// The traced type, as [`std::any::type_name`] spells it.
     pub type_name: String,
-    /// What went wrong.
+    /// What went wrong: a `Deserialize` impl's own error, or why the type has no shape.
     pub reason: String,
 }
 
@@ -52,46 +52,40 @@ impl TypeTracer {
 
     /// The shape of `T`; containers it reaches are added to the table.
     ///
-    /// On error the table is left as it was before the call.
+    /// On error the table is left as it was.
     pub fn trace<T: serde::Deserialize<'static>>(&mut self) -> Result<Shape, TraceError> {
-        let fail = |reason: String| TraceError {
-            type_name: std::any::type_name::<T>().to_owned(),
-            reason,
-        };
         let backup = self.state.clone();
         let mut root = Shape::Unknown;
+        let mut reason = format!("some variants still unexplored after {MAX_PASSES} passes");
         for _ in 0..MAX_PASSES {
-            let state = &mut self.state;
-            state.stack.clear();
-            state.variants.clear();
-            state.frames.clear();
-            state.depth = 0;
-            state.incomplete = false;
-            state.dead_end = false;
-            let learned = state.learned;
+            let st = &mut self.state;
+            st.stack.clear();
+            st.variants.clear();
+            st.frames.clear();
+            (st.depth, st.incomplete, st.dead_end) = (0, false, false);
+            let learned = st.learned;
             let mut slot = Shape::Unknown;
-            let tracer = Tracer {
-                st: state,
-                slot: &mut slot,
-                quiet: false,
-            };
-            if let Err(Error(reason)) = T::deserialize(tracer) {
-                if self.state.dead_end && self.state.learned > learned {
-                    continue; // Some variant is known to end now: try again.
+            match T::deserialize(tracer(st, &mut slot, false)) {
+                // A dead end that taught which variants end is worth another pass.
+                Err(_) if self.state.dead_end && self.state.learned > learned => {}
+                Err(Error(why)) => {
+                    reason = why;
+                    break;
                 }
-                self.state = backup;
-                return Err(fail(reason));
-            }
-            merge(&mut root, slot);
-            if !self.state.incomplete {
-                self.types = self.state.types();
-                return Ok(root);
+                Ok(_) => {
+                    merge(&mut root, slot);
+                    if !self.state.incomplete {
+                        self.types = self.state.types();
+                        return Ok(root);
+                    }
+                }
             }
         }
         self.state = backup;
-        Err(fail(format!(
-            "some variants still unexplored after {MAX_PASSES} passes"
-        )))
+        Err(TraceError {
+            type_name: std::any::type_name::<T>().to_owned(),
+            reason,
+        })
     }
 
     /// The containers of every type traced so far, by key.
@@ -118,7 +112,7 @@ struct State {
     ranks: Option<HashMap<TypeId, u32>>,
     /// The containers being recorded, innermost last.
     stack: Vec<TypeId>,
-    /// The containers being deserialized and their chosen variants, innermost last.
+    /// The containers being deserialized and their chosen parts, innermost last.
     variants: Vec<(TypeId, usize)>,
     /// Per value being deserialized, the containers met directly in it (not inside an
     /// option, sequence or map, which are empty when quiet).
@@ -153,8 +147,12 @@ struct Part {
     ends: Option<Vec<TypeId>>,
 }
 
+type Res<T> = Result<T, Error>;
+type Out<V> = Res<<V as Visitor<'static>>::Value>;
+type Names = &'static [&'static str];
+
 impl State {
-    fn nested<R>(&mut self, f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Error> {
+    fn nested<R>(&mut self, f: impl FnOnce(&mut State) -> Res<R>) -> Res<R> {
         if self.depth >= MAX_DEPTH {
             let inside = self.inside();
             return Err(Error(format!(
@@ -168,7 +166,7 @@ impl State {
     }
 
     /// Like `nested`, for a value of its own: also the containers met directly in it.
-    fn framed<R>(&mut self, f: impl FnOnce(&mut State) -> Result<R, Error>) -> Framed<R> {
+    fn framed<R>(&mut self, f: impl FnOnce(&mut State) -> Res<R>) -> (Res<R>, Vec<TypeId>) {
         self.frames.push(Vec::new());
         let result = self.nested(f);
         (result, self.frames.pop().unwrap_or_default())
@@ -180,17 +178,18 @@ impl State {
     }
 
     /// Notes that a value of container `id` begins.
-    fn enter(&mut self, id: TypeId, name: &'static str, variants: Option<&'static [&'static str]>) {
+    fn enter(&mut self, id: TypeId, name: &'static str, variants: Option<Names>) {
         if let Some(frame) = self.frames.last_mut() {
             frame.push(id);
         }
         let parts = vec![Part::default(); variants.map_or(1, <[_]>::len)];
+        let (key, complete) = (None, false);
         let new = || Container {
             name,
             variants,
             parts,
-            key: None,
-            complete: false,
+            key,
+            complete,
         };
         self.containers.entry(id).or_insert_with(new);
     }
@@ -215,11 +214,10 @@ impl State {
         Some(std::mem::replace(&mut self.incomplete, false))
     }
 
-    /// Ends a value of container `id`: `def`, its chosen part, if it was finished.
+    /// Ends a value of container `id` whose part `index` was `def`, if it was finished.
     fn close(
         &mut self,
-        id: TypeId,
-        index: usize,
+        (id, index): (TypeId, usize),
         open: Option<bool>,
         def: Option<Definition>,
         children: Vec<TypeId>,
@@ -248,7 +246,7 @@ impl State {
         self.incomplete = outer_incomplete || !done;
     }
 
-    /// The variant to record: the first never seen, else the first with more to learn.
+    /// The part to record: the first never seen, else the first with more to learn.
     fn choose_loud(&self, id: TypeId) -> usize {
         let parts = &self.containers[&id].parts;
         (parts.iter().position(|p| p.def.is_none()))
@@ -256,9 +254,9 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// The variant for a quiet value: the one known to end soonest, else the first never
-    /// tried, else the first not already being deserialized.
-    fn choose_quiet(&mut self, id: TypeId) -> Result<usize, Error> {
+    /// The part for a quiet value: the one known to end soonest, else the first never tried,
+    /// else the first not already being deserialized.
+    fn choose_quiet(&mut self, id: TypeId) -> Res<usize> {
         let ranks = self.ranks.take().unwrap_or_else(|| self.compute_ranks());
         let container = &self.containers[&id];
         let best = (container.parts.iter().enumerate())
@@ -271,16 +269,14 @@ impl State {
         let free = |i: &usize| !self.variants.contains(&(id, *i));
         let fresh = |i: &usize| free(i) && !container.parts[*i].attempted;
         let count = container.parts.len();
-        match (0..count).find(fresh).or_else(|| (0..count).find(free)) {
-            Some(index) => Ok(index),
-            None => {
-                self.dead_end = true;
-                let name = container.name;
-                Err(Error(format!(
-                    "every variant of `{name}` contains `{name}` again"
-                )))
-            }
+        if let Some(index) = (0..count).find(fresh).or_else(|| (0..count).find(free)) {
+            return Ok(index);
         }
+        self.dead_end = true;
+        let name = container.name;
+        Err(Error(format!(
+            "every variant of `{name}` contains `{name}` again"
+        )))
     }
 
     /// Least fixed point: a struct ends one level below its deepest direct part, an enum one
@@ -307,24 +303,22 @@ impl State {
     }
 
     fn types(&self) -> Types {
+        let variant = |(name, part): (&&str, &Part)| Variant {
+            name: (*name).to_owned(),
+            payload: payload(part.def.clone()),
+        };
         let definition = |container: &Container| match container.variants {
             None => container.parts[0].def.clone(),
-            Some(names) => Some(Definition::Enum(
-                (names.iter().zip(&container.parts))
-                    .map(|(name, part)| Variant {
-                        name: (*name).to_owned(),
-                        payload: payload(part.def.clone()),
-                    })
-                    .collect(),
-            )),
+            Some(names) => {
+                let variants = names.iter().zip(&container.parts).map(variant);
+                Some(Definition::Enum(variants.collect()))
+            }
         };
         (self.containers.values())
             .filter_map(|c| Some((c.key.clone()?, definition(c)?)))
             .collect()
     }
 }
-
-type Framed<R> = (Result<R, Error>, Vec<TypeId>);
 
 fn max_rank(children: &[TypeId], ranks: &HashMap<TypeId, u32>) -> Option<u32> {
     children
@@ -368,10 +362,8 @@ fn merge_definition(old: &mut Definition, new: Definition) {
         (Definition::NewtypeStruct(a), Definition::NewtypeStruct(b)) => merge(a, b),
         (Definition::TupleStruct(a), Definition::TupleStruct(b)) => merge_all(a.iter_mut(), b),
         (Definition::Struct(a), Definition::Struct(b)) => {
-            merge_all(
-                a.iter_mut().map(|f| &mut f.shape),
-                b.into_iter().map(|f| f.shape).collect(),
-            );
+            let new = b.into_iter().map(|f| f.shape).collect();
+            merge_all(a.iter_mut().map(|f| &mut f.shape), new);
         }
         _ => {}
     }
@@ -402,9 +394,13 @@ struct Tracer<'a> {
     quiet: bool,
 }
 
+fn tracer<'a>(st: &'a mut State, slot: &'a mut Shape, quiet: bool) -> Tracer<'a> {
+    Tracer { st, slot, quiet }
+}
+
 macro_rules! primitives {
     ($($method:ident => $shape:ident, $visit:ident($($value:expr)?);)*) => {$(
-        fn $method<V: Visitor<'static>>(self, visitor: V) -> Result<V::Value, Error> {
+        fn $method<V: Visitor<'static>>(self, visitor: V) -> Out<V> {
             *self.slot = Shape::$shape;
             visitor.$visit($($value)?)
         }
@@ -413,7 +409,7 @@ macro_rules! primitives {
 
 macro_rules! self_describing {
     ($($method:ident),*) => {$(
-        fn $method<V: Visitor<'static>>(self, _visitor: V) -> Result<V::Value, Error> {
+        fn $method<V: Visitor<'static>>(self, _visitor: V) -> Out<V> {
             Err(Error(format!(
                 "a part of it{} needs self-describing input (`{}`: an untagged or internally \
                  tagged enum, or `#[serde(flatten)]`), which postcard cannot carry either",
@@ -429,11 +425,10 @@ impl Tracer<'_> {
     /// and records its definition.
     fn container<V: Visitor<'static>>(
         self,
-        name: &'static str,
-        variants: Option<&'static [&'static str]>,
+        (name, variants): (&'static str, Option<Names>),
         visitor: V,
-        visit: impl FnOnce(V, Choice<'_>) -> Result<V::Value, Error>,
-    ) -> Result<V::Value, Error> {
+        visit: impl FnOnce(V, Choice<'_>) -> Out<V>,
+    ) -> Out<V> {
         if variants.is_some_and(<[_]>::is_empty) {
             return Err(Error(format!("enum `{name}` has no variants")));
         }
@@ -468,8 +463,7 @@ impl Tracer<'_> {
         });
         st.variants.pop();
         st.close(
-            id,
-            index,
+            (id, index),
             open,
             result.is_ok().then_some(def).flatten(),
             children,
@@ -484,16 +478,20 @@ fn visit_seq<V: Visitor<'static>>(
     st: &mut State,
     slots: &mut [Shape],
     quiet: bool,
-) -> Result<V::Value, Error> {
-    v.visit_seq(Elements {
+) -> Out<V> {
+    v.visit_seq(elements(st, slots, quiet))
+}
+
+fn elements<'a>(st: &'a mut State, slots: &'a mut [Shape], quiet: bool) -> Elements<'a> {
+    Elements {
         st,
         slots,
         next: 0,
         quiet,
-    })
+    }
 }
 
-fn named(fields: &'static [&'static str], shapes: Vec<Shape>) -> Vec<Field> {
+fn named(fields: Names, shapes: Vec<Shape>) -> Vec<Field> {
     let names = fields.iter().map(|name| (*name).to_owned());
     names
         .zip(shapes)
@@ -532,25 +530,21 @@ impl Deserializer<'static> for Tracer<'_> {
         deserialize_ignored_any
     );
 
-    fn deserialize_option<V: Visitor<'static>>(self, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_option<V: Visitor<'static>>(self, visitor: V) -> Out<V> {
         if self.quiet {
             return visitor.visit_none();
         }
         let mut inner = Shape::Unknown;
-        let (result, _) = self.st.framed(|st| {
-            visitor.visit_some(Tracer {
-                st,
-                slot: &mut inner,
-                quiet: false,
-            })
-        });
+        let slot = &mut inner;
+        let (result, _) = self
+            .st
+            .framed(|st| visitor.visit_some(tracer(st, slot, false)));
         *self.slot = Shape::Option(Box::new(inner));
         result
     }
 
-    fn deserialize_seq<V: Visitor<'static>>(self, visitor: V) -> Result<V::Value, Error> {
-        let mut slots = vec![Shape::Unknown; usize::from(!self.quiet)];
-        let quiet = self.quiet;
+    fn deserialize_seq<V: Visitor<'static>>(self, visitor: V) -> Out<V> {
+        let (mut slots, quiet) = (vec![Shape::Unknown; usize::from(!self.quiet)], self.quiet);
         let (result, _) = self
             .st
             .framed(|st| visit_seq(visitor, st, &mut slots, quiet));
@@ -558,13 +552,8 @@ impl Deserializer<'static> for Tracer<'_> {
         result
     }
 
-    fn deserialize_tuple<V: Visitor<'static>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        let mut slots = vec![Shape::Unknown; len];
-        let quiet = self.quiet;
+    fn deserialize_tuple<V: Visitor<'static>>(self, len: usize, visitor: V) -> Out<V> {
+        let (mut slots, quiet) = (vec![Shape::Unknown; len], self.quiet);
         let result = self
             .st
             .nested(|st| visit_seq(visitor, st, &mut slots, quiet));
@@ -572,52 +561,41 @@ impl Deserializer<'static> for Tracer<'_> {
         result
     }
 
-    fn deserialize_map<V: Visitor<'static>>(self, visitor: V) -> Result<V::Value, Error> {
-        let (mut key, mut value) = (Shape::Unknown, Shape::Unknown);
-        let left = usize::from(!self.quiet);
-        let (result, _) = self.st.framed(|st| {
-            visitor.visit_map(Entries {
-                st,
-                key: &mut key,
-                value: &mut value,
-                left,
-            })
-        });
+    fn deserialize_map<V: Visitor<'static>>(self, visitor: V) -> Out<V> {
+        let (mut slots, quiet) = (
+            vec![Shape::Unknown; if self.quiet { 0 } else { 2 }],
+            self.quiet,
+        );
+        let (result, _) = self
+            .st
+            .framed(|st| visitor.visit_map(elements(st, &mut slots, quiet)));
+        let mut slots = slots.into_iter().map(Box::new);
+        let mut next = || slots.next().unwrap_or_else(|| Box::new(Shape::Unknown));
         *self.slot = Shape::Map {
-            key: Box::new(key),
-            value: Box::new(value),
+            key: next(),
+            value: next(),
         };
         result
     }
 
-    fn deserialize_unit_struct<V: Visitor<'static>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.container(name, None, visitor, |v, choice| {
+    fn deserialize_unit_struct<V: Visitor<'static>>(self, name: &'static str, v: V) -> Out<V> {
+        self.container((name, None), v, |v, choice| {
             *choice.def = Some(Definition::UnitStruct);
             v.visit_unit()
         })
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'static>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.container(name, None, visitor, |v, choice| {
+    fn deserialize_newtype_struct<V: Visitor<'static>>(self, name: &'static str, v: V) -> Out<V> {
+        self.container((name, None), v, |v, choice| {
             choice.newtype(|t| v.visit_newtype_struct(t))
         })
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'static>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.container(name, None, visitor, |v, choice| {
+    fn deserialize_tuple_struct<V>(self, name: &'static str, len: usize, v: V) -> Out<V>
+    where
+        V: Visitor<'static>,
+    {
+        self.container((name, None), v, |v, choice| {
             choice.seq(len, v, Definition::TupleStruct)
         })
     }
@@ -625,11 +603,11 @@ impl Deserializer<'static> for Tracer<'_> {
     fn deserialize_struct<V: Visitor<'static>>(
         self,
         name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+        fields: Names,
+        v: V,
+    ) -> Out<V> {
         let build = |shapes| Definition::Struct(named(fields, shapes));
-        self.container(name, None, visitor, |v, choice| {
+        self.container((name, None), v, |v, choice| {
             choice.seq(fields.len(), v, build)
         })
     }
@@ -637,12 +615,10 @@ impl Deserializer<'static> for Tracer<'_> {
     fn deserialize_enum<V: Visitor<'static>>(
         self,
         name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.container(name, Some(variants), visitor, |v, choice| {
-            v.visit_enum(choice)
-        })
+        variants: Names,
+        v: V,
+    ) -> Out<V> {
+        self.container((name, Some(variants)), v, |v, choice| v.visit_enum(choice))
     }
 
     fn is_human_readable(&self) -> bool {
@@ -650,7 +626,7 @@ impl Deserializer<'static> for Tracer<'_> {
     }
 }
 
-/// The elements of a sequence, tuple or struct: one per slot.
+/// The elements of a sequence, tuple or struct, or a map's key and value: one per slot.
 struct Elements<'a> {
     st: &'a mut State,
     slots: &'a mut [Shape],
@@ -661,20 +637,13 @@ struct Elements<'a> {
 impl SeqAccess<'static> for Elements<'_> {
     type Error = Error;
 
-    fn next_element_seed<S: DeserializeSeed<'static>>(
-        &mut self,
-        seed: S,
-    ) -> Result<Option<S::Value>, Error> {
+    fn next_element_seed<S: DeserializeSeed<'static>>(&mut self, seed: S) -> Res<Option<S::Value>> {
         let Some(slot) = self.slots.get_mut(self.next) else {
             return Ok(None);
         };
         self.next += 1;
-        seed.deserialize(Tracer {
-            st: self.st,
-            slot,
-            quiet: self.quiet,
-        })
-        .map(Some)
+        seed.deserialize(tracer(self.st, slot, self.quiet))
+            .map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -682,43 +651,17 @@ impl SeqAccess<'static> for Elements<'_> {
     }
 }
 
-/// The entries of a map: `left` of them (one, or none when quiet).
-struct Entries<'a> {
-    st: &'a mut State,
-    key: &'a mut Shape,
-    value: &'a mut Shape,
-    left: usize,
-}
-
-impl MapAccess<'static> for Entries<'_> {
+/// A map's entry: its key and value are the two slots of `Elements` (none when quiet).
+impl MapAccess<'static> for Elements<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'static>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        seed.deserialize(Tracer {
-            st: self.st,
-            slot: self.key,
-            quiet: false,
-        })
-        .map(Some)
+    fn next_key_seed<K: DeserializeSeed<'static>>(&mut self, seed: K) -> Res<Option<K::Value>> {
+        self.next_element_seed(seed)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'static>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        self.left = self.left.saturating_sub(1);
-        seed.deserialize(Tracer {
-            st: self.st,
-            slot: self.value,
-            quiet: false,
-        })
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.left)
+    fn next_value_seed<V: DeserializeSeed<'static>>(&mut self, seed: V) -> Res<V::Value> {
+        let value = self.next_element_seed(seed)?;
+        value.ok_or_else(|| Error("a map's value without a key".into()))
     }
 }
 
@@ -732,13 +675,9 @@ struct Choice<'a> {
 }
 
 impl Choice<'_> {
-    fn newtype<R>(self, f: impl FnOnce(Tracer<'_>) -> Result<R, Error>) -> Result<R, Error> {
+    fn newtype<R>(self, f: impl FnOnce(Tracer<'_>) -> Res<R>) -> Res<R> {
         let mut shape = Shape::Unknown;
-        let value = f(Tracer {
-            st: self.st,
-            slot: &mut shape,
-            quiet: self.quiet,
-        })?;
+        let value = f(tracer(self.st, &mut shape, self.quiet))?;
         *self.def = Some(Definition::NewtypeStruct(shape));
         Ok(value)
     }
@@ -746,11 +685,11 @@ impl Choice<'_> {
     fn seq<V: Visitor<'static>>(
         self,
         len: usize,
-        visitor: V,
+        v: V,
         build: impl FnOnce(Vec<Shape>) -> Definition,
-    ) -> Result<V::Value, Error> {
+    ) -> Out<V> {
         let mut slots = vec![Shape::Unknown; len];
-        let value = visit_seq(visitor, self.st, &mut slots, self.quiet)?;
+        let value = visit_seq(v, self.st, &mut slots, self.quiet)?;
         *self.def = Some(build(slots));
         Ok(value)
     }
@@ -760,7 +699,7 @@ impl EnumAccess<'static> for Choice<'_> {
     type Error = Error;
     type Variant = Self;
 
-    fn variant_seed<S: DeserializeSeed<'static>>(self, seed: S) -> Result<(S::Value, Self), Error> {
+    fn variant_seed<S: DeserializeSeed<'static>>(self, seed: S) -> Res<(S::Value, Self)> {
         let index = u32::try_from(self.index).map_err(|_| Error("too many variants".into()))?;
         let value = seed.deserialize(U32Deserializer::<Error>::new(index))?;
         Ok((value, self))
@@ -770,25 +709,21 @@ impl EnumAccess<'static> for Choice<'_> {
 impl VariantAccess<'static> for Choice<'_> {
     type Error = Error;
 
-    fn unit_variant(self) -> Result<(), Error> {
+    fn unit_variant(self) -> Res<()> {
         *self.def = Some(Definition::UnitStruct);
         Ok(())
     }
 
-    fn newtype_variant_seed<S: DeserializeSeed<'static>>(self, seed: S) -> Result<S::Value, Error> {
+    fn newtype_variant_seed<S: DeserializeSeed<'static>>(self, seed: S) -> Res<S::Value> {
         self.newtype(|tracer| seed.deserialize(tracer))
     }
 
-    fn tuple_variant<V: Visitor<'static>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        self.seq(len, visitor, Definition::TupleStruct)
+    fn tuple_variant<V: Visitor<'static>>(self, len: usize, v: V) -> Out<V> {
+        self.seq(len, v, Definition::TupleStruct)
     }
 
-    fn struct_variant<V: Visitor<'static>>(
-        self,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.seq(fields.len(), visitor, |shapes| {
+    fn struct_variant<V: Visitor<'static>>(self, fields: Names, v: V) -> Out<V> {
+        self.seq(fields.len(), v, |shapes| {
             Definition::Struct(named(fields, shapes))
         })
     }
