@@ -246,3 +246,21 @@ fn client_spawns_the_server_over_stdio_and_reaches_fifo_and_mq_servers() {
         dir.display()
     );
 }
+
+#[test]
+fn the_server_prints_its_schema_as_json() {
+    let output = Command::new(SERVER).arg("--schema").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let schema = rpc_core::ServiceSchema::from_json(&stdout(&output)).unwrap();
+    assert_eq!(&schema, idl_examples::CalculatorClient::schema());
+    let add = schema.methods.iter().find(|m| m.name == "add").unwrap();
+    assert!(add.idempotent);
+    assert_eq!(add.docs, "Returns `a + b` (wrapping on overflow).");
+    assert_eq!(add.args.len(), 2);
+    // And it refuses to be asked for both.
+    let both = Command::new(SERVER)
+        .args(["--schema", "--listen", "tcp://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+}

@@ -53,11 +53,11 @@ pub mod __private {
     pub use crate::schema::{MethodDecl, SchemaBuilder, ServiceSchema};
     pub use crate::server::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
     pub use ::core::clone::Clone;
-    pub use ::core::mem::drop;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};
+    pub use ::core::mem::drop;
     pub use ::core::option::Option::{self, None, Some};
     pub use ::core::result::Result::{self, Err, Ok};
     pub use ::core::time::Duration;

@@ -116,7 +116,10 @@ impl<'a> Method<'a> {
                 .iter()
                 .filter(|a| a.path().is_ident("doc"))
                 .collect(),
-            deprecated: method.attrs.iter().find(|a| a.path().is_ident("deprecated")),
+            deprecated: method
+                .attrs
+                .iter()
+                .find(|a| a.path().is_ident("deprecated")),
             rpc,
             attr_errors,
         }

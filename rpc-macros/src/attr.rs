@@ -18,8 +18,7 @@ pub struct RpcAttrs {
     pub idempotent: Option<Path>,
 }
 
-const KEYS: &str =
-    "expected `name = \"...\"`, `id = N`, `timeout = \"5s\"` or `idempotent`";
+const KEYS: &str = "expected `name = \"...\"`, `id = N`, `timeout = \"5s\"` or `idempotent`";
 
 impl RpcAttrs {
     /// Parses every `#[rpc(...)]` among `attrs`, pushing each mistake onto `errors`.
@@ -41,7 +40,10 @@ impl RpcAttrs {
 
     fn key(&mut self, meta: &ParseNestedMeta<'_>, errors: &mut Vec<Error>) {
         let Some(key) = meta.path.get_ident().map(ToString::to_string) else {
-            errors.push(Error::new_spanned(&meta.path, format!("unknown `rpc` attribute; {KEYS}")));
+            errors.push(Error::new_spanned(
+                &meta.path,
+                format!("unknown `rpc` attribute; {KEYS}"),
+            ));
             return;
         };
         let duplicate = match key.as_str() {

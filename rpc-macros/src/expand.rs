@@ -81,7 +81,9 @@ fn rewritten_trait(service: &Service<'_>, p: &TokenStream) -> TokenStream {
         let ident = method.name;
         let inputs = &method.original.sig.inputs;
         let output = output_type(method);
-        quote! {
+        // Spanned at the user's method, so lints about it (missing docs) point there.
+        let span = method.original.sig.fn_token.span;
+        quote_spanned! {span=>
             #(#attrs)*
             fn #ident(#inputs) -> impl #p::Future<Output = #output> + #p::Send;
         }

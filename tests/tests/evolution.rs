@@ -275,17 +275,18 @@ async fn a_method_timeout_is_the_default_deadline_and_an_explicit_one_wins() {
     );
     let patient = client.with_timeout(Some(Duration::from_secs(20)));
     patient.nap(300).await.unwrap();
-    assert_eq!(
-        slow::SlowClient::schema().methods[0].timeout_ms,
-        Some(150)
-    );
+    assert_eq!(slow::SlowClient::schema().methods[0].timeout_ms, Some(150));
     handle.shutdown().await;
 }
 
 #[test]
 fn the_schema_records_ids_names_attributes_and_docs() {
     let schema = v2::StoreClient::schema();
-    let insert = schema.methods.iter().find(|m| m.rust_name == "insert").unwrap();
+    let insert = schema
+        .methods
+        .iter()
+        .find(|m| m.rust_name == "insert")
+        .unwrap();
     assert_eq!(insert.name, "put");
     assert_eq!(insert.id, v1::StoreClient::schema().methods[1].id);
     assert_eq!(insert.timeout_ms, Some(5_000));

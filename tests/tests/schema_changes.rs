@@ -81,7 +81,11 @@ macro_rules! check {
                 other => panic!("expected IncompatibleMethod, got {other:?}"),
             }
             assert!(error.to_string().contains("'put'"), "{error}");
-            assert_eq!(puts.load(Ordering::SeqCst), 0, "the call reached the server");
+            assert_eq!(
+                puts.load(Ordering::SeqCst),
+                0,
+                "the call reached the server"
+            );
             // The connection goes on for the methods both sides agree on.
             assert_eq!(shop.ping().await.unwrap(), 1);
             // A strict client is refused at connect, with the same difference.
@@ -133,7 +137,10 @@ mod field_removed {
         server { #[derive(Serialize, Deserialize)] pub struct Order { pub id: u32 } }
     }
     pub fn sample() -> client::Order {
-        client::Order { id: 5, note: String::new() }
+        client::Order {
+            id: 5,
+            note: String::new(),
+        }
     }
 }
 check!(field_removed, "Order: field 'note' only on the client");
@@ -164,10 +171,15 @@ mod variant_added {
         }
     }
     pub fn sample() -> client::Order {
-        client::Order { status: client::Status::Open }
+        client::Order {
+            status: client::Status::Open,
+        }
     }
 }
-check!(variant_added, "Order.status: variant 'Lost' only on the server");
+check!(
+    variant_added,
+    "Order.status: variant 'Lost' only on the server"
+);
 
 mod variant_removed {
     versions! {
@@ -181,10 +193,15 @@ mod variant_removed {
         }
     }
     pub fn sample() -> client::Order {
-        client::Order { status: client::Status::Paid }
+        client::Order {
+            status: client::Status::Paid,
+        }
     }
 }
-check!(variant_removed, "Order.status: variant 'Lost' only on the client");
+check!(
+    variant_removed,
+    "Order.status: variant 'Lost' only on the client"
+);
 
 mod variant_changed {
     versions! {
@@ -198,7 +215,9 @@ mod variant_changed {
         }
     }
     pub fn sample() -> client::Order {
-        client::Order { status: client::Status::Paid(3) }
+        client::Order {
+            status: client::Status::Paid(3),
+        }
     }
 }
 check!(
@@ -220,10 +239,18 @@ mod nested_two_levels_down {
         }
     }
     pub fn sample() -> client::Order {
-        client::Order { line: client::Line { item: client::Item { sku: 1 }, qty: 2 } }
+        client::Order {
+            line: client::Line {
+                item: client::Item { sku: 1 },
+                qty: 2,
+            },
+        }
     }
 }
-check!(nested_two_levels_down, "Order.line.item.sku: client u32, server string");
+check!(
+    nested_two_levels_down,
+    "Order.line.item.sku: client u32, server string"
+);
 
 mod type_from_another_crate {
     versions! {
@@ -237,11 +264,17 @@ mod type_from_another_crate {
     }
     pub fn sample() -> client::Order {
         client::Order {
-            price: rpc_tests::shapes::Money { cents: 1, currency: "EUR".into() },
+            price: rpc_tests::shapes::Money {
+                cents: 1,
+                currency: "EUR".into(),
+            },
         }
     }
 }
-check!(type_from_another_crate, "Order.price.cents: client u64, server i64");
+check!(
+    type_from_another_crate,
+    "Order.price.cents: client u64, server i64"
+);
 
 mod type_renamed {
     versions! {

@@ -16,7 +16,12 @@ Write a schema with your server's --schema flag (ServiceSchema::to_json).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["diff", old, new] => diff(old, new),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");

@@ -21,9 +21,22 @@ pub fn differences(
     server: &Shape,
     server_types: &Types,
 ) -> Vec<String> {
+    differences_between(
+        ("client", client, client_types),
+        ("server", server, server_types),
+    )
+}
+
+/// [`differences`] with other names for the two sides, such as `("old", ..)` and
+/// `("new", ..)` for two versions of a service.
+pub fn differences_between(
+    (ours, client, client_types): (&str, &Shape, &Types),
+    (theirs, server, server_types): (&str, &Shape, &Types),
+) -> Vec<String> {
     let mut walk = Walk {
         client: client_types,
         server: server_types,
+        sides: (ours, theirs),
         seen: HashSet::new(),
         out: Vec::new(),
     };
@@ -32,6 +45,8 @@ pub fn differences(
 }
 
 struct Walk<'t> {
+    /// What the two sides are called in messages: `("client", "server")`.
+    sides: (&'t str, &'t str),
     client: &'t Types,
     server: &'t Types,
     /// The pairs of containers already compared, or being compared.
@@ -86,8 +101,9 @@ impl<'t> Walk<'t> {
         client: impl std::fmt::Display,
         server: impl std::fmt::Display,
     ) {
+        let (ours, theirs) = self.sides;
         self.out
-            .push(at(path, format_args!("client {client}, server {server}")));
+            .push(at(path, format_args!("{ours} {client}, {theirs} {server}")));
     }
 
     /// Two values at `path`: the whole shapes if they differ outside containers, else the
@@ -191,13 +207,16 @@ impl<'t> Walk<'t> {
 
     /// Fields or variants present on one side only, or in another order.
     fn members(&mut self, path: &str, what: &str, client: &[&str], server: &[&str]) {
+        let (ours, theirs) = self.sides;
         for name in client.iter().filter(|n| !server.contains(n)) {
             self.out
-                .push(at(path, format_args!("{what} '{name}' only on the client")));
+                .push(at(path, format_args!("{what} '{name}' only on the {ours}")));
         }
         for name in server.iter().filter(|n| !client.contains(n)) {
-            self.out
-                .push(at(path, format_args!("{what} '{name}' only on the server")));
+            self.out.push(at(
+                path,
+                format_args!("{what} '{name}' only on the {theirs}"),
+            ));
         }
         let common = |a: &[&str], b: &[&str]| -> Vec<String> {
             a.iter()
@@ -209,7 +228,7 @@ impl<'t> Walk<'t> {
             self.out.push(at(
                 path,
                 format_args!(
-                    "{what}s in another order: client ({}), server ({})",
+                    "{what}s in another order: {ours} ({}), {theirs} ({})",
                     client.join(", "),
                     server.join(", ")
                 ),

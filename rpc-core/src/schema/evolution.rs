@@ -23,7 +23,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::compare::differences;
+use super::compare::{differences, differences_between};
 use super::service::{MethodSchema, ServiceSchema};
 
 /// Which of a client's methods it may call on one server.
@@ -233,20 +233,26 @@ pub fn breaking_changes(old: &ServiceSchema, new: &ServiceSchema) -> Vec<BrokenR
             );
         } else {
             for (a, b) in before.args.iter().zip(&after.args) {
-                for difference in differences(&a.shape, &old.types, &b.shape, &new.types) {
+                for difference in differences_between(
+                    ("old", &a.shape, &old.types),
+                    ("new", &b.shape, &new.types),
+                ) {
                     broke(
                         "arguments-changed",
                         name,
-                        format!("argument '{}': {}", a.name, old_new(&difference)),
+                        format!("argument '{}': {difference}", a.name),
                     );
                 }
             }
         }
-        for difference in differences(&before.output, &old.types, &after.output, &new.types) {
+        for difference in differences_between(
+            ("old", &before.output, &old.types),
+            ("new", &after.output, &new.types),
+        ) {
             broke(
                 "return-changed",
                 name,
-                format!("return value: {}", old_new(&difference)),
+                format!("return value: {difference}"),
             );
         }
         if before.idempotent && !after.idempotent {
@@ -259,13 +265,4 @@ pub fn breaking_changes(old: &ServiceSchema, new: &ServiceSchema) -> Vec<BrokenR
         }
     }
     out
-}
-
-/// A difference's wording from the point of view of versions rather than peers.
-fn old_new(difference: &str) -> String {
-    difference
-        .replace("only on the client", "only in the old version")
-        .replace("only on the server", "only in the new version")
-        .replace("client ", "old ")
-        .replace(", server ", ", new ")
 }

@@ -162,7 +162,11 @@ impl MethodBuilder<'_> {
     /// Adds an argument named `name` whose wire type is `T`.
     pub fn arg<T: Deserialize<'static>>(mut self, name: &str) -> Self {
         let shape = self.trace::<T>();
-        let method = self.builder.methods.last_mut().expect("method() came first");
+        let method = self
+            .builder
+            .methods
+            .last_mut()
+            .expect("method() came first");
         method.args.push(ArgSchema {
             name: name.to_owned(),
             shape,

@@ -192,7 +192,9 @@ pub(crate) fn prepare_call(
             Some(Err(_panic)) => {
                 Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked))
             }
-            Some(Ok(Err(refused))) => Answer::Frame(error_frame(method, call_id, &wire_error(refused))),
+            Some(Ok(Err(refused))) => {
+                Answer::Frame(error_frame(method, call_id, &wire_error(refused)))
+            }
             Some(Ok(Ok(body))) => Answer::Response {
                 method,
                 call_id,
