@@ -7,10 +7,10 @@
 //! Client and server run in this one process, under a global allocator that counts bytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rpc_core::Server;
+use tokio::sync::Mutex;
 
 struct Counting;
 
@@ -40,7 +40,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Measurements must not overlap: tests of this file take turns.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const MIB: usize = 1024 * 1024;
 
@@ -112,7 +112,7 @@ fn big() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_borrowed_argument_arrives_intact() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = rpc_tests::TempDir::new();
     for address in [
         format!("unix://{}/bulk.sock", dir.0.display()),
@@ -143,7 +143,7 @@ async fn every_kind_of_borrowed_argument_arrives_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_borrowed_argument_is_not_copied_on_either_side() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let data = big();
     let expected = checksum(&data);
     let dir = rpc_tests::TempDir::new();
