@@ -2,7 +2,7 @@
 //! and `rpc-schema diff` checks it.
 //!
 //! - `shape.rs`: [`Shape`] and [`Definition`], a type's structure in serde's data model.
-//! - `trace.rs`: [`TypeTracer`], which learns a type's shape by running its `Deserialize`
+//! - `trace/`: [`TypeTracer`], which learns a type's shape by running its `Deserialize`
 //!   impl against a recording deserializer.
 //! - `compare.rs`: the differences between two shapes, with the path to each.
 //! - `canonical.rs`: an injective encoding of a shape and its SHA-256 digest.

@@ -1,5 +1,5 @@
-//! Tests of the tracer, the comparison and the canonical encoding.
-#![allow(dead_code)] // The test types are only ever traced, never read.
+//! Tests of the tracer: the shapes of primitives, compounds, structs, enums, recursive and
+//! generic types, serde renames, and the errors for types without a shape.
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
@@ -7,70 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::canonical::{canonical_bytes, digest};
-use super::compare::differences;
-use super::shape::{Definition, Field, Payload, Shape, Types, Variant};
-use super::trace::TypeTracer;
-
-fn trace<T: Deserialize<'static>>() -> (Shape, Types) {
-    let mut tracer = TypeTracer::new();
-    let shape = tracer.trace::<T>().unwrap_or_else(|e| panic!("{e}"));
-    (shape, tracer.into_types())
-}
-
-fn shape_of<T: Deserialize<'static>>() -> Shape {
-    trace::<T>().0
-}
-
-fn named(key: &str) -> Shape {
-    Shape::Named(key.into())
-}
-
-fn fields<const N: usize>(fields: [(&str, Shape); N]) -> Vec<Field> {
-    let field = |(name, shape): (&str, Shape)| Field {
-        name: name.into(),
-        shape,
-    };
-    fields.into_iter().map(field).collect()
-}
-
-fn strukt<const N: usize>(list: [(&str, Shape); N]) -> Definition {
-    Definition::Struct(fields(list))
-}
-
-fn enumeration<const N: usize>(variants: [(&str, Payload); N]) -> Definition {
-    let variant = |(name, payload): (&str, Payload)| Variant {
-        name: name.into(),
-        payload,
-    };
-    Definition::Enum(variants.into_iter().map(variant).collect())
-}
-
-fn seq(shape: Shape) -> Shape {
-    Shape::Seq(Box::new(shape))
-}
-
-fn option(shape: Shape) -> Shape {
-    Shape::Option(Box::new(shape))
-}
-
-fn map(key: Shape, value: Shape) -> Shape {
-    Shape::Map {
-        key: Box::new(key),
-        value: Box::new(value),
-    }
-}
-
-fn diff<A: Deserialize<'static>, B: Deserialize<'static>>() -> Vec<String> {
-    let ((a, at), (b, bt)) = (trace::<A>(), trace::<B>());
-    differences(&a, &at, &b, &bt)
-}
-
-fn bytes(shape: &Shape, types: &Types) -> Vec<u8> {
-    let mut out = Vec::new();
-    canonical_bytes(shape, types, &mut out);
-    out
-}
+use super::{enumeration, fields, map, named, option, seq, shape_of, strukt, trace};
+use crate::schema::shape::{Definition, Payload, Shape, Types};
+use crate::schema::trace::TypeTracer;
 
 #[test]
 fn primitives_strings_and_bytes() {
@@ -164,14 +103,14 @@ fn structs_of_every_kind() {
 }
 
 #[derive(Deserialize)]
-enum Inner {
+pub(super) enum Inner {
     A,
     B(u8),
     C(u16, u32),
     D { x: i64 },
 }
 #[derive(Deserialize)]
-enum Middle {
+pub(super) enum Middle {
     M(Inner),
     N {
         inner: Option<Inner>,
@@ -179,12 +118,12 @@ enum Middle {
     },
 }
 #[derive(Deserialize)]
-struct Outer {
+pub(super) struct Outer {
     middle: Middle,
     list: Vec<Middle>,
 }
 #[derive(Deserialize)]
-enum Top {
+pub(super) enum Top {
     Wrap(Outer),
     Other(Box<Middle>),
     Nothing,
@@ -228,12 +167,12 @@ fn nested_enums_are_explored_without_help() {
 }
 
 #[derive(Deserialize)]
-enum List {
+pub(super) enum List {
     Cons(i32, Box<List>),
     Nil,
 }
 #[derive(Deserialize)]
-struct Node {
+pub(super) struct Node {
     children: Vec<Node>,
     next: Option<Box<Node>>,
 }
@@ -256,20 +195,20 @@ fn recursive_types() {
 }
 
 #[derive(Deserialize)]
-enum Expr {
+pub(super) enum Expr {
     Call(Box<Expr>, Vec<Expr>),
     Block(Vec<Stmt>),
     If(Box<Expr>, Box<Stmt>, Option<Box<Stmt>>),
     Lit(i64),
 }
 #[derive(Deserialize)]
-enum Stmt {
+pub(super) enum Stmt {
     Seq(Box<Stmt>, Box<Stmt>),
     Expr(Expr),
     Let { name: String, value: Expr },
 }
 #[derive(Deserialize)]
-struct Tree {
+pub(super) struct Tree {
     kind: Kind,
 }
 #[derive(Deserialize)]
@@ -336,7 +275,7 @@ fn mutually_recursive_types() {
 }
 
 #[derive(Deserialize)]
-struct MathError {
+pub(super) struct MathError {
     code: u16,
 }
 
@@ -361,7 +300,7 @@ struct Page<T> {
     next: Option<u64>,
 }
 #[derive(Deserialize)]
-struct Pages {
+pub(super) struct Pages {
     numbers: Page<u32>,
     names: Page<String>,
     more_numbers: Page<u32>,
@@ -482,251 +421,4 @@ fn errors_name_the_type_and_the_reason() {
     let error = tracer.trace::<(u8, Even)>().unwrap_err();
     assert_eq!(error.reason, "odd number");
     assert_eq!(tracer.types(), &before);
-}
-
-/// Two versions of some types, traced.
-mod v1 {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
-    pub struct Line {
-        sku: u32,
-    }
-    #[derive(Deserialize)]
-    pub struct Order {
-        line: Line,
-        lines: Vec<Line>,
-    }
-    #[derive(Deserialize)]
-    pub enum List {
-        Cons(i32, Box<List>),
-        Nil,
-    }
-}
-
-mod v2 {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
-    pub struct Line {
-        sku: String,
-    }
-    #[derive(Deserialize)]
-    pub struct Order {
-        line: Line,
-        lines: Vec<Line>,
-    }
-    #[derive(Deserialize)]
-    pub enum List {
-        Cons(i64, Box<List>),
-        Nil,
-    }
-}
-
-/// `Order { id, qty }` with these shapes, and `Status { Placed, Shipped(u32) }` with these
-/// variants, written by hand.
-fn order<const N: usize>(name: &str, list: [(&str, Shape); N]) -> (Shape, Types) {
-    (named(name), Types::from([(name.to_owned(), strukt(list))]))
-}
-
-fn status<const N: usize>(variants: [(&str, Payload); N]) -> (Shape, Types) {
-    (
-        named("Status"),
-        Types::from([("Status".into(), enumeration(variants))]),
-    )
-}
-
-fn diff_of((a, at): &(Shape, Types), (b, bt): &(Shape, Types)) -> Vec<String> {
-    differences(a, at, b, bt)
-}
-
-fn hand_written() -> Vec<(Shape, Types)> {
-    let (id, qty, note) = (
-        ("id", Shape::U32),
-        ("qty", Shape::U16),
-        ("note", Shape::Str),
-    );
-    let shipped = ("Shipped", Payload::Newtype(Shape::U32));
-    vec![
-        order("Order", [id.clone(), qty.clone()]),
-        order("Order", [("id", Shape::I32), qty.clone()]),
-        order("Order", [id.clone(), qty.clone(), note]),
-        order("Order", [qty.clone(), id.clone()]),
-        order("Purchase", [id.clone(), qty.clone()]),
-        status([("Placed", Payload::Unit), shipped.clone()]),
-        status([
-            ("Placed", Payload::Unit),
-            shipped.clone(),
-            ("Lost", Payload::Unit),
-        ]),
-        status([shipped.clone(), ("Placed", Payload::Unit)]),
-        status([
-            ("Placed", Payload::Unit),
-            ("Shipped", Payload::Newtype(Shape::U64)),
-        ]),
-        status([
-            ("Placed", Payload::Newtype(Shape::U32)),
-            ("Shipped", Payload::Unit),
-        ]),
-        // The first one again, under a suffixed key, and twice under two keys.
-        (
-            named("Order#2"),
-            Types::from([("Order#2".into(), strukt([id.clone(), qty.clone()]))]),
-        ),
-        (
-            Shape::Tuple(vec![named("Order"), named("Order#3")]),
-            Types::from([
-                ("Order".into(), strukt([id.clone(), qty.clone()])),
-                ("Order#3".into(), strukt([id, qty])),
-            ]),
-        ),
-    ]
-}
-
-#[test]
-fn differences_in_words() {
-    let hand = hand_written();
-    let d = |i: usize, j: usize| diff_of(&hand[i], &hand[j]);
-    assert!(d(0, 0).is_empty() && d(0, 10).is_empty() && d(5, 5).is_empty());
-    assert_eq!(d(0, 1), ["Order.id: client u32, server i32"]);
-    let empty = Types::new();
-    assert_eq!(
-        differences(&Shape::U32, &empty, &Shape::I32, &empty),
-        ["client u32, server i32"]
-    );
-    assert_eq!(d(0, 2), ["Order: field 'note' only on the server"]);
-    assert_eq!(d(2, 0), ["Order: field 'note' only on the client"]);
-    assert_eq!(
-        d(0, 3),
-        ["Order: fields in another order: client (id, qty), server (qty, id)"]
-    );
-    assert_eq!(d(0, 4), ["client Order, server Purchase"]);
-    assert_eq!(d(5, 6), ["Status: variant 'Lost' only on the server"]);
-    let swapped =
-        "Status: variants in another order: client (Placed, Shipped), server (Shipped, Placed)";
-    assert_eq!(d(5, 7), [swapped]);
-    assert_eq!(d(5, 8), ["Status::Shipped.0: client u32, server u64"]);
-    let kinds = [
-        "Status::Placed: client unit, server (u32)",
-        "Status::Shipped: client (u32), server unit",
-    ];
-    assert_eq!(d(5, 9), kinds);
-    // Traced: two levels down through field names, a pair of containers compared once.
-    assert_eq!(
-        diff::<v1::Order, v2::Order>(),
-        ["Order.line.sku: client u32, server string"]
-    );
-    assert_eq!(
-        diff::<Option<v1::Line>, Option<v2::Line>>(),
-        ["Line.sku: client u32, server string"]
-    );
-    let vecs = "client Vec<Order>, server Vec<Line>";
-    assert_eq!(diff::<Vec<v1::Order>, Vec<v1::Line>>(), [vecs]);
-    assert_eq!(
-        diff::<(u8, u16), (u8, u32)>(),
-        ["client (u8, u16), server (u8, u32)"]
-    );
-    assert_eq!(
-        diff::<v1::List, v2::List>(),
-        ["List::Cons.0: client i32, server i64"]
-    );
-    assert!(diff::<List, v1::List>().is_empty());
-}
-
-#[test]
-fn unknown_is_never_equal() {
-    let (unknown, known) = (
-        order("Order", [("id", Shape::Unknown)]),
-        order("Order", [("id", Shape::U32)]),
-    );
-    assert_eq!(
-        diff_of(&unknown, &known),
-        ["Order.id: client (unknown), server u32"]
-    );
-    assert_eq!(
-        diff_of(&unknown, &unknown),
-        ["Order.id: client (unknown), server (unknown)"]
-    );
-    let empty = Types::new();
-    assert_eq!(
-        differences(&Shape::Unknown, &empty, &Shape::Unknown, &empty).len(),
-        1
-    );
-}
-
-/// Shapes to compare pairwise: traced, and written by hand with `#N` keys.
-fn examples() -> Vec<(Shape, Types)> {
-    let mut all = hand_written();
-    all.extend([
-        trace::<v1::Order>(),
-        trace::<v2::Order>(),
-        trace::<v1::List>(),
-        trace::<v2::List>(),
-        trace::<List>(),
-        trace::<Node>(),
-        trace::<Expr>(),
-        trace::<Stmt>(),
-        trace::<Tree>(),
-        trace::<Top>(),
-        trace::<Pages>(),
-        trace::<Result<i64, MathError>>(),
-        trace::<(v1::Line, v1::Line)>(),
-        trace::<(v1::Line, v2::Line)>(),
-        trace::<Vec<u8>>(),
-        trace::<serde_bytes::ByteBuf>(),
-        trace::<u32>(),
-    ]);
-    // A list whose tail is a copy of the list type under another key.
-    let list = |tail: &str| {
-        let cons = Payload::Tuple(vec![Shape::I32, named(tail)]);
-        enumeration([("Cons", cons), ("Nil", Payload::Unit)])
-    };
-    all.push((
-        named("List"),
-        Types::from([
-            ("List".into(), list("List#2")),
-            ("List#2".into(), list("List")),
-        ]),
-    ));
-    all
-}
-
-#[test]
-fn equal_bytes_exactly_when_no_differences() {
-    let examples = examples();
-    let mut equal_pairs = 0;
-    for (i, (a, at)) in examples.iter().enumerate() {
-        for (j, (b, bt)) in examples.iter().enumerate() {
-            let same = differences(a, at, b, bt).is_empty();
-            assert_eq!(bytes(a, at) == bytes(b, bt), same, "{i} {a:?} vs {j} {b:?}");
-            assert_eq!(digest(&[a], at) == digest(&[b], bt), same, "{i} vs {j}");
-            equal_pairs += usize::from(same && i != j);
-        }
-    }
-    // Order and Order#2; v1::List, List and the two-key list (both ways each).
-    assert_eq!(equal_pairs, 8);
-}
-
-#[test]
-fn canonical_details() {
-    let (pages, types) = trace::<Pages>();
-    let (line, line_types) = trace::<v1::Line>();
-    // Written once, then referred back to.
-    let twice = Shape::Tuple(vec![line.clone(), line.clone()]);
-    let (once, both) = (bytes(&line, &line_types), bytes(&twice, &line_types));
-    assert!(both.len() < 2 * once.len() && both.len() > once.len());
-    // Shapes in a digest are in order and share references.
-    assert_ne!(
-        digest(&[&pages, &line], &types),
-        digest(&[&line, &pages], &types)
-    );
-    assert_ne!(
-        digest(&[&line], &line_types),
-        digest(&[&line, &line], &line_types)
-    );
-    assert_eq!(
-        digest(&[&line, &line], &line_types),
-        digest(&[&line, &line], &line_types)
-    );
-    let mut out = vec![7];
-    canonical_bytes(&pages, &types, &mut out);
-    assert_eq!(out[1..], bytes(&pages, &types), "appends");
 }
