@@ -69,16 +69,13 @@ pub mod __private {
     pub use ::std::vec::Vec;
     pub use rpc_transport::{BlockingConnection, Connection};
 
-    /// Compiles only for types that can cross the wire; the macro calls it once per argument
-    /// and return type, spanned at the user's type.
-    pub const fn assert_wire_type<T: WireType>() {}
-
-    /// A type that can be an argument or return value of a service method.
+    /// A type that can be an argument or return value of a service method: the generated
+    /// items carry `where T: WireType` for each, spanned at the user's type.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot cross the wire: it does not implement serde's `Serialize` and `Deserialize`",
         label = "not a serde type",
         note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to its definition (or use a type that has them)"
     )]
-    pub trait WireType {}
+    pub trait WireType: ::serde::Serialize + ::serde::de::DeserializeOwned {}
     impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> WireType for T {}
 }

@@ -44,13 +44,11 @@ pub fn fallback(item: &ItemTrait, errors: syn::Error) -> TokenStream {
 pub fn expand(service: &Service<'_>, krate: &TokenStream) -> TokenStream {
     let p = quote!(#krate::__private);
     let tr = rewritten_trait(service, &p);
-    let checks = type_checks(service, &p);
     let async_client = client(service, Flavor::Async, &p);
     let blocking_client = client(service, Flavor::Blocking, &p);
     let server = server(service, &p);
     quote! {
         #tr
-        #checks
         #async_client
         #blocking_client
         #server
@@ -96,28 +94,58 @@ fn rewritten_trait(service: &Service<'_>, p: &TokenStream) -> TokenStream {
     }
 }
 
-/// One check per argument and return type that it can cross the wire, spanned at the user's
-/// type, so a type without serde's traits is reported there and says what to derive.
-fn type_checks(service: &Service<'_>, p: &TokenStream) -> TokenStream {
-    let checks = service.methods.iter().flat_map(|method| {
-        let args = method.args.iter().map(|arg| {
-            let ty = ArgKind::of(arg.ty).traced(p);
-            quote_spanned!(arg.ty.span()=> #p::assert_wire_type::<#ty>();)
-        });
-        let output = method.output.map(|ty| {
-            let traced = traced_output(Some(ty), p);
-            quote_spanned!(ty.span()=> #p::assert_wire_type::<#traced>();)
-        });
-        args.chain(output).collect::<Vec<_>>()
+/// `where T: WireType` for each argument and return type of `methods` (as the schema traces
+/// them), spanned at the user's type. Every generated item that uses the types carries these
+/// bounds, so a type without serde's traits is reported at the user's type, once (rustc drops
+/// identical diagnostics), saying what to derive, and nothing inside the items complains again.
+/// Types that mention a lifetime are left out: a where clause cannot name an elided one.
+fn wire_bounds<'a>(
+    methods: impl IntoIterator<Item = &'a Method<'a>>,
+    p: &TokenStream,
+) -> TokenStream {
+    let bounds = methods.into_iter().flat_map(|method| {
+        let args = method
+            .args
+            .iter()
+            .map(|arg| (arg.ty, ArgKind::of(arg.ty).traced(p)));
+        let output = method.output.map(|ty| (ty, traced_output(Some(ty), p)));
+        args.chain(output)
+            .filter(|(_, traced)| !mentions_lifetime(traced))
+            .map(|(ty, traced)| {
+                let span = ty.span();
+                let bound = respan(quote!(#traced: #p::WireType,), span);
+                quote_spanned!(span=> #bound)
+            })
+            .collect::<Vec<_>>()
     });
-    quote! {
-        const _: () = {
-            #[allow(dead_code, deprecated)]
-            fn __rpc_wire_types() {
-                #(#checks)*
+    quote!(where #(#bounds)*)
+}
+
+/// `tokens` with every span set to `span`, so a diagnostic about them points there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
             }
-        };
-    }
+            token
+        })
+        .collect()
+}
+
+/// Whether `tokens` hold a reference or a lifetime.
+fn mentions_lifetime(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+        proc_macro2::TokenTree::Group(group) => mentions_lifetime(&group.stream()),
+        _ => false,
+    })
 }
 
 fn client_name(service: &Service<'_>) -> Ident {
@@ -315,6 +343,7 @@ fn client(service: &Service<'_>, flavor: Flavor, p: &TokenStream) -> TokenStream
         .methods
         .iter()
         .map(|method| client_method(method, flavor, p));
+    let bounds = wire_bounds(&service.methods, p);
     quote! {
         #[doc = #doc]
         #[derive(#p::Debug, #p::Clone)]
@@ -322,7 +351,7 @@ fn client(service: &Service<'_>, flavor: Flavor, p: &TokenStream) -> TokenStream
             client: #inner,
         }
 
-        impl #client {
+        impl #client #bounds {
             #schema
 
             /// Connects to a server of this service at `address` (such as `tcp://127.0.0.1:7000`).
@@ -428,6 +457,7 @@ fn server(service: &Service<'_>, p: &TokenStream) -> TokenStream {
         .methods
         .iter()
         .map(|method| server_arm(method, trait_name, p));
+    let bounds = wire_bounds(&service.methods, p);
     quote! {
         #[doc = #doc]
         #vis struct #server<S> {
@@ -452,7 +482,7 @@ fn server(service: &Service<'_>, p: &TokenStream) -> TokenStream {
             }
         }
 
-        impl<S: #trait_name> #p::Service for #server<S> {
+        impl<S: #trait_name> #p::Service for #server<S> #bounds {
             fn schema(&self) -> &'static #p::ServiceSchema {
                 #client::schema()
             }
