@@ -206,6 +206,9 @@ fn demo_prints_a_row_per_transport() {
         "| shm |",
         "| shm (blocking client) |",
         "| mmap |",
+        "| pipes (spawned child) |",
+        "| fifo |",
+        "| mq |",
     ] {
         let row = table
             .lines()

@@ -2,6 +2,7 @@
 //! at the user's tokens.
 
 use proc_macro2::Ident;
+use syn::ext::IdentExt;
 use syn::{Attribute, Error, FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type};
 
 use crate::attr::{RpcAttrs, wire_id};
@@ -28,6 +29,10 @@ pub struct Method<'a> {
     pub docs: Vec<&'a Attribute>,
     /// `#[deprecated]`, carried onto the client's methods.
     pub deprecated: Option<&'a Attribute>,
+    /// `#[cfg(...)]`, carried onto everything generated for the method.
+    pub cfgs: Vec<&'a Attribute>,
+    /// Lint levels (`#[allow(...)]` and the like), carried onto the client's methods.
+    pub lints: Vec<&'a Attribute>,
     /// What `#[rpc(...)]` says.
     pub rpc: RpcAttrs,
     /// Mistakes in `#[rpc(...)]`, reported by validation.
@@ -35,12 +40,17 @@ pub struct Method<'a> {
 }
 
 impl Method<'_> {
+    /// The Rust name, without `r#`.
+    pub fn rust_name(&self) -> String {
+        self.name.unraw().to_string()
+    }
+
     /// The name on the wire: `#[rpc(name)]`, else the Rust name.
     pub fn wire_name(&self) -> String {
         self.rpc
             .name
             .as_ref()
-            .map_or_else(|| self.name.to_string(), |lit| lit.value())
+            .map_or_else(|| self.rust_name(), |lit| lit.value())
     }
 
     /// The wire id: `#[rpc(id)]`, else derived from the wire name.
@@ -120,6 +130,20 @@ impl<'a> Method<'a> {
                 .attrs
                 .iter()
                 .find(|a| a.path().is_ident("deprecated")),
+            cfgs: method
+                .attrs
+                .iter()
+                .filter(|a| a.path().is_ident("cfg"))
+                .collect(),
+            lints: method
+                .attrs
+                .iter()
+                .filter(|a| {
+                    ["allow", "warn", "deny", "forbid", "expect"]
+                        .iter()
+                        .any(|lint| a.path().is_ident(lint))
+                })
+                .collect(),
             rpc,
             attr_errors,
         }

@@ -103,7 +103,8 @@ fn wire_bounds<'a>(
     methods: impl IntoIterator<Item = &'a Method<'a>>,
     p: &TokenStream,
 ) -> TokenStream {
-    let bounds = methods.into_iter().flat_map(|method| {
+    // A method that `#[cfg]` may remove cannot put bounds on the whole impl.
+    let bounds = methods.into_iter().filter(|m| m.cfgs.is_empty()).flat_map(|method| {
         let args = method
             .args
             .iter()
@@ -206,7 +207,8 @@ fn schema_fn(service: &Service<'_>, p: &TokenStream) -> TokenStream {
     let methods = service.methods.iter().map(|method| {
         let name = method.wire_name();
         let id = method.wire_id();
-        let rust_name = method.name.to_string();
+        let rust_name = method.rust_name();
+        let cfgs = &method.cfgs;
         let docs = doc_text(method);
         let idempotent = method.rpc.idempotent.is_some();
         let timeout = match &method.rpc.timeout {
@@ -224,6 +226,7 @@ fn schema_fn(service: &Service<'_>, p: &TokenStream) -> TokenStream {
         });
         let output = traced_output(method.output, p);
         quote! {
+            #(#cfgs)*
             __rpc_schema
                 .method(#p::MethodDecl {
                     name: #name,
@@ -269,6 +272,8 @@ fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenS
         quote!()
     };
     let deprecated = method.deprecated;
+    let cfgs = &method.cfgs;
+    let lints = &method.lints;
     let ident = method.name;
     let names: Vec<&Ident> = method
         .args
@@ -293,6 +298,8 @@ fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenS
         quote!()
     };
     quote! {
+        #(#cfgs)*
+        #(#lints)*
         #(#docs)*
         #default_doc
         #deprecated
@@ -411,6 +418,7 @@ fn client(service: &Service<'_>, flavor: Flavor, p: &TokenStream) -> TokenStream
 fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> TokenStream {
     let id = method.wire_id();
     let ident = method.name;
+    let cfgs = &method.cfgs;
     let kinds: Vec<ArgKind<'_>> = method.args.iter().map(|a| ArgKind::of(a.ty)).collect();
     let names: Vec<&Ident> = method
         .args
@@ -434,6 +442,7 @@ fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> Token
         quote!(#p::encode_reply(__rpc_out))
     };
     quote_spanned! {Span::call_site()=>
+        #(#cfgs)*
         #id => {
             let __rpc_service = #p::Clone::clone(&self.service);
             #p::Ok(#p::Box::pin(async move {
@@ -487,7 +496,8 @@ fn server(service: &Service<'_>, p: &TokenStream) -> TokenStream {
                 #client::schema()
             }
 
-            #[allow(deprecated)]
+            // The user's names (which its own `#[allow]`s cover) become bindings here.
+            #[allow(deprecated, non_snake_case)]
             fn dispatch(
                 &self,
                 __rpc_method: u32,

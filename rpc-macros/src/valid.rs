@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use proc_macro2::TokenTree;
+use quote::ToTokens;
 use syn::{Error, FnArg, TraitItem, Type};
 
 use crate::ast::{Method, Service};
@@ -210,6 +212,20 @@ fn check_receiver(method: &Method<'_>, errors: &mut Vec<Error>) {
 /// Arguments are owned serde types or shared references to one (`&str`, `&[u8]`, `&[T]`,
 /// `&T`) without a lifetime of their own.
 fn check_argument(ty: &Type, errors: &mut Vec<Error>) {
+    let inner = match ty {
+        Type::Reference(reference) => match &*reference.elem {
+            Type::Slice(slice) => &*slice.elem,
+            elem => elem,
+        },
+        other => other,
+    };
+    if borrows(inner) {
+        errors.push(Error::new_spanned(
+            inner,
+            "borrowed data is supported only at the top of an argument (`&str`, `&[u8]`, `&[T]`, `&T`); inside it use owned types (`String`, `Vec<u8>`, ...) or `'static` ones",
+        ));
+        return;
+    }
     match ty {
         Type::Reference(reference) => {
             if reference.mutability.is_some() {
@@ -241,8 +257,36 @@ fn check_argument(ty: &Type, errors: &mut Vec<Error>) {
     }
 }
 
+/// Whether `ty` holds a reference or a lifetime other than `'static`.
+fn borrows(ty: &Type) -> bool {
+    fn scan(tokens: proc_macro2::TokenStream) -> bool {
+        let mut tokens = tokens.into_iter().peekable();
+        while let Some(token) = tokens.next() {
+            match token {
+                TokenTree::Punct(p) if p.as_char() == '&' => return true,
+                TokenTree::Punct(p) if p.as_char() == '\'' => {
+                    if !matches!(tokens.peek(), Some(TokenTree::Ident(i)) if i == "static") {
+                        return true;
+                    }
+                }
+                TokenTree::Group(group) if scan(group.stream()) => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+    scan(ty.to_token_stream())
+}
+
 /// Return types are owned serde types: the value is sent to another process.
 fn check_return(ty: &Type, errors: &mut Vec<Error>) {
+    if !matches!(ty, Type::Reference(_)) && borrows(ty) {
+        errors.push(Error::new_spanned(
+            ty,
+            "return types must be owned (for example `Option<String>`, not `Option<&str>`): the value is sent to another process",
+        ));
+        return;
+    }
     match ty {
         Type::Reference(_) => errors.push(Error::new_spanned(
             ty,

@@ -124,3 +124,49 @@ async fn connecting_to_nobody_fails_fast_with_connect() {
         .unwrap_err();
     assert!(matches!(error, RpcError::Connect { .. }), "{error:?}");
 }
+
+/// A hostile server answers `Hello` with a schema nested 100,000 levels deep: the client
+/// refuses it with a typed error instead of overflowing its stack.
+#[tokio::test]
+async fn a_hostile_server_schema_cannot_crash_the_client() {
+    use rpc_core::transport::{Listener, TransportConfig};
+    use rpc_core::wire::{self, Header, Kind, Welcome};
+
+    let config = TransportConfig::default();
+    let listener = Listener::bind(&"tcp://127.0.0.1:0".parse().unwrap(), &config)
+        .await
+        .unwrap();
+    let address = listener.local_address().to_string();
+    let depth = 100_000;
+    let schema_json = format!(
+        "{{\"name\":\"Probe\",\"methods\":[{{\"name\":\"add\",\"id\":1,\"rust_name\":\"add\",\"args\":[],\"output\":{}{}}}],\"types\":{{}},\"fingerprint\":\"\"}}",
+        "{\"option\":".repeat(depth),
+        "\"unit\"".to_owned() + &"}".repeat(depth)
+    );
+    let server = tokio::spawn(async move {
+        let mut connection = listener.accept().await.unwrap();
+        let _hello = connection.recv().await.unwrap();
+        let welcome = Welcome {
+            max_frame_size: 16 << 20,
+            max_in_flight: 16,
+            schema_json,
+        };
+        let header = Header {
+            kind: Kind::Welcome,
+            method: 0,
+            call_id: 0,
+        };
+        connection
+            .send(wire::message_frame(header, None, &welcome).unwrap())
+            .await
+            .unwrap();
+        // Hold the connection until the client has judged the answer.
+        let _ = connection.recv().await;
+    });
+    let error = ProbeClient::connect(&address).await.unwrap_err();
+    assert!(
+        matches!(&error, RpcError::Decode { what, .. } if what == "the server's schema"),
+        "{error:?}"
+    );
+    server.abort();
+}

@@ -1,21 +1,48 @@
 //! `rpc-demo`: serves the Calculator on every transport at once, calls each through its own
 //! client, and prints a table of transport, calls, p50 and p99. Needs no argument.
+//!
+//! The `spawn:` row's server is this same executable started as a child with `--serve-stdio`
+//! (the Calculator on its stdin and stdout), so `cargo run --bin rpc-demo` needs no other
+//! binary built.
 
 use std::process::ExitCode;
 
 use idl_examples::demo::{ClientKind, measure, micros};
+use idl_examples::{Calc, CalculatorServer};
 
 const CALLS: usize = 2000;
 
-/// The path of a binary built beside this one (`calc-server`), as a string.
+/// The path of a file beside this executable, as a string.
 fn sibling(name: &str) -> String {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().map(|d| d.join(name)).unwrap_or_default();
     dir.display().to_string()
 }
 
+/// The child of the `spawn:` row: serves the Calculator on stdin/stdout until its client goes.
+async fn serve_stdio() -> ExitCode {
+    let server = rpc_core::Server::new();
+    match server.start(CalculatorServer::new(Calc), &["stdio"]).await {
+        Ok(handle) => {
+            handle.finished().await;
+            handle.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("rpc-demo --serve-stdio: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--serve-stdio") {
+        return serve_stdio().await;
+    }
+    let this = std::env::current_exe()
+        .map(|exe| exe.display().to_string())
+        .unwrap_or_else(|_| "rpc-demo".to_owned());
     let dir = std::env::temp_dir().join(format!("rpc-demo-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("rpc-demo: cannot create {}: {e}", dir.display());
@@ -49,7 +76,7 @@ async fn main() -> ExitCode {
         ),
         (
             "pipes (spawned child)",
-            format!("spawn:{} --listen stdio", sibling("calc-server")),
+            format!("spawn:{this} --serve-stdio"),
             async_client,
         ),
         (

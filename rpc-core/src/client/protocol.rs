@@ -52,7 +52,10 @@ pub(crate) fn handshake_reply(
     options: &ClientOptions,
 ) -> Result<Agreement, RpcError> {
     let welcome = welcome(frame, schema)?;
-    let compatibility = Compatibility::between(schema, &welcome.schema);
+    let theirs = welcome
+        .schema()
+        .map_err(|e| RpcError::decode("the server's schema", e))?;
+    let compatibility = Compatibility::between(schema, &theirs);
     if options.strict_schema {
         let differences = compatibility.differences(schema);
         if !differences.is_empty() {

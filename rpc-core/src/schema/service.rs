@@ -202,7 +202,13 @@ impl ServiceSchema {
         serde_json::to_string_pretty(self).expect("a schema always serializes")
     }
 
-    /// Reads a schema written by [`ServiceSchema::to_json`].
+    /// The schema as compact JSON (what the handshake sends).
+    pub fn to_compact_json(&self) -> String {
+        serde_json::to_string(self).expect("a schema always serializes")
+    }
+
+    /// Reads a schema written by [`ServiceSchema::to_json`]. Nesting deeper than
+    /// `serde_json`'s limit (128) is an error, never a stack overflow.
     pub fn from_json(json: &str) -> Result<ServiceSchema, serde_json::Error> {
         serde_json::from_str(json)
     }

@@ -97,7 +97,7 @@ pub(crate) async fn handshake(
     let welcome = Welcome {
         max_frame_size: config.transport.max_frame_size as u64,
         max_in_flight: config.max_in_flight as u32,
-        schema: service.schema().clone(),
+        schema_json: service.schema().to_compact_json(),
     };
     let frame =
         wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;

@@ -58,6 +58,19 @@ impl Default for ServerConfig {
     }
 }
 
+/// Says, once at start, which methods no client can call because a type of theirs could not
+/// be described (see [`MethodSchema::error`](crate::MethodSchema::error)).
+fn warn_of_uncallable_methods(schema: &crate::ServiceSchema) {
+    for method in schema.methods.iter().filter(|m| m.error.is_some()) {
+        tracing::warn!(
+            service = %schema.name,
+            method = %method.name,
+            error = method.error.as_deref().unwrap_or_default(),
+            "this method cannot be called: a type of it cannot be described"
+        );
+    }
+}
+
 /// Builds and runs servers.
 ///
 /// ```no_run
@@ -121,6 +134,7 @@ impl Server {
         service: S,
         addresses: &[&str],
     ) -> Result<ServerHandle, RpcError> {
+        warn_of_uncallable_methods(service.schema());
         let mut listeners = Vec::with_capacity(addresses.len());
         for address in addresses {
             let parsed = parse_address(address)?;

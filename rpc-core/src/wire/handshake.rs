@@ -32,8 +32,17 @@ pub struct Welcome {
     pub max_frame_size: u64,
     /// Calls the server runs at once on this connection.
     pub max_in_flight: u32,
-    /// The server's schema of the service.
-    pub schema: ServiceSchema,
+    /// The server's schema of the service, as JSON ([`ServiceSchema::to_json`]). JSON rather
+    /// than postcard because a schema nests (shapes inside shapes) and `serde_json` bounds the
+    /// nesting it accepts, so a hostile server cannot exhaust the client's stack.
+    pub schema_json: String,
+}
+
+impl Welcome {
+    /// The server's schema.
+    pub fn schema(&self) -> Result<ServiceSchema, serde_json::Error> {
+        ServiceSchema::from_json(&self.schema_json)
+    }
 }
 
 /// Why the server refused a connection.
