@@ -104,21 +104,24 @@ fn wire_bounds<'a>(
     p: &TokenStream,
 ) -> TokenStream {
     // A method that `#[cfg]` may remove cannot put bounds on the whole impl.
-    let bounds = methods.into_iter().filter(|m| m.cfgs.is_empty()).flat_map(|method| {
-        let args = method
-            .args
-            .iter()
-            .map(|arg| (arg.ty, ArgKind::of(arg.ty).traced(p)));
-        let output = method.output.map(|ty| (ty, traced_output(Some(ty), p)));
-        args.chain(output)
-            .filter(|(_, traced)| !mentions_lifetime(traced))
-            .map(|(ty, traced)| {
-                let span = ty.span();
-                let bound = respan(quote!(#traced: #p::WireType,), span);
-                quote_spanned!(span=> #bound)
-            })
-            .collect::<Vec<_>>()
-    });
+    let bounds = methods
+        .into_iter()
+        .filter(|m| m.cfgs.is_empty())
+        .flat_map(|method| {
+            let args = method
+                .args
+                .iter()
+                .map(|arg| (arg.ty, ArgKind::of(arg.ty).traced(p)));
+            let output = method.output.map(|ty| (ty, traced_output(Some(ty), p)));
+            args.chain(output)
+                .filter(|(_, traced)| !mentions_lifetime(traced))
+                .map(|(ty, traced)| {
+                    let span = ty.span();
+                    let bound = respan(quote!(#traced: #p::WireType,), span);
+                    quote_spanned!(span=> #bound)
+                })
+                .collect::<Vec<_>>()
+        });
     quote!(where #(#bounds)*)
 }
 

@@ -147,7 +147,7 @@ pub struct MethodBuilder<'a> {
 }
 
 impl MethodBuilder<'_> {
-    fn trace<T: Deserialize<'static>>(&mut self) -> Shape {
+    fn trace<T: Serialize + Deserialize<'static>>(&mut self) -> Shape {
         let builder = &mut *self.builder;
         let method = builder.methods.last_mut().expect("method() came first");
         match builder.tracer.trace::<T>() {
@@ -160,7 +160,7 @@ impl MethodBuilder<'_> {
     }
 
     /// Adds an argument named `name` whose wire type is `T`.
-    pub fn arg<T: Deserialize<'static>>(mut self, name: &str) -> Self {
+    pub fn arg<T: Serialize + Deserialize<'static>>(mut self, name: &str) -> Self {
         let shape = self.trace::<T>();
         let method = self
             .builder
@@ -175,7 +175,7 @@ impl MethodBuilder<'_> {
     }
 
     /// Sets the return type's wire type `T`.
-    pub fn output<T: Deserialize<'static>>(mut self) {
+    pub fn output<T: Serialize + Deserialize<'static>>(mut self) {
         let shape = self.trace::<T>();
         self.builder
             .methods

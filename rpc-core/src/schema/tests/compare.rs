@@ -1,31 +1,35 @@
 //! Tests of the comparison: differences between two versions of some types and between
 //! hand-written shapes, each with its path.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::trace::List;
 use super::{enumeration, named, strukt, trace};
 use crate::schema::compare::differences;
 use crate::schema::shape::{Payload, Shape, Types};
 
-fn diff<A: Deserialize<'static>, B: Deserialize<'static>>() -> Vec<String> {
+fn diff<A, B>() -> Vec<String>
+where
+    A: Serialize + Deserialize<'static>,
+    B: Serialize + Deserialize<'static>,
+{
     let ((a, at), (b, bt)) = (trace::<A>(), trace::<B>());
     differences(&a, &at, &b, &bt)
 }
 
 /// Two versions of some types, traced.
 pub(super) mod v1 {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
+    use serde::{Deserialize, Serialize};
+    #[derive(Serialize, Deserialize)]
     pub struct Line {
         sku: u32,
     }
-    #[derive(Deserialize)]
+    #[derive(Serialize, Deserialize)]
     pub struct Order {
         line: Line,
         lines: Vec<Line>,
     }
-    #[derive(Deserialize)]
+    #[derive(Serialize, Deserialize)]
     pub enum List {
         Cons(i32, Box<List>),
         Nil,
@@ -33,17 +37,17 @@ pub(super) mod v1 {
 }
 
 pub(super) mod v2 {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
+    use serde::{Deserialize, Serialize};
+    #[derive(Serialize, Deserialize)]
     pub struct Line {
         sku: String,
     }
-    #[derive(Deserialize)]
+    #[derive(Serialize, Deserialize)]
     pub struct Order {
         line: Line,
         lines: Vec<Line>,
     }
-    #[derive(Deserialize)]
+    #[derive(Serialize, Deserialize)]
     pub enum List {
         Cons(i64, Box<List>),
         Nil,

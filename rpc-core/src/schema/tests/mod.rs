@@ -4,24 +4,30 @@
 //! - `compare.rs`: `differences` in words, on two versions of some types and hand-written
 //!   shapes.
 //! - `canonical.rs`: canonical bytes and digests, equal exactly when there are no differences.
+//! - `identity.rs`: containers whose visitors build one type are told apart by name and kind.
+//! - `symmetry.rs`: types that serialize otherwise than they deserialize are errors.
+//! - `aliases.rs`: `#[serde(alias)]` names are not fields.
 #![allow(dead_code)] // The test types are only ever traced, never read.
 
+mod aliases;
 mod canonical;
 mod compare;
+mod identity;
+mod symmetry;
 mod trace;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::shape::{Definition, Field, Payload, Shape, Types, Variant};
 use super::trace::TypeTracer;
 
-fn trace<T: Deserialize<'static>>() -> (Shape, Types) {
+fn trace<T: Serialize + Deserialize<'static>>() -> (Shape, Types) {
     let mut tracer = TypeTracer::new();
     let shape = tracer.trace::<T>().unwrap_or_else(|e| panic!("{e}"));
     (shape, tracer.into_types())
 }
 
-fn shape_of<T: Deserialize<'static>>() -> Shape {
+fn shape_of<T: Serialize + Deserialize<'static>>() -> Shape {
     trace::<T>().0
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{enumeration, fields, map, named, option, seq, shape_of, strukt, trace};
 use crate::schema::shape::{Definition, Payload, Shape, Types};
@@ -58,13 +58,13 @@ fn compounds() {
     assert_eq!(shape_of::<Option<Vec<(char, f64)>>>(), nested);
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Unit;
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Meters(f64);
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Pair(u8, String);
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Structs {
     unit: Unit,
     meters: Meters,
@@ -102,14 +102,14 @@ fn structs_of_every_kind() {
     assert_eq!(types, expected);
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum Inner {
     A,
     B(u8),
     C(u16, u32),
     D { x: i64 },
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum Middle {
     M(Inner),
     N {
@@ -117,12 +117,12 @@ pub(super) enum Middle {
         more: HashMap<String, Inner>,
     },
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct Outer {
     middle: Middle,
     list: Vec<Middle>,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum Top {
     Wrap(Outer),
     Other(Box<Middle>),
@@ -166,12 +166,12 @@ fn nested_enums_are_explored_without_help() {
     assert!(from_struct.iter().all(|(key, def)| types[key] == *def));
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum List {
     Cons(i32, Box<List>),
     Nil,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct Node {
     children: Vec<Node>,
     next: Option<Box<Node>>,
@@ -194,35 +194,35 @@ fn recursive_types() {
     assert_eq!(types, Types::from([("Node".into(), node)]));
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum Expr {
     Call(Box<Expr>, Vec<Expr>),
     Block(Vec<Stmt>),
     If(Box<Expr>, Box<Stmt>, Option<Box<Stmt>>),
     Lit(i64),
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) enum Stmt {
     Seq(Box<Stmt>, Box<Stmt>),
     Expr(Expr),
     Let { name: String, value: Expr },
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct Tree {
     kind: Kind,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Kind {
     Branch(Box<Tree>),
     Other(Box<Tree>, Box<Tree>),
     Leaf,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Ping {
     A(Box<Pong>),
     B(Box<Pong>),
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Pong {
     X(Box<Ping>),
     Y(Box<Ping>),
@@ -274,7 +274,7 @@ fn mutually_recursive_types() {
     assert_eq!(types.len(), 2);
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct MathError {
     code: u16,
 }
@@ -294,12 +294,12 @@ fn std_types() {
     );
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Page<T> {
     items: Vec<T>,
     next: Option<u64>,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct Pages {
     numbers: Page<u32>,
     names: Page<String>,
@@ -328,7 +328,7 @@ fn generic_instances_get_their_own_keys() {
     assert_eq!(tracer.types().len(), 4);
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename = "Renamed")]
 struct Original {
     #[serde(rename = "b")]
@@ -337,7 +337,7 @@ struct Original {
     skipped: u64,
     choice: Choice,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Choice {
     #[serde(rename = "Yes")]
     Ja,
@@ -354,31 +354,36 @@ fn serde_renames_are_the_names() {
     assert_eq!(types["Choice"], enumeration([("Yes", Payload::Unit)]));
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Untagged {
     A(u8),
     B(String),
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "type")]
 enum Internal {
     A { x: u8 },
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Flattened {
     #[serde(flatten)]
     inner: MathError,
 }
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Endless(Box<Endless>);
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum NoWayOut {
     Again(Box<NoWayOut>),
 }
-#[derive(Deserialize)]
-#[serde(try_from = "u32")]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
 struct Even(u32);
+impl From<Even> for u32 {
+    fn from(even: Even) -> u32 {
+        even.0
+    }
+}
 impl TryFrom<u32> for Even {
     type Error = &'static str;
     fn try_from(n: u32) -> Result<Self, Self::Error> {

@@ -6,7 +6,7 @@ use serde::de::value::U32Deserializer;
 use serde::de::{DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess};
 use serde::de::{VariantAccess, Visitor};
 
-use super::state::State;
+use super::state::{Id, Kind, Recorded, State};
 use super::{Error, Names, Out, Res};
 use crate::schema::shape::{Definition, Field, Shape};
 
@@ -44,28 +44,29 @@ macro_rules! self_describing {
 }
 
 impl Tracer<'_> {
-    /// A value of a struct (`variants: None`) or an enum: `visit` deserializes the chosen part
-    /// and records its definition.
+    /// A value of a struct or an enum named `name`: `visit` deserializes the chosen part and
+    /// records its definition.
     fn container<V: Visitor<'static>>(
         self,
-        (name, variants): (&'static str, Option<Names>),
+        (name, kind): (&'static str, Kind),
         visitor: V,
         visit: impl FnOnce(V, Choice<'_>) -> Out<V>,
     ) -> Out<V> {
-        if variants.is_some_and(<[_]>::is_empty) {
+        if kind == Kind::Enum(&[]) {
             return Err(Error(format!("enum `{name}` has no variants")));
         }
-        let (id, st) = (typeid::of::<V::Value>(), self.st);
-        st.enter(id, name, variants);
+        let value = typeid::of::<V::Value>();
+        let (id, st) = (Id { value, name, kind }, self.st);
+        st.enter(id);
         let open = if self.quiet {
             None
         } else {
             st.open(id, self.slot)
         };
-        let index = match (variants, open) {
-            (None, _) => 0,
-            (Some(_), Some(_)) => st.choose_loud(id),
-            (Some(_), None) => st.choose_quiet(id)?,
+        let index = match (kind, open) {
+            (Kind::Enum(_), Some(_)) => st.choose_loud(id),
+            (Kind::Enum(_), None) => st.choose_quiet(id)?,
+            _ => 0,
         };
         let part = &mut st.containers.get_mut(&id).expect("entered").parts[index];
         if !std::mem::replace(&mut part.attempted, true) {
@@ -95,31 +96,58 @@ impl Tracer<'_> {
     }
 }
 
-/// Deserializes `slots.len()` elements into `slots`.
+/// Offers the visitor up to `slots.len()` elements; `slots` is cut to the ones it read.
 fn visit_seq<V: Visitor<'static>>(
     v: V,
     st: &mut State,
-    slots: &mut [Shape],
+    slots: &mut Vec<Shape>,
     quiet: bool,
 ) -> Out<V> {
-    v.visit_seq(elements(st, slots, quiet))
+    let mut read = 0;
+    let result = v.visit_seq(elements(st, slots, &mut read, quiet));
+    slots.truncate(read);
+    result
 }
 
-fn elements<'a>(st: &'a mut State, slots: &'a mut [Shape], quiet: bool) -> Elements<'a> {
+fn elements<'a>(
+    st: &'a mut State,
+    slots: &'a mut [Shape],
+    read: &'a mut usize,
+    quiet: bool,
+) -> Elements<'a> {
     Elements {
         st,
         slots,
-        next: 0,
+        read,
         quiet,
     }
 }
 
-fn named(fields: Names, shapes: Vec<Shape>) -> Vec<Field> {
-    let names = fields.iter().map(|name| (*name).to_owned());
-    names
-        .zip(shapes)
-        .map(|(name, shape)| Field { name, shape })
-        .collect()
+/// A struct of the fields read, named after `fields`: by position when the visitor read one
+/// per name, else (aliases are among the names) placeholders, learned when serializing.
+fn named(fields: Names, shapes: Vec<Shape>) -> Recorded {
+    let unnamed = fields.len() != shapes.len();
+    let name = |i: usize| match unnamed {
+        true => format!("#{i}"),
+        false => fields[i].to_owned(),
+    };
+    let fields = shapes.into_iter().enumerate();
+    let fields = fields.map(|(i, shape)| Field {
+        name: name(i),
+        shape,
+    });
+    Recorded {
+        def: Definition::Struct(fields.collect()),
+        unnamed,
+    }
+}
+
+/// A definition whose names (if any) are the ones it was deserialized with.
+fn recorded(def: Definition) -> Recorded {
+    Recorded {
+        def,
+        unnamed: false,
+    }
 }
 
 impl Deserializer<'static> for Tracer<'_> {
@@ -189,9 +217,10 @@ impl Deserializer<'static> for Tracer<'_> {
             vec![Shape::Unknown; if self.quiet { 0 } else { 2 }],
             self.quiet,
         );
+        let mut read = 0;
         let (result, _) = self
             .st
-            .framed(|st| visitor.visit_map(elements(st, &mut slots, quiet)));
+            .framed(|st| visitor.visit_map(elements(st, &mut slots, &mut read, quiet)));
         let mut slots = slots.into_iter().map(Box::new);
         let mut next = || slots.next().unwrap_or_else(|| Box::new(Shape::Unknown));
         *self.slot = Shape::Map {
@@ -202,14 +231,14 @@ impl Deserializer<'static> for Tracer<'_> {
     }
 
     fn deserialize_unit_struct<V: Visitor<'static>>(self, name: &'static str, v: V) -> Out<V> {
-        self.container((name, None), v, |v, choice| {
-            *choice.def = Some(Definition::UnitStruct);
+        self.container((name, Kind::Unit), v, |v, choice| {
+            *choice.def = Some(recorded(Definition::UnitStruct));
             v.visit_unit()
         })
     }
 
     fn deserialize_newtype_struct<V: Visitor<'static>>(self, name: &'static str, v: V) -> Out<V> {
-        self.container((name, None), v, |v, choice| {
+        self.container((name, Kind::Newtype), v, |v, choice| {
             choice.newtype(|t| v.visit_newtype_struct(t))
         })
     }
@@ -218,8 +247,8 @@ impl Deserializer<'static> for Tracer<'_> {
     where
         V: Visitor<'static>,
     {
-        self.container((name, None), v, |v, choice| {
-            choice.seq(len, v, Definition::TupleStruct)
+        self.container((name, Kind::Tuple(len)), v, |v, choice| {
+            choice.seq(len, v, |shapes| recorded(Definition::TupleStruct(shapes)))
         })
     }
 
@@ -229,9 +258,8 @@ impl Deserializer<'static> for Tracer<'_> {
         fields: Names,
         v: V,
     ) -> Out<V> {
-        let build = |shapes| Definition::Struct(named(fields, shapes));
-        self.container((name, None), v, |v, choice| {
-            choice.seq(fields.len(), v, build)
+        self.container((name, Kind::Struct(fields)), v, |v, choice| {
+            choice.seq(fields.len(), v, |shapes| named(fields, shapes))
         })
     }
 
@@ -241,7 +269,9 @@ impl Deserializer<'static> for Tracer<'_> {
         variants: Names,
         v: V,
     ) -> Out<V> {
-        self.container((name, Some(variants)), v, |v, choice| v.visit_enum(choice))
+        self.container((name, Kind::Enum(variants)), v, |v, choice| {
+            v.visit_enum(choice)
+        })
     }
 
     fn is_human_readable(&self) -> bool {
@@ -253,7 +283,8 @@ impl Deserializer<'static> for Tracer<'_> {
 struct Elements<'a> {
     st: &'a mut State,
     slots: &'a mut [Shape],
-    next: usize,
+    /// How many elements were read.
+    read: &'a mut usize,
     quiet: bool,
 }
 
@@ -261,16 +292,16 @@ impl SeqAccess<'static> for Elements<'_> {
     type Error = Error;
 
     fn next_element_seed<S: DeserializeSeed<'static>>(&mut self, seed: S) -> Res<Option<S::Value>> {
-        let Some(slot) = self.slots.get_mut(self.next) else {
+        let Some(slot) = self.slots.get_mut(*self.read) else {
             return Ok(None);
         };
-        self.next += 1;
+        *self.read += 1;
         seed.deserialize(tracer(self.st, slot, self.quiet))
             .map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.slots.len() - self.next)
+        Some(self.slots.len() - *self.read)
     }
 }
 
@@ -293,7 +324,7 @@ impl MapAccess<'static> for Elements<'_> {
 struct Choice<'a> {
     st: &'a mut State,
     index: usize,
-    def: &'a mut Option<Definition>,
+    def: &'a mut Option<Recorded>,
     quiet: bool,
 }
 
@@ -301,7 +332,7 @@ impl Choice<'_> {
     fn newtype<R>(self, f: impl FnOnce(Tracer<'_>) -> Res<R>) -> Res<R> {
         let mut shape = Shape::Unknown;
         let value = f(tracer(self.st, &mut shape, self.quiet))?;
-        *self.def = Some(Definition::NewtypeStruct(shape));
+        *self.def = Some(recorded(Definition::NewtypeStruct(shape)));
         Ok(value)
     }
 
@@ -309,7 +340,7 @@ impl Choice<'_> {
         self,
         len: usize,
         v: V,
-        build: impl FnOnce(Vec<Shape>) -> Definition,
+        build: impl FnOnce(Vec<Shape>) -> Recorded,
     ) -> Out<V> {
         let mut slots = vec![Shape::Unknown; len];
         let value = visit_seq(v, self.st, &mut slots, self.quiet)?;
@@ -333,7 +364,7 @@ impl VariantAccess<'static> for Choice<'_> {
     type Error = Error;
 
     fn unit_variant(self) -> Res<()> {
-        *self.def = Some(Definition::UnitStruct);
+        *self.def = Some(recorded(Definition::UnitStruct));
         Ok(())
     }
 
@@ -342,12 +373,10 @@ impl VariantAccess<'static> for Choice<'_> {
     }
 
     fn tuple_variant<V: Visitor<'static>>(self, len: usize, v: V) -> Out<V> {
-        self.seq(len, v, Definition::TupleStruct)
+        self.seq(len, v, |shapes| recorded(Definition::TupleStruct(shapes)))
     }
 
     fn struct_variant<V: Visitor<'static>>(self, fields: Names, v: V) -> Out<V> {
-        self.seq(fields.len(), v, |shapes| {
-            Definition::Struct(named(fields, shapes))
-        })
+        self.seq(fields.len(), v, |shapes| named(fields, shapes))
     }
 }

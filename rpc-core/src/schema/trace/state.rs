@@ -59,13 +59,13 @@ pub(super) struct State {
     /// Per container known to end, how deep a quiet value of it nests at least (cached).
     ranks: Option<HashMap<Id, u32>>,
     /// The containers being recorded, innermost last.
-    pub(super) stack: Vec<Id>,
+    stack: Vec<Id>,
     /// The containers being deserialized and their chosen parts, innermost last.
     pub(super) variants: Vec<(Id, usize)>,
     /// Per value being deserialized, the containers met directly in it (not inside an
     /// option, sequence or map, which are empty when quiet).
-    pub(super) frames: Vec<Vec<Id>>,
-    pub(super) depth: usize,
+    frames: Vec<Vec<Id>>,
+    depth: usize,
     /// Whether something met since the innermost open container needs another pass.
     pub(super) incomplete: bool,
     /// Whether the pass failed for want of a variant that ends.
@@ -91,12 +91,21 @@ pub(super) struct Part {
     unnamed: bool,
     /// Nothing more to learn below it.
     complete: bool,
+    /// Chosen at least once (a pass that fails in it still taught that).
     pub(super) attempted: bool,
     /// The containers directly in its first finished value.
     ends: Option<Vec<Id>>,
 }
 
 impl State {
+    /// Forgets where the last pass was.
+    pub(super) fn begin_pass(&mut self) {
+        self.stack.clear();
+        self.variants.clear();
+        self.frames.clear();
+        (self.depth, self.incomplete, self.dead_end) = (0, false, false);
+    }
+
     /// Runs `f` one level deeper, failing past [`MAX_DEPTH`].
     pub(super) fn nested<R>(&mut self, f: impl FnOnce(&mut State) -> Res<R>) -> Res<R> {
         if self.depth >= MAX_DEPTH {
@@ -112,10 +121,7 @@ impl State {
     }
 
     /// Like `nested`, for a value of its own: also the containers met directly in it.
-    pub(super) fn framed<R>(
-        &mut self,
-        f: impl FnOnce(&mut State) -> Res<R>,
-    ) -> (Res<R>, Vec<Id>) {
+    pub(super) fn framed<R>(&mut self, f: impl FnOnce(&mut State) -> Res<R>) -> (Res<R>, Vec<Id>) {
         self.frames.push(Vec::new());
         let result = self.nested(f);
         (result, self.frames.pop().unwrap_or_default())
@@ -296,7 +302,9 @@ impl State {
             && fields.len() == names.len()
         {
             let fields = fields.iter_mut();
-            fields.zip(names).for_each(|(field, name)| field.name = name);
+            fields
+                .zip(names)
+                .for_each(|(field, name)| field.name = name);
             part.unnamed = false;
         }
     }
