@@ -82,7 +82,7 @@ pub(crate) fn admit_call(
     options: &CallOptions,
     method: u32,
 ) -> Result<Option<Duration>, RpcError> {
-    compatibility
+    let position = compatibility
         .check(method)
         .map_err(|reason| RpcError::IncompatibleMethod {
             method: schema.method_name(method),
@@ -91,9 +91,8 @@ pub(crate) fn admit_call(
     if options.explicit_timeout {
         return Ok(options.timeout);
     }
-    Ok(schema
-        .method(method)
-        .and_then(|m| m.timeout_ms)
+    Ok(schema.methods[position]
+        .timeout_ms
         .map(Duration::from_millis)
         .or(options.timeout))
 }

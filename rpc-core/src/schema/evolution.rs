@@ -29,8 +29,9 @@ use super::service::{MethodSchema, ServiceSchema};
 /// Which of a client's methods it may call on one server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compatibility {
-    /// Per client method id (sorted): `None` when callable, else why not.
-    methods: Vec<(u32, Option<String>)>,
+    /// Per client method, sorted by id: its id, its position in the client's schema, and
+    /// `None` when callable, else why not.
+    methods: Vec<(u32, usize, Option<String>)>,
     /// Methods of the server the client does not have, by wire name.
     server_only: Vec<String>,
 }
@@ -38,12 +39,13 @@ pub struct Compatibility {
 impl Compatibility {
     /// Compares the `client`'s methods with the `server`'s.
     pub fn between(client: &ServiceSchema, server: &ServiceSchema) -> Compatibility {
-        let mut methods: Vec<(u32, Option<String>)> = client
+        let mut methods: Vec<(u32, usize, Option<String>)> = client
             .methods
             .iter()
-            .map(|ours| (ours.id, method_difference(ours, client, server)))
+            .enumerate()
+            .map(|(at, ours)| (ours.id, at, method_difference(ours, client, server)))
             .collect();
-        methods.sort_by_key(|(id, _)| *id);
+        methods.sort_by_key(|(id, _, _)| *id);
         let server_only = server
             .methods
             .iter()
@@ -57,12 +59,13 @@ impl Compatibility {
         }
     }
 
-    /// `Ok` when method `id` may be called, else why not.
-    pub fn check(&self, id: u32) -> Result<(), &str> {
-        match self.methods.binary_search_by_key(&id, |(id, _)| *id) {
-            Ok(at) => match &self.methods[at].1 {
-                None => Ok(()),
-                Some(why) => Err(why),
+    /// `Ok(its position in the client's schema)` when method `id` may be called, else why
+    /// not.
+    pub fn check(&self, id: u32) -> Result<usize, &str> {
+        match self.methods.binary_search_by_key(&id, |(id, _, _)| *id) {
+            Ok(at) => match &self.methods[at] {
+                (_, position, None) => Ok(*position),
+                (_, _, Some(why)) => Err(why),
             },
             Err(_) => Err("the client's schema has no method with this id"),
         }
@@ -75,7 +78,7 @@ impl Compatibility {
             .methods
             .iter()
             .filter_map(|m| match self.check(m.id) {
-                Ok(()) => None,
+                Ok(_) => None,
                 Err(why) => Some(format!("method '{}': {why}", m.name)),
             })
             .collect();
