@@ -57,6 +57,12 @@ pub enum RpcError {
         /// Why, such as "argument 'order': Order.id: client u32, server i32".
         reason: String,
     },
+    /// The server does not admit this client's user (see `Server::allow_uids`).
+    #[error("the server refused the connection: {reason}")]
+    AccessDenied {
+        /// Why, naming the client's uid and the ones the server admits.
+        reason: String,
+    },
     /// The server refused the connection because it has as many as it accepts.
     #[error("server refused the connection: it has reached its maximum of {limit} connections")]
     TooManyConnections {

@@ -41,8 +41,8 @@ pub use rpc_transport as transport;
 pub use rpc_transport::{Address, PeerInfo};
 pub use schema::{MethodSchema, ServiceSchema};
 pub use server::{
-    Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig, ServerHandle,
-    Service,
+    Access, Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig,
+    ServerHandle, Service,
 };
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.

@@ -23,6 +23,10 @@ pub struct TransportConfig {
     /// How long an async socket receiver (TCP, Unix) polls the socket before it sleeps on it.
     /// A reply that lands within it costs no kernel wake-up; zero turns the poll off.
     pub socket_spin: std::time::Duration,
+    /// The mode of a Unix socket file a listener creates (`unix:///path`, the rendezvous
+    /// socket of `shm:///path`), set before the socket accepts anyone, whatever the umask.
+    /// 0o600 (only the owner) by default; a server that admits other users widens it.
+    pub socket_mode: u32,
 }
 
 impl TransportConfig {
@@ -52,6 +56,7 @@ impl Default for TransportConfig {
             shm_ring_capacity: DEFAULT_SHM_RING_CAPACITY,
             shm_spin: std::time::Duration::from_micros(200),
             socket_spin: std::time::Duration::from_micros(50),
+            socket_mode: 0o600,
         }
     }
 }

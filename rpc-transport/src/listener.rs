@@ -85,7 +85,7 @@ impl Listener {
                 (AcceptorFlavor::Tcp(acceptor), local)
             }
             Address::Unix(_) | Address::UnixAbstract(_) => (
-                AcceptorFlavor::Unix(UnixAcceptor::bind(address)?),
+                AcceptorFlavor::Unix(UnixAcceptor::bind(address, config.socket_mode)?),
                 address.clone(),
             ),
             Address::Mem(name) => (

@@ -1,7 +1,7 @@
 //! `unix:///path` and `unix:@abstract`: Unix domain stream sockets with peer credentials.
 
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net as std_unix;
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,22 @@ impl Drop for SocketFile {
     }
 }
 
+/// Binds a listening socket at `path` whose file has `mode`: bind, chmod, then listen.
+fn bind_path(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        let _ = std::fs::remove_file(path);
+        return Err(error);
+    }
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    UnixListener::from_std(std_unix::UnixListener::from(std::os::fd::OwnedFd::from(
+        socket,
+    )))
+}
+
 /// A bound Unix listener; a path-bound one removes its socket file when dropped.
 #[derive(Debug)]
 pub(crate) struct UnixAcceptor {
@@ -90,8 +106,9 @@ pub(crate) struct UnixAcceptor {
 
 impl UnixAcceptor {
     /// Binds `address`. A socket file left by a dead server is replaced; a live one is
-    /// [`TransportError::AddressInUse`].
-    pub(crate) fn bind(address: &Address) -> Result<Self, TransportError> {
+    /// [`TransportError::AddressInUse`]. A socket file gets `mode` (whatever the umask) before
+    /// the socket listens, so no one connects through a wider mode in between.
+    pub(crate) fn bind(address: &Address, mode: u32) -> Result<Self, TransportError> {
         let in_use = || TransportError::AddressInUse {
             address: address.to_string(),
         };
@@ -115,7 +132,7 @@ impl UnixAcceptor {
             });
         }
         let path = unix_path(address);
-        let listener = match UnixListener::bind(path) {
+        let listener = match bind_path(path, mode) {
             Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
                 let is_socket = std::fs::symlink_metadata(path)
                     .map(|meta| meta.file_type().is_socket())
@@ -125,7 +142,7 @@ impl UnixAcceptor {
                 }
                 tracing::info!(path = %path.display(), "replacing a stale socket file");
                 std::fs::remove_file(path).map_err(bind_error)?;
-                UnixListener::bind(path).map_err(bind_error)?
+                bind_path(path, mode).map_err(bind_error)?
             }
             other => other.map_err(bind_error)?,
         };

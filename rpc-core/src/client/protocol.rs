@@ -128,6 +128,7 @@ fn welcome(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
                 }
                 Rejection::TooManyConnections(limit) => RpcError::TooManyConnections { limit },
                 Rejection::ShuttingDown => RpcError::ShuttingDown,
+                Rejection::AccessDenied { reason } => RpcError::AccessDenied { reason },
             },
         ),
         other => Err(RpcError::Protocol(format!(

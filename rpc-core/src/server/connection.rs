@@ -26,6 +26,7 @@ pub(crate) async fn serve_connection(
         handshake(
             &mut sender,
             &mut receiver,
+            &peer,
             &*env.service,
             &env.config,
             env.stop.is_cancelled(),

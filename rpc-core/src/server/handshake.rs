@@ -1,6 +1,6 @@
 //! The server's side of the handshake: read `Hello`, answer `Welcome` or `Reject`.
 
-use rpc_transport::{FrameReceiver, FrameSender};
+use rpc_transport::{FrameReceiver, FrameSender, PeerInfo};
 
 use super::ServerConfig;
 use super::Service;
@@ -10,11 +10,17 @@ use crate::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcom
 /// Why the client may not stay, or `None` to welcome it.
 fn judge(
     hello: &Hello,
+    peer: &PeerInfo,
     service: &dyn Service,
     config: &ServerConfig,
     stopping: bool,
     admitted: bool,
 ) -> Option<Rejection> {
+    // First, so a refused peer learns nothing about the service.
+    if let Err(reason) = config.access.admits(peer) {
+        tracing::debug!(%reason, "refusing a peer");
+        return Some(Rejection::AccessDenied { reason });
+    }
     let schema = service.schema();
     if hello.protocol_version != PROTOCOL_VERSION {
         return Some(Rejection::ProtocolVersion {
@@ -67,6 +73,7 @@ pub(crate) struct Agreed {
 pub(crate) async fn handshake(
     sender: &mut FrameSender,
     receiver: &mut FrameReceiver,
+    peer: &PeerInfo,
     service: &dyn Service,
     config: &ServerConfig,
     stopping: bool,
@@ -87,7 +94,7 @@ pub(crate) async fn handshake(
         method: 0,
         call_id: 0,
     };
-    if let Some(rejection) = judge(&hello, service, config, stopping, admitted) {
+    if let Some(rejection) = judge(&hello, peer, service, config, stopping, admitted) {
         let frame = wire::message_frame(header(Kind::Reject), None, &rejection)
             .map_err(|e| e.to_string())?;
         let _ = sender.send(frame).await;

@@ -4,6 +4,7 @@
 //! run concurrently on a multi-threaded runtime. Limits (connections, calls in flight per
 //! connection, frame size) are explicit, and a client that hits one is told which.
 
+mod access;
 mod calls;
 mod connection;
 mod context;
@@ -23,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use access::Access;
 use connection::serve_connection;
 pub use context::Context;
 pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
@@ -44,6 +46,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// How long a graceful shutdown waits for running calls.
     pub shutdown_grace: Duration,
+    /// Who may connect over local transports (by default only the server's own user).
+    pub access: Access,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             max_in_flight: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            access: Access::default(),
         }
     }
 }
@@ -120,6 +125,24 @@ impl Server {
     /// Sets how long a graceful shutdown waits for running calls.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Also admits these users over local transports (Unix sockets, shared memory, FIFOs,
+    /// message queues; by default only the server's own uid may connect). Socket files are
+    /// then created 0666, and every peer's credentials are checked on accept.
+    pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        self.config.access.uids.extend(uids);
+        self.config.transport.socket_mode = 0o666;
+        self
+    }
+
+    /// Also admits users whose primary group is one of `gids` (checked on Unix sockets and
+    /// shared memory, where the kernel reports the peer's gid). Socket files are then created
+    /// 0666, and every peer's credentials are checked on accept.
+    pub fn allow_gids(mut self, gids: impl IntoIterator<Item = u32>) -> Self {
+        self.config.access.gids.extend(gids);
+        self.config.transport.socket_mode = 0o666;
         self
     }
 

@@ -65,4 +65,9 @@ pub enum Rejection {
     TooManyConnections(u32),
     /// The server is shutting down.
     ShuttingDown,
+    /// The peer's user may not connect.
+    AccessDenied {
+        /// Why, with the uids the server admits.
+        reason: String,
+    },
 }

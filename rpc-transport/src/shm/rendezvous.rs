@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -135,14 +135,13 @@ impl ShmAcceptor {
         let path = socket_path(address)?;
         // The socket first: a second server on the same address fails here, before it could
         // touch a file a live server uses.
-        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()))?;
+        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()), config.socket_mode)?;
         let source = match address {
             Address::Mmap(file) => {
                 SegmentSource::File(SlotFile::open(file, config.shm_ring_capacity)?)
             }
             _ => SegmentSource::Memfd,
         };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ShmAcceptor { socket, source })
     }
 

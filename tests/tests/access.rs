@@ -1,0 +1,192 @@
+//! Who may connect over local transports: by default only the server's own uid, checked with
+//! the peer's credentials; `Server::allow_uids` widens it. Tested with a real client process
+//! running as another user (uid 65534): this test binary, copied where that user may run it,
+//! started as that user with `ACCESS_CHILD_ADDRESS` set. Needs a process allowed to switch
+//! users (root, as in CI); says so loudly and skips otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use rpc_core::{RpcError, Server};
+use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer, TempDir};
+use tokio::process::Command;
+
+/// The user the stranger client runs as.
+const STRANGER: u32 = 65534;
+
+/// In the child: connect to the address given, call `add(2, 3)`, print the outcome.
+#[test]
+fn stranger_client() {
+    let Ok(address) = std::env::var("ACCESS_CHILD_ADDRESS") else {
+        return; // Not a child: nothing to do.
+    };
+    let outcome = ProbeBlockingClient::connect(&address).and_then(|probe| probe.add(2, 3));
+    match outcome {
+        Ok(sum) => println!("OUTCOME ok {sum}"),
+        Err(RpcError::AccessDenied { reason }) => println!("OUTCOME denied {reason}"),
+        Err(RpcError::Connect { source, .. }) => println!("OUTCOME connect {source}"),
+        Err(other) => println!("OUTCOME other {other}"),
+    }
+}
+
+/// A copy of this test binary that the stranger may execute.
+struct StrangerBinary {
+    _dir: TempDir,
+    path: std::path::PathBuf,
+}
+
+impl StrangerBinary {
+    fn new() -> Option<StrangerBinary> {
+        if nix::unistd::geteuid().as_raw() != 0 {
+            eprintln!("SKIPPED: not root, cannot run a client as uid {STRANGER}");
+            return None;
+        }
+        let dir = TempDir::new();
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.0.join("access-child");
+        std::fs::copy(std::env::current_exe().unwrap(), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(StrangerBinary { _dir: dir, path })
+    }
+
+    /// What the stranger's `add(2, 3)` against `address` came to.
+    async fn call(&self, address: &str) -> String {
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            Command::new(&self.path)
+                .args([
+                    "stranger_client",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("ACCESS_CHILD_ADDRESS", address)
+                .uid(STRANGER)
+                .gid(STRANGER)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the stranger client finished")
+        .expect("run the stranger client");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        stdout
+            .lines()
+            .find_map(|line| line.split_once("OUTCOME ").map(|(_, outcome)| outcome))
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the stranger printed no outcome:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })
+    }
+}
+
+/// A directory the stranger may enter (the socket files' own modes decide).
+fn open_dir() -> TempDir {
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+async fn serve(server: Server, address: &str) -> rpc_core::ServerHandle {
+    server
+        .start(ProbeServer::new(ProbeImpl::default()), &[address])
+        .await
+        .unwrap()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abstract_socket_refuses_other_users_by_their_credentials() {
+    let Some(stranger) = StrangerBinary::new() else {
+        return;
+    };
+    let name = format!("unix:@rpc-access-{}", std::process::id());
+    let handle = serve(Server::new(), &name).await;
+    let outcome = stranger.call(&name).await;
+    assert!(
+        outcome.starts_with("denied") && outcome.contains(&format!("uid {STRANGER}")),
+        "{outcome}"
+    );
+    // Our own user is served as ever, and the server goes on.
+    let address = name.clone();
+    let sum = tokio::task::spawn_blocking(move || {
+        ProbeBlockingClient::connect(&address).unwrap().add(2, 3)
+    })
+    .await
+    .unwrap();
+    assert_eq!(sum.unwrap(), 5);
+    handle.shutdown().await;
+
+    // Admitted by uid, the stranger calls.
+    let handle = serve(Server::new().allow_uids([STRANGER]), &name).await;
+    assert_eq!(stranger.call(&name).await, "ok 5");
+    handle.shutdown().await;
+    // And by group.
+    let handle = serve(Server::new().allow_gids([STRANGER]), &name).await;
+    assert_eq!(stranger.call(&name).await, "ok 5");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_file_is_private_whatever_the_umask_and_checked_when_widened() {
+    let Some(stranger) = StrangerBinary::new() else {
+        return;
+    };
+    let dir = open_dir();
+    let path = dir.0.join("probe.sock");
+    let address = format!("unix://{}", path.display());
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let handle = serve(Server::new(), &address).await;
+    nix::sys::stat::umask(old);
+    assert_eq!(mode(&path), 0o600, "the socket file under umask 000");
+    let outcome = stranger.call(&address).await;
+    assert!(
+        outcome.starts_with("connect") && outcome.contains("Permission denied"),
+        "{outcome}"
+    );
+    handle.shutdown().await;
+
+    // Widened: the file is open to all, and only the admitted uid gets through.
+    let handle = serve(Server::new().allow_uids([4242]), &address).await;
+    assert_eq!(mode(&path), 0o666);
+    let outcome = stranger.call(&address).await;
+    assert!(
+        outcome.starts_with("denied") && outcome.contains("uids 4242"),
+        "{outcome}"
+    );
+    handle.shutdown().await;
+    let handle = serve(Server::new().allow_uids([STRANGER]), &address).await;
+    assert_eq!(stranger.call(&address).await, "ok 5");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_refuses_other_users_and_admits_allowed_ones() {
+    let Some(stranger) = StrangerBinary::new() else {
+        return;
+    };
+    let dir = open_dir();
+    let path = dir.0.join("probe-shm.sock");
+    let address = format!("shm://{}", path.display());
+    let handle = serve(Server::new(), &address).await;
+    assert_eq!(mode(&path), 0o600);
+    let outcome = stranger.call(&address).await;
+    assert!(outcome.starts_with("connect"), "{outcome}");
+    handle.shutdown().await;
+
+    let handle = serve(Server::new().allow_uids([4242]), &address).await;
+    let outcome = stranger.call(&address).await;
+    assert!(outcome.starts_with("denied"), "{outcome}");
+    handle.shutdown().await;
+
+    let handle = serve(Server::new().allow_uids([STRANGER]), &address).await;
+    assert_eq!(stranger.call(&address).await, "ok 5");
+    handle.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
