@@ -176,13 +176,17 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
             match take_frame(&mut self.buf, self.limit)? {
                 Buffered::Frame(frame) => return Ok(Some(frame)),
                 Buffered::Partial { whole } if whole - self.buf.len() > READ_CHUNK => {
-                    // A large frame: read the rest straight into place.
+                    // A large frame: read the rest straight into place, growing the buffer by
+                    // at most what has arrived (doubling), so the announced size is never
+                    // allocated before its bytes come.
                     self.io.set_timeouts(remaining(deadline)?, None)?;
-                    let start = self.buf.len();
-                    self.buf.resize(whole, 0);
-                    let mut filled = start;
+                    let mut filled = self.buf.len();
                     while filled < whole {
-                        match self.io.read(&mut self.buf[filled..whole]) {
+                        let target = whole.min(filled + filled.max(READ_CHUNK));
+                        if self.buf.len() < target {
+                            self.buf.resize(target, 0);
+                        }
+                        match self.io.read(&mut self.buf[filled..target]) {
                             Ok(0) => {
                                 self.buf.truncate(filled);
                                 return Err(TransportError::Malformed(

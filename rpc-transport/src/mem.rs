@@ -59,6 +59,11 @@ pub(crate) struct MemReceiver {
 }
 
 impl MemReceiver {
+    /// Sets the largest frame accepted from now on.
+    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Whether a frame is waiting.
     pub(crate) fn has_buffered(&self) -> bool {
         !self.rx.is_empty()

@@ -164,6 +164,13 @@ pub(crate) struct StreamReceiver<R> {
     spin: Duration,
 }
 
+impl<R> StreamReceiver<R> {
+    /// Sets the largest frame accepted from now on.
+    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+}
+
 impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
     pub(crate) fn new(io: R, limit: usize, spin: Duration) -> Self {
         StreamReceiver {
@@ -206,8 +213,13 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         loop {
             match take_frame(&mut self.buf, self.limit)? {
                 Buffered::Frame(frame) => return Ok(Some(frame)),
-                // Make room for the whole frame at once so a large one is read straight in place.
-                Buffered::Partial { whole } => self.buf.reserve(whole - self.buf.len()),
+                // Grow toward the whole frame by at most what has arrived (doubling), so a
+                // frame's announced size is never allocated before its bytes come.
+                Buffered::Partial { whole } => {
+                    let missing = whole - self.buf.len();
+                    self.buf
+                        .reserve(missing.min(self.buf.len().max(READ_CHUNK)))
+                }
                 Buffered::NoPrefix if self.buf.capacity() - self.buf.len() < FRAME_PREFIX => {
                     self.buf.reserve(READ_CHUNK)
                 }

@@ -51,24 +51,35 @@ impl StrangerBinary {
 
     /// What the stranger's `add(2, 3)` against `address` came to.
     async fn call(&self, address: &str) -> String {
-        let output = tokio::time::timeout(
-            Duration::from_secs(60),
-            Command::new(&self.path)
-                .args([
-                    "stranger_client",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("ACCESS_CHILD_ADDRESS", address)
-                .uid(STRANGER)
-                .gid(STRANGER)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("the stranger client finished")
-        .expect("run the stranger client");
+        // A copy just written may be briefly busy ("text file busy") while a child forked by
+        // another test still holds its descriptor: retry for a bounded time.
+        let mut tries = 0;
+        let output = loop {
+            let run = tokio::time::timeout(
+                Duration::from_secs(60),
+                Command::new(&self.path)
+                    .args([
+                        "stranger_client",
+                        "--exact",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("ACCESS_CHILD_ADDRESS", address)
+                    .uid(STRANGER)
+                    .gid(STRANGER)
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the stranger client finished");
+            match run {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other.expect("run the stranger client"),
+            }
+        };
         let stdout = String::from_utf8_lossy(&output.stdout);
         stdout
             .lines()

@@ -21,6 +21,9 @@ pub(crate) async fn serve_connection(
     admission: Option<OwnedSemaphorePermit>,
 ) {
     let (mut sender, mut receiver, peer) = connection.split();
+    // Until the client is known, it may send only a small frame.
+    let full_limit = env.config.transport.max_frame_size;
+    receiver.set_max_frame_size(env.config.handshake_max_frame_size.min(full_limit));
     let handshake = tokio::time::timeout(
         env.config.handshake_timeout,
         handshake(
@@ -48,6 +51,7 @@ pub(crate) async fn serve_connection(
         callable: agreed.callable,
     };
     let peer_limit = agreed.peer_limit;
+    receiver.set_max_frame_size(full_limit);
     let calls = Arc::new(Calls::default());
     match (sender.into_blocking(), receiver.into_blocking()) {
         (Ok(sender), Ok(receiver)) => {

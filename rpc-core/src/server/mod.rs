@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// How long a new connection may take to say `Hello`.
     pub handshake_timeout: Duration,
+    /// The largest frame accepted before the handshake is done (a `Hello` is well under
+    /// 1 KiB for a small service, about 75 bytes per method).
+    pub handshake_max_frame_size: usize,
     /// How long a graceful shutdown waits for running calls.
     pub shutdown_grace: Duration,
     /// Who may connect over local transports (by default only the server's own user).
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_in_flight: 4096,
             handshake_timeout: Duration::from_secs(10),
+            handshake_max_frame_size: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             access: Access::default(),
         }

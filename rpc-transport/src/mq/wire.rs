@@ -176,7 +176,9 @@ impl Reassembler {
                 if chunk.len() > length {
                     return Err(malformed("a chunk runs past its frame's declared length"));
                 }
-                let mut buf = BytesMut::with_capacity(FRAME_PREFIX + length);
+                // Sized by what has arrived, not by the announced length: a peer that
+                // announces a large frame and stops costs only the bytes it sent.
+                let mut buf = BytesMut::with_capacity(FRAME_PREFIX + chunk.len());
                 buf.put_bytes(0, FRAME_PREFIX);
                 buf.extend_from_slice(chunk);
                 self.partial = Some((buf, length));

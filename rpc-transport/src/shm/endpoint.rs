@@ -328,6 +328,11 @@ pub(crate) struct ShmReceiver {
 }
 
 impl ShmReceiver {
+    /// Sets the largest frame accepted from now on.
+    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     pub(crate) fn new(
         consumer: Consumer<RegionRing>,
         owner: Arc<LinkOwner>,

@@ -1,0 +1,164 @@
+//! Peers that try to make the server hold memory: before the handshake a connection may send
+//! only a small frame (64 KiB by default), refused at its length prefix; after it, a frame
+//! announced but not sent costs the server (in resident memory) only the bytes that came.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use rpc_core::Server;
+use rpc_tests::{ProbeClient, ProbeImpl, ProbeServer, TempDir};
+
+/// This process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends a length prefix announcing `announced` bytes, then up to `send` bytes of it, and says
+/// whether the server hung up (end of stream or a reset) before the socket's read timeout.
+fn announce<S: Read + Write>(mut socket: S, announced: u32, send: usize) -> bool {
+    let _ = socket.write_all(&announced.to_le_bytes());
+    let _ = socket.write_all(&vec![0xAB; send]);
+    let mut byte = [0u8; 1];
+    match socket.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_handshake_a_large_frame_is_refused_at_its_prefix() {
+    let dir = TempDir::new();
+    let unix = format!("unix://{}/probe.sock", dir.0.display());
+    let handle = Server::new()
+        .start(
+            ProbeServer::new(ProbeImpl::default()),
+            &["tcp://127.0.0.1:0", &unix],
+        )
+        .await
+        .unwrap();
+    let tcp = handle.local_addresses()[0].to_string();
+    let tcp_addr = tcp.trim_start_matches("tcp://").to_owned();
+    let path = dir.0.join("probe.sock");
+    let before = rss_kib();
+    let hung_up = tokio::task::spawn_blocking(move || {
+        for _ in 0..30 {
+            let socket = std::net::TcpStream::connect(&tcp_addr).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            socket
+                .set_write_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            if !announce(socket, 16 << 20, 1 << 20) {
+                return false;
+            }
+            let socket = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            socket
+                .set_write_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            if !announce(socket, 16 << 20, 1 << 20) {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap();
+    assert!(
+        hung_up,
+        "the server kept a connection that announced 16 MiB before its Hello"
+    );
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "60 connections announcing 16 MiB grew the process by {grown} KiB"
+    );
+    // Everyone else is served as ever.
+    let probe = ProbeClient::connect(&unix).await.unwrap();
+    assert_eq!(probe.add(2, 3).await.unwrap(), 5);
+    let probe = ProbeClient::connect(&tcp).await.unwrap();
+    assert_eq!(probe.echo(vec![7; 1 << 20]).await.unwrap().len(), 1 << 20);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_announced_after_the_handshake_costs_only_what_has_arrived() {
+    use rpc_core::transport::Frame;
+    use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION};
+
+    let handle = Server::new()
+        .start(
+            ProbeServer::new(ProbeImpl::default()),
+            &["tcp://127.0.0.1:0"],
+        )
+        .await
+        .unwrap();
+    let address = handle.local_address();
+    let schema = ProbeClient::schema();
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        service: schema.name.clone(),
+        methods: schema
+            .methods
+            .iter()
+            .map(|m| (m.id, m.digest.clone()))
+            .collect(),
+        max_frame_size: 16 << 20,
+    };
+    let frame: Frame = wire::message_frame(
+        Header {
+            kind: Kind::Hello,
+            method: 0,
+            call_id: 0,
+        },
+        None,
+        &hello,
+    )
+    .unwrap();
+    let hello_bytes = frame.payload().to_vec();
+    let tcp_addr = address.trim_start_matches("tcp://").to_owned();
+    let before = rss_kib();
+    // 30 connections say Hello, then announce a 16 MiB frame and send 64 KiB of it.
+    let sockets = tokio::task::spawn_blocking(move || {
+        let mut sockets = Vec::new();
+        for _ in 0..30 {
+            let mut socket = std::net::TcpStream::connect(&tcp_addr).unwrap();
+            socket
+                .write_all(&(hello_bytes.len() as u32).to_le_bytes())
+                .unwrap();
+            socket.write_all(&hello_bytes).unwrap();
+            let mut len = [0u8; 4];
+            socket.read_exact(&mut len).unwrap();
+            let mut welcome = vec![0u8; u32::from_le_bytes(len) as usize];
+            socket.read_exact(&mut welcome).unwrap();
+            socket.write_all(&(16u32 << 20).to_le_bytes()).unwrap();
+            socket.write_all(&vec![0xCD; 64 << 10]).unwrap();
+            sockets.push(socket);
+        }
+        sockets
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "30 half-sent 16 MiB frames grew the process by {grown} KiB (480 MiB if allocated up front)"
+    );
+    drop(sockets);
+    let probe = ProbeClient::connect(&address).await.unwrap();
+    assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+    handle.shutdown().await;
+}
