@@ -57,6 +57,31 @@ pub(crate) async fn connect(
 }
 
 /// A bound TCP listener.
+/// The backlog of a listening socket: room for a burst of connections between two accepts
+/// (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds and listens on the first address `host:port` resolves to that accepts the bind.
+async fn bind_listener(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => {
+                socket.listen(LISTEN_BACKLOG)?;
+                socket.set_nonblocking(true)?;
+                return TcpListener::from_std(std::net::TcpListener::from(socket));
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+    }))
+}
+
 #[derive(Debug)]
 pub(crate) struct TcpAcceptor {
     listener: TcpListener,
@@ -68,7 +93,7 @@ impl TcpAcceptor {
         host: &str,
         port: u16,
     ) -> Result<(Self, Address), TransportError> {
-        let listener = TcpListener::bind((host, port)).await.map_err(|source| {
+        let listener = bind_listener(host, port).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 TransportError::AddressInUse {
                     address: address.to_string(),

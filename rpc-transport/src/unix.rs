@@ -90,7 +90,7 @@ fn bind_path(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
         let _ = std::fs::remove_file(path);
         return Err(error);
     }
-    socket.listen(1024)?;
+    socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     UnixListener::from_std(std_unix::UnixListener::from(std::os::fd::OwnedFd::from(
         socket,

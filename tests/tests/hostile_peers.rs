@@ -162,3 +162,109 @@ async fn a_frame_announced_after_the_handshake_costs_only_what_has_arrived() {
     assert_eq!(probe.add(1, 1).await.unwrap(), 2);
     handle.shutdown().await;
 }
+
+/// Raises this process's descriptor limit toward `wanted`; returns what it got.
+fn raise_nofile(wanted: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let target = wanted.min(hard).max(soft);
+    if target > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard).unwrap();
+    }
+    target
+}
+
+/// Opens `silent` connections that never say anything and `half` that send half a frame
+/// header, and hands them back open.
+fn flood_then_call(
+    open: impl Fn() -> Box<dyn Write + Send>,
+    silent: usize,
+    half: usize,
+) -> Vec<Box<dyn Write + Send>> {
+    let mut held = Vec::with_capacity(silent + half);
+    let started = std::time::Instant::now();
+    for _ in 0..silent {
+        held.push(open());
+    }
+    eprintln!(
+        "{silent} silent connections opened in {:?}",
+        started.elapsed()
+    );
+    for _ in 0..half {
+        let mut socket = open();
+        let _ = socket.write_all(&[0x40, 0x00]);
+        held.push(socket);
+    }
+    held
+}
+
+/// Floods a server at `address` with silent and half-sent connections, then times a
+/// well-behaved client's connect and first call.
+async fn silent_and_half_sent_peers_do_not_keep_a_client_out(address: &str) {
+    // The floods take turns: each holds over 10,000 of this process's descriptors.
+    static ONE_FLOOD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_FLOOD_AT_A_TIME.lock().await;
+    let limit = raise_nofile(16_384);
+    // Each flood connection costs this process one descriptor (the server drops its own).
+    let silent = if limit >= 12_500 {
+        10_000
+    } else {
+        eprintln!("only {limit} descriptors: flooding with fewer than 10,000 connections");
+        (limit as usize).saturating_sub(2_500)
+    };
+    let handle = Server::new()
+        .start(ProbeServer::new(ProbeImpl::default()), &[address])
+        .await
+        .unwrap();
+    let bound = handle.local_address();
+    let target = bound.clone();
+    let flood = tokio::task::spawn_blocking(move || {
+        let open = move || -> Box<dyn Write + Send> {
+            if let Some(tcp) = target.strip_prefix("tcp://") {
+                Box::new(std::net::TcpStream::connect(tcp).unwrap())
+            } else {
+                let path = target.strip_prefix("unix://").unwrap();
+                Box::new(std::os::unix::net::UnixStream::connect(path).unwrap())
+            }
+        };
+        flood_then_call(open, silent, 500)
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        let probe = ProbeClient::connect(&bound).await?;
+        probe.add(20, 22).await
+    })
+    .await;
+    let took = started.elapsed();
+    assert_eq!(outcome.expect("the client got in within 10 s").unwrap(), 42);
+    assert!(
+        took < Duration::from_secs(1),
+        "{bound}: with {silent} silent and 500 half-sent connections open, connect + call took {took:?}"
+    );
+    assert!(
+        handle.pending_handshakes() <= 1024,
+        "{}",
+        handle.pending_handshakes()
+    );
+    assert!(
+        handle.connections() <= 1,
+        "the flood counted as established connections: {}",
+        handle.connections()
+    );
+    drop(flood);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_sent_peers_do_not_keep_a_tcp_client_out() {
+    silent_and_half_sent_peers_do_not_keep_a_client_out("tcp://127.0.0.1:0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_sent_peers_do_not_keep_a_unix_client_out() {
+    let dir = TempDir::new();
+    let address = format!("unix://{}/flood.sock", dir.0.display());
+    silent_and_half_sent_peers_do_not_keep_a_client_out(&address).await;
+}

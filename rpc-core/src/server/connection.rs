@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use rpc_transport::Connection;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::ConnectionEnv;
+use super::admission::Ticket;
 use super::calls::Calls;
 use super::dispatch::CallEnv;
 use super::handshake::handshake;
@@ -14,12 +14,8 @@ use super::reply::ReplySink;
 use super::{session, threaded};
 
 /// Serves one connection until the peer leaves, breaks the protocol, or the server stops.
-/// `admission` is `None` when the server is full: the client is told so in the handshake.
-pub(crate) async fn serve_connection(
-    connection: Connection,
-    env: ConnectionEnv,
-    admission: Option<OwnedSemaphorePermit>,
-) {
+/// `ticket` is its place among the pending handshakes: a newer connection may evict it.
+pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv, ticket: Ticket) {
     let (mut sender, mut receiver, peer) = connection.split();
     // Until the client is known, it may send only a small frame.
     let full_limit = env.config.transport.max_frame_size;
@@ -33,17 +29,22 @@ pub(crate) async fn serve_connection(
             &*env.service,
             &env.config,
             env.stop.is_cancelled(),
-            admission.is_some(),
+            &env.admissions,
         ),
     );
     let agreed = tokio::select! {
         _ = env.kill.cancelled() => return,
+        _ = ticket.evicted.cancelled() => {
+            return tracing::debug!("dropped in its handshake: newer connections arrived");
+        }
         outcome = handshake => match outcome {
             Ok(Ok(agreed)) => agreed,
             Ok(Err(reason)) => return tracing::debug!(%reason, "handshake failed"),
             Err(_) => return tracing::debug!("handshake timed out"),
         },
     };
+    drop(ticket);
+    let admission = agreed.admission;
     let call_env = CallEnv {
         service: env.service.clone(),
         config: env.config.clone(),

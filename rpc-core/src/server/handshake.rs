@@ -1,6 +1,9 @@
 //! The server's side of the handshake: read `Hello`, answer `Welcome` or `Reject`.
 
+use std::sync::Arc;
+
 use rpc_transport::{FrameReceiver, FrameSender, PeerInfo};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ServerConfig;
 use super::Service;
@@ -63,6 +66,8 @@ fn callable(hello: &Hello, service: &dyn Service) -> Vec<(u32, &'static MethodSc
 
 /// What a successful handshake settled.
 pub(crate) struct Agreed {
+    /// The connection's place among the established ones; held until it ends.
+    pub(crate) admission: OwnedSemaphorePermit,
     /// The largest frame the client accepts, capped at our own limit.
     pub(crate) peer_limit: usize,
     /// The methods the client may call, sorted by id.
@@ -77,7 +82,7 @@ pub(crate) async fn handshake(
     service: &dyn Service,
     config: &ServerConfig,
     stopping: bool,
-    admitted: bool,
+    admissions: &Arc<Semaphore>,
 ) -> Result<Agreed, String> {
     let frame = receiver
         .recv()
@@ -94,7 +99,9 @@ pub(crate) async fn handshake(
         method: 0,
         call_id: 0,
     };
-    if let Some(rejection) = judge(&hello, peer, service, config, stopping, admitted) {
+    // The connection counts against `max_connections` from here on, if there is room.
+    let admission = admissions.clone().try_acquire_owned().ok();
+    if let Some(rejection) = judge(&hello, peer, service, config, stopping, admission.is_some()) {
         let frame = wire::message_frame(header(Kind::Reject), None, &rejection)
             .map_err(|e| e.to_string())?;
         let _ = sender.send(frame).await;
@@ -110,6 +117,7 @@ pub(crate) async fn handshake(
         wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;
     sender.send(frame).await.map_err(|e| e.to_string())?;
     Ok(Agreed {
+        admission: admission.expect("judged admitted"),
         // Responses must fit both the client's limit and our own sender's.
         peer_limit: (hello.max_frame_size as usize).min(config.transport.max_frame_size),
         callable: callable(&hello, service),

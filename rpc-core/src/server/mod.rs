@@ -5,6 +5,7 @@
 //! connection, frame size) are explicit, and a client that hits one is told which.
 
 mod access;
+mod admission;
 mod calls;
 mod connection;
 mod context;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use access::Access;
+use admission::PendingHandshakes;
 use connection::serve_connection;
 pub use context::Context;
 pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
@@ -38,11 +40,15 @@ use crate::error::RpcError;
 pub struct ServerConfig {
     /// Transport settings, including the largest frame the server accepts.
     pub transport: TransportConfig,
-    /// Connections served at once; one more is refused in the handshake.
+    /// Established connections served at once; one more is refused in the handshake. A
+    /// connection counts once its handshake succeeds.
     pub max_connections: usize,
+    /// Connections waiting for their handshake at once; when one more arrives, the one that
+    /// has waited longest is dropped.
+    pub max_pending_handshakes: usize,
     /// Calls running at once on one connection; one more fails with `TooManyCalls`.
     pub max_in_flight: usize,
-    /// How long a new connection may take to say `Hello`.
+    /// How long a new connection may take to say `Hello` (2 s by default).
     pub handshake_timeout: Duration,
     /// The largest frame accepted before the handshake is done (a `Hello` is well under
     /// 1 KiB for a small service, about 75 bytes per method).
@@ -58,8 +64,9 @@ impl Default for ServerConfig {
         ServerConfig {
             transport: TransportConfig::default(),
             max_connections: 10_000,
+            max_pending_handshakes: 1024,
             max_in_flight: 4096,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(2),
             handshake_max_frame_size: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             access: Access::default(),
@@ -190,6 +197,7 @@ impl Server {
             kill: CancellationToken::new(),
             tracker: TaskTracker::new(),
             admissions: Arc::new(Semaphore::new(self.config.max_connections)),
+            pending: PendingHandshakes::new(self.config.max_pending_handshakes),
             config: Arc::new(self.config.clone()),
         };
         let service: Arc<dyn Service> = Arc::new(service);
@@ -199,6 +207,7 @@ impl Server {
                 service: service.clone(),
                 config: handle.config.clone(),
                 admissions: handle.admissions.clone(),
+                pending: handle.pending.clone(),
                 tracker: handle.tracker.clone(),
                 stop: handle.stop.clone(),
                 kill: handle.kill.clone(),
@@ -240,6 +249,8 @@ pub(crate) struct ConnectionEnv {
     pub(crate) stop: CancellationToken,
     /// Immediate shutdown: drop everything.
     pub(crate) kill: CancellationToken,
+    /// The permits of established connections (taken in the handshake).
+    pub(crate) admissions: Arc<Semaphore>,
 }
 
 /// One listener's accept loop.
@@ -248,6 +259,7 @@ struct Acceptor {
     service: Arc<dyn Service>,
     config: Arc<ServerConfig>,
     admissions: Arc<Semaphore>,
+    pending: Arc<PendingHandshakes>,
     tracker: TaskTracker,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -268,10 +280,11 @@ impl Acceptor {
                         config: self.config.clone(),
                         stop: self.stop.clone(),
                         kill: self.kill.clone(),
+                        admissions: self.admissions.clone(),
                     };
-                    let admission = self.admissions.clone().try_acquire_owned().ok();
+                    let ticket = self.pending.enter();
                     self.tracker
-                        .spawn(serve_connection(connection, env, admission));
+                        .spawn(serve_connection(connection, env, ticket));
                 }
                 Err(TransportError::Closed) => return,
                 Err(error) => {
@@ -293,6 +306,7 @@ pub struct ServerHandle {
     kill: CancellationToken,
     tracker: TaskTracker,
     admissions: Arc<Semaphore>,
+    pending: Arc<PendingHandshakes>,
     config: Arc<ServerConfig>,
 }
 
@@ -310,10 +324,16 @@ impl ServerHandle {
             .unwrap_or_default()
     }
 
-    /// Connections being served now. A connection whose peer left counts until the calls it
-    /// was running are aborted and dropped, so 0 means nothing of any connection remains.
+    /// Established connections being served now (their handshake succeeded). A connection
+    /// whose peer left counts until the calls it was running are aborted and dropped, so 0
+    /// means nothing of any established connection remains.
     pub fn connections(&self) -> usize {
         self.config.max_connections - self.admissions.available_permits()
+    }
+
+    /// Connections accepted and still in their handshake.
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending.len()
     }
 
     /// Completes once every listener has stopped accepting on its own and every connection has
