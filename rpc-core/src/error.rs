@@ -63,6 +63,15 @@ pub enum RpcError {
         /// Why, naming the client's uid and the ones the server admits.
         reason: String,
     },
+    /// The server refused the connection because this client's IP address (or uid) holds as
+    /// many connections as one peer may.
+    #[error(
+        "server refused the connection: this peer already holds its maximum of {limit} connections"
+    )]
+    TooManyConnectionsFromPeer {
+        /// The server's per-peer maximum.
+        limit: u32,
+    },
     /// The server refused the connection because it has as many as it accepts.
     #[error("server refused the connection: it has reached its maximum of {limit} connections")]
     TooManyConnections {

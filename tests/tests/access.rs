@@ -117,15 +117,16 @@ async fn an_abstract_socket_refuses_other_users_by_their_credentials() {
     let Some(stranger) = StrangerBinary::new() else {
         return;
     };
-    let name = format!("unix:@rpc-access-{}", std::process::id());
-    let handle = serve(Server::new(), &name).await;
-    let outcome = stranger.call(&name).await;
+    let name = |n: u32| format!("unix:@rpc-access-{}-{n}", std::process::id());
+    let (first, second, third) = (name(1), name(2), name(3));
+    let handle = serve(Server::new(), &first).await;
+    let outcome = stranger.call(&first).await;
     assert!(
         outcome.starts_with("denied") && outcome.contains(&format!("uid {STRANGER}")),
         "{outcome}"
     );
     // Our own user is served as ever, and the server goes on.
-    let address = name.clone();
+    let address = first.clone();
     let sum = tokio::task::spawn_blocking(move || {
         ProbeBlockingClient::connect(&address).unwrap().add(2, 3)
     })
@@ -135,12 +136,12 @@ async fn an_abstract_socket_refuses_other_users_by_their_credentials() {
     handle.shutdown().await;
 
     // Admitted by uid, the stranger calls.
-    let handle = serve(Server::new().allow_uids([STRANGER]), &name).await;
-    assert_eq!(stranger.call(&name).await, "ok 5");
+    let handle = serve(Server::new().allow_uids([STRANGER]), &second).await;
+    assert_eq!(stranger.call(&second).await, "ok 5");
     handle.shutdown().await;
     // And by group.
-    let handle = serve(Server::new().allow_gids([STRANGER]), &name).await;
-    assert_eq!(stranger.call(&name).await, "ok 5");
+    let handle = serve(Server::new().allow_gids([STRANGER]), &third).await;
+    assert_eq!(stranger.call(&third).await, "ok 5");
     handle.shutdown().await;
 }
 

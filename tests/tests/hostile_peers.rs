@@ -174,38 +174,48 @@ fn raise_nofile(wanted: u64) -> u64 {
     target
 }
 
-/// Opens `silent` connections that never say anything and `half` that send half a frame
-/// header, and hands them back open.
-fn flood_then_call(
-    open: impl Fn() -> Box<dyn Write + Send>,
-    silent: usize,
-    half: usize,
-) -> Vec<Box<dyn Write + Send>> {
-    let mut held = Vec::with_capacity(silent + half);
-    let started = std::time::Instant::now();
+/// In a child of this test binary (`FLOOD_ADDRESS` set): opens `FLOOD_SILENT` connections that
+/// never say anything and 500 that send half a frame header, prints `READY`, and holds them
+/// until its stdin closes. A process of its own, so the flood's descriptors do not count
+/// against the server's.
+#[test]
+fn flood_child() {
+    let Ok(address) = std::env::var("FLOOD_ADDRESS") else {
+        return; // Not a child: nothing to do.
+    };
+    let silent: usize = std::env::var("FLOOD_SILENT").unwrap().parse().unwrap();
+    raise_nofile(16_384);
+    let open = || -> Box<dyn Write> {
+        if let Some(tcp) = address.strip_prefix("tcp://") {
+            Box::new(std::net::TcpStream::connect(tcp).unwrap())
+        } else {
+            let path = address.strip_prefix("unix://").unwrap();
+            Box::new(std::os::unix::net::UnixStream::connect(path).unwrap())
+        }
+    };
+    let mut held = Vec::with_capacity(silent + 500);
     for _ in 0..silent {
         held.push(open());
     }
-    eprintln!(
-        "{silent} silent connections opened in {:?}",
-        started.elapsed()
-    );
-    for _ in 0..half {
+    for _ in 0..500 {
         let mut socket = open();
         let _ = socket.write_all(&[0x40, 0x00]);
         held.push(socket);
     }
-    held
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
 }
 
-/// Floods a server at `address` with silent and half-sent connections, then times a
-/// well-behaved client's connect and first call.
+/// Floods a server at `address` from another process with silent and half-sent connections,
+/// then times a well-behaved client's connect and first call.
 async fn silent_and_half_sent_peers_do_not_keep_a_client_out(address: &str) {
-    // The floods take turns: each holds over 10,000 of this process's descriptors.
+    use tokio::io::AsyncBufReadExt;
+    // The floods take turns: each costs the machine over 20,000 descriptors.
     static ONE_FLOOD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_FLOOD_AT_A_TIME.lock().await;
     let limit = raise_nofile(16_384);
-    // Each flood connection costs this process one descriptor (the server drops its own).
     let silent = if limit >= 12_500 {
         10_000
     } else {
@@ -217,20 +227,35 @@ async fn silent_and_half_sent_peers_do_not_keep_a_client_out(address: &str) {
         .await
         .unwrap();
     let bound = handle.local_address();
-    let target = bound.clone();
-    let flood = tokio::task::spawn_blocking(move || {
-        let open = move || -> Box<dyn Write + Send> {
-            if let Some(tcp) = target.strip_prefix("tcp://") {
-                Box::new(std::net::TcpStream::connect(tcp).unwrap())
-            } else {
-                let path = target.strip_prefix("unix://").unwrap();
-                Box::new(std::os::unix::net::UnixStream::connect(path).unwrap())
+    let mut flood = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["flood_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("FLOOD_ADDRESS", &bound)
+        .env("FLOOD_SILENT", silent.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(flood.stdout.take().unwrap()).lines();
+    let opened = std::time::Instant::now();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("READY") {
+                return true;
             }
-        };
-        flood_then_call(open, silent, 500)
+        }
+        false
     })
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(
+        ready,
+        Ok(true),
+        "the flood child did not open its connections"
+    );
+    eprintln!(
+        "{silent} silent and 500 half-sent connections opened in {:?}",
+        opened.elapsed()
+    );
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
         let probe = ProbeClient::connect(&bound).await?;
@@ -253,7 +278,8 @@ async fn silent_and_half_sent_peers_do_not_keep_a_client_out(address: &str) {
         "the flood counted as established connections: {}",
         handle.connections()
     );
-    drop(flood);
+    drop(flood.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(10), flood.wait()).await;
     handle.shutdown().await;
 }
 

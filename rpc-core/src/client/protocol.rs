@@ -129,6 +129,7 @@ fn welcome(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
                 Rejection::TooManyConnections(limit) => RpcError::TooManyConnections { limit },
                 Rejection::ShuttingDown => RpcError::ShuttingDown,
                 Rejection::AccessDenied { reason } => RpcError::AccessDenied { reason },
+                Rejection::TooManyFromPeer(limit) => RpcError::TooManyConnectionsFromPeer { limit },
             },
         ),
         other => Err(RpcError::Protocol(format!(

@@ -7,10 +7,14 @@
 //!   more arrives, the one that has waited longest is dropped. A well-behaved client finishes
 //!   its handshake in a round trip, so only a flood newer than it could evict it.
 //! - Each handshake is bounded by `handshake_timeout` (2 s by default).
+//! - With `max_connections_per_peer`, one IP address (TCP) or one uid (local transports) holds
+//!   at most that many established connections ([`PeerCounts`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use rpc_transport::PeerInfo;
 use tokio_util::sync::CancellationToken;
 
 /// The connections waiting for their handshake, oldest first.
@@ -79,6 +83,78 @@ impl Drop for Ticket {
     }
 }
 
+/// Who a per-peer limit counts: an IP address, or a local uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PeerKey {
+    Ip(IpAddr),
+    Uid(u32),
+}
+
+impl PeerKey {
+    fn of(peer: &PeerInfo) -> Option<PeerKey> {
+        match peer {
+            PeerInfo::Tcp(addr) => Some(PeerKey::Ip(addr.ip())),
+            PeerInfo::Unix { uid, .. } | PeerInfo::Local { uid: Some(uid), .. } => {
+                Some(PeerKey::Uid(*uid))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The established connections of each peer.
+#[derive(Debug, Default)]
+pub(crate) struct PeerCounts {
+    counts: Mutex<HashMap<PeerKey, usize>>,
+}
+
+/// One established connection of a peer; dropping it gives the place back.
+#[derive(Debug)]
+pub(crate) struct PeerSlot {
+    key: PeerKey,
+    registry: Arc<PeerCounts>,
+}
+
+impl PeerCounts {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<PeerKey, usize>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more connection of `peer`, or `Err(limit)` when it has `limit`
+    /// already. `Ok(None)` without a limit, or for a peer not counted (in-process, pipes).
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        peer: &PeerInfo,
+        limit: Option<usize>,
+    ) -> Result<Option<PeerSlot>, usize> {
+        let (Some(limit), Some(key)) = (limit, PeerKey::of(peer)) else {
+            return Ok(None);
+        };
+        let mut counts = self.counts();
+        let count = counts.entry(key).or_insert(0);
+        if *count >= limit {
+            return Err(limit);
+        }
+        *count += 1;
+        Ok(Some(PeerSlot {
+            key,
+            registry: self.clone(),
+        }))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.registry.counts();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +175,21 @@ mod tests {
         assert!(!third.evicted.is_cancelled());
         drop(first);
         assert_eq!(pending.len(), 2);
+    }
+
+    #[test]
+    fn a_peer_holds_at_most_its_limit_and_gets_places_back() {
+        let peers = Arc::new(PeerCounts::default());
+        let alice: PeerInfo = PeerInfo::Tcp("10.0.0.1:5000".parse().unwrap());
+        let alice_again: PeerInfo = PeerInfo::Tcp("10.0.0.1:5001".parse().unwrap());
+        let bob: PeerInfo = PeerInfo::Tcp("10.0.0.2:5000".parse().unwrap());
+        let first = peers.take(&alice, Some(2)).unwrap();
+        let _second = peers.take(&alice_again, Some(2)).unwrap();
+        assert_eq!(peers.take(&alice, Some(2)).unwrap_err(), 2);
+        assert!(peers.take(&bob, Some(2)).unwrap().is_some());
+        drop(first);
+        assert!(peers.take(&alice, Some(2)).unwrap().is_some());
+        assert!(peers.take(&PeerInfo::Mem, Some(0)).unwrap().is_none());
+        assert!(peers.take(&alice, None).unwrap().is_none());
     }
 }

@@ -22,15 +22,7 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
     receiver.set_max_frame_size(env.config.handshake_max_frame_size.min(full_limit));
     let handshake = tokio::time::timeout(
         env.config.handshake_timeout,
-        handshake(
-            &mut sender,
-            &mut receiver,
-            &peer,
-            &*env.service,
-            &env.config,
-            env.stop.is_cancelled(),
-            &env.admissions,
-        ),
+        handshake(&mut sender, &mut receiver, &peer, &env),
     );
     let agreed = tokio::select! {
         _ = env.kill.cancelled() => return,
@@ -44,7 +36,7 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
         },
     };
     drop(ticket);
-    let admission = agreed.admission;
+    let admission = (agreed.admission, agreed.peer_slot);
     let call_env = CallEnv {
         service: env.service.clone(),
         config: env.config.clone(),

@@ -1,12 +1,12 @@
 //! The server's side of the handshake: read `Hello`, answer `Welcome` or `Reject`.
 
-use std::sync::Arc;
-
 use rpc_transport::{FrameReceiver, FrameSender, PeerInfo};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::ConnectionEnv;
 use super::ServerConfig;
 use super::Service;
+use super::admission::PeerSlot;
 use crate::schema::MethodSchema;
 use crate::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome};
 
@@ -68,6 +68,8 @@ fn callable(hello: &Hello, service: &dyn Service) -> Vec<(u32, &'static MethodSc
 pub(crate) struct Agreed {
     /// The connection's place among the established ones; held until it ends.
     pub(crate) admission: OwnedSemaphorePermit,
+    /// Its place among its peer's connections, when those are limited; held until it ends.
+    pub(crate) peer_slot: Option<PeerSlot>,
     /// The largest frame the client accepts, capped at our own limit.
     pub(crate) peer_limit: usize,
     /// The methods the client may call, sorted by id.
@@ -79,11 +81,10 @@ pub(crate) async fn handshake(
     sender: &mut FrameSender,
     receiver: &mut FrameReceiver,
     peer: &PeerInfo,
-    service: &dyn Service,
-    config: &ServerConfig,
-    stopping: bool,
-    admissions: &Arc<Semaphore>,
+    env: &ConnectionEnv,
 ) -> Result<Agreed, String> {
+    let (service, config) = (&*env.service, &*env.config);
+    let stopping = env.stop.is_cancelled();
     let frame = receiver
         .recv()
         .await
@@ -99,9 +100,16 @@ pub(crate) async fn handshake(
         method: 0,
         call_id: 0,
     };
-    // The connection counts against `max_connections` from here on, if there is room.
-    let admission = admissions.clone().try_acquire_owned().ok();
-    if let Some(rejection) = judge(&hello, peer, service, config, stopping, admission.is_some()) {
+    // The connection counts against `max_connections` (and its peer's limit) from here on,
+    // if there is room.
+    let admission = env.admissions.clone().try_acquire_owned().ok();
+    let peer_slot = env.peers.take(peer, config.max_connections_per_peer);
+    let rejection =
+        judge(&hello, peer, service, config, stopping, admission.is_some()).or_else(|| {
+            let limit = peer_slot.as_ref().err()?;
+            Some(Rejection::TooManyFromPeer(*limit as u32))
+        });
+    if let Some(rejection) = rejection {
         let frame = wire::message_frame(header(Kind::Reject), None, &rejection)
             .map_err(|e| e.to_string())?;
         let _ = sender.send(frame).await;
@@ -118,6 +126,7 @@ pub(crate) async fn handshake(
     sender.send(frame).await.map_err(|e| e.to_string())?;
     Ok(Agreed {
         admission: admission.expect("judged admitted"),
+        peer_slot: peer_slot.expect("judged within the peer's limit"),
         // Responses must fit both the client's limit and our own sender's.
         peer_limit: (hello.max_frame_size as usize).min(config.transport.max_frame_size),
         callable: callable(&hello, service),

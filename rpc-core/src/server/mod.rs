@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use access::Access;
-use admission::PendingHandshakes;
+use admission::{PeerCounts, PendingHandshakes};
 use connection::serve_connection;
 pub use context::Context;
 pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
@@ -57,6 +57,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Who may connect over local transports (by default only the server's own user).
     pub access: Access,
+    /// An established connection with no frame and no call running for this long is closed
+    /// (its client sees `Disconnected`). Off by default: long-lived clients stay.
+    pub idle_timeout: Option<Duration>,
+    /// Established connections one peer may hold at once: one IP address over TCP, one uid
+    /// over local transports. Off by default.
+    pub max_connections_per_peer: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +76,8 @@ impl Default for ServerConfig {
             handshake_max_frame_size: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             access: Access::default(),
+            idle_timeout: None,
+            max_connections_per_peer: None,
         }
     }
 }
@@ -130,6 +138,18 @@ impl Server {
     /// Sets the largest frame the server sends or accepts.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.transport.max_frame_size = bytes;
+        self
+    }
+
+    /// Closes established connections idle (no frame, no call running) for `timeout`.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Limits the established connections of one peer (IP address or uid).
+    pub fn max_connections_per_peer(mut self, connections: Option<usize>) -> Self {
+        self.config.max_connections_per_peer = connections;
         self
     }
 
@@ -201,6 +221,7 @@ impl Server {
             config: Arc::new(self.config.clone()),
         };
         let service: Arc<dyn Service> = Arc::new(service);
+        let peers = Arc::new(PeerCounts::default());
         for listener in listeners {
             let acceptor = Acceptor {
                 listener,
@@ -208,6 +229,7 @@ impl Server {
                 config: handle.config.clone(),
                 admissions: handle.admissions.clone(),
                 pending: handle.pending.clone(),
+                peers: peers.clone(),
                 tracker: handle.tracker.clone(),
                 stop: handle.stop.clone(),
                 kill: handle.kill.clone(),
@@ -251,6 +273,8 @@ pub(crate) struct ConnectionEnv {
     pub(crate) kill: CancellationToken,
     /// The permits of established connections (taken in the handshake).
     pub(crate) admissions: Arc<Semaphore>,
+    /// The established connections of each peer.
+    pub(crate) peers: Arc<PeerCounts>,
 }
 
 /// One listener's accept loop.
@@ -260,19 +284,66 @@ struct Acceptor {
     config: Arc<ServerConfig>,
     admissions: Arc<Semaphore>,
     pending: Arc<PendingHandshakes>,
+    peers: Arc<PeerCounts>,
     tracker: TaskTracker,
     stop: CancellationToken,
     kill: CancellationToken,
 }
 
+/// Whether an accept failed because the process or the system ran out of descriptors.
+fn out_of_descriptors(error: &TransportError) -> bool {
+    matches!(error, TransportError::Io(e) if matches!(e.raw_os_error(), Some(23 | 24)))
+}
+
+/// Says why accepting failed, at most once a second, with how many failures it held back.
+#[derive(Default)]
+struct AcceptLog {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl AcceptLog {
+    fn failed(&mut self, error: &TransportError, address: &Address) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now - last < Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return;
+        }
+        let held_back = std::mem::take(&mut self.held_back);
+        tracing::warn!(%error, %address, held_back, "accept failed");
+        self.last = Some(now);
+    }
+}
+
 impl Acceptor {
+    /// Out of descriptors, a connection waits in the backlog until its client gives up. Instead,
+    /// give back the descriptor kept in reserve, accept the connection and close it at once, so
+    /// its client is refused promptly, then take the reserve again.
+    async fn refuse_one(&self, reserve: &mut Option<std::fs::File>) {
+        *reserve = None;
+        if let Ok(Ok(connection)) =
+            tokio::time::timeout(Duration::from_millis(10), self.listener.accept()).await
+        {
+            drop(connection);
+        }
+        *reserve = std::fs::File::open("/dev/null").ok();
+    }
+
     async fn run(self) {
+        let mut reserve = std::fs::File::open("/dev/null").ok();
+        let mut log = AcceptLog::default();
         loop {
             let accepted = tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = self.kill.cancelled() => return,
                 accepted = self.listener.accept() => accepted,
             };
+            if reserve.is_none() {
+                reserve = std::fs::File::open("/dev/null").ok();
+            }
             match accepted {
                 Ok(connection) => {
                     let env = ConnectionEnv {
@@ -281,6 +352,7 @@ impl Acceptor {
                         stop: self.stop.clone(),
                         kill: self.kill.clone(),
                         admissions: self.admissions.clone(),
+                        peers: self.peers.clone(),
                     };
                     let ticket = self.pending.enter();
                     self.tracker
@@ -288,9 +360,13 @@ impl Acceptor {
                 }
                 Err(TransportError::Closed) => return,
                 Err(error) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, address = %self.listener.local_address(), "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    log.failed(&error, self.listener.local_address());
+                    if out_of_descriptors(&error) && reserve.is_some() {
+                        self.refuse_one(&mut reserve).await;
+                    } else {
+                        // Back off instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
         }

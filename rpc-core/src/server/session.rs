@@ -42,6 +42,12 @@ pub(crate) async fn run(
                 return;
             }
             received = receiver.recv() => received,
+            _ = idle(env.config.idle_timeout, calls) => {
+                tracing::debug!("closing a connection idle for longer than the idle timeout");
+                let _ = sink.send_many(std::mem::take(&mut ready)).await;
+                sink.close().await;
+                return;
+            }
         };
         let frame = match received {
             Ok(Some(frame)) => frame,
@@ -75,6 +81,20 @@ pub(crate) async fn run(
         // `BATCH` answers, so a client that keeps pipelining still hears back.
         if !ready.is_empty() && (ready.len() >= BATCH || !receiver.has_buffered()) {
             let _ = sink.send_many(std::mem::take(&mut ready)).await;
+        }
+    }
+}
+
+/// Completes once `timeout` has passed with no call running (restarted by the caller on
+/// every frame); never without a timeout.
+async fn idle(timeout: Option<Duration>, calls: &Calls) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(timeout).await;
+        if calls.len() == 0 {
+            return;
         }
     }
 }

@@ -67,6 +67,7 @@ fn serve(
     let mut inline = TaskContext::from_waker(Waker::noop());
     // The server's signals are looked at when idle and every 64 frames when busy.
     let mut unchecked = 0u32;
+    let mut last_frame = Instant::now();
     loop {
         if unchecked > 0 {
             unchecked -= 1;
@@ -83,15 +84,29 @@ fn serve(
         } else {
             unchecked = 64;
         }
-        let frame = match receiver.recv(Deadline::After(CHECK_EVERY)) {
+        let check = env
+            .config
+            .idle_timeout
+            .map_or(CHECK_EVERY, |t| t.min(CHECK_EVERY));
+        let frame = match receiver.recv(Deadline::After(check)) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(TransportError::TimedOut) => {
+                if env
+                    .config
+                    .idle_timeout
+                    .is_some_and(|t| last_frame.elapsed() >= t && calls.len() == 0)
+                {
+                    tracing::debug!("closing a connection idle for longer than the idle timeout");
+                    sink.close_blocking();
+                    return;
+                }
                 unchecked = 0;
                 continue;
             }
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
+        last_frame = Instant::now();
         let prepared = match classify(frame) {
             Incoming::Call(request) => prepare_call(call_env, calls, request),
             Incoming::Cancel(call_id) => {

@@ -65,6 +65,8 @@ pub enum Rejection {
     TooManyConnections(u32),
     /// The server is shutting down.
     ShuttingDown,
+    /// The peer (its IP address or uid) has this many connections already.
+    TooManyFromPeer(u32),
     /// The peer's user may not connect.
     AccessDenied {
         /// Why, with the uids the server admits.

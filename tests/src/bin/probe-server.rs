@@ -6,6 +6,7 @@
 //! - `probe-server --stall ADDR` connects as a client and waits forever in `stall`, to be killed.
 //!
 //! Options: `--max-frame-size N`, `--max-in-flight N`, `--max-connections N` (server limits),
+//! `--nofile N` (its own descriptor limit), `--idle-timeout-ms N`,
 //! `--stall-counter FILE` (count running `stall` calls in a file the test maps too) and
 //! `--tag TAG` (ignored; lets a test find its children in `/proc`).
 
@@ -42,6 +43,19 @@ async fn main() {
                 probe = ProbeImpl::counting_in(Arc::new(counter));
             }
             "--tag" => drop(value()),
+            "--nofile" => {
+                let limit = number(value()) as u64;
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    limit,
+                    limit,
+                )
+                .expect("setrlimit RLIMIT_NOFILE");
+            }
+            "--idle-timeout-ms" => {
+                let ms = number(value()) as u64;
+                server = server.idle_timeout(Some(std::time::Duration::from_millis(ms)));
+            }
             _ => addresses.push(arg),
         }
     }
