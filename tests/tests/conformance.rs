@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rpc_core::transport::{Frame, TransportConfig, TransportError};
-use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, WireError};
+use rpc_core::wire::{self, Header, Hello, Kind, WireError};
 use rpc_core::{ClientOptions, RpcError, Server};
 use rpc_tests::{
     Fixture, ProbeClient, ProbeError, Transport, bounded, eventually, probe_method_id,
@@ -129,17 +129,7 @@ async fn raw_connection(
     let mut connection = rpc_core::transport::connect(&address, &config)
         .await
         .unwrap();
-    let schema = ProbeClient::schema();
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        service: schema.name.clone(),
-        methods: schema
-            .methods
-            .iter()
-            .map(|m| (m.id, m.digest.clone()))
-            .collect(),
-        max_frame_size: max_frame_size as u64,
-    };
+    let hello = Hello::new(ProbeClient::schema(), max_frame_size);
     let header = Header {
         kind: Kind::Hello,
         method: 0,

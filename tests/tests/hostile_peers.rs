@@ -96,7 +96,7 @@ async fn before_the_handshake_a_large_frame_is_refused_at_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_announced_after_the_handshake_costs_only_what_has_arrived() {
     use rpc_core::transport::Frame;
-    use rpc_core::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION};
+    use rpc_core::wire::{self, Header, Hello, Kind};
 
     let handle = Server::new()
         .start(
@@ -106,17 +106,7 @@ async fn a_frame_announced_after_the_handshake_costs_only_what_has_arrived() {
         .await
         .unwrap();
     let address = handle.local_address();
-    let schema = ProbeClient::schema();
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        service: schema.name.clone(),
-        methods: schema
-            .methods
-            .iter()
-            .map(|m| (m.id, m.digest.clone()))
-            .collect(),
-        max_frame_size: 16 << 20,
-    };
+    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
     let frame: Frame = wire::message_frame(
         Header {
             kind: Kind::Hello,

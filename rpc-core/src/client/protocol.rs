@@ -18,16 +18,7 @@ pub(crate) fn hello_frame(
     schema: &ServiceSchema,
     max_frame_size: usize,
 ) -> Result<Frame, RpcError> {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        service: schema.name.clone(),
-        methods: schema
-            .methods
-            .iter()
-            .map(|m| (m.id, m.digest.clone()))
-            .collect(),
-        max_frame_size: max_frame_size as u64,
-    };
+    let hello = Hello::new(schema, max_frame_size);
     let header = Header {
         kind: Kind::Hello,
         method: 0,

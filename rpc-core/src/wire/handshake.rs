@@ -25,6 +25,22 @@ pub struct Hello {
     pub max_frame_size: u64,
 }
 
+impl Hello {
+    /// The `Hello` of a client of `schema` that accepts frames of `max_frame_size` bytes.
+    pub fn new(schema: &ServiceSchema, max_frame_size: usize) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            service: schema.name.clone(),
+            methods: schema
+                .methods
+                .iter()
+                .map(|m| (m.id, m.digest.clone()))
+                .collect(),
+            max_frame_size: max_frame_size as u64,
+        }
+    }
+}
+
 /// The server's acceptance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
