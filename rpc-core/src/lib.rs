@@ -27,6 +27,7 @@
 //! Errors: [`RpcError`] for everything the RPC layer can fail at; an application's own errors
 //! travel inside its methods' `Result<T, E>` and are never mixed with these.
 
+mod budget;
 mod client;
 mod error;
 mod outbox;

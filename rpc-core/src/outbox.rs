@@ -4,14 +4,21 @@
 //! writing task takes everything queued and writes it with one system call. Under load (many
 //! calls in flight, many handlers answering) frames go out in batches; alone, a frame goes out
 //! at once. On shared memory, messages are encoded straight into the ring instead.
+//!
+//! A server's outbox has a byte budget: a frame waits for its bytes before it joins the queue,
+//! and gives them back once written, so a peer that does not read holds at most that much here.
 
 use std::sync::{Arc, Mutex};
 
 use rpc_transport::{Frame, FrameSender, TransportError};
 
+use crate::budget::{FRAME_OVERHEAD, Held, Pool};
+
 #[derive(Default)]
 struct Queue {
     frames: Vec<Frame>,
+    /// The budget the queued frames hold, given back once they are written.
+    held: Vec<Held>,
     /// Whether a task is writing (and will take what is queued).
     writing: bool,
     /// Set once a write failed: the connection is broken and every later send fails at once.
@@ -24,6 +31,8 @@ pub(crate) struct Outbox {
     sender: tokio::sync::Mutex<FrameSender>,
     limit: usize,
     in_place: bool,
+    /// Bytes queued frames may hold (none: unbounded, for a client's own requests).
+    budget: Option<Arc<Pool>>,
 }
 
 /// The writing task's duty, handed on if it is dropped mid-write (a cancelled call, an aborted
@@ -59,12 +68,13 @@ impl Drop for Writing {
 }
 
 impl Outbox {
-    pub(crate) fn new(sender: FrameSender) -> Arc<Outbox> {
+    pub(crate) fn new(sender: FrameSender, budget: Option<Arc<Pool>>) -> Arc<Outbox> {
         Arc::new(Outbox {
             limit: sender.max_frame_size(),
             in_place: sender.writes_in_place(),
             queue: Mutex::new(Queue::default()),
             sender: tokio::sync::Mutex::new(sender),
+            budget,
         })
     }
 
@@ -100,6 +110,14 @@ impl Outbox {
                 limit: self.limit,
             });
         }
+        // Wait for room in the budget first: a peer that does not read stops us here.
+        let held = match &self.budget {
+            Some(pool) => {
+                let bytes = frames.iter().map(|f| f.len() + FRAME_OVERHEAD).sum();
+                Some(pool.take(bytes).await)
+            }
+            None => None,
+        };
         {
             let mut queue = self.lock();
             if let Some(reason) = &queue.failed {
@@ -109,6 +127,7 @@ impl Outbox {
                 )));
             }
             queue.frames.extend(frames);
+            queue.held.extend(held);
             if queue.writing {
                 return Ok(());
             }
@@ -131,12 +150,15 @@ impl Outbox {
     async fn write_queued(&self) -> Result<(), TransportError> {
         loop {
             let mut sender = self.sender.lock().await;
-            let batch = {
+            let (batch, held) = {
                 let mut queue = self.lock();
                 if queue.frames.is_empty() {
                     queue.writing = false;
                 }
-                std::mem::take(&mut queue.frames)
+                (
+                    std::mem::take(&mut queue.frames),
+                    std::mem::take(&mut queue.held),
+                )
             };
             // With an empty batch: bytes a cancelled writer left half-written go out now.
             let done = batch.is_empty();
@@ -145,8 +167,10 @@ impl Outbox {
                 queue.failed = Some(error.to_string());
                 queue.writing = false;
                 queue.frames.clear();
+                queue.held.clear();
                 return Err(error);
             }
+            drop(held);
             if done {
                 return Ok(());
             }
@@ -183,6 +207,7 @@ impl Outbox {
     pub(crate) async fn close(&self) {
         let queued = std::mem::take(&mut self.lock().frames);
         let mut sender = self.sender.lock().await;
+        self.lock().held.clear();
         let _ = sender.send_all(queued).await;
         let _ = sender.close().await;
     }

@@ -334,6 +334,21 @@ impl BlockingSender {
         }
     }
 
+    /// Sends like [`send_with`](Self::send_with) only if that needs no wait: `Ok(false)` when
+    /// shared memory's ring is full, with nothing sent (so async code can wait for room
+    /// without holding a thread). Other mechanisms send as `send_with` does, waiting as long
+    /// as it takes.
+    pub fn try_send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        match &mut self.0 {
+            BlockingSenderFlavor::Shm(s) => s.try_send_with(len, fill),
+            _ => self.send_with(len, fill, Deadline::Never).map(|()| true),
+        }
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         match &self.0 {

@@ -169,7 +169,7 @@ impl Client {
             shared: Arc::new(Shared {
                 schema,
                 compatibility: agreed.compatibility,
-                sender: Outbox::new(sender),
+                sender: Outbox::new(sender, None),
                 pending,
                 next_call_id: AtomicU64::new(1),
                 send_limit: agreed.send_limit,

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::dispatch::ReplyFuture;
 use super::reply::ReplySink;
+use crate::budget::Held;
 use crate::wire::WireError;
 
 #[derive(Default)]
@@ -93,18 +94,22 @@ impl Calls {
         }
     }
 
-    /// Runs `reply` as a task on `runtime`, sending its frame through `sink` when done.
+    /// Runs `reply` as a task on `runtime`, sending its frame through `sink` when done. The
+    /// call counts as running, and holds `request` (its share of the connection's memory),
+    /// until its answer is handed to the sink.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         sink: ReplySink,
         call_id: u64,
         reply: ReplyFuture,
+        request: Option<Held>,
     ) {
         let calls = self.clone();
         let task = async move {
             let answer = reply.await;
             let _ = sink.send(answer).await;
+            drop(request);
             calls.finish(call_id);
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.

@@ -1,7 +1,8 @@
 //! One server connection: the handshake, then either the async read loop (`session.rs`) or,
-//! for shared memory, a dedicated thread (`threaded.rs`).
+//! for the first few shared-memory connections, a dedicated thread (`threaded.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rpc_transport::Connection;
 
@@ -46,17 +47,55 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
     let peer_limit = agreed.peer_limit;
     receiver.set_max_frame_size(full_limit);
     let calls = Arc::new(Calls::default());
-    match (sender.into_blocking(), receiver.into_blocking()) {
-        (Ok(sender), Ok(receiver)) => {
+    let memory = env
+        .shared
+        .memory
+        .connection(env.config.max_connection_memory);
+    let mut thread = DedicatedThread::take(&env);
+    let halves = if sender.writes_in_place() && thread.is_some() {
+        match (sender.into_blocking(), receiver.into_blocking()) {
+            (Ok(sender), Ok(receiver)) => Ok((sender, receiver)),
+            (Err(sender), Err(receiver)) => Err((sender, receiver)),
+            _ => unreachable!("a transport's halves agree on being served from a thread"),
+        }
+    } else {
+        Err((sender, receiver))
+    };
+    match halves {
+        Ok((sender, receiver)) => {
             let sink = ReplySink::new_blocking(sender, peer_limit);
-            threaded::run(env, calls.clone(), call_env, sink, receiver).await;
+            threaded::run(env, calls.clone(), call_env, sink, receiver, memory).await;
         }
-        (Err(sender), Err(mut receiver)) => {
-            let sink = ReplySink::new_async(sender, peer_limit);
-            session::run(&env, &calls, &call_env, &sink, &mut receiver).await;
+        Err((sender, mut receiver)) => {
+            drop(thread.take());
+            let sink = ReplySink::new_async(sender, peer_limit, memory.replies.clone());
+            session::run(&env, &calls, &call_env, &sink, &mut receiver, &memory).await;
         }
-        _ => unreachable!("a transport's halves agree on being served from a thread"),
     }
     calls.abort_all_and_wait().await;
+    drop(thread);
     drop(admission);
+}
+
+/// One of the server's `dedicated_threads` places, given back when dropped.
+struct DedicatedThread(Arc<super::ServerWide>);
+
+impl DedicatedThread {
+    /// A place if one is free.
+    fn take(env: &ConnectionEnv) -> Option<DedicatedThread> {
+        let limit = env.config.dedicated_threads;
+        env.shared
+            .dedicated
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < limit).then_some(used + 1)
+            })
+            .ok()
+            .map(|_| DedicatedThread(env.shared.clone()))
+    }
+}
+
+impl Drop for DedicatedThread {
+    fn drop(&mut self) {
+        self.0.dedicated.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -18,6 +18,7 @@ mod threaded;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use rpc_transport::{Address, Listener, TransportConfig, TransportError};
@@ -31,6 +32,7 @@ use connection::serve_connection;
 pub use context::Context;
 pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
 
+use crate::budget::ServerMemory;
 use crate::client::parse_address;
 use crate::error::RpcError;
 
@@ -63,6 +65,20 @@ pub struct ServerConfig {
     /// Established connections one peer may hold at once: one IP address over TCP, one uid
     /// over local transports. Off by default.
     pub max_connections_per_peer: Option<usize>,
+    /// Bytes one connection may hold, in each of two pools: requests of calls running as
+    /// tasks, and replies waiting to be written (8 MiB each by default). When a pool is full
+    /// the connection stops reading until its peer reads replies or calls finish, so a peer
+    /// that sends without reading holds at most this much. A frame larger than the limit
+    /// takes all of it and still goes through, one at a time.
+    pub max_connection_memory: usize,
+    /// Bytes all connections together may hold, in each of the same two pools (256 MiB each by
+    /// default).
+    pub max_server_memory: usize,
+    /// Shared-memory connections served from a thread of their own, for the lowest latency;
+    /// later ones are served by the runtime's workers like every other transport, so the
+    /// server's threads stay bounded whatever the number of connections. Default: the number
+    /// of CPUs.
+    pub dedicated_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +94,9 @@ impl Default for ServerConfig {
             access: Access::default(),
             idle_timeout: None,
             max_connections_per_peer: None,
+            max_connection_memory: 8 << 20,
+            max_server_memory: 256 << 20,
+            dedicated_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -153,6 +172,27 @@ impl Server {
         self
     }
 
+    /// Sets the bytes one connection may hold in each of its pools (requests being handled,
+    /// replies waiting to be written); see [`ServerConfig::max_connection_memory`].
+    pub fn max_connection_memory(mut self, bytes: usize) -> Self {
+        self.config.max_connection_memory = bytes;
+        self
+    }
+
+    /// Sets the bytes all connections together may hold in each pool; see
+    /// [`ServerConfig::max_server_memory`].
+    pub fn max_server_memory(mut self, bytes: usize) -> Self {
+        self.config.max_server_memory = bytes;
+        self
+    }
+
+    /// Sets how many shared-memory connections get a thread of their own; see
+    /// [`ServerConfig::dedicated_threads`].
+    pub fn dedicated_threads(mut self, threads: usize) -> Self {
+        self.config.dedicated_threads = threads;
+        self
+    }
+
     /// Sets how long a graceful shutdown waits for running calls.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
@@ -222,6 +262,10 @@ impl Server {
         };
         let service: Arc<dyn Service> = Arc::new(service);
         let peers = Arc::new(PeerCounts::default());
+        let shared = Arc::new(ServerWide {
+            memory: ServerMemory::new(self.config.max_server_memory),
+            dedicated: AtomicUsize::new(0),
+        });
         for listener in listeners {
             let acceptor = Acceptor {
                 listener,
@@ -230,6 +274,7 @@ impl Server {
                 admissions: handle.admissions.clone(),
                 pending: handle.pending.clone(),
                 peers: peers.clone(),
+                shared: shared.clone(),
                 tracker: handle.tracker.clone(),
                 stop: handle.stop.clone(),
                 kill: handle.kill.clone(),
@@ -275,6 +320,16 @@ pub(crate) struct ConnectionEnv {
     pub(crate) admissions: Arc<Semaphore>,
     /// The established connections of each peer.
     pub(crate) peers: Arc<PeerCounts>,
+    /// What all connections share besides admission.
+    pub(crate) shared: Arc<ServerWide>,
+}
+
+/// What all of a server's connections share besides admission.
+pub(crate) struct ServerWide {
+    /// The server-wide side of the memory budgets.
+    pub(crate) memory: ServerMemory,
+    /// Shared-memory connections served from a thread of their own now.
+    pub(crate) dedicated: AtomicUsize,
 }
 
 /// One listener's accept loop.
@@ -285,6 +340,7 @@ struct Acceptor {
     admissions: Arc<Semaphore>,
     pending: Arc<PendingHandshakes>,
     peers: Arc<PeerCounts>,
+    shared: Arc<ServerWide>,
     tracker: TaskTracker,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -353,6 +409,7 @@ impl Acceptor {
                         kill: self.kill.clone(),
                         admissions: self.admissions.clone(),
                         peers: self.peers.clone(),
+                        shared: self.shared.clone(),
                     };
                     let ticket = self.pending.enter();
                     self.tracker

@@ -1,11 +1,12 @@
 //! [`ReplySink`]: where a connection's answers go, from tasks and from its own thread.
 
-use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rpc_transport::{BlockingSender, Deadline, Frame, FrameSender, TransportError};
 
 use super::dispatch::{Answer, Outgoing};
+use crate::budget::Pool;
 use crate::outbox::Outbox;
 use crate::wire::{self, Header, Kind, WireError};
 
@@ -13,12 +14,22 @@ use crate::wire::{self, Header, Kind, WireError};
 /// is given up.
 const BLOCKING_SEND_LIMIT: Duration = Duration::from_secs(30);
 
+/// The longest pause between two looks at a full ring, for a task's answer.
+const RING_RETRY_MAX: Duration = Duration::from_millis(1);
+
+type SharedBlocking = Arc<tokio::sync::Mutex<BlockingSender>>;
+
+/// Writes an answer's bytes into the place the transport gives, as often as it is tried.
+type Writer = Box<dyn Fn(&mut [u8]) + Send>;
+
 #[derive(Clone)]
 enum Half {
     /// An async transport half.
     Async(Arc<Outbox>),
-    /// A blocking half (shared memory served from a dedicated thread).
-    Blocking(Arc<std::sync::Mutex<BlockingSender>>),
+    /// A blocking half (shared memory served from a dedicated thread). The thread sends with
+    /// blocking waits; tasks send when the ring has room and otherwise wait asynchronously,
+    /// so a peer that stops reading holds no thread of a shared pool.
+    Blocking(SharedBlocking),
 }
 
 /// The sending half of a server connection, shared by every call on it, with the client's
@@ -30,10 +41,10 @@ pub(crate) struct ReplySink {
 }
 
 impl ReplySink {
-    /// A sink over an async half.
-    pub(crate) fn new_async(sender: FrameSender, peer_limit: usize) -> Self {
+    /// A sink over an async half; queued replies hold bytes of `budget`.
+    pub(crate) fn new_async(sender: FrameSender, peer_limit: usize, budget: Arc<Pool>) -> Self {
         ReplySink {
-            half: Half::Async(Outbox::new(sender)),
+            half: Half::Async(Outbox::new(sender, Some(budget))),
             peer_limit,
         }
     }
@@ -41,17 +52,16 @@ impl ReplySink {
     /// A sink over a blocking half.
     pub(crate) fn new_blocking(sender: BlockingSender, peer_limit: usize) -> Self {
         ReplySink {
-            half: Half::Blocking(Arc::new(std::sync::Mutex::new(sender))),
+            half: Half::Blocking(Arc::new(tokio::sync::Mutex::new(sender))),
             peer_limit,
         }
     }
 
-    fn lock(sender: &std::sync::Mutex<BlockingSender>) -> MutexGuard<'_, BlockingSender> {
-        sender.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn send_locked(sender: &mut BlockingSender, outgoing: Outgoing) -> Result<(), TransportError> {
-        let deadline = Deadline::After(BLOCKING_SEND_LIMIT);
+    fn send_locked(
+        sender: &mut BlockingSender,
+        outgoing: Outgoing,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
         let sent = match outgoing {
             Outgoing::Frame(frame) => sender.send(frame, deadline),
             Outgoing::InPlace { len, header, body } => sender.send_with(
@@ -80,16 +90,47 @@ impl ReplySink {
                         .await
                 }
             },
-            Half::Blocking(sender) => {
-                // A full ring can make this wait: never on a runtime worker, whose other
-                // tasks (other connections) would wait with it.
-                let sender = sender.clone();
-                tokio::task::spawn_blocking(move || {
-                    Self::send_locked(&mut Self::lock(&sender), outgoing)
-                })
-                .await
-                .unwrap_or_else(|e| Err(TransportError::Io(std::io::Error::other(e))))
+            Half::Blocking(sender) => Self::send_from_task(sender, outgoing).await,
+        }
+    }
+
+    /// Sends on a blocking half from a task: takes the ring when it has room, else lets go
+    /// and looks again after a short pause, so neither a runtime worker nor a pool thread
+    /// waits for a slow peer. Gives the connection up after `BLOCKING_SEND_LIMIT`.
+    async fn send_from_task(
+        sender: &SharedBlocking,
+        outgoing: Outgoing,
+    ) -> Result<(), TransportError> {
+        let (len, write): (usize, Writer) = match outgoing {
+            Outgoing::Frame(frame) => (
+                frame.len(),
+                Box::new(move |out: &mut [u8]| out.copy_from_slice(frame.payload())),
+            ),
+            Outgoing::InPlace { len, header, body } => (
+                len,
+                Box::new(move |out: &mut [u8]| Outgoing::write(&header, &body, out)),
+            ),
+        };
+        let give_up = Instant::now() + BLOCKING_SEND_LIMIT;
+        let mut pause = Duration::from_micros(20);
+        loop {
+            {
+                let mut sender = sender.lock().await;
+                match sender.try_send_with(len, |out| write(out)) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) if Instant::now() >= give_up => {
+                        sender.close();
+                        return Err(TransportError::TimedOut);
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        sender.close();
+                        return Err(error);
+                    }
+                }
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RING_RETRY_MAX);
         }
     }
 
@@ -120,9 +161,11 @@ impl ReplySink {
     /// Sends `answer` from the connection's own thread (blocking sinks only).
     pub(crate) fn send_blocking(&self, answer: Answer) -> Result<(), TransportError> {
         match &self.half {
-            Half::Blocking(sender) => {
-                Self::send_locked(&mut Self::lock(sender), answer.outgoing(self.peer_limit))
-            }
+            Half::Blocking(sender) => Self::send_locked(
+                &mut sender.blocking_lock(),
+                answer.outgoing(self.peer_limit),
+                Deadline::After(BLOCKING_SEND_LIMIT),
+            ),
             Half::Async(_) => unreachable!("async sinks are only used from tasks"),
         }
     }
@@ -131,14 +174,14 @@ impl ReplySink {
     pub(crate) async fn close(&self) {
         match &self.half {
             Half::Async(outbox) => outbox.close().await,
-            Half::Blocking(sender) => Self::lock(sender).close(),
+            Half::Blocking(sender) => sender.lock().await.close(),
         }
     }
 
     /// Closes the sending direction from the connection's own thread (blocking sinks only).
     pub(crate) fn close_blocking(&self) {
         if let Half::Blocking(sender) = &self.half {
-            Self::lock(sender).close();
+            sender.blocking_lock().close();
         }
     }
 }

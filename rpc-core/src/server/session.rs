@@ -3,6 +3,7 @@
 //! of requests that arrived together leave in one write. A handler that must wait continues as
 //! a task.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
@@ -11,8 +12,9 @@ use rpc_transport::FrameReceiver;
 
 use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, ReplyFuture, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD};
 use crate::wire::WireError;
 
 /// The most answers held back to leave in one write.
@@ -28,6 +30,7 @@ pub(crate) async fn run(
     call_env: &CallEnv,
     sink: &ReplySink,
     receiver: &mut FrameReceiver,
+    memory: &ConnectionMemory,
 ) {
     let runtime = tokio::runtime::Handle::current();
     let mut ready: Vec<Answer> = Vec::new();
@@ -36,52 +39,107 @@ pub(crate) async fn run(
             biased;
             _ = env.kill.cancelled() => return,
             _ = env.stop.cancelled() => {
-                let _ = sink.send_many(std::mem::take(&mut ready)).await;
-                let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
-                sink.close().await;
-                return;
+                let ready = std::mem::take(&mut ready);
+                return until_killed(env, async {
+                    let _ = sink.send_many(ready).await;
+                    let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
+                    sink.close().await;
+                })
+                .await;
             }
             received = receiver.recv() => received,
             _ = idle(env.config.idle_timeout, calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
-                let _ = sink.send_many(std::mem::take(&mut ready)).await;
-                sink.close().await;
-                return;
+                let ready = std::mem::take(&mut ready);
+                return until_killed(env, async {
+                    let _ = sink.send_many(ready).await;
+                    sink.close().await;
+                })
+                .await;
             }
         };
         let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                let _ = sink.send_many(ready).await;
-                return;
+                return until_killed(env, async {
+                    let _ = sink.send_many(ready).await;
+                })
+                .await;
             }
             Err(error) => {
-                let _ = sink.send_many(ready).await;
-                return fail(env, sink, receiver, error.to_string()).await;
+                return until_killed(env, async {
+                    let _ = sink.send_many(ready).await;
+                    fail(env, sink, receiver, error.to_string()).await;
+                })
+                .await;
             }
         };
+        let size = frame.len() + FRAME_OVERHEAD;
         match classify(frame) {
             Incoming::Call(request) => match prepare_call(call_env, calls, request) {
-                Ok((call_id, mut reply)) => match reply
-                    .as_mut()
-                    .poll(&mut TaskContext::from_waker(Waker::noop()))
-                {
+                Ok((call_id, mut reply)) => match poll_inline(&mut reply) {
                     Poll::Ready(answer) => ready.push(answer),
-                    Poll::Pending => calls.spawn(&runtime, sink.clone(), call_id, reply),
+                    Poll::Pending => {
+                        // The request lives on in a task: it takes its bytes from the budget,
+                        // and while the budget is spent this loop reads nothing more.
+                        let held = match memory.requests.try_take(size) {
+                            Some(held) => held,
+                            None => {
+                                let batch = std::mem::take(&mut ready);
+                                let wait = async {
+                                    let _ = sink.send_many(batch).await;
+                                    memory.requests.take(size).await
+                                };
+                                tokio::select! {
+                                    _ = env.kill.cancelled() => return,
+                                    _ = env.stop.cancelled() => return,
+                                    held = wait => held,
+                                }
+                            }
+                        };
+                        calls.spawn(&runtime, sink.clone(), call_id, reply, Some(held));
+                    }
                 },
                 Err(refusal) => ready.push(Answer::Frame(refusal)),
             },
             Incoming::Cancel(call_id) => calls.cancel(call_id),
             Incoming::Violation(reason) => {
-                let _ = sink.send_many(ready).await;
-                return fail(env, sink, receiver, reason).await;
+                return until_killed(env, async {
+                    let _ = sink.send_many(ready).await;
+                    fail(env, sink, receiver, reason).await;
+                })
+                .await;
             }
         }
         // Answer once the requests that arrived together are handled, and at least every
         // `BATCH` answers, so a client that keeps pipelining still hears back.
+        // Sending waits while the replies' budget is spent (the peer does not read), and so
+        // does this loop: the peer's further requests stay where they are.
         if !ready.is_empty() && (ready.len() >= BATCH || !receiver.has_buffered()) {
-            let _ = sink.send_many(std::mem::take(&mut ready)).await;
+            let batch = std::mem::take(&mut ready);
+            tokio::select! {
+                _ = env.kill.cancelled() => return,
+                _ = env.stop.cancelled() => return,
+                _ = sink.send_many(batch) => {}
+            }
         }
+    }
+}
+
+/// Polls a call once, right here, with a waker that does nothing (a call that waits is then
+/// polled again as a task).
+fn poll_inline(reply: &mut ReplyFuture) -> Poll<Answer> {
+    reply
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+}
+
+/// Runs `work` (the last words to a peer that may not be reading) unless the server is killed
+/// first.
+async fn until_killed(env: &ConnectionEnv, work: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = env.kill.cancelled() => {}
+        _ = work => {}
     }
 }
 

@@ -15,6 +15,7 @@ use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held};
 use crate::wire::WireError;
 
 /// How often an idle thread looks at the server's stop and kill signals on its own; the
@@ -28,6 +29,7 @@ pub(crate) async fn run(
     call_env: CallEnv,
     sink: ReplySink,
     receiver: BlockingReceiver,
+    memory: ConnectionMemory,
 ) {
     let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Handle::current();
@@ -37,7 +39,7 @@ pub(crate) async fn run(
         .name("rpc-shm-conn".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            serve(&env, &calls, &call_env, &sink, receiver, &runtime);
+            serve(&env, &calls, &call_env, &sink, receiver, &runtime, &memory);
             calls.abort_all();
             let _ = done.send(());
         });
@@ -63,6 +65,7 @@ fn serve(
     sink: &ReplySink,
     mut receiver: BlockingReceiver,
     runtime: &tokio::runtime::Handle,
+    memory: &ConnectionMemory,
 ) {
     let mut inline = TaskContext::from_waker(Waker::noop());
     // The server's signals are looked at when idle and every 64 frames when busy.
@@ -107,6 +110,7 @@ fn serve(
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
         last_frame = Instant::now();
+        let size = frame.len() + FRAME_OVERHEAD;
         let prepared = match classify(frame) {
             Incoming::Call(request) => prepare_call(call_env, calls, request),
             Incoming::Cancel(call_id) => {
@@ -122,7 +126,13 @@ fn serve(
             Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
                 Poll::Ready(answer) => answer,
                 Poll::Pending => {
-                    calls.spawn(runtime, sink.clone(), call_id, reply);
+                    // The request lives on in a task, holding its bytes of the budget; while
+                    // the budget is spent this thread reads nothing more.
+                    let Some(held) = take_waiting(env, memory, size) else {
+                        sink.close_blocking();
+                        return;
+                    };
+                    calls.spawn(runtime, sink.clone(), call_id, reply, Some(held));
                     continue;
                 }
             },
@@ -131,6 +141,22 @@ fn serve(
         if sink.send_blocking(answer).is_err() {
             return;
         }
+    }
+}
+
+/// Takes `size` bytes of the requests' budget, waiting (in short sleeps) while running calls
+/// hold it; `None` if the server stops first.
+fn take_waiting(env: &ConnectionEnv, memory: &ConnectionMemory, size: usize) -> Option<Held> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if let Some(held) = memory.requests.try_take(size) {
+            return Some(held);
+        }
+        if env.kill.is_cancelled() || env.stop.is_cancelled() {
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(2));
     }
 }
 

@@ -282,6 +282,36 @@ impl ShmSender {
         self.room(0).await
     }
 
+    /// Sends like [`send_with`](Self::send_with) if that needs no wait: `Ok(false)` when the
+    /// ring (or the bulk region) is full, with nothing sent and `fill` not called.
+    pub(crate) fn try_send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        self.check(len)?;
+        if self.inline(len) {
+            if !self.try_room(len)? {
+                return Ok(false);
+            }
+            self.push_in_place(len, fill)?;
+            return Ok(true);
+        }
+        // Room for the announcement first, so it is published at once below.
+        if !self.try_room(16)? || !self.bulk.try_acquire(&self.owner.0.clone(), len)? {
+            return Ok(false);
+        }
+        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
+        if !self.try_flush()? {
+            // This is the only producer and room was there: the consumer moved backwards.
+            return Err(corrupt(
+                self.link(),
+                RingError::Corrupt("the ring lost room it had".into()),
+            ));
+        }
+        Ok(true)
+    }
+
     /// [`send_with`](Self::send_with) from a plain thread.
     pub(crate) fn send_with_blocking(
         &mut self,

@@ -1,0 +1,237 @@
+//! A client that pipelines calls and never reads a reply: on every transport the server stops
+//! reading it once the connection's memory budget is spent, so its resident memory stays
+//! within 64 MiB of where it started, and once the client reads, every call it managed to send
+//! has its answer (none dropped). The server runs in a process of its own, so its memory is
+//! measured alone; the client tries 3,000,000 calls to an async handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rpc_core::transport::{Connection, Frame, TransportConfig};
+use rpc_core::wire::{self, Header, Hello, Kind};
+use rpc_tests::{
+    ProbeClient, ProbeProcess, TempDir, probe_method_id, probe_server_path, unique_name,
+};
+
+/// Calls the client tries to send without reading.
+const ATTEMPTED: u64 = 3_000_000;
+/// Calls per write.
+const BATCH: u64 = 1000;
+/// How far the server's peak resident memory may rise above its start.
+const BOUND_KIB: u64 = 64 * 1024;
+/// How long the client's writes must have made no progress before the server is measured.
+const STALLED_FOR: Duration = Duration::from_secs(2);
+
+/// A field of `/proc/PID/status`, in KiB; `None` once the process is gone.
+fn try_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    try_status_kib(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn request(call_id: u64) -> Frame {
+    let header = Header {
+        kind: Kind::Request,
+        method: probe_method_id("tag"),
+        call_id,
+    };
+    // `tag(id, 1)` sleeps a millisecond: every call runs as a task, as in the report.
+    wire::message_frame(header, None, &(call_id, 1u64)).unwrap()
+}
+
+async fn connect(address: &str) -> Connection {
+    let parsed: rpc_core::Address = address.parse().unwrap();
+    let mut connection = rpc_core::transport::connect(&parsed, &TransportConfig::default())
+        .await
+        .unwrap();
+    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
+    let header = Header {
+        kind: Kind::Hello,
+        method: 0,
+        call_id: 0,
+    };
+    connection
+        .send(wire::message_frame(header, None, &hello).unwrap())
+        .await
+        .unwrap();
+    let welcome = tokio::time::timeout(Duration::from_secs(10), connection.recv())
+        .await
+        .expect("a Welcome in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Header::parse(welcome.payload()).unwrap().header.kind,
+        Kind::Welcome
+    );
+    connection
+}
+
+/// Runs the attack over `connection` against the server process `pid` and checks its memory
+/// and that every call sent is answered exactly once.
+async fn attack(connection: Connection, pid: u32, label: &str) {
+    let (mut sender, mut receiver, _) = connection.split();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = status_kib(pid, "VmRSS:");
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = tokio::spawn({
+        let (sent, stop) = (sent.clone(), stop.clone());
+        async move {
+            let mut next = 1;
+            while next <= ATTEMPTED && !stop.load(Ordering::SeqCst) {
+                let frames = (next..next + BATCH).map(request).collect();
+                sender
+                    .send_all(frames)
+                    .await
+                    .expect("the server keeps the connection");
+                next += BATCH;
+                sent.store(next - 1, Ordering::SeqCst);
+            }
+            sender
+        }
+    });
+
+    // Wait until the writes stop making progress (the server pushes back), or all went out.
+    let give_up = Instant::now() + Duration::from_secs(120);
+    let (mut last, mut since) = (0, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = sent.load(Ordering::SeqCst);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        if now >= ATTEMPTED || since.elapsed() >= STALLED_FOR {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{label}: writes neither stalled nor finished"
+        );
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    eprintln!(
+        "{label}: {last} calls sent unread; server RSS {start} KiB at start, peak {peak} KiB"
+    );
+    assert!(
+        peak.saturating_sub(start) < BOUND_KIB,
+        "{label}: server peak RSS {peak} KiB, {} KiB above its start, after {last} unread calls",
+        peak - start
+    );
+
+    // Now read: every call sent gets exactly one answer.
+    stop.store(true, Ordering::SeqCst);
+    let mut answered = std::collections::HashSet::new();
+    let mut total: Option<u64> = None;
+    let mut _sender = None;
+    while total.is_none_or(|total| (answered.len() as u64) < total) {
+        let received = tokio::select! {
+            done = &mut writer, if total.is_none() => {
+                _sender = Some(done.unwrap());
+                total = Some(sent.load(Ordering::SeqCst));
+                continue;
+            }
+            received = tokio::time::timeout(Duration::from_secs(30), receiver.recv()) => received,
+        };
+        let frame = received
+            .unwrap_or_else(|_| panic!("{label}: answers stopped after {}", answered.len()))
+            .unwrap()
+            .expect("the connection stays open");
+        let parsed = Header::parse(frame.payload()).unwrap();
+        assert!(
+            matches!(parsed.header.kind, Kind::Response | Kind::Error),
+            "{label}: unexpected {:?}",
+            parsed.header.kind
+        );
+        assert!(
+            answered.insert(parsed.header.call_id),
+            "{label}: call {} answered twice",
+            parsed.header.call_id
+        );
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    eprintln!(
+        "{label}: all {} calls answered; server peak {peak} KiB",
+        answered.len()
+    );
+    assert!(
+        peak.saturating_sub(start) < BOUND_KIB,
+        "{label}: server peak RSS {peak} KiB after the answers were read"
+    );
+    drop((receiver, _sender));
+
+    // Memory comes back (a spawned server has exited by now).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let Some(after) = try_status_kib(pid, "VmRSS:") else {
+        return;
+    };
+    assert!(
+        after.saturating_sub(start) < BOUND_KIB,
+        "{label}: server RSS {after} KiB after the client left (start {start} KiB)"
+    );
+}
+
+/// The attack against a `probe-server` process on `address`; others are served afterwards.
+async fn against_process(address: &str) {
+    let server = ProbeProcess::server(address);
+    attack(connect(address).await, server.pid(), address).await;
+    let probe = ProbeClient::connect(address).await.unwrap();
+    assert_eq!(probe.add(2, 3).await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix() {
+    let dir = TempDir::new();
+    against_process(&format!("unix://{}/slow.sock", dir.0.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    against_process(&format!("tcp://127.0.0.1:{port}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shm() {
+    against_process(&format!("shm://{}", unique_name("slow"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mmap() {
+    let dir = TempDir::new();
+    against_process(&format!("mmap://{}/slow", dir.0.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo() {
+    let dir = TempDir::new();
+    against_process(&format!("fifo://{}/slow", dir.0.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mq() {
+    against_process(&format!("mq://{}", unique_name("slow"))).await;
+}
+
+/// The server is the client's own child, over its stdin and stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn() {
+    let address = format!("spawn:{} stdio", probe_server_path().display());
+    let connection = connect(&address).await;
+    let pid = match connection.peer() {
+        rpc_core::PeerInfo::Local { pid: Some(pid), .. } => *pid as u32,
+        other => panic!("a spawned server's pid, not {other:?}"),
+    };
+    attack(connection, pid, "spawn").await;
+}
