@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag, open};
-use std::hash::{BuildHasher, RandomState};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
+use std::hash::{BuildHasher, RandomState};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 

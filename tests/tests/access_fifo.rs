@@ -52,7 +52,10 @@ fn stranger_meddles() {
             &format!("rename {name}"),
             std::fs::rename(dir.join(name), dir.join("mine")),
         );
-        report(&format!("remove {name}"), std::fs::remove_file(dir.join(name)));
+        report(
+            &format!("remove {name}"),
+            std::fs::remove_file(dir.join(name)),
+        );
     }
 }
 

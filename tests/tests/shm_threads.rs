@@ -131,7 +131,9 @@ fn two_hundred_connections_share_one_watcher_and_a_killed_server_is_noticed_at_o
         "{outcome:?}"
     );
     let async_after = failed_at.duration_since(killed_at);
-    eprintln!("after kill -9: blocking call failed in {blocking_after:?}, async in {async_after:?}");
+    eprintln!(
+        "after kill -9: blocking call failed in {blocking_after:?}, async in {async_after:?}"
+    );
     assert!(blocking_after < NOTICE_LIMIT, "{blocking_after:?}");
     assert!(async_after < NOTICE_LIMIT, "{async_after:?}");
     // Every other connection knows too: a call fails without waiting for any timeout.

@@ -113,7 +113,9 @@ pub(super) fn prepare_dir(dir: &Path) -> io::Result<()> {
             REQUESTS => kind.is_fifo(),
             other => (other.ends_with(".up") || other.ends_with(".down")) && kind.is_fifo(),
         };
-        if !ours && !(shared && meta.uid() != euid()) {
+        // Another user's file can only be there if a server shared the directory.
+        let left_by_others = shared && meta.uid() != euid();
+        if !(ours || left_by_others) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
