@@ -1,7 +1,8 @@
 //! `fifo:///abs/dir`: named pipes between unrelated processes.
 //!
-//! The classic design: the server owns a directory (mode 0700) holding a well-known request
-//! FIFO, `requests`, and a `lock` file it keeps `flock`ed while it lives. A client
+//! The classic design: the server owns a directory (mode 0700, or 01733 when it admits other
+//! users: `access.rs`) holding a well-known request FIFO, `requests`, and a `lock` file it
+//! keeps `flock`ed while it lives. A client
 //!
 //! 1. makes its own pair of FIFOs in the directory, `NAME.up` (client to server) and
 //!    `NAME.down` (server to client), and opens `NAME.down` for reading and `NAME.up` for
@@ -21,7 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
+use std::hash::{BuildHasher, RandomState};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
@@ -41,6 +43,9 @@ use crate::connection::{Connection, PeerInfo};
 use crate::error::TransportError;
 use crate::pipe::{Keepalive, PipeRead, PipeWrite, Shared, SyncPipe};
 use crate::stream::{StreamReceiver, StreamSender};
+
+mod access;
+use access::{Access, ClientDir};
 
 /// The well-known FIFO clients announce themselves on.
 const REQUESTS: &str = "requests";
@@ -114,20 +119,19 @@ pub(crate) struct FifoAcceptor {
 
 impl FifoAcceptor {
     /// Creates (or takes over from a dead server) the directory and its request FIFO.
-    pub(crate) fn bind(address: &Address) -> Result<FifoAcceptor, TransportError> {
+    /// The directory is shared with other users if `config.socket_mode` grants them access.
+    pub(crate) fn bind(
+        address: &Address,
+        config: &TransportConfig,
+    ) -> Result<FifoAcceptor, TransportError> {
         let dir = dir_of(address);
+        let access = Access::from_socket_mode(config.socket_mode);
         let bind_error = |source: io::Error| TransportError::Bind {
             address: address.to_string(),
             source,
         };
-        prepare_dir(dir).map_err(bind_error)?;
-        let lock_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK))
-            .map_err(bind_error)?;
+        access::prepare_dir(dir).map_err(bind_error)?;
+        let lock_file = access::open_lock(dir).map_err(bind_error)?;
         let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((_, Errno::EWOULDBLOCK)) => {
@@ -142,6 +146,8 @@ impl FifoAcceptor {
         let owned = OwnedDir {
             dir: dir.to_owned(),
         };
+        // Private while we set it up: nobody else's file can slip in.
+        access::close_dir(dir).map_err(bind_error)?;
         let requests = dir.join(REQUESTS);
         match std::fs::remove_file(&requests) {
             Ok(()) => tracing::info!(dir = %dir.display(), "taking over a stale FIFO directory"),
@@ -162,6 +168,8 @@ impl FifoAcceptor {
             Mode::empty(),
         )
         .map_err(|e| bind_error(e.into()))?;
+        access.set_requests_mode(&reader).map_err(bind_error)?;
+        access.open_dir(dir).map_err(bind_error)?;
         Ok(FifoAcceptor {
             owned,
             requests: Mutex::new((
@@ -237,20 +245,15 @@ impl FifoAcceptor {
         config: &TransportConfig,
     ) -> Result<Connection, TransportError> {
         let names = Arc::new(FifoNames::new(&self.owned.dir, name));
-        let up = open(
-            &names.up,
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io::Error::from)?;
-        let owner = std::fs::metadata(&names.up)?.uid();
+        // The owner of the client's FIFOs is the peer's uid (checked on the descriptors).
+        let (up, owner) = access::open_client_fifo(&names.up, OFlag::O_RDONLY)?;
         // ENXIO here means the client is gone; `names` then removes its leftovers.
-        let down = open(
-            &names.down,
-            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io::Error::from)?;
+        let (down, down_owner) = access::open_client_fifo(&names.down, OFlag::O_WRONLY)?;
+        if down_owner != owner {
+            return Err(TransportError::Malformed(format!(
+                "{name}: its FIFOs belong to uids {owner} and {down_owner}"
+            )));
+        }
         nix::unistd::write(&down, &[ACK]).map_err(io::Error::from)?;
         let keep: Keepalive = Some(names as Shared);
         Ok(Connection::new(
@@ -284,63 +287,6 @@ impl Drop for OwnedDir {
         // Only succeeds if nothing else is in it: a directory we did not fill is left alone.
         let _ = std::fs::remove_dir(&self.dir);
     }
-}
-
-/// Creates `dir` with mode 0700, or checks that an existing one is ours: a directory of this
-/// user, mode 0700, holding nothing but a FIFO server's files (so pointing `fifo://` at a
-/// directory of documents cannot delete any of them).
-fn prepare_dir(dir: &Path) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    check_private_dir(dir)?;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let kind = entry.file_type()?;
-        let ours = match name.as_ref() {
-            LOCK => kind.is_file(),
-            REQUESTS => kind.is_fifo(),
-            other => (other.ends_with(".up") || other.ends_with(".down")) && kind.is_fifo(),
-        };
-        if !ours {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} holds {name}, which is not a FIFO server's; choose an empty or new directory",
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that `dir` is a directory of this user with mode 0700, as a server makes it: a
-/// client puts its FIFOs nowhere else, and a server adopts nothing else.
-fn check_private_dir(dir: &Path) -> io::Result<()> {
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a directory", dir.display()),
-        ));
-    }
-    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o777 != 0o700 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} must be a directory of this user with mode 0700 (it has uid {}, mode {:o})",
-                dir.display(),
-                meta.uid(),
-                meta.mode() & 0o777
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Removes the client FIFOs (`*.up`, `*.down`) in `dir` whose name (without the suffix)
@@ -386,7 +332,7 @@ fn connect_error(address: &Address, source: io::Error) -> TransportError {
 fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = dir_of(address);
-    if let Err(e) = check_private_dir(dir) {
+    let client_dir = ClientDir::check(dir).map_err(|e| {
         // A missing directory is simply no server.
         let e = if e.kind() == io::ErrorKind::NotFound {
             io::Error::new(
@@ -396,8 +342,8 @@ fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
         } else {
             e
         };
-        return Err(connect_error(address, e));
-    }
+        connect_error(address, e)
+    })?;
     let requests = open(
         &dir.join(REQUESTS),
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -414,11 +360,11 @@ fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
         connect_error(address, reason)
     })?;
     let names = loop {
-        let name = format!(
-            "c{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        // The pid lets the server sweep a dead client's FIFOs; the random part keeps others
+        // from guessing the names in a shared directory.
+        let (pid, number) = (std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let random = RandomState::new().hash_one((pid, number, Instant::now()));
+        let name = format!("c{pid}-{number}-{random:016x}");
         let names = FifoNames::new(dir, &name);
         match nix::unistd::mkfifo(&names.up, owner_only()) {
             Ok(()) => {}
@@ -445,6 +391,9 @@ fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
     };
     let down = open_end(&names.down, OFlag::O_RDONLY)?;
     let up_keep = open_end(&names.up, OFlag::O_RDWR)?;
+    client_dir
+        .set_modes(&up_keep, &down)
+        .map_err(|e| connect_error(address, e))?;
     let line = format!("{name}\n");
     match nix::unistd::write(&requests, line.as_bytes()) {
         Ok(n) if n == line.len() => Ok(Some(Announced {

@@ -101,7 +101,7 @@ impl Listener {
                 address.clone(),
             ),
             Address::Fifo(_) => (
-                AcceptorFlavor::Fifo(FifoAcceptor::bind(address)?),
+                AcceptorFlavor::Fifo(FifoAcceptor::bind(address, config)?),
                 address.clone(),
             ),
             Address::Mq(name) => (

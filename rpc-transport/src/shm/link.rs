@@ -1,10 +1,11 @@
 //! The rendezvous socket of one connection, from one side: liveness and large-message
 //! descriptors.
 //!
-//! The socket stays open for the connection's life. A watcher thread blocks reading it: each
-//! message on it carries the memfd of one large message (queued for the receiving half); end
-//! of stream means the peer is gone, whatever way it ended, and the watcher wakes every sleeper
-//! of this side at once so pending calls fail immediately.
+//! The socket stays open for the connection's life. The process's one watcher thread
+//! (`watcher.rs`) reads it whenever it is readable: each message on it carries the memfd of one
+//! large message (queued for the receiving half); end of stream means the peer is gone,
+//! whatever way it ended, and the watcher wakes every sleeper of this side at once so pending
+//! calls fail immediately.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,6 +24,10 @@ use crate::error::TransportError;
 
 /// Region descriptors a peer may send ahead of announcing them in the ring.
 const MAX_QUEUED_REGIONS: usize = 16; // well above the sender's bound (bulk.rs, MAX_RETIRED)
+
+/// Messages [`Link::receive_pending`] reads per call: more than a well-behaved peer can have
+/// waiting (MAX_QUEUED_REGIONS), so it needs one call, while a flood waits its turn.
+const MAX_READS_PER_WAKE: usize = MAX_QUEUED_REGIONS + 1;
 
 /// A large message's descriptor as announced on the socket: sequence number, length, memfd.
 pub(crate) struct LargeFd {
@@ -61,7 +66,8 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Sets up this side and starts its watcher thread.
+    /// Sets up this side and hands it to the process's watcher thread, which keeps it alive
+    /// until the socket ends.
     pub(crate) fn start(
         socket: UnixStream,
         segment: Segment,
@@ -83,19 +89,23 @@ impl Link {
             arrived: Condvar::new(),
             _lease: lease,
         });
-        let watched = link.clone();
-        std::thread::Builder::new()
-            .name("rpc-shm-watch".into())
-            .stack_size(64 * 1024)
-            .spawn(move || watched.watch())?;
+        super::watcher::watch(link.clone())?;
         Ok(link)
     }
 
-    fn watch(&self) {
+    /// Reads, without blocking, what the peer has sent on the socket: each message queues the
+    /// descriptor of one large message and wakes its receiver. Returns why the connection is
+    /// over if it is (end of stream, a socket error, a malformed message, or more descriptors
+    /// than the peer may send ahead), `None` once nothing more is waiting.
+    ///
+    /// Called by the process's watcher thread (`watcher.rs`) whenever the socket is readable.
+    /// Reads at most [`MAX_READS_PER_WAKE`] messages, so one peer cannot hold the watcher; if
+    /// more are waiting, the socket stays readable and the watcher comes back.
+    pub(crate) fn receive_pending(&self) -> Option<String> {
         let mut message = [0u8; 16];
-        let reason = loop {
-            match region::recv_fds(self.socket.as_fd(), &mut message, MsgFlags::empty()) {
-                Ok((0, _)) => break "the peer closed the connection".to_owned(),
+        for _ in 0..MAX_READS_PER_WAKE {
+            match region::recv_fds(self.socket.as_fd(), &mut message, MsgFlags::MSG_DONTWAIT) {
+                Ok((0, _)) => return Some("the peer closed the connection".to_owned()),
                 Ok((16, mut fds)) if fds.len() == 1 => {
                     let large = LargeFd {
                         seq: u64::from_le_bytes(message[..8].try_into().expect("8 bytes")),
@@ -104,24 +114,26 @@ impl Link {
                     };
                     let mut inbox = self.lock_inbox();
                     if inbox.len() >= MAX_QUEUED_REGIONS {
-                        drop(inbox);
-                        break "the peer sent more region descriptors than it announced".to_owned();
+                        return Some(
+                            "the peer sent more region descriptors than it announced".to_owned(),
+                        );
                     }
                     inbox.push_back(large);
                     drop(inbox);
                     self.arrived.notify_all();
                 }
                 Ok((n, fds)) => {
-                    break format!(
+                    return Some(format!(
                         "the peer sent a malformed control message ({n} bytes, {} descriptors)",
                         fds.len()
-                    );
+                    ));
                 }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => break format!("the rendezvous socket failed: {error}"),
+                Err(error) => return Some(format!("the rendezvous socket failed: {error}")),
             }
-        };
-        self.mark_dead(&reason);
+        }
+        None
     }
 
     fn lock_inbox(&self) -> std::sync::MutexGuard<'_, VecDeque<LargeFd>> {
@@ -261,7 +273,8 @@ impl RingWords {
     }
 }
 
-/// Shuts the socket when the last half of a connection is dropped, which ends both watchers.
+/// Shuts the socket when the last half of a connection is dropped, which ends the watching of
+/// both sides (and so frees both links).
 pub(crate) struct LinkOwner(pub(crate) Arc<Link>);
 
 impl Drop for LinkOwner {

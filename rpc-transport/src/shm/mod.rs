@@ -7,6 +7,7 @@
 //! - `segment.rs`: header plus one ring per direction in one region.
 //! - `rendezvous.rs`: the Unix socket over which the server hands each client its segment.
 //! - `link.rs`: that socket afterwards — liveness and large-message descriptors.
+//! - `watcher.rs`: the one thread per process that reads every link's socket (epoll).
 //! - `endpoint.rs`: the sending and receiving halves, async and blocking.
 //! - `bulk.rs`: separately mapped, reused regions for messages too big for the ring.
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
@@ -29,6 +30,8 @@ mod ring;
 #[cfg(not(loom))]
 mod segment;
 mod sync;
+#[cfg(not(loom))]
+mod watcher;
 
 #[cfg(not(loom))]
 pub(crate) use endpoint::{ShmInterrupter, ShmReceiver, ShmSender};

@@ -1,0 +1,245 @@
+//! Who may connect over `fifo://`: by default the server's directory is 0700 and only its own
+//! user gets in; `Server::allow_uids` shares the directory (01733, `requests` 0622) so another
+//! user can make and announce its FIFO pair, and the server's access check, which takes the
+//! FIFOs' owner as the peer's uid, decides. Tested with a real client process running as uid
+//! 65534: this test binary, copied where that user may run it, started as that user. Needs a
+//! process allowed to switch users (root, as in CI); says so loudly and skips otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rpc_core::{RpcError, Server};
+use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer, TempDir};
+use tokio::process::Command;
+
+/// The user the stranger client runs as.
+const STRANGER: u32 = 65534;
+/// A third user, owner of the victim FIFOs the stranger tries to remove.
+const VICTIM: u32 = 65533;
+
+/// In the child: connect to the address given, call `add(2, 3)`, print the outcome.
+#[test]
+fn stranger_client() {
+    let Ok(address) = std::env::var("ACCESS_FIFO_CHILD_ADDRESS") else {
+        return; // Not a child: nothing to do.
+    };
+    let outcome = ProbeBlockingClient::connect(&address).and_then(|probe| probe.add(2, 3));
+    match outcome {
+        Ok(sum) => println!("OUTCOME ok {sum}"),
+        Err(RpcError::AccessDenied { reason }) => println!("OUTCOME denied {reason}"),
+        Err(RpcError::Connect { source, .. }) => println!("OUTCOME connect {source}"),
+        Err(other) => println!("OUTCOME other {other}"),
+    }
+}
+
+/// In the child: try to list the directory given and to remove or rename files in it that are
+/// not ours; print what happened to each.
+#[test]
+fn stranger_meddles() {
+    let Ok(dir) = std::env::var("ACCESS_FIFO_CHILD_MEDDLE") else {
+        return; // Not a child: nothing to do.
+    };
+    let dir = PathBuf::from(dir);
+    let victim = std::env::var("ACCESS_FIFO_CHILD_VICTIM").unwrap();
+    let report = |what: &str, outcome: std::io::Result<()>| match outcome {
+        Ok(()) => println!("MEDDLE {what} done"),
+        Err(e) => println!("MEDDLE {what} refused {:?}", e.kind()),
+    };
+    report("list", std::fs::read_dir(&dir).map(drop));
+    for name in ["requests", "lock", &victim] {
+        report(
+            &format!("rename {name}"),
+            std::fs::rename(dir.join(name), dir.join("mine")),
+        );
+        report(
+            &format!("remove {name}"),
+            std::fs::remove_file(dir.join(name)),
+        );
+    }
+}
+
+/// A copy of this test binary that the stranger may execute.
+struct StrangerBinary {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl StrangerBinary {
+    fn new() -> Option<StrangerBinary> {
+        if nix::unistd::geteuid().as_raw() != 0 {
+            eprintln!("SKIPPED: not root, cannot run a client as uid {STRANGER}");
+            return None;
+        }
+        let dir = open_dir();
+        let path = dir.0.join("access-fifo-child");
+        std::fs::copy(std::env::current_exe().unwrap(), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(StrangerBinary { _dir: dir, path })
+    }
+
+    /// Runs the child test `test` as the stranger with `env`; its stdout lines that start with
+    /// `tag `, without the tag.
+    async fn run(&self, test: &str, env: &[(&str, &str)], tag: &str) -> Vec<String> {
+        // A copy just written may be briefly busy ("text file busy") while a child forked by
+        // another test still holds its descriptor: retry for a bounded time.
+        let mut tries = 0;
+        let output = loop {
+            let run = tokio::time::timeout(
+                Duration::from_secs(60),
+                Command::new(&self.path)
+                    .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                    .envs(env.iter().copied())
+                    .uid(STRANGER)
+                    .gid(STRANGER)
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the stranger finished");
+            match run {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other.expect("run the stranger"),
+            }
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<String> = stdout
+            .lines()
+            .filter_map(|line| line.split_once(&format!("{tag} ")).map(|(_, rest)| rest))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "the stranger printed no {tag} line:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        lines
+    }
+
+    /// What the stranger's `add(2, 3)` against `address` came to.
+    async fn call(&self, address: &str) -> String {
+        let env = [("ACCESS_FIFO_CHILD_ADDRESS", address)];
+        self.run("stranger_client", &env, "OUTCOME").await.remove(0)
+    }
+}
+
+/// A fresh directory under the temporary directory that every user may enter (the server's
+/// own directory inside it decides who gets further).
+fn open_dir() -> TempDir {
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+async fn serve(server: Server, address: &str) -> rpc_core::ServerHandle {
+    server
+        .start(ProbeServer::new(ProbeImpl::default()), &[address])
+        .await
+        .unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_fifo_server_refuses_other_users_and_a_shared_one_asks_its_access_check() {
+    let Some(stranger) = StrangerBinary::new() else {
+        return;
+    };
+    let parent = open_dir();
+    let dir = parent.0.join("fifo");
+    let address = format!("fifo://{}", dir.display());
+
+    // The default: private, and a stranger is told so.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let handle = serve(Server::new(), &address).await;
+    nix::sys::stat::umask(old);
+    assert_eq!(mode(&dir), 0o700, "the directory under umask 000");
+    assert_eq!(mode(&dir.join("requests")), 0o600);
+    let outcome = stranger.call(&address).await;
+    assert!(
+        outcome.starts_with("connect")
+            && outcome.contains("admits no other user")
+            && outcome.contains("allow_uids"),
+        "{outcome}"
+    );
+    // Our own user is served as ever.
+    let own = address.clone();
+    let sum = tokio::task::spawn_blocking(move || ProbeBlockingClient::connect(&own)?.add(2, 3))
+        .await
+        .unwrap();
+    assert_eq!(sum.unwrap(), 5);
+    handle.shutdown().await;
+
+    // Shared, but the stranger is not among the admitted: the server's access check says no,
+    // naming the stranger's uid, which it read from the owner of the stranger's FIFOs.
+    let handle = serve(Server::new().allow_uids([4242]), &address).await;
+    assert_eq!(mode(&dir), 0o1733);
+    assert_eq!(mode(&dir.join("requests")), 0o622);
+    let outcome = stranger.call(&address).await;
+    assert!(
+        outcome.starts_with("denied")
+            && outcome.contains(&format!("uid {STRANGER}"))
+            && outcome.contains("4242"),
+        "{outcome}"
+    );
+    handle.shutdown().await;
+
+    // Admitted, the stranger calls; our own user still can.
+    let handle = serve(Server::new().allow_uids([STRANGER]), &address).await;
+    assert_eq!(stranger.call(&address).await, "ok 5");
+    let own = address.clone();
+    let sum = tokio::task::spawn_blocking(move || ProbeBlockingClient::connect(&own)?.add(2, 3))
+        .await
+        .unwrap();
+    assert_eq!(sum.unwrap(), 5);
+    handle.shutdown().await;
+
+    // A default server over the directory a shared one left makes it private again.
+    let handle = serve(Server::new(), &address).await;
+    assert_eq!(mode(&dir), 0o700);
+    let outcome = stranger.call(&address).await;
+    assert!(outcome.starts_with("connect"), "{outcome}");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_shared_fifo_directory_a_stranger_cannot_list_or_remove_what_is_not_its_own() {
+    let Some(stranger) = StrangerBinary::new() else {
+        return;
+    };
+    let parent = open_dir();
+    let dir = parent.0.join("fifo");
+    let address = format!("fifo://{}", dir.display());
+    let handle = serve(Server::new().allow_uids([STRANGER]), &address).await;
+    // Another client's FIFO pair, of a third user, as it stands while that client connects
+    // (named for pid 1, which lives, so the server's sweep leaves it alone).
+    let victim = "c1-0-00000000deadbeef";
+    for end in ["up", "down"] {
+        let path = dir.join(format!("{victim}.{end}"));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(VICTIM), Some(VICTIM)).unwrap();
+    }
+    let victim_up = format!("{victim}.up");
+    let dir_text = dir.display().to_string();
+    let env = [
+        ("ACCESS_FIFO_CHILD_MEDDLE", dir_text.as_str()),
+        ("ACCESS_FIFO_CHILD_VICTIM", victim_up.as_str()),
+    ];
+    let report = stranger.run("stranger_meddles", &env, "MEDDLE").await;
+    eprintln!("{report:#?}");
+    assert_eq!(report.len(), 7, "{report:?}");
+    for line in &report {
+        assert!(line.contains("refused PermissionDenied"), "{report:#?}");
+    }
+    for name in ["requests", "lock", &victim_up, &format!("{victim}.down")] {
+        assert!(dir.join(name).exists(), "{name} is gone");
+    }
+    // The server still serves the stranger (and so everyone).
+    assert_eq!(stranger.call(&address).await, "ok 5");
+    handle.shutdown().await;
+}
