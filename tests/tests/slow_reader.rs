@@ -2,7 +2,9 @@
 //! reading it once the connection's memory budget is spent, so its resident memory stays
 //! within 64 MiB of where it started, and once the client reads, every call it managed to send
 //! has its answer (none dropped). The server runs in a process of its own, so its memory is
-//! measured alone; the client tries 3,000,000 calls to an async handler.
+//! measured alone; the client tries 3,000,000 calls to an async handler. Meanwhile another
+//! client of the same server is served as usual, and the server's threads stay few (no
+//! thread of a shared pool waits for the stalled peer).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,9 +75,36 @@ async fn connect(address: &str) -> Connection {
     connection
 }
 
+/// `Threads:` of a process.
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap()
+}
+
+/// A well-behaved client of the same server, while the stalled one waits: 100 calls, each
+/// answered within 2 s.
+async fn bystander(address: &str, label: &str) {
+    let probe = tokio::time::timeout(Duration::from_secs(5), ProbeClient::connect(address))
+        .await
+        .unwrap_or_else(|_| panic!("{label}: a bystander could not connect in 5 s"))
+        .unwrap();
+    for i in 0..100 {
+        let sum = tokio::time::timeout(Duration::from_secs(2), probe.add(i, 1))
+            .await
+            .unwrap_or_else(|_| panic!("{label}: a bystander's call {i} waited over 2 s"))
+            .unwrap();
+        assert_eq!(sum, i + 1);
+    }
+}
+
 /// Runs the attack over `connection` against the server process `pid` and checks its memory
-/// and that every call sent is answered exactly once.
-async fn attack(connection: Connection, pid: u32, label: &str) {
+/// and that every call sent is answered exactly once; `address`, when given, is where a
+/// bystander connects while the attacker stalls.
+async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&str>) {
     let (mut sender, mut receiver, _) = connection.split();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = status_kib(pid, "VmRSS:");
@@ -116,9 +145,19 @@ async fn attack(connection: Connection, pid: u32, label: &str) {
             "{label}: writes neither stalled nor finished"
         );
     }
+    if let Some(address) = address {
+        bystander(address, label).await;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let server_threads = threads(pid);
+    assert!(
+        server_threads <= 3 * cpus + 16,
+        "{label}: the server runs {server_threads} threads while a client stalls"
+    );
     let peak = status_kib(pid, "VmHWM:");
     eprintln!(
-        "{label}: {last} calls sent unread; server RSS {start} KiB at start, peak {peak} KiB"
+        "{label}: {last} calls sent unread; server RSS {start} KiB at start, peak {peak} KiB, \
+         {server_threads} threads"
     );
     assert!(
         peak.saturating_sub(start) < BOUND_KIB,
@@ -178,10 +217,12 @@ async fn attack(connection: Connection, pid: u32, label: &str) {
     );
 }
 
-/// The attack against a `probe-server` process on `address`; others are served afterwards.
-async fn against_process(address: &str) {
-    let server = ProbeProcess::server(address);
-    attack(connect(address).await, server.pid(), address).await;
+/// The attack against a `probe-server` process on `address` (started with `options`);
+/// others are served meanwhile and afterwards.
+async fn against_process(address: &str, options: &[&str]) {
+    let server = ProbeProcess::spawn(&[options, &[address]].concat());
+    server.expect_line("listening on");
+    attack(connect(address).await, server.pid(), address, Some(address)).await;
     let probe = ProbeClient::connect(address).await.unwrap();
     assert_eq!(probe.add(2, 3).await.unwrap(), 5);
 }
@@ -189,7 +230,7 @@ async fn against_process(address: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix() {
     let dir = TempDir::new();
-    against_process(&format!("unix://{}/slow.sock", dir.0.display())).await;
+    against_process(&format!("unix://{}/slow.sock", dir.0.display()), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,29 +240,35 @@ async fn tcp() {
         .local_addr()
         .unwrap()
         .port();
-    against_process(&format!("tcp://127.0.0.1:{port}")).await;
+    against_process(&format!("tcp://127.0.0.1:{port}"), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shm() {
-    against_process(&format!("shm://{}", unique_name("slow"))).await;
+    // Served by the runtime's workers, as connections beyond the first few are.
+    against_process(
+        &format!("shm://{}", unique_name("slow")),
+        &["--dedicated-threads", "0"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mmap() {
     let dir = TempDir::new();
-    against_process(&format!("mmap://{}/slow", dir.0.display())).await;
+    // Served from a thread of its own, as the first connections are.
+    against_process(&format!("mmap://{}/slow", dir.0.display()), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo() {
     let dir = TempDir::new();
-    against_process(&format!("fifo://{}/slow", dir.0.display())).await;
+    against_process(&format!("fifo://{}/slow", dir.0.display()), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mq() {
-    against_process(&format!("mq://{}", unique_name("slow"))).await;
+    against_process(&format!("mq://{}", unique_name("slow")), &[]).await;
 }
 
 /// The server is the client's own child, over its stdin and stdout.
@@ -233,5 +280,5 @@ async fn spawn() {
         rpc_core::PeerInfo::Local { pid: Some(pid), .. } => *pid as u32,
         other => panic!("a spawned server's pid, not {other:?}"),
     };
-    attack(connection, pid, "spawn").await;
+    attack(connection, pid, "spawn", None).await;
 }

@@ -6,7 +6,7 @@
 //! - `probe-server --stall ADDR` connects as a client and waits forever in `stall`, to be killed.
 //!
 //! Options: `--max-frame-size N`, `--max-in-flight N`, `--max-connections N` (server limits),
-//! `--nofile N` (its own descriptor limit), `--idle-timeout-ms N`,
+//! `--nofile N` (its own descriptor limit), `--idle-timeout-ms N`, `--dedicated-threads N`,
 //! `--stall-counter FILE` (count running `stall` calls in a file the test maps too) and
 //! `--tag TAG` (ignored; lets a test find its children in `/proc`).
 
@@ -52,6 +52,7 @@ async fn main() {
                 )
                 .expect("setrlimit RLIMIT_NOFILE");
             }
+            "--dedicated-threads" => server = server.dedicated_threads(number(value())),
             "--idle-timeout-ms" => {
                 let ms = number(value()) as u64;
                 server = server.idle_timeout(Some(std::time::Duration::from_millis(ms)));
