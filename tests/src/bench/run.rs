@@ -61,8 +61,12 @@ impl Selection {
     }
 }
 
-/// Runs the benchmark with `args`; the exit code is failure if any measurement failed.
+/// Runs the benchmark with `args` (or the soak, with `--soak`); the exit code is failure if
+/// any measurement failed.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.soak {
+        return super::soak::run(args);
+    }
     let plan = if args.tiny {
         Plan::tiny()
     } else if args.quick {
