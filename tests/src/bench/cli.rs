@@ -43,9 +43,10 @@ pub struct RunArgs {
     /// mechanism (`pipe`, `fifo`, `mq`, `shm`, ...) alone.
     #[arg(long, value_name = "TRANSPORT")]
     pub only: Option<String>,
-    /// Pin client and server to the same CPU, to separate CPUs, or not at all.
-    #[arg(long, value_enum, default_value_t = Pin::Split)]
-    pub pin: Pin,
+    /// Pin client and server to the same CPU, to separate CPUs, or not at all [default:
+    /// split; with `--soak`, none, so the client's runtime has a worker per CPU].
+    #[arg(long, value_enum)]
+    pub pin: Option<Pin>,
     /// Also write every figure to this JSON file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -61,6 +62,14 @@ pub struct RunArgs {
     /// With `--soak`: calls in total per transport, spread evenly over the connections.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, requires = "soak")]
     pub calls: u64,
+}
+
+impl RunArgs {
+    /// The CPU placement: `--pin`, or `split` (`none` with `--soak`).
+    pub fn pin(&self) -> Pin {
+        self.pin
+            .unwrap_or(if self.soak { Pin::None } else { Pin::Split })
+    }
 }
 
 /// CPU placement of client and server processes.

@@ -75,7 +75,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Plan::full()
     };
     let selection = Selection::new(args.only.as_deref())?;
-    let cpus = Cpus::choose(args.pin)?;
+    let cpus = Cpus::choose(args.pin())?;
     pin_to(cpus.client)?;
     let available_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Env::new(cpus)?;
@@ -87,7 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     progress.note(&format!(
         "{} run, pin {} (client CPU {}, server CPU {})",
         plan.mode,
-        format!("{:?}", args.pin).to_lowercase(),
+        format!("{:?}", args.pin()).to_lowercase(),
         cpus.client.map_or("any".into(), |c| c.to_string()),
         cpus.server.map_or("any".into(), |c| c.to_string())
     ));
@@ -132,7 +132,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut report = Report {
         mode: plan.mode,
-        pin: args.pin,
+        pin: args.pin(),
         cpus,
         available_cpus,
         elapsed_secs: progress.elapsed_secs(),

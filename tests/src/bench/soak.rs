@@ -49,7 +49,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let transports = select(args.only.as_deref())?;
     let nofile = raise_nofile_limit()?;
     let available_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpus = Cpus::choose(args.pin)?;
+    let cpus = Cpus::choose(args.pin())?;
     pin_to(cpus.client)?;
     let env = Env::new(cpus)?;
     let progress = Progress::new();
@@ -87,7 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let report = SoakReport {
         connections: args.connections,
         calls: args.calls,
-        pin: args.pin,
+        pin: args.pin(),
         cpus,
         available_cpus,
         elapsed_secs: progress.elapsed_secs(),
