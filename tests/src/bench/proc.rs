@@ -269,6 +269,14 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} line in /proc/{pid}/status"))
 }
 
+/// How many descriptors process `pid` holds open (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    let dir = format!("/proc/{pid}/fd");
+    Ok(std::fs::read_dir(&dir)
+        .with_context(|| format!("read {dir}"))?
+        .count())
+}
+
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children inherit it), for
 /// runs that hold thousands of descriptors; returns the new soft limit.
 pub fn raise_nofile_limit() -> anyhow::Result<u64> {

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use super::cli::RunArgs;
 use super::env::Env;
 use super::framework::start_server;
-use super::proc::{Cpus, peak_rss_kib, pin_to, raise_nofile_limit, rss_kib};
+use super::proc::{Cpus, open_fds, peak_rss_kib, pin_to, raise_nofile_limit, rss_kib};
 use super::progress::Progress;
 use super::soak_report::{ErrorKind, SoakReport, SoakResult};
 use super::transports::{Soak, TRANSPORTS, TransportSpec};
@@ -138,6 +138,7 @@ fn soak_one(
     let pid = server.child.pid();
     std::thread::sleep(Duration::from_millis(200));
     let rss_start_kib = rss_kib(pid)?;
+    let fds_start = open_fds(pid)?;
     note(&format!(
         "server pid {pid} on {address}, VmRSS {rss_start_kib} KiB; {} connections",
         args.connections
@@ -148,6 +149,7 @@ fn soak_one(
     let clients = runtime.block_on(connect_all(&address, args.connections, &tally));
     let connect_secs = connecting.elapsed().as_secs_f64();
     let connected = clients.iter().filter(|c| c.is_some()).count();
+    let fds_connected = open_fds(pid)?;
     note(&format!(
         "{connected} connected in {connect_secs:.1} s; {} calls",
         args.calls
@@ -164,6 +166,7 @@ fn soak_one(
     // Every client is dropped by now; give the server time to close its side.
     let rss_after_kib = settled_rss(pid)?;
     let rss_peak_kib = peak_rss_kib(pid)?;
+    let fds_after = open_fds(pid)?;
     drop(server);
 
     let counts = |n: &AtomicU64| n.load(Ordering::Relaxed);
@@ -186,6 +189,9 @@ fn soak_one(
         rss_start_kib,
         rss_peak_kib,
         rss_after_kib,
+        fds_start,
+        fds_connected,
+        fds_after,
         client_errors: tally.error_kinds(),
     })
 }
@@ -315,7 +321,7 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// Server VmRSS once it has stopped changing after the clients left (two reads 500 ms apart
-/// agree; at most 10 s). A freed `mmap://` slot rests 2 s before it is reused.
+/// agree; at most 10 s), by when it has closed its side of the connections.
 fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     let step = Duration::from_millis(500);
     std::thread::sleep(step);

@@ -69,6 +69,12 @@ pub struct SoakResult {
     pub rss_peak_kib: u64,
     /// Server VmRSS once the clients had gone, KiB.
     pub rss_after_kib: u64,
+    /// Descriptors the server held before any connection.
+    pub fds_start: usize,
+    /// Descriptors the server held with every connection open.
+    pub fds_connected: usize,
+    /// Descriptors the server held once the clients had gone.
+    pub fds_after: usize,
     /// Client-side errors, most frequent first.
     pub client_errors: Vec<ErrorKind>,
 }
@@ -140,23 +146,23 @@ impl SoakReport {
              calls; every reply is compared with `a + b`. Wall time runs from the first call \
              to the last reply, calls/s counts correct replies. Server memory from \
              /proc/PID/status: VmRSS at start (no connection), VmHWM (peak), VmRSS after the \
-             clients left.\n"
+             clients left; its descriptors (/proc/PID/fd) at start, connected and after.\n"
         )?;
         writeln!(
             out,
             "| transport | connections | calls | sent | ok | wrong | failed | lost | connect, s \
              | wall, s | calls/s | server RSS start, KiB | server peak (VmHWM), KiB | server RSS \
-             after, KiB | client errors | result |"
+             after, KiB | server fds start/connected/after | client errors | result |"
         )?;
         writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         )?;
         for r in &self.results {
             writeln!(
                 out,
                 "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | {} \
-                 | {} | {} | {} |",
+                 | {} | {}/{}/{} | {} | {} |",
                 r.transport,
                 r.connected,
                 r.connections,
@@ -172,6 +178,9 @@ impl SoakReport {
                 r.rss_start_kib,
                 r.rss_peak_kib,
                 r.rss_after_kib,
+                r.fds_start,
+                r.fds_connected,
+                r.fds_after,
                 r.error_count(),
                 if r.passed() { "pass" } else { "**FAIL**" }
             )?;
