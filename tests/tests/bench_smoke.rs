@@ -114,7 +114,10 @@ fn small_soak_loses_nothing(transport: &str) {
     for (field, expected) in [("sent", 20000), ("ok", 20000), ("wrong", 0), ("failed", 0)] {
         assert_eq!(r[field], expected, "{field} in {r}");
     }
-    assert!(r["rss_peak_kib"].as_u64().unwrap_or(0) > 0, "no VmHWM in {r}");
+    assert!(
+        r["rss_peak_kib"].as_u64().unwrap_or(0) > 0,
+        "no VmHWM in {r}"
+    );
     assert!(
         markdown.contains(&format!("| {transport} | 20/20 | 20000 |")),
         "no {transport} row in:\n{markdown}"

@@ -119,7 +119,10 @@ fn select(only: Option<&str>) -> anyhow::Result<Vec<&'static TransportSpec>> {
         },
         None => {
             let names: Vec<&str> = soaked().map(|t| t.name).collect();
-            bail!("--soak --only {only}: unknown; use one of {}", names.join(", "))
+            bail!(
+                "--soak --only {only}: unknown; use one of {}",
+                names.join(", ")
+            )
         }
     }
 }
@@ -374,7 +377,7 @@ impl Tally {
                 count,
             })
             .collect();
-        kinds.sort_by(|a, b| b.count.cmp(&a.count));
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.count));
         kinds
     }
 }

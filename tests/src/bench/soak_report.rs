@@ -93,7 +93,8 @@ pub struct ErrorKind {
 impl SoakResult {
     /// Calls that neither came back nor failed (abandoned at the time limit).
     pub fn lost(&self) -> u64 {
-        self.calls.saturating_sub(self.ok + self.wrong + self.failed)
+        self.calls
+            .saturating_sub(self.ok + self.wrong + self.failed)
     }
 
     /// Every call came back with the exact sum.
@@ -195,7 +196,11 @@ impl SoakReport {
             writeln!(out, "### Client errors\n")?;
             for r in with_errors {
                 for e in &r.client_errors {
-                    writeln!(out, "- {}: {} x{}: {}", r.transport, e.stage, e.count, e.message)?;
+                    writeln!(
+                        out,
+                        "- {}: {} x{}: {}",
+                        r.transport, e.stage, e.count, e.message
+                    )?;
                 }
             }
             writeln!(out)?;

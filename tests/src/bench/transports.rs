@@ -46,28 +46,28 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Endpoint::Served(|_| "tcp://127.0.0.1:0".to_owned()),
         Some(Mech::Tcp),
         Some(TarpcNet::Tcp),
-        Soak::Yes
+        Soak::Yes,
     ),
     spec(
         "unix",
         Endpoint::Served(|e| format!("unix://{}.sock", e.path("fw").display())),
         Some(Mech::Unix),
         Some(TarpcNet::Unix),
-        Soak::Yes
+        Soak::Yes,
     ),
     spec(
         "shm",
         Endpoint::Served(|e| format!("shm://{}", e.unique("bench"))),
         Some(Mech::Shm),
         None,
-        Soak::Yes
+        Soak::Yes,
     ),
     spec(
         "mmap",
         Endpoint::Served(|e| format!("mmap://{}", e.path("mmap").display())),
         Some(Mech::Shm),
         None,
-        Soak::Yes
+        Soak::Yes,
     ),
     spec(
         "spawn",
@@ -85,14 +85,14 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Soak::No(
             "each connection starts a server child of its own (spawn:/stdio serve one \
              connection each), so no one server holds the connections",
-        )
+        ),
     ),
     spec(
         "fifo",
         Endpoint::Served(|e| format!("fifo://{}", e.path("fifo").display())),
         Some(Mech::Fifo),
         None,
-        Soak::Yes
+        Soak::Yes,
     ),
     spec(
         "mq",
@@ -102,7 +102,7 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Soak::No(
             "every connection holds a reply queue: the default fs.mqueue.queues_max (256) \
              and RLIMIT_MSGQUEUE (800 KiB, about 60 connections) stop far below 1,000",
-        )
+        ),
     ),
 ];
 
