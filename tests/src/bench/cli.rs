@@ -11,6 +11,14 @@ use super::raw::Mech;
 ///
 /// Prints markdown tables on stdout and progress on stderr. Client and server always run in
 /// separate processes (this binary, re-executed).
+///
+/// `--soak` instead holds `--connections` connections to one server process per transport and
+/// makes `--calls` checked `add` calls over them, counting sent, ok, wrong and failed calls;
+/// any wrong or failed call makes the exit status non-zero. It runs on tcp, unix, shm, mmap
+/// and fifo. Not on spawn (stdio): each connection is a server child of its own, so no one
+/// server holds the connections. Not on mq: every connection holds a reply queue, and the
+/// default `fs.mqueue.queues_max` (256) and `RLIMIT_MSGQUEUE` (800 KiB, about 60
+/// connections) stop far below 1,000.
 #[derive(Debug, Parser)]
 #[command(name = "rpc-bench", args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -35,15 +43,33 @@ pub struct RunArgs {
     /// mechanism (`pipe`, `fifo`, `mq`, `shm`, ...) alone.
     #[arg(long, value_name = "TRANSPORT")]
     pub only: Option<String>,
-    /// Pin client and server to the same CPU, to separate CPUs, or not at all.
-    #[arg(long, value_enum, default_value_t = Pin::Split)]
-    pub pin: Pin,
+    /// Pin client and server to the same CPU, to separate CPUs, or not at all [default:
+    /// split; with `--soak`, none, so the client's runtime has a worker per CPU].
+    #[arg(long, value_enum)]
+    pub pin: Option<Pin>,
     /// Also write every figure to this JSON file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Also draw small-call latency per transport into this PNG file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "soak")]
     pub png: Option<PathBuf>,
+    /// Soak instead: many connections to one server, every reply checked (see above).
+    #[arg(long, conflicts_with_all = ["quick", "tiny"])]
+    pub soak: bool,
+    /// With `--soak`: connections held at once to each server.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "soak")]
+    pub connections: usize,
+    /// With `--soak`: calls in total per transport, spread evenly over the connections.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, requires = "soak")]
+    pub calls: u64,
+}
+
+impl RunArgs {
+    /// The CPU placement: `--pin`, or `split` (`none` with `--soak`).
+    pub fn pin(&self) -> Pin {
+        self.pin
+            .unwrap_or(if self.soak { Pin::None } else { Pin::Split })
+    }
 }
 
 /// CPU placement of client and server processes.

@@ -81,8 +81,10 @@ pub struct Memory {
 }
 
 /// A framework server process and its stdout (kept open so its writes never fail).
-struct ServerProcess {
-    child: ChildGuard,
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// The process, killed when dropped.
+    pub child: ChildGuard,
     _stdout: ChildStdout,
 }
 
@@ -95,7 +97,7 @@ pub fn measure(
     progress: &Progress,
 ) -> anyhow::Result<TransportResult> {
     let step = |what: &str| progress.note(&format!("{}: {what}", spec.name));
-    let (server, address) = start_server(spec, env, plan)?;
+    let (server, address) = start_server(spec, env, plan.phase_limit)?;
     let options = ClientOptions::default()
         .max_frame_size(MAX_FRAME)
         .call_timeout(Some(plan.phase_limit));
@@ -184,11 +186,12 @@ pub fn blocking_latency(address: &str, plan: &Plan) -> Option<anyhow::Result<Lat
     ))
 }
 
-/// Starts the server process of `spec` (if it has one) and returns the address to call.
-fn start_server(
+/// Starts the server process of `spec` (if it has one), waits at most `limit` for its address
+/// and returns the address to call.
+pub fn start_server(
     spec: &TransportSpec,
     env: &Env,
-    plan: &Plan,
+    limit: Duration,
 ) -> anyhow::Result<(Option<ServerProcess>, String)> {
     match spec.endpoint {
         Endpoint::Served(listen) => {
@@ -203,7 +206,7 @@ fn start_server(
             let what = format!("{} server", spec.name);
             let mut child = ChildGuard::spawn(&env.exe, &args, false, &what)?;
             let mut stdout = child.take_stdout()?;
-            let address = child.read_line_within(&mut stdout, plan.phase_limit)?;
+            let address = child.read_line_within(&mut stdout, limit)?;
             Ok((
                 Some(ServerProcess {
                     child,

@@ -6,6 +6,8 @@
 //!
 //! - [`cli`]: the command line (the run's flags and the hidden child subcommands).
 //! - [`run`]: the whole run, in order: framework transports, raw baselines, tarpc, memcpy.
+//! - [`soak`], [`soak_report`]: `--soak`, many connections to one server and every reply
+//!   checked; its table and JSON.
 //! - [`transports`]: the table of framework transports; one line per transport.
 //! - [`framework`]: what is measured on each framework transport, from the client side.
 //! - [`child`]: the framework's server (`serve`) and extra client processes (`client`).
@@ -29,6 +31,8 @@ pub mod progress;
 pub mod raw;
 pub mod report;
 pub mod run;
+pub mod soak;
+pub mod soak_report;
 pub mod stats;
 pub mod targets;
 pub mod tarpc_svc;

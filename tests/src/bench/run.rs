@@ -61,8 +61,12 @@ impl Selection {
     }
 }
 
-/// Runs the benchmark with `args`; the exit code is failure if any measurement failed.
+/// Runs the benchmark with `args` (or the soak, with `--soak`); the exit code is failure if
+/// any measurement failed.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.soak {
+        return super::soak::run(args);
+    }
     let plan = if args.tiny {
         Plan::tiny()
     } else if args.quick {
@@ -71,7 +75,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Plan::full()
     };
     let selection = Selection::new(args.only.as_deref())?;
-    let cpus = Cpus::choose(args.pin)?;
+    let cpus = Cpus::choose(args.pin())?;
     pin_to(cpus.client)?;
     let available_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Env::new(cpus)?;
@@ -83,7 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     progress.note(&format!(
         "{} run, pin {} (client CPU {}, server CPU {})",
         plan.mode,
-        format!("{:?}", args.pin).to_lowercase(),
+        format!("{:?}", args.pin()).to_lowercase(),
         cpus.client.map_or("any".into(), |c| c.to_string()),
         cpus.server.map_or("any".into(), |c| c.to_string())
     ));
@@ -128,7 +132,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut report = Report {
         mode: plan.mode,
-        pin: args.pin,
+        pin: args.pin(),
         cpus,
         available_cpus,
         elapsed_secs: progress.elapsed_secs(),

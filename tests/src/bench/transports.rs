@@ -26,6 +26,17 @@ pub struct TransportSpec {
     pub raw: Option<Mech>,
     /// The tarpc transport over the same mechanism, if tarpc has one.
     pub tarpc: Option<TarpcNet>,
+    /// Whether `--soak` can hold its connections to one server over it.
+    pub soak: Soak,
+}
+
+/// Whether a transport takes part in `rpc-bench --soak`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Soak {
+    /// One server process holds every connection.
+    Yes,
+    /// It cannot, for this reason.
+    No(&'static str),
 }
 
 /// Every framework transport measured, in table order. A new transport is one entry here.
@@ -35,24 +46,28 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Endpoint::Served(|_| "tcp://127.0.0.1:0".to_owned()),
         Some(Mech::Tcp),
         Some(TarpcNet::Tcp),
+        Soak::Yes,
     ),
     spec(
         "unix",
         Endpoint::Served(|e| format!("unix://{}.sock", e.path("fw").display())),
         Some(Mech::Unix),
         Some(TarpcNet::Unix),
+        Soak::Yes,
     ),
     spec(
         "shm",
         Endpoint::Served(|e| format!("shm://{}", e.unique("bench"))),
         Some(Mech::Shm),
         None,
+        Soak::Yes,
     ),
     spec(
         "mmap",
         Endpoint::Served(|e| format!("mmap://{}", e.path("mmap").display())),
         Some(Mech::Shm),
         None,
+        Soak::Yes,
     ),
     spec(
         "spawn",
@@ -67,18 +82,27 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         }),
         Some(Mech::Pipe),
         None,
+        Soak::No(
+            "each connection starts a server child of its own (spawn:/stdio serve one \
+             connection each), so no one server holds the connections",
+        ),
     ),
     spec(
         "fifo",
         Endpoint::Served(|e| format!("fifo://{}", e.path("fifo").display())),
         Some(Mech::Fifo),
         None,
+        Soak::Yes,
     ),
     spec(
         "mq",
         Endpoint::Served(|e| format!("mq://{}", e.unique("bench"))),
         Some(Mech::Mq),
         None,
+        Soak::No(
+            "every connection holds a reply queue: the default fs.mqueue.queues_max (256) \
+             and RLIMIT_MSGQUEUE (800 KiB, about 60 connections) stop far below 1,000",
+        ),
     ),
 ];
 
@@ -87,11 +111,13 @@ const fn spec(
     endpoint: Endpoint,
     raw: Option<Mech>,
     tarpc: Option<TarpcNet>,
+    soak: Soak,
 ) -> TransportSpec {
     TransportSpec {
         name,
         endpoint,
         raw,
         tarpc,
+        soak,
     }
 }
