@@ -146,16 +146,17 @@ async fn killed_clients_free_their_connections() {
 }
 
 /// The part a child plays when this binary runs with it set: the address of a server to
-/// flood with [`STALLED_CALLS`] slow calls.
+/// flood with [`STALLED_CALLS`] echo calls.
 const CHILD_ENV: &str = "RPC_MQ_PROCESS_CHILD";
 /// Calls the stalled client has in flight.
-const STALLED_CALLS: u64 = 3000;
-/// How long the server takes over each of them.
-const STALLED_CALL_MS: u64 = 1000;
+const STALLED_CALLS: usize = 4000;
+/// Bytes each of them sends and gets back: four or five messages of a reply queue, so its
+/// replies back up as soon as the client stops reading.
+const STALLED_CALL_BYTES: usize = 4096;
 
 /// Not a test of its own: the client a test stops with SIGSTOP (a no-op when run normally).
-/// Starts [`STALLED_CALLS`] calls at once, says "in flight" once most are pending, and at the
-/// end how many came back.
+/// Starts [`STALLED_CALLS`] calls at once, says "in flight" once replies flow (with thousands
+/// still pending), and at the end how many came back right.
 #[test]
 fn child() {
     let Ok(address) = std::env::var(CHILD_ENV) else {
@@ -168,16 +169,24 @@ fn child() {
         .unwrap();
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address).await.unwrap();
+        let completed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let calls: Vec<_> = (0..STALLED_CALLS)
             .map(|i| {
                 let probe = probe.with_timeout(None);
+                let payload = vec![i as u8; STALLED_CALL_BYTES];
+                let completed = completed.clone();
                 tokio::spawn(async move {
-                    matches!(probe.tag(i, STALLED_CALL_MS).await, Ok(t) if t == i)
+                    let right =
+                        matches!(probe.echo(payload.clone()).await, Ok(back) if back == payload);
+                    completed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    right
                 })
             })
             .collect();
+        // Replies flowing while thousands of calls are still pending: the server is behind by
+        // about as many calls as it holds for one connection.
         let started = Instant::now();
-        while probe.client().pending_calls() < STALLED_CALLS as usize * 2 / 3 {
+        while completed.load(std::sync::atomic::Ordering::SeqCst) < 200 {
             assert!(started.elapsed() < LIMIT, "the calls never got going");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -303,8 +312,9 @@ async fn a_stopped_client_with_calls_in_flight_stalls_nobody_else() {
                 .unwrap()
         };
         stalled.signal(Signal::SIGSTOP);
-        // Long enough for the stalled calls' replies to fill its reply queue.
-        tokio::time::sleep(Duration::from_millis(STALLED_CALL_MS + 200)).await;
+        // Long enough for the stalled calls' replies to fill its reply queue, and the
+        // server's reading of its calls to stop in turn.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let calls = keeps_serving(&good, round).await;
         println!("round {round}: {calls} calls of the good client while the other was stopped");
         let newcomer = bounded(
