@@ -86,11 +86,13 @@ pub(crate) fn credentials(socket: &impl AsFd) -> io::Result<UnixCredentials> {
     Ok(getsockopt(socket, sockopt::PeerCredentials)?)
 }
 
-/// The peer's credentials as a [`PeerInfo`].
+/// The peer's credentials as a [`PeerInfo`]: those of a Unix-socket peer, which it is (gid
+/// included, so a server may admit by group).
 pub(crate) fn peer_info(cred: &UnixCredentials) -> PeerInfo {
-    PeerInfo::Local {
+    PeerInfo::Unix {
         pid: Some(cred.pid()),
-        uid: Some(cred.uid()),
+        uid: cred.uid(),
+        gid: cred.gid(),
     }
 }
 

@@ -130,7 +130,7 @@ async fn frames_of_many_sizes_cross_both_ways() {
     let (client, server) = pair(&listener, &address).await;
     let (mut client_tx, mut client_rx, peer) = client.split();
     assert!(
-        matches!(peer, crate::PeerInfo::Local { pid: Some(pid), uid: Some(_) } if pid == std::process::id() as i32),
+        matches!(peer, crate::PeerInfo::Unix { pid: Some(pid), .. } if pid == std::process::id() as i32),
         "{peer:?}"
     );
     let (mut server_tx, mut server_rx, _) = server.split();
