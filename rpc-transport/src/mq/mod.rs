@@ -81,8 +81,10 @@
 //! - **Queue sizes** (a deviation from "every queue as large as the system allows"): a queue of
 //!   `msg_max` x `msgsize_max` = 10 x 8 KiB costs about 82 KB of the user's
 //!   `RLIMIT_MSGQUEUE`, whose default is 800 KiB, so only nine such queues fit, and raising the
-//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The server
-//!   queue is full size; a reply queue takes the largest message size (halving from
+//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The budget
+//!   is the user's, shared with every other process of that uid. The server queue is full size
+//!   if it fits in what they left, else the largest message size (halving, down to 256 bytes)
+//!   that does, with a warning; a reply queue takes the largest message size (halving from
 //!   `msgsize_max`) at which 64 of them fit in the limit: 1 KiB under the default (11 KB a
 //!   queue, so a server and 64 clients fit), 8 KiB once the limit is 5.3 MB or more. Should
 //!   even that not fit, it tries halves down to 256 bytes before reporting the limit. Only
@@ -234,8 +236,8 @@ impl MqAcceptor {
         }
         let limits = SystemLimits::read();
         let what = format!("creating the server queue /{name}");
-        let made = queue::create(&cname, MQ_OFlag::O_RDONLY, &limits)
-            .map_err(|e| open_failed(e, &what, &limits, |e| bind_error(address, e)))
+        let made = queue::create_shrinking(&cname, MQ_OFlag::O_RDONLY, &limits)
+            .map_err(|(e, tried)| open_failed(e, &what, &tried, |e| bind_error(address, e)))
             .and_then(|reader| {
                 let writer = queue::open_for_sending(&cname)
                     .map_err(|e| open_failed(e, &what, &limits, |e| bind_error(address, e)))?;
