@@ -34,7 +34,14 @@ async fn round_trips(client: &mut crate::Connection, server: &mut crate::Connect
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_stops_reading_pauses_only_its_own_client() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_connection_that_stops_reading_pauses_only_its_own_client",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("credit-pause");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -84,7 +91,14 @@ async fn a_connection_that_stops_reading_pauses_only_its_own_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_beyond_its_credit_fails_only_its_own_connection() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_client_beyond_its_credit_fails_only_its_own_connection",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("credit-abuse");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -95,6 +109,7 @@ async fn a_client_beyond_its_credit_fails_only_its_own_connection() {
     // Frames of one message each, with the rogue's token, straight into the server queue,
     // ignoring the credit.
     let queue = server_queue_of(&rogue_tx);
+    let routed = queue.clone();
     let token = token_of(&rogue_tx);
     let over = CREDIT_WINDOW as usize + 5;
     let writer = tokio::task::spawn_blocking(move || {
@@ -111,6 +126,15 @@ async fn a_client_beyond_its_credit_fails_only_its_own_connection() {
         }
     });
     bounded("the rogue's writes", writer).await.unwrap();
+    // Every message routed before anything is taken (taking frames makes room again).
+    bounded("routing", async {
+        while routed.waiting().unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The routing task hands on the last message it read within microseconds.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    })
+    .await;
     // Its connection gets what fit in its window, then the error.
     for i in 0..CREDIT_WINDOW as usize {
         let frame = bounded("recv", rogue_server.recv()).await.unwrap();

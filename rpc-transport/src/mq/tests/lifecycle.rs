@@ -48,7 +48,14 @@ fn hung_server(name: &str) -> (std::os::fd::OwnedFd, Vec<std::os::unix::net::Uni
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_backlog_times_out_instead_of_hanging() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_full_backlog_times_out_instead_of_hanging",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("backlog");
     let Address::Mq(name) = &address else {
         unreachable!()
@@ -98,7 +105,14 @@ fn queue_fds(address: &Address) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_dropped_with_full_queues_let_go_of_them_at_once() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "both_sides_dropped_with_full_queues_let_go_of_them_at_once",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("linger");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();

@@ -1,14 +1,15 @@
 //! Tests on real queues and sockets; `credit.rs` has those of the credit window,
 //! `lifecycle.rs` those of tokens, a hung server and queues let go of.
 //!
-//! Budget: these tests run one at a time (`setup`), each with one server queue (about 82 KB
-//! of `RLIMIT_MSGQUEUE` under Linux's defaults) and at most eight reply queues (11 KB each
-//! under the default limit), so they need about 170 KB of the user's 800 KiB and pass beside
-//! other users of the same uid holding up to some 600 KiB. Reply queues shrink to what is
-//! left (down to 256-byte messages) before a connect fails.
+//! Budget: each test that makes queues runs under a uid of its own when we are root
+//! (`own_uid.rs`: `RLIMIT_MSGQUEUE` is per user and other processes of ours may hold most of
+//! it), one at a time (`setup`). Otherwise it runs on what its uid has left: one server queue
+//! (about 82 KB under Linux's defaults) and at most eight reply queues (11 KB each), all of
+//! which shrink to smaller messages when that is not free.
 
 mod credit;
 mod lifecycle;
+mod own_uid;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -25,16 +26,26 @@ use crate::{
 /// Every wait in these tests is bounded by this.
 pub(super) const LIMIT: Duration = Duration::from_secs(20);
 
-/// Serializes the tests that make queues, and lifts this test binary's `RLIMIT_MSGQUEUE` where
-/// allowed: the default (800 KiB per user) fits only nine full-size server queues, so tests in
-/// parallel would fail each other. Without `CAP_SYS_RESOURCE` the limit stays.
-pub(super) async fn setup() -> tokio::sync::MutexGuard<'static, ()> {
+/// Serializes the tests that make queues, and runs the test `name` of `module`
+/// (`module_path!()`) under a uid of its own when we may (see `own_uid.rs`): `None` once such a
+/// child passed it, when the caller returns. Otherwise (in the child, or not root) it lifts
+/// this test binary's `RLIMIT_MSGQUEUE` where allowed (with `CAP_SYS_RESOURCE`), and the test
+/// runs on what its uid has left: one server queue and at most eight reply queues at a time,
+/// which shrink to what fits.
+pub(super) async fn setup(
+    module: &str,
+    name: &str,
+) -> Option<tokio::sync::MutexGuard<'static, ()>> {
     static ONCE: Once = Once::new();
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let serial = SERIAL.lock().await;
+    if own_uid::delegated(&own_uid::test_path(module, name)) {
+        return None;
+    }
     ONCE.call_once(|| {
         let _ = super::fd::set_msgqueue_limit(256 << 20);
     });
-    SERIAL.lock().await
+    Some(serial)
 }
 
 pub(super) fn address(tag: &str) -> Address {
@@ -123,7 +134,9 @@ const SIZES: [usize; 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_of_many_sizes_cross_both_ways() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "frames_of_many_sizes_cross_both_ways").await else {
+        return;
+    };
     let address = address("sizes");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
@@ -171,7 +184,10 @@ async fn frames_of_many_sizes_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_interleave_on_one_server() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "eight_clients_interleave_on_one_server").await
+    else {
+        return;
+    };
     let address = address("eight");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
@@ -239,7 +255,10 @@ async fn eight_clients_interleave_on_one_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_server_ends_the_client_promptly() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "a_dropped_server_ends_the_client_promptly").await
+    else {
+        return;
+    };
     let address = address("server-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -303,7 +322,14 @@ async fn a_dropped_server_ends_the_client_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_client_ends_the_server_connection() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_dropped_client_ends_the_server_connection",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("client-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -338,7 +364,9 @@ async fn a_dropped_client_ends_the_server_connection() {
 
 #[tokio::test]
 async fn a_second_server_gets_address_in_use() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "a_second_server_gets_address_in_use").await else {
+        return;
+    };
     let address = address("twice");
     let config = TransportConfig::default();
     let first = Listener::bind(&address, &config).await.unwrap();
@@ -360,7 +388,14 @@ async fn a_second_server_gets_address_in_use() {
 
 #[tokio::test]
 async fn a_stale_queue_is_replaced_and_nothing_is_left() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_stale_queue_is_replaced_and_nothing_is_left",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("stale");
     let Address::Mq(name) = &address else {
         unreachable!()
@@ -390,7 +425,10 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
 
 #[tokio::test]
 async fn connecting_to_nobody_is_a_connect_error() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "connecting_to_nobody_is_a_connect_error").await
+    else {
+        return;
+    };
     let address = address("nobody");
     let result = connect(&address, &TransportConfig::default()).await;
     match result {
@@ -403,7 +441,9 @@ async fn connecting_to_nobody_is_a_connect_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_fails_only_its_own_connection() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "garbage_fails_only_its_own_connection").await else {
+        return;
+    };
     let address = address("garbage");
     let small = TransportConfig::default().with_max_frame_size(1000);
     let listener = Listener::bind(&address, &small).await.unwrap();
@@ -443,7 +483,14 @@ async fn garbage_fails_only_its_own_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_blocking_client_without_a_runtime_talks_to_an_async_server",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("blocking");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -495,7 +542,14 @@ async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_with_extra_descriptors_is_refused_and_none_leak() {
     use super::rendezvous::tests::{marker, open_on, send_dups};
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_hello_with_extra_descriptors_is_refused_and_none_leak",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("extra-fds");
     let config = TransportConfig::default();
     let listener = std::sync::Arc::new(Listener::bind(&address, &config).await.unwrap());
