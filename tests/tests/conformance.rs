@@ -52,14 +52,6 @@ async fn thousand_concurrent_calls_on_one_connection(transport: Transport) {
 }
 
 async fn sixty_four_clients_at_once(transport: Transport) {
-    // On mq, a server and 64 clients take about 790 KB of the user's 800 KiB
-    // RLIMIT_MSGQUEUE: it runs under a uid of its own (see `mq_own_user`).
-    if transport == Transport::Mq
-        && !mq_own_user::is_the_child()
-        && mq_own_user::run("mq::sixty_four_clients_at_once").await
-    {
-        return;
-    }
     let fixture = Fixture::start(transport, Server::new()).await;
     let tasks: Vec<_> = (0..64i64)
         .map(|c| {
@@ -488,6 +480,14 @@ macro_rules! conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
+                if $variant == rpc_tests::Transport::Mq
+                    && super::mq_own_uid::delegated(&super::mq_own_uid::test_path(
+                        module_path!(),
+                        stringify!($test),
+                    ))
+                {
+                    return;
+                }
                 super::$test($variant).await;
             }
         )*
@@ -506,104 +506,14 @@ conformance! {
     mq => rpc_tests::Transport::Mq,
 }
 
-/// Budget-hungry mq tests, under a uid of their own.
-///
-/// POSIX message queues count against `RLIMIT_MSGQUEUE` per real uid (800 KiB by default,
-/// which raising needs `CAP_SYS_RESOURCE`), shared by every process of that user: a test that
-/// needs nearly all of it fails whenever another process of ours (another test binary, another
-/// user of the machine running as root) holds queues. So such a test runs in a copy of this
-/// binary started under a uid no process uses (its budget untouched, as the kernel keeps it
-/// per user), and passes or fails with that child. Without the right to switch users (not
-/// root), it runs here as before, needing the whole budget free. Every other mq test of this
-/// suite holds one server queue (about 82 KB) and a few reply queues (11 KB each) at a time
-/// (`rpc_tests::Fixture` runs mq fixtures one at a time), so they pass beside others holding
-/// up to some 600 KiB.
-mod mq_own_user {
-    use std::os::unix::fs::PermissionsExt;
-    use std::time::Duration;
-
-    /// Set in the child: run the body itself.
-    const CHILD_ENV: &str = "RPC_CONFORMANCE_MQ_OWN_UID";
-
-    /// Whether this process is such a child.
-    pub(super) fn is_the_child() -> bool {
-        std::env::var_os(CHILD_ENV).is_some()
-    }
-
-    /// Whether any process runs with `uid` as its real uid now.
-    fn in_use(uid: u32) -> bool {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return true;
-        };
-        entries.filter_map(Result::ok).any(|entry| {
-            std::fs::read_to_string(entry.path().join("status")).is_ok_and(|status| {
-                status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("Uid:"))
-                    .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok())
-                    == Some(uid)
-            })
-        })
-    }
-
-    /// A uid (and gid) no process uses, picked from our pid so parallel runs differ.
-    fn unused_uid() -> u32 {
-        let base = 0x5000_0000 + (std::process::id() % 0x10_0000) * 8;
-        (base..base + 64)
-            .find(|uid| !in_use(*uid))
-            .expect("a free uid among 64")
-    }
-
-    /// Runs the conformance test `test` in a copy of this binary as an unused uid, and
-    /// fails if it fails; `false` (nothing run) if we may not switch users.
-    pub(super) async fn run(test: &str) -> bool {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "NOTE: not root, so {test} runs as our own uid and needs nearly all of its \
-                 RLIMIT_MSGQUEUE free"
-            );
-            return false;
-        }
-        let dir = rpc_tests::TempDir::new();
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let binary = dir.0.join("conformance-own-uid");
-        std::fs::copy(std::env::current_exe().unwrap(), &binary).unwrap();
-        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let uid = unused_uid();
-        let mut tries = 0;
-        let output = loop {
-            let run = tokio::time::timeout(
-                Duration::from_secs(120),
-                tokio::process::Command::new(&binary)
-                    .args([test, "--exact", "--nocapture", "--test-threads=1"])
-                    .env(CHILD_ENV, "1")
-                    .current_dir("/")
-                    .uid(uid)
-                    .gid(uid)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("{test} as uid {uid} took over 120 s"));
-            match run {
-                // A copy just written may be briefly busy while a child forked by another
-                // test still holds its descriptor.
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                other => break other.expect("run the test as another uid"),
-            }
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "{test} as uid {uid} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        true
-    }
-}
+/// mq tests under a uid of their own: POSIX message queues count against `RLIMIT_MSGQUEUE`
+/// per real uid (800 KiB by default; raising it needs `CAP_SYS_RESOURCE`), shared by every
+/// process of that user, and other processes of ours may hold most of it (a server with 64
+/// clients alone takes about 790 KB). So when we are root each mq test runs in a child of this
+/// binary under an unused uid, whose budget is untouched (`own_uid.rs`, shared with
+/// rpc-transport's tests); otherwise on what our uid has left, its queues shrinking to fit.
+#[path = "../../rpc-transport/src/mq/tests/own_uid.rs"]
+mod mq_own_uid;
 
 /// `spawn:` starts a server process per connection, each serving exactly that one connection,
 /// so no server ever holds two and `connections_are_limited_by_name` cannot apply; every other
