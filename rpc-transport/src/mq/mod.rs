@@ -70,8 +70,10 @@
 //!   half-sent frame to a live peer that does not read (at most two seconds; both queues); a
 //!   handshake task whose client has not sent its hello yet (the server queue, through the
 //!   routing task, at most 5 s); the routing task until it next runs after its last
-//!   connection goes; and connections still owned by tasks that are aborted but not yet
-//!   dropped by the runtime, which only the runtime controls.
+//!   connection goes; connections still owned by tasks that are aborted but not yet dropped
+//!   by the runtime, which only the runtime controls; and each client's descriptor of the
+//!   server queue (so a server's queue, nameless, counts against its user's budget until its
+//!   clients drop their connections, which fail as soon as the server is gone).
 //! - **Waiting**: nonblocking queue operations are retried for `socket_spin` (yielding between
 //!   tries in async code, spinning in blocking code), then the task sleeps on the queue's
 //!   readiness (Linux queue descriptors work with epoll and poll).
