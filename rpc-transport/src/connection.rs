@@ -20,7 +20,8 @@ use crate::stream::{StreamReceiver, StreamSender};
 pub enum PeerInfo {
     /// A TCP peer's socket address.
     Tcp(SocketAddr),
-    /// A Unix-socket peer's credentials (`SO_PEERCRED`).
+    /// A Unix-socket peer's credentials (`SO_PEERCRED`): also a shared-memory or message-queue
+    /// peer, known by its rendezvous socket.
     Unix {
         /// The peer's process id, where the kernel reports it.
         pid: Option<i32>,
@@ -31,8 +32,8 @@ pub enum PeerInfo {
     },
     /// A peer in this same process.
     Mem,
-    /// A process on this host reached over a pipe, a FIFO or a message queue: the spawned
-    /// child, the parent of a `stdio` server, or a FIFO or queue client. A FIFO client's uid is
+    /// A process on this host reached over a pipe or a FIFO: the spawned child, the parent of
+    /// a `stdio` server, or a FIFO client. A FIFO client's uid is
     /// the owner of the FIFOs it made (checked by the kernel); a pid that only the peer claims
     /// is not reported.
     Local {

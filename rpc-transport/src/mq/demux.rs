@@ -6,6 +6,12 @@
 //! close, and unregister when dropped. The task ends (closing the queue) once the acceptor and
 //! every connection's receiver have let go of the control channel.
 //!
+//! The task never waits for a connection: a connection that does not take its frames (its
+//! client stopped reading replies, say, so the server stopped reading its calls) must not hold
+//! up the others. A well-behaved client keeps within the credit window (`link.rs`), so its
+//! inbox always has room; a client that sends beyond it fails its own connection, with an
+//! error after the frames it had in the inbox.
+//!
 //! A client's death is final only once everything it sent is routed: its messages were all in
 //! the queue before its socket closed, so when a death is reported the task notes how many
 //! messages the queue holds, and ends the connection once it has read that many more (or found
@@ -24,9 +30,9 @@ use super::wire::{self, Event, Reassembler};
 use crate::error::TransportError;
 use crate::frame::Frame;
 
-/// Frames routed to a connection and not yet received, before the routing task waits for the
-/// connection to take some (which holds up every connection: see the module docs of `mq`).
-pub(crate) const INBOX_FRAMES: usize = 1024;
+/// Room in a connection's inbox: the frames of its client's credit window, and one slot kept
+/// for the error that ends a connection (so an error never waits, nor is lost).
+pub(crate) const INBOX_FRAMES: usize = super::link::CREDIT_WINDOW as usize + 1;
 
 /// What a connection's receiver takes from the routing task.
 pub(crate) type Item = Result<Frame, TransportError>;
@@ -93,7 +99,7 @@ impl Demux {
             match self.queue.get_ref().try_receive(&mut buf) {
                 Ok(n) => {
                     self.read += 1;
-                    self.route(&buf[..n]).await;
+                    self.route(&buf[..n]);
                     self.end_routed();
                     continue;
                 }
@@ -178,7 +184,7 @@ impl Demux {
     }
 
     /// Hands one message to its connection.
-    async fn route(&mut self, message: &[u8]) {
+    fn route(&mut self, message: &[u8]) {
         let (header, chunk) = match wire::parse(message) {
             Ok(parsed) => parsed,
             Err(error) => {
@@ -206,10 +212,18 @@ impl Demux {
             }
             Err(error) => Err(error),
         };
+        // The last slot is kept for an error: a frame that would take it is over the credit.
+        let item = match item {
+            Ok(_) if route.inbox.capacity() <= 1 => Err(TransportError::Malformed(format!(
+                "the client sent more than {} frames the server had not taken yet (its credit)",
+                super::link::CREDIT_WINDOW
+            ))),
+            item => item,
+        };
         let failed = item.is_err();
-        let inbox = route.inbox.clone();
-        if inbox.send(item).await.is_err() || failed {
+        if route.inbox.try_send(item).is_err() || failed {
             // The connection is gone, or its client broke the protocol: it gets nothing more.
+            // (`try_send` never finds the inbox full: see above.)
             self.routes.remove(&header.token);
         }
     }

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::demux::{Control, Item};
-use super::link::{Link, Stopped, retry_async, retry_blocking};
+use super::link::{CREDIT_FRAMES, CREDIT_WINDOW, Link, Stopped, retry_async, retry_blocking};
 use super::queue::Queue;
 use super::wire::{self, Event, Outgoing, Reassembler};
 use crate::TransportConfig;
@@ -63,16 +63,23 @@ pub(crate) struct MqSender {
     pending: Option<Outgoing>,
     scratch: Vec<u8>,
     closed: bool,
+    /// A client's sender counts its frames and keeps within [`CREDIT_WINDOW`] of those the
+    /// server has taken; a server's sender writes to the client's own queue and needs no
+    /// credit (`None`).
+    sent: Option<u64>,
 }
 
 impl MqSender {
-    /// A sender to `queue`; `asynchronous` registers the queue with the current runtime now.
+    /// A sender to `queue`; `asynchronous` registers the queue with the current runtime now;
+    /// `credited` (a client's sender to the shared server queue) keeps within the credit the
+    /// server grants.
     pub(crate) fn new(
         queue: Arc<Queue>,
         link: Arc<Link>,
         token: u64,
         config: &TransportConfig,
         asynchronous: bool,
+        credited: bool,
     ) -> Result<MqSender, TransportError> {
         let mut ready = None;
         if asynchronous {
@@ -88,7 +95,47 @@ impl MqSender {
             spin: config.socket_spin,
             pending: None,
             closed: false,
+            sent: credited.then_some(0),
         })
+    }
+
+    /// The token in our messages, for tests that write messages by hand.
+    #[cfg(test)]
+    pub(crate) fn token_for_tests(&self) -> u64 {
+        self.token
+    }
+
+    /// The peer's queue, for tests that look at or write to it directly.
+    #[cfg(test)]
+    pub(crate) fn queue_for_tests(&self) -> Arc<Queue> {
+        self.queue.clone()
+    }
+
+    /// Whether the server has taken enough of our frames for one more (always, for a server's
+    /// sender); the number of frames it must have taken otherwise.
+    fn credit_needed(&self) -> Option<u64> {
+        let sent = self.sent?;
+        let taken = self.link.taken();
+        (sent >= taken + CREDIT_WINDOW).then(|| sent - CREDIT_WINDOW)
+    }
+
+    /// Waits until the server's credit allows one more frame.
+    async fn wait_credit(&self) -> Result<(), TransportError> {
+        while let Some(taken) = self.credit_needed() {
+            if self.link.is_dead() {
+                return Err(TransportError::Closed);
+            }
+            self.link.more_taken(taken).await;
+        }
+        Ok(())
+    }
+
+    /// The blocking form of [`MqSender::wait_credit`], until `deadline`.
+    fn wait_credit_blocking(&self, deadline: Deadline) -> Result<(), TransportError> {
+        while let Some(taken) = self.credit_needed() {
+            self.link.more_taken_blocking(taken, deadline)?;
+        }
+        Ok(())
     }
 
     /// This connection's link, for tests that simulate a peer's death.
@@ -112,6 +159,9 @@ impl MqSender {
             });
         }
         self.pending = Some(Outgoing::new(frame));
+        if let Some(sent) = &mut self.sent {
+            *sent += 1;
+        }
         Ok(())
     }
 
@@ -120,6 +170,7 @@ impl MqSender {
             return Err(TransportError::Closed);
         }
         self.flush().await?;
+        self.wait_credit().await?;
         self.start(frame)?;
         self.flush().await
     }
@@ -161,6 +212,7 @@ impl MqSender {
         // Resolve once, so a frame of many messages has one deadline.
         let deadline = Deadline::from(deadline.resolve());
         self.flush_blocking(deadline)?;
+        self.wait_credit_blocking(deadline)?;
         self.start(frame)?;
         self.flush_blocking(deadline)
     }
@@ -348,6 +400,10 @@ struct RoutedInbox {
     token: u64,
     /// Whether the client's death was reported to the routing task.
     reported: bool,
+    /// Frames taken so far, and bytes of credit owed to the client for them (written to the
+    /// socket each time [`CREDIT_FRAMES`] more are taken).
+    taken: u64,
+    owed: usize,
 }
 
 impl Drop for RoutedInbox {
@@ -392,6 +448,8 @@ impl MqReceiver {
             control,
             token,
             reported: false,
+            taken: 0,
+            owed: 0,
         }))
     }
 
@@ -523,9 +581,22 @@ impl QueueInbox {
 }
 
 impl RoutedInbox {
-    fn deliver(item: Option<Item>) -> Result<Option<Frame>, TransportError> {
+    /// Hands out what the routing task sent, granting the client credit for each
+    /// [`CREDIT_FRAMES`] frames taken.
+    fn deliver(&mut self, item: Option<Item>) -> Result<Option<Frame>, TransportError> {
         match item {
-            Some(Ok(frame)) => Ok(Some(frame)),
+            Some(Ok(frame)) => {
+                self.taken += 1;
+                if self.taken.is_multiple_of(CREDIT_FRAMES) {
+                    self.owed += 1;
+                }
+                if self.owed > 0 {
+                    // The client drains the socket whenever it waits for credit, so a full
+                    // socket buffer only defers what is owed to the next frame.
+                    self.owed -= self.link.grant(self.owed);
+                }
+                Ok(Some(frame))
+            }
             Some(Err(error)) => Err(error),
             None => Ok(None),
         }
@@ -535,7 +606,7 @@ impl RoutedInbox {
         if !self.reported {
             tokio::select! {
                 biased;
-                item = self.inbox.recv() => return Self::deliver(item),
+                item = self.inbox.recv() => return self.deliver(item),
                 () = self.link.gone() => {
                     // The routing task ends the inbox once the client's last messages are in.
                     self.reported = true;
@@ -543,6 +614,7 @@ impl RoutedInbox {
                 }
             }
         }
-        Self::deliver(self.inbox.recv().await)
+        let item = self.inbox.recv().await;
+        self.deliver(item)
     }
 }

@@ -1,15 +1,17 @@
 //! One connection's rendezvous socket after the handshake: its liveness signal, and waiting on
 //! a queue (busy-poll, then sleep) while watching it.
 //!
-//! Neither side writes to the socket after the handshake, so it becomes readable only when
-//! the peer is gone (end of stream or an error), however the peer ended. Whoever waits on a
-//! queue also waits on the socket; there is no watcher thread.
+//! After the handshake only the server writes to the socket, and only credit: one byte each
+//! time its connection has taken [`CREDIT_FRAMES`] more frames of the client (see
+//! [`CREDIT_WINDOW`]). So the socket becomes readable with credit, or when the peer is gone
+//! (end of stream or an error), however the peer ended. Whoever waits on a queue also waits on
+//! the socket, counting the credit it finds; there is no watcher thread.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -21,6 +23,14 @@ use super::queue::Queue;
 use crate::deadline::Deadline;
 use crate::error::TransportError;
 
+/// Frames a client may have sent beyond those its server connection has taken. The server's
+/// routing task never waits for a connection to take its frames (a client that stops reading
+/// its replies would otherwise hold up every client of the server): it only ever holds this
+/// many of a well-behaved client, and fails a client that sends more.
+pub(crate) const CREDIT_WINDOW: u64 = 1024;
+/// Frames taken per byte of credit the server writes on the socket.
+pub(crate) const CREDIT_FRAMES: u64 = 64;
+
 /// One side's rendezvous socket, kept open for the connection's life.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -28,6 +38,8 @@ pub(crate) struct Link {
     /// A duplicate of `socket` registered with the runtime, for async waits.
     watch: Option<AsyncFd<UnixStream>>,
     dead: AtomicBool,
+    /// On a client: frames the server has taken so far (credit read from the socket).
+    taken: AtomicU64,
 }
 
 impl Drop for Link {
@@ -52,6 +64,7 @@ impl Link {
             socket,
             watch,
             dead: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
         }))
     }
 
@@ -81,8 +94,33 @@ impl Link {
         self.dead.store(true, Ordering::SeqCst);
     }
 
-    /// Reads the socket without waiting: end of stream or an error marks the peer gone;
-    /// anything the peer wrote is discarded. `WouldBlock` if nothing is there.
+    /// On a server: writes `bytes` bytes of credit to the client without waiting; returns how
+    /// many the socket took (fewer only if its buffer is full, or the client is gone).
+    pub(crate) fn grant(&self, bytes: usize) -> usize {
+        let credit = [0u8; 64];
+        let mut sent = 0;
+        while sent < bytes {
+            let n = (bytes - sent).min(credit.len());
+            match nix::sys::socket::send(
+                self.socket.as_raw_fd(),
+                &credit[..n],
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(n) => sent += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        sent
+    }
+
+    /// Frames the peer has taken so far, as far as its credit has told us.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst)
+    }
+
+    /// Reads the socket without waiting: each byte is credit for [`CREDIT_FRAMES`] frames; end
+    /// of stream or an error marks the peer gone. `WouldBlock` once nothing more is there.
     fn check(&self) -> io::Result<()> {
         let mut scrap = [0u8; 64];
         loop {
@@ -92,7 +130,11 @@ impl Link {
                 MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(0) => break,
-                Ok(_) => continue,
+                Ok(n) => {
+                    self.taken
+                        .fetch_add(n as u64 * CREDIT_FRAMES, Ordering::SeqCst);
+                    continue;
+                }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN) => {
                     return Err(io::ErrorKind::WouldBlock.into());
@@ -116,6 +158,68 @@ impl Link {
                 }
                 Err(_) => self.mark_dead(),
             }
+        }
+    }
+}
+
+impl Link {
+    /// Waits until the peer has taken more than `taken` frames, or is gone (never returns for
+    /// a link made without a runtime: use [`Link::more_taken_blocking`]).
+    pub(crate) async fn more_taken(&self, taken: u64) {
+        let Some(watch) = &self.watch else {
+            return std::future::pending().await;
+        };
+        while !self.is_dead() && self.taken() <= taken {
+            match watch.readable().await {
+                Ok(mut guard) => {
+                    let _ = guard.try_io(|_| self.check());
+                }
+                Err(_) => self.mark_dead(),
+            }
+        }
+    }
+
+    /// The blocking form of [`Link::more_taken`], until `deadline`: `TimedOut` then, `Closed`
+    /// if the peer is gone.
+    pub(crate) fn more_taken_blocking(
+        &self,
+        taken: u64,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        let give_up = deadline.resolve();
+        loop {
+            let _ = self.check();
+            if self.is_dead() {
+                return Err(TransportError::Closed);
+            }
+            if self.taken() > taken {
+                return Ok(());
+            }
+            let timeout = match poll_timeout(give_up) {
+                Some(timeout) => timeout,
+                None => return Err(TransportError::TimedOut),
+            };
+            let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(TransportError::Io(e.into())),
+            }
+        }
+    }
+}
+
+/// The `poll(2)` timeout left until `give_up`; `None` once it passed.
+fn poll_timeout(give_up: Option<Instant>) -> Option<PollTimeout> {
+    match give_up {
+        None => Some(PollTimeout::NONE),
+        Some(at) => {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            // Round up, so we never wake just before the deadline and spin.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128);
+            Some(PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX))
         }
     }
 }
@@ -199,17 +303,8 @@ pub(crate) fn retry_blocking<T>(
             }
         }
         let give_up = *give_up.get_or_insert_with(|| deadline.resolve());
-        let timeout = match give_up {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(TransportError::TimedOut);
-                }
-                // Round up, so we never wake just before the deadline and spin.
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128);
-                PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX)
-            }
+        let Some(timeout) = poll_timeout(give_up) else {
+            return Err(TransportError::TimedOut);
         };
         let mut fds = [
             PollFd::new(queue.as_fd(), events),

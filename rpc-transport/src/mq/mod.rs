@@ -5,43 +5,55 @@
 //! - **Server.** [`MqAcceptor::bind`] first binds the Unix socket `@rpc-mq/NAME` in the abstract
 //!   namespace. It is the server's lock on the name (a second server gets
 //!   [`TransportError::AddressInUse`]) and each client's rendezvous and liveness link. Holding
-//!   the lock, it removes a queue `/NAME` that a killed server left, then creates `/NAME` (mode
-//!   0600, as many and as large messages as `fs.mqueue.msg_max` and `fs.mqueue.msgsize_max`
-//!   allow). Dropping the acceptor removes `/NAME`; the queue itself lives on, unnamed, while
-//!   connections still use it.
+//!   the lock, it removes a queue `/NAME` that a killed server left (one killed between the next
+//!   two steps, or of an older version that kept the name), creates `/NAME` (mode 0600, as many
+//!   and as large messages as `fs.mqueue.msg_max` and `fs.mqueue.msgsize_max` allow), opens it a
+//!   second time write-only, and removes the name at once. So nothing is left under
+//!   `/dev/mqueue`, nor counts against `RLIMIT_MSGQUEUE`, once the processes holding the queue's
+//!   descriptors are gone, however they ended (`kill -9` included).
 //! - **Client.** Connects to the socket (nobody listening: [`TransportError::Connect`]),
-//!   creates its reply queue `/NAME.PID.N` and removes its name at once, so even a `kill -9`
-//!   leaves nothing behind. It passes the reply queue's descriptor to the server with
-//!   `SCM_RIGHTS` in a hello; the server answers with a welcome carrying the connection's
-//!   token, which the client puts in every message it sends to the shared queue `/NAME`. The
-//!   server side of the handshake runs while `accept` is being awaited (in a task of its own,
-//!   so `accept` stays cancellation safe); a client's `connect` completes once the server
-//!   accepts. The socket connects without blocking: while a hung server's backlog is full the
-//!   client retries with short sleeps, until `connect_blocking`'s timeout or, for async
-//!   `connect`, 10 s (then [`TransportError::Connect`] of kind `TimedOut`). The wait for the
-//!   welcome after that is bounded by `connect_blocking`'s timeout, but not in async `connect`
-//!   (a server may take its time to `accept`; the caller bounds it).
-//! - **Same user only.** Abstract sockets have no permissions: anyone may bind `@rpc-mq/NAME`
-//!   while our server is down, or connect to it. So the client requires the socket's peer
-//!   (`SO_PEERCRED`) to run as its effective uid and the server queue it opens to be owned by
-//!   it (`fstat`), refusing otherwise with [`TransportError::Connect`] of kind
-//!   `PermissionDenied` naming the uid, before it hands over its reply queue; the server hangs
-//!   up on a client of another uid before reading its hello. Each connection's token is an
-//!   unpredictable 64-bit value (a secret keyed permutation of a counter: unique, never 0), so
-//!   a client cannot guess another connection's token and put frames into it. Descriptors a
-//!   hello brings beyond its one reply queue are closed (there is room for as many as a
-//!   message can carry, so the kernel never truncates them).
+//!   creates its reply queue `/NAME.PID.N` and removes its name at once, likewise. It passes the
+//!   reply queue's descriptor to the server with `SCM_RIGHTS` in a hello; the server answers
+//!   with a welcome carrying the connection's token and, with `SCM_RIGHTS` too, the write-only
+//!   descriptor of the server queue (a client cannot read other clients' messages from it).
+//!   The client puts the token in every message it sends to the shared queue. The server side
+//!   of the handshake runs while `accept` is being awaited (in a task of its own, so `accept`
+//!   stays cancellation safe); a client's `connect` completes once the server accepts. The
+//!   socket connects without blocking: while a hung server's backlog is full the client retries
+//!   with short sleeps, until `connect_blocking`'s timeout or, for async `connect`, 10 s (then
+//!   [`TransportError::Connect`] of kind `TimedOut`). The wait for the welcome after that is
+//!   bounded by `connect_blocking`'s timeout, but not in async `connect` (a server may take its
+//!   time to `accept`; the caller bounds it).
+//! - **Who may connect.** Nothing is opened by name, so queue modes never decide who may use a
+//!   connection: descriptors travel only over the rendezvous socket, whose peers are known by
+//!   `SO_PEERCRED`. The server hands every client's credentials up in [`PeerInfo`] and lets the
+//!   layer above judge them (rpc-core admits only its own uid unless widened with
+//!   `Server::allow_uids` or `allow_gids`, and refuses others in its handshake with a reason
+//!   they can read), so `socket_mode` has nothing to widen here. Abstract sockets have no
+//!   permissions, so anyone may bind `@rpc-mq/NAME` while our server is down: the client
+//!   requires the socket's peer to run as its own uid or as root, refusing anyone else with
+//!   [`TransportError::Connect`] of kind `PermissionDenied` naming the uid, before it hands over
+//!   its reply queue. Each connection's token is an unpredictable 64-bit value (a secret keyed
+//!   permutation of a counter: unique, never 0), so a client cannot guess another connection's
+//!   token and put frames into it. Descriptors a hello brings beyond its one reply queue are
+//!   closed (there is room for as many as a message can carry, so the kernel never truncates
+//!   them). A client, admitted or not, keeps its descriptor of the server queue as long as it
+//!   lives: it can compete for the queue's few slots (messages of no connection are dropped as
+//!   soon as read), though not read from it nor reach other connections.
 //! - **Messages** (`wire.rs`): a 16-byte header and a chunk; frames longer than a message are
 //!   fragmented and reassembled (16 MiB is about 2,000 messages of 8 KiB), and everything the
 //!   peer sends is checked: a protocol error fails that connection only.
 //! - **Routing** (`demux.rs`): one task per server reads the shared queue and hands frames to
-//!   each connection by token, over a channel of [`demux::INBOX_FRAMES`] frames. A connection
-//!   that does not read its frames holds up the routing task, and so every connection of the
-//!   server, once that many are waiting: the price of one shared queue (the kernel's own queue
-//!   holds only `msg_max` messages, so something must hold the rest).
-//! - **Liveness** (`link.rs`): neither side writes to the socket after the handshake, so it
-//!   turns readable only when the peer is gone, however it ended. Every wait on a queue also
-//!   waits on the socket: a sender facing a full queue of a dead peer fails with
+//!   each connection by token, over a channel of [`demux::INBOX_FRAMES`] frames. It never waits
+//!   for a connection: a client may have at most [`link::CREDIT_WINDOW`] frames that its server
+//!   connection has not taken yet, and the server grants more credit (a byte on the rendezvous
+//!   socket per [`link::CREDIT_FRAMES`] frames taken) as its connection takes them. So a
+//!   connection that stops reading (its client stopped reading replies, say, and the server
+//!   stopped reading its calls in turn) pauses its own client's sends, and the others go on; a
+//!   client that ignores its credit fails its own connection with an error.
+//! - **Liveness** (`link.rs`): besides credit, nobody writes to the socket after the handshake,
+//!   so its end of stream tells that the peer is gone, however it ended. Every wait on a queue
+//!   also waits on the socket: a sender facing a full queue of a dead peer fails with
 //!   [`TransportError::Closed`] at once; a client receiver drains what the dead server had
 //!   sent, then ends. A server connection reports its client's death to the routing task, which
 //!   ends the connection once the client's last messages (all in the queue before its socket
@@ -58,8 +70,10 @@
 //!   half-sent frame to a live peer that does not read (at most two seconds; both queues); a
 //!   handshake task whose client has not sent its hello yet (the server queue, through the
 //!   routing task, at most 5 s); the routing task until it next runs after its last
-//!   connection goes; and connections still owned by tasks that are aborted but not yet
-//!   dropped by the runtime, which only the runtime controls.
+//!   connection goes; connections still owned by tasks that are aborted but not yet dropped
+//!   by the runtime, which only the runtime controls; and each client's descriptor of the
+//!   server queue (so a server's queue, nameless, counts against its user's budget until its
+//!   clients drop their connections, which fail as soon as the server is gone).
 //! - **Waiting**: nonblocking queue operations are retried for `socket_spin` (yielding between
 //!   tries in async code, spinning in blocking code), then the task sleeps on the queue's
 //!   readiness (Linux queue descriptors work with epoll and poll).
@@ -69,8 +83,10 @@
 //! - **Queue sizes** (a deviation from "every queue as large as the system allows"): a queue of
 //!   `msg_max` x `msgsize_max` = 10 x 8 KiB costs about 82 KB of the user's
 //!   `RLIMIT_MSGQUEUE`, whose default is 800 KiB, so only nine such queues fit, and raising the
-//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The server
-//!   queue is full size; a reply queue takes the largest message size (halving from
+//!   hard limit needs `CAP_SYS_RESOURCE`, which even root may lack (in containers). The budget
+//!   is the user's, shared with every other process of that uid. The server queue is full size
+//!   if it fits in what they left, else the largest message size (halving, down to 256 bytes)
+//!   that does, with a warning; a reply queue takes the largest message size (halving from
 //!   `msgsize_max`) at which 64 of them fit in the limit: 1 KiB under the default (11 KB a
 //!   queue, so a server and 64 clients fit), 8 KiB once the limit is 5.3 MB or more. Should
 //!   even that not fit, it tries halves down to 256 bytes before reporting the limit. Only
@@ -93,7 +109,6 @@ mod rendezvous;
 mod tests;
 mod wire;
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -121,25 +136,13 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// Accepted connections waiting for `accept`.
 const ACCEPTED_QUEUE: usize = 64;
 
-/// Removes a queue's name when dropped.
-#[derive(Debug)]
-struct QueueName(CString);
-
-impl Drop for QueueName {
-    fn drop(&mut self) {
-        let _ = queue::unlink(&self.0);
-    }
-}
-
 /// A bound `mq://NAME` listener.
 #[derive(Debug)]
 pub(crate) struct MqAcceptor {
-    /// Declared first, so dropped first: the name goes while we still hold the socket (the
-    /// lock), never after a new server took the name and made its own queue.
-    _name: QueueName,
     listener: tokio::net::UnixListener,
-    /// The server queue's message size, told to clients.
-    msgsize: usize,
+    /// A write-only descriptor of the server queue, handed to each client with its welcome
+    /// (the queue has no name to open it by).
+    writer: Arc<Queue>,
     control: mpsc::UnboundedSender<Control>,
     accepted_tx: mpsc::Sender<Connection>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
@@ -228,23 +231,30 @@ impl MqAcceptor {
             }
         })?;
         let cname = queue::queue_name(name).map_err(|e| bind_error(address, e))?;
-        // We hold the lock, so a queue of this name is a dead server's.
+        // We hold the lock, so a queue of this name is a dead server's (killed between making
+        // its queue and removing the name, or of a version that kept the name).
         if queue::unlink(&cname).map_err(|e| bind_error(address, e.into()))? {
             tracing::info!(queue = ?cname, "removed a queue left by a server that died");
         }
         let limits = SystemLimits::read();
         let what = format!("creating the server queue /{name}");
-        let queue = queue::create(&cname, MQ_OFlag::O_RDONLY, &limits)
-            .map_err(|e| open_failed(e, &what, &limits, |e| bind_error(address, e)))?;
-        let name_guard = QueueName(cname);
-        let msgsize = queue.msgsize();
+        let made = queue::create_shrinking(&cname, MQ_OFlag::O_RDONLY, &limits)
+            .map_err(|(e, tried)| open_failed(e, &what, &tried, |e| bind_error(address, e)))
+            .and_then(|reader| {
+                let writer = queue::open_for_sending(&cname)
+                    .map_err(|e| open_failed(e, &what, &limits, |e| bind_error(address, e)))?;
+                Ok((reader, writer))
+            });
+        // The name goes at once, made or not: nothing is left to count against
+        // RLIMIT_MSGQUEUE once our descriptors close, however we end.
+        let _ = queue::unlink(&cname);
+        let (reader, writer) = made?;
         let (control, control_rx) = mpsc::unbounded_channel();
-        demux::spawn(Arc::new(queue), control_rx, config.socket_spin)?;
+        demux::spawn(Arc::new(reader), control_rx, config.socket_spin)?;
         let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPTED_QUEUE);
         Ok(MqAcceptor {
-            _name: name_guard,
             listener: tokio::net::UnixListener::from_std(listener)?,
-            msgsize,
+            writer: Arc::new(writer),
             control,
             accepted_tx,
             accepted: tokio::sync::Mutex::new(accepted_rx),
@@ -269,9 +279,9 @@ impl MqAcceptor {
                     let control = self.control.clone();
                     let done = self.accepted_tx.clone();
                     let config = config.clone();
-                    let msgsize = self.msgsize;
+                    let writer = self.writer.clone();
                     tokio::spawn(async move {
-                        let handshake = hand_over(stream, token, msgsize, control, &config);
+                        let handshake = hand_over(stream, token, writer, control, &config);
                         match tokio::time::timeout(HELLO_WAIT, handshake).await {
                             Ok(Ok(connection)) => {
                                 let _ = done.send(connection).await;
@@ -289,17 +299,17 @@ impl MqAcceptor {
 }
 
 /// The server's side of a handshake: takes the client's reply queue, registers the connection
-/// with the routing task and welcomes the client.
+/// with the routing task and welcomes the client, handing it the server queue.
 async fn hand_over(
     stream: tokio::net::UnixStream,
     token: u64,
-    msgsize: usize,
+    writer: Arc<Queue>,
     control: mpsc::UnboundedSender<Control>,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
+    // Whoever may connect is judged above us, from these credentials (rpc-core's access
+    // check refuses another user's client in its handshake, with a reason it can read).
     let cred = rendezvous::credentials(&stream)?;
-    // Another user's client is refused before it can hand us anything.
-    rendezvous::require_same_user(cred.uid(), rendezvous::own_uid(), "mq client")?;
     let peer = rendezvous::peer_info(&cred);
     let mut hello = [0u8; rendezvous::HELLO_LEN];
     let (read, fds) = loop {
@@ -330,8 +340,12 @@ async fn hand_over(
     let link = Link::new(stream.into_std()?, true)?;
     // From here on, dropping the receiver unregisters the token.
     let receiver = MqReceiver::routed(inbox, link.clone(), control, token);
-    rendezvous::send_plain(link.socket().as_fd(), &rendezvous::welcome(token, msgsize))?;
-    let sender = MqSender::new(Arc::new(reply), link, token, config, true)?;
+    rendezvous::send_with_fd(
+        link.socket().as_fd(),
+        &rendezvous::welcome(token, writer.msgsize()),
+        writer.as_fd(),
+    )?;
+    let sender = MqSender::new(Arc::new(reply), link, token, config, true, false)?;
     Ok(Connection::new(sender.into(), receiver.into(), peer))
 }
 
@@ -340,7 +354,6 @@ struct Hello {
     socket: UnixStream,
     peer: PeerInfo,
     reply: Queue,
-    server: Queue,
 }
 
 fn connect_error(address: &Address, source: io::Error) -> TransportError {
@@ -463,74 +476,55 @@ fn connect_socket_blocking(
 }
 
 /// The client's side up to the hello, on a connected rendezvous socket: check the server is
-/// our own user's, make the reply queue, open the server queue and send the hello.
+/// one we trust, make the reply queue and send the hello.
 fn say_hello(address: &Address, name: &str, socket: UnixStream) -> Result<Hello, TransportError> {
     let cred = rendezvous::credentials(&socket).map_err(|e| connect_error(address, e))?;
-    let own = rendezvous::own_uid();
     // Whoever holds @rpc-mq/NAME would get our reply queue and requests: a stranger could
     // bind it while our server is down.
-    rendezvous::require_same_user(cred.uid(), own, &format!("process bound at @rpc-mq/{name}"))
-        .map_err(|e| connect_error(address, e))?;
+    rendezvous::require_trusted_server(
+        cred.uid(),
+        rendezvous::own_uid(),
+        &format!("process bound at @rpc-mq/{name}"),
+    )
+    .map_err(|e| connect_error(address, e))?;
     let peer = rendezvous::peer_info(&cred);
     let limits = SystemLimits::read();
     let reply = reply_queue(name, &limits)?;
-    let cname = queue::queue_name(name).map_err(|e| connect_error(address, e))?;
-    let server = queue::open_for_sending(&cname).map_err(|e| {
-        open_failed(
-            e,
-            &format!("opening the server queue /{name}"),
-            &limits,
-            |e| connect_error(address, e),
-        )
-    })?;
-    // Only our own user can make a queue owned by our uid: anyone else's is not our server's.
-    let owner = nix::sys::stat::fstat(server.as_fd())
-        .map_err(|e| connect_error(address, e.into()))?
-        .st_uid;
-    if owner != own {
-        return Err(connect_error(
-            address,
-            io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "the server queue /{name} is owned by uid {owner}, not by our uid {own}; refusing it"
-                ),
-            ),
-        ));
-    }
     rendezvous::send_with_fd(socket.as_fd(), &rendezvous::hello(), reply.as_fd())
         .map_err(|e| connect_error(address, e))?;
     Ok(Hello {
         socket,
         peer,
         reply,
-        server,
     })
 }
 
-/// The client's side after the welcome: builds the halves.
+/// The client's side after the welcome (its bytes and descriptors): builds the halves.
 fn welcomed(
     address: &Address,
     hello: Hello,
     welcome: &[u8],
+    fds: Vec<std::os::fd::OwnedFd>,
     config: &TransportConfig,
     asynchronous: bool,
 ) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
-    let (token, msgsize) =
-        rendezvous::parse_welcome(welcome).map_err(|e| connect_error(address, e))?;
-    if msgsize != hello.server.msgsize() {
+    let (token, msgsize, server) =
+        rendezvous::parse_welcome(welcome, fds).map_err(|e| connect_error(address, e))?;
+    let server = Queue::from_received(server).map_err(|e| connect_error(address, e))?;
+    if msgsize != server.msgsize() {
         return Err(TransportError::Malformed(format!(
             "{address} announced messages of {msgsize} bytes but its queue takes {}",
-            hello.server.msgsize()
+            server.msgsize()
         )));
     }
     let link = Link::new(hello.socket, asynchronous)?;
     let sender = MqSender::new(
-        Arc::new(hello.server),
+        Arc::new(server),
         link.clone(),
         token,
         config,
         asynchronous,
+        true,
     )?;
     let receiver = MqReceiver::reading(Arc::new(hello.reply), link, config, asynchronous)?;
     Ok((sender, receiver, hello.peer))
@@ -555,18 +549,19 @@ pub(crate) async fn connect(
     let mut hello = say_hello(address, name, socket)?;
     let stream = tokio::net::UnixStream::from_std(hello.socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
-    let mut read = 0;
-    while read < welcome.len() {
+    let (read, fds) = loop {
         stream.readable().await?;
-        match stream.try_read(&mut welcome[read..]) {
-            Ok(0) => return Err(hung_up(address)),
-            Ok(n) => read += n,
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            rendezvous::recv_with_fds(stream.as_fd(), &mut welcome)
+        }) {
+            Ok((0, _)) => return Err(hung_up(address)),
+            Ok(received) => break received,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(connect_error(address, e)),
         }
-    }
+    };
     hello.socket = stream.into_std()?;
-    let (sender, receiver, peer) = welcomed(address, hello, &welcome, config, true)?;
+    let (sender, receiver, peer) = welcomed(address, hello, &welcome[..read], fds, config, true)?;
     Ok(Connection::new(sender.into(), receiver.into(), peer))
 }
 
@@ -580,16 +575,16 @@ pub(crate) fn connect_blocking(
     let socket = connect_socket_blocking(address, name, give_up)?;
     let hello = say_hello(address, name, socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
-    let mut read = 0;
-    while read < welcome.len() {
-        match nix::sys::socket::recv(
-            std::os::fd::AsRawFd::as_raw_fd(&hello.socket),
-            &mut welcome[read..],
-            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(0) => return Err(hung_up(address)),
-            Ok(n) => read += n,
-            Err(Errno::EAGAIN | Errno::EINTR) => {
+    let (read, fds) = loop {
+        match rendezvous::recv_with_fds(hello.socket.as_fd(), &mut welcome) {
+            Ok((0, _)) => return Err(hung_up(address)),
+            Ok(received) => break received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
                 let left = give_up.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(TransportError::TimedOut);
@@ -604,8 +599,8 @@ pub(crate) fn connect_blocking(
                     Err(e) => return Err(connect_error(address, e.into())),
                 }
             }
-            Err(e) => return Err(connect_error(address, e.into())),
+            Err(e) => return Err(connect_error(address, e)),
         }
-    }
-    welcomed(address, hello, &welcome, config, false)
+    };
+    welcomed(address, hello, &welcome[..read], fds, config, false)
 }

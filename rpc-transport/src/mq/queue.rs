@@ -273,6 +273,47 @@ pub(crate) fn create(
     Queue::wrap(mqd).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// [`create`], halving the message size (down to [`MIN_REPLY_MSGSIZE`]) while the user's
+/// `RLIMIT_MSGQUEUE` budget, shared with its other processes, has no room for the queue. When
+/// it had to shrink, it shrinks once more if it can, leaving about as much again for the
+/// clients' reply queues (a server that takes the last of the budget serves nobody). The error
+/// comes with the limits last tried.
+pub(crate) fn create_shrinking(
+    name: &CString,
+    access: MQ_OFlag,
+    limits: &SystemLimits,
+) -> Result<Queue, (Errno, SystemLimits)> {
+    let mut attempt = *limits;
+    loop {
+        match create(name, access, &attempt) {
+            Ok(queue) if attempt.msgsize_max == limits.msgsize_max => return Ok(queue),
+            Ok(queue) => {
+                let mut smaller = attempt;
+                smaller.msgsize_max /= 2;
+                let queue = if smaller.msgsize_max >= MIN_REPLY_MSGSIZE {
+                    drop(queue);
+                    let _ = unlink(name);
+                    attempt = smaller;
+                    create(name, access, &attempt).map_err(|errno| (errno, attempt))?
+                } else {
+                    queue
+                };
+                tracing::warn!(
+                    queue = ?name,
+                    msgsize = attempt.msgsize_max,
+                    "RLIMIT_MSGQUEUE has no room for a full-size queue (other queues of this \
+                     user hold it): made one of smaller messages"
+                );
+                return Ok(queue);
+            }
+            Err(Errno::EMFILE) if attempt.msgsize_max / 2 >= MIN_REPLY_MSGSIZE => {
+                attempt.msgsize_max /= 2;
+            }
+            Err(errno) => return Err((errno, attempt)),
+        }
+    }
+}
+
 /// Opens the existing queue `name` for sending.
 pub(crate) fn open_for_sending(name: &CString) -> Result<Queue, Errno> {
     let flags = MQ_OFlag::O_WRONLY | MQ_OFlag::O_NONBLOCK | MQ_OFlag::O_CLOEXEC;

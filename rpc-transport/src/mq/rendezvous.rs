@@ -3,7 +3,10 @@
 //! liveness signal.
 //!
 //! Hello, client to server: `[HELLO_MAGIC 8][reserved 8]` with the reply queue's descriptor
-//! (`SCM_RIGHTS`). Welcome, server to client: `[WELCOME_MAGIC 8][token u64 LE][msgsize u64 LE]`.
+//! (`SCM_RIGHTS`). Welcome, server to client: `[WELCOME_MAGIC 8][token u64 LE][msgsize u64 LE]`
+//! with a write-only descriptor of the server queue. Neither queue has a name by then: each
+//! was removed as soon as it was opened, so nothing outlives the processes holding them.
+//! After the welcome, the server writes only credit (see `link.rs`).
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -22,8 +25,8 @@ use crate::connection::PeerInfo;
 pub(crate) const HELLO_LEN: usize = 16;
 /// Bytes of a welcome.
 pub(crate) const WELCOME_LEN: usize = 24;
-const HELLO_MAGIC: &[u8; 8] = b"rpcmq\x01hi";
-const WELCOME_MAGIC: &[u8; 8] = b"rpcmq\x01ok";
+const HELLO_MAGIC: &[u8; 8] = b"rpcmq\x02hi";
+const WELCOME_MAGIC: &[u8; 8] = b"rpcmq\x02ok";
 
 /// The abstract socket address of `mq://NAME`.
 fn socket_address(name: &str) -> io::Result<SocketAddr> {
@@ -83,24 +86,30 @@ pub(crate) fn credentials(socket: &impl AsFd) -> io::Result<UnixCredentials> {
     Ok(getsockopt(socket, sockopt::PeerCredentials)?)
 }
 
-/// The peer's credentials as a [`PeerInfo`].
+/// The peer's credentials as a [`PeerInfo`]: those of a Unix-socket peer, which it is (gid
+/// included, so a server may admit by group).
 pub(crate) fn peer_info(cred: &UnixCredentials) -> PeerInfo {
-    PeerInfo::Local {
+    PeerInfo::Unix {
         pid: Some(cred.pid()),
-        uid: Some(cred.uid()),
+        uid: cred.uid(),
+        gid: cred.gid(),
     }
 }
 
-/// Refuses a peer running as another user than `own`: abstract sockets have no permissions,
-/// so anyone may bind or connect to `@rpc-mq/NAME`, and only the peer's uid tells a stranger
-/// from our own server or client. `peer` names the other side in the error.
-pub(crate) fn require_same_user(peer_uid: u32, own: u32, peer: &str) -> io::Result<()> {
-    if peer_uid == own {
+/// A client's check of the process bound at `@rpc-mq/NAME`: abstract sockets have no
+/// permissions, so anyone may bind the name while our server is down, and only the peer's uid
+/// tells a stranger from a server we may trust: one of our own uid `own`, or root (who can
+/// read any process's queues and memory anyway). A server of a third user is refused, even
+/// one that admits us. `peer` names the other side in the error.
+pub(crate) fn require_trusted_server(peer_uid: u32, own: u32, peer: &str) -> io::Result<()> {
+    if peer_uid == own || peer_uid == 0 {
         Ok(())
     } else {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("the {peer} runs as uid {peer_uid}, not as our uid {own}; refusing it"),
+            format!(
+                "the {peer} runs as uid {peer_uid}, neither our uid {own} nor root; refusing it"
+            ),
         ))
     }
 }
@@ -124,16 +133,6 @@ pub(crate) fn send_with_fd(
         &control,
         MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         None,
-    )?;
-    short(sent, data.len())
-}
-
-/// Sends `data` without descriptors, without waiting.
-pub(crate) fn send_plain(socket: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
-    let sent = nix::sys::socket::send(
-        socket.as_raw_fd(),
-        data,
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
     )?;
     short(sent, data.len())
 }
@@ -212,17 +211,19 @@ pub(crate) fn welcome(token: u64, msgsize: usize) -> [u8; WELCOME_LEN] {
     message
 }
 
-/// Checks a received welcome: the token and the server queue's message size.
-pub(crate) fn parse_welcome(data: &[u8]) -> io::Result<(u64, usize)> {
-    if data.len() != WELCOME_LEN || &data[..8] != WELCOME_MAGIC {
-        return Err(io::Error::new(
+/// Checks a received welcome: the token, the server queue's message size and its descriptor.
+pub(crate) fn parse_welcome(data: &[u8], fds: Vec<OwnedFd>) -> io::Result<(u64, usize, OwnedFd)> {
+    match <[OwnedFd; 1]>::try_from(fds) {
+        Ok([fd]) if data.len() == WELCOME_LEN && &data[..8] == WELCOME_MAGIC => {
+            let token = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+            let msgsize = u64::from_le_bytes(data[16..].try_into().expect("8 bytes"));
+            Ok((token, msgsize as usize, fd))
+        }
+        _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "the server did not answer with an mq welcome",
-        ));
+            "the server did not answer with an mq welcome and its queue",
+        )),
     }
-    let token = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
-    let msgsize = u64::from_le_bytes(data[16..].try_into().expect("8 bytes"));
-    Ok((token, msgsize as usize))
 }
 
 #[cfg(test)]
@@ -272,9 +273,10 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn another_users_peer_is_refused() {
-        assert!(require_same_user(1000, 1000, "mq client").is_ok());
-        let error = require_same_user(1001, 1000, "mq client").unwrap_err();
+    fn a_server_of_a_third_user_is_refused() {
+        assert!(require_trusted_server(1000, 1000, "server").is_ok());
+        assert!(require_trusted_server(0, 1000, "server").is_ok());
+        let error = require_trusted_server(1001, 1000, "server").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
         assert!(error.to_string().contains("uid 1001"), "{error}");
     }

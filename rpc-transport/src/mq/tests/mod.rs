@@ -1,4 +1,15 @@
-//! Tests on real queues and sockets.
+//! Tests on real queues and sockets; `credit.rs` has those of the credit window,
+//! `lifecycle.rs` those of tokens, a hung server and queues let go of.
+//!
+//! Budget: each test that makes queues runs under a uid of its own when we are root
+//! (`own_uid.rs`: `RLIMIT_MSGQUEUE` is per user and other processes of ours may hold most of
+//! it), one at a time (`setup`). Otherwise it runs on what its uid has left: one server queue
+//! (about 82 KB under Linux's defaults) and at most eight reply queues (11 KB each), all of
+//! which shrink to smaller messages when that is not free.
+
+mod credit;
+mod lifecycle;
+mod own_uid;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -13,27 +24,37 @@ use crate::{
 };
 
 /// Every wait in these tests is bounded by this.
-const LIMIT: Duration = Duration::from_secs(20);
+pub(super) const LIMIT: Duration = Duration::from_secs(20);
 
-/// Serializes the tests that make queues, and lifts this test binary's `RLIMIT_MSGQUEUE` where
-/// allowed: the default (800 KiB per user) fits only nine full-size server queues, so tests in
-/// parallel would fail each other. Without `CAP_SYS_RESOURCE` the limit stays.
-async fn setup() -> tokio::sync::MutexGuard<'static, ()> {
+/// Serializes the tests that make queues, and runs the test `name` of `module`
+/// (`module_path!()`) under a uid of its own when we may (see `own_uid.rs`): `None` once such a
+/// child passed it, when the caller returns. Otherwise (in the child, or not root) it lifts
+/// this test binary's `RLIMIT_MSGQUEUE` where allowed (with `CAP_SYS_RESOURCE`), and the test
+/// runs on what its uid has left: one server queue and at most eight reply queues at a time,
+/// which shrink to what fits.
+pub(super) async fn setup(
+    module: &str,
+    name: &str,
+) -> Option<tokio::sync::MutexGuard<'static, ()>> {
     static ONCE: Once = Once::new();
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let serial = SERIAL.lock().await;
+    if own_uid::delegated(&own_uid::test_path(module, name)) {
+        return None;
+    }
     ONCE.call_once(|| {
         let _ = super::fd::set_msgqueue_limit(256 << 20);
     });
-    SERIAL.lock().await
+    Some(serial)
 }
 
-fn address(tag: &str) -> Address {
+pub(super) fn address(tag: &str) -> Address {
     format!("mq://rpc-test-{}-{tag}", std::process::id())
         .parse()
         .unwrap()
 }
 
-fn queue_exists(address: &Address) -> bool {
+pub(super) fn queue_exists(address: &Address) -> bool {
     let Address::Mq(name) = address else {
         unreachable!()
     };
@@ -52,24 +73,15 @@ fn queue_exists(address: &Address) -> bool {
     }
 }
 
-/// Whether the server queue of `address` is full.
-fn queue_full(address: &Address) -> bool {
-    let Address::Mq(name) = address else {
-        unreachable!()
-    };
-    let q = mq_open(
-        format!("/{name}").as_str(),
-        MQ_OFlag::O_RDONLY,
-        Mode::empty(),
-        None,
-    )
-    .unwrap();
-    let attr = nix::mqueue::mq_getattr(&q).unwrap();
-    let _ = nix::mqueue::mq_close(q);
-    attr.curmsgs() == attr.maxmsg()
+/// The server queue a client's sender writes to (it has no name to open it by).
+pub(super) fn server_queue_of(sender: &crate::FrameSender) -> std::sync::Arc<super::queue::Queue> {
+    match &sender.0 {
+        crate::connection::SenderFlavor::Mq(s) => s.queue_for_tests(),
+        _ => unreachable!(),
+    }
 }
 
-fn pattern(len: usize, seed: u8) -> Frame {
+pub(super) fn pattern(len: usize, seed: u8) -> Frame {
     Frame::filled(len, |buf| {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8;
@@ -77,13 +89,13 @@ fn pattern(len: usize, seed: u8) -> Frame {
     })
 }
 
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+pub(super) async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f)
         .await
         .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
 }
 
-async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection) {
+pub(super) async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection) {
     let config = TransportConfig::default();
     let (client, server) = bounded("connect", async {
         tokio::join!(connect(address, &config), listener.accept())
@@ -92,7 +104,15 @@ async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection
     (client.unwrap(), server.unwrap())
 }
 
-fn link_of(sender: &crate::FrameSender) -> std::sync::Arc<super::link::Link> {
+/// The token a client's sender puts in its messages.
+pub(super) fn token_of(sender: &crate::FrameSender) -> u64 {
+    match &sender.0 {
+        crate::connection::SenderFlavor::Mq(s) => s.token_for_tests(),
+        _ => unreachable!(),
+    }
+}
+
+pub(super) fn link_of(sender: &crate::FrameSender) -> std::sync::Arc<super::link::Link> {
     match &sender.0 {
         crate::connection::SenderFlavor::Mq(s) => s.link_for_tests(),
         _ => unreachable!(),
@@ -114,14 +134,16 @@ const SIZES: [usize; 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_of_many_sizes_cross_both_ways() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "frames_of_many_sizes_cross_both_ways").await else {
+        return;
+    };
     let address = address("sizes");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
     let (client, server) = pair(&listener, &address).await;
     let (mut client_tx, mut client_rx, peer) = client.split();
     assert!(
-        matches!(peer, crate::PeerInfo::Local { pid: Some(pid), uid: Some(_) } if pid == std::process::id() as i32),
+        matches!(peer, crate::PeerInfo::Unix { pid: Some(pid), .. } if pid == std::process::id() as i32),
         "{peer:?}"
     );
     let (mut server_tx, mut server_rx, _) = server.split();
@@ -162,7 +184,10 @@ async fn frames_of_many_sizes_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_interleave_on_one_server() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "eight_clients_interleave_on_one_server").await
+    else {
+        return;
+    };
     let address = address("eight");
     let config = TransportConfig::default();
     let listener = Listener::bind(&address, &config).await.unwrap();
@@ -230,7 +255,10 @@ async fn eight_clients_interleave_on_one_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_server_ends_the_client_promptly() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "a_dropped_server_ends_the_client_promptly").await
+    else {
+        return;
+    };
     let address = address("server-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -238,26 +266,36 @@ async fn a_dropped_server_ends_the_client_promptly() {
     let (client, server) = pair(&listener, &address).await;
     let (mut tx, mut rx, _) = client.split();
     let (server_tx, _server_rx, _) = server.split();
-    // Flood the server, which reads nothing: its inbox and queue fill, and a send waits for
-    // room that never comes.
-    let blocked = tokio::spawn(async move {
-        let mut sent = 0usize;
-        loop {
-            let result = tx.send(pattern(100, 1)).await;
-            if result.is_err() {
-                return (result, sent, tx);
+    // Flood the server, which reads nothing: its inbox fills up to the credit window, and a
+    // send waits for credit that never comes.
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let blocked = tokio::spawn({
+        let count = count.clone();
+        async move {
+            let mut sent = 0usize;
+            loop {
+                let result = tx.send(pattern(100, 1)).await;
+                if result.is_err() {
+                    return (result, sent, tx);
+                }
+                sent += 1;
+                count.store(sent, std::sync::atomic::Ordering::SeqCst);
             }
-            sent += 1;
         }
     });
-    bounded("filling the server", async {
-        while !queue_full(&address) {
+    let window = super::link::CREDIT_WINDOW as usize;
+    bounded("filling the window", async {
+        while count.load(std::sync::atomic::Ordering::SeqCst) < window {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!blocked.is_finished(), "the flood must be waiting for room");
+    assert!(
+        !blocked.is_finished(),
+        "the flood must be waiting for credit"
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), window);
     // The server "dies" without saying goodbye (its sender forgotten, so no BYE): the client
     // must see the socket close.
     let link = link_of(&server_tx);
@@ -268,7 +306,7 @@ async fn a_dropped_server_ends_the_client_promptly() {
     let started = std::time::Instant::now();
     let (result, sent, mut tx) = bounded("the blocked send", blocked).await.unwrap();
     assert!(matches!(result, Err(TransportError::Closed)), "{result:?}");
-    assert!(sent >= super::demux::INBOX_FRAMES, "{sent}");
+    assert_eq!(sent, window);
     assert!(matches!(
         tx.send(Frame::from_payload(b"x")).await,
         Err(TransportError::Closed)
@@ -284,7 +322,14 @@ async fn a_dropped_server_ends_the_client_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_client_ends_the_server_connection() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_dropped_client_ends_the_server_connection",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("client-gone");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -319,7 +364,9 @@ async fn a_dropped_client_ends_the_server_connection() {
 
 #[tokio::test]
 async fn a_second_server_gets_address_in_use() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "a_second_server_gets_address_in_use").await else {
+        return;
+    };
     let address = address("twice");
     let config = TransportConfig::default();
     let first = Listener::bind(&address, &config).await.unwrap();
@@ -328,16 +375,27 @@ async fn a_second_server_gets_address_in_use() {
         matches!(second, Err(TransportError::AddressInUse { .. })),
         "{second:?}"
     );
-    // The failed bind did not remove the live server's queue.
-    assert!(queue_exists(&address));
-    drop(first);
+    // The server queue never keeps its name, and the failed bind did not disturb the live
+    // server: it still serves.
     assert!(!queue_exists(&address));
+    let (mut client, mut server) = pair(&first, &address).await;
+    client.send(Frame::from_payload(b"first")).await.unwrap();
+    let frame = bounded("recv", server.recv()).await.unwrap();
+    assert_eq!(frame, Some(Frame::from_payload(b"first")));
+    drop((client, server, first));
     drop(Listener::bind(&address, &config).await.unwrap());
 }
 
 #[tokio::test]
 async fn a_stale_queue_is_replaced_and_nothing_is_left() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_stale_queue_is_replaced_and_nothing_is_left",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("stale");
     let Address::Mq(name) = &address else {
         unreachable!()
@@ -355,6 +413,8 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
         .unwrap();
+    // Replaced by a queue without a name.
+    assert!(!queue_exists(&address));
     let (mut client, mut server) = pair(&listener, &address).await;
     client.send(Frame::from_payload(b"fresh")).await.unwrap();
     let frame = bounded("recv", server.recv()).await.unwrap();
@@ -365,7 +425,10 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
 
 #[tokio::test]
 async fn connecting_to_nobody_is_a_connect_error() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "connecting_to_nobody_is_a_connect_error").await
+    else {
+        return;
+    };
     let address = address("nobody");
     let result = connect(&address, &TransportConfig::default()).await;
     match result {
@@ -378,26 +441,19 @@ async fn connecting_to_nobody_is_a_connect_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_fails_only_its_own_connection() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(module_path!(), "garbage_fails_only_its_own_connection").await else {
+        return;
+    };
     let address = address("garbage");
     let small = TransportConfig::default().with_max_frame_size(1000);
     let listener = Listener::bind(&address, &small).await.unwrap();
-    let (mut good, mut good_server) = pair(&listener, &address).await;
+    let (good, mut good_server) = pair(&listener, &address).await;
+    let (mut good_tx, mut good_rx, _) = good.split();
     let (mut bad, mut bad_server) = pair(&listener, &address).await;
     // Messages of no connection, written straight to the server queue, are dropped.
-    let Address::Mq(name) = &address else {
-        unreachable!()
-    };
-    let raw = mq_open(
-        format!("/{name}").as_str(),
-        MQ_OFlag::O_WRONLY,
-        Mode::empty(),
-        None,
-    )
-    .unwrap();
-    nix::mqueue::mq_send(&raw, b"short", 0).unwrap();
-    nix::mqueue::mq_send(&raw, &[1u8; 40], 0).unwrap();
-    let _ = nix::mqueue::mq_close(raw);
+    let raw = server_queue_of(&good_tx);
+    raw.try_send(b"short").unwrap();
+    raw.try_send(&[1u8; 40]).unwrap();
     // A frame over the server's limit fails that connection only.
     bad.send(Frame::filled(5000, |_| ())).await.unwrap();
     let result = bounded("recv", bad_server.recv()).await;
@@ -411,20 +467,30 @@ async fn garbage_fails_only_its_own_connection() {
         ),
         "{result:?}"
     );
-    good.send(Frame::from_payload(b"still fine")).await.unwrap();
+    good_tx
+        .send(Frame::from_payload(b"still fine"))
+        .await
+        .unwrap();
     let frame = bounded("recv", good_server.recv()).await.unwrap();
     assert_eq!(frame, Some(Frame::from_payload(b"still fine")));
     good_server
         .send(Frame::from_payload(b"and back"))
         .await
         .unwrap();
-    let frame = bounded("recv", good.recv()).await.unwrap();
+    let frame = bounded("recv", good_rx.recv()).await.unwrap();
     assert_eq!(frame, Some(Frame::from_payload(b"and back")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_blocking_client_without_a_runtime_talks_to_an_async_server",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("blocking");
     let listener = Listener::bind(&address, &TransportConfig::default())
         .await
@@ -476,7 +542,14 @@ async fn a_blocking_client_without_a_runtime_talks_to_an_async_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_with_extra_descriptors_is_refused_and_none_leak() {
     use super::rendezvous::tests::{marker, open_on, send_dups};
-    let _serial = setup().await;
+    let Some(_serial) = setup(
+        module_path!(),
+        "a_hello_with_extra_descriptors_is_refused_and_none_leak",
+    )
+    .await
+    else {
+        return;
+    };
     let address = address("extra-fds");
     let config = TransportConfig::default();
     let listener = std::sync::Arc::new(Listener::bind(&address, &config).await.unwrap());
@@ -534,134 +607,5 @@ async fn a_hello_with_extra_descriptors_is_refused_and_none_leak() {
     let _ = accepting.await;
     drop((client, server));
     drop(std::sync::Arc::into_inner(listener).expect("the only listener"));
-    assert!(!queue_exists(&address));
-}
-
-#[test]
-fn tokens_are_distinct_nonzero_and_unrelated() {
-    let tokens = super::Tokens::new();
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..100_000 {
-        let token = tokens.next();
-        assert_ne!(token, 0);
-        assert!(seen.insert(token), "token {token:#x} repeated");
-    }
-    // Consecutive tokens share no simple relation (unlike `salt ^ n`).
-    let (a, b, c) = (tokens.next(), tokens.next(), tokens.next());
-    assert_ne!(a ^ b, b ^ c);
-    // Another acceptor's tokens are others.
-    let other = super::Tokens::new();
-    assert!(!seen.contains(&other.next()));
-}
-
-/// A socket bound at `@rpc-mq/NAME` with a backlog of one that never accepts, filled up.
-fn hung_server(name: &str) -> (std::os::fd::OwnedFd, Vec<std::os::unix::net::UnixStream>) {
-    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
-    let socket = nix::sys::socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let addr = UnixAddr::new_abstract(format!("rpc-mq/{name}").as_bytes()).unwrap();
-    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &addr).unwrap();
-    nix::sys::socket::listen(&socket, Backlog::new(1).unwrap()).unwrap();
-    let mut pending = Vec::new();
-    loop {
-        let connecting = super::rendezvous::Connecting::new(name).unwrap();
-        if !connecting.attempt().unwrap() {
-            return (socket, pending);
-        }
-        pending.push(connecting.into_stream());
-        assert!(pending.len() < 10_000, "the backlog never filled");
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn a_full_backlog_times_out_instead_of_hanging() {
-    let _serial = setup().await;
-    let address = address("backlog");
-    let Address::Mq(name) = &address else {
-        unreachable!()
-    };
-    let _hung = hung_server(name);
-    // Blocking: the given timeout is kept.
-    let started = std::time::Instant::now();
-    let result = connect_blocking(
-        &address,
-        &TransportConfig::default(),
-        Duration::from_millis(200),
-    );
-    match result {
-        Err(TransportError::Connect { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(started.elapsed() < Duration::from_secs(5));
-    // Async: the runtime thread (the only one here) is not blocked, so the caller's timeout
-    // fires.
-    let result = tokio::time::timeout(
-        Duration::from_millis(200),
-        connect(&address, &TransportConfig::default()),
-    )
-    .await;
-    assert!(result.is_err(), "connected to a hung server?");
-    assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-/// How many of this process's descriptors are open on queues of `address`.
-fn queue_fds(address: &Address) -> usize {
-    let Address::Mq(name) = address else {
-        unreachable!()
-    };
-    let name = format!("/{name}");
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| {
-            let target = target.to_string_lossy();
-            target == name.as_str() || target.starts_with(&format!("{name}."))
-        })
-        .count()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_sides_dropped_with_full_queues_let_go_of_them_at_once() {
-    let _serial = setup().await;
-    let address = address("linger");
-    let config = TransportConfig::default();
-    let listener = Listener::bind(&address, &config).await.unwrap();
-    let (mut client, mut server) = pair(&listener, &address).await;
-    assert!(queue_fds(&address) >= 2);
-    // Nobody reads: fill the client's reply queue, then the server's inbox and queue, each
-    // side ending with a send cut short.
-    let short = Duration::from_millis(50);
-    for (side, name) in [(&mut server, "server"), (&mut client, "client")] {
-        let mut sent = 0;
-        while tokio::time::timeout(short, side.send(Frame::from_payload(b"x")))
-            .await
-            .is_ok()
-        {
-            sent += 1;
-            assert!(sent < 100_000, "the {name}'s peer queue never filled");
-        }
-    }
-    // The server first: its routing task ends with the server queue full, which nobody reads
-    // any more, so each side's goodbye waits on a queue that only its peer could drain.
-    drop((server, listener));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    drop(client);
-    let started = std::time::Instant::now();
-    while queue_fds(&address) > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{} queue descriptors still open after {:?}",
-            queue_fds(&address),
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     assert!(!queue_exists(&address));
 }
