@@ -412,6 +412,19 @@ impl RecvInterrupter {
 }
 
 impl BlockingReceiver {
+    /// Whether the peer has left, asked without reading or waiting; see
+    /// [`FrameReceiver::peer_gone`].
+    pub fn peer_gone(&self) -> bool {
+        match &self.0 {
+            BlockingReceiverFlavor::Tcp(r) => crate::hangup::hung_up(&r.io),
+            BlockingReceiverFlavor::Unix(r) => crate::hangup::hung_up(&r.io),
+            BlockingReceiverFlavor::Shm(r) => r.peer_gone(),
+            BlockingReceiverFlavor::Mem(m) => m.half.peer_gone(),
+            BlockingReceiverFlavor::Pipe(r) => crate::hangup::hung_up(&r.io),
+            BlockingReceiverFlavor::Mq(r) => r.peer_gone(),
+        }
+    }
+
     /// A handle to interrupt this receiver's waits from another thread.
     pub fn interrupter(&self) -> RecvInterrupter {
         match &self.0 {

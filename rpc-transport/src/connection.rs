@@ -281,6 +281,20 @@ impl FrameReceiver {
         }
     }
 
+    /// Whether the peer has left (closed its end or died), asked without reading or waiting:
+    /// frames it sent before may still be unread. A server that has stopped reading a
+    /// connection uses it to let go of one whose peer is gone.
+    pub fn peer_gone(&self) -> bool {
+        match &self.0 {
+            ReceiverFlavor::Tcp(r) => crate::hangup::hung_up(r.io().as_ref()),
+            ReceiverFlavor::Unix(r) => crate::hangup::hung_up(r.io().as_ref()),
+            ReceiverFlavor::Mem(r) => r.peer_gone(),
+            ReceiverFlavor::Shm(r) => r.peer_gone(),
+            ReceiverFlavor::Pipe(r) => crate::hangup::hung_up(r.io()),
+            ReceiverFlavor::Mq(r) => r.peer_gone(),
+        }
+    }
+
     /// Whether a frame is already waiting, so the next [`recv`](Self::recv) returns at once.
     /// A server uses it to answer a batch of requests with one write.
     pub fn has_buffered(&self) -> bool {

@@ -47,6 +47,8 @@ mod fifo;
 #[cfg(not(loom))]
 mod frame;
 #[cfg(not(loom))]
+mod hangup;
+#[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
 mod mem;

@@ -64,6 +64,11 @@ impl MemReceiver {
         self.limit = limit;
     }
 
+    /// Whether the sending half is gone.
+    pub(crate) fn peer_gone(&self) -> bool {
+        self.rx.is_closed()
+    }
+
     /// Whether a frame is waiting.
     pub(crate) fn has_buffered(&self) -> bool {
         !self.rx.is_empty()

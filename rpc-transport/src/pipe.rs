@@ -129,6 +129,12 @@ pub(crate) struct PipeWrite {
     _keep: Keepalive,
 }
 
+impl AsFd for PipeRead {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
 impl std::fmt::Debug for PipeRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PipeRead({})", self.io.as_raw_fd())

@@ -165,6 +165,11 @@ pub(crate) struct StreamReceiver<R> {
 }
 
 impl<R> StreamReceiver<R> {
+    /// The stream read from.
+    pub(crate) fn io(&self) -> &R {
+        &self.io
+    }
+
     /// Sets the largest frame accepted from now on.
     pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
         self.limit = limit;

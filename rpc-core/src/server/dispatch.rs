@@ -75,6 +75,14 @@ impl Answer {
 }
 
 impl Outgoing {
+    /// The answer's size on the wire.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.len(),
+            Outgoing::InPlace { len, .. } => *len,
+        }
+    }
+
     /// Writes an in-place answer into `out` (exactly `len` bytes). A body that encodes to
     /// another size than it was measured at zeroes the frame kind: the client then rejects
     /// the frame as a protocol violation instead of misreading it.

@@ -66,7 +66,7 @@ pub struct ServerConfig {
     /// over local transports. Off by default.
     pub max_connections_per_peer: Option<usize>,
     /// Bytes one connection may hold, in each of two pools: requests of calls running as
-    /// tasks, and replies waiting to be written (8 MiB each by default). When a pool is full
+    /// tasks, and replies waiting to be written (4 MiB each by default). When a pool is full
     /// the connection stops reading until its peer reads replies or calls finish, so a peer
     /// that sends without reading holds at most this much. A frame larger than the limit
     /// takes all of it and still goes through, one at a time.
@@ -94,7 +94,7 @@ impl Default for ServerConfig {
             access: Access::default(),
             idle_timeout: None,
             max_connections_per_peer: None,
-            max_connection_memory: 8 << 20,
+            max_connection_memory: 4 << 20,
             max_server_memory: 256 << 20,
             dedicated_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }

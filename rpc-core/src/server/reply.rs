@@ -78,9 +78,17 @@ impl ReplySink {
         sent
     }
 
+    /// `answer` sized for this connection's client, ready to send.
+    pub(crate) fn prepare(&self, answer: Answer) -> Outgoing {
+        answer.outgoing(self.peer_limit)
+    }
+
     /// Sends `answer` from async code.
     pub(crate) async fn send(&self, answer: Answer) -> Result<(), TransportError> {
-        let outgoing = answer.outgoing(self.peer_limit);
+        self.send_prepared(self.prepare(answer)).await
+    }
+
+    async fn send_prepared(&self, outgoing: Outgoing) -> Result<(), TransportError> {
         match &self.half {
             Half::Async(outbox) => match outgoing {
                 Outgoing::Frame(frame) => outbox.send(frame).await,
@@ -135,12 +143,12 @@ impl ReplySink {
     }
 
     /// Sends `answers`, in order, with as few writes as the transport allows.
-    pub(crate) async fn send_many(&self, answers: Vec<Answer>) -> Result<(), TransportError> {
+    pub(crate) async fn send_many(&self, answers: Vec<Outgoing>) -> Result<(), TransportError> {
         match &self.half {
             Half::Async(outbox) if !outbox.in_place() => {
                 let frames = answers
                     .into_iter()
-                    .map(|answer| match answer.outgoing(self.peer_limit) {
+                    .map(|outgoing| match outgoing {
                         Outgoing::Frame(frame) => frame,
                         Outgoing::InPlace { len, header, body } => {
                             Frame::filled(len, |out| Outgoing::write(&header, &body, out))
@@ -150,8 +158,8 @@ impl ReplySink {
                 outbox.send_all(frames).await
             }
             _ => {
-                for answer in answers {
-                    self.send(answer).await?;
+                for outgoing in answers {
+                    self.send_prepared(outgoing).await?;
                 }
                 Ok(())
             }

@@ -12,16 +12,27 @@ use rpc_transport::FrameReceiver;
 
 use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, ReplyFuture, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, ReplyFuture, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD};
 use crate::wire::WireError;
 
-/// The most answers held back to leave in one write.
+/// The most answers held back to leave in one write (see also `BATCH_BYTES`).
 const BATCH: usize = 64;
 
 /// How long a connection ended for a protocol error waits for its peer to read why.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// What ended a wait during which the connection is not read.
+enum Waited<T> {
+    Done(T),
+    /// The server is killed.
+    Killed,
+    /// The server stops gracefully.
+    Stopped,
+    /// The peer left while we waited.
+    PeerGone,
+}
 
 /// Serves calls until the peer leaves, breaks the protocol, or the server stops.
 pub(crate) async fn run(
@@ -33,24 +44,16 @@ pub(crate) async fn run(
     memory: &ConnectionMemory,
 ) {
     let runtime = tokio::runtime::Handle::current();
-    let mut ready: Vec<Answer> = Vec::new();
+    let mut ready = Ready::default();
     loop {
         let received = tokio::select! {
             biased;
             _ = env.kill.cancelled() => return,
-            _ = env.stop.cancelled() => {
-                let ready = std::mem::take(&mut ready);
-                return until_killed(env, async {
-                    let _ = sink.send_many(ready).await;
-                    let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
-                    sink.close().await;
-                })
-                .await;
-            }
+            _ = env.stop.cancelled() => return stop(env, calls, sink, ready.take()).await,
             received = receiver.recv() => received,
             _ = idle(env.config.idle_timeout, calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
-                let ready = std::mem::take(&mut ready);
+                let ready = ready.take();
                 return until_killed(env, async {
                     let _ = sink.send_many(ready).await;
                     sink.close().await;
@@ -61,12 +64,14 @@ pub(crate) async fn run(
         let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) => {
+                let ready = ready.take();
                 return until_killed(env, async {
                     let _ = sink.send_many(ready).await;
                 })
                 .await;
             }
             Err(error) => {
+                let ready = ready.take();
                 return until_killed(env, async {
                     let _ = sink.send_many(ready).await;
                     fail(env, sink, receiver, error.to_string()).await;
@@ -78,32 +83,36 @@ pub(crate) async fn run(
         match classify(frame) {
             Incoming::Call(request) => match prepare_call(call_env, calls, request) {
                 Ok((call_id, mut reply)) => match poll_inline(&mut reply) {
-                    Poll::Ready(answer) => ready.push(answer),
+                    Poll::Ready(answer) => ready.push(sink.prepare(answer)),
                     Poll::Pending => {
                         // The request lives on in a task: it takes its bytes from the budget,
                         // and while the budget is spent this loop reads nothing more.
                         let held = match memory.requests.try_take(size) {
                             Some(held) => held,
                             None => {
-                                let batch = std::mem::take(&mut ready);
+                                let batch = ready.take();
                                 let wait = async {
                                     let _ = sink.send_many(batch).await;
                                     memory.requests.take(size).await
                                 };
-                                tokio::select! {
-                                    _ = env.kill.cancelled() => return,
-                                    _ = env.stop.cancelled() => return,
-                                    held = wait => held,
+                                match unread(env, receiver, wait).await {
+                                    Waited::Done(held) => held,
+                                    Waited::Stopped => {
+                                        drop(reply);
+                                        return stop(env, calls, sink, Vec::new()).await;
+                                    }
+                                    Waited::Killed | Waited::PeerGone => return,
                                 }
                             }
                         };
                         calls.spawn(&runtime, sink.clone(), call_id, reply, Some(held));
                     }
                 },
-                Err(refusal) => ready.push(Answer::Frame(refusal)),
+                Err(refusal) => ready.push(sink.prepare(Answer::Frame(refusal))),
             },
             Incoming::Cancel(call_id) => calls.cancel(call_id),
             Incoming::Violation(reason) => {
+                let ready = ready.take();
                 return until_killed(env, async {
                     let _ = sink.send_many(ready).await;
                     fail(env, sink, receiver, reason).await;
@@ -112,17 +121,83 @@ pub(crate) async fn run(
             }
         }
         // Answer once the requests that arrived together are handled, and at least every
-        // `BATCH` answers, so a client that keeps pipelining still hears back.
-        // Sending waits while the replies' budget is spent (the peer does not read), and so
-        // does this loop: the peer's further requests stay where they are.
-        if !ready.is_empty() && (ready.len() >= BATCH || !receiver.has_buffered()) {
-            let batch = std::mem::take(&mut ready);
-            tokio::select! {
-                _ = env.kill.cancelled() => return,
-                _ = env.stop.cancelled() => return,
-                _ = sink.send_many(batch) => {}
+        // `BATCH` answers or `BATCH_BYTES`, so a client that keeps pipelining still hears back
+        // and the answers held here stay small. Sending waits while the replies' budget is
+        // spent (the peer does not read), and so does this loop: the peer's further requests
+        // stay where they are.
+        if ready.is_due(receiver.has_buffered()) {
+            match unread(env, receiver, sink.send_many(ready.take())).await {
+                Waited::Done(_) => {}
+                Waited::Stopped => return stop(env, calls, sink, Vec::new()).await,
+                Waited::Killed | Waited::PeerGone => return,
             }
         }
+    }
+}
+
+/// The most answers held back to leave in one write, and the most bytes.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Answers of calls that completed at once, held back to leave in one write.
+#[derive(Default)]
+struct Ready {
+    answers: Vec<Outgoing>,
+    bytes: usize,
+}
+
+impl Ready {
+    fn push(&mut self, answer: Outgoing) {
+        self.bytes += answer.len();
+        self.answers.push(answer);
+    }
+
+    fn take(&mut self) -> Vec<Outgoing> {
+        self.bytes = 0;
+        std::mem::take(&mut self.answers)
+    }
+
+    /// Whether to send now: a batch is full, or no further request is waiting.
+    fn is_due(&self, more_waiting: bool) -> bool {
+        !self.answers.is_empty()
+            && (self.answers.len() >= BATCH || self.bytes >= BATCH_BYTES || !more_waiting)
+    }
+}
+
+/// Graceful shutdown of one connection: what is ready goes out, running calls get the grace
+/// period, then our direction closes (unless the server is killed first).
+async fn stop(env: &ConnectionEnv, calls: &Calls, sink: &ReplySink, ready: Vec<Outgoing>) {
+    until_killed(env, async {
+        let _ = sink.send_many(ready).await;
+        let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
+        sink.close().await;
+    })
+    .await;
+}
+
+/// How often a connection that is not being read looks whether its peer left.
+const GONE_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs `work` while the connection is not read (its budget is spent), watching the server's
+/// signals and whether the peer left meanwhile.
+async fn unread<T>(
+    env: &ConnectionEnv,
+    receiver: &FrameReceiver,
+    work: impl Future<Output = T>,
+) -> Waited<T> {
+    let gone = async {
+        loop {
+            if receiver.peer_gone() {
+                return;
+            }
+            tokio::time::sleep(GONE_CHECK).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = env.kill.cancelled() => Waited::Killed,
+        _ = env.stop.cancelled() => Waited::Stopped,
+        done = work => Waited::Done(done),
+        _ = gone => Waited::PeerGone,
     }
 }
 

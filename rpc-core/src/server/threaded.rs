@@ -128,11 +128,17 @@ fn serve(
                 Poll::Pending => {
                     // The request lives on in a task, holding its bytes of the budget; while
                     // the budget is spent this thread reads nothing more.
-                    let Some(held) = take_waiting(env, memory, size) else {
-                        sink.close_blocking();
-                        return;
-                    };
-                    calls.spawn(runtime, sink.clone(), call_id, reply, Some(held));
+                    match take_waiting(env, &receiver, memory, size) {
+                        Waited::Took(held) => {
+                            calls.spawn(runtime, sink.clone(), call_id, reply, Some(held));
+                        }
+                        // The call is dropped; the top of the loop gives the others their grace.
+                        Waited::Stopped => unchecked = 0,
+                        Waited::Gone => {
+                            sink.close_blocking();
+                            return;
+                        }
+                    }
                     continue;
                 }
             },
@@ -144,19 +150,36 @@ fn serve(
     }
 }
 
+/// How a wait for the requests' budget ended.
+enum Waited {
+    Took(Held),
+    /// The server stops gracefully.
+    Stopped,
+    /// The server is killed, or the peer left.
+    Gone,
+}
+
 /// Takes `size` bytes of the requests' budget, waiting (in short sleeps) while running calls
-/// hold it; `None` if the server stops first.
-fn take_waiting(env: &ConnectionEnv, memory: &ConnectionMemory, size: usize) -> Option<Held> {
+/// hold it, and looking whether the server stops or the peer leaves meanwhile.
+fn take_waiting(
+    env: &ConnectionEnv,
+    receiver: &BlockingReceiver,
+    memory: &ConnectionMemory,
+    size: usize,
+) -> Waited {
     let mut pause = Duration::from_micros(50);
     loop {
         if let Some(held) = memory.requests.try_take(size) {
-            return Some(held);
+            return Waited::Took(held);
         }
-        if env.kill.is_cancelled() || env.stop.is_cancelled() {
-            return None;
+        if env.kill.is_cancelled() || receiver.peer_gone() {
+            return Waited::Gone;
+        }
+        if env.stop.is_cancelled() {
+            return Waited::Stopped;
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(2));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

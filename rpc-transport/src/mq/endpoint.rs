@@ -473,6 +473,14 @@ impl MqReceiver {
         }
     }
 
+    /// Whether the peer is gone (its rendezvous socket closed).
+    pub(crate) fn peer_gone(&self) -> bool {
+        match &self.0 {
+            Inbox::Queue(q) => q.link.is_dead() || q.link.hung_up(),
+            Inbox::Routed(r) => r.link.is_dead() || r.link.hung_up(),
+        }
+    }
+
     pub(crate) fn has_buffered(&self) -> bool {
         match &self.0 {
             Inbox::Queue(_) => false,

@@ -80,6 +80,11 @@ impl Link {
     }
 
     /// Whether the peer is known to be gone.
+    /// Whether the peer closed its end of the socket (asked without reading).
+    pub(crate) fn hung_up(&self) -> bool {
+        crate::hangup::hung_up(&self.socket)
+    }
+
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
     }

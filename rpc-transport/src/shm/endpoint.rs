@@ -490,6 +490,11 @@ impl ShmReceiver {
         }
     }
 
+    /// Whether the peer is gone (its rendezvous socket closed).
+    pub(crate) fn peer_gone(&self) -> bool {
+        self.link().is_dead()
+    }
+
     /// Whether a record waits in the ring.
     pub(crate) fn has_buffered(&self) -> bool {
         self.consumer.has_data().unwrap_or(true)
