@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::region::Region;
 pub use super::ring::RingError;
-use super::ring::{Consumer, Producer, RING_CONTROL as CONTROL, RegionRing, RingMemory, max_inline_payload};
+use super::ring::{
+    Consumer, Producer, RING_CONTROL as CONTROL, RegionRing, RingMemory, max_inline_payload,
+};
 use super::sync::Ordering;
 
 /// Bytes of a ring's control block (head, tail and the two sleep words); data follows.

@@ -113,7 +113,10 @@ fn client_reads(reply: &Frame, options: &ClientOptions) {
             }
             let differences = agreement.compatibility.differences(schema);
             if options.strict_schema {
-                assert!(differences.is_empty(), "a strict client agreed: {differences:?}");
+                assert!(
+                    differences.is_empty(),
+                    "a strict client agreed: {differences:?}"
+                );
             }
         }
         // Every error prints (names its cause) without panicking.

@@ -26,7 +26,7 @@ pub(crate) struct Harness {
     /// The abstract socket name (without `@`) of the server's `unix:@...` listener.
     pub(crate) unix_name: String,
     inputs: AtomicUsize,
-    _handle: rpc_core::ServerHandle,
+    handle: rpc_core::ServerHandle,
 }
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -66,7 +66,7 @@ pub(crate) fn harness() -> &'static Harness {
             mem,
             unix_name,
             inputs: AtomicUsize::new(0),
-            _handle: handle,
+            handle,
         }
     })
 }
@@ -75,18 +75,29 @@ impl Harness {
     /// Ends an input: no server thread may have panicked, and every so often a well-behaved
     /// client must still connect and be served.
     pub(crate) fn after_input(&self) {
-        assert_eq!(
-            PANICS.load(Ordering::SeqCst),
-            0,
-            "a server thread panicked"
-        );
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a server thread panicked");
         if self.inputs.fetch_add(1, Ordering::Relaxed) % HEALTH_EVERY == HEALTH_EVERY - 1 {
             self.check_health();
         }
     }
 
-    /// A fresh client on each listener connects and is served.
+    /// Once every client of the inputs has left, the server lets go of their connections;
+    /// then a fresh client on each listener connects and is served.
     fn check_health(&self) {
+        self.runtime.block_on(async {
+            let gone = tokio::time::timeout(HANG, async {
+                while self.handle.connections() + self.handle.pending_handshakes() > 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            assert!(
+                gone.is_ok(),
+                "the server still holds {} connections and {} handshakes after their clients left",
+                self.handle.connections(),
+                self.handle.pending_handshakes()
+            );
+        });
         let unix = format!("unix:@{}", self.unix_name);
         for address in [&self.mem, &unix] {
             self.runtime.block_on(async {
@@ -103,11 +114,7 @@ impl Harness {
                 }
             });
         }
-        assert_eq!(
-            PANICS.load(Ordering::SeqCst),
-            0,
-            "a server thread panicked"
-        );
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a server thread panicked");
     }
 }
 

@@ -19,8 +19,11 @@ pub use harness::check_server_health;
 pub use ring::shm_ring;
 pub use server::server_bytes;
 
+/// A target's body: runs one input.
+pub type Body = fn(&[u8]);
+
 /// The targets, by name (the corpus directory of each is `corpus/NAME/`).
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Body); 4] = [
     ("frame_decoder", frame_decoder),
     ("handshake", handshake),
     ("server_bytes", server_bytes),

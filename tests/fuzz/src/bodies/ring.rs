@@ -125,7 +125,10 @@ pub fn shm_ring(data: &[u8]) {
             _ => {
                 let how = u32::from(input.byte());
                 let slept = ring.announce_sleep(how);
-                assert!(!clean || slept == Ok(pushed.is_empty()), "announce_sleep: {slept:?}");
+                assert!(
+                    !clean || slept == Ok(pushed.is_empty()),
+                    "announce_sleep: {slept:?}"
+                );
                 let wait = ring.announce_wait_for_space(usize::from(input.byte()));
                 assert!(!clean || wait.is_ok(), "announce_wait_for_space: {wait:?}");
             }

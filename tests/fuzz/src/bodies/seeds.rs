@@ -86,10 +86,26 @@ fn calls() -> Vec<u8> {
         metadata: vec![("trace".into(), "1".into())],
     };
     cat(&[
-        &on_stream(&payload(header(Kind::Request, method("add"), 1), None, &(2i64, 3i64))),
-        &on_stream(&payload(header(Kind::Request, method("div"), 2), Some(&ext), &(7i64, 0i64))),
-        &on_stream(&payload(header(Kind::Request, method("sum"), 3), None, &(vec![1i64, 2, 3],))),
-        &on_stream(&payload(header(Kind::Request, method("echo"), 4), None, &(vec![9u8; 40],))),
+        &on_stream(&payload(
+            header(Kind::Request, method("add"), 1),
+            None,
+            &(2i64, 3i64),
+        )),
+        &on_stream(&payload(
+            header(Kind::Request, method("div"), 2),
+            Some(&ext),
+            &(7i64, 0i64),
+        )),
+        &on_stream(&payload(
+            header(Kind::Request, method("sum"), 3),
+            None,
+            &(vec![1i64, 2, 3],),
+        )),
+        &on_stream(&payload(
+            header(Kind::Request, method("echo"), 4),
+            None,
+            &(vec![9u8; 40],),
+        )),
         &on_stream(&payload(header(Kind::Cancel, method("echo"), 4), None, &())),
     ])
 }
@@ -107,13 +123,22 @@ pub fn all() -> Vec<Seed> {
         ("two-frames-byte-by-byte", 6, 0x00, two.clone()),
         ("two-frames-in-17s", 6, 0x80, two),
         ("hello-frame", 6, 0x40, on_stream(&hello)),
-        ("hello-then-calls", 6, 0xC0, cat(&[&on_stream(&hello), &calls()])),
+        (
+            "hello-then-calls",
+            6,
+            0xC0,
+            cat(&[&on_stream(&hello), &calls()]),
+        ),
         ("over-limit-16", 3, 0x40, on_stream(&[0xAB; 40])),
         ("prefix-u32-max", 7, 0x80, vec![0xFF; 4]),
         ("cut-in-prefix", 6, 0x00, vec![5, 0]),
         ("cut-in-payload", 6, 0x40, vec![10, 0, 0, 0, 1, 2, 3]),
     ] {
-        seeds.push(seed("frame_decoder", name, cat(&[&[selector, split], &stream])));
+        seeds.push(seed(
+            "frame_decoder",
+            name,
+            cat(&[&[selector, split], &stream]),
+        ));
     }
 
     // handshake: [mode][rest].
@@ -127,45 +152,130 @@ pub fn all() -> Vec<Seed> {
     }
     let hello_body = |h: &Hello| postcard_body(h);
     seeds.push(seed("handshake", "server-good-hello", cat(&[&[0], &hello])));
-    seeds.push(seed("handshake", "server-hello-body", cat(&[&[1], &hello_body(&Hello::new(CalculatorClient::schema(), 1024))])));
-    seeds.push(seed("handshake", "server-old-version", cat(&[&[1], &hello_body(&old_version)])));
-    seeds.push(seed("handshake", "server-other-service", cat(&[&[1], &hello_body(&other_service)])));
-    seeds.push(seed("handshake", "server-other-digests", cat(&[&[1], &hello_body(&other_digests)])));
-    seeds.push(seed("handshake", "server-request-first", cat(&[&[0], &payload(header(Kind::Request, method("add"), 1), None, &(1i64, 2i64))])));
-    seeds.push(seed("handshake", "client-welcome", cat(&[&[2], &welcome_payload])));
-    seeds.push(seed("handshake", "client-welcome-strict", cat(&[&[0x80 | 2], &welcome_payload])));
-    seeds.push(seed("handshake", "client-welcome-body", cat(&[&[3], &postcard_body(&welcome())])));
+    seeds.push(seed(
+        "handshake",
+        "server-hello-body",
+        cat(&[
+            &[1],
+            &hello_body(&Hello::new(CalculatorClient::schema(), 1024)),
+        ]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "server-old-version",
+        cat(&[&[1], &hello_body(&old_version)]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "server-other-service",
+        cat(&[&[1], &hello_body(&other_service)]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "server-other-digests",
+        cat(&[&[1], &hello_body(&other_digests)]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "server-request-first",
+        cat(&[
+            &[0],
+            &payload(header(Kind::Request, method("add"), 1), None, &(1i64, 2i64)),
+        ]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "client-welcome",
+        cat(&[&[2], &welcome_payload]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "client-welcome-strict",
+        cat(&[&[0x80 | 2], &welcome_payload]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "client-welcome-body",
+        cat(&[&[3], &postcard_body(&welcome())]),
+    ));
     let json = CalculatorClient::schema().to_compact_json();
-    seeds.push(seed("handshake", "client-welcome-json", cat(&[&[4], &1024u64.to_le_bytes(), json.as_bytes()])));
-    seeds.push(seed("handshake", "client-welcome-json-strict", cat(&[&[0x80 | 4], &1024u64.to_le_bytes(), json.as_bytes()])));
+    seeds.push(seed(
+        "handshake",
+        "client-welcome-json",
+        cat(&[&[4], &1024u64.to_le_bytes(), json.as_bytes()]),
+    ));
+    seeds.push(seed(
+        "handshake",
+        "client-welcome-json-strict",
+        cat(&[&[0x80 | 4], &1024u64.to_le_bytes(), json.as_bytes()]),
+    ));
     let rejections = [
         ("version", Rejection::ProtocolVersion { server: 1 }),
-        ("schema", Rejection::Schema { server_service: "Probe".into(), differences: vec!["method 'add' differs".into()] }),
+        (
+            "schema",
+            Rejection::Schema {
+                server_service: "Probe".into(),
+                differences: vec!["method 'add' differs".into()],
+            },
+        ),
         ("too-many", Rejection::TooManyConnections(10)),
         ("shutting-down", Rejection::ShuttingDown),
         ("from-peer", Rejection::TooManyFromPeer(2)),
-        ("access", Rejection::AccessDenied { reason: "uid 1000 is not admitted".into() }),
+        (
+            "access",
+            Rejection::AccessDenied {
+                reason: "uid 1000 is not admitted".into(),
+            },
+        ),
     ];
     for (name, rejection) in &rejections {
-        seeds.push(seed("handshake", &format!("client-reject-{name}"), cat(&[&[5], &postcard_body(rejection)])));
+        seeds.push(seed(
+            "handshake",
+            &format!("client-reject-{name}"),
+            cat(&[&[5], &postcard_body(rejection)]),
+        ));
     }
-    seeds.push(seed("handshake", "client-response-instead", cat(&[&[2], &payload(header(Kind::Response, 1, 1), None, &5i64)])));
+    seeds.push(seed(
+        "handshake",
+        "client-response-instead",
+        cat(&[&[2], &payload(header(Kind::Response, 1, 1), None, &5i64)]),
+    ));
 
     // server_bytes: [flags][bytes]; bit 0 puts a good Hello in front.
-    let bad_args = on_stream(&payload(header(Kind::Request, method("add"), 5), None, &"not two numbers"));
+    let bad_args = on_stream(&payload(
+        header(Kind::Request, method("add"), 5),
+        None,
+        &"not two numbers",
+    ));
     let unknown = on_stream(&payload(header(Kind::Request, 0xDEAD_BEEF, 6), None, &()));
-    let error_frame = on_stream(&payload(header(Kind::Error, 0, 0), None, &WireError::Protocol("x".into())));
+    let error_frame = on_stream(&payload(
+        header(Kind::Error, 0, 0),
+        None,
+        &WireError::Protocol("x".into()),
+    ));
     let app_error = postcard_body(&Result::<i64, MathError>::Err(MathError::Overflow));
-    let response_frame = on_stream(&payload(header(Kind::Response, method("div"), 2), None, &app_error));
+    let response_frame = on_stream(&payload(
+        header(Kind::Response, method("div"), 2),
+        None,
+        &app_error,
+    ));
     for (name, flags, bytes) in [
         ("hello-only", 0u8, hello_bytes()),
         ("calls", 1, calls()),
         ("calls-byte-by-byte", 0, cat(&[&hello_bytes(), &calls()])),
         ("bad-arguments", 1, bad_args),
         ("unknown-method", 1, unknown),
-        ("client-sends-server-kinds", 1, cat(&[&error_frame, &response_frame])),
+        (
+            "client-sends-server-kinds",
+            1,
+            cat(&[&error_frame, &response_frame]),
+        ),
         ("second-hello", 1, hello_bytes()),
-        ("huge-prefix-after-hello", 1, vec![0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3]),
+        (
+            "huge-prefix-after-hello",
+            1,
+            vec![0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3],
+        ),
         ("huge-prefix-before-hello", 0, vec![0, 0, 0, 1]),
         ("cut-inside-call", 0x81, calls()[..30].to_vec()),
         ("garbage", 0x40, b"GET / HTTP/1.1\r\n\r\n".to_vec()),
@@ -176,14 +286,32 @@ pub fn all() -> Vec<Seed> {
     // shm_ring: [capacity selector][ops]; see ring.rs for the op codes.
     for (name, ops) in [
         ("push-take", vec![0u8, 7, 0, 5, 0, 0]),
-        ("fill-and-wrap", vec![0, 7, 0, 20, 7, 1, 20, 0, 7, 0, 20, 7, 0, 20, 2, 0, 0, 0, 0]),
+        (
+            "fill-and-wrap",
+            vec![0, 7, 0, 20, 7, 1, 20, 0, 7, 0, 20, 7, 0, 20, 2, 0, 0, 0, 0],
+        ),
         ("large-record", vec![1, 7, 1, 16, 1, 0]),
         ("sleep-announced", vec![0, 8, 2, 8, 7, 0, 1, 8, 1, 0, 0]),
-        ("tail-beyond-capacity", vec![0, 5, 0x10, 0x27, 0, 0, 0, 0, 0, 0, 0]),
-        ("header-longer-than-published", vec![0, 3, 0, 2, 8, 200, 0, 0, 0, 1, 0, 0, 0, 4, 16, 0, 0]),
-        ("unknown-kind", vec![0, 3, 0, 2, 8, 1, 0, 0, 0, 77, 0, 0, 0, 4, 16, 0, 0]),
-        ("wrap-record-short", vec![2, 3, 0, 2, 8, 0, 0, 0, 0, 2, 0, 0, 0, 4, 8, 0, 0]),
-        ("head-runs-ahead", vec![0, 6, 0, 0, 0, 0, 0, 1, 0, 0, 7, 0, 4]),
+        (
+            "tail-beyond-capacity",
+            vec![0, 5, 0x10, 0x27, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        (
+            "header-longer-than-published",
+            vec![0, 3, 0, 2, 8, 200, 0, 0, 0, 1, 0, 0, 0, 4, 16, 0, 0],
+        ),
+        (
+            "unknown-kind",
+            vec![0, 3, 0, 2, 8, 1, 0, 0, 0, 77, 0, 0, 0, 4, 16, 0, 0],
+        ),
+        (
+            "wrap-record-short",
+            vec![2, 3, 0, 2, 8, 0, 0, 0, 0, 2, 0, 0, 0, 4, 8, 0, 0],
+        ),
+        (
+            "head-runs-ahead",
+            vec![0, 6, 0, 0, 0, 0, 0, 1, 0, 0, 7, 0, 4],
+        ),
     ] {
         seeds.push(seed("shm_ring", name, ops));
     }
