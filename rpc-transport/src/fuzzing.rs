@@ -5,6 +5,8 @@
 //! - [`take_frame`] and [`length_prefixed`]: the stream framing's decoder and encoder;
 //! - [`StreamDecoder`]: the async stream receiver every byte-stream transport uses, reading
 //!   from a list of chunks (one per read) so a test decides where the stream is split;
+//! - [`BlockingStreamDecoder`]: the blocking transports' stream receiver, on a Unix socket
+//!   pair;
 //! - [`HostileRing`]: a shared-memory ring in a real mapped region, with the real consumer
 //!   (and a producer) on it, whose bytes a test may overwrite at will between operations.
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::blocking::SyncStreamReceiver;
 use crate::error::TransportError;
 use crate::frame::Frame;
 use crate::stream::{self, Buffered, StreamReceiver, TryRead};
@@ -107,5 +110,30 @@ impl StreamDecoder {
                 "the stream receiver waited on a reader that is always ready".into(),
             )),
         }
+    }
+}
+
+/// The blocking byte-stream transports' frame receiver, reading a Unix socket whose other end
+/// has been sent `bytes` and closed.
+pub struct BlockingStreamDecoder {
+    inner: SyncStreamReceiver<std::os::unix::net::UnixStream>,
+}
+
+impl BlockingStreamDecoder {
+    /// A receiver accepting frames of up to `limit` bytes from `bytes`, which must fit the
+    /// socket's buffer (some hundred KiB) as they are written before anything is read.
+    pub fn new(bytes: &[u8], limit: usize) -> std::io::Result<Self> {
+        use std::io::Write;
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair()?;
+        writer.write_all(bytes)?;
+        drop(writer);
+        Ok(BlockingStreamDecoder {
+            inner: SyncStreamReceiver::new(reader, limit, Duration::ZERO),
+        })
+    }
+
+    /// The next frame, `Ok(None)` at a clean end of stream.
+    pub fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.inner.recv(None)
     }
 }

@@ -5,10 +5,13 @@
 //! from, and it must stop only at a clean end, a partial frame, or a prefix over the limit
 //! (`FrameTooLarge` naming that prefix). The async receiver of the real transports then reads
 //! the same stream cut into reads at input-chosen points and must return the same frames and
-//! end the same way (a partial frame at the end being `Malformed`).
+//! end the same way (a partial frame at the end being `Malformed`); so must the blocking
+//! transports' receiver, reading the stream from a Unix socket.
 
 use bytes::BytesMut;
-use rpc_core::transport::fuzzing::{StreamDecoder, length_prefixed, take_frame};
+use rpc_core::transport::fuzzing::{
+    BlockingStreamDecoder, StreamDecoder, length_prefixed, take_frame,
+};
 use rpc_core::transport::{Frame, TransportError};
 
 use super::split::chunks;
@@ -56,18 +59,30 @@ pub fn frame_decoder(data: &[u8]) {
     }
 
     let mut decoder = StreamDecoder::new(chunks(stream, *seed), limit);
+    agrees("the stream receiver", || decoder.recv(), &frames, &end);
+    let mut blocking = BlockingStreamDecoder::new(stream, limit).expect("a socket pair");
+    agrees("the blocking receiver", || blocking.recv(), &frames, &end);
+}
+
+/// `recv` returns `frames`, then ends as the pure decoder did.
+fn agrees(
+    who: &str,
+    mut recv: impl FnMut() -> Result<Option<Frame>, TransportError>,
+    frames: &[Frame],
+    end: &Result<usize, TransportError>,
+) {
     for (index, frame) in frames.iter().enumerate() {
-        match decoder.recv() {
+        match recv() {
             Ok(Some(got)) => assert_eq!(
                 got.payload(),
                 frame.payload(),
-                "frame {index} differs once split"
+                "{who}: frame {index} differs"
             ),
-            other => panic!("frame {index}: the stream receiver returned {other:?}"),
+            other => panic!("{who}: frame {index}: got {other:?}"),
         }
     }
-    let last = decoder.recv();
-    let agree = match (&last, &end) {
+    let last = recv();
+    let agree = match (&last, end) {
         (Ok(None), Ok(0)) => true,
         (Err(TransportError::Malformed(_)), Ok(leftover)) => *leftover > 0,
         (
@@ -79,8 +94,5 @@ pub fn frame_decoder(data: &[u8]) {
         ) => size == size2 && limit == limit2,
         _ => false,
     };
-    assert!(
-        agree,
-        "the stream receiver ended with {last:?}, the decoder with {end:?}"
-    );
+    assert!(agree, "{who} ended with {last:?}, the decoder with {end:?}");
 }
