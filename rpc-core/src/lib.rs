@@ -30,6 +30,9 @@
 mod budget;
 mod client;
 mod error;
+/// Hooks for the fuzz targets in `tests/fuzz`. Not a public API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod outbox;
 pub mod schema;
 mod server;

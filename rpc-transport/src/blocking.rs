@@ -35,7 +35,7 @@ use crate::{TransportConfig, fifo, shm};
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A socket usable by the sync stream framing.
-trait TimedStream: Read + Write + std::os::fd::AsFd {
+pub(crate) trait TimedStream: Read + Write + std::os::fd::AsFd {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
 
     /// Reads what is there now, without blocking; `WouldBlock` if nothing is.
@@ -131,7 +131,7 @@ impl<S: TimedStream> SyncStreamSender<S> {
     }
 }
 
-struct SyncStreamReceiver<S> {
+pub(crate) struct SyncStreamReceiver<S> {
     io: S,
     limit: usize,
     buf: BytesMut,
@@ -141,7 +141,7 @@ struct SyncStreamReceiver<S> {
 }
 
 impl<S: TimedStream> SyncStreamReceiver<S> {
-    fn new(io: S, limit: usize, spin: Duration) -> Self {
+    pub(crate) fn new(io: S, limit: usize, spin: Duration) -> Self {
         SyncStreamReceiver {
             io,
             limit,
@@ -171,7 +171,10 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
         }
     }
 
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, TransportError> {
+    pub(crate) fn recv(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Frame>, TransportError> {
         loop {
             match take_frame(&mut self.buf, self.limit)? {
                 Buffered::Frame(frame) => return Ok(Some(frame)),

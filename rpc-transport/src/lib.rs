@@ -46,6 +46,10 @@ mod error;
 mod fifo;
 #[cfg(not(loom))]
 mod frame;
+/// Hooks for the fuzz targets in `tests/fuzz` and the property tests. Not a public API.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(not(loom))]
 mod hangup;
 #[cfg(not(loom))]

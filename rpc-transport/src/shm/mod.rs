@@ -20,6 +20,8 @@ mod endpoint;
 #[cfg(not(loom))]
 mod file_slots;
 #[cfg(not(loom))]
+pub(crate) mod fuzzing;
+#[cfg(not(loom))]
 mod link;
 #[cfg(not(loom))]
 mod region;

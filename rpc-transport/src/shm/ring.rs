@@ -48,7 +48,7 @@ pub(crate) const SLEEP_EVENTFD: u32 = 2;
 
 /// What a ring access found wrong with the shared memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RingError {
+pub enum RingError {
     /// The peer wrote something the protocol forbids.
     Corrupt(String),
 }
@@ -283,6 +283,12 @@ impl<M: RingMemory> Consumer<M> {
             )));
         }
         Ok(tail - self.head)
+    }
+
+    /// Bytes consumed so far: this side's own count, never read back from shared memory.
+    #[cfg(not(loom))]
+    pub(crate) fn position(&self) -> u64 {
+        self.head
     }
 
     /// Whether a record is waiting (without validating it).
