@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch::ReplyFuture;
@@ -14,16 +15,23 @@ use super::reply::ReplySink;
 use crate::budget::Held;
 use crate::wire::WireError;
 
+/// A running call: how to stop its handler (a `Cancel` from the client), and how to drop its
+/// whole task (the connection is gone).
+struct Running {
+    cancel: CancellationToken,
+    abort: AbortHandle,
+}
+
 #[derive(Default)]
 pub(crate) struct Calls {
-    running: Mutex<HashMap<u64, AbortHandle>>,
+    running: Mutex<HashMap<u64, Running>>,
     idle: Notify,
     /// Every call task, until its future is dropped (finished or aborted).
     tasks: TaskTracker,
 }
 
 impl Calls {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -55,11 +63,12 @@ impl Calls {
         }
     }
 
-    /// Aborts call `call_id` if it runs.
+    /// Stops call `call_id`'s handler if it runs. A call already sending its answer finishes
+    /// sending: it may be writing other calls' answers too, which must not be cut short.
     pub(crate) fn cancel(&self, call_id: u64) {
         let mut running = self.lock();
-        if let Some(handle) = running.remove(&call_id) {
-            handle.abort();
+        if let Some(call) = running.remove(&call_id) {
+            call.cancel.cancel();
         }
         if running.is_empty() {
             self.idle.notify_waiters();
@@ -68,8 +77,8 @@ impl Calls {
 
     /// Aborts every running call (the connection is gone).
     pub(crate) fn abort_all(&self) {
-        for (_, handle) in self.lock().drain() {
-            handle.abort();
+        for (_, call) in self.lock().drain() {
+            call.abort.abort();
         }
         self.idle.notify_waiters();
     }
@@ -106,15 +115,29 @@ impl Calls {
         request: Option<Held>,
     ) {
         let calls = self.clone();
+        let cancel = CancellationToken::new();
+        let cancelled = cancel.clone();
         let task = async move {
-            let answer = reply.await;
-            let _ = sink.send(answer).await;
+            let answer = tokio::select! {
+                biased;
+                _ = cancelled.cancelled() => None,
+                answer = reply => Some(answer),
+            };
+            if let Some(answer) = answer {
+                let _ = sink.send(answer).await;
+            }
             drop(request);
             calls.finish(call_id);
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();
         let handle = runtime.spawn(self.tasks.track_future(task));
-        running.insert(call_id, handle.abort_handle());
+        running.insert(
+            call_id,
+            Running {
+                cancel,
+                abort: handle.abort_handle(),
+            },
+        );
     }
 }
