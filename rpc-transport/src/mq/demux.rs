@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) limit: AtomicUsize,
     /// Bytes of frames the connection has taken (counted before it grants credit for them).
     pub(crate) taken_bytes: AtomicU64,
+    /// The most bytes of frames (whole or begun) the routing task held for the connection.
+    #[cfg(test)]
+    pub(crate) most_held: AtomicU64,
 }
 
 impl Shared {
@@ -57,6 +60,8 @@ impl Shared {
         Arc::new(Shared {
             limit: AtomicUsize::new(limit),
             taken_bytes: AtomicU64::new(0),
+            #[cfg(test)]
+            most_held: AtomicU64::new(0),
         })
     }
 }
@@ -302,7 +307,19 @@ impl Route {
             }
         }
         let limit = self.shared.limit.load(Ordering::SeqCst);
-        self.reassembler.push(header, chunk, limit)
+        let event = self.reassembler.push(header, chunk, limit);
+        #[cfg(test)]
+        {
+            let taken = self.shared.taken_bytes.load(Ordering::SeqCst);
+            let whole = match &event {
+                Ok(Some(Event::Frame(frame))) => frame.len() as u64,
+                _ => 0,
+            };
+            let held = (self.routed_bytes + whole).saturating_sub(taken)
+                + self.reassembler.partial_len() as u64;
+            self.shared.most_held.fetch_max(held, Ordering::SeqCst);
+        }
+        event
     }
 }
 

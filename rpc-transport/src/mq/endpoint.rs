@@ -421,6 +421,15 @@ impl MqReceiver {
         MqReceiver(Inbox::Routed(inbox))
     }
 
+    /// On a server: the most bytes of frames the routing task held for this connection.
+    #[cfg(test)]
+    pub(crate) fn most_held_for_tests(&self) -> u64 {
+        match &self.0 {
+            Inbox::Queue(_) => unreachable!("a client's receiver"),
+            Inbox::Routed(r) => r.most_held_for_tests(),
+        }
+    }
+
     /// Sets the largest frame accepted from now on. A bigger frame fails the connection as it
     /// starts to arrive (on a server, in the routing task, which never reassembles it).
     pub(crate) fn set_max_frame_size(&mut self, limit: usize) {

@@ -20,6 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::MsgFlags;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
 
 use super::queue::Queue;
 use crate::deadline::Deadline;
@@ -45,6 +46,9 @@ pub(crate) const FRAMES_TAKEN: u8 = b'f';
 /// The credit byte for [`CREDIT_BYTES`] bytes taken.
 pub(crate) const BYTES_TAKEN: u8 = b'b';
 
+/// How often a blocking sender waiting for credit looks whether another thread read it.
+const CREDIT_POLL: Duration = Duration::from_millis(5);
+
 /// How much of a client's sending its server connection has taken (as far as its credit has
 /// told the client), or how much the client has sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +72,9 @@ pub(crate) struct Link {
     /// A duplicate of `socket` registered with the runtime, for async waits.
     watch: Option<AsyncFd<UnixStream>>,
     dead: AtomicBool,
+    /// Wakes every async waiter when credit arrives or the peer is found gone: whoever reads
+    /// the socket takes its readiness, so another task waiting on it would not wake.
+    changed: Notify,
     /// On a client: frames and bytes the server has taken so far (credit read from the
     /// socket).
     taken_frames: AtomicU64,
@@ -96,6 +103,7 @@ impl Link {
             socket,
             watch,
             dead: AtomicBool::new(false),
+            changed: Notify::new(),
             taken_frames: AtomicU64::new(0),
             taken_bytes: AtomicU64::new(0),
         }))
@@ -125,6 +133,7 @@ impl Link {
 
     fn mark_dead(&self) {
         self.dead.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     /// On a server: writes `frames` units of frame credit and `bytes` units of byte credit
@@ -185,6 +194,9 @@ impl Link {
                         .fetch_add(frames as u64 * CREDIT_FRAMES, Ordering::SeqCst);
                     self.taken_bytes
                         .fetch_add(bytes as u64 * CREDIT_BYTES, Ordering::SeqCst);
+                    if frames + bytes > 0 {
+                        self.changed.notify_waiters();
+                    }
                     if frames + bytes < n {
                         tracing::debug!("the mq server wrote something other than credit");
                         break;
@@ -203,37 +215,42 @@ impl Link {
 
     /// Resolves once the peer is gone (never, for a link made without a runtime).
     pub(crate) async fn gone(&self) {
+        self.wait_until(|_| false).await
+    }
+
+    /// Waits until the peer has taken more than `seen`, or is gone (never returns for a link
+    /// made without a runtime: use [`Link::more_taken_blocking`]).
+    pub(crate) async fn more_taken(&self, seen: Taken) {
+        self.wait_until(|link| link.taken() != seen).await
+    }
+
+    /// Waits until `done` or the peer is gone, reading the socket as it becomes readable (or
+    /// woken by another task that read it).
+    async fn wait_until(&self, done: impl Fn(&Link) -> bool) {
         let Some(watch) = &self.watch else {
             return std::future::pending().await;
         };
-        while !self.is_dead() {
-            match watch.readable().await {
-                Ok(mut guard) => {
-                    let _ = guard.try_io(|_| self.check());
-                }
-                Err(_) => self.mark_dead(),
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_dead() || done(self) {
+                return;
+            }
+            tokio::select! {
+                ready = watch.readable() => match ready {
+                    Ok(mut guard) => {
+                        let _ = guard.try_io(|_| self.check());
+                    }
+                    Err(_) => self.mark_dead(),
+                },
+                () = &mut changed => {}
             }
         }
     }
 }
 
 impl Link {
-    /// Waits until the peer has taken more than `seen`, or is gone (never returns for a link
-    /// made without a runtime: use [`Link::more_taken_blocking`]).
-    pub(crate) async fn more_taken(&self, seen: Taken) {
-        let Some(watch) = &self.watch else {
-            return std::future::pending().await;
-        };
-        while !self.is_dead() && self.taken() == seen {
-            match watch.readable().await {
-                Ok(mut guard) => {
-                    let _ = guard.try_io(|_| self.check());
-                }
-                Err(_) => self.mark_dead(),
-            }
-        }
-    }
-
     /// The blocking form of [`Link::more_taken`], until `deadline`: `TimedOut` then, `Closed`
     /// if the peer is gone.
     pub(crate) fn more_taken_blocking(
@@ -250,7 +267,9 @@ impl Link {
             if self.taken() != seen {
                 return Ok(());
             }
-            let timeout = match poll_timeout(give_up) {
+            // In slices: another thread (the receiver's) may read the credit meanwhile.
+            let slice = Instant::now() + CREDIT_POLL;
+            let timeout = match poll_timeout(Some(give_up.map_or(slice, |at| at.min(slice)))) {
                 Some(timeout) => timeout,
                 None => return Err(TransportError::TimedOut),
             };

@@ -66,6 +66,12 @@ impl RoutedInbox {
         self.shared.limit.store(limit, Ordering::SeqCst);
     }
 
+    /// The most bytes of frames the routing task held for this connection.
+    #[cfg(test)]
+    pub(crate) fn most_held_for_tests(&self) -> u64 {
+        self.shared.most_held.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn has_buffered(&self) -> bool {
         !self.inbox.is_empty()
     }
