@@ -46,11 +46,16 @@
 //! - **Routing** (`demux.rs`): one task per server reads the shared queue and hands frames to
 //!   each connection by token, over a channel of [`demux::INBOX_FRAMES`] frames. It never waits
 //!   for a connection: a client may have at most [`link::CREDIT_WINDOW`] frames that its server
-//!   connection has not taken yet, and the server grants more credit (a byte on the rendezvous
-//!   socket per [`link::CREDIT_FRAMES`] frames taken) as its connection takes them. So a
-//!   connection that stops reading (its client stopped reading replies, say, and the server
-//!   stopped reading its calls in turn) pauses its own client's sends, and the others go on; a
-//!   client that ignores its credit fails its own connection with an error.
+//!   connection has not taken yet, and may start a frame only while less than
+//!   [`link::BYTE_WINDOW`] bytes are (so a connection holds at most that plus one frame, however
+//!   large its frame limit); the server grants more credit as its connection takes frames (on
+//!   the rendezvous socket, a byte per [`link::CREDIT_FRAMES`] frames and another per
+//!   [`link::CREDIT_BYTES`] bytes taken). So a connection that stops reading (its client
+//!   stopped reading replies, say, and the server stopped reading its calls in turn) pauses
+//!   its own client's sends, and the others go on; a client that ignores its credit fails its
+//!   own connection with an error. The routing task reassembles frames under each
+//!   connection's current limit, which its receiver's `set_max_frame_size` changes (rpc-core
+//!   lowers it until the handshake is done): a frame over it is refused at its first message.
 //! - **Liveness** (`link.rs`): besides credit, nobody writes to the socket after the handshake,
 //!   so its end of stream tells that the peer is gone, however it ended. Every wait on a queue
 //!   also waits on the socket: a sender facing a full queue of a dead peer fails with
