@@ -268,8 +268,6 @@ impl FrameReceiver {
 
     /// Sets the largest frame accepted from now on: a server accepts only small frames until
     /// the handshake is done. A bigger frame fails the connection as it starts to arrive.
-    /// Message queues keep the limit they were opened with (their server queue bounds what a
-    /// peer can have in flight).
     pub fn set_max_frame_size(&mut self, limit: usize) {
         match &mut self.0 {
             ReceiverFlavor::Tcp(r) => r.set_max_frame_size(limit),
@@ -277,7 +275,7 @@ impl FrameReceiver {
             ReceiverFlavor::Mem(r) => r.set_max_frame_size(limit),
             ReceiverFlavor::Shm(r) => r.set_max_frame_size(limit),
             ReceiverFlavor::Pipe(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Mq(_) => {}
+            ReceiverFlavor::Mq(r) => r.set_max_frame_size(limit),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `mq://` between real processes: a server killed mid-call leaves no queue and a restart
-//! takes the name over, a clean exit leaves nothing, clients killed with -9 leave nothing, and
-//! a client stopped (SIGSTOP) with thousands of calls in flight stalls nobody else.
+//! takes the name over, a clean exit leaves nothing, clients killed with -9 leave nothing, a
+//! client stopped (SIGSTOP) with thousands of calls in flight stalls nobody else, and hellos
+//! over the handshake's limit are refused without growing the server.
 //!
 //! Budget: `RLIMIT_MSGQUEUE` is per user, and other processes of ours may hold most of it, so
 //! each test runs under a uid of its own when we are root (`own_uid.rs`, shared with
@@ -308,4 +309,69 @@ async fn a_stopped_client_with_calls_in_flight_stalls_nobody_else() {
     }
     assert_no_queue_of(&address);
     assert_eq!(good.add(5, 5).await.unwrap(), 10);
+}
+
+/// The resident set of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A raw client's 1 MiB frame sent before any `Hello`: the server lowered the connection's
+/// limit to the handshake's 64 KiB, so the routing task refuses it as it starts to arrive
+/// instead of reassembling it, and closes that connection.
+async fn oversized_hello(address: &str) {
+    use rpc_core::transport::{Frame, TransportConfig, connect};
+    let address = address.parse().unwrap();
+    let mut connection = bounded(LIMIT, "a raw connect", async {
+        connect(&address, &TransportConfig::default()).await
+    })
+    .await
+    .unwrap();
+    // The send may find the connection closed already.
+    let _ = bounded(
+        LIMIT,
+        "sending a 1 MiB hello",
+        connection.send(Frame::filled(1 << 20, |b| b.fill(0x5a))),
+    )
+    .await;
+    let end = bounded(LIMIT, "the server closing", connection.recv()).await;
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hellos_over_the_handshake_limit_are_refused_without_being_reassembled() {
+    if delegated("hellos_over_the_handshake_limit_are_refused_without_being_reassembled") {
+        return;
+    }
+    let address = format!("mq://{}", unique_name("big-hello"));
+    let server = ProbeProcess::server(&address);
+    let good = ProbeClient::connect(&address).await.unwrap();
+    assert_eq!(good.add(1, 1).await.unwrap(), 2);
+    // Warm up (the allocator's arenas, the routing task's buffers), then measure.
+    oversized_hello(&address).await;
+    let before = rss_kib(server.pid());
+    for _ in 0..30 {
+        oversized_hello(&address).await;
+    }
+    let after = rss_kib(server.pid());
+    println!("server RSS {before} KiB before 30 oversized hellos, {after} KiB after");
+    // Reassembled, each would cost about 1 MiB, of which the allocator keeps some (2 MiB
+    // over the 30 when the limit did not reach the routing task).
+    assert!(
+        after < before + 1024,
+        "the server grew from {before} KiB to {after} KiB"
+    );
+    // Others are served, before and after.
+    assert_eq!(good.add(2, 2).await.unwrap(), 4);
+    let newcomer = ProbeClient::connect(&address).await.unwrap();
+    assert_eq!(
+        newcomer.echo(vec![3; 60_000]).await.unwrap(),
+        vec![3; 60_000]
+    );
+    drop(newcomer);
+    drop(good);
+    drop(server);
+    assert_no_queue_of(&address);
 }

@@ -8,9 +8,13 @@
 //!
 //! The task never waits for a connection: a connection that does not take its frames (its
 //! client stopped reading replies, say, so the server stopped reading its calls) must not hold
-//! up the others. A well-behaved client keeps within the credit window (`link.rs`), so its
-//! inbox always has room; a client that sends beyond it fails its own connection, with an
-//! error after the frames it had in the inbox.
+//! up the others. A well-behaved client keeps within the credit windows (`link.rs`), so its
+//! inbox always has room and the task holds less than [`BYTE_WINDOW`] bytes of its frames
+//! plus the one being reassembled (at most the connection's frame limit); a client that sends
+//! beyond either window fails its own connection, with an error after the frames it had in
+//! the inbox. The frame limit is the connection's own, changed by its receiver at any time
+//! (a server accepts only small frames until its handshake is done), and a frame over it is
+//! refused at its first message.
 //!
 //! A client's death is final only once everything it sent is routed: its messages were all in
 //! the queue before its socket closed, so when a death is reported the task notes how many
@@ -19,32 +23,58 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
+use super::link::{BYTE_WINDOW, CREDIT_WINDOW};
 use super::queue::Queue;
-use super::wire::{self, Event, Reassembler};
+use super::wire::{self, Event, Header, Reassembler};
 use crate::error::TransportError;
 use crate::frame::Frame;
 
 /// Room in a connection's inbox: the frames of its client's credit window, and one slot kept
 /// for the error that ends a connection (so an error never waits, nor is lost).
-pub(crate) const INBOX_FRAMES: usize = super::link::CREDIT_WINDOW as usize + 1;
+pub(crate) const INBOX_FRAMES: usize = CREDIT_WINDOW as usize + 1;
 
 /// What a connection's receiver takes from the routing task.
 pub(crate) type Item = Result<Frame, TransportError>;
 
+/// What a connection's receiver and the routing task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The largest frame the connection accepts now.
+    pub(crate) limit: AtomicUsize,
+    /// Bytes of frames the connection has taken (counted before it grants credit for them).
+    pub(crate) taken_bytes: AtomicU64,
+    /// The most bytes of frames (whole or begun) the routing task held for the connection.
+    #[cfg(test)]
+    pub(crate) most_held: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(limit: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            limit: AtomicUsize::new(limit),
+            taken_bytes: AtomicU64::new(0),
+            #[cfg(test)]
+            most_held: AtomicU64::new(0),
+        })
+    }
+}
+
 /// Messages to the routing task.
 #[derive(Debug)]
 pub(crate) enum Control {
-    /// A new connection: route `token`'s messages to `inbox`, refusing frames over `limit`.
+    /// A new connection: route `token`'s messages to `inbox`, refusing frames over the limit
+    /// in `shared`.
     Register {
         token: u64,
         inbox: mpsc::Sender<Item>,
-        limit: usize,
+        shared: Arc<Shared>,
     },
     /// The connection's client is gone: end it once its last messages are routed.
     Gone(u64),
@@ -54,7 +84,10 @@ pub(crate) enum Control {
 
 struct Route {
     inbox: mpsc::Sender<Item>,
+    shared: Arc<Shared>,
     reassembler: Reassembler,
+    /// Bytes of the whole frames handed to the inbox.
+    routed_bytes: u64,
     /// Set when the client is gone: the number of messages read after which it has nothing
     /// left in the queue.
     gone_after: Option<u64>,
@@ -160,13 +193,15 @@ impl Demux {
             Control::Register {
                 token,
                 inbox,
-                limit,
+                shared,
             } => {
                 self.routes.insert(
                     token,
                     Route {
                         inbox,
-                        reassembler: Reassembler::new(limit),
+                        shared,
+                        reassembler: Reassembler::new(),
+                        routed_bytes: 0,
                         gone_after: None,
                     },
                 );
@@ -203,7 +238,7 @@ impl Demux {
             );
             return;
         };
-        let item = match route.reassembler.push(header, chunk) {
+        let item = match route.take(header, chunk) {
             Ok(None) => return,
             Ok(Some(Event::Frame(frame))) => Ok(frame),
             Ok(Some(Event::Bye)) => {
@@ -215,9 +250,13 @@ impl Demux {
         // The last slot is kept for an error: a frame that would take it is over the credit.
         let item = match item {
             Ok(_) if route.inbox.capacity() <= 1 => Err(TransportError::Malformed(format!(
-                "the client sent more than {} frames the server had not taken yet (its credit)",
-                super::link::CREDIT_WINDOW
+                "the client sent more than {CREDIT_WINDOW} frames the server had not taken yet \
+                 (its credit)"
             ))),
+            Ok(frame) => {
+                route.routed_bytes += frame.len() as u64;
+                Ok(frame)
+            }
             item => item,
         };
         let failed = item.is_err();
@@ -250,6 +289,37 @@ impl Demux {
                 true
             }
         });
+    }
+}
+
+impl Route {
+    /// Takes one message of the client: a frame may begin only while the connection holds
+    /// less than [`BYTE_WINDOW`] bytes of frames it has not taken (the client's byte credit).
+    fn take(&mut self, header: Header, chunk: &[u8]) -> Result<Option<Event>, TransportError> {
+        if header.kind == wire::FIRST && !self.reassembler.in_progress() {
+            let taken = self.shared.taken_bytes.load(Ordering::SeqCst);
+            let held = self.routed_bytes.saturating_sub(taken);
+            if held >= BYTE_WINDOW {
+                return Err(TransportError::Malformed(format!(
+                    "the client began a frame with {held} bytes the server had not taken yet, \
+                     beyond its credit of {BYTE_WINDOW} bytes"
+                )));
+            }
+        }
+        let limit = self.shared.limit.load(Ordering::SeqCst);
+        let event = self.reassembler.push(header, chunk, limit);
+        #[cfg(test)]
+        {
+            let taken = self.shared.taken_bytes.load(Ordering::SeqCst);
+            let whole = match &event {
+                Ok(Some(Event::Frame(frame))) => frame.len() as u64,
+                _ => 0,
+            };
+            let held = (self.routed_bytes + whole).saturating_sub(taken)
+                + self.reassembler.partial_len() as u64;
+            self.shared.most_held.fetch_max(held, Ordering::SeqCst);
+        }
+        event
     }
 }
 

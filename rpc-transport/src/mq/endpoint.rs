@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use nix::poll::PollFlags;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
 
-use super::demux::{Control, Item};
-use super::link::{CREDIT_FRAMES, CREDIT_WINDOW, Link, Stopped, retry_async, retry_blocking};
+use super::link::{Link, Stopped, Taken, retry_async, retry_blocking};
 use super::queue::Queue;
+use super::routed::RoutedInbox;
 use super::wire::{self, Event, Outgoing, Reassembler};
 use crate::TransportConfig;
 use crate::deadline::Deadline;
@@ -63,10 +62,10 @@ pub(crate) struct MqSender {
     pending: Option<Outgoing>,
     scratch: Vec<u8>,
     closed: bool,
-    /// A client's sender counts its frames and keeps within [`CREDIT_WINDOW`] of those the
-    /// server has taken; a server's sender writes to the client's own queue and needs no
-    /// credit (`None`).
-    sent: Option<u64>,
+    /// A client's sender counts its frames and bytes and keeps within the credit windows
+    /// (`link.rs`) of those the server has taken; a server's sender writes to the client's own
+    /// queue and needs no credit (`None`).
+    sent: Option<Taken>,
 }
 
 impl MqSender {
@@ -95,7 +94,7 @@ impl MqSender {
             spin: config.socket_spin,
             pending: None,
             closed: false,
-            sent: credited.then_some(0),
+            sent: credited.then(Taken::default),
         })
     }
 
@@ -111,29 +110,28 @@ impl MqSender {
         self.queue.clone()
     }
 
-    /// Whether the server has taken enough of our frames for one more (always, for a server's
-    /// sender); the number of frames it must have taken otherwise.
-    fn credit_needed(&self) -> Option<u64> {
-        let sent = self.sent?;
+    /// Whether the server has taken enough of what we sent for one more frame (always, for a
+    /// server's sender); what it had taken as far as we know otherwise.
+    fn credit_needed(&self) -> Option<Taken> {
         let taken = self.link.taken();
-        (sent >= taken + CREDIT_WINDOW).then(|| sent - CREDIT_WINDOW)
+        self.sent?.beyond_credit(taken).then_some(taken)
     }
 
     /// Waits until the server's credit allows one more frame.
     async fn wait_credit(&self) -> Result<(), TransportError> {
-        while let Some(taken) = self.credit_needed() {
+        while let Some(seen) = self.credit_needed() {
             if self.link.is_dead() {
                 return Err(TransportError::Closed);
             }
-            self.link.more_taken(taken).await;
+            self.link.more_taken(seen).await;
         }
         Ok(())
     }
 
     /// The blocking form of [`MqSender::wait_credit`], until `deadline`.
     fn wait_credit_blocking(&self, deadline: Deadline) -> Result<(), TransportError> {
-        while let Some(taken) = self.credit_needed() {
-            self.link.more_taken_blocking(taken, deadline)?;
+        while let Some(seen) = self.credit_needed() {
+            self.link.more_taken_blocking(seen, deadline)?;
         }
         Ok(())
     }
@@ -158,10 +156,11 @@ impl MqSender {
                 limit: self.limit,
             });
         }
-        self.pending = Some(Outgoing::new(frame));
         if let Some(sent) = &mut self.sent {
-            *sent += 1;
+            sent.frames += 1;
+            sent.bytes += frame.len() as u64;
         }
+        self.pending = Some(Outgoing::new(frame));
         Ok(())
     }
 
@@ -386,30 +385,11 @@ struct QueueInbox {
     ready: Option<AsyncFd<Arc<Queue>>>,
     link: Arc<Link>,
     reassembler: Reassembler,
+    /// The largest frame accepted.
+    limit: usize,
     buf: Vec<u8>,
     spin: Duration,
     ended: Option<Ended>,
-}
-
-/// A server connection's receiver: takes what the routing task sends it.
-#[derive(Debug)]
-struct RoutedInbox {
-    inbox: mpsc::Receiver<Item>,
-    link: Arc<Link>,
-    control: mpsc::UnboundedSender<Control>,
-    token: u64,
-    /// Whether the client's death was reported to the routing task.
-    reported: bool,
-    /// Frames taken so far, and bytes of credit owed to the client for them (written to the
-    /// socket each time [`CREDIT_FRAMES`] more are taken).
-    taken: u64,
-    owed: usize,
-}
-
-impl Drop for RoutedInbox {
-    fn drop(&mut self) {
-        let _ = self.control.send(Control::Unregister(self.token));
-    }
 }
 
 impl MqReceiver {
@@ -429,28 +409,34 @@ impl MqReceiver {
             queue,
             ready,
             link,
-            reassembler: Reassembler::new(config.max_frame_size),
+            reassembler: Reassembler::new(),
+            limit: config.max_frame_size,
             spin: config.socket_spin,
             ended: None,
         })))
     }
 
-    /// A server connection's receiver for `token`, fed through `inbox`.
-    pub(crate) fn routed(
-        inbox: mpsc::Receiver<Item>,
-        link: Arc<Link>,
-        control: mpsc::UnboundedSender<Control>,
-        token: u64,
-    ) -> MqReceiver {
-        MqReceiver(Inbox::Routed(RoutedInbox {
-            inbox,
-            link,
-            control,
-            token,
-            reported: false,
-            taken: 0,
-            owed: 0,
-        }))
+    /// A server connection's receiver, fed by the routing task.
+    pub(crate) fn routed(inbox: RoutedInbox) -> MqReceiver {
+        MqReceiver(Inbox::Routed(inbox))
+    }
+
+    /// On a server: the most bytes of frames the routing task held for this connection.
+    #[cfg(test)]
+    pub(crate) fn most_held_for_tests(&self) -> u64 {
+        match &self.0 {
+            Inbox::Queue(_) => unreachable!("a client's receiver"),
+            Inbox::Routed(r) => r.most_held_for_tests(),
+        }
+    }
+
+    /// Sets the largest frame accepted from now on. A bigger frame fails the connection as it
+    /// starts to arrive (on a server, in the routing task, which never reassembles it).
+    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
+        match &mut self.0 {
+            Inbox::Queue(q) => q.limit = limit,
+            Inbox::Routed(r) => r.set_max_frame_size(limit),
+        }
     }
 
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
@@ -484,7 +470,7 @@ impl MqReceiver {
     pub(crate) fn has_buffered(&self) -> bool {
         match &self.0 {
             Inbox::Queue(_) => false,
-            Inbox::Routed(r) => !r.inbox.is_empty(),
+            Inbox::Routed(r) => r.has_buffered(),
         }
     }
 
@@ -527,7 +513,7 @@ impl QueueInbox {
     /// Takes the message of `n` bytes in `buf`; `Some` when `recv` returns.
     fn take(&mut self, n: usize) -> Option<Result<Option<Frame>, TransportError>> {
         let event = wire::parse(&self.buf[..n])
-            .and_then(|(header, chunk)| self.reassembler.push(header, chunk));
+            .and_then(|(header, chunk)| self.reassembler.push(header, chunk, self.limit));
         match event {
             Ok(None) => None,
             Ok(Some(Event::Frame(frame))) => Some(Ok(Some(frame))),
@@ -585,44 +571,5 @@ impl QueueInbox {
                 Err(error) => return self.end(Err(error)),
             }
         }
-    }
-}
-
-impl RoutedInbox {
-    /// Hands out what the routing task sent, granting the client credit for each
-    /// [`CREDIT_FRAMES`] frames taken.
-    fn deliver(&mut self, item: Option<Item>) -> Result<Option<Frame>, TransportError> {
-        match item {
-            Some(Ok(frame)) => {
-                self.taken += 1;
-                if self.taken.is_multiple_of(CREDIT_FRAMES) {
-                    self.owed += 1;
-                }
-                if self.owed > 0 {
-                    // The client drains the socket whenever it waits for credit, so a full
-                    // socket buffer only defers what is owed to the next frame.
-                    self.owed -= self.link.grant(self.owed);
-                }
-                Ok(Some(frame))
-            }
-            Some(Err(error)) => Err(error),
-            None => Ok(None),
-        }
-    }
-
-    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        if !self.reported {
-            tokio::select! {
-                biased;
-                item = self.inbox.recv() => return self.deliver(item),
-                () = self.link.gone() => {
-                    // The routing task ends the inbox once the client's last messages are in.
-                    self.reported = true;
-                    let _ = self.control.send(Control::Gone(self.token));
-                }
-            }
-        }
-        let item = self.inbox.recv().await;
-        self.deliver(item)
     }
 }

@@ -1,11 +1,13 @@
-//! One connection's rendezvous socket after the handshake: its liveness signal, and waiting on
-//! a queue (busy-poll, then sleep) while watching it.
+//! One connection's rendezvous socket after the handshake: its liveness signal, its credit,
+//! and waiting on a queue (busy-poll, then sleep) while watching it.
 //!
-//! After the handshake only the server writes to the socket, and only credit: one byte each
-//! time its connection has taken [`CREDIT_FRAMES`] more frames of the client (see
-//! [`CREDIT_WINDOW`]). So the socket becomes readable with credit, or when the peer is gone
-//! (end of stream or an error), however the peer ended. Whoever waits on a queue also waits on
-//! the socket, counting the credit it finds; there is no watcher thread.
+//! After the handshake only the server writes to the socket, and only credit, one byte per
+//! unit: [`FRAMES_TAKEN`] each time its connection has taken [`CREDIT_FRAMES`] more frames of
+//! the client, [`BYTES_TAKEN`] each time it has taken [`CREDIT_BYTES`] more bytes of frames
+//! (see [`CREDIT_WINDOW`] and [`BYTE_WINDOW`]). Every byte is a whole unit, so a read of any
+//! length leaves nothing half understood. So the socket becomes readable with credit, or when
+//! the peer is gone (end of stream or an error), however the peer ended. Whoever waits on a
+//! queue also waits on the socket, counting the credit it finds; there is no watcher thread.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -18,6 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::MsgFlags;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
 
 use super::queue::Queue;
 use crate::deadline::Deadline;
@@ -28,8 +31,39 @@ use crate::error::TransportError;
 /// its replies would otherwise hold up every client of the server): it only ever holds this
 /// many of a well-behaved client, and fails a client that sends more.
 pub(crate) const CREDIT_WINDOW: u64 = 1024;
-/// Frames taken per byte of credit the server writes on the socket.
+/// Frames taken per [`FRAMES_TAKEN`] byte the server writes on the socket.
 pub(crate) const CREDIT_FRAMES: u64 = 64;
+/// Bytes (of frame payloads) a client may have sent beyond those its server connection has
+/// taken before it starts another frame: a client starts a frame only while less than this
+/// is outstanding, so the routing task holds less than `BYTE_WINDOW` plus one frame (at most
+/// the connection's frame limit) of a well-behaved client, and fails a client that sends more.
+/// A frame of any allowed size still goes once the server has taken what came before.
+pub(crate) const BYTE_WINDOW: u64 = 1 << 20;
+/// Bytes taken per [`BYTES_TAKEN`] byte the server writes on the socket.
+pub(crate) const CREDIT_BYTES: u64 = 64 << 10;
+/// The credit byte for [`CREDIT_FRAMES`] frames taken.
+pub(crate) const FRAMES_TAKEN: u8 = b'f';
+/// The credit byte for [`CREDIT_BYTES`] bytes taken.
+pub(crate) const BYTES_TAKEN: u8 = b'b';
+
+/// How often a blocking sender waiting for credit looks whether another thread read it.
+const CREDIT_POLL: Duration = Duration::from_millis(5);
+
+/// How much of a client's sending its server connection has taken (as far as its credit has
+/// told the client), or how much the client has sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) frames: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Taken {
+    /// Whether a client that has sent `self` must wait for more credit than `taken` before it
+    /// starts another frame.
+    pub(crate) fn beyond_credit(self, taken: Taken) -> bool {
+        self.frames >= taken.frames + CREDIT_WINDOW || self.bytes >= taken.bytes + BYTE_WINDOW
+    }
+}
 
 /// One side's rendezvous socket, kept open for the connection's life.
 #[derive(Debug)]
@@ -38,8 +72,13 @@ pub(crate) struct Link {
     /// A duplicate of `socket` registered with the runtime, for async waits.
     watch: Option<AsyncFd<UnixStream>>,
     dead: AtomicBool,
-    /// On a client: frames the server has taken so far (credit read from the socket).
-    taken: AtomicU64,
+    /// Wakes every async waiter when credit arrives or the peer is found gone: whoever reads
+    /// the socket takes its readiness, so another task waiting on it would not wake.
+    changed: Notify,
+    /// On a client: frames and bytes the server has taken so far (credit read from the
+    /// socket).
+    taken_frames: AtomicU64,
+    taken_bytes: AtomicU64,
 }
 
 impl Drop for Link {
@@ -64,7 +103,9 @@ impl Link {
             socket,
             watch,
             dead: AtomicBool::new(false),
-            taken: AtomicU64::new(0),
+            changed: Notify::new(),
+            taken_frames: AtomicU64::new(0),
+            taken_bytes: AtomicU64::new(0),
         }))
     }
 
@@ -97,21 +138,33 @@ impl Link {
 
     fn mark_dead(&self) {
         self.dead.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
-    /// On a server: writes `bytes` bytes of credit to the client without waiting; returns how
-    /// many the socket took (fewer only if its buffer is full, or the client is gone).
-    pub(crate) fn grant(&self, bytes: usize) -> usize {
-        let credit = [0u8; 64];
-        let mut sent = 0;
-        while sent < bytes {
-            let n = (bytes - sent).min(credit.len());
+    /// On a server: writes `frames` units of frame credit and `bytes` units of byte credit
+    /// to the client without waiting; returns how many of each the socket took (fewer only if
+    /// its buffer is full, or the client is gone).
+    pub(crate) fn grant(&self, frames: u64, bytes: u64) -> (u64, u64) {
+        let mut sent = (0, 0);
+        let mut credit = [0u8; 256];
+        while sent != (frames, bytes) {
+            let f = (frames - sent.0).min(credit.len() as u64) as usize;
+            let b = (bytes - sent.1).min((credit.len() - f) as u64) as usize;
+            credit[..f].fill(FRAMES_TAKEN);
+            credit[f..f + b].fill(BYTES_TAKEN);
             match nix::sys::socket::send(
                 self.socket.as_raw_fd(),
-                &credit[..n],
+                &credit[..f + b],
                 MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
             ) {
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    // The frame units went first.
+                    sent.0 += n.min(f) as u64;
+                    sent.1 += n.saturating_sub(f) as u64;
+                    if n < f + b {
+                        break;
+                    }
+                }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,
             }
@@ -119,26 +172,40 @@ impl Link {
         sent
     }
 
-    /// Frames the peer has taken so far, as far as its credit has told us.
-    pub(crate) fn taken(&self) -> u64 {
-        self.taken.load(Ordering::SeqCst)
+    /// What the peer has taken so far, as far as its credit has told us.
+    pub(crate) fn taken(&self) -> Taken {
+        Taken {
+            frames: self.taken_frames.load(Ordering::SeqCst),
+            bytes: self.taken_bytes.load(Ordering::SeqCst),
+        }
     }
 
-    /// Reads the socket without waiting: each byte is credit for [`CREDIT_FRAMES`] frames; end
-    /// of stream or an error marks the peer gone. `WouldBlock` once nothing more is there.
+    /// Reads the socket without waiting, counting the credit in it; end of stream, an error
+    /// or a byte that is no credit marks the peer gone. `WouldBlock` once nothing more is
+    /// there.
     fn check(&self) -> io::Result<()> {
-        let mut scrap = [0u8; 64];
+        let mut credit = [0u8; 256];
         loop {
             match nix::sys::socket::recv(
                 self.socket.as_raw_fd(),
-                &mut scrap,
+                &mut credit,
                 MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.taken
-                        .fetch_add(n as u64 * CREDIT_FRAMES, Ordering::SeqCst);
-                    continue;
+                    let frames = credit[..n].iter().filter(|&&b| b == FRAMES_TAKEN).count();
+                    let bytes = credit[..n].iter().filter(|&&b| b == BYTES_TAKEN).count();
+                    self.taken_frames
+                        .fetch_add(frames as u64 * CREDIT_FRAMES, Ordering::SeqCst);
+                    self.taken_bytes
+                        .fetch_add(bytes as u64 * CREDIT_BYTES, Ordering::SeqCst);
+                    if frames + bytes > 0 {
+                        self.changed.notify_waiters();
+                    }
+                    if frames + bytes < n {
+                        tracing::debug!("the mq server wrote something other than credit");
+                        break;
+                    }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN) => {
@@ -153,42 +220,47 @@ impl Link {
 
     /// Resolves once the peer is gone (never, for a link made without a runtime).
     pub(crate) async fn gone(&self) {
+        self.wait_until(|_| false).await
+    }
+
+    /// Waits until the peer has taken more than `seen`, or is gone (never returns for a link
+    /// made without a runtime: use [`Link::more_taken_blocking`]).
+    pub(crate) async fn more_taken(&self, seen: Taken) {
+        self.wait_until(|link| link.taken() != seen).await
+    }
+
+    /// Waits until `done` or the peer is gone, reading the socket as it becomes readable (or
+    /// woken by another task that read it).
+    async fn wait_until(&self, done: impl Fn(&Link) -> bool) {
         let Some(watch) = &self.watch else {
             return std::future::pending().await;
         };
-        while !self.is_dead() {
-            match watch.readable().await {
-                Ok(mut guard) => {
-                    let _ = guard.try_io(|_| self.check());
-                }
-                Err(_) => self.mark_dead(),
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_dead() || done(self) {
+                return;
+            }
+            tokio::select! {
+                ready = watch.readable() => match ready {
+                    Ok(mut guard) => {
+                        let _ = guard.try_io(|_| self.check());
+                    }
+                    Err(_) => self.mark_dead(),
+                },
+                () = &mut changed => {}
             }
         }
     }
 }
 
 impl Link {
-    /// Waits until the peer has taken more than `taken` frames, or is gone (never returns for
-    /// a link made without a runtime: use [`Link::more_taken_blocking`]).
-    pub(crate) async fn more_taken(&self, taken: u64) {
-        let Some(watch) = &self.watch else {
-            return std::future::pending().await;
-        };
-        while !self.is_dead() && self.taken() <= taken {
-            match watch.readable().await {
-                Ok(mut guard) => {
-                    let _ = guard.try_io(|_| self.check());
-                }
-                Err(_) => self.mark_dead(),
-            }
-        }
-    }
-
     /// The blocking form of [`Link::more_taken`], until `deadline`: `TimedOut` then, `Closed`
     /// if the peer is gone.
     pub(crate) fn more_taken_blocking(
         &self,
-        taken: u64,
+        seen: Taken,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
         let give_up = deadline.resolve();
@@ -197,10 +269,12 @@ impl Link {
             if self.is_dead() {
                 return Err(TransportError::Closed);
             }
-            if self.taken() > taken {
+            if self.taken() != seen {
                 return Ok(());
             }
-            let timeout = match poll_timeout(give_up) {
+            // In slices: another thread (the receiver's) may read the credit meanwhile.
+            let slice = Instant::now() + CREDIT_POLL;
+            let timeout = match poll_timeout(Some(give_up.map_or(slice, |at| at.min(slice)))) {
                 Some(timeout) => timeout,
                 None => return Err(TransportError::TimedOut),
             };

@@ -134,20 +134,21 @@ pub(crate) enum Event {
 }
 
 /// Rebuilds frames from one peer's messages, checking everything the peer could get wrong.
-#[derive(Debug)]
+///
+/// The limit is given with each message, so it may change between them (a server accepts only
+/// small frames until its handshake is done): a frame over it is refused at its first message,
+/// or at the next one if it was begun under a larger limit. Memory follows what arrived, never
+/// the length a peer announces: the buffer at most doubles as chunks come, and never grows
+/// past the frame's length.
+#[derive(Debug, Default)]
 pub(crate) struct Reassembler {
     /// The frame being filled (prefix included) and its payload length.
     partial: Option<(BytesMut, usize)>,
-    limit: usize,
 }
 
 impl Reassembler {
-    /// A reassembler refusing frames over `limit` bytes.
-    pub(crate) fn new(limit: usize) -> Reassembler {
-        Reassembler {
-            partial: None,
-            limit,
-        }
+    pub(crate) fn new() -> Reassembler {
+        Reassembler::default()
     }
 
     /// Whether a frame is half received.
@@ -155,11 +156,27 @@ impl Reassembler {
         self.partial.is_some()
     }
 
-    /// Takes one message; `Ok(None)` while a frame is incomplete.
+    /// Bytes of the frame half received.
+    #[cfg(test)]
+    pub(crate) fn partial_len(&self) -> usize {
+        self.partial
+            .as_ref()
+            .map_or(0, |(buf, _)| buf.len() - FRAME_PREFIX)
+    }
+
+    /// The buffer's capacity, for tests of its growth.
+    #[cfg(test)]
+    pub(crate) fn partial_capacity(&self) -> usize {
+        self.partial.as_ref().map_or(0, |(buf, _)| buf.capacity())
+    }
+
+    /// Takes one message, refusing a frame over `limit` bytes; `Ok(None)` while a frame is
+    /// incomplete.
     pub(crate) fn push(
         &mut self,
         header: Header,
         chunk: &[u8],
+        limit: usize,
     ) -> Result<Option<Event>, TransportError> {
         match header.kind {
             FIRST => {
@@ -167,10 +184,10 @@ impl Reassembler {
                     return Err(malformed("a frame began before the previous one ended"));
                 }
                 let length = header.length as usize;
-                if length > self.limit {
+                if length > limit {
                     return Err(TransportError::FrameTooLarge {
                         size: length,
-                        limit: self.limit,
+                        limit,
                     });
                 }
                 if chunk.len() > length {
@@ -187,9 +204,16 @@ impl Reassembler {
                 let Some((buf, length)) = &mut self.partial else {
                     return Err(malformed("a continuation chunk came without a first chunk"));
                 };
+                if *length > limit {
+                    // Begun under a larger limit.
+                    let size = *length;
+                    self.partial = None;
+                    return Err(TransportError::FrameTooLarge { size, limit });
+                }
                 if chunk.is_empty() || buf.len() - FRAME_PREFIX + chunk.len() > *length {
                     return Err(malformed("a chunk runs past its frame's declared length"));
                 }
+                grow(buf, chunk.len(), FRAME_PREFIX + *length);
                 buf.extend_from_slice(chunk);
             }
             BYE => {
@@ -208,6 +232,22 @@ impl Reassembler {
             _ => Ok(None),
         }
     }
+}
+
+/// Makes room in `buf` for `more` bytes: doubling (so copying stays linear), but never past
+/// `most`, the whole frame's size (`BytesMut`'s own growth would round past it).
+fn grow(buf: &mut BytesMut, more: usize, most: usize) {
+    let needed = buf.len() + more;
+    if buf.capacity() >= needed {
+        return;
+    }
+    let capacity = buf
+        .capacity()
+        .saturating_mul(2)
+        .clamp(needed, most.max(needed));
+    let mut bigger = BytesMut::with_capacity(capacity);
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
 }
 
 fn malformed(what: &str) -> TransportError {
@@ -248,13 +288,13 @@ mod tests {
             let frame = pattern(len);
             let all = messages(&frame, 42);
             assert_eq!(all.len(), len.div_ceil(CHUNK).max(1), "len {len}");
-            let mut reassembler = Reassembler::new(16 << 20);
+            let mut reassembler = Reassembler::new();
             let mut got = None;
             for (i, message) in all.iter().enumerate() {
                 let (header, chunk) = parse(message).unwrap();
                 assert_eq!(header.token, 42);
                 assert_eq!(header.kind, if i == 0 { FIRST } else { MORE });
-                let event = reassembler.push(header, chunk).unwrap();
+                let event = reassembler.push(header, chunk, 16 << 20).unwrap();
                 if i + 1 < all.len() {
                     assert_eq!(event, None);
                     assert!(reassembler.in_progress());
@@ -274,15 +314,15 @@ mod tests {
         let (header, chunk) = parse(&out).unwrap();
         assert_eq!((header.kind, header.token, chunk.len()), (BYE, 9, 0));
         assert_eq!(
-            Reassembler::new(100).push(header, chunk).unwrap(),
+            Reassembler::new().push(header, chunk, 100).unwrap(),
             Some(Event::Bye)
         );
         let first = &messages(&pattern(CHUNK + 5), 9)[0];
-        let mut reassembler = Reassembler::new(1 << 20);
+        let mut reassembler = Reassembler::new();
         let (h, c) = parse(first).unwrap();
-        assert_eq!(reassembler.push(h, c).unwrap(), None);
+        assert_eq!(reassembler.push(h, c, 1 << 20).unwrap(), None);
         assert!(matches!(
-            reassembler.push(header, chunk),
+            reassembler.push(header, chunk, 1 << 20),
             Err(TransportError::Malformed(_))
         ));
     }
@@ -302,11 +342,11 @@ mod tests {
     }
 
     fn push_all(limit: usize, all: &[Vec<u8>]) -> Result<Option<Event>, TransportError> {
-        let mut reassembler = Reassembler::new(limit);
+        let mut reassembler = Reassembler::new();
         let mut last = None;
         for message in all {
             let (header, chunk) = parse(message)?;
-            last = reassembler.push(header, chunk)?;
+            last = reassembler.push(header, chunk, limit)?;
         }
         Ok(last)
     }
@@ -343,5 +383,45 @@ mod tests {
             })
         ));
         assert!(push_all(100, &[raw(FIRST, 100, &[0; 100])]).is_ok());
+    }
+
+    #[test]
+    fn a_limit_lowered_mid_frame_refuses_it_at_the_next_chunk() {
+        let all = messages(&pattern(3 * CHUNK), 1);
+        let mut reassembler = Reassembler::new();
+        let (h, c) = parse(&all[0]).unwrap();
+        assert_eq!(reassembler.push(h, c, 1 << 20).unwrap(), None);
+        let (h, c) = parse(&all[1]).unwrap();
+        assert!(matches!(
+            reassembler.push(h, c, 64),
+            Err(TransportError::FrameTooLarge { size, limit: 64 }) if size == 3 * CHUNK
+        ));
+        assert!(!reassembler.in_progress());
+    }
+
+    #[test]
+    fn the_buffer_follows_what_arrived_and_stops_at_the_frame_size() {
+        let len = 100 * CHUNK + 17;
+        let all = messages(&pattern(len), 1);
+        let mut reassembler = Reassembler::new();
+        for (i, message) in all.iter().enumerate() {
+            let (h, c) = parse(message).unwrap();
+            let event = reassembler.push(h, c, 16 << 20).unwrap();
+            if i + 1 < all.len() {
+                let arrived = reassembler.partial_len();
+                assert_eq!(arrived, (i + 1) * CHUNK);
+                let capacity = reassembler.partial_capacity();
+                assert!(
+                    capacity <= 2 * (FRAME_PREFIX + arrived),
+                    "{capacity} for {arrived}"
+                );
+                assert!(
+                    capacity <= FRAME_PREFIX + len,
+                    "{capacity} for a frame of {len}"
+                );
+            } else {
+                assert_eq!(event, Some(Event::Frame(pattern(len))));
+            }
+        }
     }
 }

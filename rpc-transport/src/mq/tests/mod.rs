@@ -1,5 +1,6 @@
 //! Tests on real queues and sockets; `credit.rs` has those of the credit window,
-//! `lifecycle.rs` those of tokens, a hung server and queues let go of.
+//! `byte_credit.rs` those of its bytes and of frame limits, `lifecycle.rs` those of tokens, a
+//! hung server and queues let go of.
 //!
 //! Budget: each test that makes queues runs under a uid of its own when we are root
 //! (`own_uid.rs`: `RLIMIT_MSGQUEUE` is per user and other processes of ours may hold most of
@@ -7,6 +8,7 @@
 //! (about 82 KB under Linux's defaults) and at most eight reply queues (11 KB each), all of
 //! which shrink to smaller messages when that is not free.
 
+mod byte_credit;
 mod credit;
 mod lifecycle;
 mod own_uid;
@@ -108,6 +110,14 @@ pub(super) async fn pair(listener: &Listener, address: &Address) -> (Connection,
 pub(super) fn token_of(sender: &crate::FrameSender) -> u64 {
     match &sender.0 {
         crate::connection::SenderFlavor::Mq(s) => s.token_for_tests(),
+        _ => unreachable!(),
+    }
+}
+
+/// On a server connection's receiver: the most bytes of frames the routing task held for it.
+pub(super) fn most_held_of(receiver: &crate::FrameReceiver) -> u64 {
+    match &receiver.0 {
+        crate::connection::ReceiverFlavor::Mq(r) => r.most_held_for_tests(),
         _ => unreachable!(),
     }
 }
@@ -437,48 +447,6 @@ async fn connecting_to_nobody_is_a_connect_error() {
         }
         other => panic!("{other:?}"),
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_fails_only_its_own_connection() {
-    let Some(_serial) = setup(module_path!(), "garbage_fails_only_its_own_connection").await else {
-        return;
-    };
-    let address = address("garbage");
-    let small = TransportConfig::default().with_max_frame_size(1000);
-    let listener = Listener::bind(&address, &small).await.unwrap();
-    let (good, mut good_server) = pair(&listener, &address).await;
-    let (mut good_tx, mut good_rx, _) = good.split();
-    let (mut bad, mut bad_server) = pair(&listener, &address).await;
-    // Messages of no connection, written straight to the server queue, are dropped.
-    let raw = server_queue_of(&good_tx);
-    raw.try_send(b"short").unwrap();
-    raw.try_send(&[1u8; 40]).unwrap();
-    // A frame over the server's limit fails that connection only.
-    bad.send(Frame::filled(5000, |_| ())).await.unwrap();
-    let result = bounded("recv", bad_server.recv()).await;
-    assert!(
-        matches!(
-            result,
-            Err(TransportError::FrameTooLarge {
-                size: 5000,
-                limit: 1000
-            })
-        ),
-        "{result:?}"
-    );
-    good_tx
-        .send(Frame::from_payload(b"still fine"))
-        .await
-        .unwrap();
-    let frame = bounded("recv", good_server.recv()).await.unwrap();
-    assert_eq!(frame, Some(Frame::from_payload(b"still fine")));
-    good_server
-        .send(Frame::from_payload(b"and back"))
-        .await
-        .unwrap();
-    let frame = bounded("recv", good_rx.recv()).await.unwrap();
-    assert_eq!(frame, Some(Frame::from_payload(b"and back")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
