@@ -463,7 +463,7 @@ impl MqReceiver {
     pub(crate) fn peer_gone(&self) -> bool {
         match &self.0 {
             Inbox::Queue(q) => q.link.is_dead() || q.link.hung_up(),
-            Inbox::Routed(r) => r.link.is_dead() || r.link.hung_up(),
+            Inbox::Routed(r) => r.peer_gone(),
         }
     }
 

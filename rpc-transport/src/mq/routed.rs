@@ -76,6 +76,11 @@ impl RoutedInbox {
         !self.inbox.is_empty()
     }
 
+    /// Whether the client is gone (its rendezvous socket closed).
+    pub(crate) fn peer_gone(&self) -> bool {
+        self.link.is_dead() || self.link.hung_up()
+    }
+
     /// Hands out what the routing task sent, granting the client credit for what it takes.
     fn deliver(&mut self, item: Option<Item>) -> Result<Option<Frame>, TransportError> {
         let frame = match item {
