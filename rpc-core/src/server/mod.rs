@@ -77,7 +77,8 @@ pub struct ServerConfig {
     /// Shared-memory connections served from a thread of their own, for the lowest latency;
     /// later ones are served by the runtime's workers like every other transport, so the
     /// server's threads stay bounded whatever the number of connections. Default: the number
-    /// of CPUs.
+    /// of CPUs, at least 4 (a server pinned to one CPU still gives a few clients the fast
+    /// path; an idle dedicated thread sleeps on its futex and costs no CPU).
     pub dedicated_threads: usize,
 }
 
@@ -96,7 +97,7 @@ impl Default for ServerConfig {
             max_connections_per_peer: None,
             max_connection_memory: 4 << 20,
             max_server_memory: 256 << 20,
-            dedicated_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            dedicated_threads: std::thread::available_parallelism().map_or(1, |n| n.get()).max(4),
         }
     }
 }
