@@ -97,7 +97,9 @@ impl Default for ServerConfig {
             max_connections_per_peer: None,
             max_connection_memory: 4 << 20,
             max_server_memory: 256 << 20,
-            dedicated_threads: std::thread::available_parallelism().map_or(1, |n| n.get()).max(4),
+            dedicated_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .max(4),
         }
     }
 }
