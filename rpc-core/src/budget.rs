@@ -20,6 +20,10 @@ use tokio::sync::Semaphore;
 /// that many small frames are not undercounted.
 pub(crate) const FRAME_OVERHEAD: usize = 64;
 
+/// What a call running as a task costs beyond its request frame (the task and its future),
+/// counted with the request.
+pub(crate) const TASK_OVERHEAD: usize = 1024;
+
 /// The server-wide side of both pools, shared by every connection.
 #[derive(Debug)]
 pub(crate) struct ServerMemory {

@@ -51,6 +51,24 @@ async fn thousand_concurrent_calls_on_one_connection(transport: Transport) {
     assert_eq!(probe.client().pending_calls(), 0);
 }
 
+/// A client with more calls than the server admits at once (its `max_in_flight`, learnt in the
+/// handshake) queues the excess instead of having them refused with `TooManyCalls`.
+async fn more_calls_than_the_server_admits_wait_their_turn(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new().max_in_flight(64)).await;
+    let probe = client(&fixture).await;
+    let tasks: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let probe = probe.clone();
+            tokio::spawn(async move { (i, probe.tag(i, 20).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, tagged) = bounded(LIMIT, "a queued call", task).await.unwrap();
+        assert_eq!(tagged.unwrap(), i, "call {i}");
+    }
+    assert_eq!(probe.client().pending_calls(), 0);
+}
+
 async fn sixty_four_clients_at_once(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let tasks: Vec<_> = (0..64i64)
@@ -451,6 +469,7 @@ macro_rules! every_transport_tests {
         conformance!(@tests $variant;
             one_call,
             thousand_concurrent_calls_on_one_connection,
+            more_calls_than_the_server_admits_wait_their_turn,
             sixty_four_clients_at_once,
             payload_at_the_frame_limit,
             oversized_raw_frame_fails_only_its_connection,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rpc_transport::{Address, Connection, FrameReceiver, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 pub use blocking::BlockingClient;
@@ -47,6 +48,10 @@ struct Shared {
     next_call_id: AtomicU64,
     /// The smaller of our and the server's maximum frame size.
     send_limit: usize,
+    /// One permit per call the server admits at once (`max_in_flight` of its `Welcome`): a
+    /// call beyond them waits here, within its deadline, instead of being refused with
+    /// `TooManyCalls`.
+    in_flight: Arc<Semaphore>,
     reader: AbortHandle,
 }
 
@@ -173,6 +178,9 @@ impl Client {
                 pending,
                 next_call_id: AtomicU64::new(1),
                 send_limit: agreed.send_limit,
+                in_flight: Arc::new(Semaphore::new(
+                    agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
+                )),
                 reader,
             }),
             options: CallOptions::defaults(options.call_timeout),
@@ -250,15 +258,23 @@ impl Client {
             args,
             shared.send_limit,
         )?;
-        let reply = shared.pending.register(call_id)?;
-        let mut guard = CallGuard {
-            shared,
-            method,
-            call_id,
-            sent: false,
-            done: false,
-        };
         let exchange = async {
+            // The server's limit: wait for a place (within the deadline) rather than be refused.
+            let place = shared
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| RpcError::disconnected("the client's connection is closing"))?;
+            let reply = shared.pending.register(call_id)?;
+            let mut guard = CallGuard {
+                shared,
+                method,
+                call_id,
+                sent: false,
+                done: false,
+                place: Some(place),
+            };
             // With other calls in flight, more requests are about to go: write them together.
             let linger = shared.pending.len() > 1;
             let sent = shared
@@ -270,9 +286,11 @@ impl Client {
                 RpcError::disconnected(format_args!("sending failed: {e}"))
             })?;
             guard.sent = true;
-            reply
+            let frame = reply
                 .await
-                .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")))
+                .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")));
+            guard.done = true;
+            frame
         };
         let frame = match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| {
@@ -283,7 +301,6 @@ impl Client {
             })??,
             None => exchange.await?,
         };
-        guard.done = true;
         protocol::decode_reply(&frame, shared.schema, method, timeout)
     }
 }
@@ -296,6 +313,9 @@ struct CallGuard<'a> {
     call_id: u64,
     sent: bool,
     done: bool,
+    /// The call's place among the server's `max_in_flight`: given back once the server is
+    /// told to drop a call it may still run, so the next call does not overtake the `Cancel`.
+    place: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for CallGuard<'_> {
@@ -312,8 +332,10 @@ impl Drop for CallGuard<'_> {
         };
         let sender = self.shared.sender.clone();
         let frame = protocol::cancel_frame(self.method, self.call_id);
+        let place = self.place.take();
         runtime.spawn(async move {
             let _ = sender.send(frame).await;
+            drop(place);
         });
     }
 }

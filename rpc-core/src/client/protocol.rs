@@ -33,6 +33,8 @@ pub(crate) struct Agreement {
     pub(crate) send_limit: usize,
     /// Which of our methods the server can serve.
     pub(crate) compatibility: Compatibility,
+    /// Calls the server runs at once on this connection; more wait on our side.
+    pub(crate) max_in_flight: usize,
 }
 
 /// Reads the server's answer to `Hello`: what was agreed, or why the connection is refused
@@ -62,6 +64,7 @@ pub(crate) fn handshake_reply(
             .max_frame_size
             .min(welcome.max_frame_size as usize),
         compatibility,
+        max_in_flight: (welcome.max_in_flight as usize).max(1),
     })
 }
 

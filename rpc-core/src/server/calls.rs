@@ -92,20 +92,30 @@ impl Calls {
         self.tasks.wait().await;
     }
 
-    /// Waits until no call runs.
+    /// Whether a call runs or an answer is still on its way to the transport.
+    pub(crate) fn busy(&self) -> bool {
+        !self.lock().is_empty() || !self.tasks.is_empty()
+    }
+
+    /// Waits until no call runs and every answer is handed to the transport.
     pub(crate) async fn wait_idle(&self) {
         loop {
             let idle = self.idle.notified();
             if self.lock().is_empty() {
-                return;
+                break;
             }
             idle.await;
+        }
+        // A call leaves the table just before its answer goes out (see `spawn`).
+        while !self.tasks.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 
     /// Runs `reply` as a task on `runtime`, sending its frame through `sink` when done. The
-    /// call counts as running, and holds `request` (its share of the connection's memory),
-    /// until its answer is handed to the sink.
+    /// call counts as running until its answer is ready, and holds `request` (its share of the
+    /// connection's memory, counted with the task's own cost) until the answer is handed to the
+    /// sink.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
@@ -123,11 +133,14 @@ impl Calls {
                 _ = cancelled.cancelled() => None,
                 answer = reply => Some(answer),
             };
+            // The call leaves the table before its answer goes out: a client that keeps to
+            // `max_in_flight` may send its next call the moment it reads this answer. The task
+            // itself is still bounded, by the request's bytes it holds until the answer is out.
+            calls.finish(call_id);
             if let Some(answer) = answer {
                 let _ = sink.send(answer).await;
             }
             drop(request);
-            calls.finish(call_id);
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();

@@ -14,7 +14,7 @@ use super::ConnectionEnv;
 use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, ReplyFuture, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD};
+use crate::budget::{ConnectionMemory, TASK_OVERHEAD};
 use crate::wire::WireError;
 
 /// The most answers held back to leave in one write (see also `BATCH_BYTES`).
@@ -79,7 +79,7 @@ pub(crate) async fn run(
                 .await;
             }
         };
-        let size = frame.len() + FRAME_OVERHEAD;
+        let size = frame.len() + TASK_OVERHEAD;
         match classify(frame) {
             Incoming::Call(request) => match prepare_call(call_env, calls, request) {
                 Ok((call_id, mut reply)) => match poll_inline(&mut reply) {

@@ -15,7 +15,7 @@ use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held};
+use crate::budget::{ConnectionMemory, Held, TASK_OVERHEAD};
 use crate::wire::WireError;
 
 /// How often an idle thread looks at the server's stop and kill signals on its own; the
@@ -79,7 +79,7 @@ fn serve(
             return;
         } else if env.stop.is_cancelled() {
             let grace = Instant::now() + env.config.shutdown_grace;
-            while calls.len() > 0 && Instant::now() < grace {
+            while calls.busy() && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(1));
             }
             sink.close_blocking();
@@ -110,7 +110,7 @@ fn serve(
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
         last_frame = Instant::now();
-        let size = frame.len() + FRAME_OVERHEAD;
+        let size = frame.len() + TASK_OVERHEAD;
         let prepared = match classify(frame) {
             Incoming::Call(request) => prepare_call(call_env, calls, request),
             Incoming::Cancel(call_id) => {
