@@ -419,11 +419,35 @@ async fn calls_in_flight_are_limited_by_name(transport: Transport) {
             == 2)
         .await
     );
-    let third = bounded(LIMIT, "the third call", probe.add(1, 1)).await;
+    // The client knows the limit: a third call waits for a place, within its deadline.
+    let third = bounded(
+        LIMIT,
+        "the third call",
+        probe
+            .with_timeout(Some(Duration::from_millis(300)))
+            .add(1, 1),
+    )
+    .await;
     assert!(
-        matches!(third, Err(RpcError::TooManyCalls { limit: 2 })),
+        matches!(third, Err(RpcError::DeadlineExceeded { .. })),
         "{third:?}"
     );
+    // A client that ignores the limit is refused by the server, by name.
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    for call_id in 1..=2 {
+        raw.send(request(probe_method_id("stall"), call_id, &()))
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 4)
+        .await
+    );
+    raw.send(request(probe_method_id("add"), 3, &(1i64, 1i64)))
+        .await
+        .unwrap();
+    assert_eq!(expect_error(&mut raw, 3).await, WireError::TooManyCalls(2));
 }
 
 async fn connections_are_limited_by_name(transport: Transport) {
