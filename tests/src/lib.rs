@@ -4,6 +4,7 @@
 pub mod bench;
 mod counter;
 mod process;
+mod raw;
 pub mod shapes;
 mod spawned;
 use std::future::Future;
@@ -54,6 +55,7 @@ pub fn probe_method_id(name: &str) -> u32 {
 
 pub use counter::SharedCounter;
 pub use process::{ProbeProcess, kill_stalled_clients};
+pub use raw::{raw_probe_connection, rss_kib, status_kib};
 pub use spawned::{SpawnedServers, probe_server_path};
 
 /// The probe implementation; counts the `stall` calls still running.

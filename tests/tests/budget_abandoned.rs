@@ -8,42 +8,12 @@
 use std::time::Duration;
 
 use rpc_core::Server;
-use rpc_core::transport::{Connection, Frame, TransportConfig};
-use rpc_core::wire::{self, Extension, Header, Hello, Kind};
+use rpc_core::transport::Frame;
+use rpc_core::wire::{self, Extension, Header, Kind};
 use rpc_tests::{
     ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, TempDir, eventually, probe_method_id,
-    unique_name,
+    raw_probe_connection, unique_name,
 };
-
-async fn connect(address: &str) -> Connection {
-    let parsed: rpc_core::Address = address.parse().unwrap();
-    let mut connection = rpc_core::transport::connect(
-        &parsed,
-        &TransportConfig::default().with_max_frame_size(128 << 20),
-    )
-    .await
-    .unwrap();
-    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
-    let header = Header {
-        kind: Kind::Hello,
-        method: 0,
-        call_id: 0,
-    };
-    connection
-        .send(wire::message_frame(header, None, &hello).unwrap())
-        .await
-        .unwrap();
-    let welcome = tokio::time::timeout(Duration::from_secs(10), connection.recv())
-        .await
-        .expect("a Welcome in time")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        Header::parse(welcome.payload()).unwrap().header.kind,
-        Kind::Welcome
-    );
-    connection
-}
 
 /// A `stall()` call whose frame carries `padding` bytes of metadata (any client may attach
 /// metadata; the request's size is what the budget counts).
@@ -63,7 +33,7 @@ fn padded_stall(call_id: u64, padding: usize) -> Frame {
 /// One attacker: a first stalled call of `padding` bytes, then a second one that does not fit
 /// the budget left, so the read loop waits; then the client goes away.
 async fn abandon(address: &str, padding: usize) {
-    let mut connection = connect(address).await;
+    let mut connection = raw_probe_connection(address, 128 << 20).await;
     connection.send(padded_stall(1, padding)).await.unwrap();
     // Small enough to go through whatever the server reads; too big for the budget left.
     connection.send(padded_stall(2, 32 << 10)).await.unwrap();

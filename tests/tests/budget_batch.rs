@@ -6,41 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use rpc_core::transport::{Connection, TransportConfig};
-use rpc_core::wire::{self, Header, Hello, Kind};
-use rpc_tests::{ProbeClient, ProbeProcess, TempDir, probe_method_id};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-async fn connect(address: &str) -> Connection {
-    let parsed: rpc_core::Address = address.parse().unwrap();
-    let mut connection = rpc_core::transport::connect(&parsed, &TransportConfig::default())
-        .await
-        .unwrap();
-    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
-    let header = Header {
-        kind: Kind::Hello,
-        method: 0,
-        call_id: 0,
-    };
-    connection
-        .send(wire::message_frame(header, None, &hello).unwrap())
-        .await
-        .unwrap();
-    let welcome = connection.recv().await.unwrap().unwrap();
-    assert_eq!(
-        Header::parse(welcome.payload()).unwrap().header.kind,
-        Kind::Welcome
-    );
-    connection
-}
+use rpc_core::wire::{self, Header, Kind};
+use rpc_tests::{
+    ProbeClient, ProbeProcess, TempDir, probe_method_id, raw_probe_connection, rss_kib,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_of_inline_answers_takes_the_server() {
@@ -49,7 +18,7 @@ async fn one_batch_of_inline_answers_takes_the_server() {
     let server = ProbeProcess::spawn(&[&address]);
     server.expect_line("listening on");
     let pid = server.pid();
-    let connection = connect(&address).await;
+    let connection = raw_probe_connection(&address, 16 << 20).await;
     let (mut sender, receiver, _) = connection.split();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid);

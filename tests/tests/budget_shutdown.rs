@@ -5,32 +5,9 @@
 use std::time::{Duration, Instant};
 
 use rpc_core::Server;
-use rpc_core::transport::{Connection, Frame, TransportConfig};
-use rpc_core::wire::{self, Extension, Header, Hello, Kind};
-use rpc_tests::{ProbeClient, ProbeImpl, ProbeServer, TempDir, probe_method_id};
-
-async fn connect(address: &str) -> Connection {
-    let parsed: rpc_core::Address = address.parse().unwrap();
-    let mut connection = rpc_core::transport::connect(&parsed, &TransportConfig::default())
-        .await
-        .unwrap();
-    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
-    let header = Header {
-        kind: Kind::Hello,
-        method: 0,
-        call_id: 0,
-    };
-    connection
-        .send(wire::message_frame(header, None, &hello).unwrap())
-        .await
-        .unwrap();
-    let welcome = connection.recv().await.unwrap().unwrap();
-    assert_eq!(
-        Header::parse(welcome.payload()).unwrap().header.kind,
-        Kind::Welcome
-    );
-    connection
-}
+use rpc_core::transport::Frame;
+use rpc_core::wire::{self, Extension, Header, Kind};
+use rpc_tests::{ProbeImpl, ProbeServer, TempDir, probe_method_id, raw_probe_connection};
 
 /// `tag(call_id, 500)` with 8 KiB of metadata.
 fn padded_tag(call_id: u64) -> Frame {
@@ -58,7 +35,7 @@ async fn graceful_shutdown_answers_the_running_calls_of_a_connection_at_its_budg
         )
         .await
         .unwrap();
-    let mut connection = connect(&server.local_address()).await;
+    let mut connection = raw_probe_connection(&server.local_address(), 16 << 20).await;
     // About 7 fit the 64 KiB budget and run; the read loop waits for the rest.
     for call_id in 1..=20 {
         connection.send(padded_tag(call_id)).await.unwrap();

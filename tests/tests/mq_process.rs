@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{RpcError, Server};
 use rpc_tests::{
-    Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport, bounded, unique_name,
+    Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport, bounded, rss_kib,
+    unique_name,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -309,13 +310,6 @@ async fn a_stopped_client_with_calls_in_flight_stalls_nobody_else() {
     }
     assert_no_queue_of(&address);
     assert_eq!(good.add(5, 5).await.unwrap(), 10);
-}
-
-/// The resident set of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// A raw client's 1 MiB frame sent before any `Hello`: the server lowered the connection's

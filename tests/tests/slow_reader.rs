@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rpc_core::transport::{Connection, Frame, TransportConfig};
-use rpc_core::wire::{self, Header, Hello, Kind};
+use rpc_core::transport::{Connection, Frame};
+use rpc_core::wire::{self, Header, Kind};
 use rpc_tests::{
-    ProbeClient, ProbeProcess, TempDir, probe_method_id, probe_server_path, unique_name,
+    ProbeClient, ProbeProcess, TempDir, probe_method_id, probe_server_path, raw_probe_connection,
+    status_kib, unique_name,
 };
 
 /// Calls the client tries to send without reading.
@@ -25,19 +26,6 @@ const BOUND_KIB: u64 = 64 * 1024;
 /// How long the client's writes must have made no progress before the server is measured.
 const STALLED_FOR: Duration = Duration::from_secs(2);
 
-/// A field of `/proc/PID/status`, in KiB; `None` once the process is gone.
-fn try_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    try_status_kib(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 fn request(call_id: u64) -> Frame {
     let header = Header {
         kind: Kind::Request,
@@ -46,33 +34,6 @@ fn request(call_id: u64) -> Frame {
     };
     // `tag(id, 1)` sleeps a millisecond: every call runs as a task, as in the report.
     wire::message_frame(header, None, &(call_id, 1u64)).unwrap()
-}
-
-async fn connect(address: &str) -> Connection {
-    let parsed: rpc_core::Address = address.parse().unwrap();
-    let mut connection = rpc_core::transport::connect(&parsed, &TransportConfig::default())
-        .await
-        .unwrap();
-    let hello = Hello::new(ProbeClient::schema(), 16 << 20);
-    let header = Header {
-        kind: Kind::Hello,
-        method: 0,
-        call_id: 0,
-    };
-    connection
-        .send(wire::message_frame(header, None, &hello).unwrap())
-        .await
-        .unwrap();
-    let welcome = tokio::time::timeout(Duration::from_secs(10), connection.recv())
-        .await
-        .expect("a Welcome in time")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        Header::parse(welcome.payload()).unwrap().header.kind,
-        Kind::Welcome
-    );
-    connection
 }
 
 /// `Threads:` of a process.
@@ -107,7 +68,7 @@ async fn bystander(address: &str, label: &str) {
 async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&str>) {
     let (mut sender, mut receiver, _) = connection.split();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let start = status_kib(pid, "VmRSS:");
+    let start = status_kib(pid, "VmRSS:").unwrap();
 
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -154,7 +115,7 @@ async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&
         server_threads <= 3 * cpus + 16,
         "{label}: the server runs {server_threads} threads while a client stalls"
     );
-    let peak = status_kib(pid, "VmHWM:");
+    let peak = status_kib(pid, "VmHWM:").unwrap();
     eprintln!(
         "{label}: {last} calls sent unread; server RSS {start} KiB at start, peak {peak} KiB, \
          {server_threads} threads"
@@ -195,7 +156,7 @@ async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&
             parsed.header.call_id
         );
     }
-    let peak = status_kib(pid, "VmHWM:");
+    let peak = status_kib(pid, "VmHWM:").unwrap();
     eprintln!(
         "{label}: all {} calls answered; server peak {peak} KiB",
         answered.len()
@@ -208,7 +169,7 @@ async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&
 
     // Memory comes back (a spawned server has exited by now).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let Some(after) = try_status_kib(pid, "VmRSS:") else {
+    let Some(after) = status_kib(pid, "VmRSS:") else {
         return;
     };
     assert!(
@@ -222,7 +183,13 @@ async fn attack(connection: Connection, pid: u32, label: &str, address: Option<&
 async fn against_process(address: &str, options: &[&str]) {
     let server = ProbeProcess::spawn(&[options, &[address]].concat());
     server.expect_line("listening on");
-    attack(connect(address).await, server.pid(), address, Some(address)).await;
+    attack(
+        raw_probe_connection(address, 16 << 20).await,
+        server.pid(),
+        address,
+        Some(address),
+    )
+    .await;
     let probe = ProbeClient::connect(address).await.unwrap();
     assert_eq!(probe.add(2, 3).await.unwrap(), 5);
 }
@@ -275,7 +242,7 @@ async fn mq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn() {
     let address = format!("spawn:{} stdio", probe_server_path().display());
-    let connection = connect(&address).await;
+    let connection = raw_probe_connection(&address, 16 << 20).await;
     let pid = match connection.peer() {
         rpc_core::PeerInfo::Local { pid: Some(pid), .. } => *pid as u32,
         other => panic!("a spawned server's pid, not {other:?}"),
