@@ -7,6 +7,7 @@ mod process;
 mod raw;
 pub mod shapes;
 mod spawned;
+pub mod stranger;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,98 +7,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use rpc_core::{RpcError, Server};
-use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer, TempDir};
-use tokio::process::Command;
+use rpc_core::Server;
+use rpc_tests::stranger::{self, STRANGER, StrangerBinary, open_dir};
+use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer};
 
-/// The user the stranger client runs as.
-const STRANGER: u32 = 65534;
-
-/// In the child: connect to the address given, call `add(2, 3)`, print the outcome.
+/// In the child: call the address given as the stranger (see `rpc_tests::stranger`).
 #[test]
 fn stranger_client() {
-    let Ok(address) = std::env::var("ACCESS_CHILD_ADDRESS") else {
-        return; // Not a child: nothing to do.
-    };
-    let outcome = ProbeBlockingClient::connect(&address).and_then(|probe| probe.add(2, 3));
-    match outcome {
-        Ok(sum) => println!("OUTCOME ok {sum}"),
-        Err(RpcError::AccessDenied { reason }) => println!("OUTCOME denied {reason}"),
-        Err(RpcError::Connect { source, .. }) => println!("OUTCOME connect {source}"),
-        Err(other) => println!("OUTCOME other {other}"),
-    }
-}
-
-/// A copy of this test binary that the stranger may execute.
-struct StrangerBinary {
-    _dir: TempDir,
-    path: std::path::PathBuf,
-}
-
-impl StrangerBinary {
-    fn new() -> Option<StrangerBinary> {
-        if nix::unistd::geteuid().as_raw() != 0 {
-            eprintln!("SKIPPED: not root, cannot run a client as uid {STRANGER}");
-            return None;
-        }
-        let dir = TempDir::new();
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = dir.0.join("access-child");
-        std::fs::copy(std::env::current_exe().unwrap(), &path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Some(StrangerBinary { _dir: dir, path })
-    }
-
-    /// What the stranger's `add(2, 3)` against `address` came to.
-    async fn call(&self, address: &str) -> String {
-        // A copy just written may be briefly busy ("text file busy") while a child forked by
-        // another test still holds its descriptor: retry for a bounded time.
-        let mut tries = 0;
-        let output = loop {
-            let run = tokio::time::timeout(
-                Duration::from_secs(60),
-                Command::new(&self.path)
-                    .args([
-                        "stranger_client",
-                        "--exact",
-                        "--nocapture",
-                        "--test-threads=1",
-                    ])
-                    .env("ACCESS_CHILD_ADDRESS", address)
-                    .uid(STRANGER)
-                    .gid(STRANGER)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .expect("the stranger client finished");
-            match run {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                other => break other.expect("run the stranger client"),
-            }
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        stdout
-            .lines()
-            .find_map(|line| line.split_once("OUTCOME ").map(|(_, outcome)| outcome))
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                panic!(
-                    "the stranger printed no outcome:\n{stdout}\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-    }
-}
-
-/// A directory the stranger may enter (the socket files' own modes decide).
-fn open_dir() -> TempDir {
-    let dir = TempDir::new();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    stranger::stranger_client("ACCESS_CHILD_ADDRESS");
 }
 
 async fn serve(server: Server, address: &str) -> rpc_core::ServerHandle {
@@ -114,7 +30,7 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abstract_socket_refuses_other_users_by_their_credentials() {
-    let Some(stranger) = StrangerBinary::new() else {
+    let Some(stranger) = StrangerBinary::new("access-child", "ACCESS_CHILD_ADDRESS") else {
         return;
     };
     let name = |n: u32| format!("unix:@rpc-access-{}-{n}", std::process::id());
@@ -147,7 +63,7 @@ async fn an_abstract_socket_refuses_other_users_by_their_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_file_is_private_whatever_the_umask_and_checked_when_widened() {
-    let Some(stranger) = StrangerBinary::new() else {
+    let Some(stranger) = StrangerBinary::new("access-child", "ACCESS_CHILD_ADDRESS") else {
         return;
     };
     let dir = open_dir();
@@ -180,7 +96,7 @@ async fn a_socket_file_is_private_whatever_the_umask_and_checked_when_widened() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_memory_refuses_other_users_and_admits_allowed_ones() {
-    let Some(stranger) = StrangerBinary::new() else {
+    let Some(stranger) = StrangerBinary::new("access-child", "ACCESS_CHILD_ADDRESS") else {
         return;
     };
     let dir = open_dir();

@@ -7,30 +7,18 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rpc_core::{RpcError, Server};
-use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer, TempDir};
-use tokio::process::Command;
+use rpc_core::Server;
+use rpc_tests::stranger::{self, STRANGER, StrangerBinary, open_dir};
+use rpc_tests::{ProbeBlockingClient, ProbeImpl, ProbeServer};
 
-/// The user the stranger client runs as.
-const STRANGER: u32 = 65534;
 /// A third user, owner of the victim FIFOs the stranger tries to remove.
 const VICTIM: u32 = 65533;
 
-/// In the child: connect to the address given, call `add(2, 3)`, print the outcome.
+/// In the child: call the address given as the stranger (see `rpc_tests::stranger`).
 #[test]
 fn stranger_client() {
-    let Ok(address) = std::env::var("ACCESS_FIFO_CHILD_ADDRESS") else {
-        return; // Not a child: nothing to do.
-    };
-    let outcome = ProbeBlockingClient::connect(&address).and_then(|probe| probe.add(2, 3));
-    match outcome {
-        Ok(sum) => println!("OUTCOME ok {sum}"),
-        Err(RpcError::AccessDenied { reason }) => println!("OUTCOME denied {reason}"),
-        Err(RpcError::Connect { source, .. }) => println!("OUTCOME connect {source}"),
-        Err(other) => println!("OUTCOME other {other}"),
-    }
+    stranger::stranger_client("ACCESS_FIFO_CHILD_ADDRESS");
 }
 
 /// In the child: try to list the directory given and to remove or rename files in it that are
@@ -59,81 +47,6 @@ fn stranger_meddles() {
     }
 }
 
-/// A copy of this test binary that the stranger may execute.
-struct StrangerBinary {
-    _dir: TempDir,
-    path: PathBuf,
-}
-
-impl StrangerBinary {
-    fn new() -> Option<StrangerBinary> {
-        if nix::unistd::geteuid().as_raw() != 0 {
-            eprintln!("SKIPPED: not root, cannot run a client as uid {STRANGER}");
-            return None;
-        }
-        let dir = open_dir();
-        let path = dir.0.join("access-fifo-child");
-        std::fs::copy(std::env::current_exe().unwrap(), &path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Some(StrangerBinary { _dir: dir, path })
-    }
-
-    /// Runs the child test `test` as the stranger with `env`; its stdout lines that start with
-    /// `tag `, without the tag.
-    async fn run(&self, test: &str, env: &[(&str, &str)], tag: &str) -> Vec<String> {
-        // A copy just written may be briefly busy ("text file busy") while a child forked by
-        // another test still holds its descriptor: retry for a bounded time.
-        let mut tries = 0;
-        let output = loop {
-            let run = tokio::time::timeout(
-                Duration::from_secs(60),
-                Command::new(&self.path)
-                    .args([test, "--exact", "--nocapture", "--test-threads=1"])
-                    .envs(env.iter().copied())
-                    .uid(STRANGER)
-                    .gid(STRANGER)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .expect("the stranger finished");
-            match run {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                other => break other.expect("run the stranger"),
-            }
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let lines: Vec<String> = stdout
-            .lines()
-            .filter_map(|line| line.split_once(&format!("{tag} ")).map(|(_, rest)| rest))
-            .map(str::to_owned)
-            .collect();
-        assert!(
-            !lines.is_empty(),
-            "the stranger printed no {tag} line:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        lines
-    }
-
-    /// What the stranger's `add(2, 3)` against `address` came to.
-    async fn call(&self, address: &str) -> String {
-        let env = [("ACCESS_FIFO_CHILD_ADDRESS", address)];
-        self.run("stranger_client", &env, "OUTCOME").await.remove(0)
-    }
-}
-
-/// A fresh directory under the temporary directory that every user may enter (the server's
-/// own directory inside it decides who gets further).
-fn open_dir() -> TempDir {
-    let dir = TempDir::new();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 async fn serve(server: Server, address: &str) -> rpc_core::ServerHandle {
     server
         .start(ProbeServer::new(ProbeImpl::default()), &[address])
@@ -147,7 +60,8 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_fifo_server_refuses_other_users_and_a_shared_one_asks_its_access_check() {
-    let Some(stranger) = StrangerBinary::new() else {
+    let Some(stranger) = StrangerBinary::new("access-fifo-child", "ACCESS_FIFO_CHILD_ADDRESS")
+    else {
         return;
     };
     let parent = open_dir();
@@ -209,7 +123,8 @@ async fn a_private_fifo_server_refuses_other_users_and_a_shared_one_asks_its_acc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_shared_fifo_directory_a_stranger_cannot_list_or_remove_what_is_not_its_own() {
-    let Some(stranger) = StrangerBinary::new() else {
+    let Some(stranger) = StrangerBinary::new("access-fifo-child", "ACCESS_FIFO_CHILD_ADDRESS")
+    else {
         return;
     };
     let parent = open_dir();

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use rpc_core::transport::{Frame, TransportConfig, TransportError};
-use rpc_core::wire::{self, Header, Hello, Kind, WireError};
+use rpc_core::transport::{Frame, TransportError};
+use rpc_core::wire::{self, Header, Kind, WireError};
 use rpc_core::{ClientOptions, RpcError, Server};
 use rpc_tests::{
     Fixture, ProbeClient, ProbeError, Transport, bounded, eventually, probe_method_id,
@@ -142,27 +142,7 @@ async fn raw_connection(
     fixture: &Fixture,
     max_frame_size: usize,
 ) -> rpc_core::transport::Connection {
-    let address: rpc_core::Address = fixture.address.parse().unwrap();
-    let config = TransportConfig::default().with_max_frame_size(max_frame_size);
-    let mut connection = rpc_core::transport::connect(&address, &config)
-        .await
-        .unwrap();
-    let hello = Hello::new(ProbeClient::schema(), max_frame_size);
-    let header = Header {
-        kind: Kind::Hello,
-        method: 0,
-        call_id: 0,
-    };
-    connection
-        .send(wire::message_frame(header, None, &hello).unwrap())
-        .await
-        .unwrap();
-    let welcome = connection.recv().await.unwrap().unwrap();
-    assert_eq!(
-        Header::parse(welcome.payload()).unwrap().header.kind,
-        Kind::Welcome
-    );
-    connection
+    rpc_tests::raw_probe_connection(&fixture.address, max_frame_size).await
 }
 
 fn request<T: serde::Serialize>(method: u32, call_id: u64, args: &T) -> Frame {
