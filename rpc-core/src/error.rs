@@ -150,6 +150,15 @@ pub enum RpcError {
     /// The peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The producer of a stream's items (the server's handler, or the client's stream of a
+    /// call) ended it with an error.
+    #[error("the stream of '{method}' failed: {reason}")]
+    StreamFailed {
+        /// The method called.
+        method: String,
+        /// What the producer said.
+        reason: String,
+    },
 }
 
 impl RpcError {

@@ -36,6 +36,7 @@ pub mod fuzzing;
 mod outbox;
 pub mod schema;
 mod server;
+mod stream;
 pub mod wire;
 
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
@@ -48,6 +49,7 @@ pub use server::{
     Access, Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig,
     ServerHandle, Service,
 };
+pub use stream::{BlockingStreaming, StreamClosed, StreamSender, Streaming};
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
 #[doc(hidden)]
@@ -55,7 +57,10 @@ pub mod __private {
     pub use crate::client::{BlockingClient, CallOptions, Client, ClientOptions};
     pub use crate::error::RpcError;
     pub use crate::schema::{MethodDecl, SchemaBuilder, ServiceSchema};
-    pub use crate::server::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
+    pub use crate::server::{
+        DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
+    };
+    pub use crate::stream::{BlockingStreaming, Streaming};
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;

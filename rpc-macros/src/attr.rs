@@ -90,7 +90,7 @@ impl RpcAttrs {
                     Some(ms) => self.timeout = Some((lit, ms)),
                     None => errors.push(Error::new_spanned(
                         lit,
-                        "`timeout` takes a duration such as \"250ms\", \"5s\", \"2m\" or \"1h\" (a whole number and a unit)",
+                        "`timeout` takes a duration such as \"250ms\", \"5s\", \"2m\" or \"1h\" (a whole number and a unit), or \"none\"",
                     )),
                 },
                 Ok(other) => errors.push(Error::new_spanned(
@@ -171,6 +171,9 @@ fn check_wire_name(lit: &LitStr) -> Result<(), Error> {
 /// "250ms", "5s", "2m", "1h" in milliseconds.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim();
+    if text == "none" {
+        return Some(NO_TIMEOUT);
+    }
     let digits = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(digits);
     let number: u64 = number.parse().ok()?;
@@ -183,6 +186,10 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
     };
     number.checked_mul(scale).filter(|&ms| ms > 0)
 }
+
+/// `timeout = "none"`: the method's calls have no deadline unless the caller sets one (the
+/// schema's `timeout_ms` holds `u64::MAX`).
+pub const NO_TIMEOUT: u64 = u64::MAX;
 
 /// The wire id of a method without `#[rpc(id = N)]`: FNV-1a (32 bits) of its wire name.
 pub fn wire_id(name: &str) -> u32 {
@@ -230,6 +237,7 @@ mod tests {
         assert_eq!(parse_duration_ms("0s"), None);
         assert_eq!(parse_duration_ms("5 parsecs"), None);
         assert_eq!(parse_duration_ms("s"), None);
+        assert_eq!(parse_duration_ms("none"), Some(NO_TIMEOUT));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod blocking;
 mod options;
 mod pending;
 pub(crate) mod protocol;
+mod streaming;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,7 +170,7 @@ impl Client {
             })?;
         let agreed = protocol::handshake_reply(&reply, schema, &options)?;
         let pending = Arc::new(Pending::default());
-        let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
+        let reader = tokio::spawn(read_replies(receiver, pending.clone(), own_limit)).abort_handle();
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
@@ -341,7 +342,7 @@ impl Drop for CallGuard<'_> {
 }
 
 /// The connection's reader: hands each reply to its caller until the connection ends.
-async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
+async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_frame: usize) {
     let reason = loop {
         let frame = match receiver.recv().await {
             Ok(Some(frame)) => frame,
@@ -362,6 +363,18 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
             }
             Kind::Response | Kind::Error => {
                 pending.complete(header.call_id, Ok(frame));
+            }
+            Kind::StreamItem => {
+                if let Err(reason) = pending.item(header.call_id, frame, max_frame) {
+                    break reason;
+                }
+            }
+            Kind::Credit => {
+                let parsed = Header::parse(frame.payload()).expect("parsed above");
+                match crate::wire::decode::<u64>(parsed.body, "a stream's credit") {
+                    Ok(bytes) => pending.grant(header.call_id, bytes),
+                    Err(e) => break e.to_string(),
+                }
             }
             other => break format!("the server sent an unexpected {other:?} frame"),
         }

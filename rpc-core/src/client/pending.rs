@@ -1,19 +1,53 @@
-//! The table of calls waiting for their replies.
+//! The table of calls waiting for their replies (and, for streaming calls, their items).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rpc_transport::Frame;
 use tokio::sync::oneshot;
 
 use crate::error::RpcError;
+use crate::stream::credit::Credit;
+use crate::stream::inbox::Inbox;
 
 /// A reply frame, or why none will come.
 pub(crate) type Reply = Result<Frame, RpcError>;
 
+/// Turns a streaming call's final frame into how its stream ended.
+pub(crate) type Finish = Box<dyn FnOnce(&Frame) -> Result<(), RpcError> + Send>;
+
+/// Who waits for a call's answer.
+pub(crate) enum Waiter {
+    /// One reply.
+    Once(oneshot::Sender<Reply>),
+    /// Items, then a final frame that ends their stream.
+    Stream { inbox: Inbox, finish: Finish },
+}
+
+struct Entry {
+    waiter: Waiter,
+    /// The credit of the items this call sends, if it sends any.
+    credit: Option<Arc<Credit>>,
+}
+
+impl Entry {
+    fn end(self, reply: Reply) -> bool {
+        if let Some(credit) = &self.credit {
+            credit.close();
+        }
+        match self.waiter {
+            Waiter::Once(tx) => tx.send(reply).is_ok(),
+            Waiter::Stream { inbox, finish } => {
+                inbox.end(reply.and_then(|frame| finish(&frame)));
+                true
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    calls: HashMap<u64, oneshot::Sender<Reply>>,
+    calls: HashMap<u64, Entry>,
     /// Set once the connection is gone: why.
     closed: Option<String>,
 }
@@ -31,26 +65,61 @@ impl Pending {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Registers call `id`; fails at once when the connection is already gone.
+    /// Registers call `id` waiting for one reply; fails at once when the connection is gone.
     pub(crate) fn register(&self, id: u64) -> Result<oneshot::Receiver<Reply>, RpcError> {
+        let (tx, rx) = oneshot::channel();
+        self.register_waiter(id, Waiter::Once(tx), None)?;
+        Ok(rx)
+    }
+
+    /// Registers call `id` with its waiter and the credit of the items it sends.
+    pub(crate) fn register_waiter(
+        &self,
+        id: u64,
+        waiter: Waiter,
+        credit: Option<Arc<Credit>>,
+    ) -> Result<(), RpcError> {
         let mut state = self.lock();
         if let Some(reason) = &state.closed {
             return Err(RpcError::disconnected(reason));
         }
-        let (tx, rx) = oneshot::channel();
-        state.calls.insert(id, tx);
-        Ok(rx)
+        state.calls.insert(id, Entry { waiter, credit });
+        Ok(())
     }
 
-    /// Hands `reply` to call `id`; false if no such call waits (it gave up).
+    /// Hands the final `reply` to call `id`; false if no such call waits (it gave up).
     pub(crate) fn complete(&self, id: u64, reply: Reply) -> bool {
-        let waiter = self.lock().calls.remove(&id);
-        waiter.is_some_and(|tx| tx.send(reply).is_ok())
+        let entry = self.lock().calls.remove(&id);
+        entry.is_some_and(|entry| entry.end(reply))
+    }
+
+    /// Hands a stream item to call `id`. An item for a call that gave up is dropped; `Err`
+    /// when the server broke the protocol (items for a call that expects none, or beyond the
+    /// credit it was given).
+    pub(crate) fn item(&self, id: u64, frame: Frame, max_frame: usize) -> Result<(), String> {
+        let state = self.lock();
+        match state.calls.get(&id).map(|entry| &entry.waiter) {
+            None => Ok(()),
+            Some(Waiter::Stream { inbox, .. }) => inbox.deliver(frame, None, max_frame),
+            Some(Waiter::Once(_)) => Err(format!(
+                "the server sent a stream item for call {id}, which expects one reply"
+            )),
+        }
+    }
+
+    /// The server may be sent `bytes` more of call `id`'s items.
+    pub(crate) fn grant(&self, id: u64, bytes: u64) {
+        if let Some(credit) = self.lock().calls.get(&id).and_then(|e| e.credit.as_ref()) {
+            credit.grant(bytes);
+        }
     }
 
     /// Forgets call `id` (the caller gave up).
     pub(crate) fn forget(&self, id: u64) {
-        self.lock().calls.remove(&id);
+        let entry = self.lock().calls.remove(&id);
+        if let Some(credit) = entry.and_then(|e| e.credit) {
+            credit.close();
+        }
     }
 
     /// Marks the connection gone and fails every waiting call with `Disconnected`.
@@ -60,8 +129,8 @@ impl Pending {
             state.closed.get_or_insert_with(|| reason.to_owned());
             std::mem::take(&mut state.calls)
         };
-        for (_, waiter) in calls {
-            let _ = waiter.send(Err(RpcError::disconnected(reason)));
+        for (_, entry) in calls {
+            entry.end(Err(RpcError::disconnected(reason)));
         }
     }
 

@@ -86,9 +86,8 @@ pub(crate) fn admit_call(
         return Ok(options.timeout);
     }
     Ok(schema.methods[position]
-        .timeout_ms
-        .map(Duration::from_millis)
-        .or(options.timeout))
+        .own_timeout()
+        .unwrap_or(options.timeout))
 }
 
 /// Reads the server's `Welcome`, or turns its `Reject` into the error.
@@ -238,6 +237,10 @@ pub(crate) fn wire_error(
         WireError::Incompatible => RpcError::IncompatibleMethod {
             method: name(),
             reason: "the server refused it: its schema differs from the client's".to_owned(),
+        },
+        WireError::StreamFailed(reason) => RpcError::StreamFailed {
+            method: name(),
+            reason,
         },
     }
 }

@@ -41,7 +41,8 @@ pub struct MethodSchema {
     /// `#[rpc(idempotent)]`: calling twice has the effect of calling once, so a failed call
     /// may be retried.
     pub idempotent: bool,
-    /// `#[rpc(timeout = "...")]` in milliseconds: the default deadline of a call.
+    /// `#[rpc(timeout = "...")]` in milliseconds: the default deadline of a call
+    /// (`u64::MAX` for `timeout = "none"`: no deadline; see [`MethodSchema::own_timeout`]).
     pub timeout_ms: Option<u64>,
     /// `#[deprecated]`: `Some(note)` (empty without a note).
     pub deprecated: Option<String>,
@@ -53,6 +54,16 @@ pub struct MethodSchema {
     /// SHA-256 (hex) of the wire name, id, argument shapes and return shape: equal digests
     /// mean a call encodes and decodes the same on both sides.
     pub digest: String,
+    /// The client sends a stream of items (an argument is a `Streaming<T>`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub client_stream: bool,
+    /// The server answers with a stream of items (the return type is a `Streaming<T>`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub server_stream: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// One argument of a method.
@@ -81,6 +92,10 @@ pub struct MethodDecl {
     pub timeout_ms: Option<u64>,
     /// `#[deprecated]` and its note.
     pub deprecated: Option<&'static str>,
+    /// An argument is a `Streaming<T>`.
+    pub client_stream: bool,
+    /// The return type is a `Streaming<T>`.
+    pub server_stream: bool,
 }
 
 /// Builds a [`ServiceSchema`], tracing each type once.
@@ -114,6 +129,8 @@ impl SchemaBuilder {
             docs: decl.docs.to_owned(),
             error: None,
             digest: String::new(),
+            client_stream: decl.client_stream,
+            server_stream: decl.server_stream,
         });
         MethodBuilder { builder: self }
     }
@@ -182,6 +199,15 @@ impl MethodBuilder<'_> {
             .last_mut()
             .expect("method() came first")
             .output = shape;
+    }
+}
+
+impl MethodSchema {
+    /// The deadline the method gives its calls: `None` when it says nothing (the caller's
+    /// default applies), `Some(None)` for `#[rpc(timeout = "none")]` (no deadline).
+    pub fn own_timeout(&self) -> Option<Option<std::time::Duration>> {
+        self.timeout_ms
+            .map(|ms| (ms != u64::MAX).then(|| std::time::Duration::from_millis(ms)))
     }
 }
 

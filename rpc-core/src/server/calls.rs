@@ -10,9 +10,10 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::ReplyFuture;
+use super::dispatch::{CallStreams, Prepared};
 use super::reply::ReplySink;
 use crate::budget::Held;
+use crate::error::RpcError;
 use crate::wire::WireError;
 
 /// A running call: how to stop its handler (a `Cancel` from the client), and how to drop its
@@ -20,6 +21,7 @@ use crate::wire::WireError;
 struct Running {
     cancel: CancellationToken,
     abort: AbortHandle,
+    streams: CallStreams,
 }
 
 #[derive(Default)]
@@ -75,6 +77,54 @@ impl Calls {
         }
     }
 
+    /// Hands an item of the client's stream to call `call_id`. An item for a call that has
+    /// ended is dropped (it was sent within credit); `Err` when the client broke the protocol
+    /// (items for a call that takes none, or beyond its credit).
+    pub(crate) fn deliver(
+        &self,
+        call_id: u64,
+        frame: rpc_transport::Frame,
+        held: Held,
+        max_frame: usize,
+    ) -> Result<(), String> {
+        let running = self.lock();
+        let Some(call) = running.get(&call_id) else {
+            return Ok(());
+        };
+        match &call.streams.inbox {
+            Some(inbox) => inbox.deliver(frame, Some(held), max_frame),
+            None => Err(format!("a stream item for call {call_id}, which takes no stream")),
+        }
+    }
+
+    /// Ends the client's stream of call `call_id` (`reason`: why its producer failed).
+    pub(crate) fn end_stream(&self, call_id: u64, reason: Option<String>) {
+        let running = self.lock();
+        let Some(streams) = running.get(&call_id).map(|call| &call.streams) else {
+            return;
+        };
+        if let Some(inbox) = &streams.inbox {
+            inbox.end(match reason {
+                None => Ok(()),
+                Some(reason) => Err(RpcError::StreamFailed {
+                    method: streams.method.to_owned(),
+                    reason,
+                }),
+            });
+        }
+    }
+
+    /// The client may be sent `bytes` more of call `call_id`'s stream.
+    pub(crate) fn grant(&self, call_id: u64, bytes: u64) {
+        if let Some(credit) = self
+            .lock()
+            .get(&call_id)
+            .and_then(|call| call.streams.credit.as_ref())
+        {
+            credit.grant(bytes);
+        }
+    }
+
     /// Aborts every running call (the connection is gone).
     pub(crate) fn abort_all(&self) {
         for (_, call) in self.lock().drain() {
@@ -112,18 +162,23 @@ impl Calls {
         }
     }
 
-    /// Runs `reply` as a task on `runtime`, sending its frame through `sink` when done. The
-    /// call counts as running until its answer is ready, and holds `request` (its share of the
-    /// connection's memory, counted with the task's own cost) until the answer is handed to the
-    /// sink.
+    /// Runs a prepared call as a task on `runtime`, sending its final answer through `sink`.
+    /// The call counts as running until its answer is ready, and holds `request` (its share of
+    /// the connection's memory, counted with the task's own cost) until the answer is handed to
+    /// the sink.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         sink: ReplySink,
-        call_id: u64,
-        reply: ReplyFuture,
-        request: Option<Held>,
+        prepared: Prepared,
+        request: Held,
     ) {
+        let Prepared {
+            call_id,
+            reply,
+            streams,
+            ..
+        } = prepared;
         let calls = self.clone();
         let cancel = CancellationToken::new();
         let cancelled = cancel.clone();
@@ -150,6 +205,7 @@ impl Calls {
             Running {
                 cancel,
                 abort: handle.abort_handle(),
+                streams,
             },
         );
     }

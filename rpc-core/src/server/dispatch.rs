@@ -12,10 +12,13 @@ use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
 
 use super::calls::Calls;
-use super::reply::error_frame;
+use super::reply::{ReplySink, error_frame};
+use super::streaming;
 use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
 use crate::schema::MethodSchema;
-use crate::wire::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
+use crate::stream::credit::Credit;
+use crate::stream::inbox::{Inbox, stream_pair};
+use crate::wire::{self, Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -26,6 +29,12 @@ pub(crate) enum Answer {
     Frame(Frame),
     /// A return value, to be encoded straight into the transport.
     Response {
+        method: u32,
+        call_id: u64,
+        body: Reply,
+    },
+    /// One item of a streaming call, likewise.
+    Item {
         method: u32,
         call_id: u64,
         body: Reply,
@@ -46,13 +55,18 @@ impl Answer {
     /// Sizes the answer for a client that accepts frames of `peer_limit` bytes; a response
     /// that cannot be encoded, or would be too large, becomes the error saying so.
     pub(crate) fn outgoing(self, peer_limit: usize) -> Outgoing {
-        let (method, call_id, body) = match self {
+        let (kind, method, call_id, body) = match self {
             Answer::Frame(frame) => return Outgoing::Frame(frame),
             Answer::Response {
                 method,
                 call_id,
                 body,
-            } => (method, call_id, body),
+            } => (Kind::Response, method, call_id, body),
+            Answer::Item {
+                method,
+                call_id,
+                body,
+            } => (Kind::StreamItem, method, call_id, body),
         };
         let error = |e: WireError| Outgoing::Frame(error_frame(method, call_id, &e));
         match body.encoded_len() {
@@ -64,7 +78,7 @@ impl Answer {
             Ok(len) => Outgoing::InPlace {
                 len: HEADER_LEN + len,
                 header: Header {
-                    kind: Kind::Response,
+                    kind,
                     method,
                     call_id,
                 },
@@ -107,30 +121,47 @@ pub(crate) enum Incoming {
     Call(Call),
     /// Abort call `0`.
     Cancel(u64),
+    /// An item of the client's stream of call `0`.
+    Item(u64, Frame),
+    /// The client's stream of call `0` ended (with why, if it failed).
+    End(u64, Option<String>),
+    /// The client may be sent this many more bytes of call `0`'s stream.
+    Credit(u64, u64),
     /// The client broke the protocol: end the connection with this reason.
     Violation(String),
 }
 
 pub(crate) fn classify(frame: Frame) -> Incoming {
-    match Header::parse(frame.payload()) {
-        Err(error) => Incoming::Violation(error.to_string()),
-        Ok(parsed) => match parsed.header.kind {
-            Kind::Request => {
-                let Parsed {
-                    header,
-                    extension,
-                    body,
-                } = parsed;
-                let body_start = frame.len() - body.len();
-                Incoming::Call(Call {
-                    header,
-                    extension,
-                    request: Request::new(frame, body_start),
-                })
-            }
-            Kind::Cancel => Incoming::Cancel(parsed.header.call_id),
-            other => Incoming::Violation(format!("unexpected {other:?} frame after the handshake")),
+    let parsed = match Header::parse(frame.payload()) {
+        Err(error) => return Incoming::Violation(error.to_string()),
+        Ok(parsed) => parsed,
+    };
+    let call_id = parsed.header.call_id;
+    match parsed.header.kind {
+        Kind::Request => {
+            let Parsed {
+                header,
+                extension,
+                body,
+            } = parsed;
+            let body_start = frame.len() - body.len();
+            Incoming::Call(Call {
+                header,
+                extension,
+                request: Request::new(frame, body_start),
+            })
+        }
+        Kind::Cancel => Incoming::Cancel(call_id),
+        Kind::StreamItem => Incoming::Item(call_id, frame),
+        Kind::StreamEnd => match wire::decode::<Option<String>>(parsed.body, "a stream's end") {
+            Ok(reason) => Incoming::End(call_id, reason),
+            Err(error) => Incoming::Violation(error.to_string()),
         },
+        Kind::Credit => match wire::decode::<u64>(parsed.body, "a stream's credit") {
+            Ok(bytes) => Incoming::Credit(call_id, bytes),
+            Err(error) => Incoming::Violation(error.to_string()),
+        },
+        other => Incoming::Violation(format!("unexpected {other:?} frame after the handshake")),
     }
 }
 
@@ -154,13 +185,35 @@ impl CallEnv {
     }
 }
 
-/// Starts a call: `Ok((call id, the future of its answer))`, or `Err(error frame)` to send at
-/// once (unknown method, undecodable arguments, too many calls in flight).
+/// A call ready to run as a task.
+pub(crate) struct Prepared {
+    pub(crate) call_id: u64,
+    /// The request frame's size.
+    pub(crate) size: usize,
+    /// Resolves to the call's final answer (a streaming call sends its items on the way).
+    pub(crate) reply: ReplyFuture,
+    pub(crate) streams: CallStreams,
+}
+
+/// The streams of one call, for the connection's read loop to feed.
+pub(crate) struct CallStreams {
+    /// The method's name, for errors.
+    pub(crate) method: &'static str,
+    /// Where the client's items go (a method with a `Streaming` argument).
+    pub(crate) inbox: Option<Inbox>,
+    /// The credit of the items the server sends (a method returning a `Streaming`).
+    pub(crate) credit: Option<Arc<Credit>>,
+}
+
+/// Starts a call: the future of its answer, or `Err(error frame)` to send at once (unknown
+/// method, undecodable arguments, too many calls in flight). A streaming call sends its items
+/// through `sink`.
 pub(crate) fn prepare_call(
     env: &CallEnv,
     running: &Calls,
     call: Call,
-) -> Result<(u64, ReplyFuture), Frame> {
+    sink: &ReplySink,
+) -> Result<Prepared, Frame> {
     let Header {
         method, call_id, ..
     } = call.header;
@@ -169,16 +222,33 @@ pub(crate) fn prepare_call(
     running
         .admit(call_id, env.config.max_in_flight)
         .map_err(refuse)?;
+    let mut request = call.request;
+    let size = request.frame_len();
+    let mut streams = CallStreams {
+        method: &schema.name,
+        inbox: None,
+        credit: None,
+    };
+    if schema.client_stream {
+        let sink = sink.clone();
+        let grant = move |bytes| streaming::grant(&sink, method, call_id, bytes);
+        let (inbox, incoming) = stream_pair(Box::new(grant));
+        request.set_incoming(incoming, &schema.name);
+        streams.inbox = Some(inbox);
+    }
+    if schema.server_stream {
+        streams.credit = Some(Arc::default());
+    }
     let handler = env
         .service
-        .dispatch(method, call.request)
+        .dispatch(method, request)
         .map_err(|error| refuse(wire_error(error)))?;
     let extension = call.extension.unwrap_or_default();
     // The caller's deadline, else the method's own default.
-    let timeout = extension
-        .timeout_micros
-        .map(Duration::from_micros)
-        .or(schema.timeout_ms.map(Duration::from_millis));
+    let timeout = match extension.timeout_micros {
+        Some(micros) => Some(Duration::from_micros(micros)),
+        None => schema.own_timeout().flatten(),
+    };
     let context = Context {
         call_id,
         method: &schema.name,
@@ -186,33 +256,50 @@ pub(crate) fn prepare_call(
         deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         peer: env.peer.clone(),
     };
-    let reply = async move {
-        let mut run = pin!(context.scope(AssertUnwindSafe(handler).catch_unwind()));
-        // Most handlers finish on their first poll: only one that waits needs a timer.
-        let first = poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
-        let outcome = match (first, timeout) {
-            (Poll::Ready(done), _) => Some(done),
-            (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, run).await.ok(),
-            (Poll::Pending, None) => Some(run.await),
-        };
-        match outcome {
-            None => Answer::Frame(error_frame(method, call_id, &WireError::DeadlineExceeded)),
-            Some(Err(_panic)) => {
-                Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked))
-            }
-            Some(Ok(Err(refused))) => {
-                Answer::Frame(error_frame(method, call_id, &wire_error(refused)))
-            }
-            Some(Ok(Ok(body))) => Answer::Response {
-                method,
-                call_id,
-                body,
+    let credit = streams.credit.clone();
+    let sink = sink.clone();
+    let work = context.scope(async move {
+        match AssertUnwindSafe(handler).catch_unwind().await {
+            Err(_panic) => Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked)),
+            Ok(Err(refused)) => Answer::Frame(error_frame(method, call_id, &wire_error(refused))),
+            Ok(Ok(body)) => match (body.into_stream(), credit) {
+                (Ok(items), Some(credit)) => {
+                    streaming::send_items(items, &sink, &credit, method, call_id).await
+                }
+                (Ok(_), None) => Answer::Frame(error_frame(
+                    method,
+                    call_id,
+                    &WireError::EncodeFailed("a stream returned by a method that returns one value".into()),
+                )),
+                (Err(body), _) => Answer::Response {
+                    method,
+                    call_id,
+                    body,
+                },
             },
         }
+    });
+    let reply = async move {
+        let mut work = pin!(work);
+        // Most handlers finish on their first poll: only one that waits needs a timer.
+        let first = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        match (first, timeout) {
+            (Poll::Ready(answer), _) => answer,
+            (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Answer::Frame(error_frame(method, call_id, &WireError::DeadlineExceeded))
+                }),
+            (Poll::Pending, None) => work.await,
+        }
     };
-    Ok((call_id, Box::pin(reply)))
+    Ok(Prepared {
+        call_id,
+        size,
+        reply: Box::pin(reply),
+        streams,
+    })
 }
-
 /// The wire's words for a call that could not be dispatched.
 fn wire_error(error: DispatchError) -> WireError {
     match error {

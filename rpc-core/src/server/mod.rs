@@ -14,6 +14,7 @@ mod handshake;
 mod reply;
 mod service;
 mod session;
+mod streaming;
 mod threaded;
 
 use std::future::Future;
@@ -30,7 +31,9 @@ pub use access::Access;
 use admission::{PeerCounts, PendingHandshakes};
 use connection::serve_connection;
 pub use context::Context;
-pub use service::{DispatchError, HandlerFuture, Reply, Request, Service, encode_reply};
+pub use service::{
+    DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
+};
 
 use crate::budget::ServerMemory;
 use crate::client::parse_address;

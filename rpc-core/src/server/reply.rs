@@ -88,7 +88,7 @@ impl ReplySink {
         self.send_prepared(self.prepare(answer)).await
     }
 
-    async fn send_prepared(&self, outgoing: Outgoing) -> Result<(), TransportError> {
+    pub(crate) async fn send_prepared(&self, outgoing: Outgoing) -> Result<(), TransportError> {
         match &self.half {
             Half::Async(outbox) => match outgoing {
                 Outgoing::Frame(frame) => outbox.send(frame).await,

@@ -5,9 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rpc_transport::Frame;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RpcError;
+use crate::stream::inbox::{Incoming, stream_pair};
+use crate::stream::{ItemSource, Streaming};
 use crate::schema::ServiceSchema;
 use crate::wire;
 
@@ -22,13 +25,41 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, DispatchError
 pub struct Request {
     frame: Frame,
     body_start: usize,
+    /// The client's stream of items, for a method with a `Streaming` argument.
+    incoming: Option<Incoming>,
+    method: &'static str,
 }
 
 impl Request {
     /// The request whose postcard body starts `body_start` bytes into `frame`'s payload.
     pub(crate) fn new(frame: Frame, body_start: usize) -> Request {
         debug_assert!(body_start <= frame.len());
-        Request { frame, body_start }
+        Request {
+            frame,
+            body_start,
+            incoming: None,
+            method: "",
+        }
+    }
+
+    /// Gives the request the client's stream of items, of the call of `method`.
+    pub(crate) fn set_incoming(&mut self, incoming: Incoming, method: &'static str) {
+        self.incoming = Some(incoming);
+        self.method = method;
+    }
+
+    /// The client's stream of items, for the handler of a method with a `Streaming` argument
+    /// (empty for any other, and when taken twice).
+    pub fn take_stream<T>(&mut self) -> Streaming<T> {
+        match self.incoming.take() {
+            Some(incoming) => Streaming::remote(incoming, self.method),
+            None => Streaming::remote(stream_pair(Box::new(|_| {})).1, self.method),
+        }
+    }
+
+    /// The whole frame's size.
+    pub(crate) fn frame_len(&self) -> usize {
+        self.frame.len()
     }
 
     /// The postcard body: the tuple of the arguments.
@@ -51,8 +82,13 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// A method's return value, not yet encoded.
-pub struct Reply(Box<dyn ReplyBody>);
+/// A method's return value, not yet encoded: one value, or a stream of them.
+pub struct Reply(Body);
+
+enum Body {
+    Value(Box<dyn ReplyBody>),
+    Stream(ItemSource),
+}
 
 /// What the server needs of a return value: its encoded size, then its encoding.
 trait ReplyBody: Send {
@@ -71,16 +107,35 @@ impl<T: Serialize + Send> ReplyBody for T {
 }
 
 impl Reply {
-    /// Encoded size in bytes.
+    /// One value.
+    pub(crate) fn value<T: Serialize + Send + 'static>(value: T) -> Reply {
+        Reply(Body::Value(Box::new(value)))
+    }
+
+    /// The items of a streaming method, or the one value of any other.
+    pub(crate) fn into_stream(self) -> Result<ItemSource, Reply> {
+        match self.0 {
+            Body::Stream(items) => Ok(items),
+            value => Err(Reply(value)),
+        }
+    }
+
+    /// Encoded size in bytes (of a single value; a stream's is nothing).
     pub(crate) fn encoded_len(&self) -> Result<usize, RpcError> {
-        self.0
-            .encoded_len()
-            .map_err(|e| RpcError::encode("the response", e))
+        match &self.0 {
+            Body::Value(value) => value
+                .encoded_len()
+                .map_err(|e| RpcError::encode("the response", e)),
+            Body::Stream(_) => Ok(0),
+        }
     }
 
     /// Encodes into `out` (exactly `encoded_len` bytes); false if it did not fit exactly.
     pub(crate) fn encode(&self, out: &mut [u8]) -> bool {
-        matches!(self.0.encode(out), Ok(n) if n == out.len())
+        match &self.0 {
+            Body::Value(value) => matches!(value.encode(out), Ok(n) if n == out.len()),
+            Body::Stream(_) => out.is_empty(),
+        }
     }
 }
 
@@ -117,5 +172,14 @@ pub trait Service: Send + Sync + 'static {
 
 /// Wraps a method's return value for the server to encode when it sends the response.
 pub fn encode_reply<T: Serialize + Send + 'static>(value: T) -> Reply {
-    Reply(Box::new(value))
+    Reply::value(value)
+}
+
+/// Wraps a streaming method's items: the server sends them one by one as the client's credit
+/// allows, then ends the call.
+pub fn encode_stream_reply<T>(items: Streaming<T>) -> Reply
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    Reply(Body::Stream(items.into_source()))
 }

@@ -1,20 +1,18 @@
-//! The async read loop of one connection. Each handler is polled once right here: one that
-//! finishes at once (most do) is answered without a task of its own, and the answers to a batch
-//! of requests that arrived together leave in one write. A handler that must wait continues as
-//! a task.
+//! The async read loop of one connection. Every call runs as a task of its own, so a handler
+//! that computes before its first `.await` holds up no other call; refusals of requests that
+//! arrived together leave in one write.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
 
 use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, ReplyFuture, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
-use crate::budget::{ConnectionMemory, TASK_OVERHEAD};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
 use crate::wire::WireError;
 
 /// The most answers held back to leave in one write (see also `BATCH_BYTES`).
@@ -79,38 +77,44 @@ pub(crate) async fn run(
                 .await;
             }
         };
-        let size = frame.len() + TASK_OVERHEAD;
+        // Every call runs as a task of its own, so no call waits behind another's handler; it
+        // takes its bytes from the budget first, and while the budget is spent this loop reads
+        // nothing more.
         match classify(frame) {
-            Incoming::Call(request) => match prepare_call(call_env, calls, request) {
-                Ok((call_id, mut reply)) => match poll_inline(&mut reply) {
-                    Poll::Ready(answer) => ready.push(sink.prepare(answer)),
-                    Poll::Pending => {
-                        // The request lives on in a task: it takes its bytes from the budget,
-                        // and while the budget is spent this loop reads nothing more.
-                        let held = match memory.requests.try_take(size) {
-                            Some(held) => held,
-                            None => {
-                                let batch = ready.take();
-                                let wait = async {
-                                    let _ = sink.send_many(batch).await;
-                                    memory.requests.take(size).await
-                                };
-                                match unread(env, receiver, wait).await {
-                                    Waited::Done(held) => held,
-                                    Waited::Stopped => {
-                                        drop(reply);
-                                        return stop(env, calls, sink, Vec::new()).await;
-                                    }
-                                    Waited::Killed | Waited::PeerGone => return,
-                                }
-                            }
-                        };
-                        calls.spawn(&runtime, sink.clone(), call_id, reply, Some(held));
-                    }
-                },
+            Incoming::Call(call) => match prepare_call(call_env, calls, call, sink) {
+                Ok(prepared) => {
+                    let size = prepared.size + TASK_OVERHEAD;
+                    let held = match reserve(env, receiver, memory, sink, &mut ready, size).await {
+                        Ok(held) => held,
+                        Err(Waited::Stopped) => {
+                            drop(prepared);
+                            return stop(env, calls, sink, Vec::new()).await;
+                        }
+                        Err(_) => return,
+                    };
+                    calls.spawn(&runtime, sink.clone(), prepared, held);
+                }
                 Err(refusal) => ready.push(sink.prepare(Answer::Frame(refusal))),
             },
             Incoming::Cancel(call_id) => calls.cancel(call_id),
+            Incoming::Item(call_id, item) => {
+                let size = item.len() + FRAME_OVERHEAD;
+                let held = match reserve(env, receiver, memory, sink, &mut ready, size).await {
+                    Ok(held) => held,
+                    Err(Waited::Stopped) => return stop(env, calls, sink, Vec::new()).await,
+                    Err(_) => return,
+                };
+                if let Err(reason) = calls.deliver(call_id, item, held, env.config.transport.max_frame_size) {
+                    let ready = ready.take();
+                    return until_killed(env, async {
+                        let _ = sink.send_many(ready).await;
+                        fail(env, sink, receiver, reason).await;
+                    })
+                    .await;
+                }
+            }
+            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
+            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
             Incoming::Violation(reason) => {
                 let ready = ready.take();
                 return until_killed(env, async {
@@ -201,12 +205,30 @@ async fn unread<T>(
     }
 }
 
-/// Polls a call once, right here, with a waker that does nothing (a call that waits is then
-/// polled again as a task).
-fn poll_inline(reply: &mut ReplyFuture) -> Poll<Answer> {
-    reply
-        .as_mut()
-        .poll(&mut TaskContext::from_waker(Waker::noop()))
+/// Takes `size` bytes of the requests' budget; while it is spent, sends what is ready and
+/// waits without reading, watching the server's signals and the peer.
+async fn reserve(
+    env: &ConnectionEnv,
+    receiver: &FrameReceiver,
+    memory: &ConnectionMemory,
+    sink: &ReplySink,
+    ready: &mut Ready,
+    size: usize,
+) -> Result<Held, Waited<()>> {
+    if let Some(held) = memory.requests.try_take(size) {
+        return Ok(held);
+    }
+    let batch = ready.take();
+    let wait = async {
+        let _ = sink.send_many(batch).await;
+        memory.requests.take(size).await
+    };
+    match unread(env, receiver, wait).await {
+        Waited::Done(held) => Ok(held),
+        Waited::Stopped => Err(Waited::Stopped),
+        Waited::Killed => Err(Waited::Killed),
+        Waited::PeerGone => Err(Waited::PeerGone),
+    }
 }
 
 /// Runs `work` (the last words to a peer that may not be reading) unless the server is killed

@@ -1,11 +1,9 @@
 //! A shared-memory connection served from a thread of its own: a request is read from the ring
-//! the moment it lands (the thread spins, then sleeps on the futex), its handler is polled right
-//! there, and a handler that completes at once (most do) is answered from the same thread. No
-//! runtime wake-up sits between a request and its reply; a handler that must wait continues as
-//! a task.
+//! the moment it lands (the thread spins, then sleeps on the futex) and handed to a task on the
+//! runtime, which writes its answer straight into the reply ring. The thread never runs a
+//! handler, so no call waits behind another's.
 
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rpc_transport::{BlockingReceiver, Deadline, TransportError};
@@ -15,7 +13,7 @@ use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
-use crate::budget::{ConnectionMemory, Held, TASK_OVERHEAD};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
 use crate::wire::WireError;
 
 /// How often an idle thread looks at the server's stop and kill signals on its own; the
@@ -67,7 +65,6 @@ fn serve(
     runtime: &tokio::runtime::Handle,
     memory: &ConnectionMemory,
 ) {
-    let mut inline = TaskContext::from_waker(Waker::noop());
     // The server's signals are looked at when idle and every 64 frames when busy.
     let mut unchecked = 0u32;
     let mut last_frame = Instant::now();
@@ -110,28 +107,15 @@ fn serve(
             Err(error) => return fail(sink, &mut receiver, error.to_string()),
         };
         last_frame = Instant::now();
-        let size = frame.len() + TASK_OVERHEAD;
-        let prepared = match classify(frame) {
-            Incoming::Call(request) => prepare_call(call_env, calls, request),
-            Incoming::Cancel(call_id) => {
-                calls.cancel(call_id);
-                continue;
-            }
-            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
-        };
-        // The request's memory (a large one is a view of the peer's region, which it reuses
-        // once released) now belongs to the call: a handler of owned arguments gives it back
-        // once they are decoded, one that borrows them when it finishes.
-        let answer = match prepared {
-            Ok((call_id, mut reply)) => match reply.as_mut().poll(&mut inline) {
-                Poll::Ready(answer) => answer,
-                Poll::Pending => {
-                    // The request lives on in a task, holding its bytes of the budget; while
-                    // the budget is spent this thread reads nothing more.
+        // Every call runs as a task on the runtime, so no call waits behind another's handler
+        // and this thread only reads; it takes the call's bytes from the budget first, and while
+        // the budget is spent it reads nothing more.
+        match classify(frame) {
+            Incoming::Call(call) => match prepare_call(call_env, calls, call, sink) {
+                Ok(prepared) => {
+                    let size = prepared.size + TASK_OVERHEAD;
                     match take_waiting(env, &receiver, memory, size) {
-                        Waited::Took(held) => {
-                            calls.spawn(runtime, sink.clone(), call_id, reply, Some(held));
-                        }
+                        Waited::Took(held) => calls.spawn(runtime, sink.clone(), prepared, held),
                         // The call is dropped; the top of the loop gives the others their grace.
                         Waited::Stopped => unchecked = 0,
                         Waited::Gone => {
@@ -139,13 +123,33 @@ fn serve(
                             return;
                         }
                     }
-                    continue;
+                }
+                Err(refusal) => {
+                    if sink.send_blocking(Answer::Frame(refusal)).is_err() {
+                        return;
+                    }
                 }
             },
-            Err(refusal) => Answer::Frame(refusal),
-        };
-        if sink.send_blocking(answer).is_err() {
-            return;
+            Incoming::Cancel(call_id) => calls.cancel(call_id),
+            Incoming::Item(call_id, item) => {
+                let size = item.len() + FRAME_OVERHEAD;
+                match take_waiting(env, &receiver, memory, size) {
+                    Waited::Took(held) => {
+                        let limit = env.config.transport.max_frame_size;
+                        if let Err(reason) = calls.deliver(call_id, item, held, limit) {
+                            return fail(sink, &mut receiver, reason);
+                        }
+                    }
+                    Waited::Stopped => unchecked = 0,
+                    Waited::Gone => {
+                        sink.close_blocking();
+                        return;
+                    }
+                }
+            }
+            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
+            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
+            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
         }
     }
 }

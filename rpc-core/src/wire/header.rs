@@ -27,7 +27,20 @@ pub enum Kind {
     Error = 6,
     /// The client gave up on a call; the server drops its handler.
     Cancel = 7,
+    /// One item of a streaming call, in either direction: body is the postcard item.
+    StreamItem = 8,
+    /// Client to server: the client's stream of a call has ended. Body: postcard
+    /// `Option<String>`, `None` for a clean end, else why the client's producer failed.
+    StreamEnd = 9,
+    /// Either direction: the receiver of a call's stream has consumed this many more bytes of
+    /// it, and the sender may send that many more. Body: postcard `u64`.
+    Credit = 10,
 }
+
+/// The bytes of a stream's items a sender may have sent beyond what its receiver has granted,
+/// on every stream from its start (each side's initial credit): see [`Kind::Credit`]. A sender
+/// sends an item while it has any credit left, so it may overdraw by one item.
+pub const STREAM_WINDOW: u64 = 1 << 20;
 
 impl Kind {
     fn from_u8(byte: u8) -> Option<Kind> {
@@ -39,6 +52,9 @@ impl Kind {
             5 => Kind::Response,
             6 => Kind::Error,
             7 => Kind::Cancel,
+            8 => Kind::StreamItem,
+            9 => Kind::StreamEnd,
+            10 => Kind::Credit,
             _ => return None,
         })
     }
@@ -159,4 +175,6 @@ pub enum WireError {
     /// The method's digest in the client's `Hello` differs from the server's: the client may
     /// not call it.
     Incompatible,
+    /// The producer of a streaming call's items ended it with this error.
+    StreamFailed(String),
 }

@@ -22,4 +22,4 @@ mod header;
 
 pub use codec::{Message, decode, encode_into, message_frame};
 pub use handshake::{Hello, PROTOCOL_VERSION, Rejection, Welcome};
-pub use header::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
+pub use header::{Extension, HEADER_LEN, Header, Kind, Parsed, STREAM_WINDOW, WireError};
