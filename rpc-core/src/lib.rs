@@ -50,6 +50,8 @@ pub use server::{
     ServerHandle, Service,
 };
 pub use stream::{BlockingStreaming, StreamClosed, StreamSender, Streaming};
+/// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
+pub use futures_util::stream::{Stream, StreamExt};
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
 #[doc(hidden)]
@@ -60,7 +62,7 @@ pub mod __private {
     pub use crate::server::{
         DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
     };
-    pub use crate::stream::{BlockingStreaming, Streaming};
+    pub use crate::stream::{BlockingStreaming, StreamPlaceholder, Streaming};
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemTrait, Pat, TraitItem};
 
 use crate::ast::{Method, Service};
-use crate::types::{ArgKind, traced_output};
+use crate::types::{ArgKind, stream_item, traced_output};
 
 /// The trait as written (less what rustc would report again: a second method of the same
 /// name, pattern arguments, `#[rpc]` attributes) plus the errors, so the user's impls still
@@ -214,6 +214,8 @@ fn schema_fn(service: &Service<'_>, p: &TokenStream) -> TokenStream {
         let cfgs = &method.cfgs;
         let docs = doc_text(method);
         let idempotent = method.rpc.idempotent.is_some();
+        let client_stream = method.args.iter().any(|a| stream_item(a.ty).is_some());
+        let server_stream = method.output.and_then(stream_item).is_some();
         let timeout = match &method.rpc.timeout {
             Some((_, ms)) => quote!(#p::Some(#ms)),
             None => quote!(#p::None),
@@ -239,6 +241,8 @@ fn schema_fn(service: &Service<'_>, p: &TokenStream) -> TokenStream {
                     idempotent: #idempotent,
                     timeout_ms: #timeout,
                     deprecated: #deprecated,
+                    client_stream: #client_stream,
+                    server_stream: #server_stream,
                 })
                 #(#args)*
                 .output::<#output>();
@@ -289,7 +293,7 @@ fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenS
         .iter()
         .zip(&names)
         .map(|(arg, name)| ArgKind::of(arg.ty).encoded(name, p));
-    let output = output_type(method);
+    let mut output = output_type(method);
     let wire_output = traced_output(method.output, p);
     let (asyncness, wait) = match flavor {
         Flavor::Async => (quote!(async), quote!(.await)),
@@ -300,6 +304,27 @@ fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenS
     } else {
         quote!()
     };
+    let sent_stream = method
+        .args
+        .iter()
+        .zip(&names)
+        .find(|(arg, _)| stream_item(arg.ty).is_some())
+        .map(|(_, name)| *name);
+    let received = method.output.and_then(stream_item);
+    if let (Some(item), Flavor::Blocking) = (received, flavor) {
+        output = quote!(#p::BlockingStreaming<#item>);
+    }
+    let args = quote!(&(#(#encoded,)*));
+    let body = match (sent_stream, received) {
+        (None, None) => quote!(self.client.call::<_, #wire_output>(#id, #args)#wait #convert),
+        (Some(items), None) => quote!(
+            self.client.call_client_stream::<_, _, #wire_output>(#id, #args, #items)#wait #convert
+        ),
+        (None, Some(item)) => quote!(self.client.call_server_stream::<_, #item>(#id, #args)#wait),
+        (Some(items), Some(item)) => {
+            quote!(self.client.call_bidi_stream::<_, _, #item>(#id, #args, #items)#wait)
+        }
+    };
     quote! {
         #(#cfgs)*
         #(#lints)*
@@ -307,7 +332,7 @@ fn client_method(method: &Method<'_>, flavor: Flavor, p: &TokenStream) -> TokenS
         #default_doc
         #deprecated
         pub #asyncness fn #ident(&self, #(#names: #types),*) -> #p::Result<#output, #p::RpcError> {
-            self.client.call::<_, #wire_output>(#id, &(#(#encoded,)*))#wait #convert
+            #body
         }
     }
 }
@@ -433,6 +458,26 @@ fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> Token
         .iter()
         .zip(&names)
         .map(|(kind, name)| kind.handed(name, p));
+    // A stream argument is taken from the request before the arguments borrow it; its
+    // placeholder among the arguments is ignored.
+    let streams: Vec<&Ident> = kinds
+        .iter()
+        .zip(&names)
+        .filter(|(kind, _)| matches!(kind, ArgKind::Stream(_)))
+        .map(|(_, name)| *name)
+        .collect();
+    let take_streams = if streams.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            let mut __rpc_request = __rpc_request;
+            #(let #streams = __rpc_request.take_stream();)*
+        }
+    };
+    let patterns = kinds.iter().zip(&names).map(|(kind, name)| match kind {
+        ArgKind::Stream(_) => quote!(_),
+        _ => quote!(#name),
+    });
     // Owned arguments need nothing more of the request: give its memory back at once.
     let release = if kinds.iter().any(|k| k.borrows_frame()) {
         quote!()
@@ -441,6 +486,8 @@ fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> Token
     };
     let reply = if method.output.is_some_and(crate::types::is_byte_vec) {
         quote!(#p::encode_reply(#p::ByteBuf::from(__rpc_out)))
+    } else if method.output.and_then(stream_item).is_some() {
+        quote!(#p::encode_stream_reply(__rpc_out))
     } else {
         quote!(#p::encode_reply(__rpc_out))
     };
@@ -449,7 +496,8 @@ fn server_arm(method: &Method<'_>, trait_name: &Ident, p: &TokenStream) -> Token
         #id => {
             let __rpc_service = #p::Clone::clone(&self.service);
             #p::Ok(#p::Box::pin(async move {
-                let (#(#names,)*): (#(#decoded,)*) = __rpc_request.args()?;
+                #take_streams
+                let (#(#patterns,)*): (#(#decoded,)*) = __rpc_request.args()?;
                 #release
                 let __rpc_out = <S as #trait_name>::#ident(&*__rpc_service, #(#handed),*).await;
                 #p::Ok(#reply)

@@ -21,11 +21,16 @@ pub enum ArgKind<'a> {
     Slice(&'a Type),
     /// `&T`: received by value, lent to the handler.
     Ref(&'a Type),
+    /// `Streaming<T>`: a placeholder in the arguments; the items travel after the request.
+    Stream(&'a Type),
 }
 
 impl<'a> ArgKind<'a> {
     /// Classifies `ty` (validation has rejected references it cannot carry).
     pub fn of(ty: &'a Type) -> ArgKind<'a> {
+        if let Some(item) = stream_item(ty) {
+            return ArgKind::Stream(item);
+        }
         if is_byte_vec(ty) {
             return ArgKind::ByteVec;
         }
@@ -52,6 +57,7 @@ impl<'a> ArgKind<'a> {
             ArgKind::ByteVec | ArgKind::ByteSlice => quote!(#p::ByteBuf),
             ArgKind::Str => quote!(#p::String),
             ArgKind::Slice(elem) => quote!(#p::Vec<#elem>),
+            ArgKind::Stream(item) => quote!(#p::Streaming<#item>),
         }
     }
 
@@ -62,6 +68,7 @@ impl<'a> ArgKind<'a> {
             ArgKind::ByteVec => quote!(#p::Bytes::new(&#name)),
             ArgKind::ByteSlice => quote!(#p::Bytes::new(#name)),
             ArgKind::Str | ArgKind::Slice(_) | ArgKind::Ref(_) => quote!(#name),
+            ArgKind::Stream(_) => quote!(&#p::StreamPlaceholder),
         }
     }
 
@@ -73,6 +80,7 @@ impl<'a> ArgKind<'a> {
             ArgKind::ByteSlice => quote!(&#p::Bytes),
             ArgKind::Str => quote!(&str),
             ArgKind::Slice(elem) => quote!(#p::Vec<#elem>),
+            ArgKind::Stream(_) => quote!(#p::StreamPlaceholder),
         }
     }
 
@@ -84,7 +92,27 @@ impl<'a> ArgKind<'a> {
             ArgKind::ByteSlice => quote!(&**#name),
             ArgKind::Slice(_) => quote!(&#name[..]),
             ArgKind::Ref(_) => quote!(&#name),
+            ArgKind::Stream(_) => quote!(#name),
         }
+    }
+}
+
+/// `T` when `ty` is `Streaming<T>` (by any path ending in `Streaming`).
+pub fn stream_item(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(GenericArgument::Type(item)) if args.args.len() == 1 => Some(item),
+        _ => None,
     }
 }
 
@@ -144,6 +172,7 @@ mod tests {
             ArgKind::Str => "str",
             ArgKind::Slice(_) => "slice",
             ArgKind::Ref(_) => "ref",
+            ArgKind::Stream(_) => "stream",
         };
         assert_eq!(kind(syn::parse_quote!(&str)), "str");
         assert_eq!(kind(syn::parse_quote!(&[u8])), "byte slice");
@@ -151,5 +180,7 @@ mod tests {
         assert_eq!(kind(syn::parse_quote!(&Order)), "ref");
         assert_eq!(kind(syn::parse_quote!(Vec<u8>)), "byte vec");
         assert_eq!(kind(syn::parse_quote!(String)), "owned");
+        assert_eq!(kind(syn::parse_quote!(Streaming<u32>)), "stream");
+        assert_eq!(kind(syn::parse_quote!(rpc_core::Streaming<Vec<u8>>)), "stream");
     }
 }

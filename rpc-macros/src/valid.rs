@@ -179,6 +179,16 @@ fn check_method(method: &Method<'_>, errors: &mut Vec<Error>) {
         }
         check_argument(arg.ty, errors);
     }
+    let mut streams = method
+        .args
+        .iter()
+        .filter(|arg| crate::types::stream_item(arg.ty).is_some());
+    if let (Some(_), Some(second)) = (streams.next(), streams.next()) {
+        errors.push(Error::new_spanned(
+            second.ty,
+            "a method takes at most one `Streaming` argument: a call carries one stream each way; send an enum or a struct per item instead",
+        ));
+    }
     if let Some(output) = method.output {
         check_return(output, errors);
     }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rpc_core::{Context, Server, ServerHandle};
+use futures::StreamExt;
+use rpc_core::{Context, Server, ServerHandle, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// An application error of the probe service.
@@ -42,6 +43,17 @@ pub trait Probe {
     async fn metadata(&self, key: String) -> Option<String>;
     /// Panics.
     async fn explode(&self);
+    /// Streams `count` items of `size` bytes; item `i` is filled with `i % 251`.
+    async fn items(&self, count: u64, size: u32) -> Streaming<Vec<u8>>;
+    /// Streams `0..count`, then fails with `reason`.
+    async fn items_then_fail(&self, count: u64, reason: String) -> Streaming<u64>;
+    /// Streams `0, 1, 2, ...` forever; counts as stalled while its producer lives.
+    async fn endless(&self) -> Streaming<u64>;
+    /// The sum of the client's stream of numbers.
+    async fn total(&self, numbers: Streaming<u64>) -> u64;
+    /// Answers each number of the client's stream with the running total so far, starting
+    /// from `start`.
+    async fn running_total(&self, start: u64, numbers: Streaming<u64>) -> Streaming<u64>;
 }
 
 /// The wire id of the probe's method `name`.
@@ -127,6 +139,47 @@ impl Probe for ProbeImpl {
 
     async fn explode(&self) {
         panic!("the probe exploded on purpose");
+    }
+
+    async fn items(&self, count: u64, size: u32) -> Streaming<Vec<u8>> {
+        Streaming::from_iter((0..count).map(move |i| vec![(i % 251) as u8; size as usize]))
+    }
+
+    async fn items_then_fail(&self, count: u64, reason: String) -> Streaming<u64> {
+        let items = (0..count).map(Ok).chain(std::iter::once(Err(reason)));
+        Streaming::try_from_stream(futures::stream::iter(items))
+    }
+
+    async fn endless(&self) -> Streaming<u64> {
+        self.stalled.fetch_add(1, Ordering::SeqCst);
+        let guard = StallGuard(self.stalled.clone());
+        let numbers = futures::stream::unfold((0u64, guard), |(i, guard)| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Some((i, (i + 1, guard)))
+        });
+        Streaming::from_stream(numbers)
+    }
+
+    async fn total(&self, mut numbers: Streaming<u64>) -> u64 {
+        let mut sum = 0u64;
+        while let Some(number) = numbers.next().await {
+            match number {
+                Ok(number) => sum = sum.wrapping_add(number),
+                Err(_) => return u64::MAX,
+            }
+        }
+        sum
+    }
+
+    async fn running_total(&self, start: u64, numbers: Streaming<u64>) -> Streaming<u64> {
+        let totals = numbers.scan(start, |total, number| {
+            let next = number.map(|n| {
+                *total = total.wrapping_add(n);
+                *total
+            });
+            std::future::ready(Some(next))
+        });
+        Streaming::try_from_stream(totals)
     }
 }
 

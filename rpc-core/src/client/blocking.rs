@@ -7,7 +7,7 @@
 //! serving it — the lowest-latency path the framework has. Clones share the connection (calls
 //! from several threads take turns); for calls in parallel, open more clients.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rpc_transport::{BlockingConnection, BlockingReceiver, BlockingSender, TransportError};
@@ -27,25 +27,62 @@ pub struct BlockingClient {
     options: CallOptions,
 }
 
-struct Shared {
-    schema: &'static ServiceSchema,
+pub(super) struct Shared {
+    pub(super) schema: &'static ServiceSchema,
     /// Which methods the server can serve.
     compatibility: Compatibility,
-    io: Mutex<Io>,
+    /// The connection, while no call holds it (see [`Lease`]).
+    io: Mutex<Option<Io>>,
+    /// Signalled when a call gives the connection back.
+    returned: Condvar,
     /// The smaller of our and the server's maximum frame size.
-    send_limit: usize,
+    pub(super) send_limit: usize,
 }
 
-struct Io {
-    sender: BlockingSender,
-    receiver: BlockingReceiver,
-    next_call_id: u64,
+/// The connection, held by one call (or one stream) at a time and given back when dropped.
+pub(super) struct Lease {
+    shared: Arc<Shared>,
+    io: Option<Io>,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Io;
+    fn deref(&self) -> &Io {
+        self.io.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Io {
+        self.io.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            *self.shared.slot() = Some(io);
+            self.shared.returned.notify_one();
+        }
+    }
+}
+
+impl Shared {
+    fn slot(&self) -> MutexGuard<'_, Option<Io>> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(super) struct Io {
+    pub(super) sender: BlockingSender,
+    pub(super) receiver: BlockingReceiver,
+    pub(super) next_call_id: u64,
     /// Set once the connection is gone: why.
-    closed: Option<String>,
+    pub(super) closed: Option<String>,
 }
 
 impl Io {
-    fn close(&mut self, reason: String) -> RpcError {
+    pub(super) fn close(&mut self, reason: String) -> RpcError {
         self.sender.close();
         RpcError::disconnected(self.closed.get_or_insert(reason))
     }
@@ -129,12 +166,13 @@ impl BlockingClient {
             shared: Arc::new(Shared {
                 schema,
                 compatibility: agreed.compatibility,
-                io: Mutex::new(Io {
+                io: Mutex::new(Some(Io {
                     sender,
                     receiver,
                     next_call_id: 1,
                     closed: None,
-                }),
+                })),
+                returned: Condvar::new(),
                 send_limit: agreed.send_limit,
             }),
             options: CallOptions::defaults(options.call_timeout),
@@ -173,13 +211,49 @@ impl BlockingClient {
         self.shared.schema
     }
 
-    fn io(&self) -> MutexGuard<'_, Io> {
-        self.shared.io.lock().unwrap_or_else(|p| p.into_inner())
+    /// Takes the connection for one call (or stream), waiting until `deadline` while another
+    /// holds it; `None` once the deadline has passed.
+    pub(super) fn lease(&self, deadline: Option<Instant>) -> Option<Lease> {
+        let mut slot = self.shared.slot();
+        loop {
+            if let Some(io) = slot.take() {
+                return Some(Lease {
+                    shared: self.shared.clone(),
+                    io: Some(io),
+                });
+            }
+            slot = match deadline {
+                None => self
+                    .shared
+                    .returned
+                    .wait(slot)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    self.shared
+                        .returned
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(super) fn compatibility(&self) -> &Compatibility {
+        &self.shared.compatibility
     }
 
     /// Whether the connection is gone (every further call fails with `Disconnected`).
     pub fn is_closed(&self) -> bool {
-        self.io().closed.is_some()
+        self.shared
+            .slot()
+            .as_ref()
+            .is_some_and(|io| io.closed.is_some())
     }
 
     /// Whether the server can serve method `method` (by wire id): `Err` says why not.
@@ -209,7 +283,7 @@ impl BlockingClient {
             method: schema.method_name(method),
             timeout: timeout.unwrap_or_default(),
         };
-        let mut io = self.io();
+        let mut io = self.lease(deadline).ok_or_else(exceeded)?;
         if let Some(reason) = &io.closed {
             return Err(RpcError::disconnected(reason));
         }

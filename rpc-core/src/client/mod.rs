@@ -6,6 +6,7 @@
 //! connection ends, the reader fails every pending call with [`RpcError::Disconnected`].
 
 mod blocking;
+mod blocking_stream;
 mod options;
 mod pending;
 pub(crate) mod protocol;

@@ -59,17 +59,6 @@ impl Credit {
         self.changed.notify_waiters();
     }
 
-    /// Whether the call ended.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
-    /// Whether an item may be sent now (and the call goes on).
-    pub(crate) fn has_credit(&self) -> bool {
-        let state = self.lock();
-        !state.closed && state.available > 0
-    }
-
     /// Waits until an item may be sent: `false` once the call ended.
     pub(crate) async fn ready(&self) -> bool {
         loop {
@@ -105,7 +94,6 @@ mod tests {
         let credit = std::sync::Arc::new(Credit::default());
         assert!(credit.ready().await);
         credit.spend(STREAM_WINDOW as usize + 10);
-        assert!(!credit.has_credit());
         let waiter = tokio::spawn({
             let credit = credit.clone();
             async move { credit.ready().await }

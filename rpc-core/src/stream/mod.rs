@@ -16,7 +16,7 @@
 //!
 //! [`STREAM_WINDOW`]: crate::wire::STREAM_WINDOW
 
-mod blocking;
+pub(crate) mod blocking;
 pub(crate) mod credit;
 pub(crate) mod frames;
 pub(crate) mod inbox;
@@ -187,6 +187,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Streaming<T> {
     }
 }
 
+/// What a generated client puts among the arguments where a `Streaming` argument stands, and
+/// what the server decodes there: encoded as the `Streaming` itself. Not a public API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct StreamPlaceholder;
+
+impl Serialize for StreamPlaceholder {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct(SCHEMA_NAME, &[] as &[()])
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamPlaceholder {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Streaming::<()>::deserialize(deserializer).map(|_| StreamPlaceholder)
+    }
+}
+
 /// The newtype name a stream has in a method's schema.
 const SCHEMA_NAME: &str = "Streaming";
 
@@ -194,7 +212,7 @@ const SCHEMA_NAME: &str = "Streaming";
 /// own): a `Streaming` newtype of an empty sequence, so the schema tells it from a `T`.
 impl<T> Serialize for Streaming<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_struct(SCHEMA_NAME, &[(); 0])
+        serializer.serialize_newtype_struct(SCHEMA_NAME, &[] as &[()])
     }
 }
 
