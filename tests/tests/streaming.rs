@@ -161,17 +161,13 @@ async fn a_slow_consumer_holds_the_producer_back(transport: Transport) {
     assert_eq!(count, 64);
 }
 
-fn blocking_client(fixture: &Fixture) -> ProbeBlockingClient {
-    let options = ClientOptions::default().call_timeout(Some(LIMIT));
-    ProbeBlockingClient::connect_with(&fixture.address, options).expect("connect")
-}
-
 /// The blocking client: an iterator for the server's items, a `Streaming` sent from the
 /// calling thread, both at once, and a call after a stream dropped half-way.
 async fn blocking_client_streams(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let address = fixture.address.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    // A plain thread, outside the runtime, as code without one would call.
+    let thread = std::thread::spawn(move || {
         let fixture_address = address;
         let options = ClientOptions::default().call_timeout(Some(LIMIT));
         let probe = ProbeBlockingClient::connect_with(&fixture_address, options).unwrap();
@@ -206,14 +202,15 @@ async fn blocking_client_streams(transport: Transport) {
         drop(endless);
         assert_eq!(probe.add(2, 2).unwrap(), 4);
     });
-    bounded(LIMIT * 2, "the blocking client", outcome)
-        .await
-        .unwrap();
+    let outcome = tokio::task::spawn_blocking(move || thread.join());
+    let joined = bounded(LIMIT * 2, "the blocking client", outcome).await;
+    if let Err(panic) = joined.unwrap() {
+        std::panic::resume_unwind(panic);
+    }
     assert!(
         eventually(LIMIT, || fixture.probe.stalled.load(Ordering::SeqCst) == 0).await,
         "the producer outlived the blocking stream dropped half-way"
     );
-    let _ = blocking_client;
 }
 
 macro_rules! streaming_conformance {
