@@ -146,3 +146,81 @@ pub(crate) async fn handshake(
         service,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::services::tests::named;
+
+    fn hello(service: &str) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            service: service.to_owned(),
+            methods: Vec::new(),
+            max_frame_size: 1024,
+        }
+    }
+
+    fn alpha_and_beta() -> Services {
+        let mut services = Services::default();
+        services.add(named("Beta"));
+        services.add(named("Alpha"));
+        services
+    }
+
+    fn unix_peer(uid: u32) -> PeerInfo {
+        PeerInfo::Unix {
+            pid: None,
+            uid,
+            gid: uid,
+        }
+    }
+
+    #[test]
+    fn the_hello_picks_the_service() {
+        let services = alpha_and_beta();
+        let own = unix_peer(nix::unistd::geteuid().as_raw());
+        let config = ServerConfig::default();
+        for name in ["Alpha", "Beta"] {
+            let chosen = judge(&hello(name), &own, &services, &config, false, true);
+            assert_eq!(chosen.map(|s| &s.schema().name), Ok(&name.to_owned()));
+        }
+    }
+
+    #[test]
+    fn an_unknown_service_is_refused_with_the_served_names() {
+        let services = alpha_and_beta();
+        let own = unix_peer(nix::unistd::geteuid().as_raw());
+        let refused = judge(
+            &hello("Gamma"),
+            &own,
+            &services,
+            &ServerConfig::default(),
+            false,
+            true,
+        );
+        assert_eq!(
+            refused.err(),
+            Some(Rejection::UnknownService {
+                wanted: "Gamma".to_owned(),
+                available: vec!["Alpha".to_owned(), "Beta".to_owned()],
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_peer_learns_nothing_about_the_services() {
+        let services = alpha_and_beta();
+        let stranger = unix_peer(nix::unistd::geteuid().as_raw().wrapping_add(4242));
+        let config = ServerConfig::default();
+        for name in ["Alpha", "Gamma"] {
+            let refused = judge(&hello(name), &stranger, &services, &config, false, true);
+            assert!(
+                matches!(&refused, Err(Rejection::AccessDenied { reason })
+                    if !reason.contains("Alpha") && !reason.contains("Beta")),
+                "{name}: {:?}",
+                refused.map(|s| &s.schema().name)
+            );
+        }
+    }
+}

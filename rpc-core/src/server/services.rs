@@ -69,7 +69,7 @@ impl fmt::Debug for Services {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::schema::{SchemaBuilder, ServiceSchema};
     use crate::server::{DispatchError, HandlerFuture, Request};
@@ -87,7 +87,8 @@ mod tests {
         }
     }
 
-    fn named(name: &'static str) -> Arc<dyn Service> {
+    /// A service with no methods named `name` ("Alpha" or "Beta").
+    pub(crate) fn named(name: &'static str) -> Arc<dyn Service> {
         static SCHEMAS: OnceLock<[ServiceSchema; 2]> = OnceLock::new();
         let schemas = SCHEMAS.get_or_init(|| {
             [
