@@ -169,6 +169,10 @@ impl Server {
     /// Adds `service`, served under its schema's name on every address the server listens on.
     /// A service whose name was added already is refused: listening then fails with
     /// [`RpcError::DuplicateService`].
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "a builder step adding a service, not arithmetic"
+    )]
     pub fn add<S: Service>(mut self, service: S) -> Self {
         Arc::make_mut(&mut self.services).add(Arc::new(service));
         self
