@@ -30,6 +30,18 @@ pub enum RpcError {
         #[source]
         source: TransportError,
     },
+    /// Two services of one name were added to a server (`Server::add`); the later one is
+    /// refused, and the server does not listen.
+    #[error(
+        "two services named '{service}' were added to one server; a server serves each name once"
+    )]
+    DuplicateService {
+        /// The name added twice.
+        service: String,
+    },
+    /// A server was asked to listen with no service added (`Server::add`).
+    #[error("the server has no service to serve: add one with `Server::add` before listening")]
+    NoServices,
     /// The client and server speak different protocol versions.
     #[error("protocol version mismatch: client speaks {client}, server speaks {server}")]
     ProtocolVersion {
@@ -38,15 +50,23 @@ pub enum RpcError {
         /// The server's version.
         server: u16,
     },
-    /// The server does not serve the service the client wants, or (for a client with
-    /// [`ClientOptions::strict_schema`](crate::ClientOptions::strict_schema)) serves it with a
-    /// different schema.
+    /// The server serves the service with a different schema, for a client with
+    /// [`ClientOptions::strict_schema`](crate::ClientOptions::strict_schema) (or, from servers
+    /// older than [`UnknownService`](Self::UnknownService), does not serve it).
     #[error("service '{service}' does not match the server's: {}", differences.join("; "))]
     HandshakeMismatch {
         /// The service the client expected.
         service: String,
         /// Each difference, such as "method 'put': argument 'order': Order.id: client u32, server i32".
         differences: Vec<String>,
+    },
+    /// The server does not serve the service the client wants; it names the ones it does.
+    #[error("the server does not serve '{service}'; it serves: {}", available.join(", "))]
+    UnknownService {
+        /// The service the client wanted.
+        service: String,
+        /// The services the server serves, sorted by name.
+        available: Vec<String>,
     },
     /// The server cannot serve this method as the client knows it: it lacks the method, or
     /// has it with other argument or return types. Nothing was sent; the connection goes on.

@@ -1,8 +1,10 @@
-//! Shared pieces of the integration suite: the `Probe` test service, the list of transports
-//! the conformance suite runs on, and bounded-wait helpers.
+//! Shared pieces of the integration suite: the `Probe` test service (and `Greeter`, a second
+//! one to serve beside it), the list of transports the conformance suite runs on, and
+//! bounded-wait helpers.
 
 pub mod bench;
 mod counter;
+mod greeter;
 mod process;
 mod raw;
 pub mod shapes;
@@ -67,6 +69,7 @@ pub fn probe_method_id(name: &str) -> u32 {
 }
 
 pub use counter::SharedCounter;
+pub use greeter::{Greeter, GreeterBlockingClient, GreeterClient, GreeterImpl, GreeterServer};
 pub use process::{ProbeProcess, kill_stalled_clients};
 pub use raw::{raw_probe_connection, rss_kib, status_kib};
 pub use spawned::{SpawnedServers, probe_server_path};

@@ -9,7 +9,8 @@ use rpc_core::transport::{Frame, TransportError};
 use rpc_core::wire::{self, Header, Kind, WireError};
 use rpc_core::{ClientOptions, RpcError, Server};
 use rpc_tests::{
-    Fixture, ProbeClient, ProbeError, Transport, bounded, eventually, probe_method_id,
+    Fixture, GreeterClient, GreeterImpl, GreeterServer, ProbeClient, ProbeError, Transport,
+    bounded, eventually, probe_method_id,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -467,6 +468,23 @@ async fn graceful_shutdown_finishes_running_calls(transport: Transport) {
     );
 }
 
+/// A server with two services serves each to the client that names it, on one listener.
+async fn two_services_share_one_listener(transport: Transport) {
+    // The fixture adds the probe beside the greeter.
+    let fixture = Fixture::start(
+        transport,
+        Server::new().add(GreeterServer::new(GreeterImpl)),
+    )
+    .await;
+    let probe = client(&fixture).await;
+    let greeter = bounded(LIMIT, "connect", GreeterClient::connect(&fixture.address))
+        .await
+        .expect("connect a greeter");
+    assert_eq!(probe.add(2, 3).await.unwrap(), 5);
+    assert_eq!(greeter.greet("you".into()).await.unwrap(), "hello, you");
+    assert_eq!(fixture.handle.connections(), 2);
+}
+
 /// The bodies that run on every transport, `spawn:` included.
 macro_rules! every_transport_tests {
     ($variant:expr) => {
@@ -496,7 +514,10 @@ macro_rules! conformance {
     ($($transport:ident => $variant:expr),* $(,)?) => {
         $(mod $transport {
             every_transport_tests!($variant);
-            conformance!(@tests $variant; connections_are_limited_by_name);
+            conformance!(@tests $variant;
+                connections_are_limited_by_name,
+                two_services_share_one_listener,
+            );
         })*
     };
     (@tests $variant:expr; $($test:ident),* $(,)?) => {
@@ -539,8 +560,9 @@ conformance! {
 mod mq_own_uid;
 
 /// `spawn:` starts a server process per connection, each serving exactly that one connection,
-/// so no server ever holds two and `connections_are_limited_by_name` cannot apply; every other
-/// body runs unchanged. `tests/spawn_process.rs` checks the one-connection-per-child rule
+/// so no server ever holds two and `connections_are_limited_by_name` cannot apply (nor
+/// `two_services_share_one_listener`: the child serves the probe alone); every other body runs
+/// unchanged. `tests/spawn_process.rs` checks the one-connection-per-child rule
 /// itself, with reaping and child death.
 mod spawn {
     every_transport_tests!(rpc_tests::Transport::Spawn);

@@ -243,8 +243,8 @@ async fn another_service_name_is_refused_at_connect() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, RpcError::HandshakeMismatch { service, differences }
-            if service == "Inventory" && differences.iter().any(|d| d.contains("'Store'"))),
+        matches!(&error, RpcError::UnknownService { service, available }
+            if service == "Inventory" && available == &["Store"]),
         "{error:?}"
     );
     handle.shutdown().await;

@@ -80,18 +80,16 @@ async fn another_service_is_refused_by_name() {
         .await
         .unwrap_err();
     match &error {
-        RpcError::HandshakeMismatch {
-            service,
-            differences,
-        } => {
+        RpcError::UnknownService { service, available } => {
             assert_eq!(service, "Calculator");
-            assert_eq!(
-                differences[0],
-                "the server exports 'Probe', not 'Calculator'"
-            );
+            assert_eq!(available, &["Probe"]);
         }
-        other => panic!("expected HandshakeMismatch, got {other:?}"),
+        other => panic!("expected UnknownService, got {other:?}"),
     }
+    assert_eq!(
+        error.to_string(),
+        "the server does not serve 'Calculator'; it serves: Probe"
+    );
 }
 
 #[tokio::test]

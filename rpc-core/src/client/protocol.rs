@@ -123,6 +123,10 @@ fn welcome(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
                 Rejection::ShuttingDown => RpcError::ShuttingDown,
                 Rejection::AccessDenied { reason } => RpcError::AccessDenied { reason },
                 Rejection::TooManyFromPeer(limit) => RpcError::TooManyConnectionsFromPeer { limit },
+                Rejection::UnknownService { wanted, available } => RpcError::UnknownService {
+                    service: wanted,
+                    available,
+                },
             },
         ),
         other => Err(RpcError::Protocol(format!(

@@ -39,7 +39,7 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
     drop(ticket);
     let admission = (agreed.admission, agreed.peer_slot);
     let call_env = CallEnv {
-        service: env.service.clone(),
+        service: agreed.service,
         config: env.config.clone(),
         peer: Arc::new(peer),
         callable: agreed.callable,

@@ -1,5 +1,7 @@
 //! The server's side of the handshake: read `Hello`, answer `Welcome` or `Reject`.
 
+use std::sync::Arc;
+
 use rpc_transport::{FrameReceiver, FrameSender, PeerInfo};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -7,43 +9,42 @@ use super::ConnectionEnv;
 use super::ServerConfig;
 use super::Service;
 use super::admission::PeerSlot;
+use super::services::Services;
 use crate::schema::MethodSchema;
 use crate::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome};
 
-/// Why the client may not stay, or `None` to welcome it.
-fn judge(
+/// The service the client may use, or why it may not stay.
+fn judge<'a>(
     hello: &Hello,
     peer: &PeerInfo,
-    service: &dyn Service,
+    services: &'a Services,
     config: &ServerConfig,
     stopping: bool,
     admitted: bool,
-) -> Option<Rejection> {
-    // First, so a refused peer learns nothing about the service.
+) -> Result<&'a Arc<dyn Service>, Rejection> {
+    // First, so a refused peer learns nothing about the services.
     if let Err(reason) = config.access.admits(peer) {
         tracing::debug!(%reason, "refusing a peer");
-        return Some(Rejection::AccessDenied { reason });
+        return Err(Rejection::AccessDenied { reason });
     }
-    let schema = service.schema();
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Some(Rejection::ProtocolVersion {
+        return Err(Rejection::ProtocolVersion {
             server: PROTOCOL_VERSION,
         });
     }
-    if hello.service != schema.name {
-        return Some(Rejection::Schema {
-            server_service: schema.name.clone(),
-            // The client words it: it knows which service it wanted.
-            differences: Vec::new(),
-        });
-    }
+    let service = services
+        .get(&hello.service)
+        .ok_or_else(|| Rejection::UnknownService {
+            wanted: hello.service.clone(),
+            available: services.names(),
+        })?;
     if stopping {
-        return Some(Rejection::ShuttingDown);
+        return Err(Rejection::ShuttingDown);
     }
     if !admitted {
-        return Some(Rejection::TooManyConnections(config.max_connections as u32));
+        return Err(Rejection::TooManyConnections(config.max_connections as u32));
     }
-    None
+    Ok(service)
 }
 
 /// The client's methods whose digests equal ours, sorted by id: the only ones it may call.
@@ -66,6 +67,8 @@ fn callable(hello: &Hello, service: &dyn Service) -> Vec<(u32, &'static MethodSc
 
 /// What a successful handshake settled.
 pub(crate) struct Agreed {
+    /// The service the client named.
+    pub(crate) service: Arc<dyn Service>,
     /// The connection's place among the established ones; held until it ends.
     pub(crate) admission: OwnedSemaphorePermit,
     /// Its place among its peer's connections, when those are limited; held until it ends.
@@ -83,7 +86,7 @@ pub(crate) async fn handshake(
     peer: &PeerInfo,
     env: &ConnectionEnv,
 ) -> Result<Agreed, String> {
-    let (service, config) = (&*env.service, &*env.config);
+    let config = &*env.config;
     let stopping = env.stop.is_cancelled();
     let frame = receiver
         .recv()
@@ -104,18 +107,28 @@ pub(crate) async fn handshake(
     // if there is room.
     let admission = env.admissions.clone().try_acquire_owned().ok();
     let peer_slot = env.peers.take(peer, config.max_connections_per_peer);
-    let rejection =
-        judge(&hello, peer, service, config, stopping, admission.is_some()).or_else(|| {
-            let limit = peer_slot.as_ref().err()?;
-            Some(Rejection::TooManyFromPeer(*limit as u32))
-        });
-    if let Some(rejection) = rejection {
-        let frame = wire::message_frame(header(Kind::Reject), None, &rejection)
-            .map_err(|e| e.to_string())?;
-        let _ = sender.send(frame).await;
-        let _ = sender.close().await;
-        return Err(format!("rejected: {rejection:?}"));
-    }
+    let judged = judge(
+        &hello,
+        peer,
+        &env.services,
+        config,
+        stopping,
+        admission.is_some(),
+    )
+    .and_then(|service| match &peer_slot {
+        Err(limit) => Err(Rejection::TooManyFromPeer(*limit as u32)),
+        Ok(_) => Ok(service.clone()),
+    });
+    let service = match judged {
+        Ok(service) => service,
+        Err(rejection) => {
+            let frame = wire::message_frame(header(Kind::Reject), None, &rejection)
+                .map_err(|e| e.to_string())?;
+            let _ = sender.send(frame).await;
+            let _ = sender.close().await;
+            return Err(format!("rejected: {rejection:?}"));
+        }
+    };
     let welcome = Welcome {
         max_frame_size: config.transport.max_frame_size as u64,
         max_in_flight: config.max_in_flight as u32,
@@ -129,6 +142,85 @@ pub(crate) async fn handshake(
         peer_slot: peer_slot.expect("judged within the peer's limit"),
         // Responses must fit both the client's limit and our own sender's.
         peer_limit: (hello.max_frame_size as usize).min(config.transport.max_frame_size),
-        callable: callable(&hello, service),
+        callable: callable(&hello, &*service),
+        service,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::services::tests::named;
+
+    fn hello(service: &str) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            service: service.to_owned(),
+            methods: Vec::new(),
+            max_frame_size: 1024,
+        }
+    }
+
+    fn alpha_and_beta() -> Services {
+        let mut services = Services::default();
+        services.add(named("Beta"));
+        services.add(named("Alpha"));
+        services
+    }
+
+    fn unix_peer(uid: u32) -> PeerInfo {
+        PeerInfo::Unix {
+            pid: None,
+            uid,
+            gid: uid,
+        }
+    }
+
+    #[test]
+    fn the_hello_picks_the_service() {
+        let services = alpha_and_beta();
+        let own = unix_peer(nix::unistd::geteuid().as_raw());
+        let config = ServerConfig::default();
+        for name in ["Alpha", "Beta"] {
+            let chosen = judge(&hello(name), &own, &services, &config, false, true);
+            assert_eq!(chosen.map(|s| &s.schema().name), Ok(&name.to_owned()));
+        }
+    }
+
+    #[test]
+    fn an_unknown_service_is_refused_with_the_served_names() {
+        let services = alpha_and_beta();
+        let own = unix_peer(nix::unistd::geteuid().as_raw());
+        let refused = judge(
+            &hello("Gamma"),
+            &own,
+            &services,
+            &ServerConfig::default(),
+            false,
+            true,
+        );
+        assert_eq!(
+            refused.err(),
+            Some(Rejection::UnknownService {
+                wanted: "Gamma".to_owned(),
+                available: vec!["Alpha".to_owned(), "Beta".to_owned()],
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_peer_learns_nothing_about_the_services() {
+        let services = alpha_and_beta();
+        let stranger = unix_peer(nix::unistd::geteuid().as_raw().wrapping_add(4242));
+        let config = ServerConfig::default();
+        for name in ["Alpha", "Gamma"] {
+            let refused = judge(&hello(name), &stranger, &services, &config, false, true);
+            assert!(
+                matches!(&refused, Err(Rejection::AccessDenied { reason })
+                    if !reason.contains("Alpha") && !reason.contains("Beta")),
+                "{name}: {:?}",
+                refused.map(|s| &s.schema().name)
+            );
+        }
+    }
 }

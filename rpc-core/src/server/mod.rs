@@ -1,4 +1,5 @@
-//! [`Server`]: accepts connections on one or more addresses and serves a [`Service`] on each.
+//! [`Server`]: accepts connections on one or more addresses and serves its [`Service`]s on
+//! each; a connection's handshake names the service it wants (`services.rs`).
 //!
 //! Every connection is a task; every call on it is a task of its own, so one connection's calls
 //! run concurrently on a multi-threaded runtime. Limits (connections, calls in flight per
@@ -13,6 +14,7 @@ mod dispatch;
 mod handshake;
 mod reply;
 mod service;
+mod services;
 mod session;
 mod streaming;
 mod threaded;
@@ -34,6 +36,7 @@ pub use context::Context;
 pub use service::{
     DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
 };
+use services::Services;
 
 use crate::budget::ServerMemory;
 use crate::client::parse_address;
@@ -122,6 +125,9 @@ fn warn_of_uncallable_methods(schema: &crate::ServiceSchema) {
 
 /// Builds and runs servers.
 ///
+/// A server serves one service or several on the same addresses: each client names the
+/// service it wants in its handshake.
+///
 /// ```no_run
 /// # async fn demo(service: impl rpc_core::Service) -> Result<(), rpc_core::RpcError> {
 /// let handle = rpc_core::Server::new()
@@ -131,10 +137,22 @@ fn warn_of_uncallable_methods(schema: &crate::ServiceSchema) {
 /// println!("listening on {}", handle.local_address());
 /// handle.shutdown().await;
 /// # Ok(()) }
+/// # async fn several(
+/// #     calculator: impl rpc_core::Service,
+/// #     kv: impl rpc_core::Service,
+/// # ) -> Result<(), rpc_core::RpcError> {
+/// let handle = rpc_core::Server::new()
+///     .add(calculator)
+///     .add(kv)
+///     .listen(&["unix:///tmp/demo.sock"])
+///     .await?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Server {
     config: ServerConfig,
+    /// The services added, by name; shared by clones until one adds another.
+    services: Arc<Services>,
 }
 
 impl Server {
@@ -145,7 +163,22 @@ impl Server {
 
     /// A server with `config`.
     pub fn with_config(config: ServerConfig) -> Self {
-        Server { config }
+        Server {
+            config,
+            services: Arc::default(),
+        }
+    }
+
+    /// Adds `service`, served under its schema's name on every address the server listens on.
+    /// A service whose name was added already is refused: listening then fails with
+    /// [`RpcError::DuplicateService`].
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "a builder step adding a service, not arithmetic"
+    )]
+    pub fn add<S: Service>(mut self, service: S) -> Self {
+        Arc::make_mut(&mut self.services).add(Arc::new(service));
+        self
     }
 
     /// Sets the maximum number of connections served at once.
@@ -228,13 +261,11 @@ impl Server {
         &self.config
     }
 
-    /// Listens on every address in `addresses` and serves `service` in the background.
-    pub async fn start<S: Service>(
-        &self,
-        service: S,
-        addresses: &[&str],
-    ) -> Result<ServerHandle, RpcError> {
-        warn_of_uncallable_methods(service.schema());
+    /// Listens on every address in `addresses` and serves every added service in the
+    /// background. Fails before binding anything if no service was added or a name was added
+    /// twice.
+    pub async fn listen(&self, addresses: &[&str]) -> Result<ServerHandle, RpcError> {
+        self.services.check()?;
         let mut listeners = Vec::with_capacity(addresses.len());
         for address in addresses {
             let parsed = parse_address(address)?;
@@ -249,11 +280,16 @@ impl Server {
                 })?;
             listeners.push(listener);
         }
-        Ok(self.start_on(service, listeners))
+        self.listen_on(listeners)
     }
 
-    /// Serves `service` on listeners already bound.
-    pub fn start_on<S: Service>(&self, service: S, listeners: Vec<Listener>) -> ServerHandle {
+    /// Serves every added service on listeners already bound. Fails if no service was added
+    /// or a name was added twice.
+    pub fn listen_on(&self, listeners: Vec<Listener>) -> Result<ServerHandle, RpcError> {
+        self.services.check()?;
+        for service in self.services.iter() {
+            warn_of_uncallable_methods(service.schema());
+        }
         let handle = ServerHandle {
             addresses: listeners
                 .iter()
@@ -266,7 +302,6 @@ impl Server {
             pending: PendingHandshakes::new(self.config.max_pending_handshakes),
             config: Arc::new(self.config.clone()),
         };
-        let service: Arc<dyn Service> = Arc::new(service);
         let peers = Arc::new(PeerCounts::default());
         let shared = Arc::new(ServerWide {
             memory: ServerMemory::new(self.config.max_server_memory),
@@ -275,7 +310,7 @@ impl Server {
         for listener in listeners {
             let acceptor = Acceptor {
                 listener,
-                service: service.clone(),
+                services: self.services.clone(),
                 config: handle.config.clone(),
                 admissions: handle.admissions.clone(),
                 pending: handle.pending.clone(),
@@ -287,24 +322,18 @@ impl Server {
             };
             handle.tracker.spawn(acceptor.run());
         }
-        handle
+        Ok(handle)
     }
 
-    /// Serves `service` on `address` until the process ends (or binding fails).
-    pub async fn serve<S: Service>(&self, service: S, address: &str) -> Result<(), RpcError> {
-        self.serve_until(service, &[address], std::future::pending::<()>())
-            .await
-    }
-
-    /// Serves `service` on `addresses` until `shutdown` completes, then shuts down gracefully.
-    /// Returns early once the server has nothing left to do (see [`ServerHandle::finished`]).
-    pub async fn serve_until<S: Service>(
+    /// Serves every added service on `addresses` until `shutdown` completes, then shuts down
+    /// gracefully. Returns early once the server has nothing left to do (see
+    /// [`ServerHandle::finished`]).
+    pub async fn serve_all_until(
         &self,
-        service: S,
         addresses: &[&str],
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RpcError> {
-        let handle = self.start(service, addresses).await?;
+        let handle = self.listen(addresses).await?;
         tokio::select! {
             _ = shutdown => {}
             _ = handle.finished() => {}
@@ -312,11 +341,54 @@ impl Server {
         handle.shutdown().await;
         Ok(())
     }
+
+    /// Listens on every address in `addresses` and serves `service` (besides any added ones)
+    /// in the background.
+    pub async fn start<S: Service>(
+        &self,
+        service: S,
+        addresses: &[&str],
+    ) -> Result<ServerHandle, RpcError> {
+        self.clone().add(service).listen(addresses).await
+    }
+
+    /// Serves `service` (besides any added ones) on listeners already bound. Fails only if a
+    /// service of its name was added already.
+    pub fn start_on<S: Service>(
+        &self,
+        service: S,
+        listeners: Vec<Listener>,
+    ) -> Result<ServerHandle, RpcError> {
+        self.clone().add(service).listen_on(listeners)
+    }
+
+    /// Serves `service` (besides any added ones) on `address` until the process ends (or
+    /// binding fails).
+    pub async fn serve<S: Service>(&self, service: S, address: &str) -> Result<(), RpcError> {
+        self.serve_until(service, &[address], std::future::pending::<()>())
+            .await
+    }
+
+    /// Serves `service` (besides any added ones) on `addresses` until `shutdown` completes,
+    /// then shuts down gracefully. Returns early once the server has nothing left to do (see
+    /// [`ServerHandle::finished`]).
+    pub async fn serve_until<S: Service>(
+        &self,
+        service: S,
+        addresses: &[&str],
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RpcError> {
+        self.clone()
+            .add(service)
+            .serve_all_until(addresses, shutdown)
+            .await
+    }
 }
 
 /// What a connection task is given by its server.
 pub(crate) struct ConnectionEnv {
-    pub(crate) service: Arc<dyn Service>,
+    /// The services a client may name in its `Hello`.
+    pub(crate) services: Arc<Services>,
     pub(crate) config: Arc<ServerConfig>,
     /// Graceful shutdown: take no new calls, finish the running ones.
     pub(crate) stop: CancellationToken,
@@ -341,7 +413,7 @@ pub(crate) struct ServerWide {
 /// One listener's accept loop.
 struct Acceptor {
     listener: Listener,
-    service: Arc<dyn Service>,
+    services: Arc<Services>,
     config: Arc<ServerConfig>,
     admissions: Arc<Semaphore>,
     pending: Arc<PendingHandshakes>,
@@ -409,7 +481,7 @@ impl Acceptor {
             match accepted {
                 Ok(connection) => {
                     let env = ConnectionEnv {
-                        service: self.service.clone(),
+                        services: self.services.clone(),
                         config: self.config.clone(),
                         stop: self.stop.clone(),
                         kill: self.kill.clone(),

@@ -70,7 +70,8 @@ pub enum Rejection {
         /// The server's version.
         server: u16,
     },
-    /// The server does not serve the service the client named.
+    /// The server does not serve the service the client named (what servers serving one
+    /// service said; kept so their clients still understand them).
     Schema {
         /// The server's service name.
         server_service: String,
@@ -87,5 +88,14 @@ pub enum Rejection {
     AccessDenied {
         /// Why, with the uids the server admits.
         reason: String,
+    },
+    /// The server does not serve the service the client named (servers that serve several
+    /// services say this instead of [`Schema`](Self::Schema)). Last, so the variants before it
+    /// keep their wire indexes.
+    UnknownService {
+        /// The service the client named.
+        wanted: String,
+        /// The services the server serves, sorted by name.
+        available: Vec<String>,
     },
 }
