@@ -46,11 +46,13 @@ pub trait Probe {
     /// Panics.
     async fn explode(&self);
     /// Streams `count` items of `size` bytes; item `i` is filled with `i % 251`.
-    async fn items(&self, count: u64, size: u32) -> Streaming<Vec<u8>>;
+    async fn items(&self, count: u64, size: u32) -> Streaming<serde_bytes::ByteBuf>;
     /// Streams `0..count`, then fails with `reason`.
     async fn items_then_fail(&self, count: u64, reason: String) -> Streaming<u64>;
     /// Streams `0, 1, 2, ...` forever; counts as stalled while its producer lives.
     async fn endless(&self) -> Streaming<u64>;
+    /// Streams items of `size` bytes forever, counting each one produced in `produced`.
+    async fn produce(&self, size: u32) -> Streaming<serde_bytes::ByteBuf>;
     /// The sum of the client's stream of numbers.
     async fn total(&self, numbers: Streaming<u64>) -> u64;
     /// Answers each number of the client's stream with the running total so far, starting
@@ -80,6 +82,8 @@ pub struct ProbeImpl {
     /// `stall` calls running now (their futures not yet dropped); shared with the test when
     /// the probe runs in a child process.
     pub stalled: Arc<SharedCounter>,
+    /// Items `produce` streams have produced (in this process).
+    pub produced: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for ProbeImpl {
@@ -91,7 +95,10 @@ impl Default for ProbeImpl {
 impl ProbeImpl {
     /// A probe that counts its stalled calls in `stalled`.
     pub fn counting_in(stalled: Arc<SharedCounter>) -> ProbeImpl {
-        ProbeImpl { stalled }
+        ProbeImpl {
+            stalled,
+            produced: Arc::default(),
+        }
     }
 }
 
@@ -144,8 +151,9 @@ impl Probe for ProbeImpl {
         panic!("the probe exploded on purpose");
     }
 
-    async fn items(&self, count: u64, size: u32) -> Streaming<Vec<u8>> {
-        Streaming::from_iter((0..count).map(move |i| vec![(i % 251) as u8; size as usize]))
+    async fn items(&self, count: u64, size: u32) -> Streaming<serde_bytes::ByteBuf> {
+        let item = move |i: u64| serde_bytes::ByteBuf::from(vec![(i % 251) as u8; size as usize]);
+        Streaming::from_iter((0..count).map(item))
     }
 
     async fn items_then_fail(&self, count: u64, reason: String) -> Streaming<u64> {
@@ -161,6 +169,14 @@ impl Probe for ProbeImpl {
             Some((i, (i + 1, guard)))
         });
         Streaming::from_stream(numbers)
+    }
+
+    async fn produce(&self, size: u32) -> Streaming<serde_bytes::ByteBuf> {
+        let produced = self.produced.clone();
+        Streaming::from_iter(std::iter::repeat_with(move || {
+            produced.fetch_add(1, Ordering::SeqCst);
+            serde_bytes::ByteBuf::from(vec![7u8; size as usize])
+        }))
     }
 
     async fn total(&self, mut numbers: Streaming<u64>) -> u64 {

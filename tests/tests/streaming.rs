@@ -144,21 +144,35 @@ async fn the_deadline_covers_the_whole_stream(transport: Transport) {
     );
 }
 
-/// A consumer that reads slowly holds the producer back: the client is granted the window, no
-/// more, and everything arrives once it reads.
+/// A consumer that does not read holds the producer back: the server produces the stream's
+/// credit window (1 MiB) and a little more, then waits; once the consumer reads, it goes on.
 async fn a_slow_consumer_holds_the_producer_back(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let probe = client(&fixture).await;
-    let mut items = probe.items(64, 64 * 1024).await.unwrap();
+    let mut items = probe.produce(64 * 1024).await.unwrap();
     let first = bounded(LIMIT, "an item", items.next()).await;
     assert_eq!(first.unwrap().unwrap().len(), 64 * 1024);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut count = 1;
-    while let Some(item) = bounded(LIMIT, "an item", items.next()).await {
-        item.unwrap();
-        count += 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 16 items fill the window; one more may overdraw it, and one waits in the producer.
+    let window_items = (rpc_core::wire::STREAM_WINDOW / (64 * 1024)) as u64;
+    // A `spawn:` server is another process: its counter is not ours to read.
+    let produced = || fixture.probe.produced.load(Ordering::SeqCst);
+    if transport != Transport::Spawn {
+        assert!(
+            produced() <= window_items + 3,
+            "the producer ran {} items ahead of a consumer that read 1",
+            produced()
+        );
     }
-    assert_eq!(count, 64);
+    for _ in 0..100 {
+        let item = bounded(LIMIT, "an item", items.next()).await;
+        assert_eq!(item.unwrap().unwrap().len(), 64 * 1024);
+    }
+    if transport != Transport::Spawn {
+        assert!(produced() >= 101 && produced() <= 101 + window_items + 3);
+    }
+    drop(items);
+    assert_eq!(bounded(LIMIT, "a call", probe.add(1, 2)).await.unwrap(), 3);
 }
 
 /// The blocking client: an iterator for the server's items, a `Streaming` sent from the
@@ -171,7 +185,7 @@ async fn blocking_client_streams(transport: Transport) {
         let fixture_address = address;
         let options = ClientOptions::default().call_timeout(Some(LIMIT));
         let probe = ProbeBlockingClient::connect_with(&fixture_address, options).unwrap();
-        let items: Vec<Vec<u8>> = probe
+        let items: Vec<serde_bytes::ByteBuf> = probe
             .items(200, 10_000)
             .unwrap()
             .collect::<Result<_, _>>()
