@@ -293,6 +293,15 @@ impl FrameReceiver {
         }
     }
 
+    /// Whether an async receive may spin (yielding) for a new frame before it sleeps (shared
+    /// memory only; on by default). A server turns it off while calls run, so a handler that
+    /// computes without yielding cannot hold the connection's read loop on its worker.
+    pub fn set_spinning(&mut self, spinning: bool) {
+        if let ReceiverFlavor::Shm(r) = &mut self.0 {
+            r.set_spinning(spinning);
+        }
+    }
+
     /// Whether a frame is already waiting, so the next [`recv`](Self::recv) returns at once.
     /// A server uses it to answer a batch of requests with one write.
     pub fn has_buffered(&self) -> bool {

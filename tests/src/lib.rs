@@ -51,6 +51,9 @@ pub trait Probe {
     async fn items_then_fail(&self, count: u64, reason: String) -> Streaming<u64>;
     /// Streams `0, 1, 2, ...` forever; counts as stalled while its producer lives.
     async fn endless(&self) -> Streaming<u64>;
+    /// Computes for `ms` milliseconds without yielding (a CPU-bound handler), then returns
+    /// how many rounds it ran.
+    async fn spin(&self, ms: u64) -> u64;
     /// Streams items of `size` bytes forever, counting each one produced in `produced`.
     async fn produce(&self, size: u32) -> Streaming<serde_bytes::ByteBuf>;
     /// The sum of the client's stream of numbers.
@@ -169,6 +172,15 @@ impl Probe for ProbeImpl {
             Some((i, (i + 1, guard)))
         });
         Streaming::from_stream(numbers)
+    }
+
+    async fn spin(&self, ms: u64) -> u64 {
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        let mut rounds = 0u64;
+        while std::time::Instant::now() < until {
+            rounds = std::hint::black_box(rounds + 1);
+        }
+        rounds
     }
 
     async fn produce(&self, size: u32) -> Streaming<serde_bytes::ByteBuf> {

@@ -183,6 +183,7 @@ impl Calls {
         let cancel = CancellationToken::new();
         let cancelled = cancel.clone();
         let task = async move {
+            tokio::task::yield_now().await;
             let answer = tokio::select! {
                 biased;
                 _ = cancelled.cancelled() => None,

@@ -44,6 +44,7 @@ pub(crate) async fn run(
     let runtime = tokio::runtime::Handle::current();
     let mut ready = Ready::default();
     loop {
+        receiver.set_spinning(!calls.busy());
         let received = tokio::select! {
             biased;
             _ = env.kill.cancelled() => return,

@@ -355,9 +355,19 @@ pub(crate) struct ShmReceiver {
     awaiting_region: bool,
     /// Since when the async receive has been waiting for such a descriptor.
     region_wait_since: Option<Instant>,
+    /// Whether the async receive spins before it sleeps (see [`ShmReceiver::set_spinning`]).
+    spinning: bool,
 }
 
 impl ShmReceiver {
+    /// Whether the async receive spins (yielding) before it sleeps on the eventfd. A server
+    /// turns spinning off while calls run: a spinning task's yields are deferred on its worker,
+    /// and a handler that computes on that worker would hold it there, while a task asleep on
+    /// the eventfd is woken by whichever worker drives I/O.
+    pub(crate) fn set_spinning(&mut self, spinning: bool) {
+        self.spinning = spinning;
+    }
+
     /// Sets the largest frame accepted from now on.
     pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
         self.limit = limit;
@@ -377,6 +387,7 @@ impl ShmReceiver {
             bulk: BulkIn::default(),
             event: None,
             idle: false,
+            spinning: true,
             awaiting_region: false,
             region_wait_since: None,
         }
@@ -462,7 +473,7 @@ impl ShmReceiver {
             self.region_wait_since = None;
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
-            let spin_until = Instant::now() + self.spin;
+            let spin_until = Instant::now() + if self.spinning { self.spin } else { Duration::ZERO };
             while Instant::now() < spin_until && !self.ready()? {
                 tokio::task::yield_now().await;
             }
