@@ -2,11 +2,15 @@
 //!
 //! - [`calculator`]: the `Calculator` service, its error type and the implementation the
 //!   binaries serve.
-//! - `src/bin/`: `calc-server`, `calc-client` and `rpc-demo`.
+//! - [`kv`]: the `Kv` key-value service, with streamed listings and watches.
+//! - `src/bin/`: `calc-server`, `calc-client`, `kv-server`, `kv-client` and `rpc-demo`.
 
 pub mod calculator;
+pub mod cli;
 pub mod demo;
+pub mod kv;
 
 pub use calculator::{
     Calc, Calculator, CalculatorBlockingClient, CalculatorClient, CalculatorServer, MathError,
 };
+pub use kv::{Change, Entry, Kv, KvBlockingClient, KvClient, KvServer, KvStore};
