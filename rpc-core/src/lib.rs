@@ -21,6 +21,8 @@
 //!   [`CallOptions`].
 //! - `server/`: [`Server`], [`ServerHandle`], the [`Service`] trait the macro implements, and
 //!   [`Context`] for handlers.
+//! - `telemetry/`: a `tracing` span per call on each side, the W3C [`TraceParent`] every call
+//!   carries as metadata, and what a call made inside a handler inherits (trace, deadline).
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
 //! - [`transport`]: the `rpc-transport` crate, re-exported.
 //!
@@ -36,6 +38,7 @@ pub mod fuzzing;
 mod outbox;
 pub mod schema;
 mod server;
+mod telemetry;
 pub mod wire;
 
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
@@ -48,6 +51,7 @@ pub use server::{
     Access, Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig,
     ServerHandle, Service,
 };
+pub use telemetry::{TRACEPARENT, TraceParent, TraceParentError};
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
 #[doc(hidden)]

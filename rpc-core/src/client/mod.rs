@@ -6,9 +6,11 @@
 //! connection ends, the reader fails every pending call with [`RpcError::Disconnected`].
 
 mod blocking;
+mod misuse;
 mod options;
 mod pending;
 pub(crate) mod protocol;
+mod scope;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +21,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 pub use blocking::BlockingClient;
 pub use options::{CallOptions, ClientOptions};
 use pending::Pending;
+use scope::{CallScope, Connected};
 
 use crate::error::RpcError;
 use crate::outbox::Outbox;
@@ -53,6 +57,8 @@ struct Shared {
     /// `TooManyCalls`.
     in_flight: Arc<Semaphore>,
     reader: AbortHandle,
+    /// The transport and the server, for the call spans.
+    connected: Connected,
 }
 
 impl Drop for Shared {
@@ -154,7 +160,8 @@ impl Client {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<Client, RpcError> {
-        let (mut sender, mut receiver, _) = connection.split();
+        let (mut sender, mut receiver, peer) = connection.split();
+        let transport = sender.mechanism();
         let own_limit = options.transport.max_frame_size;
         sender
             .send(protocol::hello_frame(schema, own_limit)?)
@@ -182,6 +189,7 @@ impl Client {
                     agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
                 )),
                 reader,
+                connected: Connected { transport, peer },
             }),
             options: CallOptions::defaults(options.call_timeout),
         })
@@ -241,6 +249,9 @@ impl Client {
     /// before anything is sent.
     ///
     /// The generated clients call this; use it directly only for services without a trait.
+    ///
+    /// Inside a handler, the call is held to what is left of the served call's deadline and
+    /// joins its trace (see [`Context::trace`](crate::Context::trace)).
     pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
@@ -249,11 +260,36 @@ impl Client {
         let shared = &*self.shared;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
+        let scope = CallScope::new(
+            shared.schema,
+            method,
+            &self.options,
+            timeout,
+            &shared.connected,
+        );
+        let span = scope.span.clone();
+        scope.finish(self.call_in(&scope, method, args).instrument(span).await)
+    }
+
+    /// [`Client::call`] within its scope.
+    async fn call_in<A, R>(
+        &self,
+        scope: &CallScope<'_>,
+        method: u32,
+        args: &A,
+    ) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let shared = &*self.shared;
+        let timeout = scope.timeout;
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
+        scope.span.record("call_id", call_id);
         let request = protocol::request(
             method,
             call_id,
-            &self.options,
+            &scope.options,
             timeout,
             args,
             shared.send_limit,
@@ -282,6 +318,10 @@ impl Client {
                 .send_with(request.len(), |out| request.write(out), linger)
                 .await;
             sent.map_err(|e| {
+                if misuse::is_runtime_shutdown(&e) {
+                    shared.pending.close_runtime_gone();
+                    return RpcError::RuntimeShutDown;
+                }
                 shared.pending.close(&format!("sending failed: {e}"));
                 RpcError::disconnected(format_args!("sending failed: {e}"))
             })?;
@@ -341,7 +381,11 @@ impl Drop for CallGuard<'_> {
 }
 
 /// The connection's reader: hands each reply to its caller until the connection ends.
+///
+/// Dropped before it ends (its runtime shut down), it fails the connection's calls with
+/// [`RpcError::RuntimeShutDown`].
 async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
+    let alive = misuse::ReaderAlive::new(pending);
     let reason = loop {
         let frame = match receiver.recv().await {
             Ok(Some(frame)) => frame,
@@ -361,11 +405,11 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
                 break why;
             }
             Kind::Response | Kind::Error => {
-                pending.complete(header.call_id, Ok(frame));
+                alive.pending().complete(header.call_id, Ok(frame));
             }
             other => break format!("the server sent an unexpected {other:?} frame"),
         }
     };
     tracing::debug!(%reason, "client connection ended");
-    pending.close(&reason);
+    alive.ended(&reason);
 }

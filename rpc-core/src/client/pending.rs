@@ -16,6 +16,19 @@ struct State {
     calls: HashMap<u64, oneshot::Sender<Reply>>,
     /// Set once the connection is gone: why.
     closed: Option<String>,
+    /// Whether it went because the runtime running its reader shut down.
+    runtime_gone: bool,
+}
+
+impl State {
+    /// The error for a call on a connection that is gone.
+    fn gone(&self, reason: &str) -> RpcError {
+        if self.runtime_gone {
+            RpcError::RuntimeShutDown
+        } else {
+            RpcError::disconnected(reason)
+        }
+    }
 }
 
 /// Calls in flight on one connection, matched to replies by call id.
@@ -35,7 +48,7 @@ impl Pending {
     pub(crate) fn register(&self, id: u64) -> Result<oneshot::Receiver<Reply>, RpcError> {
         let mut state = self.lock();
         if let Some(reason) = &state.closed {
-            return Err(RpcError::disconnected(reason));
+            return Err(state.gone(reason));
         }
         let (tx, rx) = oneshot::channel();
         state.calls.insert(id, tx);
@@ -55,13 +68,30 @@ impl Pending {
 
     /// Marks the connection gone and fails every waiting call with `Disconnected`.
     pub(crate) fn close(&self, reason: &str) {
-        let calls = {
+        self.close_with(reason, false);
+    }
+
+    /// Marks the connection gone because the runtime running its reader shut down: every
+    /// waiting call, and every later one, fails with [`RpcError::RuntimeShutDown`].
+    pub(crate) fn close_runtime_gone(&self) {
+        self.close_with("the client's runtime shut down", true);
+    }
+
+    fn close_with(&self, reason: &str, runtime_gone: bool) {
+        let (calls, runtime_gone) = {
             let mut state = self.lock();
-            state.closed.get_or_insert_with(|| reason.to_owned());
-            std::mem::take(&mut state.calls)
+            if state.closed.is_none() {
+                state.closed = Some(reason.to_owned());
+                state.runtime_gone = runtime_gone;
+            }
+            (std::mem::take(&mut state.calls), state.runtime_gone)
         };
         for (_, waiter) in calls {
-            let _ = waiter.send(Err(RpcError::disconnected(reason)));
+            let error = match runtime_gone {
+                true => RpcError::RuntimeShutDown,
+                false => RpcError::disconnected(reason),
+            };
+            let _ = waiter.send(Err(error));
         }
     }
 

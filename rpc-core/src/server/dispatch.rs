@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
+use tracing::Instrument;
 
 use super::calls::Calls;
 use super::reply::error_frame;
 use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
 use crate::schema::MethodSchema;
+use crate::telemetry::{self, Ambient, Link};
 use crate::wire::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
@@ -139,6 +141,8 @@ pub(crate) struct CallEnv {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) peer: Arc<PeerInfo>,
+    /// The transport mechanism, for the call spans (`"tcp"`, `"shm"`, ...).
+    pub(crate) transport: &'static str,
     /// The methods this connection's client may call, sorted by id (see the handshake).
     pub(crate) callable: Vec<(u32, &'static MethodSchema)>,
 }
@@ -179,12 +183,29 @@ pub(crate) fn prepare_call(
         .timeout_micros
         .map(Duration::from_micros)
         .or(schema.timeout_ms.map(Duration::from_millis));
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let (ambient, trace_parent) = Ambient::serving(&extension.metadata, deadline);
+    let link = Link {
+        transport: env.transport,
+        peer: &env.peer,
+    };
+    let service = &env.service.schema().name;
+    let span = telemetry::server_span(
+        service,
+        &schema.name,
+        call_id,
+        link,
+        &ambient.trace,
+        trace_parent.as_ref(),
+    );
     let context = Context {
         call_id,
         method: &schema.name,
         metadata: extension.metadata,
-        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        deadline,
         peer: env.peer.clone(),
+        trace_parent,
+        trace: ambient.trace,
     };
     let reply = async move {
         let mut run = pin!(context.scope(AssertUnwindSafe(handler).catch_unwind()));
@@ -195,21 +216,22 @@ pub(crate) fn prepare_call(
             (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, run).await.ok(),
             (Poll::Pending, None) => Some(run.await),
         };
-        match outcome {
-            None => Answer::Frame(error_frame(method, call_id, &WireError::DeadlineExceeded)),
-            Some(Err(_panic)) => {
-                Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked))
+        let failure = match outcome {
+            None => WireError::DeadlineExceeded,
+            Some(Err(_panic)) => WireError::HandlerPanicked,
+            Some(Ok(Err(refused))) => wire_error(refused),
+            Some(Ok(Ok(body))) => {
+                return Answer::Response {
+                    method,
+                    call_id,
+                    body,
+                };
             }
-            Some(Ok(Err(refused))) => {
-                Answer::Frame(error_frame(method, call_id, &wire_error(refused)))
-            }
-            Some(Ok(Ok(body))) => Answer::Response {
-                method,
-                call_id,
-                body,
-            },
-        }
-    };
+        };
+        telemetry::server_failed(&failure);
+        Answer::Frame(error_frame(method, call_id, &failure))
+    }
+    .instrument(span);
     Ok((call_id, Box::pin(reply)))
 }
 
