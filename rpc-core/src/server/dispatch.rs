@@ -16,7 +16,7 @@ use super::calls::Calls;
 use super::reply::error_frame;
 use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
 use crate::schema::MethodSchema;
-use crate::telemetry::{self, Ambient, Link};
+use crate::telemetry::{self, Served};
 use crate::wire::{Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
@@ -184,19 +184,12 @@ pub(crate) fn prepare_call(
         .map(Duration::from_micros)
         .or(schema.timeout_ms.map(Duration::from_millis));
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let (ambient, trace_parent) = Ambient::serving(&extension.metadata, deadline);
-    let link = Link {
-        transport: env.transport,
-        peer: &env.peer,
-    };
     let service = &env.service.schema().name;
-    let span = telemetry::server_span(
-        service,
-        &schema.name,
-        call_id,
-        link,
-        &ambient.trace,
-        trace_parent.as_ref(),
+    let served = Served::new(
+        (service, &schema.name, call_id),
+        (env.transport, &env.peer),
+        &extension.metadata,
+        deadline,
     );
     let context = Context {
         call_id,
@@ -204,8 +197,8 @@ pub(crate) fn prepare_call(
         metadata: extension.metadata,
         deadline,
         peer: env.peer.clone(),
-        trace_parent,
-        trace: ambient.trace,
+        trace_parent: served.parent,
+        trace: served.ambient.trace,
     };
     let reply = async move {
         let mut run = pin!(context.scope(AssertUnwindSafe(handler).catch_unwind()));
@@ -231,7 +224,7 @@ pub(crate) fn prepare_call(
         telemetry::server_failed(&failure);
         Answer::Frame(error_frame(method, call_id, &failure))
     }
-    .instrument(span);
+    .instrument(served.span);
     Ok((call_id, Box::pin(reply)))
 }
 

@@ -5,6 +5,7 @@
 //! - `ids.rs`: new trace and span ids.
 //! - `ambient.rs`: the call a task is serving, as far as calls it makes need to know.
 //! - `spans.rs`: the client's and the server's call spans and how they log failures.
+//! - `served.rs`: all of the above for a call a server is about to run.
 //!
 //! A client call sends the metadata `traceparent` (unless its caller set one): inside a
 //! handler, in the trace of the call being served; elsewhere, in a new trace. Either way with
@@ -13,6 +14,7 @@
 
 mod ambient;
 mod ids;
+mod served;
 mod spans;
 mod traceparent;
 
@@ -20,6 +22,7 @@ mod traceparent;
 mod tests;
 
 pub(crate) use ambient::{Ambient, ambient};
+pub(crate) use served::Served;
 pub(crate) use spans::{Link, client_failed, client_span, server_failed, server_span};
 pub use traceparent::{TraceParent, TraceParentError};
 
