@@ -28,6 +28,8 @@ pub trait Calculator {
     async fn sum(&self, xs: Vec<i64>) -> i64;
     /// Returns `data` unchanged.
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Waits `ms` milliseconds, then returns (for trying deadlines and cancellation).
+    async fn sleep(&self, ms: u64);
 }
 
 /// The calculator the example binaries serve.
@@ -52,5 +54,9 @@ impl Calculator for Calc {
 
     async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
         data
+    }
+
+    async fn sleep(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }

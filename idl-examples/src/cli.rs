@@ -66,7 +66,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown unit '{other}' in '{text}': use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }

@@ -267,3 +267,68 @@ fn the_server_prints_its_schema_as_json() {
         .unwrap();
     assert!(!both.status.success());
 }
+
+/// Runs `calc-client --connect ADDRESS ARGS...`, killing it if it takes longer than `limit`;
+/// returns its output and how long it ran.
+fn client_within(address: &str, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(CLIENT)
+        .args(["--connect", address])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run calc-client");
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output, started.elapsed())
+}
+
+#[test]
+fn a_call_past_its_timeout_fails_at_the_deadline_and_names_it() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"]);
+    let address = &server.addresses[0];
+    let (out, took) = client_within(
+        address,
+        &["--timeout", "200ms", "sleep", "5000"],
+        Duration::from_secs(10),
+    );
+    assert!(took < Duration::from_secs(2), "gave up only after {took:?}");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("call to 'sleep' exceeded its deadline of 200ms"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (out, _) = client_within(
+        address,
+        &["--timeout", "1.5s", "sleep", "20"],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "slept\n");
+    let (out, _) = client_within(
+        address,
+        &["--timeout", "1m", "add", "1", "2"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(stdout(&out), "3\n");
+}
+
+#[test]
+fn a_timeout_without_a_unit_is_bad_usage() {
+    let (out, _) = client_within(
+        "tcp://127.0.0.1:1",
+        &["--timeout", "200", "sleep", "1"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no unit"), "{}", stderr(&out));
+}

@@ -179,6 +179,20 @@ pub enum RpcError {
         /// What the producer said.
         reason: String,
     },
+    /// A blocking client was used where blocking would deadlock: on the thread of a
+    /// current-thread tokio runtime, or (for `mem://`) anywhere inside a runtime. Nothing was
+    /// sent.
+    #[error("a blocking client cannot be used here: {advice}")]
+    BlockingInAsyncContext {
+        /// Why, and what to use instead.
+        advice: String,
+    },
+    /// The tokio runtime this async client was created in has shut down, and with it the
+    /// task reading the connection's replies: the client cannot be used any more.
+    #[error(
+        "the tokio runtime this client was created in has shut down; create the client again in a runtime that is running"
+    )]
+    RuntimeShutDown,
 }
 
 impl RpcError {

@@ -21,6 +21,8 @@
 //!   [`CallOptions`].
 //! - `server/`: [`Server`], [`ServerHandle`], the [`Service`] trait the macro implements, and
 //!   [`Context`] for handlers.
+//! - `telemetry/`: a `tracing` span per call on each side, the W3C [`TraceParent`] every call
+//!   carries as metadata, and what a call made inside a handler inherits (trace, deadline).
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
 //! - [`transport`]: the `rpc-transport` crate, re-exported.
 //!
@@ -37,10 +39,13 @@ mod outbox;
 pub mod schema;
 mod server;
 mod stream;
+mod telemetry;
 pub mod wire;
 
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
 pub use error::RpcError;
+/// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
+pub use futures_util::stream::{Stream, StreamExt};
 pub use rpc_macros::service;
 pub use rpc_transport as transport;
 pub use rpc_transport::{Address, PeerInfo};
@@ -50,8 +55,7 @@ pub use server::{
     ServerHandle, Service,
 };
 pub use stream::{BlockingStreaming, StreamClosed, StreamSender, Streaming};
-/// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
-pub use futures_util::stream::{Stream, StreamExt};
+pub use telemetry::{TRACEPARENT, TraceParent, TraceParentError};
 
 /// What the `#[service]` macro's expansion names. Not a public API: it changes without notice.
 #[doc(hidden)]

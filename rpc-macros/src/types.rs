@@ -181,6 +181,9 @@ mod tests {
         assert_eq!(kind(syn::parse_quote!(Vec<u8>)), "byte vec");
         assert_eq!(kind(syn::parse_quote!(String)), "owned");
         assert_eq!(kind(syn::parse_quote!(Streaming<u32>)), "stream");
-        assert_eq!(kind(syn::parse_quote!(rpc_core::Streaming<Vec<u8>>)), "stream");
+        assert_eq!(
+            kind(syn::parse_quote!(rpc_core::Streaming<Vec<u8>>)),
+            "stream"
+        );
     }
 }

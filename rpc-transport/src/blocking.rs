@@ -352,6 +352,19 @@ impl BlockingSender {
         }
     }
 
+    /// The mechanism carrying this connection, as [`FrameSender::mechanism`] names it. A
+    /// `"mem"` half drives a private runtime of its own, so it cannot be used inside one.
+    pub fn mechanism(&self) -> &'static str {
+        match &self.0 {
+            BlockingSenderFlavor::Tcp(_) => "tcp",
+            BlockingSenderFlavor::Unix(_) => "unix",
+            BlockingSenderFlavor::Shm(_) => "shm",
+            BlockingSenderFlavor::Mem(_) => "mem",
+            BlockingSenderFlavor::Pipe(_) => "pipe",
+            BlockingSenderFlavor::Mq(_) => "mq",
+        }
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         match &self.0 {

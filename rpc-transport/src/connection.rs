@@ -217,6 +217,19 @@ impl FrameSender {
         }
     }
 
+    /// The mechanism carrying this connection, for logs and traces: `"tcp"`, `"unix"`,
+    /// `"mem"`, `"shm"` (also `mmap://`), `"pipe"` (`stdio`, `spawn:`, `fifo://`) or `"mq"`.
+    pub fn mechanism(&self) -> &'static str {
+        match &self.0 {
+            SenderFlavor::Tcp(_) => "tcp",
+            SenderFlavor::Unix(_) => "unix",
+            SenderFlavor::Mem(_) => "mem",
+            SenderFlavor::Shm(_) => "shm",
+            SenderFlavor::Pipe(_) => "pipe",
+            SenderFlavor::Mq(_) => "mq",
+        }
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         match &self.0 {

@@ -36,7 +36,11 @@ async fn slow_consumer(address: &str, server_options: &[&str]) {
     {
         let item = item.unwrap();
         assert_eq!(item.len(), ITEM_SIZE as usize);
-        assert_eq!(item[0], (received % 251) as u8, "{address}: item {received}");
+        assert_eq!(
+            item[0],
+            (received % 251) as u8,
+            "{address}: item {received}"
+        );
         received += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

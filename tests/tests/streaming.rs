@@ -25,7 +25,10 @@ async fn server_stream_arrives_whole_and_in_order(transport: Transport) {
     while let Some(item) = bounded(LIMIT, "an item", items.next()).await {
         let item = item.unwrap();
         assert_eq!(item.len(), 10_000);
-        assert!(item.iter().all(|b| *b == (count % 251) as u8), "item {count}");
+        assert!(
+            item.iter().all(|b| *b == (count % 251) as u8),
+            "item {count}"
+        );
         count += 1;
     }
     assert_eq!(count, 300);
@@ -77,7 +80,10 @@ async fn bidirectional_stream_answers_as_it_goes(transport: Transport) {
 async fn a_stream_ends_with_the_producers_error(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;
     let probe = client(&fixture).await;
-    let mut items = probe.items_then_fail(5, "disk on fire".into()).await.unwrap();
+    let mut items = probe
+        .items_then_fail(5, "disk on fire".into())
+        .await
+        .unwrap();
     for expected in 0..5u64 {
         let item = bounded(LIMIT, "an item", items.next()).await;
         assert_eq!(item.unwrap().unwrap(), expected);

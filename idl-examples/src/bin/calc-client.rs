@@ -1,8 +1,10 @@
-//! `calc-client --connect ADDR METHOD ARGS...`: calls the calculator once and prints the result
-//! alone on stdout. Errors go to stderr: exit status 1 for an RPC failure, 2 for bad usage,
-//! 3 for an application error (such as division by zero).
+//! `calc-client --connect ADDR [--timeout DURATION] METHOD ARGS...`: calls the calculator once
+//! and prints the result alone on stdout. Errors go to stderr: exit status 1 for an RPC failure
+//! (a call past its `--timeout` included), 2 for bad usage, 3 for an application error (such as
+//! division by zero).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use idl_examples::CalculatorClient;
@@ -14,6 +16,9 @@ struct Args {
     /// The server's address, such as tcp://127.0.0.1:7000.
     #[arg(long)]
     connect: String,
+    /// How long each call may take, such as 200ms, 2s, 1.5s or 1m (default: 30s).
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
     #[command(subcommand)]
     method: Method,
 }
@@ -41,6 +46,31 @@ enum Method {
     },
     /// Print TEXT as the server echoes it.
     Echo { text: String },
+    /// Have the server wait MS milliseconds before it answers.
+    Sleep { ms: u64 },
+}
+
+/// A duration as a number and a unit: `ms`, `s`, `m` or `h` (`200ms`, `1.5s`, `1m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{text}' has no unit: write it as 200ms, 2s, 1.5s or 1m"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{number}' in '{text}' is not a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use ms, s, m or h"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
 enum Failure {
@@ -55,7 +85,10 @@ impl From<rpc_core::RpcError> for Failure {
 }
 
 async fn run(args: Args) -> Result<String, Failure> {
-    let calc = CalculatorClient::connect(&args.connect).await?;
+    let mut calc = CalculatorClient::connect(&args.connect).await?;
+    if let Some(timeout) = args.timeout {
+        calc = calc.with_timeout(Some(timeout));
+    }
     Ok(match args.method {
         Method::Add { a, b } => calc.add(a, b).await?.to_string(),
         Method::Div { a, b } => calc
@@ -66,6 +99,10 @@ async fn run(args: Args) -> Result<String, Failure> {
         Method::Sum { xs } => calc.sum(xs).await?.to_string(),
         Method::Echo { text } => {
             String::from_utf8_lossy(&calc.echo(text.into_bytes()).await?).into_owned()
+        }
+        Method::Sleep { ms } => {
+            calc.sleep(ms).await?;
+            "slept".to_owned()
         }
     })
 }

@@ -6,6 +6,10 @@
 //! ring, so a call completes without a syscall or a thread wake-up when the server is busy
 //! serving it — the lowest-latency path the framework has. Clones share the connection (calls
 //! from several threads take turns); for calls in parallel, open more clients.
+//!
+//! Where blocking would deadlock (on the thread of a current-thread runtime; `mem://` inside
+//! any runtime), connecting and calling fail at once with
+//! [`RpcError::BlockingInAsyncContext`], which says what to use instead (see `misuse.rs`).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,7 +18,9 @@ use rpc_transport::{BlockingConnection, BlockingReceiver, BlockingSender, Transp
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::misuse::check_blocking;
 use super::protocol;
+use super::scope::{CallScope, Connected};
 use super::{CallOptions, ClientOptions, parse_address};
 use crate::error::RpcError;
 use crate::schema::{Compatibility, ServiceSchema};
@@ -37,6 +43,8 @@ pub(super) struct Shared {
     returned: Condvar,
     /// The smaller of our and the server's maximum frame size.
     pub(super) send_limit: usize,
+    /// The transport and the server, for the misuse check and the call spans.
+    connected: Connected,
 }
 
 /// The connection, held by one call (or one stream) at a time and given back when dropped.
@@ -105,6 +113,7 @@ impl BlockingClient {
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
         let parsed = parse_address(address)?;
+        check_blocking(&schema.name, parsed.scheme())?;
         let connection =
             rpc_transport::connect_blocking(&parsed, &options.transport, options.connect_timeout)
                 .map_err(|e| match e {
@@ -126,6 +135,7 @@ impl BlockingClient {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
+        check_blocking(&schema.name, "pipe")?;
         let shown = format!("spawn:{}", command.get_program().to_string_lossy());
         let connection =
             rpc_transport::spawn_blocking(command, &options.transport).map_err(|source| {
@@ -143,7 +153,9 @@ impl BlockingClient {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
-        let (mut sender, mut receiver, _) = connection.split();
+        let (mut sender, mut receiver, peer) = connection.split();
+        let transport = sender.mechanism();
+        check_blocking(&schema.name, transport)?;
         let deadline = Instant::now().checked_add(options.connect_timeout);
         let own_limit = options.transport.max_frame_size;
         let handshake_error = |e: TransportError| match e {
@@ -174,6 +186,7 @@ impl BlockingClient {
                 })),
                 returned: Condvar::new(),
                 send_limit: agreed.send_limit,
+                connected: Connected { transport, peer },
             }),
             options: CallOptions::defaults(options.call_timeout),
         })
@@ -244,8 +257,19 @@ impl BlockingClient {
         &self.shared
     }
 
-    pub(super) fn compatibility(&self) -> &Compatibility {
-        &self.shared.compatibility
+    /// A streaming call's timeout and scope, after the same checks as [`call`](Self::call)'s.
+    pub(super) fn stream_scope(&self, method: u32) -> Result<CallScope<'_>, RpcError> {
+        let schema = self.shared.schema;
+        check_blocking(&schema.name, self.shared.connected.transport)?;
+        let timeout =
+            protocol::admit_call(schema, &self.shared.compatibility, &self.options, method)?;
+        Ok(CallScope::new(
+            schema,
+            method,
+            &self.options,
+            timeout,
+            &self.shared.connected,
+        ))
     }
 
     /// Whether the connection is gone (every further call fails with `Disconnected`).
@@ -270,14 +294,38 @@ impl BlockingClient {
     /// Calls the method with wire id `method` with the encoded `args` and decodes its return
     /// value, blocking the calling thread. A method the server cannot serve fails with
     /// [`RpcError::IncompatibleMethod`] before anything is sent.
+    ///
+    /// Where blocking would deadlock, it fails at once with
+    /// [`RpcError::BlockingInAsyncContext`]. Inside a handler (on a multi-thread runtime), the
+    /// call is held to what is left of the served call's deadline and joins its trace.
     pub fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
         let schema = self.shared.schema;
+        check_blocking(&schema.name, self.shared.connected.transport)?;
         let timeout =
             protocol::admit_call(schema, &self.shared.compatibility, &self.options, method)?;
+        let scope = CallScope::new(
+            schema,
+            method,
+            &self.options,
+            timeout,
+            &self.shared.connected,
+        );
+        let _entered = scope.span.enter();
+        scope.finish(self.call_in(&scope, method, args))
+    }
+
+    /// [`BlockingClient::call`] within its scope.
+    fn call_in<A, R>(&self, scope: &CallScope<'_>, method: u32, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let schema = self.shared.schema;
+        let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exceeded = || RpcError::DeadlineExceeded {
             method: schema.method_name(method),
@@ -289,10 +337,11 @@ impl BlockingClient {
         }
         let call_id = io.next_call_id;
         io.next_call_id += 1;
+        scope.span.record("call_id", call_id);
         let request = protocol::request(
             method,
             call_id,
-            &self.options,
+            &scope.options,
             timeout,
             args,
             self.shared.send_limit,

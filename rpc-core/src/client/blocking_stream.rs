@@ -53,8 +53,9 @@ impl BlockingCall {
         outbound: Option<ItemSource>,
     ) -> Result<BlockingCall, RpcError> {
         let shared = client.shared();
-        let timeout =
-            protocol::admit_call(shared.schema, client.compatibility(), client.options(), method)?;
+        let scope = client.stream_scope(method)?;
+        let _entered = scope.span.enter();
+        let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exceeded = || RpcError::DeadlineExceeded {
             method: shared.schema.method_name(method),
@@ -66,10 +67,11 @@ impl BlockingCall {
         }
         let call_id = io.next_call_id;
         io.next_call_id += 1;
+        scope.span.record("call_id", call_id);
         let request = protocol::request(
             method,
             call_id,
-            client.options(),
+            &scope.options,
             timeout,
             args,
             shared.send_limit,
@@ -155,7 +157,10 @@ impl BlockingCall {
                 Ok(None) => return Err(self.io.close("the server closed the connection".into())),
                 Err(TransportError::TimedOut) => {
                     let cancel = protocol::cancel_frame(self.method, self.call_id);
-                    let _ = self.io.sender.send(cancel, Some(Instant::now() + SHORT_SEND));
+                    let _ = self
+                        .io
+                        .sender
+                        .send(cancel, Some(Instant::now() + SHORT_SEND));
                     self.ended = true;
                     return Err(self.exceeded());
                 }
@@ -164,7 +169,9 @@ impl BlockingCall {
             let parsed = match Header::parse(frame.payload()) {
                 Ok(parsed) => parsed,
                 Err(error) => {
-                    return Err(self.io.close(format!("the server sent a bad frame: {error}")));
+                    return Err(self
+                        .io
+                        .close(format!("the server sent a bad frame: {error}")));
                 }
             };
             let header = parsed.header;
@@ -189,7 +196,9 @@ impl BlockingCall {
                 }
                 Kind::Credit => {
                     let bytes: u64 = wire::decode(parsed.body, "a stream's credit")?;
-                    self.credit = self.credit.saturating_add(bytes.min(i64::MAX as u64) as i64);
+                    self.credit = self
+                        .credit
+                        .saturating_add(bytes.min(i64::MAX as u64) as i64);
                 }
                 Kind::Response | Kind::Error => {
                     self.ended = true;
@@ -229,7 +238,10 @@ impl Drop for BlockingCall {
     fn drop(&mut self) {
         if !self.ended && self.io.closed.is_none() {
             let cancel = protocol::cancel_frame(self.method, self.call_id);
-            let _ = self.io.sender.send(cancel, Some(Instant::now() + SHORT_SEND));
+            let _ = self
+                .io
+                .sender
+                .send(cancel, Some(Instant::now() + SHORT_SEND));
         }
     }
 }

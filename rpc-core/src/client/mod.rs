@@ -7,9 +7,11 @@
 
 mod blocking;
 mod blocking_stream;
+mod misuse;
 mod options;
 mod pending;
 pub(crate) mod protocol;
+mod scope;
 mod streaming;
 
 use std::sync::Arc;
@@ -21,10 +23,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 pub use blocking::BlockingClient;
 pub use options::{CallOptions, ClientOptions};
 use pending::Pending;
+use scope::{CallScope, Connected};
 
 use crate::error::RpcError;
 use crate::outbox::Outbox;
@@ -55,6 +59,8 @@ struct Shared {
     /// `TooManyCalls`.
     in_flight: Arc<Semaphore>,
     reader: AbortHandle,
+    /// The transport and the server, for the call spans.
+    connected: Connected,
 }
 
 impl Drop for Shared {
@@ -156,7 +162,8 @@ impl Client {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<Client, RpcError> {
-        let (mut sender, mut receiver, _) = connection.split();
+        let (mut sender, mut receiver, peer) = connection.split();
+        let transport = sender.mechanism();
         let own_limit = options.transport.max_frame_size;
         sender
             .send(protocol::hello_frame(schema, own_limit)?)
@@ -171,7 +178,8 @@ impl Client {
             })?;
         let agreed = protocol::handshake_reply(&reply, schema, &options)?;
         let pending = Arc::new(Pending::default());
-        let reader = tokio::spawn(read_replies(receiver, pending.clone(), own_limit)).abort_handle();
+        let reader =
+            tokio::spawn(read_replies(receiver, pending.clone(), own_limit)).abort_handle();
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
@@ -184,6 +192,7 @@ impl Client {
                     agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
                 )),
                 reader,
+                connected: Connected { transport, peer },
             }),
             options: CallOptions::defaults(options.call_timeout),
         })
@@ -243,6 +252,9 @@ impl Client {
     /// before anything is sent.
     ///
     /// The generated clients call this; use it directly only for services without a trait.
+    ///
+    /// Inside a handler, the call is held to what is left of the served call's deadline and
+    /// joins its trace (see [`Context::trace`](crate::Context::trace)).
     pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
@@ -251,11 +263,36 @@ impl Client {
         let shared = &*self.shared;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
+        let scope = CallScope::new(
+            shared.schema,
+            method,
+            &self.options,
+            timeout,
+            &shared.connected,
+        );
+        let span = scope.span.clone();
+        scope.finish(self.call_in(&scope, method, args).instrument(span).await)
+    }
+
+    /// [`Client::call`] within its scope.
+    async fn call_in<A, R>(
+        &self,
+        scope: &CallScope<'_>,
+        method: u32,
+        args: &A,
+    ) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let shared = &*self.shared;
+        let timeout = scope.timeout;
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
+        scope.span.record("call_id", call_id);
         let request = protocol::request(
             method,
             call_id,
-            &self.options,
+            &scope.options,
             timeout,
             args,
             shared.send_limit,
@@ -284,6 +321,10 @@ impl Client {
                 .send_with(request.len(), |out| request.write(out), linger)
                 .await;
             sent.map_err(|e| {
+                if misuse::is_runtime_shutdown(&e) {
+                    shared.pending.close_runtime_gone();
+                    return RpcError::RuntimeShutDown;
+                }
                 shared.pending.close(&format!("sending failed: {e}"));
                 RpcError::disconnected(format_args!("sending failed: {e}"))
             })?;
@@ -343,7 +384,11 @@ impl Drop for CallGuard<'_> {
 }
 
 /// The connection's reader: hands each reply to its caller until the connection ends.
+///
+/// Dropped before it ends (its runtime shut down), it fails the connection's calls with
+/// [`RpcError::RuntimeShutDown`].
 async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_frame: usize) {
+    let alive = misuse::ReaderAlive::new(pending);
     let reason = loop {
         let frame = match receiver.recv().await {
             Ok(Some(frame)) => frame,
@@ -363,17 +408,17 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_fr
                 break why;
             }
             Kind::Response | Kind::Error => {
-                pending.complete(header.call_id, Ok(frame));
+                alive.pending().complete(header.call_id, Ok(frame));
             }
             Kind::StreamItem => {
-                if let Err(reason) = pending.item(header.call_id, frame, max_frame) {
+                if let Err(reason) = alive.pending().item(header.call_id, frame, max_frame) {
                     break reason;
                 }
             }
             Kind::Credit => {
                 let parsed = Header::parse(frame.payload()).expect("parsed above");
                 match crate::wire::decode::<u64>(parsed.body, "a stream's credit") {
-                    Ok(bytes) => pending.grant(header.call_id, bytes),
+                    Ok(bytes) => alive.pending().grant(header.call_id, bytes),
                     Err(e) => break e.to_string(),
                 }
             }
@@ -381,5 +426,5 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_fr
         }
     };
     tracing::debug!(%reason, "client connection ended");
-    pending.close(&reason);
+    alive.ended(&reason);
 }

@@ -50,6 +50,19 @@ struct State {
     calls: HashMap<u64, Entry>,
     /// Set once the connection is gone: why.
     closed: Option<String>,
+    /// Whether it went because the runtime running its reader shut down.
+    runtime_gone: bool,
+}
+
+impl State {
+    /// The error for a call on a connection that is gone.
+    fn gone(&self, reason: &str) -> RpcError {
+        if self.runtime_gone {
+            RpcError::RuntimeShutDown
+        } else {
+            RpcError::disconnected(reason)
+        }
+    }
 }
 
 /// Calls in flight on one connection, matched to replies by call id.
@@ -81,7 +94,7 @@ impl Pending {
     ) -> Result<(), RpcError> {
         let mut state = self.lock();
         if let Some(reason) = &state.closed {
-            return Err(RpcError::disconnected(reason));
+            return Err(state.gone(reason));
         }
         state.calls.insert(id, Entry { waiter, credit });
         Ok(())
@@ -124,13 +137,30 @@ impl Pending {
 
     /// Marks the connection gone and fails every waiting call with `Disconnected`.
     pub(crate) fn close(&self, reason: &str) {
-        let calls = {
+        self.close_with(reason, false);
+    }
+
+    /// Marks the connection gone because the runtime running its reader shut down: every
+    /// waiting call, and every later one, fails with [`RpcError::RuntimeShutDown`].
+    pub(crate) fn close_runtime_gone(&self) {
+        self.close_with("the client's runtime shut down", true);
+    }
+
+    fn close_with(&self, reason: &str, runtime_gone: bool) {
+        let (calls, runtime_gone) = {
             let mut state = self.lock();
-            state.closed.get_or_insert_with(|| reason.to_owned());
-            std::mem::take(&mut state.calls)
+            if state.closed.is_none() {
+                state.closed = Some(reason.to_owned());
+                state.runtime_gone = runtime_gone;
+            }
+            (std::mem::take(&mut state.calls), state.runtime_gone)
         };
         for (_, entry) in calls {
-            entry.end(Err(RpcError::disconnected(reason)));
+            let error = match runtime_gone {
+                true => RpcError::RuntimeShutDown,
+                false => RpcError::disconnected(reason),
+            };
+            entry.end(Err(error));
         }
     }
 

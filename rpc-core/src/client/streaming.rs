@@ -17,7 +17,10 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use tracing::Instrument;
+
 use super::pending::{Finish, Reply, Waiter};
+use super::scope::CallScope;
 use super::{Client, Shared, protocol};
 use crate::error::RpcError;
 use crate::outbox::Outbox;
@@ -97,9 +100,13 @@ impl Client {
         T: Serialize + DeserializeOwned + Send + 'static,
         R: DeserializeOwned,
     {
-        let started = self.start(method, args, Some(items.into_source()), false).await?;
+        let started = self
+            .start(method, args, Some(items.into_source()), false)
+            .await?;
         let exceeded = self.exceeded(method, started.timeout);
-        let reply = started.reply.expect("a call without a server stream has one reply");
+        let reply = started
+            .reply
+            .expect("a call without a server stream has one reply");
         let frame = match started.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, reply)
                 .await
@@ -137,7 +144,9 @@ impl Client {
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let started = self.start(method, args, Some(items.into_source()), true).await?;
+        let started = self
+            .start(method, args, Some(items.into_source()), true)
+            .await?;
         Ok(self.receive(method, started))
     }
 
@@ -170,14 +179,41 @@ impl Client {
         let shared = &self.shared;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
+        let scope = CallScope::new(
+            shared.schema,
+            method,
+            &self.options,
+            timeout,
+            &shared.connected,
+        );
+        let span = scope.span.clone();
+        scope.finish(
+            self.start_in(&scope, method, args, outbound, server_stream)
+                .instrument(span)
+                .await,
+        )
+    }
+
+    /// [`Client::start`] within its scope.
+    async fn start_in<A: Serialize + ?Sized>(
+        &self,
+        scope: &CallScope<'_>,
+        method: u32,
+        args: &A,
+        outbound: Option<ItemSource>,
+        server_stream: bool,
+    ) -> Result<Started, RpcError> {
+        let shared = &self.shared;
+        let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let call_id = shared
             .next_call_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        scope.span.record("call_id", call_id);
         let request = protocol::request(
             method,
             call_id,
-            &self.options,
+            &scope.options,
             timeout,
             args,
             shared.send_limit,
@@ -229,7 +265,14 @@ impl Client {
             })?;
         resources.sent = true;
         if let (Some(items), Some(credit)) = (outbound, credit) {
-            let pump = send_items(items, shared.sender.clone(), credit, method, call_id, shared.send_limit);
+            let pump = send_items(
+                items,
+                shared.sender.clone(),
+                credit,
+                method,
+                call_id,
+                shared.send_limit,
+            );
             resources.pump = Some(tokio::spawn(pump).abort_handle());
         }
         Ok(Started {

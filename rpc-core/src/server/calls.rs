@@ -93,7 +93,9 @@ impl Calls {
         };
         match &call.streams.inbox {
             Some(inbox) => inbox.deliver(frame, Some(held), max_frame),
-            None => Err(format!("a stream item for call {call_id}, which takes no stream")),
+            None => Err(format!(
+                "a stream item for call {call_id}, which takes no stream"
+            )),
         }
     }
 

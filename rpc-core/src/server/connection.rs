@@ -42,6 +42,7 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
         service: agreed.service,
         config: env.config.clone(),
         peer: Arc::new(peer),
+        transport: sender.mechanism(),
         callable: agreed.callable,
     };
     let peer_limit = agreed.peer_limit;

@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use rpc_transport::PeerInfo;
 
+use crate::telemetry::{Ambient, TraceParent};
+
 tokio::task_local! {
     static CURRENT: Context;
 }
@@ -25,6 +27,10 @@ pub struct Context {
     pub deadline: Option<Instant>,
     /// Who called, as the transport knows it (for Unix sockets, the peer's pid, uid and gid).
     pub peer: Arc<PeerInfo>,
+    /// The caller's trace context, if it sent a valid `traceparent`.
+    pub(crate) trace_parent: Option<TraceParent>,
+    /// This call's own trace context: the trace id, and the server span's id.
+    pub(crate) trace: TraceParent,
 }
 
 impl Context {
@@ -41,7 +47,24 @@ impl Context {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The caller's W3C trace context (its `traceparent` metadata), if it sent a valid one.
+    /// Calls this handler makes carry the same trace id on their own.
+    pub fn trace_parent(&self) -> Option<TraceParent> {
+        self.trace_parent
+    }
+
+    /// This call's place in its trace: the trace id (the caller's, or a new one) and the span
+    /// id of the server's span for this call.
+    pub fn trace(&self) -> TraceParent {
+        self.trace
+    }
+
+    /// Runs `future` as the handler of this call; calls it makes inherit its trace and deadline.
     pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+        let ambient = Ambient {
+            trace: self.trace,
+            deadline: self.deadline,
+        };
+        CURRENT.scope(self, ambient.scope(future)).await
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
+use tracing::Instrument;
 
 use super::calls::Calls;
 use super::reply::{ReplySink, error_frame};
@@ -18,6 +19,7 @@ use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
 use crate::schema::MethodSchema;
 use crate::stream::credit::Credit;
 use crate::stream::inbox::{Inbox, stream_pair};
+use crate::telemetry::{self, Served};
 use crate::wire::{self, Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
@@ -170,6 +172,8 @@ pub(crate) struct CallEnv {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) peer: Arc<PeerInfo>,
+    /// The transport mechanism, for the call spans (`"tcp"`, `"shm"`, ...).
+    pub(crate) transport: &'static str,
     /// The methods this connection's client may call, sorted by id (see the handshake).
     pub(crate) callable: Vec<(u32, &'static MethodSchema)>,
 }
@@ -249,27 +253,39 @@ pub(crate) fn prepare_call(
         Some(micros) => Some(Duration::from_micros(micros)),
         None => schema.own_timeout().flatten(),
     };
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let service = &env.service.schema().name;
+    let served = Served::new(
+        (service, &schema.name, call_id),
+        (env.transport, &env.peer),
+        &extension.metadata,
+        deadline,
+    );
     let context = Context {
         call_id,
         method: &schema.name,
         metadata: extension.metadata,
-        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        deadline,
         peer: env.peer.clone(),
+        trace_parent: served.parent,
+        trace: served.ambient.trace,
     };
     let credit = streams.credit.clone();
     let sink = sink.clone();
+    let failed = move |failure: WireError| {
+        telemetry::server_failed(&failure);
+        Answer::Frame(error_frame(method, call_id, &failure))
+    };
     let work = context.scope(async move {
         match AssertUnwindSafe(handler).catch_unwind().await {
-            Err(_panic) => Answer::Frame(error_frame(method, call_id, &WireError::HandlerPanicked)),
-            Ok(Err(refused)) => Answer::Frame(error_frame(method, call_id, &wire_error(refused))),
+            Err(_panic) => failed(WireError::HandlerPanicked),
+            Ok(Err(refused)) => failed(wire_error(refused)),
             Ok(Ok(body)) => match (body.into_stream(), credit) {
                 (Ok(items), Some(credit)) => {
                     streaming::send_items(items, &sink, &credit, method, call_id).await
                 }
-                (Ok(_), None) => Answer::Frame(error_frame(
-                    method,
-                    call_id,
-                    &WireError::EncodeFailed("a stream returned by a method that returns one value".into()),
+                (Ok(_), None) => failed(WireError::EncodeFailed(
+                    "a stream returned by a method that returns one value".into(),
                 )),
                 (Err(body), _) => Answer::Response {
                     method,
@@ -287,12 +303,11 @@ pub(crate) fn prepare_call(
             (Poll::Ready(answer), _) => answer,
             (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, work)
                 .await
-                .unwrap_or_else(|_| {
-                    Answer::Frame(error_frame(method, call_id, &WireError::DeadlineExceeded))
-                }),
+                .unwrap_or_else(|_| failed(WireError::DeadlineExceeded)),
             (Poll::Pending, None) => work.await,
         }
-    };
+    }
+    .instrument(served.span);
     Ok(Prepared {
         call_id,
         size,

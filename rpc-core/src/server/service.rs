@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RpcError;
+use crate::schema::ServiceSchema;
 use crate::stream::inbox::{Incoming, stream_pair};
 use crate::stream::{ItemSource, Streaming};
-use crate::schema::ServiceSchema;
 use crate::wire;
 
 /// A running call: decodes its arguments from its [`Request`], runs the handler and resolves to

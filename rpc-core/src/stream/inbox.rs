@@ -128,7 +128,10 @@ impl Incoming {
     }
 
     /// The next item's frame; `None` after a clean end; an error ends the stream.
-    pub(crate) fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, RpcError>>> {
+    pub(crate) fn poll_item(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, RpcError>>> {
         if self.done {
             return Poll::Ready(None);
         }

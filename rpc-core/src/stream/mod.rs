@@ -180,9 +180,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Streaming<T> {
     pub(crate) fn into_source(self) -> ItemSource {
         match self.inner {
             Inner::Local(items) => Box::pin(items.map(|item| item.map(Reply::value))),
-            remote @ Inner::Remote { .. } => Box::pin(Streaming { inner: remote }.map(|item| {
-                item.map(Reply::value).map_err(|e| e.to_string())
-            })),
+            remote @ Inner::Remote { .. } => Box::pin(
+                Streaming { inner: remote }
+                    .map(|item| item.map(Reply::value).map_err(|e| e.to_string())),
+            ),
         }
     }
 }

@@ -473,7 +473,12 @@ impl ShmReceiver {
             self.region_wait_since = None;
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
-            let spin_until = Instant::now() + if self.spinning { self.spin } else { Duration::ZERO };
+            let spin_until = Instant::now()
+                + if self.spinning {
+                    self.spin
+                } else {
+                    Duration::ZERO
+                };
             while Instant::now() < spin_until && !self.ready()? {
                 tokio::task::yield_now().await;
             }

@@ -1,0 +1,81 @@
+//! [`CallScope`]: what a call takes from where it is made. Inside a handler, it inherits the
+//! served call's trace and is held to what is left of its deadline; anywhere, it carries a
+//! `traceparent` and runs in a `rpc.client` span.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use rpc_transport::PeerInfo;
+use tracing::Span;
+
+use super::CallOptions;
+use crate::error::RpcError;
+use crate::schema::ServiceSchema;
+use crate::telemetry::{self, Link, TRACEPARENT, TraceParent};
+
+/// What a client's calls say about its connection in their spans.
+#[derive(Debug)]
+pub(crate) struct Connected {
+    /// The transport mechanism (`"tcp"`, `"shm"`, ...).
+    pub(crate) transport: &'static str,
+    /// The server, as the transport knows it.
+    pub(crate) peer: PeerInfo,
+}
+
+/// One call's timeout, options (with its `traceparent`) and span.
+pub(crate) struct CallScope<'a> {
+    /// The call's timeout: its own, or what is left of the served call's deadline if sooner.
+    pub(crate) timeout: Option<Duration>,
+    /// The options to send: the handle's, plus `traceparent` unless the caller set one.
+    pub(crate) options: Cow<'a, CallOptions>,
+    /// The `rpc.client` span; `call_id` is recorded in it by the caller.
+    pub(crate) span: Span,
+}
+
+impl<'a> CallScope<'a> {
+    /// The scope of a call of `method` with `options` and `timeout` (as the handle and the
+    /// method's attributes set it).
+    pub(crate) fn new(
+        schema: &ServiceSchema,
+        method: u32,
+        options: &'a CallOptions,
+        timeout: Option<Duration>,
+        connected: &Connected,
+    ) -> CallScope<'a> {
+        let ambient = telemetry::ambient();
+        let timeout = match &ambient {
+            Some(served) => served.limit(timeout),
+            None => timeout,
+        };
+        let explicit = options.metadata.iter().find(|(key, _)| key == TRACEPARENT);
+        let (trace, options) = match explicit {
+            // The caller's own: sent as it is; the span shows it if it parses.
+            Some((_, value)) => (value.parse().ok(), Cow::Borrowed(options)),
+            None => {
+                let trace = ambient.map_or_else(TraceParent::new_trace, |a| a.trace.new_span());
+                let options = options.with_metadata(TRACEPARENT, trace.to_string());
+                (Some(trace), Cow::Owned(options))
+            }
+        };
+        let link = Link {
+            transport: connected.transport,
+            peer: &connected.peer,
+        };
+        let trace = trace.unwrap_or_else(TraceParent::new_trace);
+        let parent = ambient.map(|a| a.trace);
+        let span = telemetry::client_span(schema, method, link, &trace, parent.as_ref());
+        CallScope {
+            timeout,
+            options,
+            span,
+        }
+    }
+
+    /// Logs the call's failure, if it failed, and hands the result on.
+    pub(crate) fn finish<T>(&self, result: Result<T, RpcError>) -> Result<T, RpcError> {
+        if let Err(error) = &result {
+            telemetry::client_failed(&self.span, error);
+        }
+        result
+    }
+}

@@ -1,0 +1,101 @@
+//! The call spans: `rpc.client` around a client's call, `rpc.server` around a handler (the
+//! span it runs in), and how each side logs a failure, once, at a level that fits.
+//!
+//! Fields of both: `service`, `method`, `call_id`, `transport` (the mechanism: `tcp`, `unix`,
+//! `shm`, ...), `peer`, `trace_id` and `span_id`; `parent_span_id` is the span that made the
+//! call (on the server, the client's; on a client inside a handler, the handler's).
+
+use rpc_transport::PeerInfo;
+use tracing::Span;
+use tracing::field::Empty;
+
+use super::TraceParent;
+use super::traceparent::Hex;
+use crate::error::RpcError;
+use crate::schema::ServiceSchema;
+use crate::wire::WireError;
+
+/// What a call span says about the connection.
+pub(crate) struct Link<'a> {
+    /// The transport mechanism.
+    pub(crate) transport: &'static str,
+    /// The other side, as the transport knows it.
+    pub(crate) peer: &'a PeerInfo,
+}
+
+/// The span of a client's call of `method`; `trace` carries its span id, `parent` the span of
+/// the handler it is made in, if any. `call_id` is recorded once known.
+pub(crate) fn client_span(
+    schema: &ServiceSchema,
+    method: u32,
+    link: Link<'_>,
+    trace: &TraceParent,
+    parent: Option<&TraceParent>,
+) -> Span {
+    let span = tracing::info_span!(
+        "rpc.client",
+        service = %schema.name,
+        method = %schema.method_name(method),
+        call_id = Empty,
+        transport = link.transport,
+        peer = ?link.peer,
+        trace_id = %Hex(&trace.trace_id),
+        span_id = %Hex(&trace.span_id),
+        parent_span_id = Empty,
+    );
+    if let Some(parent) = parent {
+        span.record(
+            "parent_span_id",
+            tracing::field::display(Hex(&parent.span_id)),
+        );
+    }
+    span
+}
+
+/// Logs a client call's failure in its span. The caller gets the error too, so this is for
+/// tracing the path only: DEBUG.
+pub(crate) fn client_failed(span: &Span, error: &RpcError) {
+    span.in_scope(|| tracing::debug!(%error, "call failed"));
+}
+
+/// The span a handler runs in: `own` carries the server's span id, `parent` the client's.
+pub(crate) fn server_span(
+    service: &str,
+    method: &str,
+    call_id: u64,
+    link: Link<'_>,
+    own: &TraceParent,
+    parent: Option<&TraceParent>,
+) -> Span {
+    let span = tracing::info_span!(
+        "rpc.server",
+        service,
+        method,
+        call_id,
+        transport = link.transport,
+        peer = ?link.peer,
+        trace_id = %Hex(&own.trace_id),
+        span_id = %Hex(&own.span_id),
+        parent_span_id = Empty,
+    );
+    if let Some(parent) = parent {
+        span.record(
+            "parent_span_id",
+            tracing::field::display(Hex(&parent.span_id)),
+        );
+    }
+    span
+}
+
+/// Logs why a call failed on the server, in the current (the call's) span: a panicking
+/// handler is a bug (ERROR); a deadline passed or a request the handler could not take is
+/// worth a WARN. The client sees the same failure as its own error.
+pub(crate) fn server_failed(error: &WireError) {
+    match error {
+        WireError::HandlerPanicked => tracing::error!("the handler panicked"),
+        WireError::DeadlineExceeded => {
+            tracing::warn!("the call's deadline passed; its handler was dropped")
+        }
+        other => tracing::warn!(error = ?other, "the call failed"),
+    }
+}
