@@ -1,5 +1,6 @@
 //! The `Calculator` service: the example IDL.
 
+use rpc_core::{StreamExt, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// Why a calculation has no answer. Travels to the client inside `Result`, as an application
@@ -28,6 +29,8 @@ pub trait Calculator {
     async fn sum(&self, xs: Vec<i64>) -> i64;
     /// Returns `data` unchanged.
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Returns the sum of the numbers the client streams (wrapping on overflow).
+    async fn sum_stream(&self, xs: Streaming<i64>) -> i64;
     /// Waits `ms` milliseconds, then returns (for trying deadlines and cancellation).
     async fn sleep(&self, ms: u64);
 }
@@ -54,6 +57,15 @@ impl Calculator for Calc {
 
     async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
         data
+    }
+
+    async fn sum_stream(&self, mut xs: Streaming<i64>) -> i64 {
+        let mut total = 0i64;
+        // A stream that fails part-way is summed up to where it failed.
+        while let Some(Ok(x)) = xs.next().await {
+            total = total.wrapping_add(x);
+        }
+        total
     }
 
     async fn sleep(&self, ms: u64) {

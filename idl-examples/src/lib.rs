@@ -8,6 +8,7 @@
 pub mod calculator;
 pub mod cli;
 pub mod demo;
+pub mod demo_services;
 pub mod kv;
 
 pub use calculator::{

@@ -17,7 +17,7 @@ struct Args {
     #[arg(long)]
     connect: String,
     /// How long each call may take, such as 200ms, 2s, 1.5s or 1m (default: 30s).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = idl_examples::cli::parse_duration)]
     timeout: Option<Duration>,
     #[command(subcommand)]
     method: Method,
@@ -48,29 +48,6 @@ enum Method {
     Echo { text: String },
     /// Have the server wait MS milliseconds before it answers.
     Sleep { ms: u64 },
-}
-
-/// A duration as a number and a unit: `ms`, `s`, `m` or `h` (`200ms`, `1.5s`, `1m`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("'{text}' has no unit: write it as 200ms, 2s, 1.5s or 1m"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{number}' in '{text}' is not a number"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{text}': use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
 enum Failure {

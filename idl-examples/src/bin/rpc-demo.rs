@@ -1,5 +1,7 @@
 //! `rpc-demo`: serves the Calculator on every transport at once, calls each through its own
-//! client, and prints a table of transport, calls, p50 and p99. Needs no argument.
+//! client, and prints a table of transport, calls, p50 and p99; then serves the Calculator and
+//! the key-value store on one listener and shows streaming calls (a second table). Needs no
+//! argument; exits non-zero if any row failed.
 //!
 //! The `spawn:` row's server is this same executable started as a child with `--serve-stdio`
 //! (the Calculator on its stdin and stdout), so `cargo run --bin rpc-demo` needs no other
@@ -102,6 +104,28 @@ async fn main() -> ExitCode {
                 failed = true;
                 println!("| {name} | {address} | failed: {error} | | |");
             }
+        }
+    }
+    println!();
+    println!("| demo | address | outcome |");
+    println!("|---|---|---|");
+    let both = format!("unix://{}/calc-and-kv.sock", dir.display());
+    let kv_only = format!("shm://rpc-demo-kv-{pid}");
+    match idl_examples::demo_services::rows(&both, &kv_only).await {
+        Ok(rows) => {
+            for row in rows {
+                match row.outcome {
+                    Ok(outcome) => println!("| {} | {} | {outcome} |", row.what, row.address),
+                    Err(error) => {
+                        failed = true;
+                        println!("| {} | {} | failed: {error} |", row.what, row.address);
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            failed = true;
+            println!("| serving Calculator and Kv together | {both} | failed: {error} |");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
