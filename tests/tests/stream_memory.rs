@@ -49,7 +49,7 @@ async fn slow_consumer(address: &str, server_options: &[&str]) {
     eprintln!(
         "{address}: producer RSS {start} KiB at start, peak {peak} KiB (+{} KiB) over {} MiB streamed",
         peak.saturating_sub(start),
-        ITEMS * u64::from(ITEM_SIZE) >> 20
+        (ITEMS * u64::from(ITEM_SIZE)) >> 20
     );
     assert!(
         peak.saturating_sub(start) < BOUND_KIB,

@@ -89,7 +89,9 @@ impl<T: Send + 'static> Streaming<T> {
         Self::local(Box::pin(items))
     }
 
-    /// The items of `items`, taken one at a time as credit allows.
+    /// The items of `items`, taken one at a time as credit allows. (Not `FromIterator`: the
+    /// iterator must be `Send + 'static`, which that trait cannot require.)
+    #[allow(clippy::should_implement_trait)]
     pub fn from_iter<I>(items: I) -> Self
     where
         I: IntoIterator<Item = T>,
