@@ -17,6 +17,7 @@ mod service;
 mod services;
 mod session;
 mod streaming;
+mod takeover;
 mod threaded;
 
 use std::future::Future;

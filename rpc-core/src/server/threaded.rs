@@ -1,24 +1,68 @@
 //! A shared-memory connection served from a thread of its own: a request is read from the ring
-//! the moment it lands (the thread spins, then sleeps on the futex) and handed to a task on the
-//! runtime, which writes its answer straight into the reply ring. The thread never runs a
-//! handler, so no call waits behind another's.
+//! the moment it lands (the thread spins, then sleeps on the futex), its handler is polled right
+//! there, and a handler that completes at once (most do) is answered from the same thread. No
+//! runtime wake-up sits between a request and its reply. A handler that must wait continues as
+//! a task; a streaming call always runs as one.
+//!
+//! A handler that computes for long before its first `.await` holds this thread, so it cannot
+//! read: once it has run for `TAKEOVER_AFTER` (2 ms), a takeover thread reads the
+//! connection in its place, running every call it reads as a task, until the handler is done
+//! (see `takeover.rs`). So no call waits behind another's handler.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rpc_transport::{BlockingReceiver, Deadline, TransportError};
+use tokio_util::sync::CancellationToken;
 
-use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session::LINGER;
+use super::takeover::{self, Busy};
+use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
 use crate::wire::WireError;
 
 /// How often an idle thread looks at the server's stop and kill signals on its own; the
 /// connection's task also interrupts its wait the moment either fires.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// What the connection's thread and a takeover thread share.
+pub(crate) struct Conn {
+    /// Whoever reads holds it: the connection's thread, or a takeover thread while the
+    /// connection's thread runs a handler.
+    receiver: Mutex<BlockingReceiver>,
+    /// Since when the connection's thread has been running a handler, if it is.
+    pub(crate) busy: Busy,
+    calls: Arc<Calls>,
+    call_env: CallEnv,
+    sink: ReplySink,
+    memory: ConnectionMemory,
+    pub(crate) runtime: tokio::runtime::Handle,
+    kill: CancellationToken,
+    stop: CancellationToken,
+    config: Arc<ServerConfig>,
+    /// Set when either thread ended the connection (a protocol violation, the peer gone).
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Conn {
+    pub(crate) fn receiver(&self) -> MutexGuard<'_, BlockingReceiver> {
+        self.receiver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+            || self.kill.is_cancelled()
+            || self.stop.is_cancelled()
+    }
+
+    fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
 
 /// Serves the connection on a new thread; returns when that thread is done.
 pub(crate) async fn run(
@@ -30,15 +74,29 @@ pub(crate) async fn run(
     memory: ConnectionMemory,
 ) {
     let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Handle::current();
     let (kill, stop) = (env.kill.clone(), env.stop.clone());
     let interrupter = receiver.interrupter();
+    let conn = Arc::new(Conn {
+        receiver: Mutex::new(receiver),
+        busy: Busy::default(),
+        calls,
+        call_env,
+        sink,
+        memory,
+        runtime: tokio::runtime::Handle::current(),
+        kill: env.kill.clone(),
+        stop: env.stop.clone(),
+        config: env.config.clone(),
+        ended: Default::default(),
+    });
+    takeover::watch(&conn);
     let spawned = std::thread::Builder::new()
         .name("rpc-shm-conn".into())
         .spawn(move || {
-            let _runtime = runtime.enter();
-            serve(&env, &calls, &call_env, &sink, receiver, &runtime, &memory);
-            calls.abort_all();
+            let _runtime = conn.runtime.enter();
+            serve(&conn);
+            conn.end();
+            conn.calls.abort_all();
             let _ = done.send(());
         });
     if let Err(error) = spawned {
@@ -56,100 +114,188 @@ pub(crate) async fn run(
     }
 }
 
-fn serve(
-    env: &ConnectionEnv,
-    calls: &Arc<Calls>,
-    call_env: &CallEnv,
-    sink: &ReplySink,
-    mut receiver: BlockingReceiver,
-    runtime: &tokio::runtime::Handle,
-    memory: &ConnectionMemory,
-) {
+fn serve(conn: &Conn) {
+    let mut inline = TaskContext::from_waker(Waker::noop());
     // The server's signals are looked at when idle and every 64 frames when busy.
     let mut unchecked = 0u32;
     let mut last_frame = Instant::now();
     loop {
+        if conn.ended.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         if unchecked > 0 {
             unchecked -= 1;
-        } else if env.kill.is_cancelled() {
-            sink.close_blocking();
+        } else if conn.kill.is_cancelled() {
+            conn.sink.close_blocking();
             return;
-        } else if env.stop.is_cancelled() {
-            let grace = Instant::now() + env.config.shutdown_grace;
-            while calls.busy() && Instant::now() < grace {
+        } else if conn.stop.is_cancelled() {
+            let grace = Instant::now() + conn.config.shutdown_grace;
+            while conn.calls.busy() && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            sink.close_blocking();
+            conn.sink.close_blocking();
             return;
         } else {
             unchecked = 64;
         }
-        let check = env
+        let check = conn
             .config
             .idle_timeout
             .map_or(CHECK_EVERY, |t| t.min(CHECK_EVERY));
+        let mut receiver = conn.receiver();
         let frame = match receiver.recv(Deadline::After(check)) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(TransportError::TimedOut) => {
-                if env
+                if conn
                     .config
                     .idle_timeout
-                    .is_some_and(|t| last_frame.elapsed() >= t && calls.len() == 0)
+                    .is_some_and(|t| last_frame.elapsed() >= t && conn.calls.len() == 0)
                 {
                     tracing::debug!("closing a connection idle for longer than the idle timeout");
-                    sink.close_blocking();
+                    conn.sink.close_blocking();
                     return;
                 }
                 unchecked = 0;
                 continue;
             }
-            Err(error) => return fail(sink, &mut receiver, error.to_string()),
+            Err(error) => return fail(conn, &mut receiver, error.to_string()),
         };
         last_frame = Instant::now();
-        // Every call runs as a task on the runtime, so no call waits behind another's handler
-        // and this thread only reads; it takes the call's bytes from the budget first, and while
-        // the budget is spent it reads nothing more.
-        match classify(frame) {
-            Incoming::Call(call) => match prepare_call(call_env, calls, call, sink) {
-                Ok(prepared) => {
-                    let size = prepared.size + TASK_OVERHEAD;
-                    match take_waiting(env, &receiver, memory, size) {
-                        Waited::Took(held) => calls.spawn(runtime, sink.clone(), prepared, held),
-                        // The call is dropped; the top of the loop gives the others their grace.
-                        Waited::Stopped => unchecked = 0,
-                        Waited::Gone => {
-                            sink.close_blocking();
-                            return;
-                        }
-                    }
+        let prepared = match classify(frame) {
+            Incoming::Call(call) => prepare_call(&conn.call_env, &conn.calls, call, &conn.sink),
+            other => match handle(conn, &mut receiver, other) {
+                Flow::Go => continue,
+                Flow::Recheck => {
+                    unchecked = 0;
+                    continue;
                 }
-                Err(refusal) => {
-                    if sink.send_blocking(Answer::Frame(refusal)).is_err() {
-                        return;
-                    }
-                }
+                Flow::End => return,
             },
-            Incoming::Cancel(call_id) => calls.cancel(call_id),
-            Incoming::Item(call_id, item) => {
-                let size = item.len() + FRAME_OVERHEAD;
-                match take_waiting(env, &receiver, memory, size) {
-                    Waited::Took(held) => {
-                        let limit = env.config.transport.max_frame_size;
-                        if let Err(reason) = calls.deliver(call_id, item, held, limit) {
-                            return fail(sink, &mut receiver, reason);
-                        }
+        };
+        let mut prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                if conn.sink.send_blocking(Answer::Frame(refusal)).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if prepared.streams.inbox.is_some() || prepared.streams.credit.is_some() {
+            // A streaming call is fed by this loop while it runs: it runs as a task.
+            match spawn(conn, &receiver, prepared) {
+                Flow::Go => continue,
+                Flow::Recheck => {
+                    unchecked = 0;
+                    continue;
+                }
+                Flow::End => return,
+            }
+        }
+        // The handler runs right here: while it does, a takeover thread may read.
+        drop(receiver);
+        let polled = conn.busy.run(|| prepared.reply.as_mut().poll(&mut inline));
+        let answer = match polled {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => {
+                let receiver = conn.receiver();
+                match spawn(conn, &receiver, prepared) {
+                    Flow::Go => continue,
+                    Flow::Recheck => {
+                        unchecked = 0;
+                        continue;
                     }
-                    Waited::Stopped => unchecked = 0,
-                    Waited::Gone => {
-                        sink.close_blocking();
-                        return;
-                    }
+                    Flow::End => return,
                 }
             }
-            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
-            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
-            Incoming::Violation(reason) => return fail(sink, &mut receiver, reason),
+        };
+        if conn.sink.send_blocking(answer).is_err() {
+            conn.end();
+            return;
+        }
+    }
+}
+
+/// What to do after a frame.
+pub(crate) enum Flow {
+    /// Read on.
+    Go,
+    /// Read on, looking at the server's signals first.
+    Recheck,
+    /// The connection is over.
+    End,
+}
+
+/// Handles a frame that is not a call to poll inline: a call to run as a task (from a takeover
+/// thread), a cancel, a stream's item, end or credit, or a violation.
+pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Incoming) -> Flow {
+    match incoming {
+        Incoming::Call(call) => match prepare_call(&conn.call_env, &conn.calls, call, &conn.sink) {
+            Ok(prepared) => spawn(conn, receiver, prepared),
+            Err(refusal) => match conn.sink.send_blocking(Answer::Frame(refusal)) {
+                Ok(()) => Flow::Go,
+                Err(_) => {
+                    conn.end();
+                    Flow::End
+                }
+            },
+        },
+        Incoming::Cancel(call_id) => {
+            conn.calls.cancel(call_id);
+            Flow::Go
+        }
+        Incoming::Item(call_id, item) => {
+            let size = item.len() + FRAME_OVERHEAD;
+            match take_waiting(conn, receiver, size) {
+                Waited::Took(held) => {
+                    let limit = conn.config.transport.max_frame_size;
+                    match conn.calls.deliver(call_id, item, held, limit) {
+                        Ok(()) => Flow::Go,
+                        Err(reason) => {
+                            fail(conn, receiver, reason);
+                            Flow::End
+                        }
+                    }
+                }
+                Waited::Stopped => Flow::Recheck,
+                Waited::Gone => {
+                    conn.sink.close_blocking();
+                    conn.end();
+                    Flow::End
+                }
+            }
+        }
+        Incoming::End(call_id, reason) => {
+            conn.calls.end_stream(call_id, reason);
+            Flow::Go
+        }
+        Incoming::Credit(call_id, bytes) => {
+            conn.calls.grant(call_id, bytes);
+            Flow::Go
+        }
+        Incoming::Violation(reason) => {
+            fail(conn, receiver, reason);
+            Flow::End
+        }
+    }
+}
+
+/// Runs a prepared call as a task, once its bytes are taken from the budget.
+fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
+    let size = prepared.size + TASK_OVERHEAD;
+    match take_waiting(conn, receiver, size) {
+        Waited::Took(held) => {
+            let sink = conn.sink.clone();
+            conn.calls.spawn(&conn.runtime, sink, prepared, held);
+            Flow::Go
+        }
+        // The call is dropped; the top of the loop gives the others their grace.
+        Waited::Stopped => Flow::Recheck,
+        Waited::Gone => {
+            conn.sink.close_blocking();
+            conn.end();
+            Flow::End
         }
     }
 }
@@ -165,21 +311,16 @@ enum Waited {
 
 /// Takes `size` bytes of the requests' budget, waiting (in short sleeps) while running calls
 /// hold it, and looking whether the server stops or the peer leaves meanwhile.
-fn take_waiting(
-    env: &ConnectionEnv,
-    receiver: &BlockingReceiver,
-    memory: &ConnectionMemory,
-    size: usize,
-) -> Waited {
+fn take_waiting(conn: &Conn, receiver: &BlockingReceiver, size: usize) -> Waited {
     let mut pause = Duration::from_micros(50);
     loop {
-        if let Some(held) = memory.requests.try_take(size) {
+        if let Some(held) = conn.memory.requests.try_take(size) {
             return Waited::Took(held);
         }
-        if env.kill.is_cancelled() || receiver.peer_gone() {
+        if conn.kill.is_cancelled() || receiver.peer_gone() {
             return Waited::Gone;
         }
-        if env.stop.is_cancelled() {
+        if conn.stop.is_cancelled() {
             return Waited::Stopped;
         }
         std::thread::sleep(pause);
@@ -188,11 +329,12 @@ fn take_waiting(
 }
 
 /// As the async loop's `fail`: name the violation, close, and linger briefly for the peer.
-fn fail(sink: &ReplySink, receiver: &mut BlockingReceiver, reason: String) {
+fn fail(conn: &Conn, receiver: &mut BlockingReceiver, reason: String) {
+    conn.end();
     tracing::debug!(%reason, "closing a connection that broke the protocol");
     let violation = error_frame(0, 0, &WireError::Protocol(reason));
-    let _ = sink.send_blocking(Answer::Frame(violation));
-    sink.close_blocking();
+    let _ = conn.sink.send_blocking(Answer::Frame(violation));
+    conn.sink.close_blocking();
     let until = Instant::now() + LINGER;
     while let Ok(Some(_)) | Err(TransportError::TimedOut) = receiver.recv(Some(until)) {
         if Instant::now() >= until {

@@ -1,0 +1,161 @@
+//! Takeover: while a shared-memory connection's own thread runs a handler that computes for
+//! long before its first `.await`, another thread reads the connection in its place.
+//!
+//! The connection's thread marks when it starts and ends each handler it polls inline (two
+//! atomic stores: nothing more on the fast path). One process-wide monitor thread looks at the
+//! marks every millisecond while such connections exist; a handler running for longer than
+//! [`TAKEOVER_AFTER`] gets a takeover thread for its connection, which reads on and runs every
+//! call it reads as a task, until the handler is done and the connection's thread wants the
+//! ring back. At most one takeover thread per connection runs at a time, and only while a
+//! handler holds its thread, so threads are bounded by the computing handlers, not the calls.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rpc_transport::{Deadline, TransportError};
+
+use super::dispatch::classify;
+use super::threaded::{Conn, Flow, handle};
+
+/// How long a handler may hold its connection's thread before another thread reads instead.
+pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_millis(2);
+
+/// How often the monitor looks, and how long a takeover thread waits for a frame before it
+/// looks whether the handler is done.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Whether, and since when, a connection's thread runs a handler.
+#[derive(Debug, Default)]
+pub(crate) struct Busy {
+    /// Nanoseconds since [`epoch`] when the handler started; 0 when none runs.
+    since: AtomicU64,
+    /// Whether a takeover thread reads the connection now.
+    taken_over: AtomicBool,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    epoch().elapsed().as_nanos() as u64 + 1
+}
+
+/// Clears the mark when the handler's poll returns (or unwinds).
+struct Running<'a>(&'a Busy);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.since.store(0, Ordering::Release);
+    }
+}
+
+impl Busy {
+    /// Runs `poll` (a handler's inline poll) marked as running.
+    pub(crate) fn run<T>(&self, poll: impl FnOnce() -> T) -> T {
+        self.since.store(now_nanos(), Ordering::Release);
+        let _running = Running(self);
+        poll()
+    }
+
+    fn is_running(&self) -> bool {
+        self.since.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether a handler has run for longer than [`TAKEOVER_AFTER`].
+    fn overdue(&self) -> bool {
+        let since = self.since.load(Ordering::Acquire);
+        since != 0 && now_nanos().saturating_sub(since) > TAKEOVER_AFTER.as_nanos() as u64
+    }
+}
+
+/// The connections the monitor looks at.
+#[derive(Default)]
+struct Monitor {
+    conns: Mutex<Vec<Weak<Conn>>>,
+    added: Condvar,
+}
+
+fn monitor() -> &'static Monitor {
+    static MONITOR: OnceLock<&'static Monitor> = OnceLock::new();
+    MONITOR.get_or_init(|| {
+        let monitor: &'static Monitor = Box::leak(Box::default());
+        let started = std::thread::Builder::new()
+            .name("rpc-shm-takeover".into())
+            .spawn(move || monitor.run());
+        if let Err(error) = started {
+            tracing::warn!(%error, "cannot start the shared-memory takeover monitor");
+        }
+        monitor
+    })
+}
+
+/// Has the monitor look at `conn` while it lives.
+pub(crate) fn watch(conn: &Arc<Conn>) {
+    let monitor = monitor();
+    monitor
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::downgrade(conn));
+    monitor.added.notify_one();
+}
+
+impl Monitor {
+    fn run(&self) {
+        loop {
+            let overdue: Vec<Arc<Conn>> = {
+                let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+                conns.retain(|conn| conn.strong_count() > 0);
+                while conns.is_empty() {
+                    conns = self.added.wait(conns).unwrap_or_else(|p| p.into_inner());
+                    conns.retain(|conn| conn.strong_count() > 0);
+                }
+                conns
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|conn| {
+                        conn.busy.overdue() && !conn.busy.taken_over.swap(true, Ordering::AcqRel)
+                    })
+                    .collect()
+            };
+            for conn in overdue {
+                let started = std::thread::Builder::new()
+                    .name("rpc-shm-reader".into())
+                    .spawn({
+                        let conn = conn.clone();
+                        move || take_over(conn)
+                    });
+                if let Err(error) = started {
+                    tracing::warn!(%error, "cannot start a takeover thread");
+                    conn.busy.taken_over.store(false, Ordering::Release);
+                }
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Reads `conn` while its thread runs a handler, running every call it reads as a task.
+fn take_over(conn: Arc<Conn>) {
+    let _runtime = conn.runtime.enter();
+    {
+        let mut receiver = conn.receiver();
+        while conn.busy.is_running() && !conn.is_ended() {
+            match receiver.recv(Deadline::After(TICK)) {
+                Ok(Some(frame)) => {
+                    if let Flow::End = handle(&conn, &mut receiver, classify(frame)) {
+                        break;
+                    }
+                }
+                Err(TransportError::TimedOut) => {}
+                // The peer is gone, or the ring broke: the connection's thread finds out when
+                // it reads again.
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    conn.busy.taken_over.store(false, Ordering::Release);
+}
