@@ -17,7 +17,13 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts `calc-server --listen ...` and reads the addresses it logs.
     fn start(listen: &[&str]) -> ServerProcess {
-        let mut command = Command::new(SERVER);
+        Self::start_binary(SERVER, listen, &[])
+    }
+
+    /// Starts `binary --listen ... extra...` and reads the addresses it logs.
+    fn start_binary(binary: &str, listen: &[&str], extra: &[&str]) -> ServerProcess {
+        let mut command = Command::new(binary);
+        command.args(extra);
         for address in listen {
             command.args(["--listen", address]);
         }
@@ -27,7 +33,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn calc-server");
+            .expect("spawn the server");
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -331,4 +337,114 @@ fn a_timeout_without_a_unit_is_bad_usage() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no unit"), "{}", stderr(&out));
+}
+
+const KV_SERVER: &str = env!("CARGO_BIN_EXE_kv-server");
+const KV_CLIENT: &str = env!("CARGO_BIN_EXE_kv-client");
+
+fn kv(address: &str, args: &[&str]) -> Output {
+    Command::new(KV_CLIENT)
+        .args(["--connect", address])
+        .args(args)
+        .output()
+        .expect("run kv-client")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn kv_client_gets_puts_deletes_and_lists() {
+    let dir = std::env::temp_dir().join(format!("kv-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let address = format!("unix://{}/kv.sock", dir.display());
+    let server = ServerProcess::start_binary(KV_SERVER, &[&address], &[]);
+    let at = &server.addresses[0];
+    assert!(kv(at, &["put", "user/1", "alice"]).status.success());
+    assert!(kv(at, &["put", "user/2", "bob"]).status.success());
+    assert!(kv(at, &["put", "other", "x"]).status.success());
+    let replaced = kv(at, &["put", "user/2", "bobby"]);
+    assert_eq!(stdout(&replaced), "bob\n");
+    assert_eq!(stdout(&kv(at, &["get", "user/1"])), "alice\n");
+    assert_eq!(
+        stdout(&kv(at, &["list", "user/"])),
+        "user/1=alice\nuser/2=bobby\n"
+    );
+    assert_eq!(stdout(&kv(at, &["delete", "user/1"])), "alice\n");
+    let missing = kv(at, &["get", "user/1"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such key 'user/1'"));
+    // A Calculator client of a Kv-only server is told what it serves.
+    let calc = Command::new(CLIENT)
+        .args(["--connect", at, "add", "2", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(calc.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&calc.stderr);
+    assert!(
+        stderr.contains("does not serve 'Calculator'") && stderr.contains("Kv"),
+        "{stderr}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kv_watch_prints_each_change_until_interrupted() {
+    let server = ServerProcess::start_binary(KV_SERVER, &["tcp://127.0.0.1:0"], &["--with-calculator"]);
+    let at = server.addresses[0].clone();
+    let mut watch = Command::new(KV_CLIENT)
+        .args(["--connect", &at, "watch", "user/"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(watch.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The watch is in place once a change shows up; until then, keep writing.
+    let mut first = None;
+    for _ in 0..100 {
+        assert!(kv(&at, &["put", "user/ready", "1"]).status.success());
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            first = Some(line);
+            break;
+        }
+    }
+    assert_eq!(first.as_deref(), Some("put user/ready=1"));
+    while rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
+    assert!(kv(&at, &["put", "user/1", "alice"]).status.success());
+    assert!(kv(&at, &["put", "elsewhere", "x"]).status.success());
+    assert!(kv(&at, &["delete", "user/1"]).status.success());
+    let next = |rx: &std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(10)).expect("a watch line")
+    };
+    assert_eq!(next(&rx), "put user/1=alice");
+    assert_eq!(next(&rx), "deleted user/1");
+    // The Calculator is served on the same listener.
+    let calc = Command::new(CLIENT)
+        .args(["--connect", &at, "add", "2", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&calc), "5\n");
+    // Interrupted, the watcher exits cleanly.
+    let status = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "kv-client watch did not exit on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    drop(server);
 }

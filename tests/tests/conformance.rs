@@ -100,10 +100,6 @@ async fn sixty_four_clients_at_once(transport: Transport) {
 const FRAME_LIMIT: usize = 64 * 1024;
 /// Header (16) plus the postcard length prefix of a byte string just under 64 KiB (3).
 const ECHO_OVERHEAD: usize = 16 + 3;
-/// The extension of a request without a timeout: its length (4), no timeout (1), one metadata
-/// pair (1): the `traceparent` every call carries, key and 55-character value with their
-/// length bytes (1 + 11 + 1 + 55).
-const TRACED_EXTENSION: usize = 4 + 1 + 1 + 68;
 
 async fn payload_at_the_frame_limit(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new().max_frame_size(FRAME_LIMIT)).await;
@@ -115,17 +111,17 @@ async fn payload_at_the_frame_limit(transport: Transport) {
         .unwrap();
     let bystander = client(&fixture).await;
 
-    let fits = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD - TRACED_EXTENSION];
+    let fits = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD];
     assert_eq!(probe.echo(fits.clone()).await.unwrap(), fits);
 
-    let over = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD - TRACED_EXTENSION + 1];
+    let over = vec![7u8; FRAME_LIMIT - ECHO_OVERHEAD + 1];
     match probe.echo(over).await {
         Err(RpcError::FrameTooLarge { size, limit }) => {
             assert_eq!((size, limit), (FRAME_LIMIT + 1, FRAME_LIMIT));
         }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
-    // A response (no extension) over the client's limit is refused by the server, by name.
+    // A response over the client's limit is refused by the server, by name.
     let fill_fits = (FRAME_LIMIT - ECHO_OVERHEAD) as u64;
     assert_eq!(
         probe.fill(fill_fits).await.unwrap().len(),

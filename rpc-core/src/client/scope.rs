@@ -13,6 +13,15 @@ use crate::error::RpcError;
 use crate::schema::ServiceSchema;
 use crate::telemetry::{self, Link, TRACEPARENT, TraceParent};
 
+/// Whether a subscriber records the client's `rpc.client` spans (INFO): without one, calls
+/// carry no `traceparent`, so an untraced client pays nothing for tracing on the wire.
+fn spans_recorded() -> bool {
+    tracing::enabled!(
+        target: "rpc_core::telemetry::spans",
+        tracing::Level::INFO
+    )
+}
+
 /// What a client's calls say about its connection in their spans.
 #[derive(Debug)]
 pub(crate) struct Connected {
@@ -51,6 +60,8 @@ impl<'a> CallScope<'a> {
         let (trace, options) = match explicit {
             // The caller's own: sent as it is; the span shows it if it parses.
             Some((_, value)) => (value.parse().ok(), Cow::Borrowed(options)),
+            // Nobody records spans and no served call's trace goes on: nothing to carry.
+            None if ambient.is_none() && !spans_recorded() => (None, Cow::Borrowed(options)),
             None => {
                 let trace = ambient.map_or_else(TraceParent::new_trace, |a| a.trace.new_span());
                 let options = options.with_metadata(TRACEPARENT, trace.to_string());
