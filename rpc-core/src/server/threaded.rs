@@ -135,8 +135,7 @@ fn serve(
                 let size = item.len() + FRAME_OVERHEAD;
                 match take_waiting(env, &receiver, memory, size) {
                     Waited::Took(held) => {
-                        let limit = env.config.transport.max_frame_size;
-                        if let Err(reason) = calls.deliver(call_id, item, held, limit) {
+                        if let Err(reason) = calls.deliver(call_id, item, held) {
                             return fail(sink, &mut receiver, reason);
                         }
                     }
