@@ -350,10 +350,6 @@ fn kv(address: &str, args: &[&str]) -> Output {
         .expect("run kv-client")
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn kv_client_gets_puts_deletes_and_lists() {
     let dir = std::env::temp_dir().join(format!("kv-cli-{}", std::process::id()));
@@ -392,7 +388,8 @@ fn kv_client_gets_puts_deletes_and_lists() {
 
 #[test]
 fn kv_watch_prints_each_change_until_interrupted() {
-    let server = ServerProcess::start_binary(KV_SERVER, &["tcp://127.0.0.1:0"], &["--with-calculator"]);
+    let server =
+        ServerProcess::start_binary(KV_SERVER, &["tcp://127.0.0.1:0"], &["--with-calculator"]);
     let at = server.addresses[0].clone();
     let mut watch = Command::new(KV_CLIENT)
         .args(["--connect", &at, "watch", "user/"])
@@ -421,7 +418,8 @@ fn kv_watch_prints_each_change_until_interrupted() {
     assert!(kv(&at, &["put", "elsewhere", "x"]).status.success());
     assert!(kv(&at, &["delete", "user/1"]).status.success());
     let next = |rx: &std::sync::mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(10)).expect("a watch line")
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a watch line")
     };
     assert_eq!(next(&rx), "put user/1=alice");
     assert_eq!(next(&rx), "deleted user/1");
@@ -442,7 +440,10 @@ fn kv_watch_prints_each_change_until_interrupted() {
         if let Some(status) = watch.try_wait().unwrap() {
             break status.code();
         }
-        assert!(Instant::now() < deadline, "kv-client watch did not exit on SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "kv-client watch did not exit on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(0));

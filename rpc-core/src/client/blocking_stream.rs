@@ -126,9 +126,16 @@ impl BlockingCall {
                 Ok(None) => None,
                 Ok(Some(Err(reason))) => Some(reason),
                 Ok(Some(Ok(item))) => {
-                    match frames::item(self.method, self.call_id, item, self.send_limit) {
-                        Err(error) => Some(error.to_string()),
-                        Ok((len, write)) => {
+                    let (method, call_id, limit) = (self.method, self.call_id, self.send_limit);
+                    let framed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        frames::item(method, call_id, item, limit)
+                    }));
+                    match framed {
+                        Err(_panic) => {
+                            Some("the client's stream item panicked while encoding".to_owned())
+                        }
+                        Ok(Err(error)) => Some(error.to_string()),
+                        Ok(Ok((len, write))) => {
                             self.credit -= len as i64;
                             match self.io.sender.send_with(len, write, self.deadline) {
                                 Ok(()) => continue,

@@ -178,8 +178,7 @@ impl Client {
             })?;
         let agreed = protocol::handshake_reply(&reply, schema, &options)?;
         let pending = Arc::new(Pending::default());
-        let reader =
-            tokio::spawn(read_replies(receiver, pending.clone(), own_limit)).abort_handle();
+        let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
@@ -387,7 +386,7 @@ impl Drop for CallGuard<'_> {
 ///
 /// Dropped before it ends (its runtime shut down), it fails the connection's calls with
 /// [`RpcError::RuntimeShutDown`].
-async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_frame: usize) {
+async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
     let alive = misuse::ReaderAlive::new(pending);
     let reason = loop {
         let frame = match receiver.recv().await {
@@ -411,7 +410,7 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>, max_fr
                 alive.pending().complete(header.call_id, Ok(frame));
             }
             Kind::StreamItem => {
-                if let Err(reason) = alive.pending().item(header.call_id, frame, max_frame) {
+                if let Err(reason) = alive.pending().item(header.call_id, frame) {
                     break reason;
                 }
             }

@@ -109,11 +109,11 @@ impl Pending {
     /// Hands a stream item to call `id`. An item for a call that gave up is dropped; `Err`
     /// when the server broke the protocol (items for a call that expects none, or beyond the
     /// credit it was given).
-    pub(crate) fn item(&self, id: u64, frame: Frame, max_frame: usize) -> Result<(), String> {
+    pub(crate) fn item(&self, id: u64, frame: Frame) -> Result<(), String> {
         let state = self.lock();
         match state.calls.get(&id).map(|entry| &entry.waiter) {
             None => Ok(()),
-            Some(Waiter::Stream { inbox, .. }) => inbox.deliver(frame, None, max_frame),
+            Some(Waiter::Stream { inbox, .. }) => inbox.deliver(frame, None),
             Some(Waiter::Once(_)) => Err(format!(
                 "the server sent a stream item for call {id}, which expects one reply"
             )),

@@ -317,9 +317,16 @@ async fn send_items(
             Ok(Some(Err(reason))) => break Some(reason),
             Ok(Some(Ok(item))) => item,
         };
-        match frames::item(method, call_id, item, limit) {
-            Err(error) => break Some(error.to_string()),
-            Ok((len, write)) => {
+        // Sizing the item runs the user's `Serialize`: a panic there must end the stream (with
+        // a `StreamEnd` the server hears) rather than the pump, which would leave the call to
+        // its deadline.
+        let framed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            frames::item(method, call_id, item, limit)
+        }));
+        match framed {
+            Err(_panic) => break Some("the client's stream item panicked while encoding".into()),
+            Ok(Err(error)) => break Some(error.to_string()),
+            Ok(Ok((len, write))) => {
                 credit.spend(len);
                 if outbox.send_with(len, write, false).await.is_err() {
                     return;

@@ -85,14 +85,13 @@ impl Calls {
         call_id: u64,
         frame: rpc_transport::Frame,
         held: Held,
-        max_frame: usize,
     ) -> Result<(), String> {
         let running = self.lock();
         let Some(call) = running.get(&call_id) else {
             return Ok(());
         };
         match &call.streams.inbox {
-            Some(inbox) => inbox.deliver(frame, Some(held), max_frame),
+            Some(inbox) => inbox.deliver(frame, Some(held)),
             None => Err(format!(
                 "a stream item for call {call_id}, which takes no stream"
             )),

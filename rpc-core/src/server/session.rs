@@ -105,9 +105,7 @@ pub(crate) async fn run(
                     Err(Waited::Stopped) => return stop(env, calls, sink, Vec::new()).await,
                     Err(_) => return,
                 };
-                if let Err(reason) =
-                    calls.deliver(call_id, item, held, env.config.transport.max_frame_size)
-                {
+                if let Err(reason) = calls.deliver(call_id, item, held) {
                     let ready = ready.take();
                     return until_killed(env, async {
                         let _ = sink.send_many(ready).await;

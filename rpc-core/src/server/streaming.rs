@@ -40,11 +40,19 @@ pub(crate) async fn send_items(
             Ok(Some(Err(reason))) => return end(WireError::StreamFailed(reason)),
             Ok(Some(Ok(item))) => item,
         };
-        let outgoing = sink.prepare(Answer::Item {
-            method,
-            call_id,
-            body: item,
-        });
+        // Sizing the item runs the user's `Serialize`: a panic there ends the call as a
+        // panicking handler does, instead of killing the call's task before it leaves the
+        // connection's table (no final frame; the call would count as running for good).
+        let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            sink.prepare(Answer::Item {
+                method,
+                call_id,
+                body: item,
+            })
+        }));
+        let Ok(outgoing) = prepared else {
+            return end(WireError::HandlerPanicked);
+        };
         if let Outgoing::Frame(refusal) = outgoing {
             // The item could not be encoded, or is larger than the client accepts.
             return Answer::Frame(refusal);

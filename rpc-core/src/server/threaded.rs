@@ -248,16 +248,13 @@ pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Inc
         Incoming::Item(call_id, item) => {
             let size = item.len() + FRAME_OVERHEAD;
             match take_waiting(conn, receiver, size) {
-                Waited::Took(held) => {
-                    let limit = conn.config.transport.max_frame_size;
-                    match conn.calls.deliver(call_id, item, held, limit) {
-                        Ok(()) => Flow::Go,
-                        Err(reason) => {
-                            fail(conn, receiver, reason);
-                            Flow::End
-                        }
+                Waited::Took(held) => match conn.calls.deliver(call_id, item, held) {
+                    Ok(()) => Flow::Go,
+                    Err(reason) => {
+                        fail(conn, receiver, reason);
+                        Flow::End
                     }
-                }
+                },
                 Waited::Stopped => Flow::Recheck,
                 Waited::Gone => {
                     conn.sink.close_blocking();

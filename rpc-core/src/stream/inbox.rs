@@ -34,20 +34,20 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// Hands an item to the consumer; `Err` if the producer sent beyond its credit (by more
-    /// than the one item a sender may overdraw, of at most `max_frame` bytes).
-    pub(crate) fn deliver(
-        &self,
-        frame: Frame,
-        held: Option<Held>,
-        max_frame: usize,
-    ) -> Result<(), String> {
+    /// Hands an item to the consumer; `Err` if the producer sent beyond its credit. A sender
+    /// sends an item only while it has credit left, so it may overdraw by that one item: an
+    /// item that *starts* beyond the credit breaks the protocol. (Tolerating an overdraw of a
+    /// whole maximum-size frame instead would let a peer queue 16 MiB more per stream here, in
+    /// as many tiny frames as it likes.) Our `granted` is raised before the peer hears of it,
+    /// so it is never below what the peer believes it was granted.
+    pub(crate) fn deliver(&self, frame: Frame, held: Option<Held>) -> Result<(), String> {
         let len = frame.len() as u64;
-        let received = self.received.fetch_add(len, Ordering::AcqRel) + len;
+        let before = self.received.fetch_add(len, Ordering::AcqRel);
         let granted = self.granted.load(Ordering::Acquire);
-        if received > granted.saturating_add(max_frame as u64) {
+        if before >= granted {
             return Err(format!(
-                "the peer sent {received} bytes of a stream, beyond the {granted} it was granted"
+                "the peer sent {} bytes of a stream, beyond the {granted} it was granted",
+                before + len
             ));
         }
         // A consumer that let go drops what arrives after (within its credit).
