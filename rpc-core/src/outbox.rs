@@ -198,6 +198,15 @@ impl Outbox {
             .await
     }
 
+    /// Waits until the byte budget has room (at once without a budget): a call waits here
+    /// before it builds its answer, so a peer that does not read cannot make the server build
+    /// answers that could not be queued anyway.
+    pub(crate) async fn room(&self) {
+        if let Some(budget) = &self.budget {
+            drop(budget.take(1).await);
+        }
+    }
+
     /// Whether messages are written in place (shared memory) rather than queued as frames.
     pub(crate) fn in_place(&self) -> bool {
         self.in_place

@@ -185,10 +185,15 @@ impl Calls {
         let cancelled = cancel.clone();
         let task = async move {
             tokio::task::yield_now().await;
+            let run = async {
+                // No answer is built while the answers before it cannot be queued.
+                sink.room().await;
+                reply.await
+            };
             let answer = tokio::select! {
                 biased;
                 _ = cancelled.cancelled() => None,
-                answer = reply => Some(answer),
+                answer = run => Some(answer),
             };
             // The call leaves the table before its answer goes out: a client that keeps to
             // `max_in_flight` may send its next call the moment it reads this answer. The task

@@ -117,6 +117,13 @@ pub(crate) struct Call {
     request: Request,
 }
 
+impl Call {
+    /// The call's method and call id.
+    pub(crate) fn ids(&self) -> (u32, u64) {
+        (self.header.method, self.header.call_id)
+    }
+}
+
 /// What a frame received after the handshake asks for. Built and taken apart at once on the
 /// read loop's stack, so the size of `Call` costs nothing a box would save.
 #[allow(clippy::large_enum_variant)]

@@ -78,6 +78,14 @@ impl ReplySink {
         sent
     }
 
+    /// Waits until queued replies leave room in the connection's budget (see
+    /// [`Outbox::room`]); at once on a blocking half, whose answers wait for ring room instead.
+    pub(crate) async fn room(&self) {
+        if let Half::Async(outbox) = &self.half {
+            outbox.room().await;
+        }
+    }
+
     /// `answer` sized for this connection's client, ready to send.
     pub(crate) fn prepare(&self, answer: Answer) -> Outgoing {
         answer.outgoing(self.peer_limit)

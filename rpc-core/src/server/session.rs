@@ -48,7 +48,7 @@ pub(crate) async fn run(
         let received = tokio::select! {
             biased;
             _ = env.kill.cancelled() => return,
-            _ = env.stop.cancelled() => return stop(env, calls, sink, ready.take()).await,
+            _ = env.stop.cancelled() => return stop(env, calls, sink, receiver, memory, ready.take()).await,
             received = receiver.recv() => received,
             _ = idle(env.config.idle_timeout, calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
@@ -89,7 +89,7 @@ pub(crate) async fn run(
                         Ok(held) => held,
                         Err(Waited::Stopped) => {
                             drop(prepared);
-                            return stop(env, calls, sink, Vec::new()).await;
+                            return stop(env, calls, sink, receiver, memory, Vec::new()).await;
                         }
                         Err(_) => return,
                     };
@@ -102,7 +102,9 @@ pub(crate) async fn run(
                 let size = item.len() + FRAME_OVERHEAD;
                 let held = match reserve(env, receiver, memory, sink, &mut ready, size).await {
                     Ok(held) => held,
-                    Err(Waited::Stopped) => return stop(env, calls, sink, Vec::new()).await,
+                    Err(Waited::Stopped) => {
+                        return stop(env, calls, sink, receiver, memory, Vec::new()).await;
+                    }
                     Err(_) => return,
                 };
                 if let Err(reason) = calls.deliver(call_id, item, held) {
@@ -133,7 +135,9 @@ pub(crate) async fn run(
         if ready.is_due(receiver.has_buffered()) {
             match unread(env, receiver, sink.send_many(ready.take())).await {
                 Waited::Done(_) => {}
-                Waited::Stopped => return stop(env, calls, sink, Vec::new()).await,
+                Waited::Stopped => {
+                    return stop(env, calls, sink, receiver, memory, Vec::new()).await;
+                }
                 Waited::Killed | Waited::PeerGone => return,
             }
         }
@@ -169,14 +173,56 @@ impl Ready {
 }
 
 /// Graceful shutdown of one connection: what is ready goes out, running calls get the grace
-/// period, then our direction closes (unless the server is killed first).
-async fn stop(env: &ConnectionEnv, calls: &Calls, sink: &ReplySink, ready: Vec<Outgoing>) {
+/// period, then our direction closes (unless the server is killed first). Meanwhile the
+/// connection is still read, for what running calls need: their streams' items, ends and
+/// credit, and cancels; a new call is refused with `ShuttingDown`.
+async fn stop(
+    env: &ConnectionEnv,
+    calls: &Calls,
+    sink: &ReplySink,
+    receiver: &mut FrameReceiver,
+    memory: &ConnectionMemory,
+    ready: Vec<Outgoing>,
+) {
     until_killed(env, async {
         let _ = sink.send_many(ready).await;
-        let _ = tokio::time::timeout(env.config.shutdown_grace, calls.wait_idle()).await;
+        tokio::select! {
+            _ = tokio::time::sleep(env.config.shutdown_grace) => {}
+            _ = calls.wait_idle() => {}
+            _ = wind_down(calls, sink, receiver, memory) => {}
+        }
         sink.close().await;
     })
     .await;
+}
+
+/// Reads on while running calls finish (see [`stop`]); never completes.
+async fn wind_down(
+    calls: &Calls,
+    sink: &ReplySink,
+    receiver: &mut FrameReceiver,
+    memory: &ConnectionMemory,
+) {
+    while let Ok(Some(frame)) = receiver.recv().await {
+        match classify(frame) {
+            Incoming::Call(call) => {
+                let (method, call_id) = call.ids();
+                let refusal = error_frame(method, call_id, &WireError::ShuttingDown);
+                let _ = sink.send(Answer::Frame(refusal)).await;
+            }
+            Incoming::Cancel(call_id) => calls.cancel(call_id),
+            Incoming::Item(call_id, item) => {
+                let held = memory.requests.take(item.len() + FRAME_OVERHEAD).await;
+                if calls.deliver(call_id, item, held).is_err() {
+                    break;
+                }
+            }
+            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
+            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
+            Incoming::Violation(_) => break,
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// How often a connection that is not being read looks whether its peer left.

@@ -129,12 +129,7 @@ fn serve(conn: &Conn) {
             conn.sink.close_blocking();
             return;
         } else if conn.stop.is_cancelled() {
-            let grace = Instant::now() + conn.config.shutdown_grace;
-            while conn.calls.busy() && Instant::now() < grace {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            conn.sink.close_blocking();
-            return;
+            return wind_down(conn);
         } else {
             unchecked = 64;
         }
@@ -225,6 +220,34 @@ pub(crate) enum Flow {
     Recheck,
     /// The connection is over.
     End,
+}
+
+/// Graceful shutdown: running calls get the grace period, and the connection is still read
+/// meanwhile for what they need (their streams' items, ends and credit, and cancels); a new
+/// call is refused with `ShuttingDown`. Then our direction closes.
+fn wind_down(conn: &Conn) {
+    let grace = Instant::now() + conn.config.shutdown_grace;
+    let mut receiver = conn.receiver();
+    let mut reading = true;
+    while conn.calls.busy() && Instant::now() < grace && !conn.kill.is_cancelled() {
+        if !reading {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        match receiver.recv(Deadline::After(Duration::from_millis(1))) {
+            Ok(Some(frame)) => match classify(frame) {
+                Incoming::Call(call) => {
+                    let (method, call_id) = call.ids();
+                    let refusal = error_frame(method, call_id, &WireError::ShuttingDown);
+                    let _ = conn.sink.send_blocking(Answer::Frame(refusal));
+                }
+                other => reading = matches!(handle(conn, &mut receiver, other), Flow::Go),
+            },
+            Err(TransportError::TimedOut) => {}
+            Ok(None) | Err(_) => reading = false,
+        }
+    }
+    conn.sink.close_blocking();
 }
 
 /// Handles a frame that is not a call to poll inline: a call to run as a task (from a takeover
