@@ -381,6 +381,11 @@ async fn metadata_reaches_the_handler(transport: Transport) {
         Some("blue")
     );
     assert_eq!(probe.metadata("tenant".into()).await.unwrap(), None);
+    // A W3C trace context set by the caller reaches the handler as it was sent.
+    let trace = rpc_core::TraceParent::new_trace().to_string();
+    let traced = probe.with_metadata(rpc_core::TRACEPARENT, &trace);
+    let seen = traced.metadata(rpc_core::TRACEPARENT.into()).await.unwrap();
+    assert_eq!(seen.as_deref(), Some(trace.as_str()));
 }
 
 async fn calls_in_flight_are_limited_by_name(transport: Transport) {

@@ -1,9 +1,10 @@
 //! Takeover: while a shared-memory connection's own thread runs a handler that computes for
 //! long before its first `.await`, another thread reads the connection in its place.
 //!
-//! The connection's thread marks when it starts and ends each handler it polls inline (two
-//! atomic stores: nothing more on the fast path). One process-wide monitor thread looks at the
-//! marks every millisecond while such connections exist; a handler running for longer than
+//! The connection's thread marks when it starts and ends each handler it polls inline (a few
+//! atomic operations: nothing more on the fast path). One process-wide monitor thread looks at
+//! the marks every millisecond while handlers run, backing off to every 100 ms when none has
+//! run for a while; a handler running for longer than
 //! [`TAKEOVER_AFTER`] gets a takeover thread for its connection, which reads on and runs every
 //! call it reads as a task, until the handler is done and the connection's thread wants the
 //! ring back. At most one takeover thread per connection runs at a time, and only while a
@@ -21,9 +22,14 @@ use super::threaded::{Conn, Flow, handle};
 /// How long a handler may hold its connection's thread before another thread reads instead.
 pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_millis(2);
 
-/// How often the monitor looks, and how long a takeover thread waits for a frame before it
-/// looks whether the handler is done.
+/// How often the monitor looks while handlers run, and how long a takeover thread waits for a
+/// frame before it looks whether the handler is done.
 const TICK: Duration = Duration::from_millis(1);
+
+/// How often, at most, the monitor looks when no handler has run for a while: it backs off
+/// from [`TICK`] to this when idle, so an idle server costs no CPU (a handler that starts
+/// computing after a long quiet spell is taken over within this much more).
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// Whether, and since when, a connection's thread runs a handler.
 #[derive(Debug, Default)]
@@ -32,6 +38,8 @@ pub(crate) struct Busy {
     since: AtomicU64,
     /// Whether a takeover thread reads the connection now.
     taken_over: AtomicBool,
+    /// Handlers polled so far: the monitor looks often while this moves.
+    polls: AtomicU64,
 }
 
 fn epoch() -> Instant {
@@ -55,6 +63,7 @@ impl Drop for Running<'_> {
 impl Busy {
     /// Runs `poll` (a handler's inline poll) marked as running.
     pub(crate) fn run<T>(&self, poll: impl FnOnce() -> T) -> T {
+        self.polls.fetch_add(1, Ordering::Relaxed);
         self.since.store(now_nanos(), Ordering::Release);
         let _running = Running(self);
         poll()
@@ -105,21 +114,30 @@ pub(crate) fn watch(conn: &Arc<Conn>) {
 
 impl Monitor {
     fn run(&self) {
+        let mut tick = TICK;
+        let mut polls_seen = 0u64;
         loop {
-            let overdue: Vec<Arc<Conn>> = {
+            let (overdue, active): (Vec<Arc<Conn>>, bool) = {
                 let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
                 conns.retain(|conn| conn.strong_count() > 0);
                 while conns.is_empty() {
                     conns = self.added.wait(conns).unwrap_or_else(|p| p.into_inner());
                     conns.retain(|conn| conn.strong_count() > 0);
                 }
-                conns
+                let live: Vec<Arc<Conn>> = conns.iter().filter_map(Weak::upgrade).collect();
+                let polls: u64 = live
                     .iter()
-                    .filter_map(Weak::upgrade)
+                    .map(|conn| conn.busy.polls.load(Ordering::Relaxed))
+                    .fold(0, u64::wrapping_add);
+                let active = polls != polls_seen || live.iter().any(|c| c.busy.is_running());
+                polls_seen = polls;
+                let overdue = live
+                    .into_iter()
                     .filter(|conn| {
                         conn.busy.overdue() && !conn.busy.taken_over.swap(true, Ordering::AcqRel)
                     })
-                    .collect()
+                    .collect();
+                (overdue, active)
             };
             for conn in overdue {
                 let started = std::thread::Builder::new()
@@ -133,7 +151,12 @@ impl Monitor {
                     conn.busy.taken_over.store(false, Ordering::Release);
                 }
             }
-            std::thread::sleep(TICK);
+            tick = if active {
+                TICK
+            } else {
+                (tick * 2).min(IDLE_TICK)
+            };
+            std::thread::sleep(tick);
         }
     }
 }
