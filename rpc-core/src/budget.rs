@@ -20,9 +20,10 @@ use tokio::sync::Semaphore;
 /// that many small frames are not undercounted.
 pub(crate) const FRAME_OVERHEAD: usize = 64;
 
-/// What a call running as a task costs beyond its request frame (the task and its future),
-/// counted with the request.
-pub(crate) const TASK_OVERHEAD: usize = 1024;
+/// What a call running as a task costs beyond its request frame, counted with the request:
+/// its task (about 1.5 KiB), its boxed reply future (about 2 KiB, the handler's own state
+/// included), their allocations' rounding and the call's span.
+pub(crate) const TASK_OVERHEAD: usize = 4096;
 
 /// The server-wide side of both pools, shared by every connection.
 #[derive(Debug)]

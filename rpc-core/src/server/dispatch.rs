@@ -290,8 +290,12 @@ pub(crate) fn prepare_call(
             Err(_panic) => failed(WireError::HandlerPanicked),
             Ok(Err(refused)) => failed(wire_error(refused)),
             Ok(Ok(body)) => match (body.into_stream(), credit) {
+                // Boxed: a call that sends one answer should not carry this future's size.
                 (Ok(items), Some(credit)) => {
-                    streaming::send_items(items, &sink, &credit, method, call_id).await
+                    Box::pin(streaming::send_items(
+                        items, &sink, &credit, method, call_id,
+                    ))
+                    .await
                 }
                 (Ok(_), None) => failed(WireError::EncodeFailed(
                     "a stream returned by a method that returns one value".into(),
@@ -317,10 +321,11 @@ pub(crate) fn prepare_call(
         }
     }
     .instrument(served.span);
+    let reply: ReplyFuture = Box::pin(reply);
     Ok(Prepared {
         call_id,
         size,
-        reply: Box::pin(reply),
+        reply,
         streams,
     })
 }
