@@ -67,10 +67,10 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
             let sink = ReplySink::new_blocking(sender, peer_limit);
             threaded::run(env, calls.clone(), call_env, sink, receiver, memory).await;
         }
-        Err((sender, mut receiver)) => {
+        Err((sender, receiver)) => {
             drop(thread.take());
             let sink = ReplySink::new_async(sender, peer_limit, memory.replies.clone());
-            session::run(&env, &calls, &call_env, &sink, &mut receiver, &memory).await;
+            session::run(&env, calls.clone(), call_env, sink, receiver, memory).await;
         }
     }
     calls.abort_all_and_wait().await;

@@ -208,6 +208,13 @@ pub(crate) struct Prepared {
     pub(crate) streams: CallStreams,
 }
 
+impl CallStreams {
+    /// Whether the call has no stream (it may be polled inline).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inbox.is_none() && self.credit.is_none()
+    }
+}
+
 /// The streams of one call, for the connection's read loop to feed.
 pub(crate) struct CallStreams {
     /// The method's name, for errors.

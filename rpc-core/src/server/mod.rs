@@ -16,6 +16,7 @@ mod reply;
 mod service;
 mod services;
 mod session;
+mod session_end;
 mod streaming;
 mod takeover;
 mod threaded;

@@ -1,61 +1,111 @@
-//! The async read loop of one connection. Every call runs as a task of its own, so a handler
-//! that computes before its first `.await` holds up no other call; refusals of requests that
-//! arrived together leave in one write.
+//! The async read loop of one connection. Each handler is polled once right here: one that
+//! finishes at once (most do) is answered without a task of its own, and the answers to a batch
+//! of requests that arrived together leave in one write. A handler that must wait continues as
+//! a task, and a streaming call always runs as one.
+//!
+//! A handler that computes for long before its first `.await` holds this loop. Once it has run
+//! for 2 ms, the takeover monitor (`takeover.rs`) starts a task on another worker that reads
+//! the connection in the loop's place, running every call it reads as a task, until the
+//! handler is done: no call waits behind another's handler.
 
-use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
 
-use super::ConnectionEnv;
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, classify, prepare_call};
-use super::reply::{ReplySink, error_frame};
+use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, Prepared, classify, prepare_call};
+use super::reply::ReplySink;
+use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
+use super::takeover::{self, Busy, Watched};
+use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
-use crate::wire::WireError;
 
 /// The most answers held back to leave in one write (see also `BATCH_BYTES`).
 const BATCH: usize = 64;
 
-/// How long a connection ended for a protocol error waits for its peer to read why.
-pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes of answers held back to leave in one write.
+const BATCH_BYTES: usize = 64 * 1024;
 
-/// What ended a wait during which the connection is not read.
-enum Waited<T> {
-    Done(T),
-    /// The server is killed.
-    Killed,
+/// How long a takeover task waits for a frame before it looks whether the handler is done.
+const TAKEOVER_TICK: Duration = Duration::from_millis(1);
+
+/// What the read loop and a takeover task share.
+pub(crate) struct Session {
+    /// Whoever reads holds it: the read loop, or a takeover task while the loop runs a handler.
+    receiver: Mutex<FrameReceiver>,
+    busy: Busy,
+    pub(crate) calls: Arc<Calls>,
+    call_env: CallEnv,
+    pub(crate) sink: ReplySink,
+    pub(crate) memory: ConnectionMemory,
+    runtime: tokio::runtime::Handle,
+    pub(crate) kill: CancellationToken,
+    pub(crate) stop: CancellationToken,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Set when a takeover task ended the connection (a violation, the peer gone).
+    ended: AtomicBool,
+}
+
+/// What to do after a frame.
+enum Flow {
+    Go,
     /// The server stops gracefully.
-    Stopped,
-    /// The peer left while we waited.
-    PeerGone,
+    Stop,
+    /// The connection is over.
+    End,
 }
 
 /// Serves calls until the peer leaves, breaks the protocol, or the server stops.
 pub(crate) async fn run(
     env: &ConnectionEnv,
-    calls: &Arc<Calls>,
-    call_env: &CallEnv,
-    sink: &ReplySink,
-    receiver: &mut FrameReceiver,
-    memory: &ConnectionMemory,
+    calls: Arc<Calls>,
+    call_env: CallEnv,
+    sink: ReplySink,
+    receiver: FrameReceiver,
+    memory: ConnectionMemory,
 ) {
-    let runtime = tokio::runtime::Handle::current();
+    let session = Arc::new(Session {
+        receiver: Mutex::new(receiver),
+        busy: Busy::default(),
+        calls,
+        call_env,
+        sink,
+        memory,
+        runtime: tokio::runtime::Handle::current(),
+        kill: env.kill.clone(),
+        stop: env.stop.clone(),
+        config: env.config.clone(),
+        ended: AtomicBool::new(false),
+    });
+    takeover::watch(session.clone());
+    serve(&session).await;
+    session.ended.store(true, Ordering::Release);
+}
+
+async fn serve(s: &Session) {
     let mut ready = Ready::default();
+    let mut receiver = s.receiver.lock().await;
     loop {
-        receiver.set_spinning(!calls.busy());
+        if s.ended.load(Ordering::Acquire) {
+            return;
+        }
+        receiver.set_spinning(!s.calls.busy());
         let received = tokio::select! {
             biased;
-            _ = env.kill.cancelled() => return,
-            _ = env.stop.cancelled() => return stop(env, calls, sink, receiver, memory, ready.take()).await,
+            _ = s.kill.cancelled() => return,
+            _ = s.stop.cancelled() => return stop(s, &mut receiver, ready.take()).await,
             received = receiver.recv() => received,
-            _ = idle(env.config.idle_timeout, calls) => {
+            _ = idle(s.config.idle_timeout, &s.calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
                 let ready = ready.take();
-                return until_killed(env, async {
-                    let _ = sink.send_many(ready).await;
-                    sink.close().await;
+                return until_killed(s, async {
+                    let _ = s.sink.send_many(ready).await;
+                    s.sink.close().await;
                 })
                 .await;
             }
@@ -64,68 +114,41 @@ pub(crate) async fn run(
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 let ready = ready.take();
-                return until_killed(env, async {
-                    let _ = sink.send_many(ready).await;
+                return until_killed(s, async {
+                    let _ = s.sink.send_many(ready).await;
                 })
                 .await;
             }
             Err(error) => {
                 let ready = ready.take();
-                return until_killed(env, async {
-                    let _ = sink.send_many(ready).await;
-                    fail(env, sink, receiver, error.to_string()).await;
+                return until_killed(s, async {
+                    let _ = s.sink.send_many(ready).await;
+                    fail(s, &mut receiver, error.to_string()).await;
                 })
                 .await;
             }
         };
-        // Every call runs as a task of its own, so no call waits behind another's handler; it
-        // takes its bytes from the budget first, and while the budget is spent this loop reads
-        // nothing more.
-        match classify(frame) {
-            Incoming::Call(call) => match prepare_call(call_env, calls, call, sink) {
-                Ok(prepared) => {
-                    let size = prepared.size + TASK_OVERHEAD;
-                    let held = match reserve(env, receiver, memory, sink, &mut ready, size).await {
-                        Ok(held) => held,
-                        Err(Waited::Stopped) => {
-                            drop(prepared);
-                            return stop(env, calls, sink, receiver, memory, Vec::new()).await;
-                        }
-                        Err(_) => return,
-                    };
-                    calls.spawn(&runtime, sink.clone(), prepared, held);
+        let flow = match classify(frame) {
+            Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
+                Ok(prepared) if prepared.streams.is_empty() => {
+                    // The handler runs right here; while it does, a takeover task may read.
+                    drop(receiver);
+                    let (flow, guard) = inline(s, prepared, &mut ready).await;
+                    receiver = guard;
+                    flow
                 }
-                Err(refusal) => ready.push(sink.prepare(Answer::Frame(refusal))),
+                Ok(prepared) => spawn(s, &receiver, &mut ready, prepared).await,
+                Err(refusal) => {
+                    ready.push(s.sink.prepare(Answer::Frame(refusal)));
+                    Flow::Go
+                }
             },
-            Incoming::Cancel(call_id) => calls.cancel(call_id),
-            Incoming::Item(call_id, item) => {
-                let size = item.len() + FRAME_OVERHEAD;
-                let held = match reserve(env, receiver, memory, sink, &mut ready, size).await {
-                    Ok(held) => held,
-                    Err(Waited::Stopped) => {
-                        return stop(env, calls, sink, receiver, memory, Vec::new()).await;
-                    }
-                    Err(_) => return,
-                };
-                if let Err(reason) = calls.deliver(call_id, item, held) {
-                    let ready = ready.take();
-                    return until_killed(env, async {
-                        let _ = sink.send_many(ready).await;
-                        fail(env, sink, receiver, reason).await;
-                    })
-                    .await;
-                }
-            }
-            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
-            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
-            Incoming::Violation(reason) => {
-                let ready = ready.take();
-                return until_killed(env, async {
-                    let _ = sink.send_many(ready).await;
-                    fail(env, sink, receiver, reason).await;
-                })
-                .await;
-            }
+            other => handle(s, &mut receiver, &mut ready, other).await,
+        };
+        match flow {
+            Flow::Go => {}
+            Flow::Stop => return stop(s, &mut receiver, ready.take()).await,
+            Flow::End => return,
         }
         // Answer once the requests that arrived together are handled, and at least every
         // `BATCH` answers or `BATCH_BYTES`, so a client that keeps pipelining still hears back
@@ -133,23 +156,172 @@ pub(crate) async fn run(
         // spent (the peer does not read), and so does this loop: the peer's further requests
         // stay where they are.
         if ready.is_due(receiver.has_buffered()) {
-            match unread(env, receiver, sink.send_many(ready.take())).await {
+            match unread(s, &receiver, s.sink.send_many(ready.take())).await {
                 Waited::Done(_) => {}
-                Waited::Stopped => {
-                    return stop(env, calls, sink, receiver, memory, Vec::new()).await;
-                }
+                Waited::Stopped => return stop(s, &mut receiver, Vec::new()).await,
                 Waited::Killed | Waited::PeerGone => return,
             }
         }
     }
 }
 
-/// The most answers held back to leave in one write, and the most bytes.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Polls a call's handler once, right here, marked as running for the takeover monitor; an
+/// answer joins the batch, a handler that must wait becomes a task. Returns with the receiver
+/// locked again (after any takeover task let go of it).
+async fn inline<'s>(
+    s: &'s Session,
+    mut prepared: Prepared,
+    ready: &mut Ready,
+) -> (Flow, MutexGuard<'s, FrameReceiver>) {
+    let polled = s.busy.run(|| {
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        prepared.reply.as_mut().poll(&mut cx)
+    });
+    let receiver = s.receiver.lock().await;
+    let flow = match polled {
+        Poll::Ready(answer) => {
+            ready.push(s.sink.prepare(answer));
+            Flow::Go
+        }
+        Poll::Pending => spawn(s, &receiver, ready, prepared).await,
+    };
+    (flow, receiver)
+}
+
+/// Runs a prepared call as a task once its bytes are taken from the budget.
+async fn spawn(s: &Session, receiver: &FrameReceiver, ready: &mut Ready, call: Prepared) -> Flow {
+    match reserve(s, receiver, ready, call.size + TASK_OVERHEAD).await {
+        Ok(held) => {
+            s.calls.spawn(&s.runtime, s.sink.clone(), call, held);
+            Flow::Go
+        }
+        Err(Waited::Stopped) => Flow::Stop,
+        Err(_) => Flow::End,
+    }
+}
+
+/// Handles a frame other than a call to poll inline: a call to run as a task (in a takeover
+/// task), a cancel, a stream's item, end or credit, or a violation.
+async fn handle(
+    s: &Session,
+    receiver: &mut FrameReceiver,
+    ready: &mut Ready,
+    incoming: Incoming,
+) -> Flow {
+    match incoming {
+        Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
+            Ok(prepared) => spawn(s, receiver, ready, prepared).await,
+            Err(refusal) => {
+                ready.push(s.sink.prepare(Answer::Frame(refusal)));
+                Flow::Go
+            }
+        },
+        Incoming::Cancel(call_id) => {
+            s.calls.cancel(call_id);
+            Flow::Go
+        }
+        Incoming::Item(call_id, item) => {
+            let held = match reserve(s, receiver, ready, item.len() + FRAME_OVERHEAD).await {
+                Ok(held) => held,
+                Err(Waited::Stopped) => return Flow::Stop,
+                Err(_) => return Flow::End,
+            };
+            match s.calls.deliver(call_id, item, held) {
+                Ok(()) => Flow::Go,
+                Err(reason) => violation(s, receiver, ready, reason).await,
+            }
+        }
+        Incoming::End(call_id, reason) => {
+            s.calls.end_stream(call_id, reason);
+            Flow::Go
+        }
+        Incoming::Credit(call_id, bytes) => {
+            s.calls.grant(call_id, bytes);
+            Flow::Go
+        }
+        Incoming::Violation(reason) => violation(s, receiver, ready, reason).await,
+    }
+}
+
+/// Ends the connection for a protocol violation, after what is ready.
+async fn violation(
+    s: &Session,
+    receiver: &mut FrameReceiver,
+    ready: &mut Ready,
+    reason: String,
+) -> Flow {
+    let ready = ready.take();
+    until_killed(s, async {
+        let _ = s.sink.send_many(ready).await;
+        fail(s, receiver, reason).await;
+    })
+    .await;
+    s.ended.store(true, Ordering::Release);
+    Flow::End
+}
+
+/// Takes `size` bytes of the requests' budget; while it is spent, sends what is ready and
+/// waits without reading, watching the server's signals and the peer.
+async fn reserve(
+    s: &Session,
+    receiver: &FrameReceiver,
+    ready: &mut Ready,
+    size: usize,
+) -> Result<Held, Waited<()>> {
+    if let Some(held) = s.memory.requests.try_take(size) {
+        return Ok(held);
+    }
+    let batch = ready.take();
+    let wait = async {
+        let _ = s.sink.send_many(batch).await;
+        s.memory.requests.take(size).await
+    };
+    match unread(s, receiver, wait).await {
+        Waited::Done(held) => Ok(held),
+        Waited::Stopped => Err(Waited::Stopped),
+        Waited::Killed => Err(Waited::Killed),
+        Waited::PeerGone => Err(Waited::PeerGone),
+    }
+}
+
+impl Watched for Session {
+    fn busy(&self) -> &Busy {
+        &self.busy
+    }
+
+    fn take_over(self: Arc<Self>) {
+        let runtime = self.runtime.clone();
+        runtime.spawn(take_over(self));
+    }
+}
+
+/// Reads the connection while its read loop runs a handler, running every call it reads as a
+/// task; refusals go out at once.
+async fn take_over(s: Arc<Session>) {
+    {
+        let mut receiver = s.receiver.lock().await;
+        let mut ready = Ready::default();
+        while s.busy.is_running() && !s.ended.load(Ordering::Acquire) && !s.kill.is_cancelled() {
+            let frame = match tokio::time::timeout(TAKEOVER_TICK, receiver.recv()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(frame))) => frame,
+                // The peer is gone, or the transport broke: the read loop finds out when it
+                // reads again.
+                Ok(Ok(None) | Err(_)) => break,
+            };
+            let flow = handle(&s, &mut receiver, &mut ready, classify(frame)).await;
+            let _ = s.sink.send_many(ready.take()).await;
+            if !matches!(flow, Flow::Go) {
+                break;
+            }
+        }
+    }
+    s.busy.taken_over.store(false, Ordering::Release);
+}
 
 /// Answers of calls that completed at once, held back to leave in one write.
 #[derive(Default)]
-struct Ready {
+pub(crate) struct Ready {
     answers: Vec<Outgoing>,
     bytes: usize,
 }
@@ -160,7 +332,7 @@ impl Ready {
         self.answers.push(answer);
     }
 
-    fn take(&mut self) -> Vec<Outgoing> {
+    pub(crate) fn take(&mut self) -> Vec<Outgoing> {
         self.bytes = 0;
         std::mem::take(&mut self.answers)
     }
@@ -169,148 +341,5 @@ impl Ready {
     fn is_due(&self, more_waiting: bool) -> bool {
         !self.answers.is_empty()
             && (self.answers.len() >= BATCH || self.bytes >= BATCH_BYTES || !more_waiting)
-    }
-}
-
-/// Graceful shutdown of one connection: what is ready goes out, running calls get the grace
-/// period, then our direction closes (unless the server is killed first). Meanwhile the
-/// connection is still read, for what running calls need: their streams' items, ends and
-/// credit, and cancels; a new call is refused with `ShuttingDown`.
-async fn stop(
-    env: &ConnectionEnv,
-    calls: &Calls,
-    sink: &ReplySink,
-    receiver: &mut FrameReceiver,
-    memory: &ConnectionMemory,
-    ready: Vec<Outgoing>,
-) {
-    until_killed(env, async {
-        let _ = sink.send_many(ready).await;
-        tokio::select! {
-            _ = tokio::time::sleep(env.config.shutdown_grace) => {}
-            _ = calls.wait_idle() => {}
-            _ = wind_down(calls, sink, receiver, memory) => {}
-        }
-        sink.close().await;
-    })
-    .await;
-}
-
-/// Reads on while running calls finish (see [`stop`]); never completes.
-async fn wind_down(
-    calls: &Calls,
-    sink: &ReplySink,
-    receiver: &mut FrameReceiver,
-    memory: &ConnectionMemory,
-) {
-    while let Ok(Some(frame)) = receiver.recv().await {
-        match classify(frame) {
-            Incoming::Call(call) => {
-                let (method, call_id) = call.ids();
-                let refusal = error_frame(method, call_id, &WireError::ShuttingDown);
-                let _ = sink.send(Answer::Frame(refusal)).await;
-            }
-            Incoming::Cancel(call_id) => calls.cancel(call_id),
-            Incoming::Item(call_id, item) => {
-                let held = memory.requests.take(item.len() + FRAME_OVERHEAD).await;
-                if calls.deliver(call_id, item, held).is_err() {
-                    break;
-                }
-            }
-            Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
-            Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
-            Incoming::Violation(_) => break,
-        }
-    }
-    std::future::pending::<()>().await;
-}
-
-/// How often a connection that is not being read looks whether its peer left.
-const GONE_CHECK: Duration = Duration::from_millis(50);
-
-/// Runs `work` while the connection is not read (its budget is spent), watching the server's
-/// signals and whether the peer left meanwhile.
-async fn unread<T>(
-    env: &ConnectionEnv,
-    receiver: &FrameReceiver,
-    work: impl Future<Output = T>,
-) -> Waited<T> {
-    let gone = async {
-        loop {
-            if receiver.peer_gone() {
-                return;
-            }
-            tokio::time::sleep(GONE_CHECK).await;
-        }
-    };
-    tokio::select! {
-        biased;
-        _ = env.kill.cancelled() => Waited::Killed,
-        _ = env.stop.cancelled() => Waited::Stopped,
-        done = work => Waited::Done(done),
-        _ = gone => Waited::PeerGone,
-    }
-}
-
-/// Takes `size` bytes of the requests' budget; while it is spent, sends what is ready and
-/// waits without reading, watching the server's signals and the peer.
-async fn reserve(
-    env: &ConnectionEnv,
-    receiver: &FrameReceiver,
-    memory: &ConnectionMemory,
-    sink: &ReplySink,
-    ready: &mut Ready,
-    size: usize,
-) -> Result<Held, Waited<()>> {
-    if let Some(held) = memory.requests.try_take(size) {
-        return Ok(held);
-    }
-    let batch = ready.take();
-    let wait = async {
-        let _ = sink.send_many(batch).await;
-        memory.requests.take(size).await
-    };
-    match unread(env, receiver, wait).await {
-        Waited::Done(held) => Ok(held),
-        Waited::Stopped => Err(Waited::Stopped),
-        Waited::Killed => Err(Waited::Killed),
-        Waited::PeerGone => Err(Waited::PeerGone),
-    }
-}
-
-/// Runs `work` (the last words to a peer that may not be reading) unless the server is killed
-/// first.
-async fn until_killed(env: &ConnectionEnv, work: impl Future<Output = ()>) {
-    tokio::select! {
-        _ = env.kill.cancelled() => {}
-        _ = work => {}
-    }
-}
-
-/// Completes once `timeout` has passed with no call running (restarted by the caller on
-/// every frame); never without a timeout.
-async fn idle(timeout: Option<Duration>, calls: &Calls) {
-    let Some(timeout) = timeout else {
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::time::sleep(timeout).await;
-        if calls.len() == 0 {
-            return;
-        }
-    }
-}
-
-/// Tells the client why the connection ends, closes our direction, and drains the client's
-/// (for a bounded time) so the kernel does not reset the connection under the last frame.
-async fn fail(env: &ConnectionEnv, sink: &ReplySink, receiver: &mut FrameReceiver, reason: String) {
-    tracing::debug!(%reason, "closing a connection that broke the protocol");
-    let violation = error_frame(0, 0, &WireError::Protocol(reason));
-    let _ = sink.send(Answer::Frame(violation)).await;
-    sink.close().await;
-    tokio::select! {
-        _ = env.kill.cancelled() => {}
-        _ = tokio::time::sleep(LINGER) => {}
-        _ = receiver.drain() => {}
     }
 }

@@ -19,6 +19,35 @@ use rpc_transport::{Deadline, TransportError};
 use super::dispatch::classify;
 use super::threaded::{Conn, Flow, handle};
 
+/// A connection whose read loop polls handlers inline, so the monitor can look at it and
+/// start a reader in its place.
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// Its marks.
+    fn busy(&self) -> &Busy;
+    /// Starts reading in place of its read loop, until the handler is done; clears
+    /// `taken_over` when it stops.
+    fn take_over(self: Arc<Self>);
+}
+
+impl Watched for Conn {
+    fn busy(&self) -> &Busy {
+        &self.busy
+    }
+
+    fn take_over(self: Arc<Self>) {
+        let started = std::thread::Builder::new()
+            .name("rpc-shm-reader".into())
+            .spawn({
+                let conn = self.clone();
+                move || take_over(conn)
+            });
+        if let Err(error) = started {
+            tracing::warn!(%error, "cannot start a takeover thread");
+            self.busy.taken_over.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// How long a handler may hold its connection's thread before another thread reads instead.
 pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_millis(2);
 
@@ -36,8 +65,8 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 pub(crate) struct Busy {
     /// Nanoseconds since [`epoch`] when the handler started; 0 when none runs.
     since: AtomicU64,
-    /// Whether a takeover thread reads the connection now.
-    taken_over: AtomicBool,
+    /// Whether a takeover reader reads the connection now.
+    pub(crate) taken_over: AtomicBool,
     /// Handlers polled so far: the monitor looks often while this moves.
     polls: AtomicU64,
 }
@@ -69,7 +98,7 @@ impl Busy {
         poll()
     }
 
-    fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.since.load(Ordering::Acquire) != 0
     }
 
@@ -83,7 +112,7 @@ impl Busy {
 /// The connections the monitor looks at.
 #[derive(Default)]
 struct Monitor {
-    conns: Mutex<Vec<Weak<Conn>>>,
+    conns: Mutex<Vec<Weak<dyn Watched>>>,
     added: Condvar,
 }
 
@@ -102,13 +131,13 @@ fn monitor() -> &'static Monitor {
 }
 
 /// Has the monitor look at `conn` while it lives.
-pub(crate) fn watch(conn: &Arc<Conn>) {
+pub(crate) fn watch(conn: Arc<dyn Watched>) {
     let monitor = monitor();
     monitor
         .conns
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(Arc::downgrade(conn));
+        .push(Arc::downgrade(&conn));
     monitor.added.notify_one();
 }
 
@@ -117,39 +146,31 @@ impl Monitor {
         let mut tick = TICK;
         let mut polls_seen = 0u64;
         loop {
-            let (overdue, active): (Vec<Arc<Conn>>, bool) = {
+            let (overdue, active): (Vec<Arc<dyn Watched>>, bool) = {
                 let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
                 conns.retain(|conn| conn.strong_count() > 0);
                 while conns.is_empty() {
                     conns = self.added.wait(conns).unwrap_or_else(|p| p.into_inner());
                     conns.retain(|conn| conn.strong_count() > 0);
                 }
-                let live: Vec<Arc<Conn>> = conns.iter().filter_map(Weak::upgrade).collect();
+                let live: Vec<Arc<dyn Watched>> = conns.iter().filter_map(Weak::upgrade).collect();
                 let polls: u64 = live
                     .iter()
-                    .map(|conn| conn.busy.polls.load(Ordering::Relaxed))
+                    .map(|conn| conn.busy().polls.load(Ordering::Relaxed))
                     .fold(0, u64::wrapping_add);
-                let active = polls != polls_seen || live.iter().any(|c| c.busy.is_running());
+                let active = polls != polls_seen || live.iter().any(|c| c.busy().is_running());
                 polls_seen = polls;
                 let overdue = live
                     .into_iter()
                     .filter(|conn| {
-                        conn.busy.overdue() && !conn.busy.taken_over.swap(true, Ordering::AcqRel)
+                        let busy = conn.busy();
+                        busy.overdue() && !busy.taken_over.swap(true, Ordering::AcqRel)
                     })
                     .collect();
                 (overdue, active)
             };
             for conn in overdue {
-                let started = std::thread::Builder::new()
-                    .name("rpc-shm-reader".into())
-                    .spawn({
-                        let conn = conn.clone();
-                        move || take_over(conn)
-                    });
-                if let Err(error) = started {
-                    tracing::warn!(%error, "cannot start a takeover thread");
-                    conn.busy.taken_over.store(false, Ordering::Release);
-                }
+                conn.take_over();
             }
             tick = if active {
                 TICK

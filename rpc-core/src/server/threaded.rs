@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
-use super::session::LINGER;
+use super::session_end::LINGER;
 use super::takeover::{self, Busy};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
@@ -89,7 +89,7 @@ pub(crate) async fn run(
         config: env.config.clone(),
         ended: Default::default(),
     });
-    takeover::watch(&conn);
+    takeover::watch(conn.clone());
     let spawned = std::thread::Builder::new()
         .name("rpc-shm-conn".into())
         .spawn(move || {
