@@ -2,16 +2,18 @@
 //! first `.await`, fast calls on the same connection (a clone of the same client) are answered
 //! at once. The server is a `probe-server` process on its default multi-threaded runtime;
 //! the calls' latencies are printed. The p99 asserted is ten times the 5 ms target, so a
-//! loaded machine does not fail it, and still a thousandth of the second that calls held
-//! behind the computing one waited before every call became a task of its own.
+//! loaded machine does not fail it, and no call may wait half the second a call held behind
+//! the computing one used to wait.
 
 use std::time::{Duration, Instant};
 
 use rpc_tests::{ProbeClient, ProbeProcess, TempDir, unique_name};
 
 const FAST_CALLS: usize = 300;
-/// Far below the 1 s a call held behind the computing one would wait.
+/// Ten times the 5 ms target, so a loaded machine does not fail it.
 const P99_BOUND: Duration = Duration::from_millis(50);
+/// Half the second a call held behind the computing one would wait.
+const MAX_BOUND: Duration = Duration::from_millis(500);
 
 async fn fast_calls_pass_a_computing_one(address: &str, server_options: &[&str]) {
     let server = ProbeProcess::spawn(&[server_options, &[address]].concat());
@@ -44,7 +46,7 @@ async fn fast_calls_pass_a_computing_one(address: &str, server_options: &[&str])
         "{address} {server_options:?}: {FAST_CALLS} fast calls in {during:?} beside a 1 s computing call: p50 {p50:?}, p99 {p99:?}, max {max:?}"
     );
     assert!(
-        p99 < P99_BOUND,
+        p99 < P99_BOUND && max < MAX_BOUND,
         "{address}: fast calls waited beside the computing one: p99 {p99:?}, max {max:?}"
     );
 }

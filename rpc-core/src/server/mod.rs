@@ -1,9 +1,11 @@
 //! [`Server`]: accepts connections on one or more addresses and serves its [`Service`]s on
 //! each; a connection's handshake names the service it wants (`services.rs`).
 //!
-//! Every connection is a task; every call on it is a task of its own, so one connection's calls
-//! run concurrently on a multi-threaded runtime. Limits (connections, calls in flight per
-//! connection, frame size) are explicit, and a client that hits one is told which.
+//! Every connection is a task (or, for the first shared-memory ones, a thread); a call's handler
+//! is polled once where its request is read, and one that waits continues as a task of its
+//! own, so one connection's calls run concurrently on a multi-threaded runtime; a handler that
+//! computes for long is read around (`takeover.rs`). Limits (connections, calls in flight per
+//! connection, frame size, memory) are explicit, and a client that hits one is told which.
 
 mod access;
 mod admission;
