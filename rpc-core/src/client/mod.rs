@@ -270,7 +270,12 @@ impl Client {
             &shared.connected,
         );
         let span = scope.span.clone();
-        scope.finish(self.call_in(&scope, method, args).instrument(span).await)
+        let outcome = if span.is_disabled() {
+            self.call_in(&scope, method, args).await
+        } else {
+            self.call_in(&scope, method, args).instrument(span).await
+        };
+        scope.finish(outcome)
     }
 
     /// [`Client::call`] within its scope.

@@ -51,7 +51,7 @@ impl<'a> CallScope<'a> {
         timeout: Option<Duration>,
         connected: &Connected,
     ) -> CallScope<'a> {
-        let ambient = telemetry::ambient();
+        let ambient = crate::server::ambient();
         let timeout = match &ambient {
             Some(served) => served.limit(timeout),
             None => timeout,

@@ -59,12 +59,20 @@ impl Context {
         self.trace
     }
 
-    /// Runs `future` as the handler of this call; calls it makes inherit its trace and deadline.
+    /// Runs `future` as the handler of this call; calls it makes inherit its trace and deadline
+    /// (see [`ambient`]).
     pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
-        let ambient = Ambient {
-            trace: self.trace,
-            deadline: self.deadline,
-        };
-        CURRENT.scope(self, ambient.scope(future)).await
+        CURRENT.scope(self, future).await
     }
+}
+
+/// What a call made by the running handler inherits from the call it serves: its trace and
+/// deadline. `None` outside a handler.
+pub(crate) fn ambient() -> Option<Ambient> {
+    CURRENT
+        .try_with(|context| Ambient {
+            trace: context.trace,
+            deadline: context.deadline,
+        })
+        .ok()
 }

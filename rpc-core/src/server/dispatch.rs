@@ -326,9 +326,13 @@ pub(crate) fn prepare_call(
                 .unwrap_or_else(|_| failed(WireError::DeadlineExceeded)),
             (Poll::Pending, None) => work.await,
         }
-    }
-    .instrument(served.span);
-    let reply: ReplyFuture = Box::pin(reply);
+    };
+    // A span nobody records is not worth entering on every poll.
+    let reply: ReplyFuture = if served.span.is_disabled() {
+        Box::pin(reply)
+    } else {
+        Box::pin(reply.instrument(served.span))
+    };
     Ok(Prepared {
         call_id,
         size,

@@ -37,6 +37,7 @@ pub use access::Access;
 use admission::{PeerCounts, PendingHandshakes};
 use connection::serve_connection;
 pub use context::Context;
+pub(crate) use context::ambient;
 pub use service::{
     DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
 };

@@ -60,24 +60,19 @@ const TICK: Duration = Duration::from_millis(1);
 /// computing after a long quiet spell is taken over within this much more).
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
-/// Whether, and since when, a connection's thread runs a handler.
+/// Whether a connection's read loop runs a handler, and which one: no clock on the fast path.
+/// The monitor calls a handler overdue when it finds the same one running on two looks
+/// [`TAKEOVER_AFTER`] apart.
 #[derive(Debug, Default)]
 pub(crate) struct Busy {
-    /// Nanoseconds since [`epoch`] when the handler started; 0 when none runs.
-    since: AtomicU64,
+    /// Whether a handler runs now.
+    running: AtomicBool,
+    /// Handlers polled so far (the one running included).
+    pub(crate) polls: AtomicU64,
     /// Whether a takeover reader reads the connection now.
     pub(crate) taken_over: AtomicBool,
-    /// Handlers polled so far: the monitor looks often while this moves.
-    polls: AtomicU64,
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_nanos() -> u64 {
-    epoch().elapsed().as_nanos() as u64 + 1
+    /// The monitor's own: the `polls` it saw running, and when it first did.
+    seen: Mutex<Option<(u64, Instant)>>,
 }
 
 /// Clears the mark when the handler's poll returns (or unwinds).
@@ -85,27 +80,39 @@ struct Running<'a>(&'a Busy);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.since.store(0, Ordering::Release);
+        self.0.running.store(false, Ordering::Release);
     }
 }
 
 impl Busy {
     /// Runs `poll` (a handler's inline poll) marked as running.
     pub(crate) fn run<T>(&self, poll: impl FnOnce() -> T) -> T {
-        self.polls.fetch_add(1, Ordering::Relaxed);
-        self.since.store(now_nanos(), Ordering::Release);
+        self.polls.fetch_add(1, Ordering::AcqRel);
+        self.running.store(true, Ordering::Release);
         let _running = Running(self);
         poll()
     }
 
     pub(crate) fn is_running(&self) -> bool {
-        self.since.load(Ordering::Acquire) != 0
+        self.running.load(Ordering::Acquire)
     }
 
-    /// Whether a handler has run for longer than [`TAKEOVER_AFTER`].
+    /// Whether the handler running now has run for longer than [`TAKEOVER_AFTER`], as far as
+    /// the monitor's looks tell (called by the monitor only).
     fn overdue(&self) -> bool {
-        let since = self.since.load(Ordering::Acquire);
-        since != 0 && now_nanos().saturating_sub(since) > TAKEOVER_AFTER.as_nanos() as u64
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_running() {
+            *seen = None;
+            return false;
+        }
+        let poll = self.polls.load(Ordering::Acquire);
+        match *seen {
+            Some((seen_poll, since)) if seen_poll == poll => since.elapsed() >= TAKEOVER_AFTER,
+            _ => {
+                *seen = Some((poll, Instant::now()));
+                false
+            }
+        }
     }
 }
 

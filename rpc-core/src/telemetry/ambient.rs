@@ -1,14 +1,9 @@
-//! [`Ambient`]: what a call made from inside a handler inherits from the call being served,
-//! kept in a task-local the server sets around each handler.
+//! [`Ambient`]: what a call made from inside a handler inherits from the call being served
+//! (the server's `Context` of the running handler carries it).
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::TraceParent;
-
-tokio::task_local! {
-    static AMBIENT: Ambient;
-}
 
 /// The call a task is serving, as far as the calls it makes need to know.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +29,6 @@ impl Ambient {
         (Ambient { trace, deadline }, parent)
     }
 
-    /// Runs `future` with `self` as its ambient call.
-    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
-        AMBIENT.scope(self, future).await
-    }
-
     /// `timeout` shortened to what is left of the served call's deadline, if that is sooner.
     pub(crate) fn limit(&self, timeout: Option<Duration>) -> Option<Duration> {
         let Some(deadline) = self.deadline else {
@@ -47,9 +37,4 @@ impl Ambient {
         let left = deadline.saturating_duration_since(Instant::now());
         Some(timeout.map_or(left, |own| own.min(left)))
     }
-}
-
-/// The ambient call of the running task, or `None` outside a handler.
-pub(crate) fn ambient() -> Option<Ambient> {
-    AMBIENT.try_with(|ambient| *ambient).ok()
 }

@@ -21,7 +21,7 @@ mod traceparent;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use ambient::{Ambient, ambient};
+pub(crate) use ambient::Ambient;
 pub(crate) use served::Served;
 pub(crate) use spans::{Link, client_failed, client_span, server_failed, server_span};
 pub use traceparent::{TraceParent, TraceParentError};
