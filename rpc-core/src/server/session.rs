@@ -98,15 +98,15 @@ async fn serve(s: &Session) {
         let received = tokio::select! {
             biased;
             _ = s.kill.cancelled() => return,
-            _ = s.stop.cancelled() => return stop(s, &mut receiver, ready.take()).await,
+            _ = s.stop.cancelled() => return Box::pin(stop(s, &mut receiver, ready.take())).await,
             received = receiver.recv() => received,
             _ = idle(s.config.idle_timeout, &s.calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
                 let ready = ready.take();
-                return until_killed(s, async {
+                return Box::pin(until_killed(s, async {
                     let _ = s.sink.send_many(ready).await;
                     s.sink.close().await;
-                })
+                }))
                 .await;
             }
         };
@@ -114,17 +114,17 @@ async fn serve(s: &Session) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 let ready = ready.take();
-                return until_killed(s, async {
+                return Box::pin(until_killed(s, async {
                     let _ = s.sink.send_many(ready).await;
-                })
+                }))
                 .await;
             }
             Err(error) => {
                 let ready = ready.take();
-                return until_killed(s, async {
+                return Box::pin(until_killed(s, async {
                     let _ = s.sink.send_many(ready).await;
                     fail(s, &mut receiver, error.to_string()).await;
-                })
+                }))
                 .await;
             }
         };
@@ -137,17 +137,19 @@ async fn serve(s: &Session) {
                     receiver = guard;
                     flow
                 }
-                Ok(prepared) => spawn(s, &receiver, &mut ready, prepared).await,
+                Ok(prepared) => Box::pin(spawn(s, &receiver, &mut ready, prepared)).await,
                 Err(refusal) => {
                     ready.push(s.sink.prepare(Answer::Frame(refusal)));
                     Flow::Go
                 }
             },
-            other => handle(s, &mut receiver, &mut ready, other).await,
+            // Boxed, as the rarer paths below: the loop's own future stays small, and so does
+            // an idle connection.
+            other => Box::pin(handle(s, &mut receiver, &mut ready, other)).await,
         };
         match flow {
             Flow::Go => {}
-            Flow::Stop => return stop(s, &mut receiver, ready.take()).await,
+            Flow::Stop => return Box::pin(stop(s, &mut receiver, ready.take())).await,
             Flow::End => return,
         }
         // Answer once the requests that arrived together are handled, and at least every
@@ -158,7 +160,7 @@ async fn serve(s: &Session) {
         if ready.is_due(receiver.has_buffered()) {
             match unread(s, &receiver, s.sink.send_many(ready.take())).await {
                 Waited::Done(_) => {}
-                Waited::Stopped => return stop(s, &mut receiver, Vec::new()).await,
+                Waited::Stopped => return Box::pin(stop(s, &mut receiver, Vec::new())).await,
                 Waited::Killed | Waited::PeerGone => return,
             }
         }
@@ -183,7 +185,7 @@ async fn inline<'s>(
             ready.push(s.sink.prepare(answer));
             Flow::Go
         }
-        Poll::Pending => spawn(s, &receiver, ready, prepared).await,
+        Poll::Pending => Box::pin(spawn(s, &receiver, ready, prepared)).await,
     };
     (flow, receiver)
 }
