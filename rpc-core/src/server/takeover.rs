@@ -7,8 +7,9 @@
 //! run for a while; a handler running for longer than
 //! [`TAKEOVER_AFTER`] gets a takeover thread for its connection, which reads on and runs every
 //! call it reads as a task, until the handler is done and the connection's thread wants the
-//! ring back. At most one takeover thread per connection runs at a time, and only while a
-//! handler holds its thread, so threads are bounded by the computing handlers, not the calls.
+//! ring back. At most one takeover reader per connection runs at a time, and only while a
+//! handler holds its thread; for a shared-memory connection it runs on the runtime's blocking
+//! pool (threads reused), for an async one it is a task.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -34,17 +35,11 @@ impl Watched for Conn {
         &self.busy
     }
 
+    /// On the runtime's blocking pool, whose threads are reused: a connection whose handlers
+    /// compute one after another does not start a thread for each.
     fn take_over(self: Arc<Self>) {
-        let started = std::thread::Builder::new()
-            .name("rpc-shm-reader".into())
-            .spawn({
-                let conn = self.clone();
-                move || take_over(conn)
-            });
-        if let Err(error) = started {
-            tracing::warn!(%error, "cannot start a takeover thread");
-            self.busy.taken_over.store(false, Ordering::Release);
-        }
+        let runtime = self.runtime.clone();
+        runtime.spawn_blocking(move || take_over(self));
     }
 }
 
