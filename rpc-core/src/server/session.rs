@@ -14,7 +14,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::calls::Calls;
@@ -36,8 +36,11 @@ const TAKEOVER_TICK: Duration = Duration::from_millis(1);
 
 /// What the read loop and a takeover task share.
 pub(crate) struct Session {
-    /// Whoever reads holds it: the read loop, or a takeover task while the loop runs a handler.
-    receiver: Mutex<FrameReceiver>,
+    /// Where the read loop leaves the receiving half while it runs a handler, for a takeover
+    /// task to read with; empty otherwise (the loop owns it).
+    lent: std::sync::Mutex<Option<FrameReceiver>>,
+    /// Signalled when a takeover task gives the receiving half back.
+    returned: Notify,
     busy: Busy,
     pub(crate) calls: Arc<Calls>,
     call_env: CallEnv,
@@ -70,7 +73,8 @@ pub(crate) async fn run(
     memory: ConnectionMemory,
 ) {
     let session = Arc::new(Session {
-        receiver: Mutex::new(receiver),
+        lent: std::sync::Mutex::new(None),
+        returned: Notify::new(),
         busy: Busy::default(),
         calls,
         call_env,
@@ -83,13 +87,12 @@ pub(crate) async fn run(
         ended: AtomicBool::new(false),
     });
     takeover::watch(session.clone());
-    serve(&session).await;
+    serve(&session, receiver).await;
     session.ended.store(true, Ordering::Release);
 }
 
-async fn serve(s: &Session) {
+async fn serve(s: &Session, mut receiver: FrameReceiver) {
     let mut ready = Ready::default();
-    let mut receiver = s.receiver.lock().await;
     loop {
         if s.ended.load(Ordering::Acquire) {
             return;
@@ -132,9 +135,8 @@ async fn serve(s: &Session) {
             Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
                 Ok(prepared) if prepared.streams.is_empty() => {
                     // The handler runs right here; while it does, a takeover task may read.
-                    drop(receiver);
-                    let (flow, guard) = inline(s, prepared, &mut ready).await;
-                    receiver = guard;
+                    let (flow, back) = inline(s, receiver, prepared, &mut ready).await;
+                    receiver = back;
                     flow
                 }
                 Ok(prepared) => Box::pin(spawn(s, &receiver, &mut ready, prepared)).await,
@@ -168,18 +170,20 @@ async fn serve(s: &Session) {
 }
 
 /// Polls a call's handler once, right here, marked as running for the takeover monitor; an
-/// answer joins the batch, a handler that must wait becomes a task. Returns with the receiver
-/// locked again (after any takeover task let go of it).
-async fn inline<'s>(
-    s: &'s Session,
+/// answer joins the batch, a handler that must wait becomes a task. The receiving half is lent
+/// out meanwhile, for a takeover task; it comes back once any such task gives it back.
+async fn inline(
+    s: &Session,
+    receiver: FrameReceiver,
     mut prepared: Prepared,
     ready: &mut Ready,
-) -> (Flow, MutexGuard<'s, FrameReceiver>) {
+) -> (Flow, FrameReceiver) {
+    *s.lent() = Some(receiver);
     let polled = s.busy.run(|| {
         let mut cx = TaskContext::from_waker(Waker::noop());
         prepared.reply.as_mut().poll(&mut cx)
     });
-    let receiver = s.receiver.lock().await;
+    let receiver = s.reclaim().await;
     let flow = match polled {
         Poll::Ready(answer) => {
             ready.push(s.sink.prepare(answer));
@@ -286,6 +290,24 @@ async fn reserve(
     }
 }
 
+impl Session {
+    fn lent(&self) -> std::sync::MutexGuard<'_, Option<FrameReceiver>> {
+        self.lent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the receiving half back from where it was lent, waiting while a takeover task
+    /// reads with it.
+    async fn reclaim(&self) -> FrameReceiver {
+        loop {
+            let returned = self.returned.notified();
+            if let Some(receiver) = self.lent().take() {
+                return receiver;
+            }
+            returned.await;
+        }
+    }
+}
+
 impl Watched for Session {
     fn busy(&self) -> &Busy {
         &self.busy
@@ -301,7 +323,11 @@ impl Watched for Session {
 /// task; refusals go out at once.
 async fn take_over(s: Arc<Session>) {
     {
-        let mut receiver = s.receiver.lock().await;
+        let Some(mut receiver) = s.lent().take() else {
+            // The read loop took it back already: the handler is done.
+            s.busy.taken_over.store(false, Ordering::Release);
+            return;
+        };
         let mut ready = Ready::default();
         while s.busy.is_running() && !s.ended.load(Ordering::Acquire) && !s.kill.is_cancelled() {
             let frame = match tokio::time::timeout(TAKEOVER_TICK, receiver.recv()).await {
@@ -317,6 +343,8 @@ async fn take_over(s: Arc<Session>) {
                 break;
             }
         }
+        *s.lent() = Some(receiver);
+        s.returned.notify_one();
     }
     s.busy.taken_over.store(false, Ordering::Release);
 }
