@@ -47,6 +47,13 @@ pub(super) struct Shared {
     connected: Connected,
 }
 
+/// A call whose request is sent: the connection it holds, its id and its deadline.
+pub(super) struct Sent {
+    pub(super) io: Lease,
+    pub(super) call_id: u64,
+    pub(super) deadline: Option<Instant>,
+}
+
 /// The connection, held by one call (or one stream) at a time and given back when dropped.
 pub(super) struct Lease {
     shared: Arc<Shared>,
@@ -318,17 +325,18 @@ impl BlockingClient {
         scope.finish(self.call_in(&scope, method, args))
     }
 
-    /// [`BlockingClient::call`] within its scope.
-    fn call_in<A, R>(&self, scope: &CallScope<'_>, method: u32, args: &A) -> Result<R, RpcError>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let schema = self.shared.schema;
+    /// Takes the connection (within the call's deadline) and sends the request of a call of
+    /// `method` within `scope`: what the call then reads with.
+    pub(super) fn send_request<A: Serialize + ?Sized>(
+        &self,
+        scope: &CallScope<'_>,
+        method: u32,
+        args: &A,
+    ) -> Result<Sent, RpcError> {
         let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exceeded = || RpcError::DeadlineExceeded {
-            method: schema.method_name(method),
+            method: self.shared.schema.method_name(method),
             timeout: timeout.unwrap_or_default(),
         };
         let mut io = self.lease(deadline).ok_or_else(exceeded)?;
@@ -350,10 +358,33 @@ impl BlockingClient {
             .sender
             .send_with(request.len(), |out| request.write(out), deadline)
         {
-            Ok(()) => {}
-            Err(TransportError::TimedOut) => return Err(exceeded()),
-            Err(error) => return Err(io.close(format!("sending failed: {error}"))),
+            Ok(()) => Ok(Sent {
+                io,
+                call_id,
+                deadline,
+            }),
+            Err(TransportError::TimedOut) => Err(exceeded()),
+            Err(error) => Err(io.close(format!("sending failed: {error}"))),
         }
+    }
+
+    /// [`BlockingClient::call`] within its scope.
+    fn call_in<A, R>(&self, scope: &CallScope<'_>, method: u32, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let schema = self.shared.schema;
+        let timeout = scope.timeout;
+        let exceeded = || RpcError::DeadlineExceeded {
+            method: schema.method_name(method),
+            timeout: timeout.unwrap_or_default(),
+        };
+        let Sent {
+            mut io,
+            call_id,
+            deadline,
+        } = self.send_request(scope, method, args)?;
         loop {
             let frame = match io.receiver.recv(deadline) {
                 Ok(Some(frame)) => frame,

@@ -10,7 +10,7 @@ use rpc_transport::{Frame, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::blocking::Lease;
+use super::blocking::{Lease, Sent};
 use super::{BlockingClient, protocol};
 use crate::error::RpcError;
 use crate::schema::ServiceSchema;
@@ -56,34 +56,11 @@ impl BlockingCall {
         let scope = client.stream_scope(method)?;
         let _entered = scope.span.enter();
         let timeout = scope.timeout;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let exceeded = || RpcError::DeadlineExceeded {
-            method: shared.schema.method_name(method),
-            timeout: timeout.unwrap_or_default(),
-        };
-        let mut io = client.lease(deadline).ok_or_else(exceeded)?;
-        if let Some(reason) = &io.closed {
-            return Err(RpcError::disconnected(reason));
-        }
-        let call_id = io.next_call_id;
-        io.next_call_id += 1;
-        scope.span.record("call_id", call_id);
-        let request = protocol::request(
-            method,
+        let Sent {
+            io,
             call_id,
-            &scope.options,
-            timeout,
-            args,
-            shared.send_limit,
-        )?;
-        match io
-            .sender
-            .send_with(request.len(), |out| request.write(out), deadline)
-        {
-            Ok(()) => {}
-            Err(TransportError::TimedOut) => return Err(exceeded()),
-            Err(error) => return Err(io.close(format!("sending failed: {error}"))),
-        }
+            deadline,
+        } = client.send_request(&scope, method, args)?;
         Ok(BlockingCall {
             io,
             schema: shared.schema,

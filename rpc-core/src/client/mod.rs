@@ -370,21 +370,39 @@ impl Drop for CallGuard<'_> {
         if self.done {
             return;
         }
-        self.shared.pending.forget(self.call_id);
-        if !self.sent {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let sender = self.shared.sender.clone();
-        let frame = protocol::cancel_frame(self.method, self.call_id);
-        let place = self.place.take();
-        runtime.spawn(async move {
-            let _ = sender.send(frame).await;
-            drop(place);
-        });
+        give_up(
+            self.shared,
+            self.method,
+            self.call_id,
+            self.sent,
+            self.place.take(),
+        );
     }
+}
+
+/// Forgets call `call_id` that was given up and, if its request was sent, tells the server to
+/// drop it; its `place` among the server's calls is given back once the `Cancel` is sent, so
+/// the next call does not overtake it.
+fn give_up(
+    shared: &Shared,
+    method: u32,
+    call_id: u64,
+    sent: bool,
+    place: Option<OwnedSemaphorePermit>,
+) {
+    shared.pending.forget(call_id);
+    if !sent {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let sender = shared.sender.clone();
+    let frame = protocol::cancel_frame(method, call_id);
+    runtime.spawn(async move {
+        let _ = sender.send(frame).await;
+        drop(place);
+    });
 }
 
 /// The connection's reader: hands each reply to its caller until the connection ends.

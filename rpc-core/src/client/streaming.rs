@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::pending::{Finish, Reply, Waiter};
 use super::scope::CallScope;
-use super::{Client, Shared, protocol};
+use super::{Client, Shared, give_up, protocol};
 use crate::error::RpcError;
 use crate::outbox::Outbox;
 use crate::stream::credit::Credit;
@@ -57,20 +57,13 @@ impl Drop for CallResources {
         if self.ended {
             return;
         }
-        self.shared.pending.forget(self.call_id);
-        if !self.sent {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let sender = self.shared.sender.clone();
-        let frame = protocol::cancel_frame(self.method, self.call_id);
-        let place = self.place.take();
-        runtime.spawn(async move {
-            let _ = sender.send(frame).await;
-            drop(place);
-        });
+        give_up(
+            &self.shared,
+            self.method,
+            self.call_id,
+            self.sent,
+            self.place.take(),
+        );
     }
 }
 
