@@ -108,8 +108,8 @@ async fn watching(address: &str) -> Result<String, RpcError> {
     let kv = KvClient::connect(address).await?;
     let mut changes = kv.watch("watch/".into()).await?;
     let writer = kv.with_timeout(Some(Duration::from_secs(5)));
-    // The watch sees changes from when its handler subscribes, which may be after a put sent
-    // later on the same connection: write a first change until the watch reports it.
+    // A first change shows the watch is live (it sees every change made after it returns);
+    // written again if it does not show within 100 ms, to bound the wait.
     let mut first = None;
     for _ in 0..50 {
         writer.put("watch/ready".into(), Vec::new()).await?;

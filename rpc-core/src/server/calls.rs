@@ -20,7 +20,8 @@ use crate::wire::WireError;
 /// whole task (the connection is gone).
 struct Running {
     cancel: CancellationToken,
-    abort: AbortHandle,
+    /// `None` while the call is polled inline, before it has a task.
+    abort: Option<AbortHandle>,
     streams: CallStreams,
 }
 
@@ -57,7 +58,25 @@ impl Calls {
         Ok(())
     }
 
-    fn finish(&self, call_id: u64) {
+    /// Registers a streaming call before its handler is first polled inline, so its stream's
+    /// frames find it (the connection may be read meanwhile, by a takeover reader); the call's
+    /// cancellation token goes with it to its task.
+    pub(crate) fn register_streams(&self, prepared: &mut Prepared) {
+        let cancel = CancellationToken::new();
+        let streams = prepared.take_streams();
+        prepared.cancel = Some(cancel.clone());
+        self.lock().insert(
+            prepared.call_id,
+            Running {
+                cancel,
+                abort: None,
+                streams,
+            },
+        );
+    }
+
+    /// Call `call_id` is done (answered inline, or its task is about to send its answer).
+    pub(crate) fn finish(&self, call_id: u64) {
         let mut running = self.lock();
         running.remove(&call_id);
         if running.is_empty() {
@@ -129,7 +148,10 @@ impl Calls {
     /// Aborts every running call (the connection is gone).
     pub(crate) fn abort_all(&self) {
         for (_, call) in self.lock().drain() {
-            call.abort.abort();
+            call.cancel.cancel();
+            if let Some(abort) = call.abort {
+                abort.abort();
+            }
         }
         self.idle.notify_waiters();
     }
@@ -178,10 +200,11 @@ impl Calls {
             call_id,
             reply,
             streams,
+            cancel,
             ..
         } = prepared;
         let calls = self.clone();
-        let cancel = CancellationToken::new();
+        let cancel = cancel.unwrap_or_default();
         let cancelled = cancel.clone();
         let task = async move {
             tokio::task::yield_now().await;
@@ -207,13 +230,20 @@ impl Calls {
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();
         let handle = runtime.spawn(self.tasks.track_future(task));
-        running.insert(
-            call_id,
-            Running {
-                cancel,
-                abort: handle.abort_handle(),
-                streams,
-            },
-        );
+        let abort = Some(handle.abort_handle());
+        match running.get_mut(&call_id) {
+            // Registered before its inline poll (a streaming call).
+            Some(call) if call.abort.is_none() => call.abort = abort,
+            _ => {
+                running.insert(
+                    call_id,
+                    Running {
+                        cancel,
+                        abort,
+                        streams,
+                    },
+                );
+            }
+        }
     }
 }

@@ -206,6 +206,23 @@ pub(crate) struct Prepared {
     /// Resolves to the call's final answer (a streaming call sends its items on the way).
     pub(crate) reply: ReplyFuture,
     pub(crate) streams: CallStreams,
+    /// Set once the call is registered before its inline poll (see `Calls::register_streams`).
+    pub(crate) cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Prepared {
+    /// The call's streams, leaving none behind.
+    pub(crate) fn take_streams(&mut self) -> CallStreams {
+        let method = self.streams.method;
+        std::mem::replace(
+            &mut self.streams,
+            CallStreams {
+                method,
+                inbox: None,
+                credit: None,
+            },
+        )
+    }
 }
 
 impl CallStreams {
@@ -338,6 +355,7 @@ pub(crate) fn prepare_call(
         size,
         reply,
         streams,
+        cancel: None,
     })
 }
 /// The wire's words for a call that could not be dispatched.

@@ -1,7 +1,7 @@
 //! The async read loop of one connection. Each handler is polled once right here: one that
 //! finishes at once (most do) is answered without a task of its own, and the answers to a batch
-//! of requests that arrived together leave in one write. A handler that must wait continues as
-//! a task, and a streaming call always runs as one.
+//! of requests that arrived together leave in one write. A handler that must wait (a
+//! streaming call's, as a rule) continues as a task.
 //!
 //! A handler that computes for long before its first `.await` holds this loop. Once it has run
 //! for 2 ms, the takeover monitor (`takeover.rs`) starts a task on another worker that reads
@@ -133,13 +133,12 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         };
         let flow = match classify(frame) {
             Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
-                Ok(prepared) if prepared.streams.is_empty() => {
+                Ok(prepared) => {
                     // The handler runs right here; while it does, a takeover task may read.
                     let (flow, back) = inline(s, receiver, prepared, &mut ready).await;
                     receiver = back;
                     flow
                 }
-                Ok(prepared) => Box::pin(spawn(s, &receiver, &mut ready, prepared)).await,
                 Err(refusal) => {
                     ready.push(s.sink.prepare(Answer::Frame(refusal)));
                     Flow::Go
@@ -178,6 +177,12 @@ async fn inline(
     mut prepared: Prepared,
     ready: &mut Ready,
 ) -> (Flow, FrameReceiver) {
+    // A streaming call is registered first, so its stream's frames find it, and its handler
+    // has begun (a watch has subscribed) before the next request is read.
+    let registered = !prepared.streams.is_empty();
+    if registered {
+        s.calls.register_streams(&mut prepared);
+    }
     *s.lent() = Some(receiver);
     let polled = s.busy.run(|| {
         let mut cx = TaskContext::from_waker(Waker::noop());
@@ -186,6 +191,9 @@ async fn inline(
     let receiver = s.reclaim().await;
     let flow = match polled {
         Poll::Ready(answer) => {
+            if registered {
+                s.calls.finish(prepared.call_id);
+            }
             ready.push(s.sink.prepare(answer));
             Flow::Go
         }

@@ -1,8 +1,8 @@
 //! A shared-memory connection served from a thread of its own: a request is read from the ring
 //! the moment it lands (the thread spins, then sleeps on the futex), its handler is polled right
 //! there, and a handler that completes at once (most do) is answered from the same thread. No
-//! runtime wake-up sits between a request and its reply. A handler that must wait continues as
-//! a task; a streaming call always runs as one.
+//! runtime wake-up sits between a request and its reply. A handler that must wait (a
+//! streaming call's, as a rule) continues as a task.
 //!
 //! A handler that computes for long before its first `.await` holds this thread, so it cannot
 //! read: once it has run for `TAKEOVER_AFTER` (2 ms), a takeover thread reads the
@@ -177,22 +177,22 @@ fn serve(conn: &Conn) {
                 continue;
             }
         };
-        if prepared.streams.inbox.is_some() || prepared.streams.credit.is_some() {
-            // A streaming call is fed by this loop while it runs: it runs as a task.
-            match spawn(conn, &receiver, prepared) {
-                Flow::Go => continue,
-                Flow::Recheck => {
-                    unchecked = 0;
-                    continue;
-                }
-                Flow::End => return,
-            }
+        // A streaming call is registered first, so its stream's frames find it, and its
+        // handler has begun (a watch has subscribed) before the next request is read.
+        let registered = !prepared.streams.is_empty();
+        if registered {
+            conn.calls.register_streams(&mut prepared);
         }
-        // The handler runs right here: while it does, a takeover thread may read.
+        // The handler runs right here: while it does, a takeover reader may read.
         drop(receiver);
         let polled = conn.busy.run(|| prepared.reply.as_mut().poll(&mut inline));
         let answer = match polled {
-            Poll::Ready(answer) => answer,
+            Poll::Ready(answer) => {
+                if registered {
+                    conn.calls.finish(prepared.call_id);
+                }
+                answer
+            }
             Poll::Pending => {
                 let receiver = conn.receiver();
                 match spawn(conn, &receiver, prepared) {
