@@ -307,11 +307,12 @@ impl FrameReceiver {
     }
 
     /// Whether an async receive may spin (yielding) for a new frame before it sleeps (shared
-    /// memory only; on by default). A server turns it off while calls run, so a handler that
-    /// computes without yielding cannot hold the connection's read loop on its worker.
-    pub fn set_spinning(&mut self, spinning: bool) {
+    /// memory only; on by default), as `spinning` says. A server turns it off while calls run,
+    /// so a handler that computes without yielding cannot hold the connection's read loop on
+    /// its worker. `spinning` is only asked on transports that spin.
+    pub fn set_spinning(&mut self, spinning: impl FnOnce() -> bool) {
         if let ReceiverFlavor::Shm(r) = &mut self.0 {
-            r.set_spinning(spinning);
+            r.set_spinning(spinning());
         }
     }
 

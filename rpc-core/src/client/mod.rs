@@ -278,6 +278,28 @@ impl Client {
         scope.finish(outcome)
     }
 
+    /// A new call's id (recorded in its span) and its request, checked against the server's
+    /// frame limit.
+    fn request<'a, A: Serialize + ?Sized>(
+        &self,
+        scope: &CallScope<'_>,
+        method: u32,
+        args: &'a A,
+    ) -> Result<(u64, crate::wire::Message<'a, A>), RpcError> {
+        let shared = &*self.shared;
+        let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
+        scope.span.record("call_id", call_id);
+        let request = protocol::request(
+            method,
+            call_id,
+            &scope.options,
+            scope.timeout,
+            args,
+            shared.send_limit,
+        )?;
+        Ok((call_id, request))
+    }
+
     /// [`Client::call`] within its scope.
     async fn call_in<A, R>(
         &self,
@@ -291,16 +313,7 @@ impl Client {
     {
         let shared = &*self.shared;
         let timeout = scope.timeout;
-        let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        scope.span.record("call_id", call_id);
-        let request = protocol::request(
-            method,
-            call_id,
-            &scope.options,
-            timeout,
-            args,
-            shared.send_limit,
-        )?;
+        let (call_id, request) = self.request(scope, method, args)?;
         let exchange = async {
             // The server's limit: wait for a place (within the deadline) rather than be refused.
             let place = shared

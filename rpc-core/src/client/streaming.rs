@@ -199,18 +199,7 @@ impl Client {
         let shared = &self.shared;
         let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let call_id = shared
-            .next_call_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        scope.span.record("call_id", call_id);
-        let request = protocol::request(
-            method,
-            call_id,
-            &scope.options,
-            timeout,
-            args,
-            shared.send_limit,
-        )?;
+        let (call_id, request) = self.request(scope, method, args)?;
         let acquire = shared.in_flight.clone().acquire_owned();
         let place = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, acquire)

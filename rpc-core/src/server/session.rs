@@ -97,7 +97,7 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         if s.ended.load(Ordering::Acquire) {
             return;
         }
-        receiver.set_spinning(!s.calls.busy());
+        receiver.set_spinning(|| !s.calls.busy());
         let received = tokio::select! {
             biased;
             _ = s.kill.cancelled() => return,
