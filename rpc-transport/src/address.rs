@@ -1,212 +1,157 @@
-//! Parsing and printing of transport addresses (`tcp://HOST:PORT`, `unix:///path`, ...).
+//! [`Address`]: where a connection goes or a listener listens, as `scheme://target`.
+//!
+//! An address is its text, split into a scheme and the rest. Which schemes exist, and what
+//! their rest may say, is up to the transports registered under them
+//! ([`register`](crate::register)): parsing asks the scheme's transport to check the address.
+//! The helpers here ([`Address::host_port`], [`Address::absolute_path`], [`Address::name`])
+//! parse the usual forms for any transport, built-in or not.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::TransportError;
+use crate::registry;
 
-/// The address forms this crate understands, one line each, for error messages and docs.
-pub const SUPPORTED_FORMS: &[&str] = &[
-    "tcp://HOST:PORT",
-    "tls://HOST:PORT",
-    "unix:///abs/path.sock",
-    "unix:@abstract-name",
-    "mem://NAME",
-    "shm://NAME",
-    "shm:///abs/rendezvous.sock",
-    "mmap:///abs/file",
-    "stdio",
-    "spawn:PROGRAM ARGS...",
-    "fifo:///abs/dir",
-    "mq://NAME",
-];
-
-/// Where a connection goes or a listener listens.
+/// Where a connection goes or a listener listens: `tcp://HOST:PORT`, `unix:///path`,
+/// `unix:@name`, `spawn:PROGRAM ARGS`, `stdio`, or any form a registered transport defines.
 ///
-/// Parse one with [`str::parse`]; `Display` prints it back in the same form.
+/// Parse one with [`str::parse`] (the scheme's transport checks it); `Display` prints it
+/// back as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Address {
-    /// `tcp://HOST:PORT`: TCP, with `TCP_NODELAY`. HOST may be a name, an IPv4 or a bracketed IPv6 address.
-    Tcp {
-        /// Host name or IP address (IPv6 without brackets).
-        host: String,
-        /// Port; 0 asks the listener for any free port.
-        port: u16,
-    },
-    /// `tls://HOST:PORT`: TCP with TLS.
-    Tls {
-        /// Host name or IP address (IPv6 without brackets).
-        host: String,
-        /// Port; 0 asks the listener for any free port.
-        port: u16,
-    },
-    /// `unix:///abs/path.sock`: a Unix domain socket bound to a file system path.
-    Unix(PathBuf),
-    /// `unix:@name`: a Unix domain socket in Linux's abstract namespace.
-    UnixAbstract(String),
-    /// `mem://NAME`: an in-process connection, for tests and same-process services.
-    Mem(String),
-    /// `shm://NAME`: shared memory, rendezvous socket in the per-user runtime directory.
-    ShmNamed(String),
-    /// `shm:///abs/rendezvous.sock`: shared memory, rendezvous socket at an explicit path.
-    ShmPath(PathBuf),
-    /// `mmap:///abs/file`: shared-memory rings in a mapping of a regular file.
-    Mmap(PathBuf),
-    /// `stdio`: serve one connection on this process's stdin/stdout.
-    Stdio,
-    /// `spawn:PROGRAM ARGS...`: spawn the server as a child connected by anonymous pipes.
-    Spawn {
-        /// The program to run.
-        program: String,
-        /// Its arguments, split on white space.
-        args: Vec<String>,
-    },
-    /// `fifo:///abs/dir`: named pipes in a directory owned by the server.
-    Fifo(PathBuf),
-    /// `mq://NAME`: POSIX message queues.
-    Mq(String),
+pub struct Address {
+    text: String,
+    /// Bytes of `text` before the ':' that ends the scheme (all of it for a bare word).
+    scheme_len: usize,
+}
+
+fn valid_scheme(scheme: &str) -> bool {
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 impl Address {
-    /// The scheme as written in the address (`"tcp"`, `"unix"`, `"stdio"`, ...).
-    pub fn scheme(&self) -> &'static str {
-        match self {
-            Address::Tcp { .. } => "tcp",
-            Address::Tls { .. } => "tls",
-            Address::Unix(_) | Address::UnixAbstract(_) => "unix",
-            Address::Mem(_) => "mem",
-            Address::ShmNamed(_) | Address::ShmPath(_) => "shm",
-            Address::Mmap(_) => "mmap",
-            Address::Stdio => "stdio",
-            Address::Spawn { .. } => "spawn",
-            Address::Fifo(_) => "fifo",
-            Address::Mq(_) => "mq",
+    /// Splits `text` into scheme and rest without asking any transport: `scheme:rest`, or a
+    /// bare word (`stdio`) that is all scheme. `None` if it has no valid scheme.
+    pub fn split(text: &str) -> Option<Address> {
+        let scheme_len = text.find(':').unwrap_or(text.len());
+        valid_scheme(&text[..scheme_len]).then(|| Address {
+            text: text.to_owned(),
+            scheme_len,
+        })
+    }
+
+    /// `scheme://target`, unchecked: for a transport naming an address it made (a listener's
+    /// address with the port the system chose, say).
+    pub fn from_target(scheme: &str, target: &str) -> Address {
+        Address {
+            text: format!("{scheme}://{target}"),
+            scheme_len: scheme.len(),
         }
     }
+
+    /// The scheme (`"tcp"`, `"unix"`, `"stdio"`, ...).
+    pub fn scheme(&self) -> &str {
+        &self.text[..self.scheme_len]
+    }
+
+    /// Everything after `scheme:` (`"//127.0.0.1:80"`, `"@name"`, `"calc-server --listen
+    /// stdio"`); empty for a bare word.
+    pub fn rest(&self) -> &str {
+        self.text.get(self.scheme_len + 1..).unwrap_or("")
+    }
+
+    /// What follows `scheme://`, for the URL-like forms; `None` for the others.
+    pub fn target(&self) -> Option<&str> {
+        self.rest().strip_prefix("//")
+    }
+
+    /// The address as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// An [`InvalidAddress`](TransportError::InvalidAddress) error for this address.
+    pub fn invalid(&self, reason: impl Into<String>) -> TransportError {
+        TransportError::InvalidAddress {
+            address: self.text.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The target, or an error naming the form `scheme://what` expected.
+    pub fn required_target(&self, what: &str) -> Result<&str, TransportError> {
+        self.target()
+            .ok_or_else(|| self.invalid(format!("expected {}://{what}", self.scheme())))
+    }
+
+    /// `scheme://HOST:PORT`: the host (an IPv6 address without its brackets) and port.
+    pub fn host_port(&self) -> Result<(String, u16), TransportError> {
+        let rest = self.required_target("HOST:PORT")?;
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| self.invalid("an IPv6 host needs a closing ']'"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| self.invalid("expected ':PORT' after the host"))?;
+            (host, port)
+        } else {
+            rest.rsplit_once(':')
+                .ok_or_else(|| self.invalid("expected HOST:PORT"))?
+        };
+        if host.is_empty() {
+            return Err(self.invalid("the host is empty"));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| self.invalid(format!("'{port}' is not a port number (0-65535)")))?;
+        Ok((host.to_owned(), port))
+    }
+
+    /// `scheme:///abs/path`: the absolute path.
+    pub fn absolute_path(&self) -> Result<PathBuf, TransportError> {
+        match self.target() {
+            Some(path) if path.starts_with('/') && path.len() > 1 => Ok(PathBuf::from(path)),
+            _ => Err(self.invalid(format!(
+                "{}:// needs an absolute path, as in {0}:///abs/path",
+                self.scheme()
+            ))),
+        }
+    }
+
+    /// `scheme://NAME`: a name without '/' or NUL.
+    pub fn name(&self) -> Result<String, TransportError> {
+        check_name(self, self.required_target("NAME")?)
+    }
 }
 
-fn invalid(address: &str, reason: impl Into<String>) -> TransportError {
-    TransportError::InvalidAddress {
-        address: address.to_owned(),
-        reason: reason.into(),
+/// `name` if it is a valid object name (not empty, no '/' or NUL).
+pub(crate) fn check_name(address: &Address, name: &str) -> Result<String, TransportError> {
+    if name.is_empty() {
+        return Err(address.invalid("the name is empty"));
     }
-}
-
-fn parse_host_port(address: &str, rest: &str) -> Result<(String, u16), TransportError> {
-    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| invalid(address, "an IPv6 host needs a closing ']'"))?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| invalid(address, "expected ':PORT' after the host"))?;
-        (host, port)
-    } else {
-        rest.rsplit_once(':')
-            .ok_or_else(|| invalid(address, "expected HOST:PORT"))?
-    };
-    if host.is_empty() {
-        return Err(invalid(address, "the host is empty"));
+    if name.contains('/') || name.contains('\0') {
+        return Err(address.invalid("a name may not contain '/' or NUL"));
     }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| invalid(address, format!("'{port}' is not a port number (0-65535)")))?;
-    Ok((host.to_owned(), port))
-}
-
-fn parse_abs_path(address: &str, rest: &str, what: &str) -> Result<PathBuf, TransportError> {
-    if !rest.starts_with('/') || rest.len() < 2 {
-        return Err(invalid(
-            address,
-            format!("{what} needs an absolute path, as in scheme:///abs/path"),
-        ));
-    }
-    Ok(PathBuf::from(rest))
-}
-
-fn parse_name(address: &str, rest: &str) -> Result<String, TransportError> {
-    if rest.is_empty() {
-        return Err(invalid(address, "the name is empty"));
-    }
-    if rest.contains('/') || rest.contains('\0') {
-        return Err(invalid(address, "a name may not contain '/' or NUL"));
-    }
-    Ok(rest.to_owned())
+    Ok(name.to_owned())
 }
 
 impl FromStr for Address {
     type Err = TransportError;
 
-    fn from_str(address: &str) -> Result<Self, Self::Err> {
-        if address == "stdio" {
-            return Ok(Address::Stdio);
-        }
-        if let Some(command) = address.strip_prefix("spawn:") {
-            let mut words = command.split_whitespace().map(str::to_owned);
-            let program = words
-                .next()
-                .ok_or_else(|| invalid(address, "spawn: needs a program to run"))?;
-            return Ok(Address::Spawn {
-                program,
-                args: words.collect(),
-            });
-        }
-        if let Some(name) = address.strip_prefix("unix:@") {
-            return parse_name(address, name).map(Address::UnixAbstract);
-        }
-        let (scheme, rest) =
-            address
-                .split_once("://")
-                .ok_or_else(|| TransportError::UnsupportedScheme {
-                    address: address.to_owned(),
-                })?;
-        match scheme {
-            "tcp" => parse_host_port(address, rest).map(|(host, port)| Address::Tcp { host, port }),
-            "tls" => parse_host_port(address, rest).map(|(host, port)| Address::Tls { host, port }),
-            "unix" => parse_abs_path(address, rest, "unix://").map(Address::Unix),
-            "mem" => parse_name(address, rest).map(Address::Mem),
-            "shm" if rest.starts_with('/') => {
-                parse_abs_path(address, rest, "shm://").map(Address::ShmPath)
-            }
-            "shm" => parse_name(address, rest).map(Address::ShmNamed),
-            "mmap" => parse_abs_path(address, rest, "mmap://").map(Address::Mmap),
-            "fifo" => parse_abs_path(address, rest, "fifo://").map(Address::Fifo),
-            "mq" => parse_name(address, rest).map(Address::Mq),
-            _ => Err(TransportError::UnsupportedScheme {
-                address: address.to_owned(),
-            }),
-        }
+    /// Splits the scheme off and has its registered transport check the rest.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let address = Address::split(text).ok_or_else(|| registry::unsupported(text))?;
+        registry::lookup(&address)?.check(&address)?;
+        Ok(address)
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn host(h: &str) -> String {
-            if h.contains(':') {
-                format!("[{h}]")
-            } else {
-                h.to_owned()
-            }
-        }
-        match self {
-            Address::Tcp { host: h, port } => write!(f, "tcp://{}:{port}", host(h)),
-            Address::Tls { host: h, port } => write!(f, "tls://{}:{port}", host(h)),
-            Address::Unix(path) => write!(f, "unix://{}", path.display()),
-            Address::UnixAbstract(name) => write!(f, "unix:@{name}"),
-            Address::Mem(name) => write!(f, "mem://{name}"),
-            Address::ShmNamed(name) => write!(f, "shm://{name}"),
-            Address::ShmPath(path) => write!(f, "shm://{}", path.display()),
-            Address::Mmap(path) => write!(f, "mmap://{}", path.display()),
-            Address::Stdio => f.write_str("stdio"),
-            Address::Spawn { program, args } => {
-                write!(f, "spawn:{program}")?;
-                args.iter().try_for_each(|a| write!(f, " {a}"))
-            }
-            Address::Fifo(path) => write!(f, "fifo://{}", path.display()),
-            Address::Mq(name) => write!(f, "mq://{name}"),
-        }
+        f.write_str(&self.text)
     }
 }
 
@@ -221,52 +166,30 @@ mod tests {
     }
 
     #[test]
-    fn parses_every_documented_form() {
+    fn parses_every_built_in_form() {
+        let tcp = round_trip("tcp://127.0.0.1:7000");
+        assert_eq!(tcp.scheme(), "tcp");
+        assert_eq!(tcp.host_port().unwrap(), ("127.0.0.1".into(), 7000));
         assert_eq!(
-            round_trip("tcp://127.0.0.1:7000"),
-            Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 7000
-            }
+            round_trip("tcp://[::1]:0").host_port().unwrap(),
+            ("::1".into(), 0)
         );
         assert_eq!(
-            round_trip("tcp://[::1]:0"),
-            Address::Tcp {
-                host: "::1".into(),
-                port: 0
-            }
+            round_trip("unix:///tmp/a.sock").absolute_path().unwrap(),
+            PathBuf::from("/tmp/a.sock")
         );
-        assert_eq!(
-            round_trip("unix:///tmp/a.sock"),
-            Address::Unix("/tmp/a.sock".into())
-        );
-        assert_eq!(
-            round_trip("unix:@calc"),
-            Address::UnixAbstract("calc".into())
-        );
-        assert_eq!(round_trip("mem://calc"), Address::Mem("calc".into()));
-        assert_eq!(round_trip("shm://calc"), Address::ShmNamed("calc".into()));
-        assert_eq!(
-            round_trip("shm:///run/calc.sock"),
-            Address::ShmPath("/run/calc.sock".into())
-        );
-        assert_eq!(
-            round_trip("mmap:///tmp/seg"),
-            Address::Mmap("/tmp/seg".into())
-        );
-        assert_eq!(round_trip("stdio"), Address::Stdio);
-        assert_eq!(
-            round_trip("spawn:calc-server --listen stdio"),
-            Address::Spawn {
-                program: "calc-server".into(),
-                args: vec!["--listen".into(), "stdio".into()]
-            }
-        );
-        assert_eq!(
-            round_trip("fifo:///tmp/calc"),
-            Address::Fifo("/tmp/calc".into())
-        );
-        assert_eq!(round_trip("mq://calc"), Address::Mq("calc".into()));
+        assert_eq!(round_trip("unix:@calc").rest(), "@calc");
+        assert_eq!(round_trip("mem://calc").name().unwrap(), "calc");
+        assert_eq!(round_trip("shm://calc").name().unwrap(), "calc");
+        round_trip("shm:///run/calc.sock");
+        round_trip("mmap:///tmp/seg");
+        assert_eq!(round_trip("stdio").scheme(), "stdio");
+        let spawn = round_trip("spawn:calc-server --listen stdio");
+        assert_eq!(spawn.scheme(), "spawn");
+        assert_eq!(spawn.rest(), "calc-server --listen stdio");
+        round_trip("fifo:///tmp/calc");
+        round_trip("mq://calc");
+        round_trip("tls://example.com:443");
     }
 
     #[test]
@@ -274,16 +197,18 @@ mod tests {
         let err = "http://example.com".parse::<Address>().unwrap_err();
         assert!(matches!(err, TransportError::UnsupportedScheme { .. }));
         let message = err.to_string();
-        for form in SUPPORTED_FORMS {
-            assert!(message.contains(form), "{message} lacks {form}");
+        for form in crate::supported_forms() {
+            assert!(message.contains(&form), "{message} lacks {form}");
         }
         assert!("localhost:80".parse::<Address>().is_err());
+        assert!("".parse::<Address>().is_err());
     }
 
     #[test]
     fn malformed_addresses_say_what_is_wrong() {
         let cases = [
             ("tcp://127.0.0.1", "HOST:PORT"),
+            ("tcp:127.0.0.1:80", "tcp://HOST:PORT"),
             ("tcp://:80", "host is empty"),
             ("tcp://h:99999", "not a port"),
             ("tcp://[::1:80", "closing ']'"),
@@ -291,6 +216,7 @@ mod tests {
             ("mem://", "name is empty"),
             ("mq://a/b", "may not contain"),
             ("spawn:", "needs a program"),
+            ("stdio:x", "stdio"),
         ];
         for (text, expected) in cases {
             let err = text.parse::<Address>().unwrap_err();

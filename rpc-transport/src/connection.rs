@@ -1,18 +1,13 @@
-//! [`Connection`]: a framed, ordered, duplex message connection, and its two halves.
-//!
-//! The set of transports is closed, so the halves dispatch with an enum rather than `dyn`.
+//! [`Connection`]: a framed, ordered, duplex message connection, and its two halves, each a
+//! boxed half of whichever transport made it ([`SendFrames`], [`ReceiveFrames`]).
 
+use std::fmt;
 use std::net::SocketAddr;
 
-use tokio::net::{tcp, unix};
-
+use crate::blocking::{BlockingReceiver, BlockingSender};
 use crate::error::TransportError;
 use crate::frame::Frame;
-use crate::mem::{MemAcceptor, MemReceiver, MemSender};
-use crate::mq::{MqReceiver, MqSender};
-use crate::pipe::{PipeRead, PipeWrite};
-use crate::shm::{ShmReceiver, ShmSender};
-use crate::stream::{StreamReceiver, StreamSender};
+use crate::transport::{ReceiveFrames, SendFrames};
 
 /// Who is on the other end of a connection, as far as the transport knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +27,16 @@ pub enum PeerInfo {
     },
     /// A peer in this same process.
     Mem,
+    /// A TLS peer: its socket address and, where it presented one (a server always does; a
+    /// client under mutual TLS), the identity in its certificate.
+    Tls {
+        /// The peer's socket address.
+        addr: SocketAddr,
+        /// The peer's verified certificate, if it presented one.
+        certificate: Option<PeerCertificate>,
+    },
+    /// A peer of a transport registered outside this crate, described by it.
+    Other(String),
     /// A process on this host reached over a pipe or a FIFO: the spawned child, the parent of
     /// a `stdio` server, or a FIFO client. A FIFO client's uid is
     /// the owner of the FIFOs it made (checked by the kernel); a pid that only the peer claims
@@ -44,110 +49,54 @@ pub enum PeerInfo {
     },
 }
 
-#[derive(Debug)]
-pub(crate) enum SenderFlavor {
-    Tcp(StreamSender<tcp::OwnedWriteHalf>),
-    Unix(StreamSender<unix::OwnedWriteHalf>),
-    Mem(MemSender),
-    Shm(ShmSender),
-    Pipe(StreamSender<PipeWrite>),
-    Mq(MqSender),
-}
-
-#[derive(Debug)]
-pub(crate) enum ReceiverFlavor {
-    Tcp(StreamReceiver<tcp::OwnedReadHalf>),
-    Unix(StreamReceiver<unix::OwnedReadHalf>),
-    Mem(MemReceiver),
-    Shm(ShmReceiver),
-    Pipe(StreamReceiver<PipeRead>),
-    Mq(MqReceiver),
+/// The identity a verified peer certificate carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The certificate's subject, as an RFC 4514 string (`CN=client,O=Example`).
+    pub subject: String,
+    /// Its subject alternative names: DNS names as written, IP addresses as text,
+    /// e-mail addresses and URIs as written.
+    pub subject_alt_names: Vec<String>,
+    /// The certificate itself, DER-encoded.
+    pub der: Vec<u8>,
 }
 
 /// The sending half of a [`Connection`].
-#[derive(Debug)]
-pub struct FrameSender(pub(crate) SenderFlavor);
+pub struct FrameSender(Box<dyn SendFrames>);
 
 /// The receiving half of a [`Connection`].
-#[derive(Debug)]
-pub struct FrameReceiver(pub(crate) ReceiverFlavor);
+pub struct FrameReceiver(Box<dyn ReceiveFrames>);
 
-impl From<StreamSender<tcp::OwnedWriteHalf>> for FrameSender {
-    fn from(s: StreamSender<tcp::OwnedWriteHalf>) -> Self {
-        FrameSender(SenderFlavor::Tcp(s))
+impl fmt::Debug for FrameSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FrameSender({})", self.0.mechanism())
     }
 }
-impl From<StreamSender<unix::OwnedWriteHalf>> for FrameSender {
-    fn from(s: StreamSender<unix::OwnedWriteHalf>) -> Self {
-        FrameSender(SenderFlavor::Unix(s))
-    }
-}
-impl From<MemSender> for FrameSender {
-    fn from(s: MemSender) -> Self {
-        FrameSender(SenderFlavor::Mem(s))
-    }
-}
-impl From<ShmSender> for FrameSender {
-    fn from(s: ShmSender) -> Self {
-        FrameSender(SenderFlavor::Shm(s))
-    }
-}
-impl From<StreamSender<PipeWrite>> for FrameSender {
-    fn from(s: StreamSender<PipeWrite>) -> Self {
-        FrameSender(SenderFlavor::Pipe(s))
-    }
-}
-impl From<StreamReceiver<PipeRead>> for FrameReceiver {
-    fn from(r: StreamReceiver<PipeRead>) -> Self {
-        FrameReceiver(ReceiverFlavor::Pipe(r))
-    }
-}
-impl From<MqSender> for FrameSender {
-    fn from(s: MqSender) -> Self {
-        FrameSender(SenderFlavor::Mq(s))
-    }
-}
-impl From<MqReceiver> for FrameReceiver {
-    fn from(r: MqReceiver) -> Self {
-        FrameReceiver(ReceiverFlavor::Mq(r))
-    }
-}
-impl From<ShmReceiver> for FrameReceiver {
-    fn from(r: ShmReceiver) -> Self {
-        FrameReceiver(ReceiverFlavor::Shm(r))
-    }
-}
-impl From<StreamReceiver<tcp::OwnedReadHalf>> for FrameReceiver {
-    fn from(r: StreamReceiver<tcp::OwnedReadHalf>) -> Self {
-        FrameReceiver(ReceiverFlavor::Tcp(r))
-    }
-}
-impl From<StreamReceiver<unix::OwnedReadHalf>> for FrameReceiver {
-    fn from(r: StreamReceiver<unix::OwnedReadHalf>) -> Self {
-        FrameReceiver(ReceiverFlavor::Unix(r))
-    }
-}
-impl From<MemReceiver> for FrameReceiver {
-    fn from(r: MemReceiver) -> Self {
-        FrameReceiver(ReceiverFlavor::Mem(r))
+
+impl fmt::Debug for FrameReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FrameReceiver")
     }
 }
 
 impl FrameSender {
+    /// Wraps a transport's sending half.
+    pub fn new(half: impl SendFrames) -> Self {
+        FrameSender(Box::new(half))
+    }
+
+    /// Wraps a transport's boxed sending half.
+    pub fn from_box(half: Box<dyn SendFrames>) -> Self {
+        FrameSender(half)
+    }
+
     /// Sends one frame. A frame over the maximum size is refused with
     /// [`TransportError::FrameTooLarge`] and nothing is sent; the connection stays usable.
     ///
     /// Cancellation safe: if the future is dropped, the frame is either not sent at all or
     /// sent whole with the next call.
     pub async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
-        match &mut self.0 {
-            SenderFlavor::Tcp(s) => s.send(frame).await,
-            SenderFlavor::Unix(s) => s.send(frame).await,
-            SenderFlavor::Mem(s) => s.send(frame).await,
-            SenderFlavor::Shm(s) => s.send(frame).await,
-            SenderFlavor::Pipe(s) => s.send(frame).await,
-            SenderFlavor::Mq(s) => s.send(frame).await,
-        }
+        self.0.send(frame).await
     }
 
     /// Sends several frames, in order, with as few system calls as the transport allows (one
@@ -161,38 +110,13 @@ impl FrameSender {
                 limit,
             });
         }
-        match &mut self.0 {
-            SenderFlavor::Tcp(s) => {
-                for frame in frames {
-                    s.feed(frame)?;
-                }
-                s.flush().await
-            }
-            SenderFlavor::Unix(s) => {
-                for frame in frames {
-                    s.feed(frame)?;
-                }
-                s.flush().await
-            }
-            SenderFlavor::Pipe(s) => {
-                for frame in frames {
-                    s.feed(frame)?;
-                }
-                s.flush().await
-            }
-            _ => {
-                for frame in frames {
-                    self.send(frame).await?;
-                }
-                Ok(())
-            }
-        }
+        self.0.send_all(frames).await
     }
 
     /// Whether [`send_with`](Self::send_with) writes straight into the transport's memory (shared
     /// memory) rather than into a frame first.
     pub fn writes_in_place(&self) -> bool {
-        matches!(self.0, SenderFlavor::Shm(_))
+        self.0.writes_in_place()
     }
 
     /// Sends a message of `len` bytes that `fill` writes. On shared memory it is written
@@ -203,130 +127,111 @@ impl FrameSender {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), TransportError> {
-        match &mut self.0 {
-            SenderFlavor::Shm(s) => s.send_with(len, fill).await,
-            _ => {
-                if len > self.max_frame_size() {
-                    return Err(TransportError::FrameTooLarge {
-                        size: len,
-                        limit: self.max_frame_size(),
-                    });
+        let limit = self.max_frame_size();
+        if len > limit {
+            return Err(TransportError::FrameTooLarge { size: len, limit });
+        }
+        if !self.0.writes_in_place() {
+            return self.send(Frame::filled(len, fill)).await;
+        }
+        // No room yet: yield a while, then sleep in growing steps, as a full ring empties.
+        let mut fill = Some(fill);
+        let mut backoff = std::time::Duration::from_micros(20);
+        for attempt in 0u32.. {
+            let mut once = |buf: &mut [u8]| {
+                if let Some(fill) = fill.take() {
+                    fill(buf)
                 }
-                self.send(Frame::filled(len, fill)).await
+            };
+            if self.0.try_send_with(len, &mut once)? {
+                return Ok(());
+            }
+            if attempt < 64 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(1));
             }
         }
+        unreachable!("the loop returns")
     }
 
-    /// The mechanism carrying this connection, for logs and traces: `"tcp"`, `"unix"`,
-    /// `"mem"`, `"shm"` (also `mmap://`), `"pipe"` (`stdio`, `spawn:`, `fifo://`) or `"mq"`.
+    /// The mechanism carrying this connection, for logs and traces: `"tcp"`, `"tls"`,
+    /// `"unix"`, `"mem"`, `"shm"` (also `mmap://`), `"pipe"` (`stdio`, `spawn:`, `fifo://`),
+    /// `"mq"`, or what a registered transport calls itself.
     pub fn mechanism(&self) -> &'static str {
-        match &self.0 {
-            SenderFlavor::Tcp(_) => "tcp",
-            SenderFlavor::Unix(_) => "unix",
-            SenderFlavor::Mem(_) => "mem",
-            SenderFlavor::Shm(_) => "shm",
-            SenderFlavor::Pipe(_) => "pipe",
-            SenderFlavor::Mq(_) => "mq",
-        }
+        self.0.mechanism()
     }
 
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
-        match &self.0 {
-            SenderFlavor::Tcp(s) => s.max_frame_size(),
-            SenderFlavor::Unix(s) => s.max_frame_size(),
-            SenderFlavor::Mem(s) => s.max_frame_size(),
-            SenderFlavor::Shm(s) => s.max_frame_size(),
-            SenderFlavor::Pipe(s) => s.max_frame_size(),
-            SenderFlavor::Mq(s) => s.max_frame_size(),
-        }
+        self.0.max_frame_size()
     }
 
     /// Flushes and closes the sending direction; the peer's receiver then returns `None`.
     pub async fn close(&mut self) -> Result<(), TransportError> {
-        match &mut self.0 {
-            SenderFlavor::Tcp(s) => s.close().await,
-            SenderFlavor::Unix(s) => s.close().await,
-            SenderFlavor::Mem(_) => {
-                self.0 = SenderFlavor::Mem(MemSender::closed());
-                Ok(())
-            }
-            SenderFlavor::Shm(s) => {
-                s.close();
-                Ok(())
-            }
-            SenderFlavor::Pipe(s) => s.close().await,
-            SenderFlavor::Mq(s) => {
-                s.close();
-                Ok(())
-            }
-        }
+        self.0.close().await
+    }
+
+    /// The transport's own half, if it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// This half as a [`BlockingSender`], for transports that serve best from a dedicated
+    /// thread (shared memory); the half itself, unchanged, for the others.
+    #[allow(clippy::result_large_err)] // hands the half back unchanged, by design
+    pub fn into_blocking(self) -> Result<BlockingSender, FrameSender> {
+        self.0
+            .into_blocking()
+            .map(BlockingSender::from_box)
+            .map_err(FrameSender)
     }
 }
 
 impl FrameReceiver {
+    /// Wraps a transport's receiving half.
+    pub fn new(half: impl ReceiveFrames) -> Self {
+        FrameReceiver(Box::new(half))
+    }
+
+    /// Wraps a transport's boxed receiving half.
+    pub fn from_box(half: Box<dyn ReceiveFrames>) -> Self {
+        FrameReceiver(half)
+    }
+
     /// Receives the next frame; `None` once the peer has closed its sending direction.
     ///
     /// Cancellation safe: dropping the future loses no data.
     pub async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        match &mut self.0 {
-            ReceiverFlavor::Tcp(r) => r.recv().await,
-            ReceiverFlavor::Unix(r) => r.recv().await,
-            ReceiverFlavor::Mem(r) => r.recv().await,
-            ReceiverFlavor::Shm(r) => r.recv().await,
-            ReceiverFlavor::Pipe(r) => r.recv().await,
-            ReceiverFlavor::Mq(r) => r.recv().await,
-        }
+        self.0.recv().await
     }
 
     /// Sets the largest frame accepted from now on: a server accepts only small frames until
     /// the handshake is done. A bigger frame fails the connection as it starts to arrive.
     pub fn set_max_frame_size(&mut self, limit: usize) {
-        match &mut self.0 {
-            ReceiverFlavor::Tcp(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Unix(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Mem(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Shm(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Pipe(r) => r.set_max_frame_size(limit),
-            ReceiverFlavor::Mq(r) => r.set_max_frame_size(limit),
-        }
+        self.0.set_max_frame_size(limit)
     }
 
     /// Whether the peer has left (closed its end or died), asked without reading or waiting:
     /// frames it sent before may still be unread. A server that has stopped reading a
     /// connection uses it to let go of one whose peer is gone.
     pub fn peer_gone(&self) -> bool {
-        match &self.0 {
-            ReceiverFlavor::Tcp(r) => crate::hangup::hung_up(r.io().as_ref()),
-            ReceiverFlavor::Unix(r) => crate::hangup::hung_up(r.io().as_ref()),
-            ReceiverFlavor::Mem(r) => r.peer_gone(),
-            ReceiverFlavor::Shm(r) => r.peer_gone(),
-            ReceiverFlavor::Pipe(r) => crate::hangup::hung_up(r.io()),
-            ReceiverFlavor::Mq(r) => r.peer_gone(),
-        }
+        self.0.peer_gone()
     }
 
     /// Whether an async receive may spin (yielding) for a new frame before it sleeps (shared
     /// memory only; on by default), as `spinning` says. A server turns it off while calls run,
     /// so a handler that computes without yielding cannot hold the connection's read loop on
     /// its worker. `spinning` is only asked on transports that spin.
-    pub fn set_spinning(&mut self, spinning: impl FnOnce() -> bool) {
-        if let ReceiverFlavor::Shm(r) = &mut self.0 {
-            r.set_spinning(spinning());
-        }
+    pub fn set_spinning(&mut self, mut spinning: impl FnMut() -> bool) {
+        self.0.set_spinning(&mut spinning)
     }
 
     /// Whether a frame is already waiting, so the next [`recv`](Self::recv) returns at once.
     /// A server uses it to answer a batch of requests with one write.
     pub fn has_buffered(&self) -> bool {
-        match &self.0 {
-            ReceiverFlavor::Tcp(r) => r.has_buffered(),
-            ReceiverFlavor::Unix(r) => r.has_buffered(),
-            ReceiverFlavor::Mem(r) => r.has_buffered(),
-            ReceiverFlavor::Shm(r) => r.has_buffered(),
-            ReceiverFlavor::Pipe(r) => r.has_buffered(),
-            ReceiverFlavor::Mq(r) => r.has_buffered(),
-        }
+        self.0.has_buffered()
     }
 
     /// Reads and discards everything until the peer closes. Closing a socket with unread data
@@ -334,14 +239,22 @@ impl FrameReceiver {
     /// side that ends a connection on a protocol error drains (with a time limit) so its peer
     /// reads why.
     pub async fn drain(&mut self) {
-        match &mut self.0 {
-            ReceiverFlavor::Tcp(r) => r.drain().await,
-            ReceiverFlavor::Unix(r) => r.drain().await,
-            ReceiverFlavor::Mem(r) => r.drain().await,
-            ReceiverFlavor::Shm(r) => r.drain().await,
-            ReceiverFlavor::Pipe(r) => r.drain().await,
-            ReceiverFlavor::Mq(r) => r.drain().await,
-        }
+        self.0.drain().await
+    }
+
+    /// The transport's own half, if it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// This half as a [`BlockingReceiver`], for transports that serve best from a dedicated
+    /// thread (shared memory); the half itself, unchanged, for the others.
+    #[allow(clippy::result_large_err)] // hands the half back unchanged, by design
+    pub fn into_blocking(self) -> Result<BlockingReceiver, FrameReceiver> {
+        self.0
+            .into_blocking()
+            .map(BlockingReceiver::from_box)
+            .map_err(FrameReceiver)
     }
 }
 
@@ -384,13 +297,5 @@ impl Connection {
     /// The two halves and the peer's description.
     pub fn split(self) -> (FrameSender, FrameReceiver, PeerInfo) {
         (self.sender, self.receiver, self.peer)
-    }
-
-    pub(crate) fn set_mem_limits(&mut self, limit: usize) {
-        if let (SenderFlavor::Mem(s), ReceiverFlavor::Mem(r)) =
-            (&mut self.sender.0, &mut self.receiver.0)
-        {
-            MemAcceptor::set_limits(s, r, limit);
-        }
     }
 }

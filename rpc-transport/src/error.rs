@@ -2,8 +2,6 @@
 
 use std::io;
 
-use crate::address::SUPPORTED_FORMS;
-
 /// Everything that can go wrong below the RPC layer: addresses, connecting, binding, framing, I/O.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -16,19 +14,37 @@ pub enum TransportError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The address's scheme is not one this crate knows.
-    #[error("unsupported address '{address}'; supported forms: {}", SUPPORTED_FORMS.join(", "))]
+    /// No transport is registered for the address's scheme.
+    #[error("unsupported address '{address}'; supported forms: {supported}")]
     UnsupportedScheme {
         /// The address as given.
         address: String,
+        /// The forms that are supported, comma-separated.
+        supported: String,
     },
-    /// The scheme is known but this build cannot connect or listen on it.
-    #[error("the '{scheme}' transport is not available in this build ({address})")]
+    /// The scheme's transport cannot do what was asked (connect without a runtime, say).
+    #[error("the '{scheme}' transport cannot serve {address}")]
     Unavailable {
-        /// The scheme, such as `tls`.
-        scheme: &'static str,
-        /// The address as given.
+        /// The scheme, such as `mem`.
+        scheme: String,
+        /// The address as given, and why.
         address: String,
+    },
+    /// A transport was registered under a scheme that is already taken.
+    #[error("the scheme '{scheme}' already has a transport")]
+    SchemeTaken {
+        /// The scheme.
+        scheme: String,
+    },
+    /// A TLS handshake failed, or a certificate was refused; `reason` says which and why
+    /// (the peer's certificate chain, its host name, its expiry, a missing client
+    /// certificate...).
+    #[error("TLS with {peer} failed: {reason}")]
+    Tls {
+        /// The peer: the address connected to, or the client's socket address.
+        peer: String,
+        /// Why.
+        reason: String,
     },
     /// Connecting to a listener failed.
     #[error("cannot connect to {address}: {source}")]

@@ -39,10 +39,12 @@ use tokio::sync::Mutex;
 
 use crate::TransportConfig;
 use crate::address::Address;
-use crate::connection::{Connection, PeerInfo};
+use crate::blocking::{BlockingConnection, blocking_stream_connection};
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
 use crate::error::TransportError;
 use crate::pipe::{Keepalive, PipeRead, PipeWrite, Shared, SyncPipe};
 use crate::stream::{StreamReceiver, StreamSender};
+use crate::transport::{Acceptor, BoxFuture, Transport};
 
 mod access;
 use access::{Access, ClientDir};
@@ -58,10 +60,55 @@ const MAX_NAME: usize = 64;
 /// How long a connect waits for the server's acknowledgement.
 const ACK_WAIT: Duration = Duration::from_secs(10);
 
-fn dir_of(address: &Address) -> &Path {
-    match address {
-        Address::Fifo(dir) => dir,
-        other => unreachable!("{other} is not a fifo address"),
+fn dir_of(address: &Address) -> Result<PathBuf, TransportError> {
+    address.absolute_path()
+}
+
+/// The `fifo` transport.
+pub(crate) struct Fifo;
+
+impl Transport for Fifo {
+    fn scheme(&self) -> &str {
+        "fifo"
+    }
+
+    fn forms(&self) -> Vec<String> {
+        vec!["fifo:///abs/dir".into()]
+    }
+
+    fn check(&self, address: &Address) -> Result<(), TransportError> {
+        dir_of(address).map(drop)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+        Box::pin(connect(address, config))
+    }
+
+    fn bind<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
+        Box::pin(async move {
+            let acceptor = FifoAcceptor::bind(address, config)?;
+            Ok(Box::new(acceptor) as Box<dyn Acceptor>)
+        })
+    }
+
+    fn connect_blocking(
+        &self,
+        address: &Address,
+        config: &TransportConfig,
+        timeout: Duration,
+    ) -> Result<BlockingConnection, TransportError> {
+        let (write, read, peer) = connect_blocking(address, timeout)?;
+        Ok(blocking_stream_connection(
+            write, read, config, peer, "pipe",
+        ))
     }
 }
 
@@ -105,7 +152,7 @@ fn valid_name(name: &[u8]) -> bool {
 
 /// A bound `fifo://` listener.
 #[derive(Debug)]
-pub(crate) struct FifoAcceptor {
+struct FifoAcceptor {
     /// Removes our files and the directory; dropped before the lock is released.
     owned: OwnedDir,
     /// The request FIFO's read end and the bytes of an announcement not yet whole.
@@ -115,16 +162,25 @@ pub(crate) struct FifoAcceptor {
     _lock: Flock<std::fs::File>,
     /// When dead clients' FIFOs were last looked for.
     last_sweep: std::sync::Mutex<Instant>,
+    address: Address,
+    config: TransportConfig,
+}
+
+impl Acceptor for FifoAcceptor {
+    fn local_address(&self) -> Address {
+        self.address.clone()
+    }
+
+    fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(self.accept_next())
+    }
 }
 
 impl FifoAcceptor {
     /// Creates (or takes over from a dead server) the directory and its request FIFO.
     /// The directory is shared with other users if `config.socket_mode` grants them access.
-    pub(crate) fn bind(
-        address: &Address,
-        config: &TransportConfig,
-    ) -> Result<FifoAcceptor, TransportError> {
-        let dir = dir_of(address);
+    fn bind(address: &Address, config: &TransportConfig) -> Result<FifoAcceptor, TransportError> {
+        let dir = &dir_of(address)?;
         let access = Access::from_socket_mode(config.socket_mode);
         let bind_error = |source: io::Error| TransportError::Bind {
             address: address.to_string(),
@@ -179,15 +235,15 @@ impl FifoAcceptor {
             _requests_writer: writer,
             _lock: lock,
             last_sweep: std::sync::Mutex::new(Instant::now()),
+            address: address.clone(),
+            config: config.clone(),
         })
     }
 
     /// Waits for the next client's announcement and connects to its FIFOs. Cancellation safe:
     /// announcements read but not yet served stay buffered.
-    pub(crate) async fn accept(
-        &self,
-        config: &TransportConfig,
-    ) -> Result<Connection, TransportError> {
+    async fn accept_next(&self) -> Result<Connection, TransportError> {
+        let config = &self.config;
         let mut requests = self.requests.lock().await;
         let (reader, pending) = &mut *requests;
         loop {
@@ -257,13 +313,16 @@ impl FifoAcceptor {
         nix::unistd::write(&down, &[ACK]).map_err(io::Error::from)?;
         let keep: Keepalive = Some(names as Shared);
         Ok(Connection::new(
-            StreamSender::new(PipeWrite::new(down, keep.clone())?, config.max_frame_size).into(),
-            StreamReceiver::new(
+            FrameSender::new(StreamSender::new(
+                PipeWrite::new(down, keep.clone())?,
+                config.max_frame_size,
+                "pipe",
+            )),
+            FrameReceiver::new(StreamReceiver::new(
                 PipeRead::new(up, keep)?,
                 config.max_frame_size,
                 config.socket_spin,
-            )
-            .into(),
+            )),
             PeerInfo::Local {
                 pid: None,
                 uid: Some(owner),
@@ -331,7 +390,7 @@ fn connect_error(address: &Address, source: io::Error) -> TransportError {
 /// is full for now (try again shortly).
 fn announce(address: &Address) -> Result<Option<Announced>, TransportError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = dir_of(address);
+    let dir = &dir_of(address)?;
     let client_dir = ClientDir::check(dir).map_err(|e| {
         // A missing directory is simply no server.
         let e = if e.kind() == io::ErrorKind::NotFound {
@@ -465,7 +524,7 @@ fn check_ack(address: &Address, read: io::Result<usize>, byte: u8) -> Result<(),
     }
 }
 
-pub(crate) async fn connect(
+async fn connect(
     address: &Address,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
@@ -492,8 +551,16 @@ pub(crate) async fn connect(
     check_ack(address, read, byte[0])?;
     let up = finish(address, &names, up_keep)?;
     Ok(Connection::new(
-        StreamSender::new(PipeWrite::new(up, None)?, config.max_frame_size).into(),
-        StreamReceiver::new(reader, config.max_frame_size, config.socket_spin).into(),
+        FrameSender::new(StreamSender::new(
+            PipeWrite::new(up, None)?,
+            config.max_frame_size,
+            "pipe",
+        )),
+        FrameReceiver::new(StreamReceiver::new(
+            reader,
+            config.max_frame_size,
+            config.socket_spin,
+        )),
         PeerInfo::Local {
             pid: None,
             uid: Some(nix::unistd::geteuid().as_raw()),
@@ -502,7 +569,7 @@ pub(crate) async fn connect(
 }
 
 /// Connects without a runtime: (write end, read end, peer) for the blocking framing.
-pub(crate) fn connect_blocking(
+fn connect_blocking(
     address: &Address,
     timeout: Duration,
 ) -> Result<(SyncPipe, SyncPipe, PeerInfo), TransportError> {

@@ -3,16 +3,22 @@
 //! This crate knows nothing about RPC: it moves whole messages ([`Frame`]s) between two
 //! endpoints, reliably and in order, each at most [`TransportConfig::max_frame_size`] bytes.
 //!
-//! - [`Address`] (`address.rs`): the address forms, parsed from and printed to strings.
+//! - [`Transport`] and its halves (`transport.rs`): the interface every mechanism implements,
+//!   built-in or not; [`register`] (`registry.rs`) adds one under a URL scheme, after which
+//!   every address of that scheme works here and in `rpc-core`'s clients and servers.
+//! - [`Address`] (`address.rs`): `scheme:rest`, checked by the scheme's transport.
 //! - [`connect`] and [`Listener`] (`listener.rs`): from an address to a [`Connection`].
-//! - [`connect_blocking`] (`blocking.rs`): a [`BlockingConnection`] for code without a runtime.
+//! - [`connect_blocking`] (`blocking/`): a [`BlockingConnection`] for code without a runtime.
 //! - [`Connection`], [`FrameSender`], [`FrameReceiver`] (`connection.rs`): the framed duplex,
 //!   whole or split into halves; [`PeerInfo`] says who is on the other end.
+//! - [`framed`] (`stream.rs`): framed halves over any `AsyncRead`/`AsyncWrite`;
+//!   [`blocking_stream_connection`] and [`BlockingConnection::over_runtime`] the blocking
+//!   counterparts.
 //! - [`spawn`] and [`spawn_blocking`]: a connection to a child process started from a
 //!   [`std::process::Command`], over pipes on its stdin and stdout.
-//! - One module per mechanism: `tcp`, `unix`, `mem`, `shm` (shared memory and `mmap://`),
-//!   `pipe` (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues), with
-//!   `stream` framing the byte streams.
+//! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
+//!   `unix`, `mem`, `shm` (shared memory and `mmap://`), `pipe` (`spawn:` and `stdio`), `fifo`
+//!   (named pipes), `mq` (POSIX message queues).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {
@@ -60,25 +66,29 @@ mod mem;
 mod mq;
 #[cfg(not(loom))]
 mod pipe;
+#[cfg(not(loom))]
+mod registry;
 pub mod shm;
 #[cfg(not(loom))]
 mod stream;
 #[cfg(not(loom))]
 mod tcp;
 #[cfg(not(loom))]
+mod transport;
+#[cfg(not(loom))]
 mod unix;
 
 #[cfg(not(loom))]
-pub use address::{Address, SUPPORTED_FORMS};
+pub use address::Address;
 #[cfg(not(loom))]
 pub use blocking::{
-    BlockingConnection, BlockingReceiver, BlockingSender, RecvInterrupter, connect_blocking,
-    spawn_blocking,
+    BlockingConnection, BlockingReceiver, BlockingSender, RecvInterrupter, TimedStream,
+    blocking_stream_connection, connect_blocking,
 };
 #[cfg(not(loom))]
 pub use config::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_SHM_RING_CAPACITY, TransportConfig};
 #[cfg(not(loom))]
-pub use connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
+pub use connection::{Connection, FrameReceiver, FrameSender, PeerCertificate, PeerInfo};
 #[cfg(not(loom))]
 pub use deadline::Deadline;
 #[cfg(not(loom))]
@@ -88,4 +98,13 @@ pub use frame::{FRAME_PREFIX, Frame};
 #[cfg(not(loom))]
 pub use listener::{Listener, connect};
 #[cfg(not(loom))]
-pub use pipe::{REAP_GRACE, spawn};
+pub use pipe::{REAP_GRACE, spawn, spawn_blocking};
+#[cfg(not(loom))]
+pub use registry::{register, supported_forms};
+#[cfg(not(loom))]
+pub use stream::framed;
+#[cfg(not(loom))]
+pub use transport::{
+    Acceptor, BlockingReceiveFrames, BlockingSendFrames, BoxFuture, ReceiveFrames, SendFrames,
+    Transport,
+};

@@ -4,21 +4,73 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::TransportConfig;
 use crate::address::Address;
-use crate::connection::{Connection, PeerInfo};
+use crate::blocking::BlockingConnection;
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
 use crate::error::TransportError;
 use crate::frame::Frame;
+use crate::transport::{Acceptor, BoxFuture, ReceiveFrames, SendFrames, Transport};
+
+/// The `mem` transport.
+pub(crate) struct Mem;
+
+impl Transport for Mem {
+    fn scheme(&self) -> &str {
+        "mem"
+    }
+
+    fn forms(&self) -> Vec<String> {
+        vec!["mem://NAME".into()]
+    }
+
+    fn check(&self, address: &Address) -> Result<(), TransportError> {
+        address.name().map(drop)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+        Box::pin(connect(address, config))
+    }
+
+    fn bind<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
+        Box::pin(async move {
+            let acceptor = MemAcceptor::bind(address, config)?;
+            Ok(Box::new(acceptor) as Box<dyn Acceptor>)
+        })
+    }
+
+    /// On a private runtime of its own, so not from inside one.
+    fn connect_blocking(
+        &self,
+        address: &Address,
+        config: &TransportConfig,
+        timeout: Duration,
+    ) -> Result<BlockingConnection, TransportError> {
+        BlockingConnection::over_runtime(address, timeout, || connect(address, config))
+    }
+}
+
+/// A connection as it waits in a listener's queue.
+type Pending = (MemSender, MemReceiver);
 
 /// Frames a direction may hold before the sender waits.
 const CHANNEL_FRAMES: usize = 256;
 /// Connections a listener may have waiting to be accepted.
 const BACKLOG: usize = 128;
 
-type Registry = Mutex<HashMap<String, Arc<mpsc::Sender<Connection>>>>;
+type Registry = Mutex<HashMap<String, Arc<mpsc::Sender<Pending>>>>;
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -27,17 +79,13 @@ fn registry() -> &'static Registry {
 
 /// The sending half of an in-memory connection.
 #[derive(Debug)]
-pub(crate) struct MemSender {
+struct MemSender {
     tx: mpsc::Sender<Frame>,
     limit: usize,
 }
 
 impl MemSender {
-    pub(crate) fn max_frame_size(&self) -> usize {
-        self.limit
-    }
-
-    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
         if frame.len() > self.limit {
             return Err(TransportError::FrameTooLarge {
                 size: frame.len(),
@@ -53,28 +101,13 @@ impl MemSender {
 
 /// The receiving half of an in-memory connection.
 #[derive(Debug)]
-pub(crate) struct MemReceiver {
+struct MemReceiver {
     rx: mpsc::Receiver<Frame>,
     limit: usize,
 }
 
 impl MemReceiver {
-    /// Sets the largest frame accepted from now on.
-    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
-        self.limit = limit;
-    }
-
-    /// Whether the sending half is gone.
-    pub(crate) fn peer_gone(&self) -> bool {
-        self.rx.is_closed()
-    }
-
-    /// Whether a frame is waiting.
-    pub(crate) fn has_buffered(&self) -> bool {
-        !self.rx.is_empty()
-    }
-
-    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         match self.rx.recv().await {
             Some(frame) if frame.len() > self.limit => Err(TransportError::FrameTooLarge {
                 size: frame.len(),
@@ -82,13 +115,6 @@ impl MemReceiver {
             }),
             other => Ok(other),
         }
-    }
-}
-
-impl MemReceiver {
-    /// Discards frames until the peer closes.
-    pub(crate) async fn drain(&mut self) {
-        while self.rx.recv().await.is_some() {}
     }
 }
 
@@ -106,12 +132,12 @@ fn half_pair(sender_limit: usize, receiver_limit: usize) -> (MemSender, MemRecei
     )
 }
 
-/// Connects to the in-process listener named `name`.
-pub(crate) async fn connect(
+/// Connects to the in-process listener named by `address`.
+async fn connect(
     address: &Address,
-    name: &str,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
+    let name = address.name()?;
     let refused = || TransportError::Connect {
         address: address.to_string(),
         source: std::io::ErrorKind::ConnectionRefused.into(),
@@ -119,35 +145,38 @@ pub(crate) async fn connect(
     let accept_queue = registry()
         .lock()
         .expect("mem registry poisoned")
-        .get(name)
+        .get(&name)
         .cloned()
         .ok_or_else(refused)?;
     // The listener's limit applies to what it receives; it learns ours in the RPC handshake.
     let listener_limit = config.max_frame_size;
     let (to_server, server_rx) = half_pair(config.max_frame_size, listener_limit);
     let (server_tx, from_server) = half_pair(listener_limit, config.max_frame_size);
-    let server_side = Connection::new(server_tx.into(), server_rx.into(), PeerInfo::Mem);
     accept_queue
-        .send(server_side)
+        .send((server_tx, server_rx))
         .await
         .map_err(|_| refused())?;
     Ok(Connection::new(
-        to_server.into(),
-        from_server.into(),
+        FrameSender::new(to_server),
+        FrameReceiver::new(from_server),
         PeerInfo::Mem,
     ))
 }
 
 /// A listener registered under a name; the name is freed when it is dropped.
 #[derive(Debug)]
-pub(crate) struct MemAcceptor {
+struct MemAcceptor {
     name: String,
-    queue: Arc<mpsc::Sender<Connection>>,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
+    address: Address,
+    limit: usize,
+    queue: Arc<mpsc::Sender<Pending>>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
 }
 
 impl MemAcceptor {
-    pub(crate) fn bind(address: &Address, name: &str) -> Result<Self, TransportError> {
+    fn bind(address: &Address, config: &TransportConfig) -> Result<Self, TransportError> {
+        let name = address.name()?;
+        let name = name.as_str();
         let mut names = registry().lock().expect("mem registry poisoned");
         if names.get(name).is_some_and(|queue| !queue.is_closed()) {
             return Err(TransportError::AddressInUse {
@@ -159,30 +188,37 @@ impl MemAcceptor {
         names.insert(name.to_owned(), queue.clone());
         Ok(MemAcceptor {
             name: name.to_owned(),
+            address: address.clone(),
+            limit: config.max_frame_size,
             queue,
             incoming: tokio::sync::Mutex::new(rx),
         })
     }
+}
 
-    /// The next connection; its receive limit is set to the listener's configuration.
-    pub(crate) async fn accept(
-        &self,
-        config: &TransportConfig,
-    ) -> Result<Connection, TransportError> {
-        let mut connection = self
-            .incoming
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or(TransportError::Closed)?;
-        connection.set_mem_limits(config.max_frame_size);
-        Ok(connection)
+impl Acceptor for MemAcceptor {
+    fn local_address(&self) -> Address {
+        self.address.clone()
     }
 
-    pub(crate) fn set_limits(sender: &mut MemSender, receiver: &mut MemReceiver, limit: usize) {
-        sender.limit = limit;
-        receiver.limit = limit;
+    /// The next connection; its limits are set to the listener's configuration.
+    fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            let (mut sender, mut receiver) = self
+                .incoming
+                .lock()
+                .await
+                .recv()
+                .await
+                .ok_or(TransportError::Closed)?;
+            sender.limit = self.limit;
+            receiver.limit = self.limit;
+            Ok(Connection::new(
+                FrameSender::new(sender),
+                FrameReceiver::new(receiver),
+                PeerInfo::Mem,
+            ))
+        })
     }
 }
 
@@ -200,8 +236,49 @@ impl Drop for MemAcceptor {
 
 impl MemSender {
     /// A sender whose receiver is gone: used after `close`, so the peer sees the end.
-    pub(crate) fn closed() -> Self {
+    fn closed() -> Self {
         let (tx, _) = mpsc::channel(1);
         MemSender { tx, limit: 0 }
+    }
+}
+
+impl SendFrames for MemSender {
+    fn send(&mut self, frame: Frame) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(MemSender::send(self, frame))
+    }
+
+    fn mechanism(&self) -> &'static str {
+        "mem"
+    }
+
+    fn max_frame_size(&self) -> usize {
+        self.limit
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
+        *self = MemSender::closed();
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl ReceiveFrames for MemReceiver {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
+        Box::pin(MemReceiver::recv(self))
+    }
+
+    fn set_max_frame_size(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.rx.is_closed()
+    }
+
+    fn has_buffered(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    fn drain(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { while self.rx.recv().await.is_some() {} })
     }
 }

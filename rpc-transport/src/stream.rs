@@ -1,4 +1,5 @@
-//! Length-prefixed framing over any byte stream (TCP, Unix sockets, pipes).
+//! Length-prefixed framing over any byte stream (TCP, Unix sockets, pipes, TLS), and
+//! [`framed`], which makes a connection's halves of any `AsyncRead` and `AsyncWrite`.
 //!
 //! Each frame is a little-endian `u32` payload length followed by the payload. Both halves
 //! keep their state in the struct, so `send` and `recv` are cancellation safe: a caller
@@ -10,8 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::TransportConfig;
+use crate::connection::{FrameReceiver, FrameSender};
 use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
+use crate::transport::{BoxFuture, ReceiveFrames, SendFrames};
 
 /// Bytes asked of the kernel per read when no large frame is pending.
 const READ_CHUNK: usize = 64 * 1024;
@@ -67,23 +71,21 @@ pub(crate) fn length_prefixed(frame: Frame, limit: usize) -> Result<BytesMut, Tr
 pub(crate) struct StreamSender<W> {
     io: W,
     limit: usize,
+    mechanism: &'static str,
     /// Bytes accepted by `send` but not yet written, and how many of them are written.
     out: BytesMut,
     written: usize,
 }
 
 impl<W: AsyncWrite + Unpin> StreamSender<W> {
-    pub(crate) fn new(io: W, limit: usize) -> Self {
+    pub(crate) fn new(io: W, limit: usize, mechanism: &'static str) -> Self {
         StreamSender {
             io,
             limit,
+            mechanism,
             out: BytesMut::new(),
             written: 0,
         }
-    }
-
-    pub(crate) fn max_frame_size(&self) -> usize {
-        self.limit
     }
 
     /// Queues `frame` without writing it (see [`flush`](Self::flush)).
@@ -113,6 +115,8 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
             }
             self.written += n;
         }
+        // A stream that buffers (TLS) sends its records now; a socket's flush does nothing.
+        self.io.flush().await?;
         if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
             self.out = BytesMut::new();
         } else {
@@ -134,11 +138,20 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
 pub(crate) trait TryRead {
     /// Reads what is there now; `WouldBlock` if nothing is.
     fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize>;
+
+    /// Whether the peer has hung up, asked without reading (`false` where it cannot be told).
+    fn hung_up(&self) -> bool {
+        false
+    }
 }
 
 impl TryRead for tokio::net::tcp::OwnedReadHalf {
     fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
         self.try_read_buf(buf)
+    }
+
+    fn hung_up(&self) -> bool {
+        crate::hangup::hung_up(self.as_ref())
     }
 }
 
@@ -146,11 +159,29 @@ impl TryRead for tokio::net::unix::OwnedReadHalf {
     fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
         self.try_read_buf(buf)
     }
+
+    fn hung_up(&self) -> bool {
+        crate::hangup::hung_up(self.as_ref())
+    }
 }
 
-impl TryRead for tokio::io::DuplexStream {
+/// A byte stream read only by waiting on it: no busy-poll, no hang-up check.
+#[derive(Debug)]
+pub(crate) struct WaitOnly<R>(pub(crate) R);
+
+impl<R> TryRead for WaitOnly<R> {
     fn try_read_now(&self, _: &mut BytesMut) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for WaitOnly<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
@@ -162,18 +193,6 @@ pub(crate) struct StreamReceiver<R> {
     buf: BytesMut,
     /// How long to poll the socket (yielding in between) before sleeping on it.
     spin: Duration,
-}
-
-impl<R> StreamReceiver<R> {
-    /// The stream read from.
-    pub(crate) fn io(&self) -> &R {
-        &self.io
-    }
-
-    /// Sets the largest frame accepted from now on.
-    pub(crate) fn set_max_frame_size(&mut self, limit: usize) {
-        self.limit = limit;
-    }
 }
 
 impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
@@ -264,6 +283,79 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
     }
 }
 
+impl<W: AsyncWrite + Unpin + Send + Sync + 'static> SendFrames for StreamSender<W> {
+    fn send(&mut self, frame: Frame) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(StreamSender::send(self, frame))
+    }
+
+    fn send_all(&mut self, frames: Vec<Frame>) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            for frame in frames {
+                self.feed(frame)?;
+            }
+            self.flush().await
+        })
+    }
+
+    fn mechanism(&self) -> &'static str {
+        self.mechanism
+    }
+
+    fn max_frame_size(&self) -> usize {
+        self.limit
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(StreamSender::close(self))
+    }
+}
+
+impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> ReceiveFrames for StreamReceiver<R> {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
+        Box::pin(StreamReceiver::recv(self))
+    }
+
+    fn set_max_frame_size(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.io.hung_up()
+    }
+
+    fn has_buffered(&self) -> bool {
+        StreamReceiver::has_buffered(self)
+    }
+
+    fn drain(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(StreamReceiver::drain(self))
+    }
+}
+
+/// A connection's two halves over a byte stream's two directions (`tokio::io::split` makes
+/// them of one stream): each frame a little-endian `u32` length and the payload, at most
+/// `config.max_frame_size` bytes either way. `mechanism` names the connection in logs.
+/// The ready-made framing for a transport over TLS, a serial line, a vsock, ...
+pub fn framed<R, W>(
+    read: R,
+    write: W,
+    config: &TransportConfig,
+    mechanism: &'static str,
+) -> (FrameSender, FrameReceiver)
+where
+    R: AsyncRead + Unpin + Send + Sync + 'static,
+    W: AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    (
+        FrameSender::new(StreamSender::new(write, config.max_frame_size, mechanism)),
+        FrameReceiver::new(StreamReceiver::new(
+            WaitOnly(read),
+            config.max_frame_size,
+            Duration::ZERO,
+        )),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,8 +363,8 @@ mod tests {
     #[tokio::test]
     async fn frames_cross_a_stream_whole_and_in_order() {
         let (a, b) = tokio::io::duplex(1024);
-        let mut sender = StreamSender::new(a, 1 << 20);
-        let mut receiver = StreamReceiver::new(b, 1 << 20, Duration::ZERO);
+        let mut sender = StreamSender::new(a, 1 << 20, "test");
+        let mut receiver = StreamReceiver::new(WaitOnly(b), 1 << 20, Duration::ZERO);
         let writer = tokio::spawn(async move {
             for size in [0usize, 1, 100, 5000, 300_000] {
                 let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
@@ -297,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_frames_are_refused_on_both_sides() {
         let (a, b) = tokio::io::duplex(1024);
-        let mut small_sender = StreamSender::new(a, 10);
+        let mut small_sender = StreamSender::new(a, 10, "test");
         let err = small_sender
             .send(Frame::from_payload(&[0; 11]))
             .await
@@ -309,12 +401,12 @@ mod tests {
                 limit: 10
             }
         ));
-        let mut big_sender = StreamSender::new(small_sender.io, 100);
+        let mut big_sender = StreamSender::new(small_sender.io, 100, "test");
         big_sender
             .send(Frame::from_payload(&[0; 50]))
             .await
             .unwrap();
-        let mut receiver = StreamReceiver::new(b, 10, Duration::ZERO);
+        let mut receiver = StreamReceiver::new(WaitOnly(b), 10, Duration::ZERO);
         let err = receiver.recv().await.unwrap_err();
         assert!(matches!(
             err,
@@ -330,7 +422,7 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(1024);
         a.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
         drop(a);
-        let mut receiver = StreamReceiver::new(b, 100, Duration::ZERO);
+        let mut receiver = StreamReceiver::new(WaitOnly(b), 100, Duration::ZERO);
         assert!(matches!(
             receiver.recv().await,
             Err(TransportError::Malformed(_))

@@ -1,14 +1,97 @@
 //! `tcp://HOST:PORT`: TCP with `TCP_NODELAY` and keepalive.
 
+use std::io;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream, lookup_host};
 
 use crate::address::Address;
-use crate::connection::{Connection, PeerInfo};
+use crate::blocking::{BlockingConnection, blocking_stream_connection};
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
 use crate::error::TransportError;
+use crate::transport::{Acceptor, BoxFuture, Transport};
 use crate::{TransportConfig, stream};
+
+/// The `tcp` transport.
+pub(crate) struct Tcp;
+
+impl Transport for Tcp {
+    fn scheme(&self) -> &str {
+        "tcp"
+    }
+
+    fn forms(&self) -> Vec<String> {
+        vec!["tcp://HOST:PORT".into()]
+    }
+
+    fn check(&self, address: &Address) -> Result<(), TransportError> {
+        address.host_port().map(drop)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+        Box::pin(async move { into_connection(connect_stream(address).await?, config) })
+    }
+
+    fn bind<'a>(
+        &'a self,
+        address: &'a Address,
+        config: &'a TransportConfig,
+    ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
+        Box::pin(async move {
+            let acceptor = TcpAcceptor::bind(address, config).await?;
+            Ok(Box::new(acceptor) as Box<dyn Acceptor>)
+        })
+    }
+
+    fn connect_blocking(
+        &self,
+        address: &Address,
+        config: &TransportConfig,
+        timeout: Duration,
+    ) -> Result<BlockingConnection, TransportError> {
+        let stream = connect_std(address, timeout)?;
+        let peer = PeerInfo::Tcp(stream.peer_addr()?);
+        let reader = stream.try_clone()?;
+        Ok(blocking_stream_connection(
+            stream, reader, config, peer, "tcp",
+        ))
+    }
+}
+
+/// A blocking TCP connection to `address`, trying each resolved address in turn, each for at
+/// most `timeout`.
+pub(crate) fn connect_std(
+    address: &Address,
+    timeout: Duration,
+) -> Result<std::net::TcpStream, TransportError> {
+    let (host, port) = address.host_port()?;
+    let connect_error = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    let mut last = None;
+    for candidate in (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(connect_error)?
+    {
+        match std::net::TcpStream::connect_timeout(&candidate, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(connect_error(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
+    })))
+}
 
 /// Sets the socket options every TCP connection of ours has.
 fn tune(stream: &TcpStream) -> std::io::Result<()> {
@@ -27,27 +110,37 @@ fn into_connection(
     let peer = PeerInfo::Tcp(stream.peer_addr()?);
     let (read, write) = stream.into_split();
     Ok(Connection::new(
-        stream::StreamSender::new(write, config.max_frame_size).into(),
-        stream::StreamReceiver::new(read, config.max_frame_size, config.socket_spin).into(),
+        FrameSender::new(stream::StreamSender::new(
+            write,
+            config.max_frame_size,
+            "tcp",
+        )),
+        FrameReceiver::new(stream::StreamReceiver::new(
+            read,
+            config.max_frame_size,
+            config.socket_spin,
+        )),
         peer,
     ))
 }
 
-/// Connects to `host:port`, trying each resolved address in turn.
-pub(crate) async fn connect(
-    address: &Address,
-    host: &str,
-    port: u16,
-    config: &TransportConfig,
-) -> Result<Connection, TransportError> {
+/// A tuned TCP connection to `address`, trying each resolved address in turn.
+pub(crate) async fn connect_stream(address: &Address) -> Result<TcpStream, TransportError> {
+    let (host, port) = address.host_port()?;
     let connect_error = |source| TransportError::Connect {
         address: address.to_string(),
         source,
     };
     let mut last_error = None;
-    for candidate in lookup_host((host, port)).await.map_err(connect_error)? {
+    for candidate in lookup_host((host.as_str(), port))
+        .await
+        .map_err(connect_error)?
+    {
         match TcpStream::connect(candidate).await {
-            Ok(stream) => return into_connection(stream, config),
+            Ok(stream) => {
+                tune(&stream)?;
+                return Ok(stream);
+            }
             Err(error) => last_error = Some(error),
         }
     }
@@ -82,18 +175,29 @@ async fn bind_listener(host: &str, port: u16) -> std::io::Result<TcpListener> {
     }))
 }
 
+/// A listening TCP socket; `tls.rs` wraps its connections.
 #[derive(Debug)]
 pub(crate) struct TcpAcceptor {
     listener: TcpListener,
+    local: std::net::SocketAddr,
+    config: TransportConfig,
+}
+
+/// `host:port` as an address target (IPv6 in brackets).
+pub(crate) fn target_of(addr: std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(v4) => v4.to_string(),
+        std::net::SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
 }
 
 impl TcpAcceptor {
     pub(crate) async fn bind(
         address: &Address,
-        host: &str,
-        port: u16,
-    ) -> Result<(Self, Address), TransportError> {
-        let listener = bind_listener(host, port).await.map_err(|source| {
+        config: &TransportConfig,
+    ) -> Result<Self, TransportError> {
+        let (host, port) = address.host_port()?;
+        let listener = bind_listener(&host, port).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 TransportError::AddressInUse {
                     address: address.to_string(),
@@ -106,26 +210,49 @@ impl TcpAcceptor {
             }
         })?;
         let local = listener.local_addr()?;
-        let bound = Address::Tcp {
-            host: local.ip().to_string(),
-            port: local.port(),
-        };
-        Ok((TcpAcceptor { listener }, bound))
+        Ok(TcpAcceptor {
+            listener,
+            local,
+            config: config.clone(),
+        })
     }
 
-    pub(crate) async fn accept(
-        &self,
-        config: &TransportConfig,
-    ) -> Result<Connection, TransportError> {
+    /// The address the socket is bound to.
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
+        self.local
+    }
+
+    /// The next tuned connection (one that fails its setup, reset already say, costs only
+    /// itself).
+    pub(crate) async fn accept_stream(&self) -> Result<TcpStream, TransportError> {
         loop {
             let (stream, _) = self.listener.accept().await?;
-            // A connection that fails its setup (reset already, say) costs only itself.
-            match into_connection(stream, config) {
-                Ok(connection) => return Ok(connection),
+            match tune(&stream) {
+                Ok(()) => return Ok(stream),
                 Err(error) => {
                     tracing::debug!(%error, "dropping a TCP connection that failed setup")
                 }
             }
         }
+    }
+}
+
+impl Acceptor for TcpAcceptor {
+    fn local_address(&self) -> Address {
+        Address::from_target("tcp", &target_of(self.local))
+    }
+
+    fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            loop {
+                let stream = self.accept_stream().await?;
+                match into_connection(stream, &self.config) {
+                    Ok(connection) => return Ok(connection),
+                    Err(error) => {
+                        tracing::debug!(%error, "dropping a TCP connection that failed setup")
+                    }
+                }
+            }
+        })
     }
 }

@@ -18,7 +18,7 @@ use super::queue::{self, Queue, SystemLimits};
 use super::{open_failed, rendezvous};
 use crate::TransportConfig;
 use crate::address::Address;
-use crate::connection::{Connection, PeerInfo};
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
 use crate::error::TransportError;
 
 /// A client's state between sending its hello and reading the welcome.
@@ -234,7 +234,11 @@ pub(crate) async fn connect(
     };
     hello.socket = stream.into_std()?;
     let (sender, receiver, peer) = welcomed(address, hello, &welcome[..read], fds, config, true)?;
-    Ok(Connection::new(sender.into(), receiver.into(), peer))
+    Ok(Connection::new(
+        FrameSender::new(sender),
+        FrameReceiver::new(receiver),
+        peer,
+    ))
 }
 
 pub(crate) fn connect_blocking(

@@ -115,6 +115,7 @@ mod rendezvous;
 mod routed;
 #[cfg(test)]
 mod tests;
+mod transport;
 mod wire;
 
 use std::io;
@@ -127,12 +128,12 @@ use nix::errno::Errno;
 use nix::mqueue::MQ_OFlag;
 use tokio::sync::mpsc;
 
-pub(crate) use client::{connect, connect_blocking};
-pub(crate) use endpoint::{MqReceiver, MqSender};
+use endpoint::{MqReceiver, MqSender};
+pub(crate) use transport::Mq;
 
 use crate::TransportConfig;
 use crate::address::Address;
-use crate::connection::Connection;
+use crate::connection::{Connection, FrameReceiver, FrameSender};
 use crate::error::TransportError;
 use demux::Control;
 use link::Link;
@@ -154,6 +155,8 @@ pub(crate) struct MqAcceptor {
     accepted_tx: mpsc::Sender<Connection>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
     tokens: Tokens,
+    address: Address,
+    config: TransportConfig,
 }
 
 /// Connection tokens: a secret keyed permutation of a counter, so every token of an acceptor
@@ -266,15 +269,15 @@ impl MqAcceptor {
             accepted_tx,
             accepted: tokio::sync::Mutex::new(accepted_rx),
             tokens: Tokens::new(),
+            address: address.clone(),
+            config: config.clone(),
         })
     }
 
     /// Waits for the next connection. Cancellation safe: handshakes run in tasks of their own
     /// and a finished one waits for the next call.
-    pub(crate) async fn accept(
-        &self,
-        config: &TransportConfig,
-    ) -> Result<Connection, TransportError> {
+    pub(crate) async fn accept(&self) -> Result<Connection, TransportError> {
+        let config = &self.config;
         let mut accepted = self.accepted.lock().await;
         loop {
             tokio::select! {
@@ -360,5 +363,9 @@ async fn hand_over(
         writer.as_fd(),
     )?;
     let sender = MqSender::new(Arc::new(reply), link, token, config, true, false)?;
-    Ok(Connection::new(sender.into(), receiver.into(), peer))
+    Ok(Connection::new(
+        FrameSender::new(sender),
+        FrameReceiver::new(receiver),
+        peer,
+    ))
 }

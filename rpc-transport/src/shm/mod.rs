@@ -11,6 +11,7 @@
 //! - `endpoint.rs`: the sending and receiving halves, async and blocking.
 //! - `bulk.rs`: separately mapped, reused regions for messages too big for the ring.
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
+//! - `transport.rs`: the `shm` and `mmap` transports, and the halves' trait implementations.
 
 // Under `--cfg loom` only the ring and its atomics shim are built, for the model checker.
 #[cfg(not(loom))]
@@ -33,14 +34,14 @@ mod ring;
 mod segment;
 mod sync;
 #[cfg(not(loom))]
+mod transport;
+#[cfg(not(loom))]
 mod watcher;
 
-#[cfg(not(loom))]
-pub(crate) use endpoint::{ShmInterrupter, ShmReceiver, ShmSender};
 #[cfg(not(loom))]
 pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 
 #[cfg(not(loom))]
-pub(crate) use rendezvous::{ShmAcceptor, connect, connect_blocking};
-#[cfg(not(loom))]
 pub use rendezvous::{runtime_dir, socket_path};
+#[cfg(not(loom))]
+pub(crate) use transport::{Mmap, Shm};

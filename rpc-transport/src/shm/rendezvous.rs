@@ -23,9 +23,9 @@ use super::ring::{Consumer, Producer};
 use super::segment::Segment;
 use crate::TransportConfig;
 use crate::address::Address;
-use crate::connection::{Connection, PeerInfo};
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
 use crate::error::TransportError;
-use crate::unix::UnixAcceptor;
+use crate::unix::{SocketName, UnixAcceptor};
 
 const HANDSHAKE_TAG: u32 = 1;
 const HANDSHAKE_LEN: usize = 24;
@@ -57,16 +57,17 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
 }
 
 /// The rendezvous socket path of a shared-memory address.
+/// `shm://NAME` (in [`runtime_dir`]), `shm:///abs/rendezvous.sock`, or `mmap:///abs/file`
+/// (the file's path with `.sock` added).
 pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
-    match address {
-        Address::ShmNamed(name) => Ok(runtime_dir()?.join(format!("{name}.sock"))),
-        Address::ShmPath(path) => Ok(path.clone()),
-        Address::Mmap(file) => {
-            let mut path = file.clone().into_os_string();
-            path.push(".sock");
-            Ok(path.into())
-        }
-        other => unreachable!("{other} is not a shared-memory address"),
+    if address.scheme() == "mmap" {
+        let mut path = address.absolute_path()?.into_os_string();
+        path.push(".sock");
+        return Ok(path.into());
+    }
+    match address.target() {
+        Some(path) if path.starts_with('/') => address.absolute_path(),
+        _ => Ok(runtime_dir()?.join(format!("{}.sock", address.name()?))),
     }
 }
 
@@ -118,6 +119,8 @@ enum SegmentSource {
 pub(crate) struct ShmAcceptor {
     socket: UnixAcceptor,
     source: SegmentSource,
+    pub(crate) address: Address,
+    config: TransportConfig,
 }
 
 impl std::fmt::Debug for ShmAcceptor {
@@ -135,21 +138,24 @@ impl ShmAcceptor {
         let path = socket_path(address)?;
         // The socket first: a second server on the same address fails here, before it could
         // touch a file a live server uses.
-        let socket = UnixAcceptor::bind(&Address::ShmPath(path.clone()), config.socket_mode)?;
-        let source = match address {
-            Address::Mmap(file) => {
-                SegmentSource::File(SlotFile::open(file, config.shm_ring_capacity)?)
-            }
-            _ => SegmentSource::Memfd,
+        let socket = UnixAcceptor::bind(address, &SocketName::Path(path), config.socket_mode)?;
+        let source = if address.scheme() == "mmap" {
+            let file = address.absolute_path()?;
+            SegmentSource::File(SlotFile::open(&file, config.shm_ring_capacity)?)
+        } else {
+            SegmentSource::Memfd
         };
-        Ok(ShmAcceptor { socket, source })
+        Ok(ShmAcceptor {
+            socket,
+            source,
+            address: address.clone(),
+            config: config.clone(),
+        })
     }
 
     /// Accepts a client and hands it a segment.
-    pub(crate) async fn accept(
-        &self,
-        config: &TransportConfig,
-    ) -> Result<Connection, TransportError> {
+    pub(crate) async fn accept(&self) -> Result<Connection, TransportError> {
+        let config = &self.config;
         loop {
             let stream = self.socket.accept_stream().await?;
             // A client that fails its hand-over (gone already, say) costs only itself.
@@ -201,7 +207,11 @@ impl ShmAcceptor {
             lease,
         )?;
         let (sender, receiver) = halves(link, config);
-        Ok(Connection::new(sender.into(), receiver.into(), peer))
+        Ok(Connection::new(
+            FrameSender::new(sender),
+            FrameReceiver::new(receiver),
+            peer,
+        ))
     }
 }
 
@@ -253,7 +263,11 @@ pub(crate) async fn connect(
         tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config))
             .await
             .map_err(|e| TransportError::Io(io::Error::other(e)))??;
-    Ok(Connection::new(sender.into(), receiver.into(), peer))
+    Ok(Connection::new(
+        FrameSender::new(sender),
+        FrameReceiver::new(receiver),
+        peer,
+    ))
 }
 
 /// Connects without a runtime, waiting at most `timeout` for the server's handshake.
@@ -308,7 +322,7 @@ fn finish_connect(
     };
     let offset = u64::from_le_bytes(message[8..16].try_into().expect("8 bytes"));
     let len = u64::from_le_bytes(message[16..].try_into().expect("8 bytes"));
-    let sealed = !matches!(address, Address::Mmap(_));
+    let sealed = address.scheme() != "mmap";
     let segment = Segment::map(segment_fd.as_fd(), offset, len as usize, sealed)?;
     drop(segment_fd);
     let link = Link::start(

@@ -57,9 +57,7 @@ async fn a_full_backlog_times_out_instead_of_hanging() {
         return;
     };
     let address = address("backlog");
-    let Address::Mq(name) = &address else {
-        unreachable!()
-    };
+    let name = &address.name().unwrap();
     let _hung = hung_server(name);
     // Blocking: the given timeout is kept.
     let started = std::time::Instant::now();
@@ -88,9 +86,7 @@ async fn a_full_backlog_times_out_instead_of_hanging() {
 
 /// How many of this process's descriptors are open on queues of `address`.
 fn queue_fds(address: &Address) -> usize {
-    let Address::Mq(name) = address else {
-        unreachable!()
-    };
+    let name = &address.name().unwrap();
     let name = format!("/{name}");
     std::fs::read_dir("/proc/self/fd")
         .unwrap()

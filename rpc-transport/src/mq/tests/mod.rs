@@ -57,9 +57,7 @@ pub(super) fn address(tag: &str) -> Address {
 }
 
 pub(super) fn queue_exists(address: &Address) -> bool {
-    let Address::Mq(name) = address else {
-        unreachable!()
-    };
+    let name = &address.name().unwrap();
     match mq_open(
         format!("/{name}").as_str(),
         MQ_OFlag::O_RDONLY,
@@ -77,10 +75,10 @@ pub(super) fn queue_exists(address: &Address) -> bool {
 
 /// The server queue a client's sender writes to (it has no name to open it by).
 pub(super) fn server_queue_of(sender: &crate::FrameSender) -> std::sync::Arc<super::queue::Queue> {
-    match &sender.0 {
-        crate::connection::SenderFlavor::Mq(s) => s.queue_for_tests(),
-        _ => unreachable!(),
-    }
+    sender
+        .downcast_ref::<super::endpoint::MqSender>()
+        .expect("an mq half")
+        .queue_for_tests()
 }
 
 pub(super) fn pattern(len: usize, seed: u8) -> Frame {
@@ -108,25 +106,25 @@ pub(super) async fn pair(listener: &Listener, address: &Address) -> (Connection,
 
 /// The token a client's sender puts in its messages.
 pub(super) fn token_of(sender: &crate::FrameSender) -> u64 {
-    match &sender.0 {
-        crate::connection::SenderFlavor::Mq(s) => s.token_for_tests(),
-        _ => unreachable!(),
-    }
+    sender
+        .downcast_ref::<super::endpoint::MqSender>()
+        .expect("an mq half")
+        .token_for_tests()
 }
 
 /// On a server connection's receiver: the most bytes of frames the routing task held for it.
 pub(super) fn most_held_of(receiver: &crate::FrameReceiver) -> u64 {
-    match &receiver.0 {
-        crate::connection::ReceiverFlavor::Mq(r) => r.most_held_for_tests(),
-        _ => unreachable!(),
-    }
+    receiver
+        .downcast_ref::<super::endpoint::MqReceiver>()
+        .expect("an mq half")
+        .most_held_for_tests()
 }
 
 pub(super) fn link_of(sender: &crate::FrameSender) -> std::sync::Arc<super::link::Link> {
-    match &sender.0 {
-        crate::connection::SenderFlavor::Mq(s) => s.link_for_tests(),
-        _ => unreachable!(),
-    }
+    sender
+        .downcast_ref::<super::endpoint::MqSender>()
+        .expect("an mq half")
+        .link_for_tests()
 }
 
 const SIZES: [usize; 10] = [
@@ -407,9 +405,7 @@ async fn a_stale_queue_is_replaced_and_nothing_is_left() {
         return;
     };
     let address = address("stale");
-    let Address::Mq(name) = &address else {
-        unreachable!()
-    };
+    let name = &address.name().unwrap();
     // What a killed server leaves: the queue, with a message in it.
     let stale = mq_open(
         format!("/{name}").as_str(),
@@ -533,9 +529,7 @@ async fn a_hello_with_extra_descriptors_is_refused_and_none_leak() {
             }
         }
     });
-    let Address::Mq(name) = &address else {
-        unreachable!()
-    };
+    let name = &address.name().unwrap();
     let (path, file) = marker("fds-hello");
     let connecting = super::rendezvous::Connecting::new(name).unwrap();
     assert!(connecting.attempt().unwrap());
