@@ -1,4 +1,8 @@
-//! Settings shared by every transport.
+//! Settings shared by every transport, and each transport's own.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
 
 /// The default maximum frame size: 16 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
@@ -6,7 +10,9 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 /// The default bytes of data per shared-memory ring: 256 KiB.
 pub const DEFAULT_SHM_RING_CAPACITY: usize = 256 * 1024;
 
-/// Settings for connections and listeners.
+/// Settings for connections and listeners: the ones every transport shares, and any number
+/// of settings of one transport's own ([`with_setting`](Self::with_setting), read with
+/// [`setting`](Self::setting)), such as `tls://`'s certificates.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportConfig {
@@ -27,9 +33,34 @@ pub struct TransportConfig {
     /// socket of `shm:///path`), set before the socket accepts anyone, whatever the umask.
     /// 0o600 (only the owner) by default; a server that admits other users widens it.
     pub socket_mode: u32,
+    /// Settings of particular transports, one per type.
+    settings: Settings,
+}
+
+/// Settings of particular transports, by type.
+#[derive(Clone, Default)]
+struct Settings(Vec<Arc<dyn Any + Send + Sync>>);
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} transport setting(s)", self.0.len())
+    }
 }
 
 impl TransportConfig {
+    /// Returns the configuration with `setting` added, replacing one of the same type: a
+    /// transport's own settings (`tls://`'s certificates, a registered transport's options).
+    pub fn with_setting<T: Any + Send + Sync>(mut self, setting: T) -> Self {
+        self.settings.0.retain(|s| !s.is::<T>());
+        self.settings.0.push(Arc::new(setting));
+        self
+    }
+
+    /// The setting of type `T`, if one was added.
+    pub fn setting<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.settings.0.iter().find_map(|s| s.downcast_ref::<T>())
+    }
+
     /// Returns the configuration with `shm_ring_capacity` set.
     pub fn with_shm_ring_capacity(mut self, bytes: usize) -> Self {
         self.shm_ring_capacity = bytes;
@@ -57,6 +88,7 @@ impl Default for TransportConfig {
             shm_spin: std::time::Duration::from_micros(200),
             socket_spin: std::time::Duration::from_micros(50),
             socket_mode: 0o600,
+            settings: Settings::default(),
         }
     }
 }

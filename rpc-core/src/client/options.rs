@@ -51,6 +51,13 @@ impl ClientOptions {
         self
     }
 
+    /// Adds a transport's own setting (see [`TransportConfig::with_setting`]), such as
+    /// `tls://`'s certificates.
+    pub fn transport_setting<T: std::any::Any + Send + Sync>(mut self, setting: T) -> Self {
+        self.transport = self.transport.with_setting(setting);
+        self
+    }
+
     /// Requires the server's schema to equal the client's (see [`ClientOptions::strict_schema`]).
     pub fn strict_schema(mut self, strict: bool) -> Self {
         self.strict_schema = strict;

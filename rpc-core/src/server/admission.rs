@@ -93,7 +93,7 @@ enum PeerKey {
 impl PeerKey {
     fn of(peer: &PeerInfo) -> Option<PeerKey> {
         match peer {
-            PeerInfo::Tcp(addr) => Some(PeerKey::Ip(addr.ip())),
+            PeerInfo::Tcp(addr) | PeerInfo::Tls { addr, .. } => Some(PeerKey::Ip(addr.ip())),
             PeerInfo::Unix { uid, .. } | PeerInfo::Local { uid: Some(uid), .. } => {
                 Some(PeerKey::Uid(*uid))
             }

@@ -204,6 +204,13 @@ impl Server {
         self
     }
 
+    /// Adds a transport's own setting for the listeners this server binds (see
+    /// [`TransportConfig::with_setting`]), such as `tls://`'s certificate and key.
+    pub fn transport_setting<T: std::any::Any + Send + Sync>(mut self, setting: T) -> Self {
+        self.config.transport = self.config.transport.clone().with_setting(setting);
+        self
+    }
+
     /// Closes established connections idle (no frame, no call running) for `timeout`.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
