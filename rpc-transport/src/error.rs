@@ -41,9 +41,20 @@ pub enum TransportError {
     /// certificate...).
     #[error("TLS with {peer} failed: {reason}")]
     Tls {
-        /// The peer: the address connected to, or the client's socket address.
+        /// The peer: the server's socket address for a client (or the address connected to,
+        /// before one is known), the client's socket address for a server.
         peer: String,
         /// Why.
+        reason: String,
+    },
+    /// A transport's own settings are missing or unusable: no `TlsServerSettings` for a
+    /// `tls://` listener, a certificate file that cannot be read, a key that does not match
+    /// its certificate. `reason` names the setting or the file.
+    #[error("cannot set up {scheme}://: {reason}")]
+    Settings {
+        /// The scheme whose settings are wrong, such as `tls`.
+        scheme: String,
+        /// What is missing or wrong, naming the file where there is one.
         reason: String,
     },
     /// Connecting to a listener failed.

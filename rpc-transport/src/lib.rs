@@ -16,6 +16,8 @@
 //!   counterparts.
 //! - [`spawn`] and [`spawn_blocking`]: a connection to a child process started from a
 //!   [`std::process::Command`], over pipes on its stdin and stdout.
+//! - [`TlsServerSettings`] and [`TlsClientSettings`] (`tls/`): the certificates of `tls://`,
+//!   given as transport settings ([`TransportConfig::with_setting`]).
 //! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
 //!   `unix`, `mem`, `shm` (shared memory and `mmap://`), `pipe` (`spawn:` and `stdio`), `fifo`
 //!   (named pipes), `mq` (POSIX message queues).
@@ -74,6 +76,8 @@ mod stream;
 #[cfg(not(loom))]
 mod tcp;
 #[cfg(not(loom))]
+mod tls;
+#[cfg(not(loom))]
 mod transport;
 #[cfg(not(loom))]
 mod unix;
@@ -103,6 +107,11 @@ pub use pipe::{REAP_GRACE, spawn, spawn_blocking};
 pub use registry::{register, supported_forms};
 #[cfg(not(loom))]
 pub use stream::framed;
+#[cfg(not(loom))]
+pub use tls::{
+    DEFAULT_HANDSHAKE_TIMEOUT, TlsClientSettings, TlsClientSettingsBuilder, TlsServerSettings,
+    TlsServerSettingsBuilder,
+};
 #[cfg(not(loom))]
 pub use transport::{
     Acceptor, BlockingReceiveFrames, BlockingSendFrames, BoxFuture, ReceiveFrames, SendFrames,

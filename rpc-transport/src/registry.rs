@@ -13,6 +13,7 @@ type Transports = RwLock<BTreeMap<String, Arc<dyn Transport>>>;
 fn built_in() -> Vec<Arc<dyn Transport>> {
     vec![
         Arc::new(crate::tcp::Tcp),
+        Arc::new(crate::tls::Tls),
         Arc::new(crate::unix::Unix),
         Arc::new(crate::mem::Mem),
         Arc::new(crate::shm::Shm),

@@ -175,7 +175,7 @@ async fn bind_listener(host: &str, port: u16) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// A listening TCP socket; `tls.rs` wraps its connections.
+/// A listening TCP socket; `tls/accept.rs` wraps its connections.
 #[derive(Debug)]
 pub(crate) struct TcpAcceptor {
     listener: TcpListener,

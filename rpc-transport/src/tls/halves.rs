@@ -1,0 +1,161 @@
+//! The framed halves of an established TLS stream: the byte-stream framing of `stream.rs`,
+//! with TLS failures that surface after the handshake (a server refusing a client certificate
+//! under TLS 1.3, an alert, a corrupt record) turned into [`TransportError::Tls`] that say why.
+
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+
+use super::reason::{self, Role};
+use crate::config::TransportConfig;
+use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
+use crate::error::TransportError;
+use crate::frame::Frame;
+use crate::stream::{StreamReceiver, StreamSender, TryRead};
+use crate::transport::{BoxFuture, ReceiveFrames, SendFrames};
+
+/// Who the peer is and which side this is, for the errors of both halves.
+#[derive(Debug, Clone)]
+struct Side {
+    peer: String,
+    role: Role,
+}
+
+impl Side {
+    fn map(&self, error: TransportError) -> TransportError {
+        reason::from_transport(error, &self.peer, self.role)
+    }
+}
+
+/// A connection over the established TLS `stream`, whose TCP socket is `socket` (a duplicate
+/// descriptor, polled only to see whether the peer hung up). `peer` names the peer in errors.
+pub(crate) fn connection<S>(
+    stream: S,
+    socket: OwnedFd,
+    peer_info: PeerInfo,
+    peer: String,
+    role: Role,
+    config: &TransportConfig,
+) -> Connection
+where
+    S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
+{
+    let side = Side { peer, role };
+    let (read, write) = tokio::io::split(stream);
+    let sender = TlsSender {
+        inner: StreamSender::new(write, config.max_frame_size, "tls"),
+        side: side.clone(),
+    };
+    let receiver = TlsReceiver {
+        inner: StreamReceiver::new(
+            TlsRead { io: read, socket },
+            config.max_frame_size,
+            Duration::ZERO,
+        ),
+        side,
+    };
+    Connection::new(
+        FrameSender::new(sender),
+        FrameReceiver::new(receiver),
+        peer_info,
+    )
+}
+
+/// The read direction of a TLS stream, with its socket to ask whether the peer hung up.
+struct TlsRead<R> {
+    io: R,
+    socket: OwnedFd,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TlsRead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<R> TryRead for TlsRead<R> {
+    /// Never: decrypting needs the stream, so a receive always waits on it (no busy-poll).
+    fn try_read_now(&self, _: &mut BytesMut) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+
+    fn hung_up(&self) -> bool {
+        crate::hangup::hung_up(&self.socket)
+    }
+}
+
+/// The sending half of a TLS connection.
+struct TlsSender<S> {
+    inner: StreamSender<WriteHalf<S>>,
+    side: Side,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> SendFrames for TlsSender<S> {
+    fn send(&mut self, frame: Frame) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let result = self.inner.send(frame).await;
+            result.map_err(|e| self.side.map(e))
+        })
+    }
+
+    fn send_all(&mut self, frames: Vec<Frame>) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let result = SendFrames::send_all(&mut self.inner, frames).await;
+            result.map_err(|e| self.side.map(e))
+        })
+    }
+
+    fn mechanism(&self) -> &'static str {
+        "tls"
+    }
+
+    fn max_frame_size(&self) -> usize {
+        SendFrames::max_frame_size(&self.inner)
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let result = self.inner.close().await;
+            result.map_err(|e| self.side.map(e))
+        })
+    }
+}
+
+/// The receiving half of a TLS connection.
+struct TlsReceiver<S> {
+    inner: StreamReceiver<TlsRead<ReadHalf<S>>>,
+    side: Side,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> ReceiveFrames for TlsReceiver<S> {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
+        Box::pin(async move {
+            let result = self.inner.recv().await;
+            result.map_err(|e| self.side.map(e))
+        })
+    }
+
+    fn set_max_frame_size(&mut self, limit: usize) {
+        ReceiveFrames::set_max_frame_size(&mut self.inner, limit)
+    }
+
+    fn peer_gone(&self) -> bool {
+        ReceiveFrames::peer_gone(&self.inner)
+    }
+
+    fn has_buffered(&self) -> bool {
+        self.inner.has_buffered()
+    }
+
+    fn drain(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.drain())
+    }
+}
