@@ -48,7 +48,7 @@ pub use error::RpcError;
 pub use futures_util::stream::{Stream, StreamExt};
 pub use rpc_macros::service;
 pub use rpc_transport as transport;
-pub use rpc_transport::{Address, PeerInfo};
+pub use rpc_transport::{Address, PeerCertificate, PeerInfo, TlsClientSettings, TlsServerSettings};
 pub use schema::{MethodSchema, ServiceSchema};
 pub use server::{
     Access, Context, DispatchError, HandlerFuture, Reply, Request, Server, ServerConfig,

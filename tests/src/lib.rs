@@ -1,10 +1,11 @@
 //! Shared pieces of the integration suite: the `Probe` test service (and `Greeter`, a second
-//! one to serve beside it), the list of transports the conformance suite runs on, and
-//! bounded-wait helpers.
+//! one to serve beside it), the list of transports the conformance suite runs on,
+//! bounded-wait helpers, and [`TestPki`], certificates made at run time for `tls://`.
 
 pub mod bench;
 mod counter;
 mod greeter;
+pub mod pki;
 mod process;
 mod raw;
 pub mod shapes;
@@ -75,6 +76,7 @@ pub fn probe_method_id(name: &str) -> u32 {
 
 pub use counter::SharedCounter;
 pub use greeter::{Greeter, GreeterBlockingClient, GreeterClient, GreeterImpl, GreeterServer};
+pub use pki::TestPki;
 pub use process::{ProbeProcess, kill_stalled_clients};
 pub use raw::{raw_probe_connection, rss_kib, status_kib};
 pub use spawned::{SpawnedServers, probe_server_path};

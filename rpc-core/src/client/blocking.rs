@@ -132,7 +132,7 @@ impl BlockingClient {
                     source,
                 },
             })?;
-        Self::from_connection(connection, schema, options)
+        protocol::named_by(Self::from_connection(connection, schema, options), address)
     }
 
     /// Spawns `command` as a child serving on its stdin and stdout and performs the handshake
@@ -169,7 +169,7 @@ impl BlockingClient {
             TransportError::TimedOut => {
                 RpcError::disconnected("the server did not answer the handshake in time")
             }
-            other => RpcError::disconnected(other),
+            other => protocol::handshake_transport_error(&peer, other),
         };
         sender
             .send(protocol::hello_frame(schema, own_limit)?, deadline)

@@ -115,7 +115,13 @@ impl Client {
             | TransportError::Unavailable { .. } => RpcError::Address(e),
             other => connect_error(other),
         })?;
-        tokio::time::timeout_at(deadline, Self::from_connection(connection, schema, options))
+        let handshake = async {
+            protocol::named_by(
+                Self::from_connection(connection, schema, options).await,
+                address,
+            )
+        };
+        tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| RpcError::Connect {
                 address: address.to_owned(),
@@ -165,14 +171,15 @@ impl Client {
         let (mut sender, mut receiver, peer) = connection.split();
         let transport = sender.mechanism();
         let own_limit = options.transport.max_frame_size;
+        let transport_error = |e| protocol::handshake_transport_error(&peer, e);
         sender
             .send(protocol::hello_frame(schema, own_limit)?)
             .await
-            .map_err(RpcError::disconnected)?;
+            .map_err(transport_error)?;
         let reply = receiver
             .recv()
             .await
-            .map_err(RpcError::disconnected)?
+            .map_err(transport_error)?
             .ok_or_else(|| {
                 RpcError::disconnected("the server closed the connection during the handshake")
             })?;

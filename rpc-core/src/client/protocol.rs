@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rpc_transport::Frame;
+use rpc_transport::{Frame, PeerInfo, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +25,32 @@ pub(crate) fn hello_frame(
         call_id: 0,
     };
     wire::message_frame(header, None, &hello)
+}
+
+/// A transport failure while the handshake's frames travel. A TLS refusal is a failure to
+/// connect that names its cause: under TLS 1.3 a client learns that the server wanted a client
+/// certificate, or refused the one presented, only on its first read, which is the handshake's.
+/// Anything else ends the connection.
+pub(crate) fn handshake_transport_error(peer: &PeerInfo, error: TransportError) -> RpcError {
+    match (peer, error) {
+        (PeerInfo::Tls { addr, .. }, source @ TransportError::Tls { .. }) => RpcError::Connect {
+            address: format!("tls://{addr}"),
+            source,
+        },
+        (_, other) => RpcError::disconnected(other),
+    }
+}
+
+/// `result`, with a connect failure that [`handshake_transport_error`] named by the peer's
+/// socket address renamed by `address`, the address the caller gave.
+pub(crate) fn named_by<T>(result: Result<T, RpcError>, address: &str) -> Result<T, RpcError> {
+    result.map_err(|error| match error {
+        RpcError::Connect { source, .. } => RpcError::Connect {
+            address: address.to_owned(),
+            source,
+        },
+        other => other,
+    })
 }
 
 /// What the handshake settled for a client.

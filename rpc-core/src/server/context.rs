@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rpc_transport::PeerInfo;
+use rpc_transport::{PeerCertificate, PeerInfo};
 
 use crate::telemetry::{Ambient, TraceParent};
 
@@ -45,6 +45,16 @@ impl Context {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The verified certificate the caller presented over `tls://` (under mutual TLS): its
+    /// subject and subject alternative names. `None` for other transports, and for TLS
+    /// clients that presented none.
+    pub fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        match &*self.peer {
+            PeerInfo::Tls { certificate, .. } => certificate.as_ref(),
+            _ => None,
+        }
     }
 
     /// The caller's W3C trace context (its `traceparent` metadata), if it sent a valid one.

@@ -130,7 +130,7 @@ fn certificate_problem(problem: &CertificateError, role: Role) -> String {
                 format!("{whose} names no host, so it is not valid for '{expected}'")
             } else {
                 format!(
-                    "certificate for {} is not valid for '{expected}' (the name connected to; \
+                    "{whose} for {} is not valid for '{expected}' (the name connected to; \
                      TlsClientSettings can verify another with server_name)",
                     names.join(", ")
                 )
@@ -184,12 +184,10 @@ fn refuses_certificate(alert: AlertDescription) -> bool {
     )
 }
 
-/// An alert in words.
-fn alert_words(alert: AlertDescription) -> String {
+/// An alert about a certificate, sent by `sender` (`"the server"`), in words.
+fn alert_words(alert: AlertDescription, sender: &str) -> String {
     match alert {
-        AlertDescription::UnknownCA => {
-            "unknown CA: it is not signed by a CA the peer trusts".into()
-        }
+        AlertDescription::UnknownCA => format!("unknown CA: not signed by a CA {sender} trusts"),
         AlertDescription::BadCertificate => "bad certificate".into(),
         AlertDescription::CertificateExpired => "certificate expired or not yet valid".into(),
         AlertDescription::CertificateRevoked => "certificate revoked".into(),
@@ -217,14 +215,14 @@ fn alert_received(alert: AlertDescription, role: Role) -> String {
             }
             alert if presents_certificate && refuses_certificate(alert) => format!(
                 "the server refused this client's certificate ({})",
-                alert_words(alert)
+                alert_words(alert, "the server")
             ),
             alert => format!("the server ended the connection with the alert '{alert:?}'"),
         },
         Role::Server => match alert {
             alert if refuses_certificate(alert) => format!(
                 "the client refused this server's certificate ({})",
-                alert_words(alert)
+                alert_words(alert, "the client")
             ),
             alert => format!("the client ended the connection with the alert '{alert:?}'"),
         },
