@@ -321,3 +321,37 @@ async fn garbage_instead_of_a_client_hello_does_not_hurt_the_server() {
     assert!(client.whoami().await.unwrap().tls);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_handshake_is_dropped_after_the_timeout() {
+    let pki = TestPki::new();
+    let server = Server::new().transport_setting(
+        rpc_core::TlsServerSettings::builder()
+            .certificate_file(&pki.server().certificate)
+            .key_file(&pki.server().key)
+            .handshake_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    );
+    let (handle, _) = start(server).await;
+    let local = handle.local_address();
+    let waited = tokio::task::spawn_blocking(move || {
+        let mut socket = raw_tcp(&local);
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let ended = matches!(std::io::Read::read(&mut socket, &mut byte), Ok(0) | Err(_));
+        (ended, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(waited.0, "the server closed the silent connection");
+    assert!(
+        waited.1 < Duration::from_secs(5),
+        "closed after {:?}, not after the 300 ms handshake timeout",
+        waited.1
+    );
+    handle.shutdown().await;
+}

@@ -77,8 +77,7 @@ async fn refused(address: &str, settings: TlsClientSettings) -> String {
         GreeterClient::connect_with(address, options),
     )
     .await
-    .err()
-    .expect("the connection is refused");
+    .expect_err("the connection is refused");
     match &error {
         RpcError::Connect {
             address: named,
@@ -226,8 +225,7 @@ async fn a_tls_listener_without_settings_says_what_it_needs() {
     let error = Server::new()
         .start(GreeterServer::new(GreeterImpl), &["tls://127.0.0.1:0"])
         .await
-        .err()
-        .expect("a tls:// listener needs a certificate");
+        .expect_err("a tls:// listener needs a certificate");
     let text = error.to_string();
     assert!(
         text.contains("needs TlsServerSettings: certificate and key"),
