@@ -64,11 +64,22 @@ pub async fn measure(
     kind: ClientKind,
     calls: usize,
 ) -> Result<LatencyRow, rpc_core::RpcError> {
+    let defaults = (rpc_core::Server::new(), rpc_core::ClientOptions::default());
+    measure_with(address, kind, calls, defaults).await
+}
+
+/// [`measure`] with this server and these client options (`tls://`'s certificates, say).
+pub async fn measure_with(
+    address: &str,
+    kind: ClientKind,
+    calls: usize,
+    (server, options): (rpc_core::Server, rpc_core::ClientOptions),
+) -> Result<LatencyRow, rpc_core::RpcError> {
     let server = if address.starts_with("spawn:") {
         None
     } else {
         Some(
-            rpc_core::Server::new()
+            server
                 .start(CalculatorServer::new(Calc), &[address])
                 .await?,
         )
@@ -78,7 +89,7 @@ pub async fn measure(
         .map_or_else(|| address.to_owned(), |s| s.local_address());
     let samples = match kind {
         ClientKind::Async => {
-            let client = CalculatorClient::connect(&bound).await?;
+            let client = CalculatorClient::connect_with(&bound, options).await?;
             let mut samples = Vec::with_capacity(calls);
             for i in 0..(calls / 10).max(10) as i64 + calls as i64 {
                 let start = Instant::now();
@@ -93,7 +104,7 @@ pub async fn measure(
         ClientKind::Blocking => {
             let at = bound.clone();
             tokio::task::spawn_blocking(move || {
-                let client = CalculatorBlockingClient::connect(&at)?;
+                let client = CalculatorBlockingClient::connect_with(&at, options)?;
                 time_calls(&at, calls, |i| client.add(i, i))
             })
             .await

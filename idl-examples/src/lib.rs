@@ -3,13 +3,17 @@
 //! - [`calculator`]: the `Calculator` service, its error type and the implementation the
 //!   binaries serve.
 //! - [`kv`]: the `Kv` key-value service, with streamed listings and watches.
+//! - [`tls_flags`]: the binaries' `--tls-*` flags; [`demo_tls`]: certificates made in memory,
+//!   so `rpc-demo` serves `tls://` with no file.
 //! - `src/bin/`: `calc-server`, `calc-client`, `kv-server`, `kv-client` and `rpc-demo`.
 
 pub mod calculator;
 pub mod cli;
 pub mod demo;
 pub mod demo_services;
+pub mod demo_tls;
 pub mod kv;
+pub mod tls_flags;
 
 pub use calculator::{
     Calc, Calculator, CalculatorBlockingClient, CalculatorClient, CalculatorServer, MathError,

@@ -215,6 +215,7 @@ fn demo_prints_a_row_per_transport() {
         "| pipes (spawned child) |",
         "| fifo |",
         "| mq |",
+        "| tls |",
     ] {
         let row = table
             .lines()
@@ -448,4 +449,149 @@ fn kv_watch_prints_each_change_until_interrupted() {
     };
     assert_eq!(code, Some(0));
     drop(server);
+}
+
+/// PEM files for the tls tests: a CA, a server certificate for this host, a client
+/// certificate from the same CA and one from another CA.
+struct TlsFiles {
+    dir: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    fn write() -> TlsFiles {
+        use idl_examples::demo_tls::{DemoPki, LOCAL_NAMES};
+        let dir = temp_dir("tls");
+        let pki = DemoPki::generate("calc test CA").unwrap();
+        let stranger = DemoPki::generate("another CA").unwrap();
+        let server = pki.server(&LOCAL_NAMES).unwrap();
+        let client = pki.client("calc client").unwrap();
+        let foreign = stranger.client("foreign client").unwrap();
+        let files = [
+            ("ca.pem", pki.ca_pem().to_owned()),
+            ("server.pem", server.certificate),
+            ("server.key", server.key),
+            ("client.pem", client.certificate),
+            ("client.key", client.key),
+            ("foreign.pem", foreign.certificate),
+            ("foreign.key", foreign.key),
+        ];
+        for (name, pem) in files {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        TlsFiles { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn tls_server_and_client_with_certificate_files() {
+    let files = TlsFiles::write();
+    let server = ServerProcess::start_binary(
+        SERVER,
+        &["tls://127.0.0.1:0"],
+        &[
+            "--tls-cert",
+            &files.path("server.pem"),
+            "--tls-key",
+            &files.path("server.key"),
+        ],
+    );
+    let address = server.addresses[0].replace("127.0.0.1", "localhost");
+    let limit = Duration::from_secs(20);
+    let (out, _) = client_within(
+        &address,
+        &["--tls-ca", &files.path("ca.pem"), "add", "2", "3"],
+        limit,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "5");
+
+    // Without the CA the client trusts only the system's roots, and refuses the server.
+    let (out, _) = client_within(&address, &["add", "2", "3"], limit);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not signed by a trusted CA"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A tls:// listener without a certificate is bad usage, said at once.
+    let out = Command::new(SERVER)
+        .args(["--listen", "tls://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("needs --tls-cert FILE and --tls-key FILE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tls_server_requiring_client_certificates() {
+    let files = TlsFiles::write();
+    let server = ServerProcess::start_binary(
+        SERVER,
+        &["tls://127.0.0.1:0"],
+        &[
+            "--tls-cert",
+            &files.path("server.pem"),
+            "--tls-key",
+            &files.path("server.key"),
+            "--tls-ca",
+            &files.path("ca.pem"),
+        ],
+    );
+    let address = &server.addresses[0];
+    let limit = Duration::from_secs(20);
+    let ca = files.path("ca.pem");
+    let (out, _) = client_within(address, &["--tls-ca", &ca, "add", "2", "3"], limit);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the server requires a client certificate"),
+        "{}",
+        stderr(&out)
+    );
+    let (client_pem, client_key) = (files.path("client.pem"), files.path("client.key"));
+    let with_cert = [
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &client_pem,
+        "--tls-key",
+        &client_key,
+    ];
+    let (out, _) = client_within(
+        address,
+        &[&with_cert[..], &["add", "2", "3"]].concat(),
+        limit,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "5");
+    let (foreign_pem, foreign_key) = (files.path("foreign.pem"), files.path("foreign.key"));
+    let foreign = [
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &foreign_pem,
+        "--tls-key",
+        &foreign_key,
+    ];
+    let (out, _) = client_within(address, &[&foreign[..], &["add", "2", "3"]].concat(), limit);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the server refused this client's certificate"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -2,20 +2,26 @@
 //! and prints the result alone on stdout. Errors go to stderr: exit status 1 for an RPC failure
 //! (a call past its `--timeout` included), 2 for bad usage, 3 for an application error (such as
 //! division by zero).
+//!
+//! Over `tls://` it trusts the system's root certificates, or the CA of `--tls-ca FILE`, and
+//! presents `--tls-cert FILE --tls-key FILE` to servers that require a client certificate.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use idl_examples::CalculatorClient;
+use idl_examples::tls_flags::ClientTls;
 
 /// Call the example Calculator service.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The server's address, such as tcp://127.0.0.1:7000.
+    /// The server's address, such as tcp://127.0.0.1:7000 or tls://calc.example:7443.
     #[arg(long)]
     connect: String,
+    #[command(flatten)]
+    tls: ClientTls,
     /// How long each call may take, such as 200ms, 2s, 1.5s or 1m (default: 30s).
     #[arg(long, value_parser = idl_examples::cli::parse_duration)]
     timeout: Option<Duration>,
@@ -53,6 +59,7 @@ enum Method {
 enum Failure {
     Rpc(rpc_core::RpcError),
     Application(String),
+    Usage(String),
 }
 
 impl From<rpc_core::RpcError> for Failure {
@@ -62,7 +69,11 @@ impl From<rpc_core::RpcError> for Failure {
 }
 
 async fn run(args: Args) -> Result<String, Failure> {
-    let mut calc = CalculatorClient::connect(&args.connect).await?;
+    let options = args
+        .tls
+        .apply(rpc_core::ClientOptions::default())
+        .map_err(Failure::Usage)?;
+    let mut calc = CalculatorClient::connect_with(&args.connect, options).await?;
     if let Some(timeout) = args.timeout {
         calc = calc.with_timeout(Some(timeout));
     }
@@ -108,6 +119,10 @@ fn main() -> ExitCode {
         Err(Failure::Application(message)) => {
             eprintln!("calc-client: {message}");
             ExitCode::from(3)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("calc-client: {message}");
+            ExitCode::from(2)
         }
     }
 }

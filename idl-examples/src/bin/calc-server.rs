@@ -1,4 +1,6 @@
 //! `calc-server --listen ADDR [--listen ADDR ...]`: serves the calculator until SIGINT/SIGTERM.
+//! A `tls://HOST:PORT` listener needs `--tls-cert FILE --tls-key FILE` (PEM); with
+//! `--tls-ca FILE` it requires client certificates signed by that CA (mutual TLS).
 //! `calc-server --schema` prints the service's schema as JSON.
 //! With `--listen stdio` alone (the child of a `spawn:` client) it serves its one connection on
 //! stdin/stdout and exits when that connection closes.
@@ -9,13 +11,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use idl_examples::tls_flags::ServerTls;
 use idl_examples::{Calc, CalculatorClient, CalculatorServer, cli};
 
 /// Serve the example Calculator service.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on (repeatable), such as tcp://0.0.0.0:7000 or unix:///tmp/calc.sock.
+    /// Address to listen on (repeatable), such as tcp://0.0.0.0:7000, unix:///tmp/calc.sock or
+    /// tls://0.0.0.0:7443 (with --tls-cert and --tls-key).
     #[arg(long = "listen", required_unless_present = "schema")]
     listen: Vec<String>,
     /// Print the service's schema as JSON and exit (compare versions with `rpc-schema diff`).
@@ -24,6 +28,8 @@ struct Args {
     /// Connections served at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    #[command(flatten)]
+    tls: ServerTls,
 }
 
 #[tokio::main]
@@ -37,5 +43,12 @@ async fn main() -> ExitCode {
     let server = rpc_core::Server::new()
         .max_connections(args.max_connections)
         .add(CalculatorServer::new(Calc));
+    let server = match args.tls.apply(server, &args.listen) {
+        Ok(server) => server,
+        Err(message) => {
+            eprintln!("calc-server: {message}");
+            return ExitCode::from(2);
+        }
+    };
     cli::serve(server, &args.listen, "calc-server").await
 }

@@ -5,11 +5,13 @@
 //!
 //! The `spawn:` row's server is this same executable started as a child with `--serve-stdio`
 //! (the Calculator on its stdin and stdout), so `cargo run --bin rpc-demo` needs no other
-//! binary built.
+//! binary built. The `tls` row's certificates are made in memory at start-up (a new CA each
+//! run), so it needs no file either.
 
 use std::process::ExitCode;
 
-use idl_examples::demo::{ClientKind, measure, micros};
+use idl_examples::demo::{ClientKind, LatencyRow, measure, measure_with, micros};
+use idl_examples::demo_tls::DemoPki;
 use idl_examples::{Calc, CalculatorServer};
 
 const CALLS: usize = 2000;
@@ -35,6 +37,38 @@ async fn serve_stdio() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a row of the latency table; whether it succeeded.
+fn print_row(
+    name: &str,
+    address: &str,
+    measured: Result<LatencyRow, impl std::fmt::Display>,
+) -> bool {
+    match measured {
+        Ok(row) => {
+            println!(
+                "| {name} | {} | {} | {} | {} |",
+                row.address.replace(&sibling(""), ""),
+                row.calls,
+                micros(row.p50),
+                micros(row.p99)
+            );
+            true
+        }
+        Err(error) => {
+            println!("| {name} | {address} | failed: {error} | | |");
+            false
+        }
+    }
+}
+
+/// A server with a certificate for this host from a CA made now, and a client trusting it.
+fn tls_setup() -> Result<(rpc_core::Server, rpc_core::ClientOptions), String> {
+    let pki = DemoPki::generate("rpc-demo CA")?;
+    let server = rpc_core::Server::new().transport_setting(pki.local_server_settings()?);
+    let options = rpc_core::ClientOptions::default().transport_setting(pki.client_settings()?);
+    Ok((server, options))
 }
 
 #[tokio::main]
@@ -92,20 +126,16 @@ async fn main() -> ExitCode {
     println!("|---|---|---:|---:|---:|");
     let mut failed = false;
     for (name, address, kind) in transports {
-        match measure(&address, kind, CALLS).await {
-            Ok(row) => println!(
-                "| {name} | {} | {} | {} | {} |",
-                row.address.replace(&sibling(""), ""),
-                row.calls,
-                micros(row.p50),
-                micros(row.p99)
-            ),
-            Err(error) => {
-                failed = true;
-                println!("| {name} | {address} | failed: {error} | | |");
-            }
-        }
+        failed |= !print_row(name, &address, measure(&address, kind, CALLS).await);
     }
+    let tls = "tls://127.0.0.1:0";
+    let measured = match tls_setup() {
+        Ok(setup) => measure_with(tls, async_client, CALLS, setup)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error),
+    };
+    failed |= !print_row("tls", tls, measured);
     println!();
     println!("| demo | address | outcome |");
     println!("|---|---|---|");
