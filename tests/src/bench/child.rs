@@ -2,10 +2,12 @@
 //! measurement) and `rpc-bench client` (one of the extra client processes).
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use idl_examples::{Calc, CalculatorClient, CalculatorServer};
+use rpc_core::ClientOptions;
 
 use super::proc::read_line;
 
@@ -13,14 +15,19 @@ use super::proc::read_line;
 /// real server would, and prints the bound address as stdout's first line (except on
 /// `stdio`, where stdout is the transport). Runs until SIGTERM (then shuts down gracefully),
 /// or on `stdio` until its one connection closes.
-pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
+/// A `tls://` listener serves with `tls`, a certificate and key (PEM files).
+pub fn serve(listen: &str, max_frame: usize, tls: Option<(&Path, &Path)>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("build the runtime")?;
     runtime.block_on(async {
-        let handle = rpc_core::Server::new()
-            .max_frame_size(max_frame)
+        let mut server = rpc_core::Server::new().max_frame_size(max_frame);
+        if let Some((cert, key)) = tls {
+            server =
+                server.transport_setting(rpc_core::TlsServerSettings::from_pem_files(cert, key)?);
+        }
+        let handle = server
             .start(CalculatorServer::new(Calc), &[listen])
             .await
             .with_context(|| format!("serve on {listen}"))?;
@@ -44,13 +51,15 @@ pub fn serve(listen: &str, max_frame: usize) -> anyhow::Result<()> {
 
 /// `rpc-bench client --connect ADDR --millis T`: connects, warms up, prints `ready`, waits for
 /// a line on stdin, then calls `add` sequentially for T ms and prints `calls N nanos T`.
-pub fn client(address: &str, millis: u64) -> anyhow::Result<()> {
+/// A `tls://` server's certificate is verified against `tls_ca` (a PEM file).
+pub fn client(address: &str, millis: u64, tls_ca: Option<&Path>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("build the runtime")?;
     let calc = runtime.block_on(async {
-        let calc = CalculatorClient::connect(address).await?;
+        let options = super::tls::client_options(ClientOptions::default(), tls_ca)?;
+        let calc = CalculatorClient::connect_with(address, options).await?;
         for i in 0..100 {
             ensure!(calc.add(i, i).await? == 2 * i, "wrong sum");
         }

@@ -99,6 +99,12 @@ pub enum ChildCommand {
         /// CPU to pin to.
         #[arg(long)]
         cpu: Option<usize>,
+        /// The certificate (PEM) of a `tls://` listener.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Call `add` on ADDR for a fixed time after `go` on stdin; prints `calls N nanos T`.
     #[command(hide = true)]
@@ -112,6 +118,9 @@ pub enum ChildCommand {
         /// CPU to pin to.
         #[arg(long)]
         cpu: Option<usize>,
+        /// The CA (PEM) a `tls://` server's certificate is verified against.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
     },
     /// Answer raw ping-pong messages over one OS mechanism.
     #[command(hide = true)]

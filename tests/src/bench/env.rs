@@ -2,11 +2,13 @@
 //! scratch directory removed at the end, and the CPUs to pin to.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 
 use super::proc::Cpus;
+use crate::TestPki;
 
 /// The run's environment.
 #[derive(Debug)]
@@ -17,6 +19,7 @@ pub struct Env {
     pub cpus: Cpus,
     scratch: PathBuf,
     next: AtomicUsize,
+    tls: OnceLock<TestPki>,
 }
 
 impl Env {
@@ -31,6 +34,7 @@ impl Env {
             cpus,
             scratch,
             next: AtomicUsize::new(0),
+            tls: OnceLock::new(),
         })
     }
 
@@ -46,6 +50,12 @@ impl Env {
             std::process::id(),
             self.next.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    /// The run's `tls://` certificates (a CA, a server certificate for 127.0.0.1), made at
+    /// the first use.
+    pub fn tls(&self) -> &TestPki {
+        self.tls.get_or_init(TestPki::new)
     }
 
     /// A fresh path in the scratch directory.

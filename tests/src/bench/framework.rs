@@ -24,6 +24,7 @@ use super::stats::{
     time_async,
 };
 use super::tarpc_svc::TarpcNet;
+use super::tls;
 use super::transports::{Endpoint, TransportSpec};
 
 /// The largest frame client and server accept: room for a 64 MiB echo and its header.
@@ -98,9 +99,15 @@ pub fn measure(
 ) -> anyhow::Result<TransportResult> {
     let step = |what: &str| progress.note(&format!("{}: {what}", spec.name));
     let (server, address) = start_server(spec, env, plan.phase_limit)?;
-    let options = ClientOptions::default()
-        .max_frame_size(MAX_FRAME)
-        .call_timeout(Some(plan.phase_limit));
+    let defaults = ClientOptions::default();
+    let plain = tls::options_for(env, &address, defaults.clone())?;
+    let options = tls::options_for(
+        env,
+        &address,
+        defaults
+            .max_frame_size(MAX_FRAME)
+            .call_timeout(Some(plan.phase_limit)),
+    )?;
     let limit = plan.phase_limit;
     let client = runtime.block_on(bounded(limit, "connect", async {
         Ok(CalculatorClient::connect_with(&address, options).await?)
@@ -110,7 +117,8 @@ pub fn measure(
         Some(server) => {
             step("memory per idle connection");
             let pid = server.child.pid();
-            Some(runtime.block_on(bounded(limit, "memory", memory(&address, pid, plan)))?)
+            let measured = memory(&address, &plain, pid, plan);
+            Some(runtime.block_on(bounded(limit, "memory", measured))?)
         }
         None => None,
     };
@@ -119,7 +127,7 @@ pub fn measure(
     let latency_async = runtime.block_on(bounded(limit, "latency", async {
         time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await
     }))?;
-    let latency_blocking = blocking_latency(&address, plan).transpose()?;
+    let latency_blocking = blocking_latency(&address, plain, plan).transpose()?;
 
     step("throughput");
     let one_in_flight = runtime.block_on(bounded(limit, "1 in flight", async {
@@ -170,8 +178,12 @@ pub fn measure(
 
 /// Small-call latency of the blocking client (`CalculatorBlockingClient`), run outside any
 /// runtime on the main thread, between the async phases.
-pub fn blocking_latency(address: &str, plan: &Plan) -> Option<anyhow::Result<Latency>> {
-    let calc = match idl_examples::CalculatorBlockingClient::connect(address) {
+pub fn blocking_latency(
+    address: &str,
+    options: ClientOptions,
+    plan: &Plan,
+) -> Option<anyhow::Result<Latency>> {
+    let calc = match idl_examples::CalculatorBlockingClient::connect_with(address, options) {
         Ok(calc) => calc,
         Err(e) => return Some(Err(e.into())),
     };
@@ -195,14 +207,16 @@ pub fn start_server(
 ) -> anyhow::Result<(Option<ServerProcess>, String)> {
     match spec.endpoint {
         Endpoint::Served(listen) => {
+            let listen = listen(env);
             let mut args: Vec<OsString> = vec![
                 "serve".into(),
                 "--listen".into(),
-                listen(env).into(),
+                listen.clone().into(),
                 "--max-frame".into(),
                 MAX_FRAME.to_string().into(),
             ];
             args.extend(cpu_args(env.cpus.server));
+            args.extend(tls::server_args(env, &listen));
             let what = format!("{} server", spec.name);
             let mut child = ChildGuard::spawn(&env.exe, &args, false, &what)?;
             let mut stdout = child.take_stdout()?;
@@ -260,13 +274,18 @@ async fn echo_rate(
 /// Server VmRSS with one connection, then with `plan.idle_connections` more (each made one
 /// call, so its buffers exist), or as many as the system allows: message queues stop at the
 /// user's `RLIMIT_MSGQUEUE`, and the table says how many were opened.
-async fn memory(address: &str, pid: u32, plan: &Plan) -> anyhow::Result<Memory> {
+async fn memory(
+    address: &str,
+    options: &ClientOptions,
+    pid: u32,
+    plan: &Plan,
+) -> anyhow::Result<Memory> {
     let settle = Duration::from_millis(200);
     tokio::time::sleep(settle).await;
     let before = rss_kib(pid)?;
     let mut idle = Vec::with_capacity(plan.idle_connections);
     for i in 0..plan.idle_connections {
-        let client = match CalculatorClient::connect(address).await {
+        let client = match CalculatorClient::connect_with(address, options.clone()).await {
             Err(rpc_core::RpcError::Connect {
                 source: rpc_core::transport::TransportError::LimitReached { .. },
                 ..
@@ -301,6 +320,7 @@ fn processes(env: &Env, address: &str, plan: &Plan) -> anyhow::Result<f64> {
             plan.processes_time.as_millis().to_string().into(),
         ];
         args.extend(cpu_args(env.cpus.client));
+        args.extend(tls::client_args(env, address));
         let mut child = ChildGuard::spawn(&env.exe, &args, true, &format!("client process {n}"))?;
         let stdout = child.take_stdout()?;
         let stdin = child.take_stdin()?;

@@ -9,6 +9,7 @@
 //! - [`soak`], [`soak_report`]: `--soak`, many connections to one server and every reply
 //!   checked; its table and JSON.
 //! - [`transports`]: the table of framework transports; one line per transport.
+//! - [`tls`]: the run's `tls://` certificates and the table of what TLS costs over TCP.
 //! - [`framework`]: what is measured on each framework transport, from the client side.
 //! - [`child`]: the framework's server (`serve`) and extra client processes (`client`).
 //! - [`raw`]: hand-written request/response ping-pong over each OS mechanism, one file each.
@@ -36,6 +37,7 @@ pub mod soak_report;
 pub mod stats;
 pub mod targets;
 pub mod tarpc_svc;
+pub mod tls;
 pub mod transports;
 
 /// Bytes in a mebibyte.

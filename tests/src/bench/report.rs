@@ -82,6 +82,7 @@ impl Report {
             self.throughput_table(out)?;
             self.bulk_table(out)?;
             self.memory_table(out)?;
+            super::tls::write_cost(self, out)?;
         }
         if !self.raw.is_empty() {
             writeln!(

@@ -38,8 +38,9 @@ impl Selection {
             });
         };
         if let Some(spec) = TRANSPORTS.iter().find(|t| t.name == only) {
+            let companion = super::transports::companion(only);
             return Ok(Selection {
-                transports: vec![spec],
+                transports: companion.into_iter().chain([spec]).collect(),
                 mechs: spec.raw.into_iter().collect(),
                 tarpc: spec.tarpc.into_iter().collect(),
             });

@@ -149,7 +149,12 @@ fn soak_one(
 
     let tally = Arc::new(Tally::default());
     let connecting = Instant::now();
-    let clients = runtime.block_on(connect_all(&address, args.connections, &tally));
+    let options = super::tls::options_for(
+        env,
+        &address,
+        ClientOptions::default().call_timeout(Some(CALL_TIMEOUT)),
+    )?;
+    let clients = runtime.block_on(connect_all(&address, options, args.connections, &tally));
     let connect_secs = connecting.elapsed().as_secs_f64();
     let connected = clients.iter().filter(|c| c.is_some()).count();
     let fds_connected = open_fds(pid)?;
@@ -200,8 +205,12 @@ fn soak_one(
 }
 
 /// Opens `n` connections, `CONNECT_CONCURRENCY` at a time; a failed one is `None` (and noted).
-async fn connect_all(address: &str, n: usize, tally: &Tally) -> Vec<Option<CalculatorClient>> {
-    let options = ClientOptions::default().call_timeout(Some(CALL_TIMEOUT));
+async fn connect_all(
+    address: &str,
+    options: ClientOptions,
+    n: usize,
+    tally: &Tally,
+) -> Vec<Option<CalculatorClient>> {
     stream::iter(0..n)
         .map(|_| CalculatorClient::connect_with(address, options.clone()))
         .buffered(CONNECT_CONCURRENCY)

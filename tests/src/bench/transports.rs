@@ -48,6 +48,14 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Some(TarpcNet::Tcp),
         Soak::Yes,
     ),
+    // TLS over TCP: the same raw TCP baseline, so the two rows show what TLS costs.
+    spec(
+        "tls",
+        Endpoint::Served(|_| "tls://127.0.0.1:0".to_owned()),
+        Some(Mech::Tcp),
+        None,
+        Soak::Yes,
+    ),
     spec(
         "unix",
         Endpoint::Served(|e| format!("unix://{}.sock", e.path("fw").display())),
@@ -105,6 +113,16 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         ),
     ),
 ];
+
+/// The transport measured beside `name` under `--only name`, so their figures compare in
+/// one run: tcp beside tls (what TLS costs).
+pub fn companion(name: &str) -> Option<&'static TransportSpec> {
+    let other = match name {
+        "tls" => "tcp",
+        _ => return None,
+    };
+    TRANSPORTS.iter().find(|t| t.name == other)
+}
 
 const fn spec(
     name: &'static str,

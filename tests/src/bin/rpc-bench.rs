@@ -26,17 +26,21 @@ fn child_main(command: &ChildCommand) -> anyhow::Result<()> {
             listen,
             max_frame,
             cpu,
+            tls_cert,
+            tls_key,
         } => {
             proc::child_setup(*cpu)?;
-            child::serve(listen, *max_frame)
+            let tls = tls_cert.as_deref().zip(tls_key.as_deref());
+            child::serve(listen, *max_frame, tls)
         }
         ChildCommand::Client {
             connect,
             millis,
             cpu,
+            tls_ca,
         } => {
             proc::child_setup(*cpu)?;
-            child::client(connect, *millis)
+            child::client(connect, *millis, tls_ca.as_deref())
         }
         ChildCommand::RawServer { mech, arg, cpu } => {
             proc::child_setup(*cpu)?;
