@@ -68,7 +68,7 @@ impl AsyncRead for ChunkReader {
 }
 
 impl TryRead for ChunkReader {
-    fn try_read_now(&self, _: &mut BytesMut) -> std::io::Result<usize> {
+    fn try_read_now(&mut self, _: &mut BytesMut) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
     }
 }

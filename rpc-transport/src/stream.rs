@@ -137,7 +137,7 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
 /// A socket that can be read without waiting, for the busy-poll before a receive sleeps.
 pub(crate) trait TryRead {
     /// Reads what is there now; `WouldBlock` if nothing is.
-    fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize>;
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
 
     /// Whether the peer has hung up, asked without reading (`false` where it cannot be told).
     fn hung_up(&self) -> bool {
@@ -146,7 +146,7 @@ pub(crate) trait TryRead {
 }
 
 impl TryRead for tokio::net::tcp::OwnedReadHalf {
-    fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         self.try_read_buf(buf)
     }
 
@@ -156,7 +156,7 @@ impl TryRead for tokio::net::tcp::OwnedReadHalf {
 }
 
 impl TryRead for tokio::net::unix::OwnedReadHalf {
-    fn try_read_now(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         self.try_read_buf(buf)
     }
 
@@ -170,7 +170,7 @@ impl TryRead for tokio::net::unix::OwnedReadHalf {
 pub(crate) struct WaitOnly<R>(pub(crate) R);
 
 impl<R> TryRead for WaitOnly<R> {
-    fn try_read_now(&self, _: &mut BytesMut) -> std::io::Result<usize> {
+    fn try_read_now(&mut self, _: &mut BytesMut) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
     }
 }

@@ -122,7 +122,7 @@ impl AsyncRead for PipeRead {
 }
 
 impl TryRead for PipeRead {
-    fn try_read_now(&self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         let read = self.io.try_read_buf(buf);
         if matches!(read, Ok(0)) {
             peer_closed(&self.keep);

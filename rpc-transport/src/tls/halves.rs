@@ -2,13 +2,13 @@
 //! with TLS failures that surface after the handshake (a server refusing a client certificate
 //! under TLS 1.3, an alert, a corrupt record) turned into [`TransportError::Tls`] that say why.
 
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 use super::reason::{self, Role};
 use crate::config::TransportConfig;
@@ -54,7 +54,7 @@ where
         inner: StreamReceiver::new(
             TlsRead { io: read, socket },
             config.max_frame_size,
-            Duration::ZERO,
+            config.socket_spin,
         ),
         side,
     };
@@ -81,10 +81,19 @@ impl<R: AsyncRead + Unpin> AsyncRead for TlsRead<R> {
     }
 }
 
-impl<R> TryRead for TlsRead<R> {
-    /// Never: decrypting needs the stream, so a receive always waits on it (no busy-poll).
-    fn try_read_now(&self, _: &mut BytesMut) -> std::io::Result<usize> {
-        Err(std::io::ErrorKind::WouldBlock.into())
+impl<R: AsyncRead + Unpin> TryRead for TlsRead<R> {
+    /// Polls the TLS stream once without a waker to keep: whatever plaintext the records that
+    /// have arrived hold, or `WouldBlock`. This makes the receiver's busy-poll
+    /// ([`TransportConfig::socket_spin`]) work over TLS as over TCP: a reply that lands within
+    /// it costs no kernel wake-up.
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // One poll of a cancellation-safe read: a dropped `read_buf` loses nothing.
+        let read = std::pin::pin!(self.io.read_buf(buf));
+        match read.poll(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
     }
 
     fn hung_up(&self) -> bool {
