@@ -8,7 +8,7 @@ use std::time::Duration;
 use rpc_core::transport::{Frame, PeerInfo, TransportConfig};
 use rpc_core::{ClientOptions, Context, Server, ServerHandle};
 use rpc_tests::pki::{CLIENT_NAME, CLIENT_SAN, SERVER_NAMES};
-use rpc_tests::{GreeterBlockingClient, GreeterImpl, GreeterServer, TestPki, bounded};
+use rpc_tests::{GreeterBlockingClient, GreeterImpl, GreeterServer, TestPki, bounded, eventually};
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -181,14 +181,20 @@ async fn each_side_of_a_transport_connection_sees_the_other() {
             .unwrap();
         assert_eq!(back.payload().len(), size);
     }
-    let (mut sender, _, _) = client.split();
+    let (mut sender, receiver, _) = client.split();
     sender.close().await.unwrap();
+    let (_, mut server_receiver, _) = server.split();
     assert!(
-        bounded(LIMIT, "end", server.recv())
+        bounded(LIMIT, "end", server_receiver.recv())
             .await
             .unwrap()
-            .is_none()
+            .is_none(),
+        "a closed sending side reads as the end on the other side"
     );
+    // A peer that left is seen without reading (a server that stopped reading a connection
+    // lets go of it so).
+    drop((sender, receiver));
+    assert!(eventually(LIMIT, || server_receiver.peer_gone()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

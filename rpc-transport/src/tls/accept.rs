@@ -10,7 +10,6 @@
 //! kernel's backlog.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,10 +97,6 @@ struct Handshake {
 impl Handshake {
     /// The TLS handshake with a client over `stream`, within the time limit.
     async fn run(&self, stream: TcpStream, addr: SocketAddr) -> Result<Connection, String> {
-        let socket = stream
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| e.to_string())?;
         let tls = tokio::time::timeout(self.timeout, self.acceptor.accept(stream))
             .await
             .map_err(|_| {
@@ -119,8 +114,7 @@ impl Handshake {
             _ => None,
         };
         Ok(halves::connection(
-            tls,
-            socket,
+            tls.into(),
             PeerInfo::Tls { addr, certificate },
             addr.to_string(),
             Role::Server,

@@ -3,12 +3,14 @@
 //! under TLS 1.3, an alert, a corrupt record) turned into [`TransportError::Tls`] that say why.
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsStream;
 
 use super::reason::{self, Role};
 use crate::config::TransportConfig;
@@ -31,31 +33,32 @@ impl Side {
     }
 }
 
-/// A connection over the established TLS `stream`, whose TCP socket is `socket` (a duplicate
-/// descriptor, polled only to see whether the peer hung up). `peer` names the peer in errors.
-pub(crate) fn connection<S>(
-    stream: S,
-    socket: OwnedFd,
+/// The stream both halves share. `tokio::io::split` would do, but its halves hide the
+/// socket, which the receiver polls to see whether the peer hung up.
+type Shared = Arc<Mutex<TlsStream<TcpStream>>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, TlsStream<TcpStream>> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A connection over the established TLS `stream`; `peer` names the peer in errors.
+pub(crate) fn connection(
+    stream: TlsStream<TcpStream>,
     peer_info: PeerInfo,
     peer: String,
     role: Role,
     config: &TransportConfig,
-) -> Connection
-where
-    S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
-{
+) -> Connection {
     let side = Side { peer, role };
-    let (read, write) = tokio::io::split(stream);
+    let shared: Shared = Arc::new(Mutex::new(stream));
     let sender = TlsSender {
-        inner: StreamSender::new(write, config.max_frame_size, "tls"),
+        inner: StreamSender::new(TlsWrite(shared.clone()), config.max_frame_size, "tls"),
         side: side.clone(),
     };
     let receiver = TlsReceiver {
-        inner: StreamReceiver::new(
-            TlsRead { io: read, socket },
-            config.max_frame_size,
-            config.socket_spin,
-        ),
+        inner: StreamReceiver::new(TlsRead(shared), config.max_frame_size, config.socket_spin),
         side,
     };
     Connection::new(
@@ -65,31 +68,29 @@ where
     )
 }
 
-/// The read direction of a TLS stream, with its socket to ask whether the peer hung up.
-struct TlsRead<R> {
-    io: R,
-    socket: OwnedFd,
-}
+/// The read direction of the shared TLS stream.
+struct TlsRead(Shared);
 
-impl<R: AsyncRead + Unpin> AsyncRead for TlsRead<R> {
+impl AsyncRead for TlsRead {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        Pin::new(&mut *lock(&self.0)).poll_read(cx, buf)
     }
 }
 
-impl<R: AsyncRead + Unpin> TryRead for TlsRead<R> {
+impl TryRead for TlsRead {
     /// Polls the TLS stream once without a waker to keep: whatever plaintext the records that
     /// have arrived hold, or `WouldBlock`. This makes the receiver's busy-poll
     /// ([`TransportConfig::socket_spin`]) work over TLS as over TCP: a reply that lands within
     /// it costs no kernel wake-up.
     fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut stream = lock(&self.0);
         // One poll of a cancellation-safe read: a dropped `read_buf` loses nothing.
-        let read = std::pin::pin!(self.io.read_buf(buf));
+        let read = std::pin::pin!(stream.read_buf(buf));
         match read.poll(&mut cx) {
             Poll::Ready(result) => result,
             Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
@@ -97,17 +98,38 @@ impl<R: AsyncRead + Unpin> TryRead for TlsRead<R> {
     }
 
     fn hung_up(&self) -> bool {
-        crate::hangup::hung_up(&self.socket)
+        crate::hangup::hung_up(lock(&self.0).get_ref().0)
+    }
+}
+
+/// The write direction of the shared TLS stream.
+struct TlsWrite(Shared);
+
+impl AsyncWrite for TlsWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *lock(&self.0)).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *lock(&self.0)).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *lock(&self.0)).poll_shutdown(cx)
     }
 }
 
 /// The sending half of a TLS connection.
-struct TlsSender<S> {
-    inner: StreamSender<WriteHalf<S>>,
+struct TlsSender {
+    inner: StreamSender<TlsWrite>,
     side: Side,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> SendFrames for TlsSender<S> {
+impl SendFrames for TlsSender {
     fn send(&mut self, frame: Frame) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let result = self.inner.send(frame).await;
@@ -139,12 +161,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> SendFrames for T
 }
 
 /// The receiving half of a TLS connection.
-struct TlsReceiver<S> {
-    inner: StreamReceiver<TlsRead<ReadHalf<S>>>,
+struct TlsReceiver {
+    inner: StreamReceiver<TlsRead>,
     side: Side,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> ReceiveFrames for TlsReceiver<S> {
+impl ReceiveFrames for TlsReceiver {
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
         Box::pin(async move {
             let result = self.inner.recv().await;

@@ -22,7 +22,6 @@ mod pem;
 mod reason;
 mod settings;
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -124,7 +123,6 @@ async fn connect(
     let name = server_name(address, &settings)?;
     let stream = crate::tcp::connect_stream(address).await?;
     let addr = stream.peer_addr()?;
-    let socket = stream.as_fd().try_clone_to_owned()?;
     let role = Role::Client {
         presents_certificate: settings.presents_certificate(),
     };
@@ -145,8 +143,7 @@ async fn connect(
         _ => None,
     };
     Ok(halves::connection(
-        tls,
-        socket,
+        tls.into(),
         PeerInfo::Tls { addr, certificate },
         addr.to_string(),
         role,
