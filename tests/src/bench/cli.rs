@@ -14,8 +14,8 @@ use super::raw::Mech;
 ///
 /// `--soak` instead holds `--connections` connections to one server process per transport and
 /// makes `--calls` checked `add` calls over them, counting sent, ok, wrong and failed calls;
-/// any wrong or failed call makes the exit status non-zero. It runs on tcp, unix, shm, mmap
-/// and fifo. Not on spawn (stdio): each connection is a server child of its own, so no one
+/// any wrong or failed call makes the exit status non-zero. It runs on tcp, tls, unix, shm,
+/// mmap and fifo. Not on spawn (stdio): each connection is a server child of its own, so no one
 /// server holds the connections. Not on mq: every connection holds a reply queue, and the
 /// default `fs.mqueue.queues_max` (256) and `RLIMIT_MSGQUEUE` (800 KiB, about 60
 /// connections) stop far below 1,000.
@@ -39,8 +39,9 @@ pub struct RunArgs {
     /// Even fewer iterations and no 64 MiB echo: checks that every path works (tests).
     #[arg(long, hide = true, conflicts_with = "quick")]
     pub tiny: bool,
-    /// Run one framework transport (`tcp`, `unix`, ...) and its baselines, or one raw
-    /// mechanism (`pipe`, `fifo`, `mq`, `shm`, ...) alone.
+    /// Run one framework transport (`tcp`, `tls`, `unix`, ...) and its baselines, or one raw
+    /// mechanism (`pipe`, `fifo`, `mq`, `shm`, ...) alone. `tls` runs `tcp` too, so the report
+    /// shows what TLS costs.
     #[arg(long, value_name = "TRANSPORT")]
     pub only: Option<String>,
     /// Pin client and server to the same CPU, to separate CPUs, or not at all [default:
