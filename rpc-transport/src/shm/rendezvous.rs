@@ -216,8 +216,8 @@ impl ShmAcceptor {
                     let _ = send_fds(socket.as_fd(), &refusal, &[]);
                     return Err(sysv::refusal(server_uid.into(), client_uid.into()).into());
                 }
-                let (segment, id) = sysv::create_segment(config.shm_ring_capacity)
-                    .inspect_err(|error| {
+                let (segment, id) =
+                    sysv::create_segment(config.shm_ring_capacity).inspect_err(|error| {
                         if let Some(number) = sysv::limit_number(error) {
                             let _ = send_fds(socket.as_fd(), &handshake(LIMIT_TAG, number, 0), &[]);
                         }

@@ -48,6 +48,8 @@ pub(crate) fn stat(id: i32) -> io::Result<SegmentStat> {
     if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } < 0 {
         return Err(last_error());
     }
+    // `shmatt_t` is `u64` here but narrower on some targets.
+    #[allow(clippy::useless_conversion)]
     Ok(SegmentStat {
         key: ds.shm_perm.__key,
         uid: ds.shm_perm.uid,
