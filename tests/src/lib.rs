@@ -237,6 +237,8 @@ pub enum Transport {
     Fifo,
     /// `mq://NAME`: POSIX message queues.
     Mq,
+    /// `sysv-shm://NAME`: the shared-memory rings in a System V segment per connection.
+    SysvShm,
 }
 
 /// A fresh name for this test process.
@@ -288,6 +290,7 @@ impl Transport {
             Transport::Spawn => unreachable!("a spawn: address is made by SpawnedServers"),
             Transport::Fifo => format!("fifo://{}/{}", dir.0.display(), unique_name("f")),
             Transport::Mq => format!("mq://{}", unique_name("probe")),
+            Transport::SysvShm => format!("sysv-shm://{}", unique_name("probe")),
         }
     }
 }

@@ -193,6 +193,7 @@ blocking_conformance! {
     shm_named => rpc_tests::Transport::ShmNamed,
     shm => rpc_tests::Transport::Shm,
     mmap => rpc_tests::Transport::Mmap,
+    sysv_shm => rpc_tests::Transport::SysvShm,
     spawn => rpc_tests::Transport::Spawn,
     fifo => rpc_tests::Transport::Fifo,
     mq => rpc_tests::Transport::Mq,
