@@ -78,6 +78,7 @@ async fn another_users_client_is_refused_by_its_credentials() {
         .unwrap();
     let before = attached_here();
     let outcome = stranger.call(&address).await;
+    eprintln!("the stranger's client: {outcome}");
     assert!(
         outcome.starts_with("connect")
             && outcome.contains("only with its own user")
@@ -100,6 +101,7 @@ async fn another_users_client_is_refused_by_its_credentials() {
         .await
         .unwrap();
     let outcome = stranger.call(&address).await;
+    eprintln!("the stranger's client, socket 0600: {outcome}");
     assert!(outcome.starts_with("connect"), "{outcome}");
     handle.shutdown().await;
 }
@@ -138,6 +140,7 @@ async fn a_server_of_another_user_is_refused_by_the_client() {
     .unwrap();
     std::fs::write(format!("{path_text}.done"), b"").unwrap();
     let error = outcome.expect_err("a client trusted a server of another user").to_string();
+    eprintln!("our client of the stranger's server: {error}");
     assert!(
         error.contains(&format!("the server runs as uid {STRANGER}")),
         "{error}"
