@@ -85,7 +85,11 @@ async fn another_users_client_is_refused_by_its_credentials() {
             && outcome.contains(&format!("uid {STRANGER}")),
         "{outcome}"
     );
-    assert_eq!(attached_here(), before, "a segment was made for the stranger");
+    assert_eq!(
+        attached_here(),
+        before,
+        "a segment was made for the stranger"
+    );
     // Our own user is served as ever, and the server goes on.
     let own = address.clone();
     let sum = tokio::task::spawn_blocking(move || ProbeBlockingClient::connect(&own)?.add(2, 3))
@@ -120,7 +124,11 @@ async fn a_server_of_another_user_is_refused_by_the_client() {
         let path_text = path_text.clone();
         async move {
             stranger
-                .run("stranger_server", &[(SERVER_ADDRESS, &path_text)], "OUTCOME")
+                .run(
+                    "stranger_server",
+                    &[(SERVER_ADDRESS, &path_text)],
+                    "OUTCOME",
+                )
                 .await
         }
     });
@@ -139,7 +147,9 @@ async fn a_server_of_another_user_is_refused_by_the_client() {
     .await
     .unwrap();
     std::fs::write(format!("{path_text}.done"), b"").unwrap();
-    let error = outcome.expect_err("a client trusted a server of another user").to_string();
+    let error = outcome
+        .expect_err("a client trusted a server of another user")
+        .to_string();
     eprintln!("our client of the stranger's server: {error}");
     assert!(
         error.contains(&format!("the server runs as uid {STRANGER}")),

@@ -97,7 +97,11 @@ fn a_closed_connection_and_a_stopped_server_leave_no_segment() {
     assert_eq!(probe.add(1, 2).unwrap(), 3);
     let ids = attached_by(pid);
     assert_eq!(ids.len(), 1, "one segment per connection: {ids:?}");
-    assert_eq!(attached_by(me), ids, "the client attached the server's segment");
+    assert_eq!(
+        attached_by(me),
+        ids,
+        "the client attached the server's segment"
+    );
     assert_shared_and_marked(&ids);
     let id = *ids.first().unwrap();
     drop(probe);
