@@ -17,8 +17,8 @@
 //! - [`spawn`] and [`spawn_blocking`]: a connection to a child process started from a
 //!   [`std::process::Command`], over pipes on its stdin and stdout.
 //! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
-//!   `unix`, `mem`, `shm` (shared memory and `mmap://`), `pipe` (`spawn:` and `stdio`), `fifo`
-//!   (named pipes), `mq` (POSIX message queues).
+//!   `unix`, `mem`, `shm` (shared memory, `mmap://` and System V `sysv-shm://`), `pipe`
+//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {
