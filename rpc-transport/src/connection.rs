@@ -158,8 +158,7 @@ impl FrameSender {
 
     /// The mechanism carrying this connection, for logs and traces: `"tcp"`, `"tls"`,
     /// `"unix"`, `"mem"`, `"shm"` (also `mmap://` and `sysv-shm://`), `"pipe"` (`stdio`,
-    /// `spawn:`, `fifo://`),
-    /// `"mq"`, or what a registered transport calls itself.
+    /// `spawn:`, `fifo://`), `"mq"`, or what a registered transport calls itself.
     pub fn mechanism(&self) -> &'static str {
         self.0.mechanism()
     }
