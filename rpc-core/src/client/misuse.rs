@@ -24,19 +24,20 @@ use tokio::task::coop;
 use super::pending::Pending;
 use crate::error::RpcError;
 
-/// `Err` when a blocking client of `service` over `mechanism` (see
-/// [`BlockingSender::mechanism`](rpc_transport::BlockingSender::mechanism)) must not block this
-/// thread: the error says why and what to use instead.
-pub(crate) fn check_blocking(service: &str, mechanism: &str) -> Result<(), RpcError> {
+/// `Err` when a blocking client of `service` must not block this thread (`own_runtime`: its
+/// transport drives a runtime of its own, see
+/// [`BlockingSender::runs_own_runtime`](rpc_transport::BlockingSender::runs_own_runtime)): the
+/// error says why and what to use instead.
+pub(crate) fn check_blocking(service: &str, own_runtime: bool) -> Result<(), RpcError> {
     let Ok(runtime) = Handle::try_current() else {
         return Ok(());
     };
-    if mechanism == "mem" {
+    if own_runtime {
         return Err(RpcError::BlockingInAsyncContext {
             advice: format!(
-                "a blocking mem:// client runs a runtime of its own and cannot be used inside a \
-                 tokio runtime; use the async client `{service}Client`, or use the blocking \
-                 client from a plain std::thread"
+                "this blocking client's transport runs a runtime of its own and cannot be used \
+                 inside a tokio runtime; use the async client `{service}Client`, or use the \
+                 blocking client from a plain std::thread"
             ),
         });
     }
