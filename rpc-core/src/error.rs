@@ -13,7 +13,7 @@ pub enum RpcError {
     #[error(transparent)]
     Address(TransportError),
     /// Opening the connection failed.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("{}", connect_message(.address, .source))]
     Connect {
         /// The address connected to.
         address: String,
@@ -214,5 +214,14 @@ impl RpcError {
         RpcError::Disconnected {
             reason: reason.to_string(),
         }
+    }
+}
+
+/// "cannot connect to ADDRESS: why", naming the address once (a transport's own connect error
+/// names it already).
+fn connect_message(address: &str, source: &TransportError) -> String {
+    match source {
+        TransportError::Connect { .. } => source.to_string(),
+        _ => format!("cannot connect to {address}: {source}"),
     }
 }

@@ -183,6 +183,8 @@ mod tests {
         assert_eq!(round_trip("shm://calc").name().unwrap(), "calc");
         round_trip("shm:///run/calc.sock");
         round_trip("mmap:///tmp/seg");
+        assert_eq!(round_trip("sysv-shm://calc").name().unwrap(), "calc");
+        round_trip("sysv-shm:///run/calc.sock");
         assert_eq!(round_trip("stdio").scheme(), "stdio");
         let spawn = round_trip("spawn:calc-server --listen stdio");
         assert_eq!(spawn.scheme(), "spawn");
@@ -215,6 +217,8 @@ mod tests {
             ("unix://relative.sock", "absolute path"),
             ("mem://", "name is empty"),
             ("mq://a/b", "may not contain"),
+            ("sysv-shm://", "name is empty"),
+            ("sysv-shm://a/b", "may not contain"),
             ("spawn:", "needs a program"),
             ("stdio:x", "stdio"),
         ];

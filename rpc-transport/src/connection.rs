@@ -157,8 +157,8 @@ impl FrameSender {
     }
 
     /// The mechanism carrying this connection, for logs and traces: `"tcp"`, `"tls"`,
-    /// `"unix"`, `"mem"`, `"shm"` (also `mmap://`), `"pipe"` (`stdio`, `spawn:`, `fifo://`),
-    /// `"mq"`, or what a registered transport calls itself.
+    /// `"unix"`, `"mem"`, `"shm"` (also `mmap://` and `sysv-shm://`), `"pipe"` (`stdio`,
+    /// `spawn:`, `fifo://`), `"mq"`, or what a registered transport calls itself.
     pub fn mechanism(&self) -> &'static str {
         self.0.mechanism()
     }

@@ -30,6 +30,15 @@ pub enum TransportError {
         /// The address as given, and why.
         address: String,
     },
+    /// A transport whose blocking connection drives a runtime of its own (`mem://`, `tls://`,
+    /// most registered ones) was asked for one from inside an async runtime.
+    #[error(
+        "a blocking connection to {address} runs a runtime of its own and cannot be made inside an async runtime"
+    )]
+    InsideRuntime {
+        /// The address.
+        address: String,
+    },
     /// A transport was registered under a scheme that is already taken.
     #[error("the scheme '{scheme}' already has a transport")]
     SchemeTaken {

@@ -19,8 +19,8 @@
 //! - [`TlsServerSettings`] and [`TlsClientSettings`] (`tls/`): the certificates of `tls://`,
 //!   given as transport settings ([`TransportConfig::with_setting`]).
 //! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
-//!   `unix`, `mem`, `shm` (shared memory and `mmap://`), `pipe` (`spawn:` and `stdio`), `fifo`
-//!   (named pipes), `mq` (POSIX message queues).
+//!   `unix`, `mem`, `shm` (shared memory, `mmap://` and System V `sysv-shm://`), `pipe`
+//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {

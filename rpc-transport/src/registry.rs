@@ -18,6 +18,7 @@ fn built_in() -> Vec<Arc<dyn Transport>> {
         Arc::new(crate::mem::Mem),
         Arc::new(crate::shm::Shm),
         Arc::new(crate::shm::Mmap),
+        Arc::new(crate::shm::SysvShm),
         Arc::new(crate::pipe::Stdio),
         Arc::new(crate::pipe::Spawn),
         Arc::new(crate::fifo::Fifo),

@@ -257,6 +257,12 @@ pub trait BlockingSendFrames: Send + 'static {
     /// The mechanism's name, as [`SendFrames::mechanism`].
     fn mechanism(&self) -> &'static str;
 
+    /// Whether this connection drives an async runtime of its own (as
+    /// [`BlockingConnection::over_runtime`] does), so it must not be used inside one.
+    fn runs_own_runtime(&self) -> bool {
+        false
+    }
+
     /// The largest payload this half sends.
     fn max_frame_size(&self) -> usize;
 

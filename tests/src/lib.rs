@@ -3,7 +3,9 @@
 //! bounded-wait helpers, and [`TestPki`], certificates made at run time for `tls://`.
 
 pub mod bench;
+pub mod conformance;
 mod counter;
+mod fixture;
 mod greeter;
 pub mod pki;
 mod process;
@@ -13,11 +15,11 @@ mod spawned;
 pub mod stranger;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rpc_core::{Context, Server, ServerHandle, Streaming};
+use rpc_core::{Context, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// An application error of the probe service.
@@ -75,6 +77,7 @@ pub fn probe_method_id(name: &str) -> u32 {
 }
 
 pub use counter::SharedCounter;
+pub use fixture::{CustomTransport, Fixture, FixtureServer, TempDir, Transport, unique_name};
 pub use greeter::{Greeter, GreeterBlockingClient, GreeterClient, GreeterImpl, GreeterServer};
 pub use pki::TestPki;
 pub use process::{ProbeProcess, kill_stalled_clients};
@@ -214,177 +217,6 @@ impl Probe for ProbeImpl {
         });
         Streaming::try_from_stream(totals)
     }
-}
-
-/// The transports the conformance suite runs on. Each later transport adds a variant here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `tcp://127.0.0.1:0`.
-    Tcp,
-    /// `unix:///tmp/...` in a fresh directory.
-    Unix,
-    /// `unix:@...`, Linux's abstract namespace.
-    UnixAbstract,
-    /// `mem://...`.
-    Mem,
-    /// `shm://NAME`: shared memory, rendezvous socket in the per-user runtime directory.
-    ShmNamed,
-    /// `shm:///tmp/.../NAME.sock`: shared memory, explicit rendezvous socket.
-    Shm,
-    /// `mmap:///tmp/.../segments`: shared-memory rings in a regular file.
-    Mmap,
-    /// `spawn:probe-server ... stdio`: every connection spawns its own server child.
-    Spawn,
-    /// `fifo:///tmp/...`: named pipes.
-    Fifo,
-    /// `mq://NAME`: POSIX message queues.
-    Mq,
-}
-
-/// A fresh name for this test process.
-pub fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    /// Creates the directory.
-    pub fn new() -> Self {
-        let path = std::env::temp_dir().join(unique_name("rpc-test"));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Default for TempDir {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Transport {
-    /// An address no other test uses; `dir` holds any files it needs.
-    pub fn fresh_address(self, dir: &TempDir) -> String {
-        match self {
-            Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
-            Transport::Unix => format!("unix://{}/{}.sock", dir.0.display(), unique_name("s")),
-            Transport::UnixAbstract => format!("unix:@{}", unique_name("rpc-test")),
-            Transport::Mem => format!("mem://{}", unique_name("probe")),
-            Transport::ShmNamed => format!("shm://{}", unique_name("probe")),
-            Transport::Shm => format!("shm://{}/{}.sock", dir.0.display(), unique_name("s")),
-            Transport::Mmap => format!("mmap://{}/{}", dir.0.display(), unique_name("m")),
-            Transport::Spawn => unreachable!("a spawn: address is made by SpawnedServers"),
-            Transport::Fifo => format!("fifo://{}/{}", dir.0.display(), unique_name("f")),
-            Transport::Mq => format!("mq://{}", unique_name("probe")),
-        }
-    }
-}
-
-/// The server side of a [`Fixture`]: a server in this process, or the children a `spawn:`
-/// address starts.
-#[derive(Debug)]
-pub enum FixtureServer {
-    /// A server running in this process.
-    InProcess(ServerHandle),
-    /// One `probe-server stdio` child per connection.
-    Spawned(SpawnedServers),
-}
-
-impl FixtureServer {
-    /// Connections being served now.
-    pub fn connections(&self) -> usize {
-        match self {
-            FixtureServer::InProcess(handle) => handle.connections(),
-            FixtureServer::Spawned(children) => children.connections(),
-        }
-    }
-
-    /// Stops at once: every connection dropped (a spawned child is killed with SIGKILL).
-    pub async fn abort(self) {
-        match self {
-            FixtureServer::InProcess(handle) => handle.abort().await,
-            FixtureServer::Spawned(children) => children.abort().await,
-        }
-    }
-
-    /// Stops gracefully, letting running calls finish (a spawned child gets SIGTERM).
-    pub async fn shutdown(self) {
-        match self {
-            FixtureServer::InProcess(handle) => handle.shutdown().await,
-            FixtureServer::Spawned(children) => children.shutdown().await,
-        }
-    }
-}
-
-/// A probe server on a fresh address of `transport`, with `server`'s settings.
-pub struct Fixture {
-    /// The running server.
-    pub handle: FixtureServer,
-    /// The address clients connect to.
-    pub address: String,
-    /// The implementation, to look at its counters.
-    pub probe: ProbeImpl,
-    _dir: TempDir,
-    /// Dropped after `handle`, once the server's queues are gone.
-    _mq_budget: Option<std::sync::MutexGuard<'static, ()>>,
-}
-
-impl Fixture {
-    /// Starts a probe server.
-    pub async fn start(transport: Transport, server: Server) -> Fixture {
-        let dir = TempDir::new();
-        if transport == Transport::Spawn {
-            let children = SpawnedServers::new(&dir, server.config());
-            return Fixture {
-                address: children.address().to_owned(),
-                probe: ProbeImpl::counting_in(children.stalled()),
-                handle: FixtureServer::Spawned(children),
-                _dir: dir,
-                _mq_budget: None,
-            };
-        }
-        let mq_budget = (transport == Transport::Mq).then(hold_mq_budget);
-        let probe = ProbeImpl::default();
-        let handle = server
-            .start(
-                ProbeServer::new(probe.clone()),
-                &[&transport.fresh_address(&dir)],
-            )
-            .await
-            .expect("start probe server");
-        Fixture {
-            address: handle.local_address(),
-            handle: FixtureServer::InProcess(handle),
-            probe,
-            _dir: dir,
-            _mq_budget: mq_budget,
-        }
-    }
-}
-
-/// Held by every `mq://` fixture of this process: message queues of one user share
-/// `RLIMIT_MSGQUEUE` (800 KiB by default, which an unprivileged process cannot raise), and a
-/// server with 64 clients uses nearly all of it, so two such fixtures at once would hit it.
-static MQ_BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn hold_mq_budget() -> std::sync::MutexGuard<'static, ()> {
-    MQ_BUDGET
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Waits until `condition` holds, checking every 10 ms for at most `limit`; returns whether it

@@ -11,8 +11,15 @@ use crate::ProbeClient;
 /// A transport connection to the probe service at `address` that has said `Hello` (accepting
 /// frames of up to `max_frame_size`) and read the server's `Welcome`.
 pub async fn raw_probe_connection(address: &str, max_frame_size: usize) -> Connection {
-    let parsed: rpc_core::Address = address.parse().unwrap();
     let config = TransportConfig::default().with_max_frame_size(max_frame_size);
+    raw_probe_connection_with(address, config).await
+}
+
+/// [`raw_probe_connection`] with the transport's settings in `config` (and its
+/// `max_frame_size`).
+pub async fn raw_probe_connection_with(address: &str, config: TransportConfig) -> Connection {
+    let max_frame_size = config.max_frame_size;
+    let parsed: rpc_core::Address = address.parse().unwrap();
     let mut connection = rpc_core::transport::connect(&parsed, &config)
         .await
         .unwrap();

@@ -64,6 +64,7 @@ every_transport! {
     mem => Transport::Mem,
     shm => Transport::ShmNamed,
     mmap => Transport::Mmap,
+    sysv_shm => Transport::SysvShm,
     fifo => Transport::Fifo,
     mq => Transport::Mq,
 }

@@ -273,6 +273,7 @@ several_services! {
     shm_named => rpc_tests::Transport::ShmNamed,
     shm => rpc_tests::Transport::Shm,
     mmap => rpc_tests::Transport::Mmap,
+    sysv_shm => rpc_tests::Transport::SysvShm,
     fifo => rpc_tests::Transport::Fifo,
     mq => rpc_tests::Transport::Mq,
 }

@@ -111,6 +111,11 @@ async fn main() -> ExitCode {
             async_client,
         ),
         (
+            "sysv-shm",
+            format!("sysv-shm://rpc-demo-{pid}"),
+            async_client,
+        ),
+        (
             "pipes (spawned child)",
             format!("spawn:{this} --serve-stdio"),
             async_client,

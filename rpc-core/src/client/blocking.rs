@@ -43,8 +43,10 @@ pub(super) struct Shared {
     returned: Condvar,
     /// The smaller of our and the server's maximum frame size.
     pub(super) send_limit: usize,
-    /// The transport and the server, for the misuse check and the call spans.
+    /// The transport and the server, for the call spans.
     connected: Connected,
+    /// Whether the transport drives a runtime of its own (the misuse check).
+    own_runtime: bool,
 }
 
 /// A call whose request is sent: the connection it holds, its id and its deadline.
@@ -120,10 +122,13 @@ impl BlockingClient {
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
         let parsed = parse_address(address)?;
-        check_blocking(&schema.name, parsed.scheme())?;
+        check_blocking(&schema.name, false)?;
         let connection =
             rpc_transport::connect_blocking(&parsed, &options.transport, options.connect_timeout)
                 .map_err(|e| match e {
+                TransportError::InsideRuntime { .. } => RpcError::BlockingInAsyncContext {
+                    advice: format!("{e}; use the async client `{}Client` there, or this one from a plain std::thread", schema.name),
+                },
                 TransportError::InvalidAddress { .. }
                 | TransportError::UnsupportedScheme { .. }
                 | TransportError::Unavailable { .. } => RpcError::Address(e),
@@ -142,7 +147,7 @@ impl BlockingClient {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
-        check_blocking(&schema.name, "pipe")?;
+        check_blocking(&schema.name, false)?;
         let shown = format!("spawn:{}", command.get_program().to_string_lossy());
         let connection =
             rpc_transport::spawn_blocking(command, &options.transport).map_err(|source| {
@@ -162,7 +167,8 @@ impl BlockingClient {
     ) -> Result<BlockingClient, RpcError> {
         let (mut sender, mut receiver, peer) = connection.split();
         let transport = sender.mechanism();
-        check_blocking(&schema.name, transport)?;
+        let own_runtime = sender.runs_own_runtime();
+        check_blocking(&schema.name, own_runtime)?;
         let deadline = Instant::now().checked_add(options.connect_timeout);
         let own_limit = options.transport.max_frame_size;
         let handshake_error = |e: TransportError| match e {
@@ -194,6 +200,7 @@ impl BlockingClient {
                 returned: Condvar::new(),
                 send_limit: agreed.send_limit,
                 connected: Connected { transport, peer },
+                own_runtime,
             }),
             options: CallOptions::defaults(options.call_timeout),
         })
@@ -267,7 +274,7 @@ impl BlockingClient {
     /// A streaming call's timeout and scope, after the same checks as [`call`](Self::call)'s.
     pub(super) fn stream_scope(&self, method: u32) -> Result<CallScope<'_>, RpcError> {
         let schema = self.shared.schema;
-        check_blocking(&schema.name, self.shared.connected.transport)?;
+        check_blocking(&schema.name, self.shared.own_runtime)?;
         let timeout =
             protocol::admit_call(schema, &self.shared.compatibility, &self.options, method)?;
         Ok(CallScope::new(
@@ -311,7 +318,7 @@ impl BlockingClient {
         R: DeserializeOwned,
     {
         let schema = self.shared.schema;
-        check_blocking(&schema.name, self.shared.connected.transport)?;
+        check_blocking(&schema.name, self.shared.own_runtime)?;
         let timeout =
             protocol::admit_call(schema, &self.shared.compatibility, &self.options, method)?;
         let scope = CallScope::new(

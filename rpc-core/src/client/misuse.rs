@@ -6,8 +6,8 @@
 //!   future given to `block_on`, as in `#[tokio::test]`): the thread that would serve the reply
 //!   (an in-process server, the connection's tasks) is the one blocked. The thread of a
 //!   `spawn_blocking` closure of the same runtime is fine.
-//! - With `mem://` or `tls://`, anywhere inside a runtime: their blocking halves drive a
-//!   private runtime of their own, which tokio refuses to start inside another.
+//! - With `mem://`, anywhere inside a runtime: its blocking halves drive a private runtime of
+//!   their own, which tokio refuses to start inside another.
 //!
 //! Tokio has no public "is this thread driving a scheduler?" call, and `Handle::try_current`
 //! answers the same on a runtime's thread and on its `spawn_blocking` threads. What differs is
@@ -24,17 +24,18 @@ use tokio::task::coop;
 use super::pending::Pending;
 use crate::error::RpcError;
 
-/// `Err` when a blocking client of `service` over `mechanism` (see
-/// [`BlockingSender::mechanism`](rpc_transport::BlockingSender::mechanism)) must not block this
-/// thread: the error says why and what to use instead.
-pub(crate) fn check_blocking(service: &str, mechanism: &str) -> Result<(), RpcError> {
+/// `Err` when a blocking client of `service` must not block this thread (`own_runtime`: its
+/// transport drives a runtime of its own, see
+/// [`BlockingSender::runs_own_runtime`](rpc_transport::BlockingSender::runs_own_runtime)): the
+/// error says why and what to use instead.
+pub(crate) fn check_blocking(service: &str, own_runtime: bool) -> Result<(), RpcError> {
     let Ok(runtime) = Handle::try_current() else {
         return Ok(());
     };
-    if mechanism == "mem" || mechanism == "tls" {
+    if own_runtime {
         return Err(RpcError::BlockingInAsyncContext {
             advice: format!(
-                "a blocking {mechanism}:// client runs a runtime of its own and cannot be used \
+                "this blocking client's transport runs a runtime of its own and cannot be used \
                  inside a tokio runtime; use the async client `{service}Client`, or use the \
                  blocking client from a plain std::thread"
             ),

@@ -252,7 +252,9 @@ impl Server {
 
     /// Also admits these users over local transports (Unix sockets, shared memory, FIFOs,
     /// message queues; by default only the server's own uid may connect). Socket files are
-    /// then created 0666, and every peer's credentials are checked on accept.
+    /// then created 0666, and every peer's credentials are checked on accept. Not over
+    /// `sysv-shm://`, whose segments only their owner's user (and root) may attach: there the
+    /// transport refuses other users itself.
     pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
         self.config.access.uids.extend(uids);
         self.config.transport.socket_mode = 0o666;

@@ -108,6 +108,12 @@ impl BlockingSender {
         self.0.mechanism()
     }
 
+    /// Whether the connection drives an async runtime of its own (`mem://`, `tls://`), so it
+    /// must not be used inside one.
+    pub fn runs_own_runtime(&self) -> bool {
+        self.0.runs_own_runtime()
+    }
+
     /// The largest payload this half will send.
     pub fn max_frame_size(&self) -> usize {
         self.0.max_frame_size()

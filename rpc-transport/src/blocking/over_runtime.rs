@@ -49,6 +49,10 @@ impl BlockingSendFrames for OverRuntime<FrameSender> {
         self.mechanism
     }
 
+    fn runs_own_runtime(&self) -> bool {
+        true
+    }
+
     fn max_frame_size(&self) -> usize {
         self.half.max_frame_size()
     }
@@ -73,7 +77,7 @@ impl BlockingConnection {
     /// A blocking connection over an async one: `connect` runs (at most `timeout`) on a
     /// private single-threaded runtime, which then drives every send and receive of the
     /// connection it makes, each under its deadline. Refused with
-    /// [`TransportError::Unavailable`] inside an async runtime, where blocking on one would
+    /// [`TransportError::InsideRuntime`] inside an async runtime, where blocking on one would
     /// stall (or panic).
     pub fn over_runtime<F>(
         address: &Address,
@@ -84,11 +88,8 @@ impl BlockingConnection {
         F: Future<Output = Result<Connection, TransportError>>,
     {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(TransportError::Unavailable {
-                scheme: address.scheme().to_owned(),
-                address: format!(
-                    "{address} from blocking code inside an async runtime (use the async client there)"
-                ),
+            return Err(TransportError::InsideRuntime {
+                address: address.to_string(),
             });
         }
         let runtime = Arc::new(

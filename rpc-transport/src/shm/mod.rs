@@ -1,8 +1,8 @@
-//! Shared memory: `shm://NAME`, `shm:///abs/rendezvous.sock` and the file-backed
-//! `mmap:///abs/file`.
+//! Shared memory: `shm://NAME`, `shm:///abs/rendezvous.sock`, the file-backed
+//! `mmap:///abs/file` and the System V `sysv-shm://NAME`.
 //!
 //! - `region.rs`: mapping, fd passing, futex — and all the `unsafe` (with `ring.rs`, which has
-//!   none beyond its heap test memory).
+//!   none beyond its heap test memory, and `sysv/ipc.rs`, the System V calls).
 //! - `ring.rs`: the SPSC ring and its wake-up protocol, model-checked with loom (`sync.rs`).
 //! - `segment.rs`: header plus one ring per direction in one region.
 //! - `rendezvous.rs`: the Unix socket over which the server hands each client its segment.
@@ -11,6 +11,7 @@
 //! - `endpoint.rs`: the sending and receiving halves, async and blocking.
 //! - `bulk.rs`: separately mapped, reused regions for messages too big for the ring.
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
+//! - `sysv/`: segments in System V shared memory, for `sysv-shm://` (its `ipc.rs`: the calls).
 //! - `transport.rs`: the `shm` and `mmap` transports, and the halves' trait implementations.
 
 // Under `--cfg loom` only the ring and its atomics shim are built, for the model checker.
@@ -34,6 +35,8 @@ mod ring;
 mod segment;
 mod sync;
 #[cfg(not(loom))]
+mod sysv;
+#[cfg(not(loom))]
 mod transport;
 #[cfg(not(loom))]
 mod watcher;
@@ -43,5 +46,7 @@ pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 
 #[cfg(not(loom))]
 pub use rendezvous::{runtime_dir, socket_path};
+#[cfg(not(loom))]
+pub(crate) use sysv::SysvShm;
 #[cfg(not(loom))]
 pub(crate) use transport::{Mmap, Shm};

@@ -1,8 +1,9 @@
-//! Shared regions: creating them (memfd, or a regular file), mapping them, handing their
-//! descriptors to another process, and the few raw operations on mapped memory (atomic words,
-//! bounds-checked copies, futex wait and wake).
+//! Shared regions: creating them (memfd, or a regular file), mapping them (or wrapping a System V
+//! attachment), handing their descriptors to another process, and the few raw operations on
+//! mapped memory (atomic words, bounds-checked copies, futex wait and wake).
 //!
-//! This file and `ring.rs` hold all of the transport's `unsafe`. Everything here checks offsets
+//! This file, `ring.rs` and `sysv/ipc.rs` (the System V calls) hold all of the transport's
+//! `unsafe`. Everything here checks offsets
 //! and lengths against the mapping before touching memory, so a peer that scribbles over the
 //! shared bytes can make us read garbage but never read or write outside the mapping.
 
@@ -19,9 +20,39 @@ use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
-/// A read-write shared mapping of (part of) a memfd or a file.
+use super::sysv::SysvAttachment;
+
+/// A read-write shared mapping of (part of) a memfd or a file, or a System V segment.
 pub(crate) struct Region {
-    map: MmapRaw,
+    map: Mapping,
+}
+
+/// What a [`Region`] maps; unmapped (or detached) when dropped.
+enum Mapping {
+    /// `mmap` of a memfd or a file.
+    Mmap(MmapRaw),
+    /// `shmat` of a System V segment.
+    Sysv(SysvAttachment),
+}
+
+impl Mapping {
+    fn as_ptr(&self) -> *const u8 {
+        self.as_mut_ptr()
+    }
+
+    fn as_mut_ptr(&self) -> *mut u8 {
+        match self {
+            Mapping::Mmap(map) => map.as_mut_ptr(),
+            Mapping::Sysv(attachment) => attachment.as_ptr(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Mapping::Mmap(map) => map.len(),
+            Mapping::Sysv(attachment) => attachment.len(),
+        }
+    }
 }
 
 // SAFETY: the mapping is plain shared memory; all access goes through atomics or copies
@@ -99,7 +130,16 @@ impl Region {
             options.populate();
         }
         let map = options.map_raw(fd.as_raw_fd())?;
-        Ok(Region { map })
+        Ok(Region {
+            map: Mapping::Mmap(map),
+        })
+    }
+
+    /// The region of a System V segment attached to this process; detached when dropped.
+    pub(crate) fn from_sysv(attachment: SysvAttachment) -> Region {
+        Region {
+            map: Mapping::Sysv(attachment),
+        }
     }
 
     /// The mapping's length in bytes.

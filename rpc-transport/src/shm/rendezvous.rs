@@ -4,6 +4,12 @@
 //! The handshake message, server to client: `[tag u32 = 1][reserved u32][offset u64][len u64]`
 //! with three descriptors: the segment (memfd, or the mmap file), the eventfd of the
 //! client-to-server ring and that of the server-to-client ring.
+//!
+//! For `sysv-shm://` the segment is a System V id, not a descriptor:
+//! `[tag u32 = 2][reserved u32][shmid u64][len u64]` with the two eventfds; or, to a client of
+//! another user, the refusal `[tag u32 = 3][reserved u32][server uid u64][client uid u64]`,
+//! or, when a system limit stopped the server, `[tag u32 = 4][reserved u32][limit u64][0 u64]`
+//! (the limit by number, see `sysv::LIMITS`), both without descriptors.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,6 +27,7 @@ use super::link::{Link, LinkOwner, Side};
 use super::region::{recv_fds, send_fds};
 use super::ring::{Consumer, Producer};
 use super::segment::Segment;
+use super::sysv;
 use crate::TransportConfig;
 use crate::address::Address;
 use crate::connection::{Connection, FrameReceiver, FrameSender, PeerInfo};
@@ -28,6 +35,9 @@ use crate::error::TransportError;
 use crate::unix::{SocketName, UnixAcceptor};
 
 const HANDSHAKE_TAG: u32 = 1;
+const SYSV_TAG: u32 = 2;
+const REFUSED_TAG: u32 = 3;
+const LIMIT_TAG: u32 = 4;
 const HANDSHAKE_LEN: usize = 24;
 
 /// The directory of `shm://NAME` sockets: `$XDG_RUNTIME_DIR/rpc-shm`, or `/tmp/rpc-shm-UID`;
@@ -57,7 +67,8 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
 }
 
 /// The rendezvous socket path of a shared-memory address.
-/// `shm://NAME` (in [`runtime_dir`]), `shm:///abs/rendezvous.sock`, or `mmap:///abs/file`
+/// `shm://NAME` (`NAME.sock` in [`runtime_dir`]), `sysv-shm://NAME` (`NAME.sysv.sock` there),
+/// `shm:///abs/rendezvous.sock` or `sysv-shm:///abs/rendezvous.sock`, or `mmap:///abs/file`
 /// (the file's path with `.sock` added).
 pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
     if address.scheme() == "mmap" {
@@ -67,6 +78,9 @@ pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
     }
     match address.target() {
         Some(path) if path.starts_with('/') => address.absolute_path(),
+        _ if address.scheme() == sysv::SCHEME => {
+            Ok(runtime_dir()?.join(format!("{}.sysv.sock", address.name()?)))
+        }
         _ => Ok(runtime_dir()?.join(format!("{}.sock", address.name()?))),
     }
 }
@@ -113,6 +127,8 @@ enum SegmentSource {
     Memfd,
     /// A slot of a regular file per connection.
     File(SlotFile),
+    /// A System V segment per connection, for clients of our own user.
+    Sysv,
 }
 
 /// A shared-memory listener: a Unix rendezvous socket (mode 0600) and a segment source.
@@ -142,6 +158,9 @@ impl ShmAcceptor {
         let source = if address.scheme() == "mmap" {
             let file = address.absolute_path()?;
             SegmentSource::File(SlotFile::open(&file, config.shm_ring_capacity)?)
+        } else if address.scheme() == sysv::SCHEME {
+            sysv::sweep();
+            SegmentSource::Sysv
         } else {
             SegmentSource::Memfd
         };
@@ -161,6 +180,9 @@ impl ShmAcceptor {
             // A client that fails its hand-over (gone already, say) costs only itself.
             match self.hand_over(stream, config) {
                 Ok(connection) => return Ok(connection),
+                Err(error @ TransportError::LimitReached { .. }) => {
+                    tracing::warn!(%error, "dropping a shm client: no segment for it")
+                }
                 Err(error) => {
                     tracing::debug!(%error, "dropping a shm client that failed hand-over")
                 }
@@ -180,23 +202,40 @@ impl ShmAcceptor {
         let (segment, fd, offset, lease) = match &self.source {
             SegmentSource::Memfd => {
                 let (segment, fd) = Segment::create_memfd(config.shm_ring_capacity)?;
-                (segment, fd, 0, None)
+                (segment, Some(fd), 0, None)
             }
             SegmentSource::File(file) => {
                 let (segment, fd, offset, lease) = file.lease()?;
-                (segment, fd, offset, Some(lease))
+                (segment, Some(fd), offset, Some(lease))
+            }
+            SegmentSource::Sysv => {
+                let client_uid = peer_uid(&peer);
+                if !sysv::same_user(client_uid) {
+                    let server_uid = nix::unistd::geteuid().as_raw();
+                    let refusal = handshake(REFUSED_TAG, server_uid.into(), client_uid.into());
+                    let _ = send_fds(socket.as_fd(), &refusal, &[]);
+                    return Err(sysv::refusal(server_uid.into(), client_uid.into()).into());
+                }
+                let (segment, id) =
+                    sysv::create_segment(config.shm_ring_capacity).inspect_err(|error| {
+                        if let Some(number) = sysv::limit_number(error) {
+                            let _ = send_fds(socket.as_fd(), &handshake(LIMIT_TAG, number, 0), &[]);
+                        }
+                    })?;
+                (segment, None, id as u64, None)
             }
         };
         let (to_server_event, to_client_event) = (new_eventfd()?, new_eventfd()?);
-        let mut message = [0u8; HANDSHAKE_LEN];
-        message[..4].copy_from_slice(&HANDSHAKE_TAG.to_le_bytes());
-        message[8..16].copy_from_slice(&offset.to_le_bytes());
-        message[16..].copy_from_slice(&(segment.region.len() as u64).to_le_bytes());
-        send_fds(
-            socket.as_fd(),
-            &message,
-            &[fd.as_fd(), to_server_event.as_fd(), to_client_event.as_fd()],
-        )?;
+        let tag = if fd.is_some() {
+            HANDSHAKE_TAG
+        } else {
+            SYSV_TAG
+        };
+        let message = handshake(tag, offset, segment.region.len() as u64);
+        let mut fds: Vec<_> = fd.iter().map(|fd| fd.as_fd()).collect();
+        fds.extend([to_server_event.as_fd(), to_client_event.as_fd()]);
+        send_fds(socket.as_fd(), &message, &fds)?;
+        drop(fds);
         drop(fd);
         let link = Link::start(
             socket,
@@ -212,6 +251,23 @@ impl ShmAcceptor {
             FrameReceiver::new(receiver),
             peer,
         ))
+    }
+}
+
+/// A handshake message: `tag` and two words.
+fn handshake(tag: u32, first: u64, second: u64) -> [u8; HANDSHAKE_LEN] {
+    let mut message = [0u8; HANDSHAKE_LEN];
+    message[..4].copy_from_slice(&tag.to_le_bytes());
+    message[8..16].copy_from_slice(&first.to_le_bytes());
+    message[16..].copy_from_slice(&second.to_le_bytes());
+    message
+}
+
+/// The uid in a rendezvous socket's peer credentials.
+fn peer_uid(peer: &PeerInfo) -> u32 {
+    match peer {
+        PeerInfo::Unix { uid, .. } => *uid,
+        _ => u32::MAX,
     }
 }
 
@@ -259,8 +315,9 @@ pub(crate) async fn connect(
     socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let config = config.clone();
     let address = address.clone();
+    let server_uid = peer_uid(&peer);
     let (sender, receiver) =
-        tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config))
+        tokio::task::spawn_blocking(move || finish_connect(socket, &address, &config, server_uid))
             .await
             .map_err(|e| TransportError::Io(io::Error::other(e)))??;
     Ok(Connection::new(
@@ -288,7 +345,7 @@ pub(crate) fn connect_blocking(
             Err(e) => return Err(TransportError::Io(e.into())),
         };
     socket.set_read_timeout(Some(timeout))?;
-    let (sender, receiver) = finish_connect(socket, address, config)?;
+    let (sender, receiver) = finish_connect(socket, address, config, peer_uid(&peer))?;
     Ok((sender, receiver, peer))
 }
 
@@ -296,7 +353,16 @@ fn finish_connect(
     socket: std::os::unix::net::UnixStream,
     address: &Address,
     config: &TransportConfig,
+    server_uid: u32,
 ) -> Result<(ShmSender, ShmReceiver), TransportError> {
+    let refused = |source| TransportError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    let sysv = address.scheme() == sysv::SCHEME;
+    if sysv {
+        sysv::require_trusted_server(server_uid).map_err(refused)?;
+    }
     let mut message = [0u8; HANDSHAKE_LEN];
     let (read, fds) = recv_fds(socket.as_fd(), &mut message, MsgFlags::empty()).map_err(|e| {
         if matches!(
@@ -312,19 +378,34 @@ fn finish_connect(
     })?;
     socket.set_read_timeout(None)?;
     let tag = u32::from_le_bytes(message[..4].try_into().expect("4 bytes"));
-    let [segment_fd, to_server_event, to_client_event]: [OwnedFd; 3] = match fds.try_into() {
-        Ok(fds) if read == HANDSHAKE_LEN && tag == HANDSHAKE_TAG => fds,
-        _ => {
-            return Err(TransportError::Malformed(format!(
-                "{address} did not answer with a shared-memory handshake"
-            )));
-        }
-    };
     let offset = u64::from_le_bytes(message[8..16].try_into().expect("8 bytes"));
     let len = u64::from_le_bytes(message[16..].try_into().expect("8 bytes"));
-    let sealed = address.scheme() != "mmap";
-    let segment = Segment::map(segment_fd.as_fd(), offset, len as usize, sealed)?;
-    drop(segment_fd);
+    let malformed = || {
+        TransportError::Malformed(format!(
+            "{address} did not answer with a shared-memory handshake"
+        ))
+    };
+    if read != HANDSHAKE_LEN {
+        return Err(malformed());
+    }
+    let (segment, [to_server_event, to_client_event]) = match (tag, fds.len()) {
+        (REFUSED_TAG, 0) if sysv => return Err(refused(sysv::refusal(offset, len))),
+        (LIMIT_TAG, 0) if sysv => return Err(sysv::server_limit(offset).ok_or_else(malformed)?),
+        (SYSV_TAG, 2) if sysv => {
+            let events: [OwnedFd; 2] = fds.try_into().map_err(|_| malformed())?;
+            let id = i32::try_from(offset).map_err(|_| malformed())?;
+            let segment = sysv::open_segment(id, len as usize, server_uid).map_err(refused)?;
+            (segment, events)
+        }
+        (HANDSHAKE_TAG, 3) if !sysv => {
+            let [segment_fd, to_server, to_client]: [OwnedFd; 3] =
+                fds.try_into().map_err(|_| malformed())?;
+            let sealed = address.scheme() != "mmap";
+            let segment = Segment::map(segment_fd.as_fd(), offset, len as usize, sealed)?;
+            (segment, [to_server, to_client])
+        }
+        _ => return Err(malformed()),
+    };
     let link = Link::start(
         socket,
         segment,

@@ -1,4 +1,5 @@
-//! The `shm` and `mmap` transports, and the trait implementations of their halves.
+//! The `shm` and `mmap` transports, and the trait implementations of their halves (which
+//! `sysv-shm`, in `sysv/`, shares).
 
 use std::time::Duration;
 
@@ -22,7 +23,16 @@ pub(crate) struct Shm;
 /// `mmap:///abs/file`: rings in slots of a regular file.
 pub(crate) struct Mmap;
 
-fn bind<'a>(
+/// The check of `shm://` and `sysv-shm://` addresses: a name, or an absolute socket path.
+pub(super) fn check_name_or_path(address: &Address) -> Result<(), TransportError> {
+    match address.target() {
+        Some(path) if path.starts_with('/') => address.absolute_path().map(drop),
+        _ => address.name().map(drop),
+    }
+}
+
+/// Binds a listener of any of the shared-memory schemes.
+pub(super) fn bind<'a>(
     address: &'a Address,
     config: &'a TransportConfig,
 ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
@@ -32,7 +42,8 @@ fn bind<'a>(
     })
 }
 
-fn connect_blocking_shm(
+/// Connects without a runtime to a listener of any of the shared-memory schemes.
+pub(super) fn connect_blocking_shm(
     address: &Address,
     config: &TransportConfig,
     timeout: Duration,
@@ -55,10 +66,7 @@ impl Transport for Shm {
     }
 
     fn check(&self, address: &Address) -> Result<(), TransportError> {
-        match address.target() {
-            Some(path) if path.starts_with('/') => address.absolute_path().map(drop),
-            _ => address.name().map(drop),
-        }
+        check_name_or_path(address)
     }
 
     fn connect<'a>(

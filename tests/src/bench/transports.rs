@@ -78,6 +78,13 @@ pub const TRANSPORTS: &[TransportSpec] = &[
         Soak::Yes,
     ),
     spec(
+        "sysv-shm",
+        Endpoint::Served(|e| format!("sysv-shm://{}", e.unique("bench"))),
+        Some(Mech::SysvShm),
+        None,
+        Soak::Yes,
+    ),
+    spec(
         "spawn",
         Endpoint::ClientSpawned(|e| {
             let pin = e.cpus.server.map(|c| format!(" --cpu {c}"));

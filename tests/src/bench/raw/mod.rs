@@ -10,6 +10,7 @@ mod futex;
 mod mq;
 mod pipe;
 mod shm;
+mod sysv_shm;
 mod tcp;
 mod unix;
 
@@ -42,12 +43,16 @@ pub enum Mech {
     Tcp,
     /// A shared memfd mapping; spin, then futex wait.
     Shm,
+    /// A System V shared-memory segment; spin, then futex wait, as `Shm`.
+    #[serde(rename = "sysv-shm")]
+    SysvShm,
 }
 
 impl Mech {
     /// Every mechanism, in table order.
-    pub const ALL: [Mech; 6] = [
+    pub const ALL: [Mech; 7] = [
         Mech::Shm,
+        Mech::SysvShm,
         Mech::Pipe,
         Mech::Fifo,
         Mech::Mq,
@@ -64,6 +69,7 @@ impl Mech {
             Mech::Unix => "unix",
             Mech::Tcp => "tcp",
             Mech::Shm => "shm",
+            Mech::SysvShm => "sysv-shm",
         }
     }
 
@@ -123,6 +129,7 @@ pub fn connect(mech: Mech, env: &Env, plan: &Plan) -> anyhow::Result<Session> {
         Mech::Unix => unix::connect(env, plan),
         Mech::Tcp => tcp::connect(env, plan),
         Mech::Shm => shm::connect(env, plan),
+        Mech::SysvShm => sysv_shm::connect(env, plan),
     }
 }
 
@@ -136,6 +143,7 @@ pub fn serve(mech: Mech, arg: Option<&str>) -> anyhow::Result<()> {
         Mech::Unix => unix::serve(need()?),
         Mech::Tcp => tcp::serve(),
         Mech::Shm => shm::serve(need()?),
+        Mech::SysvShm => sysv_shm::serve(need()?),
     }
 }
 

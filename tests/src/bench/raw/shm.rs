@@ -5,6 +5,9 @@
 //! "sleeping" flag and the message. The writer copies the message in, bumps the sequence and
 //! futex-wakes only if the reader registered as sleeping; the reader spins on the sequence for
 //! up to [`SPIN`], then registers and sleeps on the futex.
+//!
+//! The page's layout and the ping-pong over it ([`Shared`], [`link`], [`echo`]) serve
+//! `sysv_shm.rs` too, where the page is a System V segment instead.
 
 use std::cell::UnsafeCell;
 use std::hint::spin_loop;
@@ -46,12 +49,13 @@ struct Slot {
 
 /// The shared page: requests and replies.
 #[repr(C)]
-struct Region {
+pub(super) struct Region {
     request: Slot,
     reply: Slot,
 }
 
-const LEN: usize = 4096;
+/// Bytes of the shared page.
+pub(super) const LEN: usize = 4096;
 const _: () = assert!(std::mem::size_of::<Region>() <= LEN);
 
 /// A mapping of the region, unmapped on drop.
@@ -78,7 +82,15 @@ impl Mapping {
         .context("mmap the memfd")?;
         Ok(Mapping { ptr: ptr.cast() })
     }
+}
 
+/// A mapping of the shared page, however it was made.
+pub(super) trait Shared: 'static {
+    /// The page.
+    fn region(&self) -> &Region;
+}
+
+impl Shared for Mapping {
     fn region(&self) -> &Region {
         // SAFETY: the mapping is LEN bytes, page aligned, lives as long as `self`, and every
         // bit pattern of it is a valid `Region` (atomics and byte arrays).
@@ -149,13 +161,32 @@ impl Slot {
     }
 }
 
-struct Link {
-    map: Mapping,
+struct Link<M> {
+    map: M,
     seen_reply: u32,
     limit: Duration,
 }
 
-impl PingPong for Link {
+/// The parent's end over the page `map`: each round trip waits at most `limit`.
+pub(super) fn link(map: impl Shared, limit: Duration) -> Box<dyn PingPong> {
+    Box::new(Link {
+        map,
+        seen_reply: 0,
+        limit,
+    })
+}
+
+/// The child's loop over the page `map`: echoes requests until killed.
+pub(super) fn echo(map: &impl Shared) -> anyhow::Result<()> {
+    let region = map.region();
+    let mut seen = 0;
+    loop {
+        seen = region.request.wait(seen, None)?;
+        region.reply.post(&region.request.read());
+    }
+}
+
+impl<M: Shared> PingPong for Link<M> {
     fn round_trip(&mut self, request: &[u8; MSG], reply: &mut [u8; MSG]) -> io::Result<()> {
         let region = self.map.region();
         region.request.post(request);
@@ -184,11 +215,7 @@ pub fn connect(env: &Env, plan: &Plan) -> anyhow::Result<Session> {
     let mut stdout = child.take_stdout()?;
     child.read_line_within(&mut stdout, plan.phase_limit)?;
     Ok(Session {
-        link: Box::new(Link {
-            map,
-            seen_reply: 0,
-            limit: plan.phase_limit,
-        }),
+        link: link(map, plan.phase_limit),
         child,
     })
 }
@@ -202,10 +229,5 @@ pub fn serve(fd: &str) -> anyhow::Result<()> {
     let map = Mapping::new(fd.as_fd())?;
     drop(fd);
     say_ready(&mut std::io::stdout(), "shm")?;
-    let region = map.region();
-    let mut seen = 0;
-    loop {
-        seen = region.request.wait(seen, None)?;
-        region.reply.post(&region.request.read());
-    }
+    echo(&map)
 }
