@@ -34,6 +34,8 @@ pub(super) struct Link {
     record: Option<Record>,
     /// The watcher's key for the socket.
     key: u64,
+    /// The peer's process (`SO_PEERCRED`).
+    peer_pid: i32,
 }
 
 impl Link {
@@ -44,9 +46,11 @@ impl Link {
         tx: Queue,
         record: Option<Record>,
     ) -> io::Result<Arc<Link>> {
+        let peer_pid = super::rendezvous::credentials(&socket)?.pid();
         let watcher = watcher();
         let key = watcher.as_ref().map_or(0, |w| w.key());
         let link = Arc::new(Link {
+            peer_pid,
             socket,
             dead: AtomicBool::new(false),
             rx,
@@ -60,6 +64,10 @@ impl Link {
             return Err(error);
         }
         Ok(link)
+    }
+
+    pub(super) fn peer_pid(&self) -> i32 {
+        self.peer_pid
     }
 
     pub(super) fn socket(&self) -> &UnixStream {
@@ -96,9 +104,13 @@ impl Link {
         self.tx.remove();
     }
 
-    /// Shuts the socket, as this process's death would.
+    /// Does to the peer what this process's death would: our watcher forgets the link (it
+    /// would die with us) and the socket is shut. Nothing is removed on our side.
     #[cfg(test)]
-    pub(super) fn shutdown_for_tests(&self) {
+    pub(super) fn die_for_tests(&self) {
+        if let Ok(watcher) = watcher() {
+            watcher.unwatch(self.key, &self.socket);
+        }
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 }
@@ -119,7 +131,12 @@ impl Drop for Link {
         let _ = self.socket.shutdown(std::net::Shutdown::Write);
         let tx = Queue::recorded(self.tx.id(), self.tx.ctime());
         match (watcher(), self.socket.try_clone()) {
-            (Ok(watcher), Ok(socket)) => watcher.linger(Linger { socket, tx, record }),
+            (Ok(watcher), Ok(socket)) => watcher.linger(Linger {
+                socket,
+                peer_pid: self.peer_pid,
+                tx,
+                record,
+            }),
             _ => {
                 tx.remove();
             }

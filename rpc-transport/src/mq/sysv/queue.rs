@@ -205,7 +205,13 @@ impl Queue {
     pub(super) fn send(&self, buf: &MsgBuf, nowait: bool) -> Result<bool, Stopped> {
         match sys::send(self.id, buf, nowait) {
             Ok(()) => Ok(true),
-            Err(Errno::EAGAIN) if nowait => Ok(false),
+            // A message larger than the whole queue never fits: Linux calls it full.
+            Err(Errno::EAGAIN) if nowait => match self.qbytes() {
+                Ok(qbytes) if buf.text().len() as u64 > qbytes => {
+                    Err(self.why_invalid(buf.text().len()))
+                }
+                _ => Ok(false),
+            },
             Err(Errno::EIDRM) => Err(Stopped::Gone),
             Err(Errno::EINVAL) => Err(self.why_invalid(buf.text().len())),
             Err(other) => Err(Stopped::Failed(TransportError::Io(io::Error::new(
@@ -215,8 +221,8 @@ impl Queue {
         }
     }
 
-    /// `EINVAL` from `msgsnd`: the queue is gone, or the message exceeds a limit lowered since
-    /// the connection began.
+    /// `EINVAL` from `msgsnd` (or a message larger than the queue): the queue is gone, or the
+    /// message exceeds a limit lowered since the connection began.
     fn why_invalid(&self, len: usize) -> Stopped {
         let ds = match sys::stat(self.id) {
             Ok(ds) if self.is_this(&ds) => ds,

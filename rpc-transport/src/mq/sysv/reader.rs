@@ -247,12 +247,6 @@ impl SysvReceiver {
     pub(crate) async fn drain(&mut self) {
         while let Ok(Some(_)) = self.recv().await {}
     }
-
-    /// The connection's link, for tests.
-    #[cfg(test)]
-    pub(super) fn link_for_tests(&self) -> Arc<Link> {
-        self.link.clone()
-    }
 }
 
 /// The thread: reads the queue until the connection ends, then removes it.

@@ -123,6 +123,18 @@ pub(super) fn set_qbytes(id: i32, bytes: u64) -> Result<(), Errno> {
     Errno::result(unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }).map(drop)
 }
 
+/// Has `hook` run when the process exits normally (`atexit`: the end of `main`, or
+/// `std::process::exit`).
+pub(super) fn at_exit(hook: extern "C" fn()) -> Result<(), Errno> {
+    // SAFETY: `hook` is a plain function with the C calling convention, valid for the whole
+    // life of the process; atexit only stores it.
+    if unsafe { libc::atexit(hook) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::ENOMEM)
+    }
+}
+
 /// Removes the queue (`IPC_RMID`): waiting senders and receivers fail with `EIDRM`.
 pub(super) fn remove(id: i32) -> Result<(), Errno> {
     // SAFETY: IPC_RMID reads no buffer; a null pointer is allowed.

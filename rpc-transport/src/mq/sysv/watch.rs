@@ -7,6 +7,10 @@
 //! removes the peer's queue, waking its writer. It also finishes the links dropped while
 //! their peer may still read ([`Linger`]). It costs nothing while no peer goes: nothing else
 //! is written to the sockets after the handshake, and reads are not watched.
+//!
+//! At a normal exit of the process (`atexit`), it removes the queues of the links whose peer
+//! is this same process: both ends die at once and no survivor would. A peer in another
+//! process removes the queues itself when it sees our end.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +31,8 @@ use super::queue::Queue;
 #[derive(Debug)]
 pub(super) struct Linger {
     pub(super) socket: UnixStream,
+    /// The peer's process.
+    pub(super) peer_pid: i32,
     pub(super) tx: Queue,
     pub(super) record: Option<Record>,
 }
@@ -48,9 +54,10 @@ struct Inner {
 #[derive(Debug)]
 pub(super) struct Watcher(Arc<Inner>);
 
+static WATCHER: OnceLock<Result<Watcher, String>> = OnceLock::new();
+
 /// The process's watcher, started on first use.
 pub(super) fn watcher() -> io::Result<&'static Watcher> {
-    static WATCHER: OnceLock<Result<Watcher, String>> = OnceLock::new();
     WATCHER
         .get_or_init(|| Watcher::start().map_err(|e| e.to_string()))
         .as_ref()
@@ -71,6 +78,9 @@ impl Watcher {
             .name("rpc-sysv-mq-watch".into())
             .stack_size(256 * 1024)
             .spawn(move || thread.run())?;
+        if let Err(error) = super::sys::at_exit(at_exit) {
+            tracing::warn!(%error, "sysv-mq cannot clean up at exit");
+        }
         Ok(Watcher(inner))
     }
 
@@ -122,11 +132,27 @@ impl Watcher {
         }
         entries.insert(key, Entry::Lingering(linger));
     }
+}
 
-    /// How many links and lingering links it watches, for tests.
-    #[cfg(test)]
-    pub(super) fn watched(&self) -> usize {
-        self.entries().len()
+/// At exit: removes the queues of every link whose peer is this process.
+extern "C" fn at_exit() {
+    let Some(Ok(watcher)) = WATCHER.get() else {
+        return;
+    };
+    let own = std::process::id() as i32;
+    for entry in watcher.entries().values() {
+        match entry {
+            Entry::Live(link) => {
+                if let Some(link) = link.upgrade().filter(|l| l.peer_pid() == own) {
+                    link.rx().remove();
+                    link.tx().remove();
+                }
+            }
+            Entry::Lingering(linger) if linger.peer_pid == own => {
+                linger.tx.remove();
+            }
+            Entry::Lingering(_) => {}
+        }
     }
 }
 

@@ -175,6 +175,16 @@ impl SysvSender {
         self.link.clone()
     }
 
+    /// Writes the first message of `frame` to the peer's queue (and no more), as a sender
+    /// that dies right after would.
+    #[cfg(test)]
+    pub(super) fn send_first_message_for_tests(&self, frame: Frame) {
+        let (mut scratch, mut buf) = (Vec::new(), MsgBuf::new(self.msgsize));
+        Outgoing::new(frame).next_message(&mut scratch, self.msgsize, self.token);
+        buf.load(DATA, &scratch);
+        assert!(self.link.tx().send(&buf, true).unwrap());
+    }
+
     fn check(&self, frame: &Frame) -> Result<(), TransportError> {
         if self.closed || self.link.is_dead() {
             return Err(TransportError::Closed);
