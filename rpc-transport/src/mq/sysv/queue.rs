@@ -97,6 +97,17 @@ pub(super) fn create_error(errno: Errno, what: &str) -> TransportError {
     }
 }
 
+// `time_t` and `msglen_t` are 64 bits wide on some targets and not on others.
+#[allow(clippy::unnecessary_cast)]
+fn ctime_of(ds: &libc::msqid_ds) -> i64 {
+    ds.msg_ctime as i64
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn qbytes_of(ds: &libc::msqid_ds) -> u64 {
+    ds.msg_qbytes as u64
+}
+
 /// Our effective uid.
 pub(super) fn own_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
@@ -129,7 +140,7 @@ impl Queue {
         match sys::stat(id) {
             Ok(ds) => Ok(Queue {
                 id,
-                ctime: ds.msg_ctime as i64,
+                ctime: ctime_of(&ds),
                 removed: AtomicBool::new(false),
             }),
             Err(errno) => {
@@ -166,7 +177,7 @@ impl Queue {
         }
         Ok(Queue {
             id,
-            ctime: ds.msg_ctime as i64,
+            ctime: ctime_of(&ds),
             removed: AtomicBool::new(false),
         })
     }
@@ -190,12 +201,12 @@ impl Queue {
 
     /// The bytes the queue holds (`msg_qbytes`).
     pub(super) fn qbytes(&self) -> io::Result<u64> {
-        Ok(sys::stat(self.id)?.msg_qbytes as u64)
+        Ok(qbytes_of(&sys::stat(self.id)?))
     }
 
     /// Whether `ds` describes this queue (not another that took its id since).
     fn is_this(&self, ds: &libc::msqid_ds) -> bool {
-        ds.msg_ctime as i64 == self.ctime
+        ctime_of(ds) == self.ctime
             && ds.msg_perm.uid == own_uid()
             && ds.msg_perm.__key == libc::IPC_PRIVATE
             && ds.msg_perm.mode & 0o777 == 0o600
@@ -229,7 +240,7 @@ impl Queue {
             _ => return Stopped::Gone,
         };
         let msgmax = sysctl("msgmax").unwrap_or(u64::MAX);
-        let qbytes = ds.msg_qbytes as u64;
+        let qbytes = qbytes_of(&ds);
         Stopped::Failed(if len as u64 > msgmax {
             TransportError::LimitReached {
                 limit: "kernel.msgmax",

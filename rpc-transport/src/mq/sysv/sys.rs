@@ -27,6 +27,8 @@ impl MsgBuf {
     }
 
     /// The message's type.
+    // A `long` is 64 bits wide on some targets and not on others.
+    #[allow(clippy::useless_conversion)]
     pub(super) fn mtype(&self) -> i64 {
         i64::from(self.words[0])
     }

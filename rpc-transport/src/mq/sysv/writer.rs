@@ -365,11 +365,11 @@ fn write(link: &Link, writer: &Writer, msgsize: usize, token: u64) {
         }
         let mut state = writer.lock();
         state.busy = false;
-        if let Err(stopped) = result {
-            if !broken {
-                state.broken = true;
-                state.failed = Some(stopped_error(stopped));
-            }
+        if let Err(stopped) = result
+            && !broken
+        {
+            state.broken = true;
+            state.failed = Some(stopped_error(stopped));
         }
         if bye {
             state.ended = true;
