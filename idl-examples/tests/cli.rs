@@ -215,6 +215,7 @@ fn demo_prints_a_row_per_transport() {
         "| pipes (spawned child) |",
         "| fifo |",
         "| mq |",
+        "| sysv-mq |",
     ] {
         let row = table
             .lines()
