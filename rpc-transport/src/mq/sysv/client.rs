@@ -75,7 +75,13 @@ fn welcomed(
     }
     let link = Link::new(socket, rx, tx, None)?;
     let limit = config.max_frame_size;
-    let receiver = SysvReceiver::start(link.clone(), welcome.msgsize, welcome.token, limit)?;
+    let receiver = SysvReceiver::start(
+        link.clone(),
+        welcome.msgsize,
+        welcome.token,
+        limit,
+        config.socket_spin,
+    )?;
     let sender = SysvSender::new(link, welcome.msgsize, welcome.token, limit);
     Ok((sender, receiver))
 }

@@ -290,7 +290,13 @@ async fn hand_over(
     };
     let link = Link::new(socket, rx, tx, Some(record))?;
     let limit = shared.config.max_frame_size;
-    let receiver = SysvReceiver::start(link.clone(), msgsize, token, limit)?;
+    let receiver = SysvReceiver::start(
+        link.clone(),
+        msgsize,
+        token,
+        limit,
+        shared.config.socket_spin,
+    )?;
     let sender = SysvSender::new(link, msgsize, token, limit);
     Ok(Connection::new(
         FrameSender::new(sender),

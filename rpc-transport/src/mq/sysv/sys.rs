@@ -107,6 +107,24 @@ pub(super) fn receive(id: i32, buf: &mut MsgBuf, nowait: bool) -> Result<(), Err
     }
 }
 
+/// Waits until the queue holds a message, without taking it: a `msgrcv` of zero bytes, which
+/// fails with `E2BIG` as soon as there is a message (and leaves it), or takes a message of no
+/// text (`Ok`). Interrupted waits are resumed.
+pub(super) fn wait_for_message(id: i32) -> Result<(), Errno> {
+    let mut mtype: libc::c_long = 0;
+    loop {
+        // SAFETY: `mtype` has room for the type, and no text is asked for (a message with
+        // text fails with E2BIG, nothing written), so msgrcv writes only the type; it outlives
+        // the call.
+        let read = unsafe { libc::msgrcv(id, (&raw mut mtype).cast(), 0, 0, 0) };
+        match Errno::result(read) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::E2BIG) => return Ok(()),
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// The queue's state (`IPC_STAT`).
 pub(super) fn stat(id: i32) -> Result<libc::msqid_ds, Errno> {
     // SAFETY: an all-zero `msqid_ds` is valid (integers only).
@@ -164,7 +182,21 @@ mod tests {
             "cut to the buffer"
         );
         assert_eq!(receive(id, &mut back, true), Err(Errno::ENOMSG));
+        // Waiting for a message leaves it in the queue, and takes one of no text.
+        send(id, &out, true).unwrap();
+        wait_for_message(id).unwrap();
+        out.load(3, b"");
+        send(id, &out, true).unwrap();
+        let mut big = MsgBuf::new(100);
+        receive(id, &mut big, true).unwrap();
+        assert_eq!((big.mtype(), big.text()), (7, &b"hello"[..]));
+        wait_for_message(id).unwrap();
+        assert_eq!(receive(id, &mut big, true), Err(Errno::ENOMSG));
         remove(id).unwrap();
+        assert!(matches!(
+            wait_for_message(id),
+            Err(Errno::EINVAL | Errno::EIDRM)
+        ));
         assert!(matches!(stat(id), Err(Errno::EINVAL | Errno::EIDRM)));
         assert!(matches!(
             send(id, &out, true),

@@ -111,8 +111,8 @@ impl ReceiveFrames for SysvReceiver {
         SysvReceiver::peer_gone(self)
     }
 
-    fn has_buffered(&self) -> bool {
-        SysvReceiver::has_buffered(self)
+    fn set_spinning(&mut self, spinning: &mut dyn FnMut() -> bool) {
+        SysvReceiver::set_spinning(self, spinning())
     }
 
     fn drain(&mut self) -> BoxFuture<'_, ()> {
