@@ -18,11 +18,14 @@
 //!   its own, pausing only its own peer. Routing by `mtype` on one shared queue would still
 //!   let a stalled connection's messages fill the shared 16 KiB and stop everyone.
 //! - **Threads instead of readiness.** System V queues are not descriptors: nothing can wait
-//!   on one beside a socket. Each connection has a reader thread blocked in `msgrcv`
-//!   (`reader.rs`), a writer thread only when a queue fills up (`writer.rs`; sends are tried
-//!   without waiting first, so small frames never use it), and one thread per process watches
-//!   every rendezvous socket for its peer's end (`watch.rs`). None of them polls: an idle
-//!   connection costs no CPU.
+//!   on one beside a socket. Receives and sends are tried without waiting (`IPC_NOWAIT`) in
+//!   the caller's task or thread, a receive spinning for `socket_spin` first as `mq://` does;
+//!   only then does a receive sleep, woken by its connection's thread blocked in a `msgrcv` of
+//!   zero bytes, which returns as soon as a message is there without taking it (`reader.rs`).
+//!   A send that finds the queue full hands the rest of its frame to a writer thread, started
+//!   the first time it is needed, blocked in `msgsnd` (`writer.rs`). One thread per process
+//!   watches every rendezvous socket for its peer's end (`watch.rs`). None of them polls: an
+//!   idle connection costs no CPU.
 //! - **Removal by rule, not by the kernel** (`link.rs`). A System V queue outlives its users,
 //!   so: a queue's reader removes it when done with it; when the peer goes, however it ended,
 //!   the survivor removes the peer's queue at once and its own once drained; a side dropped
@@ -50,9 +53,10 @@
 //!   `mtype` 2 only wakes a side's own reader. A message is at most `kernel.msgmax` bytes and
 //!   half a queue (8 KiB by default), and frames longer than that are fragmented: a 16 MiB
 //!   frame is about 2,000 messages, two in a queue at a time, the writer thread waking as the
-//!   reader makes room.
+//!   receiver makes room. Nothing is read ahead: a connection holds its queue's bytes and at
+//!   most one frame being reassembled.
 //! - **Peer death.** The watcher sees the peer's end of the socket at once (`kill -9`
-//!   included): the reader drains what the peer sent and ends (`None` between frames,
+//!   included): the receiver drains what the peer sent and ends (`None` between frames,
 //!   [`TransportError::Malformed`] in the middle of one), a waiting send fails with
 //!   [`TransportError::Closed`], and the queues go.
 //! - **Closing**: a sender's `close` (and drop) sends `BYE` after its last frame; should the

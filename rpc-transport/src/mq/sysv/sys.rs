@@ -17,7 +17,7 @@ pub(super) struct MsgBuf {
 }
 
 impl MsgBuf {
-    /// A buffer for messages of up to `capacity` bytes of text.
+    /// A buffer for messages of up to `capacity` bytes of text (all a receive may take).
     pub(super) fn new(capacity: usize) -> MsgBuf {
         MsgBuf {
             words: vec![0; 1 + capacity.div_ceil(TYPE_LEN)],
@@ -38,9 +38,13 @@ impl MsgBuf {
         &self.bytes()[TYPE_LEN..TYPE_LEN + self.len]
     }
 
-    /// Loads a message of type `mtype` with `text` (at most `capacity` bytes) to send.
+    /// Loads a message of type `mtype` with `text` to send, growing the buffer if need be (a
+    /// sender's buffer is as large as the largest message it sent).
     pub(super) fn load(&mut self, mtype: i64, text: &[u8]) {
-        assert!(text.len() <= self.capacity, "a message over its buffer");
+        if text.len() > self.capacity {
+            self.words.resize(1 + text.len().div_ceil(TYPE_LEN), 0);
+            self.capacity = text.len();
+        }
         self.words[0] = mtype as libc::c_long;
         self.bytes_mut()[TYPE_LEN..TYPE_LEN + text.len()].copy_from_slice(text);
         self.len = text.len();

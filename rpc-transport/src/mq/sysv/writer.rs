@@ -155,8 +155,10 @@ impl SysvSender {
     pub(super) fn new(link: Arc<Link>, msgsize: usize, token: u64, limit: usize) -> SysvSender {
         SysvSender {
             link,
-            buf: MsgBuf::new(msgsize),
-            scratch: Vec::with_capacity(msgsize),
+            // Both grow to the largest message sent: an idle connection that sent small frames
+            // holds little.
+            buf: MsgBuf::new(0),
+            scratch: Vec::new(),
             msgsize,
             token,
             limit: limit.min(u32::MAX as usize),
