@@ -18,7 +18,8 @@
 //!   [`std::process::Command`], over pipes on its stdin and stdout.
 //! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
 //!   `unix`, `mem`, `shm` (shared memory, `mmap://` and System V `sysv-shm://`), `pipe`
-//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues).
+//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues, and System V
+//!   ones in `mq/sysv`: `sysv-mq://`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {
