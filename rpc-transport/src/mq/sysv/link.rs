@@ -22,7 +22,6 @@ use super::queue::Queue;
 use super::watch::{Linger, watcher};
 
 /// One connection's socket and queues.
-#[derive(Debug)]
 pub(super) struct Link {
     socket: UnixStream,
     dead: AtomicBool,
@@ -36,6 +35,8 @@ pub(super) struct Link {
     key: u64,
     /// The peer's process (`SO_PEERCRED`).
     peer_pid: i32,
+    /// Called when the peer goes (the receiver's wake-up).
+    on_gone: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Link {
@@ -50,6 +51,7 @@ impl Link {
         let watcher = watcher();
         let key = watcher.as_ref().map_or(0, |w| w.key());
         let link = Arc::new(Link {
+            on_gone: std::sync::OnceLock::new(),
             peer_pid,
             socket,
             dead: AtomicBool::new(false),
@@ -64,6 +66,15 @@ impl Link {
             return Err(error);
         }
         Ok(link)
+    }
+
+    /// Has `hook` called when the peer goes (once; a second hook is ignored).
+    pub(super) fn on_gone(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_gone.set(hook);
+        // The peer may have gone before the hook was there (calling it twice is harmless).
+        if let Some(hook) = self.on_gone.get().filter(|_| self.is_dead()) {
+            hook();
+        }
     }
 
     pub(super) fn peer_pid(&self) -> i32 {
@@ -102,6 +113,9 @@ impl Link {
         }
         self.rx.wake();
         self.tx.remove();
+        if let Some(hook) = self.on_gone.get() {
+            hook();
+        }
     }
 
     /// Does to the peer what this process's death would: our watcher forgets the link (it
@@ -112,6 +126,16 @@ impl Link {
             watcher.unwatch(self.key, &self.socket);
         }
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("rx", &self.rx)
+            .field("tx", &self.tx)
+            .field("dead", &self.dead)
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,7 +12,7 @@
 //! reassembled (at most its frame limit) besides its queue.
 //!
 //! The connection ends at the peer's `BYE`; once the peer is gone (the watcher says so, and
-//! wakes the waker with an empty message) and the queue is drained; or when the queue is
+//! wakes the receiver) and the queue is drained; or when the queue is
 //! removed under us (the peer gave up its last frame). Then the queue is removed (we are its
 //! reader), which also ends the waker thread, as does dropping the receiver.
 
@@ -184,6 +184,12 @@ impl SysvReceiver {
         spin: Duration,
     ) -> Result<SysvReceiver, TransportError> {
         let waker = Arc::new(Waker::default());
+        let weak = Arc::downgrade(&waker);
+        link.on_gone(Box::new(move || {
+            if let Some(waker) = weak.upgrade() {
+                waker.wake();
+            }
+        }));
         let (id, shared) = (link.rx().id(), waker.clone());
         std::thread::Builder::new()
             .name("rpc-sysv-mq-wake".into())

@@ -134,25 +134,30 @@ impl Watcher {
     }
 }
 
-/// At exit: removes the queues of every link whose peer is this process.
+/// At exit: removes the queues of every link whose peer is this process. (Outside the lock:
+/// dropping the last handle of a link takes it.)
 extern "C" fn at_exit() {
     let Some(Ok(watcher)) = WATCHER.get() else {
         return;
     };
     let own = std::process::id() as i32;
+    let mut links = Vec::new();
+    let mut lingering = Vec::new();
     for entry in watcher.entries().values() {
         match entry {
-            Entry::Live(link) => {
-                if let Some(link) = link.upgrade().filter(|l| l.peer_pid() == own) {
-                    link.rx().remove();
-                    link.tx().remove();
-                }
-            }
+            Entry::Live(link) => links.extend(link.upgrade().filter(|l| l.peer_pid() == own)),
             Entry::Lingering(linger) if linger.peer_pid == own => {
-                linger.tx.remove();
+                lingering.push(Queue::recorded(linger.tx.id(), linger.tx.ctime()));
             }
             Entry::Lingering(_) => {}
         }
+    }
+    for link in &links {
+        link.rx().remove();
+        link.tx().remove();
+    }
+    for tx in lingering {
+        tx.remove();
     }
 }
 
