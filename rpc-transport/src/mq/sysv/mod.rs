@@ -50,7 +50,7 @@
 //!   reads the answer. It checks both queues with `IPC_STAT` (private, mode 0600, made and
 //!   owned by its uid) before using them.
 //! - **Messages**: `mtype` 1 carries a 16-byte header and a chunk of a frame (`wire.rs`),
-//!   `mtype` 2 only wakes a side's own reader. A message is at most `kernel.msgmax` bytes and
+//!   `mtype` 2 only wakes a side's own receiver. A message is at most `kernel.msgmax` bytes and
 //!   half a queue (8 KiB by default), and frames longer than that are fragmented: a 16 MiB
 //!   frame is about 2,000 messages, two in a queue at a time, the writer thread waking as the
 //!   receiver makes room. Nothing is read ahead: a connection holds its queue's bytes and at

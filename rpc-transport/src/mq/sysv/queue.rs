@@ -11,7 +11,7 @@ use crate::error::TransportError;
 
 /// The type of a message carrying a piece of a frame (`wire.rs`).
 pub(super) const DATA: i64 = 1;
-/// The type of the message a side sends to its own queue to wake its reader thread (its peer
+/// The type of the message a side sends to its own queue to wake its receiver (its peer
 /// is gone); it carries nothing.
 pub(super) const WAKE: i64 = 2;
 /// The smallest message size that works: a wire header and a useful chunk.
