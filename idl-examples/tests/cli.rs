@@ -216,6 +216,7 @@ fn demo_prints_a_row_per_transport() {
         "| fifo |",
         "| mq |",
         "| tls |",
+        "| sysv-mq |",
     ] {
         let row = table
             .lines()

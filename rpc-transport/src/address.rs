@@ -191,6 +191,7 @@ mod tests {
         assert_eq!(spawn.rest(), "calc-server --listen stdio");
         round_trip("fifo:///tmp/calc");
         round_trip("mq://calc");
+        assert_eq!(round_trip("sysv-mq://calc").name().unwrap(), "calc");
         round_trip("tls://example.com:443");
     }
 
@@ -219,6 +220,7 @@ mod tests {
             ("mq://a/b", "may not contain"),
             ("sysv-shm://", "name is empty"),
             ("sysv-shm://a/b", "may not contain"),
+            ("sysv-mq://", "name is empty"),
             ("spawn:", "needs a program"),
             ("stdio:x", "stdio"),
         ];

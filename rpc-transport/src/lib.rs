@@ -20,7 +20,8 @@
 //!   given as transport settings ([`TransportConfig::with_setting`]).
 //! - One module per mechanism, each registered by one line in `registry.rs`: `tcp`, `tls`,
 //!   `unix`, `mem`, `shm` (shared memory, `mmap://` and System V `sysv-shm://`), `pipe`
-//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues).
+//!   (`spawn:` and `stdio`), `fifo` (named pipes), `mq` (POSIX message queues, and System V
+//!   ones in `mq/sysv`: `sysv-mq://`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpc_transport::TransportError> {

@@ -23,6 +23,7 @@ fn built_in() -> Vec<Arc<dyn Transport>> {
         Arc::new(crate::pipe::Spawn),
         Arc::new(crate::fifo::Fifo),
         Arc::new(crate::mq::Mq),
+        Arc::new(crate::mq::SysvMq),
     ]
 }
 

@@ -35,6 +35,8 @@ pub enum Transport {
     Mq,
     /// `sysv-shm://NAME`: the shared-memory rings in a System V segment per connection.
     SysvShm,
+    /// `sysv-mq://NAME`: System V message queues.
+    SysvMq,
 }
 
 /// A fresh name for this test process.
@@ -140,6 +142,7 @@ impl Transport {
             Transport::Fifo => format!("fifo://{}/{}", dir.0.display(), unique_name("f")),
             Transport::Mq => format!("mq://{}", unique_name("probe")),
             Transport::SysvShm => format!("sysv-shm://{}", unique_name("probe")),
+            Transport::SysvMq => format!("sysv-mq://{}", unique_name("probe")),
         }
     }
 }

@@ -12,6 +12,7 @@ rpc_tests::call_conformance! {
     sysv_shm => rpc_tests::Transport::SysvShm,
     fifo => rpc_tests::Transport::Fifo,
     mq => rpc_tests::Transport::Mq,
+    sysv_mq => rpc_tests::Transport::SysvMq,
 }
 
 // `spawn:` starts a server process per connection, each serving exactly that one connection,

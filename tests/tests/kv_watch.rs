@@ -67,6 +67,7 @@ every_transport! {
     sysv_shm => Transport::SysvShm,
     fifo => Transport::Fifo,
     mq => Transport::Mq,
+    sysv_mq => Transport::SysvMq,
 }
 
 /// See `conformance.rs`: mq tests run under a uid of their own when we are root.

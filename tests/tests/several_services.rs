@@ -276,6 +276,7 @@ several_services! {
     sysv_shm => rpc_tests::Transport::SysvShm,
     fifo => rpc_tests::Transport::Fifo,
     mq => rpc_tests::Transport::Mq,
+    sysv_mq => rpc_tests::Transport::SysvMq,
 }
 
 /// mq tests under a uid of their own when we are root (see `conformance.rs`).

@@ -12,4 +12,5 @@ rpc_tests::stream_conformance! {
     spawn => rpc_tests::Transport::Spawn,
     fifo => rpc_tests::Transport::Fifo,
     mq => rpc_tests::Transport::Mq,
+    sysv_mq => rpc_tests::Transport::SysvMq,
 }

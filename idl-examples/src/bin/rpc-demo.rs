@@ -126,6 +126,7 @@ async fn main() -> ExitCode {
             async_client,
         ),
         ("mq", format!("mq://rpc-demo-{pid}"), async_client),
+        ("sysv-mq", format!("sysv-mq://rpc-demo-{pid}"), async_client),
     ];
     println!("| transport | address | calls | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");

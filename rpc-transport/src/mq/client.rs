@@ -28,7 +28,7 @@ struct Hello {
     reply: Queue,
 }
 
-fn connect_error(address: &Address, source: io::Error) -> TransportError {
+pub(super) fn connect_error(address: &Address, source: io::Error) -> TransportError {
     TransportError::Connect {
         address: address.to_string(),
         source,
@@ -72,22 +72,22 @@ fn reply_queue(name: &str, limits: &SystemLimits) -> Result<Queue, TransportErro
 
 /// How long an async `connect` keeps retrying the rendezvous socket of a server whose backlog
 /// is full (the caller may give up sooner).
-const CONNECT_WAIT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// The longest pause between such retries.
 const CONNECT_RETRY_MAX: Duration = Duration::from_millis(20);
 
-/// One attempt to connect the rendezvous socket: `Ok(true)` once connected, `Ok(false)` while
-/// the server's backlog is full, and the error for nobody listening.
+/// One attempt to connect the rendezvous socket `@socket`: `Ok(true)` once connected,
+/// `Ok(false)` while the server's backlog is full, and the error for nobody listening.
 fn try_connect(
     address: &Address,
-    name: &str,
+    socket: &str,
     connecting: &rendezvous::Connecting,
 ) -> Result<bool, TransportError> {
     connecting.attempt().map_err(|e| {
         let source = match e.kind() {
             io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => io::Error::new(
                 e.kind(),
-                format!("no server is listening on {address} (nothing bound at @rpc-mq/{name})"),
+                format!("no server is listening on {address} (nothing bound at @{socket})"),
             ),
             _ => e,
         };
@@ -95,32 +95,32 @@ fn try_connect(
     })
 }
 
-fn backlog_full(address: &Address, name: &str) -> TransportError {
+fn backlog_full(address: &Address, socket: &str) -> TransportError {
     connect_error(
         address,
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
                 "the server of {address} did not take the connection in time (the backlog of \
-                 @rpc-mq/{name} stayed full: the server is overloaded or hung)"
+                 @{socket} stayed full: the server is overloaded or hung)"
             ),
         ),
     )
 }
 
-/// Connects the rendezvous socket, retrying with short sleeps while the backlog is full, until
-/// `give_up`.
-async fn connect_socket(
+/// Connects the rendezvous socket `@socket`, retrying with short sleeps while the backlog is
+/// full, until `give_up`.
+pub(super) async fn connect_socket(
     address: &Address,
-    name: &str,
+    socket: &str,
     give_up: Instant,
 ) -> Result<UnixStream, TransportError> {
-    let connecting = rendezvous::Connecting::new(name).map_err(|e| connect_error(address, e))?;
+    let connecting = rendezvous::Connecting::new(socket).map_err(|e| connect_error(address, e))?;
     let mut pause = Duration::from_millis(1);
-    while !try_connect(address, name, &connecting)? {
+    while !try_connect(address, socket, &connecting)? {
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(backlog_full(address, name));
+            return Err(backlog_full(address, socket));
         }
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(CONNECT_RETRY_MAX);
@@ -129,17 +129,17 @@ async fn connect_socket(
 }
 
 /// The blocking form of [`connect_socket`].
-fn connect_socket_blocking(
+pub(super) fn connect_socket_blocking(
     address: &Address,
-    name: &str,
+    socket: &str,
     give_up: Instant,
 ) -> Result<UnixStream, TransportError> {
-    let connecting = rendezvous::Connecting::new(name).map_err(|e| connect_error(address, e))?;
+    let connecting = rendezvous::Connecting::new(socket).map_err(|e| connect_error(address, e))?;
     let mut pause = Duration::from_millis(1);
-    while !try_connect(address, name, &connecting)? {
+    while !try_connect(address, socket, &connecting)? {
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(backlog_full(address, name));
+            return Err(backlog_full(address, socket));
         }
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(CONNECT_RETRY_MAX);
@@ -217,7 +217,8 @@ pub(crate) async fn connect(
     name: &str,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    let socket = connect_socket(address, name, Instant::now() + CONNECT_WAIT).await?;
+    let socket = rendezvous::socket_name(name);
+    let socket = connect_socket(address, &socket, Instant::now() + CONNECT_WAIT).await?;
     let mut hello = say_hello(address, name, socket)?;
     let stream = tokio::net::UnixStream::from_std(hello.socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
@@ -248,7 +249,7 @@ pub(crate) fn connect_blocking(
     timeout: Duration,
 ) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
     let give_up = Instant::now() + timeout;
-    let socket = connect_socket_blocking(address, name, give_up)?;
+    let socket = connect_socket_blocking(address, &rendezvous::socket_name(name), give_up)?;
     let hello = say_hello(address, name, socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];
     let (read, fds) = loop {

@@ -100,6 +100,9 @@
 //! The socket lives in the network namespace and the queues in the IPC namespace: client and
 //! server must share both. Queue descriptors are not inherited (`O_CLOEXEC`).
 //!
+//! `sysv/` is `sysv-mq://`, System V message queues, which shares this module's message format,
+//! rendezvous socket and tokens (see its own docs for what it does differently, and why).
+//!
 //! Files: `queue.rs` (a queue, limits), `wire.rs` (message format), `rendezvous.rs` (socket,
 //! descriptor passing, handshake), `client.rs` (the client's side of connecting), `link.rs`
 //! (liveness, credit and waiting), `demux.rs` (server routing), `endpoint.rs` (the halves),
@@ -113,6 +116,7 @@ mod link;
 mod queue;
 mod rendezvous;
 mod routed;
+mod sysv;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -129,6 +133,7 @@ use nix::mqueue::MQ_OFlag;
 use tokio::sync::mpsc;
 
 use endpoint::{MqReceiver, MqSender};
+pub(crate) use sysv::SysvMq;
 pub(crate) use transport::Mq;
 
 use crate::TransportConfig;
@@ -231,7 +236,7 @@ impl MqAcceptor {
         name: &str,
         config: &TransportConfig,
     ) -> Result<MqAcceptor, TransportError> {
-        let listener = rendezvous::listen(name).map_err(|e| {
+        let listener = rendezvous::listen(&rendezvous::socket_name(name)).map_err(|e| {
             if e.kind() == io::ErrorKind::AddrInUse {
                 TransportError::AddressInUse {
                     address: address.to_string(),

@@ -28,14 +28,15 @@ pub(crate) const WELCOME_LEN: usize = 24;
 const HELLO_MAGIC: &[u8; 8] = b"rpcmq\x02hi";
 const WELCOME_MAGIC: &[u8; 8] = b"rpcmq\x02ok";
 
-/// The abstract socket address of `mq://NAME`.
-fn socket_address(name: &str) -> io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("rpc-mq/{name}"))
+/// The abstract socket name of `mq://NAME` (without its leading '@').
+pub(crate) fn socket_name(name: &str) -> String {
+    format!("rpc-mq/{name}")
 }
 
-/// Binds and listens on the rendezvous socket (nonblocking); `AddrInUse` if a server has it.
-pub(crate) fn listen(name: &str) -> io::Result<UnixListener> {
-    let listener = UnixListener::bind_addr(&socket_address(name)?)?;
+/// Binds and listens on the rendezvous socket `@socket` (nonblocking); `AddrInUse` if a
+/// server has it. (`sysv-mq://` shares this with `mq://` under a name of its own.)
+pub(crate) fn listen(socket: &str) -> io::Result<UnixListener> {
+    let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(socket)?)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -50,9 +51,10 @@ pub(crate) struct Connecting {
 }
 
 impl Connecting {
-    /// A nonblocking, close-on-exec socket for `mq://NAME`; nothing is sent yet.
-    pub(crate) fn new(name: &str) -> io::Result<Connecting> {
-        let address = UnixAddr::new_abstract(format!("rpc-mq/{name}").as_bytes())?;
+    /// A nonblocking, close-on-exec socket for the rendezvous socket `@socket`; nothing is
+    /// sent yet.
+    pub(crate) fn new(socket: &str) -> io::Result<Connecting> {
+        let address = UnixAddr::new_abstract(socket.as_bytes())?;
         let socket = nix::sys::socket::socket(
             AddressFamily::Unix,
             SockType::Stream,

@@ -15,8 +15,9 @@ use super::raw::Mech;
 /// `--soak` instead holds `--connections` connections to one server process per transport and
 /// makes `--calls` checked `add` calls over them, counting sent, ok, wrong and failed calls;
 /// any wrong or failed call makes the exit status non-zero. It runs on tcp, tls, unix, shm,
-/// mmap, sysv-shm (a segment per connection: kernel.shmmni, 4096 by default, bounds them) and
-/// fifo. Not on spawn (stdio): each connection is a server child of its own, so no one
+/// mmap, sysv-shm (a segment per connection: kernel.shmmni, 4096 by default, bounds them), fifo
+/// and sysv-mq (two queues per connection: kernel.msgmni, 32,000 by default, bounds them). Not
+/// on spawn (stdio): each connection is a server child of its own, so no one
 /// server holds the connections. Not on mq: every connection holds a reply queue, and the
 /// default `fs.mqueue.queues_max` (256) and `RLIMIT_MSGQUEUE` (800 KiB, about 60
 /// connections) stop far below 1,000.

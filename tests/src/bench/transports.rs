@@ -119,6 +119,13 @@ pub const TRANSPORTS: &[TransportSpec] = &[
              and RLIMIT_MSGQUEUE (800 KiB, about 60 connections) stop far below 1,000",
         ),
     ),
+    spec(
+        "sysv-mq",
+        Endpoint::Served(|e| format!("sysv-mq://{}", e.unique("bench"))),
+        Some(Mech::SysvMq),
+        None,
+        Soak::Yes,
+    ),
 ];
 
 /// The transport measured beside `name` under `--only name`, so their figures compare in

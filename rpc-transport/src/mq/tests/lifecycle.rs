@@ -37,7 +37,9 @@ fn hung_server(name: &str) -> (std::os::fd::OwnedFd, Vec<std::os::unix::net::Uni
     nix::sys::socket::listen(&socket, Backlog::new(1).unwrap()).unwrap();
     let mut pending = Vec::new();
     loop {
-        let connecting = crate::mq::rendezvous::Connecting::new(name).unwrap();
+        let connecting =
+            crate::mq::rendezvous::Connecting::new(&crate::mq::rendezvous::socket_name(name))
+                .unwrap();
         if !connecting.attempt().unwrap() {
             return (socket, pending);
         }

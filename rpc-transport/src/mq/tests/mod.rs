@@ -531,7 +531,8 @@ async fn a_hello_with_extra_descriptors_is_refused_and_none_leak() {
     });
     let name = &address.name().unwrap();
     let (path, file) = marker("fds-hello");
-    let connecting = super::rendezvous::Connecting::new(name).unwrap();
+    let connecting =
+        super::rendezvous::Connecting::new(&super::rendezvous::socket_name(name)).unwrap();
     assert!(connecting.attempt().unwrap());
     let socket = tokio::net::UnixStream::from_std(connecting.into_stream()).unwrap();
     // A hello with seven descriptors instead of one.

@@ -10,6 +10,7 @@ mod futex;
 mod mq;
 mod pipe;
 mod shm;
+mod sysv_mq;
 mod sysv_shm;
 mod tcp;
 mod unix;
@@ -37,6 +38,9 @@ pub enum Mech {
     Fifo,
     /// A pair of POSIX message queues.
     Mq,
+    /// A pair of System V message queues.
+    #[serde(rename = "sysv-mq")]
+    SysvMq,
     /// A Unix domain stream socket.
     Unix,
     /// TCP over loopback with `TCP_NODELAY`.
@@ -50,12 +54,13 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in table order.
-    pub const ALL: [Mech; 7] = [
+    pub const ALL: [Mech; 8] = [
         Mech::Shm,
         Mech::SysvShm,
         Mech::Pipe,
         Mech::Fifo,
         Mech::Mq,
+        Mech::SysvMq,
         Mech::Unix,
         Mech::Tcp,
     ];
@@ -66,6 +71,7 @@ impl Mech {
             Mech::Pipe => "pipe",
             Mech::Fifo => "fifo",
             Mech::Mq => "mq",
+            Mech::SysvMq => "sysv-mq",
             Mech::Unix => "unix",
             Mech::Tcp => "tcp",
             Mech::Shm => "shm",
@@ -126,6 +132,7 @@ pub fn connect(mech: Mech, env: &Env, plan: &Plan) -> anyhow::Result<Session> {
         Mech::Pipe => pipe::connect(env, plan),
         Mech::Fifo => fifo::connect(env, plan),
         Mech::Mq => mq::connect(env, plan),
+        Mech::SysvMq => sysv_mq::connect(env, plan),
         Mech::Unix => unix::connect(env, plan),
         Mech::Tcp => tcp::connect(env, plan),
         Mech::Shm => shm::connect(env, plan),
@@ -140,6 +147,7 @@ pub fn serve(mech: Mech, arg: Option<&str>) -> anyhow::Result<()> {
         Mech::Pipe => pipe::serve(),
         Mech::Fifo => fifo::serve(need()?),
         Mech::Mq => mq::serve(need()?),
+        Mech::SysvMq => sysv_mq::serve(need()?),
         Mech::Unix => unix::serve(need()?),
         Mech::Tcp => tcp::serve(),
         Mech::Shm => shm::serve(need()?),
