@@ -217,6 +217,11 @@ impl TcpAcceptor {
         })
     }
 
+    /// The address the socket is bound to.
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
+        self.local
+    }
+
     /// The next tuned connection (one that fails its setup, reset already say, costs only
     /// itself).
     pub(crate) async fn accept_stream(&self) -> Result<TcpStream, TransportError> {
