@@ -3,13 +3,13 @@
 //! under TLS 1.3, an alert, a corrupt record) turned into [`TransportError::Tls`] that say why.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
 use super::reason::{self, Role};
@@ -33,26 +33,35 @@ impl Side {
     }
 }
 
+/// The socket under a TLS stream: a `TcpStream`, or (on a server) one that notes the
+/// handshake's progress.
+pub(crate) trait Socket:
+    AsyncRead + AsyncWrite + AsFd + Unpin + Send + Sync + 'static
+{
+}
+
+impl<T: AsyncRead + AsyncWrite + AsFd + Unpin + Send + Sync + 'static> Socket for T {}
+
 /// The stream both halves share. `tokio::io::split` would do, but its halves hide the
 /// socket, which the receiver polls to see whether the peer hung up.
-type Shared = Arc<Mutex<TlsStream<TcpStream>>>;
+type Shared<S> = Arc<Mutex<TlsStream<S>>>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, TlsStream<TcpStream>> {
+fn lock<S>(shared: &Shared<S>) -> MutexGuard<'_, TlsStream<S>> {
     shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A connection over the established TLS `stream`; `peer` names the peer in errors.
-pub(crate) fn connection(
-    stream: TlsStream<TcpStream>,
+pub(crate) fn connection<S: Socket>(
+    stream: TlsStream<S>,
     peer_info: PeerInfo,
     peer: String,
     role: Role,
     config: &TransportConfig,
 ) -> Connection {
     let side = Side { peer, role };
-    let shared: Shared = Arc::new(Mutex::new(stream));
+    let shared: Shared<S> = Arc::new(Mutex::new(stream));
     let sender = TlsSender {
         inner: StreamSender::new(TlsWrite(shared.clone()), config.max_frame_size, "tls"),
         side: side.clone(),
@@ -69,9 +78,9 @@ pub(crate) fn connection(
 }
 
 /// The read direction of the shared TLS stream.
-struct TlsRead(Shared);
+struct TlsRead<S>(Shared<S>);
 
-impl AsyncRead for TlsRead {
+impl<S: Socket> AsyncRead for TlsRead<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -81,7 +90,7 @@ impl AsyncRead for TlsRead {
     }
 }
 
-impl TryRead for TlsRead {
+impl<S: Socket> TryRead for TlsRead<S> {
     /// Polls the TLS stream once without a waker to keep: whatever plaintext the records that
     /// have arrived hold, or `WouldBlock`. This makes the receiver's busy-poll
     /// ([`TransportConfig::socket_spin`]) work over TLS as over TCP: a reply that lands within
@@ -103,9 +112,9 @@ impl TryRead for TlsRead {
 }
 
 /// The write direction of the shared TLS stream.
-struct TlsWrite(Shared);
+struct TlsWrite<S>(Shared<S>);
 
-impl AsyncWrite for TlsWrite {
+impl<S: Socket> AsyncWrite for TlsWrite<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -124,12 +133,12 @@ impl AsyncWrite for TlsWrite {
 }
 
 /// The sending half of a TLS connection.
-struct TlsSender {
-    inner: StreamSender<TlsWrite>,
+struct TlsSender<S> {
+    inner: StreamSender<TlsWrite<S>>,
     side: Side,
 }
 
-impl SendFrames for TlsSender {
+impl<S: Socket> SendFrames for TlsSender<S> {
     fn send(&mut self, frame: Frame) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let result = self.inner.send(frame).await;
@@ -161,12 +170,12 @@ impl SendFrames for TlsSender {
 }
 
 /// The receiving half of a TLS connection.
-struct TlsReceiver {
-    inner: StreamReceiver<TlsRead>,
+struct TlsReceiver<S> {
+    inner: StreamReceiver<TlsRead<S>>,
     side: Side,
 }
 
-impl ReceiveFrames for TlsReceiver {
+impl<S: Socket> ReceiveFrames for TlsReceiver<S> {
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
         Box::pin(async move {
             let result = self.inner.recv().await;
