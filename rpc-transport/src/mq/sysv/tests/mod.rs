@@ -3,6 +3,7 @@
 //! system's number of queues (`kernel.msgmni`, 32,000 by default): each test makes a few
 //! pairs, so they run in parallel.
 
+mod attacks;
 mod lifecycle;
 
 use std::time::Duration;
