@@ -59,6 +59,19 @@ fn welcomed(
             io::Error::new(io::ErrorKind::PermissionDenied, reason),
         )
     })?;
+    if welcome.to_server == welcome.to_client {
+        return Err(connect_error(
+            address,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the server named queue {} for both directions: this client would read \
+                     its own messages; refusing it",
+                    welcome.to_server
+                ),
+            ),
+        ));
+    }
     let tx = Queue::adopt(welcome.to_server).map_err(|e| connect_error(address, e))?;
     let rx = Queue::adopt(welcome.to_client).map_err(|e| connect_error(address, e))?;
     let fits = |queue: &Queue| queue.qbytes().is_ok_and(|q| q >= welcome.msgsize as u64);
