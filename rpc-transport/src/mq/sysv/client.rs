@@ -119,13 +119,13 @@ pub(crate) async fn connect(
     let socket = connect_socket(address, &socket_name(name), Instant::now() + CONNECT_WAIT).await?;
     let peer = check_server(address, &socket, name)?;
     let mut stream = tokio::net::UnixStream::from_std(socket)?;
-    stream
-        .write_all(&handshake::hello())
-        .await
-        .map_err(|e| answer_error(address, e))?;
-    let answer = handshake::read_answer(&mut stream)
-        .await
-        .map_err(|e| answer_error(address, e))?;
+    // A server refusing us may have answered and closed before our hello: its answer is
+    // read even when the hello cannot be written.
+    let wrote = stream.write_all(&handshake::hello()).await;
+    let answer = match (handshake::read_answer(&mut stream).await, wrote) {
+        (Ok(answer), _) => answer,
+        (Err(_), Err(error)) | (Err(error), Ok(())) => return Err(answer_error(address, error)),
+    };
     let (sender, receiver) = welcomed(address, stream.into_std()?, answer, config)?;
     Ok(Connection::new(
         FrameSender::new(sender),
@@ -151,20 +151,24 @@ pub(crate) fn connect_blocking(
     };
     socket.set_nonblocking(false)?;
     socket.set_write_timeout(Some(left()?))?;
-    socket
-        .write_all(&handshake::hello())
-        .map_err(|e| answer_error(address, e))?;
+    // As in `connect`: the answer is read even when the hello cannot be written.
+    let wrote = socket.write_all(&handshake::hello());
     socket.set_read_timeout(Some(left()?))?;
-    let answer = handshake::read_answer_blocking(&mut socket).map_err(|e| {
-        if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
-            TransportError::TimedOut
-        } else {
-            answer_error(address, e)
+    let answer = match (handshake::read_answer_blocking(&mut socket), wrote) {
+        (Ok(answer), _) => answer,
+        (Err(_), Err(e)) | (Err(e), Ok(())) => {
+            return Err(
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    TransportError::TimedOut
+                } else {
+                    answer_error(address, e)
+                },
+            );
         }
-    })?;
+    };
     socket.set_read_timeout(None)?;
     socket.set_write_timeout(None)?;
     let (sender, receiver) = welcomed(address, socket, answer, config)?;

@@ -39,12 +39,14 @@
 //! - **Server.** [`SysvAcceptor::bind`] binds `@rpc-sysv-mq/NAME` (taken:
 //!   [`TransportError::AddressInUse`]), checks the limits (a message size of at least 64
 //!   bytes must fit `kernel.msgmax` and half a queue) and reclaims the ledger records of dead
-//!   servers. For each client it reads a hello, checks the client's uid (`SO_PEERCRED`),
-//!   creates the connection's two queues (`IPC_PRIVATE`, mode 0600), records them in the
-//!   ledger, and sends a welcome with their ids, the message size and the connection's token
-//!   (`handshake.rs`). A client of another uid gets a refusal with the reason instead: a queue
-//!   of mode 0600 is out of its reach, so `Server::allow_uids` cannot admit it over
-//!   `sysv-mq://` (use `mq://` or `unix://` for that).
+//!   servers (a ledger directory it cannot use, one another user made in `/tmp` say, is
+//!   logged and the server runs without). For each client it checks the client's uid
+//!   (`SO_PEERCRED`), reads a hello, creates the connection's two queues (`IPC_PRIVATE`, mode
+//!   0600), records them in the ledger, and sends a welcome with their ids, the message size
+//!   and the connection's token (`handshake.rs`). A client of another uid gets a refusal with
+//!   the reason at once, before its hello: a queue of mode 0600 is out of its reach, so
+//!   `Server::allow_uids` cannot admit it over `sysv-mq://` (use `mq://` or `unix://` for
+//!   that).
 //! - **Client.** Connects the socket (bounded like `mq://`), requires the server to run as its
 //!   own uid (anyone may bind an abstract name while our server is down), sends the hello and
 //!   reads the answer. It checks both queues with `IPC_STAT` (private, mode 0600, made and
@@ -133,7 +135,9 @@ pub(crate) struct SysvAcceptor {
 #[derive(Debug)]
 struct Shared {
     tokens: Tokens,
-    ledger: Ledger,
+    /// `None` when the ledger's directory is unusable (another user made it, say): the server
+    /// runs without one.
+    ledger: Option<Ledger>,
     address: Address,
     config: TransportConfig,
 }
@@ -175,13 +179,25 @@ impl SysvAcceptor {
         })?;
         let limits = Limits::read();
         limits.msgsize(limits.msgmnb)?;
-        let ledger = Ledger::open().map_err(|e| {
-            bind_error(
-                address,
-                io::Error::new(e.kind(), format!("the sysv-mq ledger directory: {e}")),
-            )
-        })?;
-        ledger.reclaim();
+        // Without its ledger a server still serves; only the queues of a server killed with
+        // its clients go unreclaimed. (Its directory may be in `/tmp`, where another user can
+        // make it first.)
+        let ledger = match Ledger::open() {
+            Ok(ledger) => {
+                ledger.reclaim();
+                Some(ledger)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    %address,
+                    "the sysv-mq ledger directory is unusable: serving without a ledger (the \
+                     queues of this server, should it be killed with its clients, will not be \
+                     reclaimed)"
+                );
+                None
+            }
+        };
         let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPTED_QUEUE);
         Ok(SysvAcceptor {
             listener: tokio::net::UnixListener::from_std(listener)?,
@@ -238,9 +254,8 @@ async fn hand_over(
 ) -> Result<Connection, TransportError> {
     let cred = rendezvous::credentials(&stream)?;
     let peer = rendezvous::peer_info(&cred);
-    let mut hello = [0u8; handshake::HELLO_LEN];
-    stream.read_exact(&mut hello).await?;
-    handshake::check_hello(&hello)?;
+    // Another user is refused before its hello: anyone may connect to the socket, and a
+    // stranger who never says hello holds no task of ours for the hello's time.
     if let Err(reason) = admit(cred.uid(), own_uid(), &shared.address) {
         let _ = stream.try_write(&handshake::refusal(&reason));
         return Err(TransportError::Io(io::Error::new(
@@ -248,6 +263,9 @@ async fn hand_over(
             reason,
         )));
     }
+    let mut hello = [0u8; handshake::HELLO_LEN];
+    stream.read_exact(&mut hello).await?;
+    handshake::check_hello(&hello)?;
     let what = format!("creating the queues of a connection to {}", shared.address);
     let rx = Queue::create(&what)?;
     let tx = match Queue::create(&what) {
@@ -258,10 +276,13 @@ async fn hand_over(
         }
     };
     let token = shared.tokens.next();
-    let welcomed = (|| -> Result<(usize, ledger::Record), TransportError> {
+    let welcomed = (|| -> Result<(usize, Option<ledger::Record>), TransportError> {
         let qbytes = rx.qbytes()?.min(tx.qbytes()?);
         let msgsize = Limits::read().msgsize(qbytes)?;
-        let record = shared.ledger.record(token, &[&rx, &tx])?;
+        let record = match &shared.ledger {
+            Some(ledger) => Some(ledger.record(token, &[&rx, &tx])?),
+            None => None,
+        };
         let welcome = handshake::welcome(Welcome {
             token,
             msgsize,
@@ -292,7 +313,7 @@ async fn hand_over(
             return Err(error.into());
         }
     };
-    let link = Link::new(socket, rx, tx, Some(record))?;
+    let link = Link::new(socket, rx, tx, record)?;
     let limit = shared.config.max_frame_size;
     let receiver = SysvReceiver::start(
         link.clone(),
