@@ -4,13 +4,15 @@
 //! System V queues outlive every process (nothing closes them when their users die), so a
 //! server writes a record per connection before the client learns its queues: a file
 //! `PID-START-TOKEN` in the user's runtime directory (`$XDG_RUNTIME_DIR/rpc-sysv-mq` when that
-//! is ours, else `/tmp/rpc-sysv-mq-UID`; mode 0700 and owned by us, or refused), holding each
+//! is ours, else `/tmp/rpc-sysv-mq-UID`; mode 0700 and owned by us, or the server runs
+//! without a ledger), holding each
 //! queue's id and creation time. `PID` and `START` (the process's start time in clock ticks
 //! since boot, `/proc/PID/stat`) name the server process, so a record whose process is gone
 //! is known to be stale even once the pid is reused. The record goes when the connection has
 //! removed both queues. Every `bind` reclaims the records of dead processes, whatever their
 //! name: each queue still there with the recorded creation time and our uid is removed, then
-//! the record. A killed server's queues usually go sooner: its clients see it die and remove
+//! the record. Only small plain files of ours are read as records (no symbolic link is
+//! followed, no FIFO waited on). A killed server's queues usually go sooner: its clients see it die and remove
 //! them (`link.rs`); the ledger covers the rest (its clients killed too, say).
 
 use std::fs;
@@ -135,11 +137,16 @@ impl Ledger {
                 continue;
             }
             let path = entry.path();
-            if let Ok(text) = fs::read_to_string(&path) {
-                for (id, ctime) in text.lines().filter_map(parse_line) {
-                    if Queue::recorded(id, ctime).remove() {
-                        removed += 1;
-                    }
+            let Some(text) = read_record(&path) else {
+                tracing::debug!(
+                    path = %path.display(),
+                    "not a sysv-mq ledger record (not a small plain file of ours): left alone"
+                );
+                continue;
+            };
+            for (id, ctime) in text.lines().filter_map(parse_line) {
+                if Queue::recorded(id, ctime).remove() {
+                    removed += 1;
                 }
             }
             let _ = fs::remove_file(&path);
@@ -169,6 +176,28 @@ impl Ledger {
     pub(super) fn path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The most a record holds: a line per queue, two queues.
+const RECORD_MAX: u64 = 1024;
+
+/// The text of the record at `path`, if it is one: a plain file of ours (a symbolic link is
+/// not followed, a FIFO not waited on) of at most [`RECORD_MAX`] bytes.
+fn read_record(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != own_uid() || meta.len() > RECORD_MAX {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(RECORD_MAX).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `PID-START-TOKEN`: the pid and start time.
