@@ -531,3 +531,102 @@ async fn connections_made_and_dropped_leave_no_thread_and_no_queue() {
     );
     handle.shutdown().await;
 }
+
+// --- system limits, in an IPC namespace of our own --------------------------------------
+
+/// In the child: in a new IPC namespace (its own queues and `kernel.msg*`), serve and connect
+/// under the limit `SYSV_MQ_ATTACKS_LIMIT` names, lowered there; print the client's error.
+#[test]
+fn limits_child() {
+    let Ok(limit) = std::env::var("SYSV_MQ_ATTACKS_LIMIT") else {
+        return;
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).expect("unshare the IPC namespace");
+    let set = |name: &str, value: u64| {
+        std::fs::write(format!("/proc/sys/kernel/{name}"), value.to_string()).unwrap()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async {
+        let address = format!("sysv-mq://{}", unique_name("limits"));
+        let handle = Server::new()
+            .start(ProbeServer::new(ProbeImpl::default()), &[&address])
+            .await
+            .unwrap();
+        let options = ClientOptions::default().connect_timeout(Duration::from_secs(5));
+        let outcome = match limit.as_str() {
+            // Room for one connection's two queues.
+            "msgmni" => {
+                set("msgmni", 2);
+                let first = ProbeClient::connect_with(&address, options.clone()).await;
+                assert!(first.is_ok(), "{:?}", first.err());
+                ProbeClient::connect_with(&address, options).await.map(drop)
+            }
+            // New queues too small for a message of 64 bytes and its twin.
+            "msgmnb" => {
+                set("msgmnb", 100);
+                ProbeClient::connect_with(&address, options).await.map(drop)
+            }
+            // Messages of the running connection over the new maximum.
+            "msgmax" => {
+                let probe = ProbeClient::connect_with(&address, options).await.unwrap();
+                set("msgmax", 100);
+                probe.echo(vec![1; 10_000]).await.map(drop)
+            }
+            other => panic!("{other}"),
+        };
+        handle.shutdown().await;
+        outcome
+    });
+    match outcome {
+        Ok(()) => println!("OUTCOME ok"),
+        Err(error) => println!("OUTCOME {error} | {error:?}"),
+    }
+}
+
+/// The system's limits, hit: the error names the limit, on the client's side (the server
+/// runs into `kernel.msgmni` and `kernel.msgmnb` as it makes a connection's queues, and the
+/// client used to learn only that the server closed the socket before welcoming it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hit_are_named_to_the_client() {
+    let _serial = serial().await;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: not root, cannot make an IPC namespace");
+        return;
+    }
+    for limit in ["msgmni", "msgmnb", "msgmax"] {
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["limits_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env("SYSV_MQ_ATTACKS_LIMIT", limit)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the child finished")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let outcome = stdout
+            .lines()
+            .find_map(|line| line.split_once("OUTCOME ").map(|(_, rest)| rest))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{limit}: no outcome:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        assert!(
+            outcome.contains(&format!("kernel.{limit}")),
+            "{limit}: {outcome}"
+        );
+        if limit != "msgmax" {
+            // A failed connect, by its type (a call's failure is `Disconnected` with the
+            // reason, whatever the transport).
+            assert!(outcome.contains("LimitReached"), "{limit}: {outcome}");
+        }
+    }
+}
