@@ -53,11 +53,15 @@ fn welcomed(
     answer: Answer,
     config: &TransportConfig,
 ) -> Result<(SysvSender, SysvReceiver), TransportError> {
-    let welcome = answer.map_err(|reason| {
-        connect_error(
+    let welcome = answer.map_err(|reason| match handshake::limit_of(&reason) {
+        Some((limit, detail)) => TransportError::LimitReached {
+            limit,
+            detail: format!("the server: {detail}"),
+        },
+        None => connect_error(
             address,
             io::Error::new(io::ErrorKind::PermissionDenied, reason),
-        )
+        ),
     })?;
     if welcome.to_server == welcome.to_client {
         return Err(connect_error(

@@ -2,7 +2,8 @@
 //!
 //! Hello, client to server: `[HELLO 8][reserved 8]`. The server answers with a welcome,
 //! `[WELCOME 8][token u64 LE][msgsize u64 LE][to-server id i32 LE][to-client id i32 LE]`, or
-//! with a refusal, `[REFUSED 8][length u16 LE][reason, zero-padded to 246 bytes]`, and closes.
+//! with a refusal, `[REFUSED 8][length u16 LE][reason, zero-padded to 246 bytes]`, and closes
+//! (a system limit's refusal is the limit's name, a NUL and the detail; see [`limit_of`]).
 //! Nothing else is ever written on the socket: afterwards its end tells that the peer is gone.
 
 use std::io::{self, Read};
@@ -72,6 +73,21 @@ pub(super) fn refusal(reason: &str) -> [u8; REFUSAL_LEN] {
     message[8..10].copy_from_slice(&(len as u16).to_le_bytes());
     message[10..10 + len].copy_from_slice(&reason.as_bytes()[..len]);
     message
+}
+
+/// The limits a server may refuse a client for, by name.
+const LIMITS: [&str; 3] = ["kernel.msgmni", "kernel.msgmnb", "kernel.msgmax"];
+
+/// The reason of a refusal for a system limit: its name, a NUL, the detail.
+pub(super) fn limit_refusal(limit: &str, detail: &str) -> String {
+    format!("{limit}\0{detail}")
+}
+
+/// The limit and detail of a refusal for a system limit ([`limit_refusal`]).
+pub(super) fn limit_of(reason: &str) -> Option<(&'static str, String)> {
+    let (limit, detail) = reason.split_once('\0')?;
+    let limit = LIMITS.into_iter().find(|known| *known == limit)?;
+    Some((limit, detail.to_owned()))
 }
 
 /// The server's answer: its welcome, or its reason for refusing us.
@@ -147,6 +163,12 @@ mod tests {
             .unwrap_err();
         assert!(long.starts_with(&cut) && cut.len() >= 240, "{}", cut.len());
         assert!(read_answer_blocking(&hello()[..]).is_err());
+        let limit = read_answer_blocking(&refusal(&limit_refusal("kernel.msgmni", "full"))[..])
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(limit_of(&limit), Some(("kernel.msgmni", "full".to_owned())));
+        assert_eq!(limit_of("kernel.other\0x"), None);
+        assert_eq!(limit_of("not you"), None);
         assert!(check_hello(&hello()).is_ok());
         assert!(check_hello(&[0; HELLO_LEN]).is_err());
     }

@@ -245,6 +245,20 @@ impl SysvAcceptor {
     }
 }
 
+/// Tells the client why the server cannot set its connection up (a system limit, by name),
+/// and logs it: a server out of queues is its operator's concern. Returns `error`.
+fn refuse(stream: &tokio::net::UnixStream, error: TransportError) -> TransportError {
+    let reason = match &error {
+        TransportError::LimitReached { limit, detail } => {
+            tracing::warn!(%error, "a sysv-mq client refused: a system limit is reached");
+            handshake::limit_refusal(limit, detail)
+        }
+        other => format!("the server could not set the connection up: {other}"),
+    };
+    let _ = stream.try_write(&handshake::refusal(&reason));
+    error
+}
+
 /// The server's side of a handshake. Everything from creating the queues to building the
 /// connection runs without an `.await`, so a handshake given up (its hello came too late)
 /// never leaves queues behind.
@@ -267,12 +281,12 @@ async fn hand_over(
     stream.read_exact(&mut hello).await?;
     handshake::check_hello(&hello)?;
     let what = format!("creating the queues of a connection to {}", shared.address);
-    let rx = Queue::create(&what)?;
+    let rx = Queue::create(&what).map_err(|error| refuse(&stream, error))?;
     let tx = match Queue::create(&what) {
         Ok(tx) => tx,
         Err(error) => {
             rx.remove();
-            return Err(error);
+            return Err(refuse(&stream, error));
         }
     };
     let token = shared.tokens.next();
@@ -302,7 +316,7 @@ async fn hand_over(
         Err(error) => {
             rx.remove();
             tx.remove();
-            return Err(error);
+            return Err(refuse(&stream, error));
         }
     };
     let socket = match stream.into_std() {
