@@ -386,6 +386,20 @@ async fn wildcard_certificates_cover_one_label() {
             .expect_err(name);
         assert!(error.contains("is not valid for"), "{name}: {error}");
     }
+    // A wildcard as the name to verify matches nothing (it is refused outright or fails).
+    match TlsClientSettings::builder()
+        .ca_pem(ca.pem.clone())
+        .server_name("*.svc.test")
+        .build()
+    {
+        Err(error) => assert!(error.to_string().contains("*.svc.test"), "{error}"),
+        Ok(settings) => {
+            let error = greet(&address, settings)
+                .await
+                .expect_err("a wildcard name");
+            assert!(error.contains("is not valid for"), "{error}");
+        }
+    }
     // By IP address without an override: the certificate names no IP address.
     let error = greet(&address, client_settings(&ca, None, None))
         .await
@@ -683,4 +697,47 @@ async fn a_herd_of_real_clients_all_get_through() {
         &failed[..failed.len().min(3)]
     );
     accepting.abort();
+}
+
+/// The blocking client over TLS keeps a call's deadline against a handler that never
+/// answers, and its connection goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_client_keeps_call_deadlines_over_tls() {
+    let pki = TestPki::new();
+    let handle = Server::new()
+        .transport_setting(pki.server_settings())
+        .start(
+            rpc_tests::ProbeServer::new(rpc_tests::ProbeImpl::default()),
+            &["tls://127.0.0.1:0"],
+        )
+        .await
+        .unwrap();
+    let address = handle.local_address().replace("127.0.0.1", "localhost");
+    let settings = pki.client_settings();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let options = ClientOptions::default().transport_setting(settings);
+        let outcome = (|| {
+            let probe = rpc_tests::ProbeBlockingClient::connect_with(&address, options)?;
+            let started = Instant::now();
+            let stalled = probe.with_timeout(Some(Duration::from_millis(300))).stall();
+            let took = started.elapsed();
+            let sum = probe.add(2, 3)?;
+            Ok::<_, RpcError>((stalled.map_err(|e| e.to_string()), took, sum))
+        })();
+        let _ = done.send(outcome.map_err(|e| e.to_string()));
+    });
+    let (stalled, took, sum) = tokio::task::spawn_blocking(move || result.recv_timeout(LIMIT))
+        .await
+        .unwrap()
+        .expect("the blocking client finished")
+        .unwrap();
+    let error = stalled.expect_err("a call that never ends");
+    assert!(error.contains("deadline"), "{error}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(sum, 5);
+    handle.shutdown().await;
 }
