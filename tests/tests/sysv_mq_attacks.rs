@@ -382,6 +382,31 @@ async fn clients_of_a_stopped_server_give_up_in_time_and_leave_nothing() {
         .unwrap();
     assert_eq!(probe.add(1, 2).await.unwrap(), 3);
     drop(probe);
+
+    // Stopped again with a client waiting for its welcome, then killed: the client fails at
+    // once, not at its 10 s connect timeout.
+    server.signal(Signal::SIGSTOP);
+    let waiting = tokio::spawn({
+        let address = address.clone();
+        async move {
+            let options = ClientOptions::default().connect_timeout(Duration::from_secs(10));
+            ProbeClient::connect_with(&address, options).await.map(drop)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut server = server;
+    let killed = Instant::now();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let outcome = bounded(LIMIT, "the waiting connect", waiting).await.unwrap();
+    let error = outcome.expect_err("its server was killed");
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "failed {:?} after the kill: {error}",
+        killed.elapsed()
+    );
+    assert!(error.to_string().contains("before welcoming us"), "{error}");
+    assert!(recorded(&ledger, server.pid()).is_empty());
 }
 
 /// The transport's hello and welcome, by hand: the queues the server made for us.
