@@ -382,6 +382,7 @@ async fn clients_of_a_stopped_server_give_up_in_time_and_leave_nothing() {
         .unwrap();
     assert_eq!(probe.add(1, 2).await.unwrap(), 3);
     drop(probe);
+    assert!(eventually(LIMIT, || recorded(&ledger, server.pid()).is_empty()).await);
 
     // Stopped again with a client waiting for its welcome, then killed: the client fails at
     // once, not at its 10 s connect timeout.
@@ -398,7 +399,9 @@ async fn clients_of_a_stopped_server_give_up_in_time_and_leave_nothing() {
     let killed = Instant::now();
     let _ = server.child.kill();
     let _ = server.child.wait();
-    let outcome = bounded(LIMIT, "the waiting connect", waiting).await.unwrap();
+    let outcome = bounded(LIMIT, "the waiting connect", waiting)
+        .await
+        .unwrap();
     let error = outcome.expect_err("its server was killed");
     assert!(
         killed.elapsed() < Duration::from_secs(2),

@@ -104,7 +104,11 @@ fn welcomed(
 }
 
 fn answer_error(address: &Address, error: io::Error) -> TransportError {
-    let error = if error.kind() == io::ErrorKind::UnexpectedEof {
+    // A server that dies with our hello unread resets the socket rather than closing it.
+    let error = if matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    ) {
         io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "the server closed the rendezvous socket before welcoming us",
