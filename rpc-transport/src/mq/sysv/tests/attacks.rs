@@ -239,3 +239,45 @@ async fn a_queue_shrunk_under_a_waiting_send_fails_it_by_name() {
         let _ = sys::remove(id);
     }
 }
+
+/// A queue whose settings a process of our user changed (`IPC_SET`, raising or lowering its
+/// size: an administrator's tuning) is still removed when its connection ends.
+///
+/// Ignored: it is left in `ipcs -q`. `IPC_SET` sets the queue's `msg_ctime`, which every
+/// removal compares with the creation time it noted, to tell the queue from a later one that
+/// took its id; a changed queue looks like another and is never removed, by the connection or
+/// by a ledger reclaim. Telling them apart otherwise (a live link trusting the creator and key
+/// alone, say) weakens the guard against reused ids, so it is left as a known limit.
+#[ignore = "leaks: IPC_SET changes msg_ctime, the identity every removal checks"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_tuned_with_ipc_set_still_goes_with_its_connection() {
+    let address = address("tuned");
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    let (client, server) = pair(&listener, &address).await;
+    let (client_tx, client_rx, _) = client.split();
+    let ids = queues_of(&client_tx);
+    // A later second than the queues' creation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sys::set_qbytes(ids[0], 12_000).unwrap();
+    drop((client_tx, client_rx, server, listener));
+    let started = std::time::Instant::now();
+    let left = loop {
+        let left: Vec<i32> = super::listed()
+            .into_iter()
+            .filter(|id| ids.contains(id))
+            .collect();
+        if left.is_empty() || started.elapsed() > Duration::from_secs(3) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    for id in &left {
+        let _ = sys::remove(*id);
+    }
+    assert!(
+        left.is_empty(),
+        "queues {left:?} left after their connection ended"
+    );
+}
