@@ -18,9 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The flood and the herd, one at a time: on a small machine, a herd's handshakes sharing the
-/// CPU with a thousand others could take over the second after which a new connection may
-/// evict them.
+/// The floods and the herd, one at a time: on a small machine, a herd's handshakes sharing the
+/// CPU with a flood's could take over the three seconds after which any handshake may give way
+/// to a new connection.
 async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await
