@@ -33,16 +33,42 @@ fn run_with_deadline<T>(
     })
 }
 
-/// An async half driven by a private runtime shared by both halves.
+/// The private runtime of a blocking connection, shared by its halves. Dropped inside an
+/// async runtime (a blocking connection handed back from `spawn_blocking` and let go in a
+/// task), where waiting for its shutdown is not allowed, it is shut down without waiting.
+struct OwnRuntime(Option<Runtime>);
+
+impl OwnRuntime {
+    fn get(&self) -> &Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// An async half driven by a private runtime shared by both halves. The half is declared
+/// first, so it is dropped before the runtime that drives it.
 struct OverRuntime<H> {
-    runtime: Arc<Runtime>,
     half: H,
+    runtime: Arc<OwnRuntime>,
     mechanism: &'static str,
 }
 
 impl BlockingSendFrames for OverRuntime<FrameSender> {
     fn send(&mut self, frame: Frame, deadline: Deadline) -> Result<(), TransportError> {
-        run_with_deadline(&self.runtime, deadline.resolve(), self.half.send(frame))
+        run_with_deadline(
+            self.runtime.get(),
+            deadline.resolve(),
+            self.half.send(frame),
+        )
     }
 
     fn mechanism(&self) -> &'static str {
@@ -59,13 +85,13 @@ impl BlockingSendFrames for OverRuntime<FrameSender> {
 
     fn close(&mut self) {
         let deadline = Some(Instant::now() + Duration::from_secs(5));
-        let _ = run_with_deadline(&self.runtime, deadline, self.half.close());
+        let _ = run_with_deadline(self.runtime.get(), deadline, self.half.close());
     }
 }
 
 impl BlockingReceiveFrames for OverRuntime<FrameReceiver> {
     fn recv(&mut self, deadline: Deadline) -> Result<Option<Frame>, TransportError> {
-        run_with_deadline(&self.runtime, deadline.resolve(), self.half.recv())
+        run_with_deadline(self.runtime.get(), deadline.resolve(), self.half.recv())
     }
 
     fn peer_gone(&self) -> bool {
@@ -92,14 +118,14 @@ impl BlockingConnection {
                 address: address.to_string(),
             });
         }
-        let runtime = Arc::new(
+        let runtime = Arc::new(OwnRuntime(Some(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-        );
+        )));
         let deadline = Some(Instant::now() + timeout);
         let connection =
-            run_with_deadline(&runtime, deadline, connect()).map_err(|error| match error {
+            run_with_deadline(runtime.get(), deadline, connect()).map_err(|error| match error {
                 TransportError::TimedOut => TransportError::Connect {
                     address: address.to_string(),
                     source: std::io::ErrorKind::TimedOut.into(),
@@ -121,5 +147,121 @@ impl BlockingConnection {
             }),
             peer,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Address, Deadline, Frame, Listener, TransportConfig, TransportError};
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn address(tag: &str) -> Address {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("mem://over-runtime-{tag}-{n}").parse().unwrap()
+    }
+
+    fn server_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A server that answers every frame with the same payload, until the client leaves.
+    fn echo_server(runtime: &tokio::runtime::Runtime, address: &Address) {
+        let config = TransportConfig::default();
+        let listener = runtime.block_on(Listener::bind(address, &config)).unwrap();
+        runtime.spawn(async move {
+            let mut connection = listener.accept().await.unwrap();
+            while let Ok(Some(frame)) = connection.recv().await {
+                if connection.send(frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn connect(address: &Address) -> crate::BlockingConnection {
+        crate::connect_blocking(address, &TransportConfig::default(), LIMIT).unwrap()
+    }
+
+    /// A blocking connection made on a plain thread may end up dropped in async code (handed
+    /// back from `spawn_blocking`, say): its private runtime must not panic there.
+    #[test]
+    fn a_blocking_connection_dropped_inside_a_runtime_does_not_panic() {
+        let runtime = server_runtime();
+        let address = address("drop");
+        echo_server(&runtime, &address);
+        let mut connection = connect(&address);
+        connection
+            .send(Frame::from_payload(b"hi"), Deadline::After(LIMIT))
+            .unwrap();
+        let echoed = connection.recv(Deadline::After(LIMIT)).unwrap().unwrap();
+        assert_eq!(echoed.payload(), b"hi");
+        let (sender, receiver, _) = connection.split();
+        let dropped = runtime.block_on(async move {
+            tokio::spawn(async move {
+                drop(sender);
+                drop(receiver);
+            })
+            .await
+        });
+        assert!(dropped.is_ok(), "dropping panicked: {dropped:?}");
+    }
+
+    /// The two halves of one blocking connection, used from two threads at once: a receive
+    /// blocked on one thread does not hold up a send on the other.
+    #[test]
+    fn halves_work_from_two_threads_at_once() {
+        let runtime = server_runtime();
+        let address = address("threads");
+        echo_server(&runtime, &address);
+        let (mut sender, mut receiver, _) = connect(&address).split();
+        let receiving = std::thread::spawn(move || {
+            (0..50)
+                .map(|_| receiver.recv(Deadline::After(LIMIT)))
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..50u8 {
+            sender
+                .send(Frame::from_payload(&[i]), Deadline::After(LIMIT))
+                .unwrap();
+        }
+        let received = receiving.join().unwrap();
+        for (i, frame) in received.into_iter().enumerate() {
+            assert_eq!(frame.unwrap().unwrap().payload(), [i as u8]);
+        }
+    }
+
+    /// A receive gives up at its deadline, and the next one gets what came after.
+    #[test]
+    fn a_receive_honours_its_deadline_and_resumes() {
+        let runtime = server_runtime();
+        let address = address("deadline");
+        echo_server(&runtime, &address);
+        let mut connection = connect(&address);
+        let start = Instant::now();
+        let outcome = connection.recv(Deadline::After(Duration::from_millis(100)));
+        assert!(
+            matches!(outcome, Err(TransportError::TimedOut)),
+            "{outcome:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        connection
+            .send(Frame::from_payload(b"late"), Deadline::After(LIMIT))
+            .unwrap();
+        let frame = connection.recv(Deadline::After(LIMIT)).unwrap().unwrap();
+        assert_eq!(frame.payload(), b"late");
     }
 }
