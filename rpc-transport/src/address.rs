@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(spawn.rest(), "calc-server --listen stdio");
         round_trip("fifo:///tmp/calc");
         round_trip("mq://calc");
-        round_trip("tls://example.com:443");
+        // `tls://` is built in only where its module is (the tls branch): not here yet.
+        if crate::supported_forms().iter().any(|f| f.starts_with("tls://")) {
+            round_trip("tls://example.com:443");
+        }
     }
 
     #[test]
