@@ -192,7 +192,10 @@ mod tests {
         round_trip("fifo:///tmp/calc");
         round_trip("mq://calc");
         // `tls://` is built in only where its module is (the tls branch): not here yet.
-        if crate::supported_forms().iter().any(|f| f.starts_with("tls://")) {
+        if crate::supported_forms()
+            .iter()
+            .any(|f| f.starts_with("tls://"))
+        {
             round_trip("tls://example.com:443");
         }
     }
