@@ -305,8 +305,8 @@ pub(crate) async fn connect(
     address: &Address,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    let (path, connect_error) = rendezvous(address)?;
-    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let (path, _) = rendezvous(address)?;
+    let stream = crate::unix::connect_stream(address, &SocketName::Path(path)).await?;
     let peer = peer_of(&stream)?;
     // Wait (bounded by the caller's connect timeout) for the server's handshake.
     stream.readable().await?;
@@ -333,8 +333,9 @@ pub(crate) fn connect_blocking(
     config: &TransportConfig,
     timeout: std::time::Duration,
 ) -> Result<(ShmSender, ShmReceiver, PeerInfo), TransportError> {
-    let (path, connect_error) = rendezvous(address)?;
-    let socket = std::os::unix::net::UnixStream::connect(&path).map_err(connect_error)?;
+    let (path, _) = rendezvous(address)?;
+    let give_up = std::time::Instant::now().checked_add(timeout);
+    let socket = crate::unix::connect_blocking_stream(address, &SocketName::Path(path), give_up)?;
     let peer =
         match nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials) {
             Ok(cred) => PeerInfo::Unix {
@@ -344,7 +345,11 @@ pub(crate) fn connect_blocking(
             },
             Err(e) => return Err(TransportError::Io(e.into())),
         };
-    socket.set_read_timeout(Some(timeout))?;
+    // What is left of the timeout bounds the wait for the server's handshake.
+    let left = give_up.map_or(timeout, |at| {
+        at.saturating_duration_since(std::time::Instant::now())
+    });
+    socket.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
     let (sender, receiver) = finish_connect(socket, address, config, peer_uid(&peer))?;
     Ok((sender, receiver, peer))
 }
