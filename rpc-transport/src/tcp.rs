@@ -218,6 +218,7 @@ impl TcpAcceptor {
     }
 
     /// The address the socket is bound to.
+    #[allow(dead_code)] // for `tls.rs`, which is not on this branch yet
     pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
         self.local
     }
