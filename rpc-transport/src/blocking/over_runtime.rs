@@ -16,12 +16,51 @@ use crate::error::TransportError;
 use crate::frame::Frame;
 use crate::transport::{BlockingReceiveFrames, BlockingSendFrames};
 
-/// Runs `future` on `runtime` until it ends or `deadline` passes.
+/// Whether this thread is running async code (a task, or the future given to `block_on`),
+/// where blocking on another runtime panics ("Cannot start a runtime from within a runtime").
+/// A `spawn_blocking` closure of a runtime, or a plain thread, may block on one.
+///
+/// Tokio tells them apart by the cooperative budget, which only a scheduler's polls have: this
+/// takes budget units until none is left or more than a budget holds were taken, then gives
+/// every one back (the first unit's guard, dropped last, restores the budget as it was).
+fn inside_async_code() -> bool {
+    use std::task::{Context, Poll, Waker};
+    use tokio::task::coop;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(first) = coop::poll_proceed(&mut cx) else {
+        return true;
+    };
+    let mut constrained = false;
+    for _ in 0..=u8::MAX {
+        match coop::poll_proceed(&mut cx) {
+            Poll::Ready(unit) => unit.made_progress(),
+            Poll::Pending => {
+                constrained = true;
+                break;
+            }
+        }
+    }
+    drop(first);
+    constrained
+}
+
+/// Runs `future` on `runtime` until it ends or `deadline` passes. In async code, where
+/// blocking on another runtime would panic, refuses with [`TransportError::InsideRuntime`]
+/// naming `address` (as connecting does there).
 fn run_with_deadline<T>(
     runtime: &Runtime,
+    address: &str,
     deadline: Option<Instant>,
     future: impl Future<Output = Result<T, TransportError>>,
 ) -> Result<T, TransportError> {
+    if inside_async_code() {
+        return Err(TransportError::InsideRuntime {
+            address: address.to_owned(),
+        });
+    }
     let left = remaining(deadline)?;
     runtime.block_on(async move {
         match left {
@@ -60,12 +99,15 @@ struct OverRuntime<H> {
     half: H,
     runtime: Arc<OwnRuntime>,
     mechanism: &'static str,
+    /// The address connected to, for errors.
+    address: String,
 }
 
 impl BlockingSendFrames for OverRuntime<FrameSender> {
     fn send(&mut self, frame: Frame, deadline: Deadline) -> Result<(), TransportError> {
         run_with_deadline(
             self.runtime.get(),
+            &self.address,
             deadline.resolve(),
             self.half.send(frame),
         )
@@ -85,13 +127,23 @@ impl BlockingSendFrames for OverRuntime<FrameSender> {
 
     fn close(&mut self) {
         let deadline = Some(Instant::now() + Duration::from_secs(5));
-        let _ = run_with_deadline(self.runtime.get(), deadline, self.half.close());
+        let _ = run_with_deadline(
+            self.runtime.get(),
+            &self.address,
+            deadline,
+            self.half.close(),
+        );
     }
 }
 
 impl BlockingReceiveFrames for OverRuntime<FrameReceiver> {
     fn recv(&mut self, deadline: Deadline) -> Result<Option<Frame>, TransportError> {
-        run_with_deadline(self.runtime.get(), deadline.resolve(), self.half.recv())
+        run_with_deadline(
+            self.runtime.get(),
+            &self.address,
+            deadline.resolve(),
+            self.half.recv(),
+        )
     }
 
     fn peer_gone(&self) -> bool {
@@ -113,7 +165,7 @@ impl BlockingConnection {
     where
         F: Future<Output = Result<Connection, TransportError>>,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if inside_async_code() {
             return Err(TransportError::InsideRuntime {
                 address: address.to_string(),
             });
@@ -124,8 +176,8 @@ impl BlockingConnection {
                 .build()?,
         )));
         let deadline = Some(Instant::now() + timeout);
-        let connection =
-            run_with_deadline(runtime.get(), deadline, connect()).map_err(|error| match error {
+        let connection = run_with_deadline(runtime.get(), address.as_str(), deadline, connect())
+            .map_err(|error| match error {
                 TransportError::TimedOut => TransportError::Connect {
                     address: address.to_string(),
                     source: std::io::ErrorKind::TimedOut.into(),
@@ -139,11 +191,13 @@ impl BlockingConnection {
                 runtime: runtime.clone(),
                 half: sender,
                 mechanism,
+                address: address.to_string(),
             }),
             BlockingReceiver::new(OverRuntime {
                 runtime,
                 half: receiver,
                 mechanism,
+                address: address.to_string(),
             }),
             peer,
         ))
@@ -213,6 +267,54 @@ mod tests {
             .await
         });
         assert!(dropped.is_ok(), "dropping panicked: {dropped:?}");
+    }
+
+    /// Used inside an async runtime (a blocking stream's iterator dropped in a task sends its
+    /// cancel from `Drop`, say), the halves refuse with `InsideRuntime` instead of panicking
+    /// ("Cannot start a runtime from within a runtime"); close does nothing there.
+    #[test]
+    fn used_inside_a_runtime_the_halves_refuse_instead_of_panicking() {
+        let runtime = server_runtime();
+        let address = address("inside");
+        echo_server(&runtime, &address);
+        let (mut sender, mut receiver, _) = connect(&address).split();
+        let outcome = runtime.block_on(async move {
+            tokio::spawn(async move {
+                let sent = sender.send(Frame::from_payload(b"x"), Deadline::After(LIMIT));
+                let received = receiver.recv(Deadline::After(LIMIT));
+                sender.close();
+                (sent, received.map(drop))
+            })
+            .await
+        });
+        let (sent, received) = outcome.expect("a half panicked inside a runtime");
+        assert!(
+            matches!(sent, Err(TransportError::InsideRuntime { .. })),
+            "{sent:?}"
+        );
+        assert!(
+            matches!(received, Err(TransportError::InsideRuntime { .. })),
+            "{received:?}"
+        );
+    }
+
+    /// A `spawn_blocking` closure may block, so it may make and use such a connection.
+    #[test]
+    fn made_and_used_in_spawn_blocking() {
+        let runtime = server_runtime();
+        let address = address("spawn-blocking");
+        echo_server(&runtime, &address);
+        let echoed = runtime.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut connection = connect(&address);
+                connection
+                    .send(Frame::from_payload(b"pool"), Deadline::After(LIMIT))
+                    .unwrap();
+                connection.recv(Deadline::After(LIMIT)).unwrap().unwrap()
+            })
+            .await
+        });
+        assert_eq!(echoed.unwrap().payload(), b"pool");
     }
 
     /// The two halves of one blocking connection, used from two threads at once: a receive
