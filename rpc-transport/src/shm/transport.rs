@@ -282,10 +282,9 @@ mod tests {
         }
     }
 
-    fn payload_of(seq: u64, len: usize, out: &mut [u8]) {
+    fn payload_of(seq: u64, out: &mut [u8]) {
         out.fill(seq as u8);
         out[..8].copy_from_slice(&seq.to_le_bytes());
-        let _ = len;
     }
 
     /// `send_with` given up at random moments (a timeout dropping it while the ring, or every
@@ -334,18 +333,16 @@ mod tests {
                 // `send` keeps a frame it accepted for the next call: a send given up may
                 // still arrive, once and in its place.
                 let mut frame = vec![0u8; len];
-                payload_of(seq, len, &mut frame);
+                payload_of(seq, &mut frame);
                 tokio::time::timeout(patience, sender.send(Frame::from_payload(&frame))).await
             } else {
-                let send = sender.send_with(len, |out| payload_of(seq, len, out));
+                let send = sender.send_with(len, |out| payload_of(seq, out));
                 tokio::time::timeout(patience, send).await
             };
-            match outcome {
-                Ok(result) => {
-                    result.unwrap();
-                    sent.push(seq);
-                }
-                Err(_) => {} // given up: it must not arrive
+            // Given up (`Err`): it must not arrive (`send_with`), or only in its place (`send`).
+            if let Ok(result) = outcome {
+                result.unwrap();
+                sent.push(seq);
             }
         }
         sender.close().await.unwrap();
