@@ -219,3 +219,26 @@ fn a_server_killed_while_clients_connect_leaves_nothing() {
         );
     }
 }
+
+/// Clients killed at moments spread over their connecting (before, during and after the
+/// hand-over of the segment and the RPC handshake): the server lets go of every segment it
+/// made for them, and goes on serving.
+#[test]
+fn clients_killed_while_connecting_leave_nothing() {
+    let address = format!("sysv-shm://{}", unique_name("sysv-kill-connecting"));
+    let server = Process::server(&address);
+    let pid = server.pid();
+    for round in 0..16u64 {
+        let mut client = Process::spawn(&["--stall", &address]);
+        std::thread::sleep(Duration::from_millis(round * 3));
+        client.kill_9();
+    }
+    assert!(
+        wait_until(|| created_by(pid).is_empty() && attached_by(pid).is_empty()),
+        "left by killed clients: {:?}, attached by the server: {:?}",
+        created_by(pid),
+        attached_by(pid)
+    );
+    let probe = ProbeBlockingClient::connect(&address).unwrap();
+    assert_eq!(probe.add(1, 1).unwrap(), 2);
+}
