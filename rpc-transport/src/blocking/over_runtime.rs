@@ -175,7 +175,7 @@ impl BlockingConnection {
                 .enable_all()
                 .build()?,
         )));
-        let deadline = Some(Instant::now() + timeout);
+        let deadline = Instant::now().checked_add(timeout);
         let connection = run_with_deadline(runtime.get(), address.as_str(), deadline, connect())
             .map_err(|error| match error {
                 TransportError::TimedOut => TransportError::Connect {
