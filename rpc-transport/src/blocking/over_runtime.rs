@@ -152,9 +152,9 @@ impl BlockingReceiveFrames for OverRuntime<FrameReceiver> {
 }
 
 impl BlockingConnection {
-    /// A blocking connection over an async one: `connect` runs (at most `timeout`) on a
-    /// private single-threaded runtime, which then drives every send and receive of the
-    /// connection it makes, each under its deadline. Refused with
+    /// A blocking connection over an async one: `connect` is called in, and its future runs
+    /// (at most `timeout`) on, a private single-threaded runtime, which then drives every send
+    /// and receive of the connection it makes, each under its deadline. Refused with
     /// [`TransportError::InsideRuntime`] inside an async runtime, where blocking on one would
     /// stall (or panic).
     pub fn over_runtime<F>(
@@ -176,14 +176,20 @@ impl BlockingConnection {
                 .build()?,
         )));
         let deadline = Instant::now().checked_add(timeout);
-        let connection = run_with_deadline(runtime.get(), address.as_str(), deadline, connect())
+        // In the runtime's context, so what `connect` makes before its future runs (a socket
+        // registered with the runtime, a task) belongs to the runtime that drives it.
+        let connecting = {
+            let _context = runtime.get().enter();
+            connect()
+        };
+        let connection = run_with_deadline(runtime.get(), address.as_str(), deadline, connecting)
             .map_err(|error| match error {
-                TransportError::TimedOut => TransportError::Connect {
-                    address: address.to_string(),
-                    source: std::io::ErrorKind::TimedOut.into(),
-                },
-                other => other,
-            })?;
+            TransportError::TimedOut => TransportError::Connect {
+                address: address.to_string(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            },
+            other => other,
+        })?;
         let (sender, receiver, peer) = connection.split();
         let mechanism = sender.mechanism();
         Ok(BlockingConnection::new(
@@ -315,6 +321,29 @@ mod tests {
             .await
         });
         assert_eq!(echoed.unwrap().payload(), b"pool");
+    }
+
+    /// `connect` may make what the connection needs before its future runs (a socket
+    /// registered with "the" runtime, a task spawned): it is called inside the private
+    /// runtime's context, which then drives all of it.
+    #[test]
+    fn connect_is_called_inside_the_private_runtime() {
+        let runtime = server_runtime();
+        let address = address("eager");
+        echo_server(&runtime, &address);
+        let config = TransportConfig::default();
+        let connection = crate::BlockingConnection::over_runtime(&address, LIMIT, || {
+            let handle = tokio::runtime::Handle::current();
+            let (address, config) = (address.clone(), config.clone());
+            let connecting = handle.spawn(async move { crate::connect(&address, &config).await });
+            async move { connecting.await.unwrap() }
+        });
+        let mut connection = connection.unwrap();
+        connection
+            .send(Frame::from_payload(b"eager"), Deadline::After(LIMIT))
+            .unwrap();
+        let echoed = connection.recv(Deadline::After(LIMIT)).unwrap().unwrap();
+        assert_eq!(echoed.payload(), b"eager");
     }
 
     /// The two halves of one blocking connection, used from two threads at once: a receive
