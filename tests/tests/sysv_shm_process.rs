@@ -97,9 +97,9 @@ fn a_closed_connection_and_a_stopped_server_leave_no_segment() {
     assert_eq!(probe.add(1, 2).unwrap(), 3);
     let ids = attached_by(pid);
     assert_eq!(ids.len(), 1, "one segment per connection: {ids:?}");
-    assert_eq!(
-        attached_by(me),
-        ids,
+    // Contains, not equals: other tests of this binary attach segments in this process too.
+    assert!(
+        attached_by(me).is_superset(&ids),
         "the client attached the server's segment"
     );
     assert_shared_and_marked(&ids);
@@ -239,6 +239,8 @@ fn clients_killed_while_connecting_leave_nothing() {
         created_by(pid),
         attached_by(pid)
     );
-    let probe = ProbeBlockingClient::connect(&address).unwrap();
-    assert_eq!(probe.add(1, 1).unwrap(), 2);
+    // Served still (by a client in a process of its own: other tests here count the
+    // segments this process attaches).
+    let client = Process::spawn(&["--stall", &address]);
+    client.expect_line("stalling");
 }

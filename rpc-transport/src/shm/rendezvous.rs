@@ -48,6 +48,13 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
         Some(base) if Path::new(&base).is_dir() => Path::new(&base).join("rpc-shm"),
         _ => std::env::temp_dir().join(format!("rpc-shm-{uid}")),
     };
+    private_dir(dir)
+}
+
+/// `dir`, created with mode 0700 if missing, and refused if another user owns it or others can
+/// enter it.
+fn private_dir(dir: PathBuf) -> io::Result<PathBuf> {
+    let uid = nix::unistd::getuid().as_raw();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -67,7 +74,8 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
 }
 
 /// The rendezvous socket path of a shared-memory address.
-/// `shm://NAME` (`NAME.sock` in [`runtime_dir`]), `sysv-shm://NAME` (`NAME.sysv.sock` there),
+/// `shm://NAME` (`NAME.sock` in [`runtime_dir`]), `sysv-shm://NAME` (`sysv/NAME.sock` there: a
+/// directory of its own, since any suffix on NAME could be part of a `shm://` name, a '/' not),
 /// `shm:///abs/rendezvous.sock` or `sysv-shm:///abs/rendezvous.sock`, or `mmap:///abs/file`
 /// (the file's path with `.sock` added).
 pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
@@ -79,7 +87,8 @@ pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
     match address.target() {
         Some(path) if path.starts_with('/') => address.absolute_path(),
         _ if address.scheme() == sysv::SCHEME => {
-            Ok(runtime_dir()?.join(format!("{}.sysv.sock", address.name()?)))
+            let dir = private_dir(runtime_dir()?.join("sysv"))?;
+            Ok(dir.join(format!("{}.sock", address.name()?)))
         }
         _ => Ok(runtime_dir()?.join(format!("{}.sock", address.name()?))),
     }

@@ -1,7 +1,7 @@
 //! `sysv-shm://NAME` (and `sysv-shm:///abs/rendezvous.sock`): the shared-memory rings of
 //! `shm://` in a System V segment per connection instead of a memfd.
 //!
-//! Everything but the segment's source is `shm://`'s: the rendezvous socket (`NAME.sysv.sock`
+//! Everything but the segment's source is `shm://`'s: the rendezvous socket (`sysv/NAME.sock`
 //! in [`runtime_dir`](super::runtime_dir)) stays open as the liveness signal, the eventfds
 //! travel over it with `SCM_RIGHTS`, and the rings, wake-ups and large messages work unchanged.
 //!

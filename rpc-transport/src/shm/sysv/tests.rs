@@ -332,6 +332,31 @@ fn only_our_user_or_root_is_trusted() {
     );
 }
 
+/// `sysv-shm://NAME` and `shm://` addresses are different addresses whatever the name: they
+/// never share a rendezvous socket (`shm://x.sysv` and `sysv-shm://x` used to, so the second
+/// could not bind, and a client of one reached the server of the other).
+#[test]
+fn names_of_the_two_schemes_never_meet() {
+    let tag = format!("meet-{}", std::process::id());
+    let sysv: Address = format!("sysv-shm://{tag}").parse().unwrap();
+    let plain: Address = format!("shm://{tag}.sysv").parse().unwrap();
+    assert_ne!(
+        crate::shm::socket_path(&sysv).unwrap(),
+        crate::shm::socket_path(&plain).unwrap()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = TransportConfig::default().with_shm_ring_capacity(4096);
+        let _plain = Listener::bind(&plain, &config).await.unwrap();
+        let _sysv = Listener::bind(&sysv, &config)
+            .await
+            .expect("sysv-shm://x binds beside shm://x.sysv");
+    });
+}
+
 #[test]
 fn keys_are_ours_and_vary() {
     let keys: BTreeSet<i32> = (0..64).map(|_| next_key()).collect();
