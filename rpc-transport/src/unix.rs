@@ -200,8 +200,12 @@ fn backlog_full(address: &Address) -> TransportError {
     }
 }
 
+/// How long an async connect keeps trying a listener whose backlog is full (the caller may
+/// give up sooner), as `mq://` does.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// Opens a connected Unix stream socket to a path or an abstract name. While the listener's
-/// backlog is full it tries again, until the caller stops waiting.
+/// backlog is full it tries again, for at most [`CONNECT_WAIT`] (the caller may stop sooner).
 pub(crate) async fn connect_stream(
     address: &Address,
     name: &SocketName,
@@ -210,9 +214,14 @@ pub(crate) async fn connect_stream(
         address: address.to_string(),
         source,
     };
+    let give_up = Instant::now() + CONNECT_WAIT;
     let mut connecting = Connecting::new(name).map_err(connect_error)?;
     while !connecting.attempt().map_err(connect_error)? {
-        tokio::time::sleep(connecting.next_pause(None)).await;
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(backlog_full(address));
+        }
+        tokio::time::sleep(connecting.next_pause(Some(left))).await;
     }
     Ok(UnixStream::from_std(connecting.into_std())?)
 }
