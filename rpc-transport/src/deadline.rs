@@ -39,6 +39,14 @@ impl From<Instant> for Deadline {
     }
 }
 
+/// The instant `wait` from now; a wait too long to be an instant (`Duration::MAX`, a spin
+/// setting meaning "always") is a year, as good as never.
+pub(crate) fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

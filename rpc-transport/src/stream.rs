@@ -212,7 +212,7 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         if self.spin.is_zero() {
             return Ok(None);
         }
-        let until = Instant::now() + self.spin;
+        let until = crate::deadline::after(self.spin);
         loop {
             match self.io.try_read_now(&mut self.buf) {
                 Ok(n) => return Ok(Some(n)),

@@ -158,7 +158,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
         if self.spin.is_zero() {
             return Ok(None);
         }
-        let until = Instant::now() + self.spin;
+        let until = crate::deadline::after(self.spin);
         loop {
             match self.io.read_now(&mut self.scratch) {
                 Ok(n) => return Ok(Some(n)),
