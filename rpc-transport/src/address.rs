@@ -33,20 +33,21 @@ fn valid_scheme(scheme: &str) -> bool {
 
 impl Address {
     /// Splits `text` into scheme and rest without asking any transport: `scheme:rest`, or a
-    /// bare word (`stdio`) that is all scheme. `None` if it has no valid scheme.
+    /// bare word (`stdio`) that is all scheme. `None` if it has no valid scheme. Schemes are
+    /// case-insensitive (as in URLs): the scheme is kept in lowercase, so `TCP://h:1` is
+    /// `tcp://h:1`, equal to it and printed so.
     pub fn split(text: &str) -> Option<Address> {
         let scheme_len = text.find(':').unwrap_or(text.len());
-        valid_scheme(&text[..scheme_len]).then(|| Address {
-            text: text.to_owned(),
-            scheme_len,
-        })
+        let mut text = text.to_owned();
+        text[..scheme_len].make_ascii_lowercase();
+        valid_scheme(&text[..scheme_len]).then_some(Address { text, scheme_len })
     }
 
     /// `scheme://target`, unchecked: for a transport naming an address it made (a listener's
     /// address with the port the system chose, say).
     pub fn from_target(scheme: &str, target: &str) -> Address {
         Address {
-            text: format!("{scheme}://{target}"),
+            text: format!("{}://{target}", scheme.to_ascii_lowercase()),
             scheme_len: scheme.len(),
         }
     }
@@ -197,14 +198,44 @@ mod tests {
 
     #[test]
     fn unknown_scheme_lists_the_supported_ones() {
+        // The forms first: a transport another test registers meanwhile only adds to the list.
+        let forms = crate::supported_forms();
         let err = "http://example.com".parse::<Address>().unwrap_err();
         assert!(matches!(err, TransportError::UnsupportedScheme { .. }));
         let message = err.to_string();
-        for form in crate::supported_forms() {
+        for form in forms {
             assert!(message.contains(&form), "{message} lacks {form}");
         }
         assert!("localhost:80".parse::<Address>().is_err());
         assert!("".parse::<Address>().is_err());
+    }
+
+    /// Schemes are case-insensitive, as in URLs: one address whatever the case of its scheme
+    /// (the rest keeps its case: paths and names are case-sensitive).
+    #[test]
+    fn schemes_are_case_insensitive() {
+        use std::hash::{BuildHasher, RandomState};
+        let lower: Address = "tcp://h:1".parse().unwrap();
+        for text in ["TCP://h:1", "Tcp://h:1"] {
+            let address: Address = text.parse().unwrap();
+            assert_eq!(address, lower, "{text}");
+            assert_eq!(address.scheme(), "tcp");
+            assert_eq!(address.to_string(), "tcp://h:1");
+            let hasher = RandomState::new();
+            assert_eq!(hasher.hash_one(&address), hasher.hash_one(&lower));
+        }
+        let path: Address = "UNIX:///tmp/A.sock".parse().unwrap();
+        assert_eq!(path.to_string(), "unix:///tmp/A.sock");
+        assert_eq!(Address::from_target("TCP", "h:1"), lower);
+        assert!("STDIO".parse::<Address>().is_ok());
+        assert!(
+            "SYSV-SHM://Calc"
+                .parse::<Address>()
+                .unwrap()
+                .name()
+                .unwrap()
+                == "Calc"
+        );
     }
 
     #[test]

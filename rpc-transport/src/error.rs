@@ -31,9 +31,10 @@ pub enum TransportError {
         address: String,
     },
     /// A transport whose blocking connection drives a runtime of its own (`mem://`, `tls://`,
-    /// most registered ones) was asked for one from inside an async runtime.
+    /// most registered ones) was asked for one, or to send or receive on one, from inside an
+    /// async runtime.
     #[error(
-        "a blocking connection to {address} runs a runtime of its own and cannot be made inside an async runtime"
+        "a blocking connection to {address} runs a runtime of its own and cannot be made or used inside an async runtime"
     )]
     InsideRuntime {
         /// The address.

@@ -44,10 +44,14 @@ fn transports() -> &'static Transports {
 /// [`TransportError::SchemeTaken`].
 pub fn register(transport: impl Transport) -> Result<(), TransportError> {
     let scheme = transport.scheme().to_owned();
+    // Addresses carry their scheme in lowercase (schemes are case-insensitive): a transport
+    // registered under `Xtcp` would never be found.
     if Address::split(&scheme).is_none_or(|a| a.scheme() != scheme) {
         return Err(TransportError::InvalidAddress {
             address: scheme,
-            reason: "a scheme is a letter followed by letters, digits, '+', '-' or '.'".into(),
+            reason: "a scheme is a lowercase letter followed by lowercase letters, digits, '+', \
+                     '-' or '.' (schemes are case-insensitive: `Tcp://` is `tcp://`)"
+                .into(),
         });
     }
     let mut map = transports().write().unwrap_or_else(|p| p.into_inner());
@@ -87,4 +91,55 @@ fn unsupported_with(text: &str, map: &BTreeMap<String, Arc<dyn Transport>>) -> T
 pub(crate) fn unsupported(text: &str) -> TransportError {
     let map = transports().read().unwrap_or_else(|p| p.into_inner());
     unsupported_with(text, &map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Acceptor, BoxFuture};
+    use crate::{Connection, TransportConfig};
+
+    struct Named(&'static str);
+
+    impl Transport for Named {
+        fn scheme(&self) -> &str {
+            self.0
+        }
+
+        fn connect<'a>(
+            &'a self,
+            _: &'a Address,
+            _: &'a TransportConfig,
+        ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+            Box::pin(std::future::ready(Err(TransportError::Closed)))
+        }
+
+        fn bind<'a>(
+            &'a self,
+            _: &'a Address,
+            _: &'a TransportConfig,
+        ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
+            Box::pin(std::future::ready(Err(TransportError::Closed)))
+        }
+    }
+
+    /// A scheme that no address could reach is refused: not a scheme at all, or not in the
+    /// lowercase every parsed address carries; a built-in one in another case is taken.
+    #[test]
+    fn only_reachable_schemes_register() {
+        for bad in ["", "1x", "a:b", "a b", "Upper", "UPPER+X"] {
+            let refused = register(Named(bad));
+            assert!(
+                matches!(refused, Err(TransportError::InvalidAddress { .. })),
+                "{bad:?}: {refused:?}"
+            );
+        }
+        assert!(matches!(
+            register(Named("tcp")),
+            Err(TransportError::SchemeTaken { .. })
+        ));
+        register(Named("review-x+y.z")).unwrap();
+        let address: Address = "Review-X+Y.Z://anything".parse().unwrap();
+        assert_eq!(lookup(&address).unwrap().scheme(), "review-x+y.z");
+    }
 }

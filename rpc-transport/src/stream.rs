@@ -212,7 +212,7 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         if self.spin.is_zero() {
             return Ok(None);
         }
-        let until = Instant::now() + self.spin;
+        let until = crate::deadline::after(self.spin);
         loop {
             match self.io.try_read_now(&mut self.buf) {
                 Ok(n) => return Ok(Some(n)),
@@ -229,7 +229,8 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
     /// Whether a whole frame is already buffered (the next `recv` returns at once).
     pub(crate) fn has_buffered(&self) -> bool {
         self.buf.len() >= FRAME_PREFIX
-            && self.buf.len() >= FRAME_PREFIX + prefix_len(&self.buf).min(self.limit + 1)
+            && self.buf.len()
+                >= FRAME_PREFIX + prefix_len(&self.buf).min(self.limit.saturating_add(1))
     }
 
     /// The next frame, or `None` when the peer closed the stream between frames.
@@ -415,6 +416,21 @@ mod tests {
                 limit: 10
             }
         ));
+    }
+
+    /// A limit of `usize::MAX` ("no limit of ours") is a limit, not an overflow.
+    #[tokio::test]
+    async fn the_largest_limit_does_not_overflow() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        a.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
+        let mut receiver = StreamReceiver::new(WaitOnly(b), usize::MAX, Duration::ZERO);
+        // Reads the start of the frame, then waits for the rest: given up.
+        let waited = tokio::time::timeout(Duration::from_millis(50), receiver.recv()).await;
+        assert!(waited.is_err());
+        assert!(!receiver.has_buffered());
+        a.write_all(&[3, 4, 5, 6, 7, 8, 9, 10]).await.unwrap();
+        let frame = receiver.recv().await.unwrap().unwrap();
+        assert_eq!(frame.payload(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
 
     #[tokio::test]

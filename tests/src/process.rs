@@ -16,8 +16,14 @@ pub struct ProbeProcess {
 
 impl ProbeProcess {
     pub fn spawn(args: &[&str]) -> ProbeProcess {
+        ProbeProcess::spawn_with_env(args, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with `env` added to the child's environment.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> ProbeProcess {
         let mut child = Command::new(crate::spawned::probe_server_path())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -34,7 +40,12 @@ impl ProbeProcess {
 
     /// A server on `address`, once it listens.
     pub fn server(address: &str) -> ProbeProcess {
-        let process = ProbeProcess::spawn(&[address]);
+        ProbeProcess::server_with_env(address, &[])
+    }
+
+    /// [`server`](Self::server) with `env` added to the child's environment.
+    pub fn server_with_env(address: &str, env: &[(&str, &std::ffi::OsStr)]) -> ProbeProcess {
+        let process = ProbeProcess::spawn_with_env(&[address], env);
         process.expect_line("listening on");
         process
     }

@@ -58,3 +58,42 @@ async fn graceful_shutdown_answers_the_running_calls_of_a_connection_at_its_budg
         answered.len()
     );
 }
+
+/// A grace of `Duration::MAX` ("let running calls take as long as they need") is a grace, not
+/// a panic ("overflow when adding durations"), on a socket and on a shared-memory connection
+/// served from a dedicated thread: a call running when the shutdown starts is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_grace_is_not_a_panic() {
+    use rpc_tests::{Fixture, Transport};
+    for transport in [Transport::Unix, Transport::ShmNamed] {
+        let fixture = Fixture::start(
+            transport,
+            Server::new()
+                .shutdown_grace(Duration::MAX)
+                .dedicated_threads(4),
+        )
+        .await;
+        let probe = fixture.client().await.unwrap();
+        assert_eq!(probe.add(1, 2).await.unwrap(), 3);
+        let running = tokio::spawn({
+            let probe = probe.clone();
+            async move { probe.tag(7, 300).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rpc_tests::FixtureServer::InProcess(handle) = fixture.handle else {
+            unreachable!("an in-process server")
+        };
+        let shutdown = tokio::spawn(handle.shutdown());
+        let outcome = tokio::time::timeout(Duration::from_secs(20), shutdown).await;
+        assert!(
+            matches!(outcome, Ok(Ok(()))),
+            "{transport:?}: shutdown with an endless grace: {outcome:?}"
+        );
+        let answered = tokio::time::timeout(Duration::from_secs(20), running).await;
+        assert!(
+            matches!(answered, Ok(Ok(Ok(7)))),
+            "{transport:?}: the call running at shutdown: {answered:?}"
+        );
+        drop(probe);
+    }
+}

@@ -34,8 +34,13 @@ fn ledger_dir() -> std::path::PathBuf {
 
 /// The ids of the System V queues the server process `pid` recorded in the ledger.
 fn queues_of_server(pid: u32) -> Vec<i32> {
+    queues_in(&ledger_dir(), pid)
+}
+
+/// The ids of the queues the server process `pid` recorded in the ledger in `dir`.
+fn queues_in(dir: &std::path::Path, pid: u32) -> Vec<i32> {
     let prefix = format!("{pid}-");
-    std::fs::read_dir(ledger_dir())
+    std::fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
@@ -123,10 +128,14 @@ async fn a_server_killed_with_its_client_leaves_queues_the_next_server_reclaims(
     use nix::sys::signal::Signal;
     let _serial = serial().await;
     let address = format!("sysv-mq://{}", unique_name("both-killed"));
-    let mut server = ProbeProcess::server(&address);
-    let mut client = ProbeProcess::spawn(&["--stall", &address]);
+    // A ledger of this test's own: a sysv-mq server that another program of this user starts
+    // meanwhile reclaims from the shared ledger, and would take these queues first.
+    let runtime_dir = rpc_tests::TempDir::new();
+    let env = [("XDG_RUNTIME_DIR", runtime_dir.0.as_os_str())];
+    let mut server = ProbeProcess::server_with_env(&address, &env);
+    let mut client = ProbeProcess::spawn_with_env(&["--stall", &address], &env);
     client.expect_line("stalling");
-    let queues = queues_of_server(server.pid());
+    let queues = queues_in(&runtime_dir.0.join("rpc-sysv-mq"), server.pid());
     assert_eq!(queues.len(), 2, "one queue each way: {queues:?}");
     // Stopped first, so that neither sees the other die: nobody removes anything.
     signal(client.pid(), Signal::SIGSTOP);
@@ -140,7 +149,7 @@ async fn a_server_killed_with_its_client_leaves_queues_the_next_server_reclaims(
         "the killed processes' queues {queues:?} should still be there: {listed_now:?}"
     );
     // The next server (of any name) reclaims them as it binds.
-    let next = ProbeProcess::server(&format!("sysv-mq://{}", unique_name("next")));
+    let next = ProbeProcess::server_with_env(&format!("sysv-mq://{}", unique_name("next")), &env);
     let listed_now = listed();
     assert!(
         queues.iter().all(|id| !listed_now.contains(id)),

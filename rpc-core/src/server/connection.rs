@@ -57,7 +57,17 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
         match (sender.into_blocking(), receiver.into_blocking()) {
             (Ok(sender), Ok(receiver)) => Ok((sender, receiver)),
             (Err(sender), Err(receiver)) => Err((sender, receiver)),
-            _ => unreachable!("a transport's halves agree on being served from a thread"),
+            // A transport whose halves disagree (one would move to a thread, the other not)
+            // cannot be served: the connection is dropped, the server goes on.
+            _ => {
+                tracing::error!(
+                    transport = call_env.transport,
+                    "a transport's halves disagree on being served from a thread; dropping the connection"
+                );
+                drop(thread);
+                drop(admission);
+                return;
+            }
         }
     } else {
         Err((sender, receiver))

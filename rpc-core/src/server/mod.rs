@@ -574,7 +574,11 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.tracker.close();
-        let grace = self.config.shutdown_grace + Duration::from_secs(1);
+        // `Duration::MAX` (as long as the calls take) must not overflow.
+        let grace = self
+            .config
+            .shutdown_grace
+            .saturating_add(Duration::from_secs(1));
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()

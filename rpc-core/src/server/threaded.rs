@@ -226,10 +226,14 @@ pub(crate) enum Flow {
 /// meanwhile for what they need (their streams' items, ends and credit, and cancels); a new
 /// call is refused with `ShuttingDown`. Then our direction closes.
 fn wind_down(conn: &Conn) {
-    let grace = Instant::now() + conn.config.shutdown_grace;
+    // A grace too long to be an instant (`Duration::MAX`) has no end.
+    let grace = Instant::now().checked_add(conn.config.shutdown_grace);
     let mut receiver = conn.receiver();
     let mut reading = true;
-    while conn.calls.busy() && Instant::now() < grace && !conn.kill.is_cancelled() {
+    while conn.calls.busy()
+        && grace.is_none_or(|grace| Instant::now() < grace)
+        && !conn.kill.is_cancelled()
+    {
         if !reading {
             std::thread::sleep(Duration::from_millis(1));
             continue;

@@ -24,8 +24,14 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A blocking byte stream the framing can use: a socket, a pipe, or any stream with a file
 /// descriptor whose reads and writes can be given timeouts.
 pub trait TimedStream: Read + Write + std::os::fd::AsFd + Send + 'static {
-    /// Sets the timeouts of later reads and writes (`None`: wait as long as it takes).
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
+    /// Sets the timeout of later reads (`None`: wait as long as it takes), leaving that of
+    /// writes alone: the receiving half sets it while the sending half, on another thread, may
+    /// be writing under its own (two handles of one socket share both).
+    fn set_receive_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sets the timeout of later writes (`None`: wait as long as it takes), leaving that of
+    /// reads alone.
+    fn set_send_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 
     /// Shuts the writing direction, so the peer reads the end of the stream.
     fn shutdown_write(&mut self);
@@ -43,9 +49,12 @@ pub trait TimedStream: Read + Write + std::os::fd::AsFd + Send + 'static {
 }
 
 impl TimedStream for TcpStream {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)?;
-        self.set_write_timeout(write)
+    fn set_receive_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_send_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
     }
 
     fn shutdown_write(&mut self) {
@@ -54,9 +63,12 @@ impl TimedStream for TcpStream {
 }
 
 impl TimedStream for UnixStream {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)?;
-        self.set_write_timeout(write)
+    fn set_receive_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_send_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
     }
 
     fn shutdown_write(&mut self) {
@@ -101,7 +113,7 @@ impl<S: TimedStream> SyncStreamSender<S> {
         if self.broken {
             return Err(TransportError::Closed);
         }
-        self.io.set_timeouts(None, remaining(deadline)?)?;
+        self.io.set_send_timeout(remaining(deadline)?)?;
         let mut written = 0;
         while written < buf.len() {
             match self.io.write(&buf[written..]) {
@@ -146,7 +158,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
         if self.spin.is_zero() {
             return Ok(None);
         }
-        let until = Instant::now() + self.spin;
+        let until = crate::deadline::after(self.spin);
         loop {
             match self.io.read_now(&mut self.scratch) {
                 Ok(n) => return Ok(Some(n)),
@@ -172,7 +184,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
                     // A large frame: read the rest straight into place, growing the buffer by
                     // at most what has arrived (doubling), so the announced size is never
                     // allocated before its bytes come.
-                    self.io.set_timeouts(remaining(deadline)?, None)?;
+                    self.io.set_receive_timeout(remaining(deadline)?)?;
                     let mut filled = self.buf.len();
                     while filled < whole {
                         let target = whole.min(filled + filled.max(READ_CHUNK));
@@ -205,7 +217,7 @@ impl<S: TimedStream> SyncStreamReceiver<S> {
             let polled = match self.busy_poll() {
                 Ok(Some(n)) => Ok(n),
                 Ok(None) => {
-                    self.io.set_timeouts(remaining(deadline)?, None)?;
+                    self.io.set_receive_timeout(remaining(deadline)?)?;
                     self.io.read(&mut self.scratch)
                 }
                 Err(e) => Err(e),
@@ -275,4 +287,80 @@ pub fn blocking_stream_connection<S: TimedStream, R: TimedStream>(
         BlockingReceiver::new(receiver),
         peer,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use crate::{Deadline, Frame, TransportConfig, TransportError};
+
+    /// The halves of a blocking socket connection are two handles of one socket, whose
+    /// timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`) they share: a send on one thread must not undo
+    /// the deadline of a receive on another (nor the reverse), or that receive waits forever.
+    #[test]
+    fn a_send_on_another_thread_does_not_undo_a_receives_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A server that reads everything and never answers.
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let keep = socket.try_clone().unwrap();
+            let mut sink = vec![0u8; 64 * 1024];
+            while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+            drop(keep);
+        });
+        let address = format!("tcp://127.0.0.1:{port}").parse().unwrap();
+        let connection = crate::connect_blocking(
+            &address,
+            &TransportConfig::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let (mut sender, mut receiver, _) = connection.split();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sending = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if sender
+                        .send(Frame::from_payload(b"x"), Deadline::Never)
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                sender
+            }
+        });
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..40 {
+                let start = Instant::now();
+                let result = receiver.recv(Deadline::After(Duration::from_millis(20)));
+                let _ = done.send((result.map(|f| f.map(|f| f.len())), start.elapsed()));
+            }
+        });
+        let mut late = None;
+        for _ in 0..40 {
+            match outcome.recv_timeout(Duration::from_secs(3)) {
+                Ok((Err(TransportError::TimedOut), _)) => {}
+                Ok(other) => panic!("a receive with a 20 ms deadline ended with {other:?}"),
+                Err(_) => {
+                    late = Some("a receive with a 20 ms deadline was still waiting after 3 s");
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut sender = sending.join().unwrap();
+        // Ends the server, and with it a receive still waiting.
+        sender.close();
+        drop(sender);
+        server.join().unwrap();
+        assert!(late.is_none(), "{}", late.unwrap());
+    }
 }

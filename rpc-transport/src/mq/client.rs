@@ -248,7 +248,10 @@ pub(crate) fn connect_blocking(
     config: &TransportConfig,
     timeout: Duration,
 ) -> Result<(MqSender, MqReceiver, PeerInfo), TransportError> {
-    let give_up = Instant::now() + timeout;
+    // A timeout too long to be an instant: a year is as long as it takes.
+    let give_up = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
     let socket = connect_socket_blocking(address, &rendezvous::socket_name(name), give_up)?;
     let hello = say_hello(address, name, socket)?;
     let mut welcome = [0u8; rendezvous::WELCOME_LEN];

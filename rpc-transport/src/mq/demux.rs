@@ -153,7 +153,7 @@ impl Demux {
 
     /// Spins, then sleeps until the queue may have a message or a control arrives.
     async fn wait(&mut self) {
-        let spin_until = std::time::Instant::now() + self.spin;
+        let spin_until = crate::deadline::after(self.spin);
         while std::time::Instant::now() < spin_until {
             tokio::task::yield_now().await;
             if !self.queue.get_ref().waiting().is_ok_and(|n| n == 0) || !self.control.is_empty() {

@@ -333,7 +333,7 @@ pub(crate) async fn retry_async<T>(
             return Err(Stopped::Gone);
         }
         if !spin.is_zero() {
-            let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
+            let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
             if Instant::now() < until {
                 tokio::task::yield_now().await;
                 continue;
@@ -375,7 +375,7 @@ pub(crate) fn retry_blocking<T>(
             return Err(TransportError::Closed);
         }
         if !spin.is_zero() {
-            let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
+            let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
             if Instant::now() < until {
                 std::hint::spin_loop();
                 continue;

@@ -266,8 +266,13 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 impl TimedStream for SyncPipe {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        self.timeouts.set((read, write));
+    fn set_receive_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set((timeout, self.timeouts.get().1));
+        Ok(())
+    }
+
+    fn set_send_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set((self.timeouts.get().0, timeout));
         Ok(())
     }
 

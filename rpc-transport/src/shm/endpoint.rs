@@ -194,7 +194,7 @@ impl ShmSender {
             return Ok(());
         }
         let deadline = deadline.resolve();
-        let spin_until = Instant::now() + self.spin;
+        let spin_until = crate::deadline::after(self.spin);
         loop {
             if self.try_room(len)? {
                 return Ok(());

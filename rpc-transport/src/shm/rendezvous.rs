@@ -48,6 +48,13 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
         Some(base) if Path::new(&base).is_dir() => Path::new(&base).join("rpc-shm"),
         _ => std::env::temp_dir().join(format!("rpc-shm-{uid}")),
     };
+    private_dir(dir)
+}
+
+/// `dir`, created with mode 0700 if missing, and refused if another user owns it or others can
+/// enter it.
+fn private_dir(dir: PathBuf) -> io::Result<PathBuf> {
+    let uid = nix::unistd::getuid().as_raw();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -67,7 +74,8 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
 }
 
 /// The rendezvous socket path of a shared-memory address.
-/// `shm://NAME` (`NAME.sock` in [`runtime_dir`]), `sysv-shm://NAME` (`NAME.sysv.sock` there),
+/// `shm://NAME` (`NAME.sock` in [`runtime_dir`]), `sysv-shm://NAME` (`sysv/NAME.sock` there: a
+/// directory of its own, since any suffix on NAME could be part of a `shm://` name, a '/' not),
 /// `shm:///abs/rendezvous.sock` or `sysv-shm:///abs/rendezvous.sock`, or `mmap:///abs/file`
 /// (the file's path with `.sock` added).
 pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
@@ -79,7 +87,8 @@ pub fn socket_path(address: &Address) -> Result<PathBuf, TransportError> {
     match address.target() {
         Some(path) if path.starts_with('/') => address.absolute_path(),
         _ if address.scheme() == sysv::SCHEME => {
-            Ok(runtime_dir()?.join(format!("{}.sysv.sock", address.name()?)))
+            let dir = private_dir(runtime_dir()?.join("sysv"))?;
+            Ok(dir.join(format!("{}.sock", address.name()?)))
         }
         _ => Ok(runtime_dir()?.join(format!("{}.sock", address.name()?))),
     }
@@ -305,8 +314,8 @@ pub(crate) async fn connect(
     address: &Address,
     config: &TransportConfig,
 ) -> Result<Connection, TransportError> {
-    let (path, connect_error) = rendezvous(address)?;
-    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let (path, _) = rendezvous(address)?;
+    let stream = crate::unix::connect_stream(address, &SocketName::Path(path)).await?;
     let peer = peer_of(&stream)?;
     // Wait (bounded by the caller's connect timeout) for the server's handshake.
     stream.readable().await?;
@@ -333,8 +342,9 @@ pub(crate) fn connect_blocking(
     config: &TransportConfig,
     timeout: std::time::Duration,
 ) -> Result<(ShmSender, ShmReceiver, PeerInfo), TransportError> {
-    let (path, connect_error) = rendezvous(address)?;
-    let socket = std::os::unix::net::UnixStream::connect(&path).map_err(connect_error)?;
+    let (path, _) = rendezvous(address)?;
+    let give_up = std::time::Instant::now().checked_add(timeout);
+    let socket = crate::unix::connect_blocking_stream(address, &SocketName::Path(path), give_up)?;
     let peer =
         match nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials) {
             Ok(cred) => PeerInfo::Unix {
@@ -344,7 +354,11 @@ pub(crate) fn connect_blocking(
             },
             Err(e) => return Err(TransportError::Io(e.into())),
         };
-    socket.set_read_timeout(Some(timeout))?;
+    // What is left of the timeout bounds the wait for the server's handshake.
+    let left = give_up.map_or(timeout, |at| {
+        at.saturating_duration_since(std::time::Instant::now())
+    });
+    socket.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
     let (sender, receiver) = finish_connect(socket, address, config, peer_uid(&peer))?;
     Ok((sender, receiver, peer))
 }

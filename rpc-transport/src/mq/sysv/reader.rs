@@ -298,7 +298,7 @@ impl SysvReceiver {
                 return result;
             }
             if self.spinning && !self.spin.is_zero() {
-                let until = *spin_until.get_or_insert_with(|| Instant::now() + self.spin);
+                let until = *spin_until.get_or_insert_with(|| crate::deadline::after(self.spin));
                 if Instant::now() < until {
                     tokio::task::yield_now().await;
                     continue;
@@ -322,7 +322,7 @@ impl SysvReceiver {
                 return result;
             }
             if !self.spin.is_zero() {
-                let until = *spin_until.get_or_insert_with(|| Instant::now() + self.spin);
+                let until = *spin_until.get_or_insert_with(|| crate::deadline::after(self.spin));
                 if Instant::now() < until {
                     std::hint::spin_loop();
                     continue;

@@ -1,7 +1,7 @@
 //! `sysv-shm://NAME` (and `sysv-shm:///abs/rendezvous.sock`): the shared-memory rings of
 //! `shm://` in a System V segment per connection instead of a memfd.
 //!
-//! Everything but the segment's source is `shm://`'s: the rendezvous socket (`NAME.sysv.sock`
+//! Everything but the segment's source is `shm://`'s: the rendezvous socket (`sysv/NAME.sock`
 //! in [`runtime_dir`](super::runtime_dir)) stays open as the liveness signal, the eventfds
 //! travel over it with `SCM_RIGHTS`, and the rings, wake-ups and large messages work unchanged.
 //!
@@ -27,7 +27,9 @@
 //! kernel would do it only with `kernel.shm_rmid_forced = 1`). That is why the segment gets a
 //! key of ours: every `sysv-shm` listener, when it binds, removes segments of its own uid whose
 //! key is ours, that nothing is attached to and whose creator process is gone ([`sweep`]). So
-//! such a leftover lives until the next `sysv-shm` server of the same user starts.
+//! such a leftover lives until the next `sysv-shm` server of the same user starts. A key can
+//! fall in our range by chance (`ftok` keys do), so the sweep also asks for our mode (0600)
+//! and the exact size of a segment of ours before it removes anything.
 //!
 //! # Access: the same user
 //!
@@ -343,9 +345,24 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// Whether a segment of `size` bytes could be one of ours: rings of a capacity we accept.
+fn is_our_size(size: usize) -> bool {
+    let capacity = size
+        .checked_sub(segment_len(0))
+        .filter(|rings| rings % 2 == 0)
+        .map(|rings| rings / 2);
+    capacity.is_some_and(|c| {
+        c.is_power_of_two()
+            && (super::segment::MIN_RING..=super::segment::MAX_RING).contains(&c)
+            && segment_len(c) == size
+    })
+}
+
 /// Removes the segments a server of our uid left by dying between creating a segment and
-/// marking it (see the module docs): key ours, owner us, nothing attached, creator gone.
-/// Returns how many it removed.
+/// marking it (see the module docs): key ours, owner and creator us, mode 0600, the size of a
+/// segment of ours, nothing attached, creator gone. Another program's segment whose key falls
+/// in our range (an `ftok` key can), left for a later process to attach, is spared unless it
+/// matches all of that too. Returns how many it removed.
 pub(crate) fn sweep() -> usize {
     let own = own_uid();
     let mut removed = 0;
@@ -355,7 +372,12 @@ pub(crate) fn sweep() -> usize {
         }
         // Look again by id, right before removing: it is still the same orphan.
         let still = ipc::stat(id).is_ok_and(|s| {
-            s.key == key && s.uid == own && s.attached == 0 && s.mode & ipc::SHM_DEST == 0
+            s.key == key
+                && s.uid == own
+                && s.cuid == own
+                && s.attached == 0
+                && s.mode & (ipc::SHM_DEST | 0o777) == 0o600
+                && is_our_size(s.size)
         });
         if still && ipc::mark_removed(id).is_ok() {
             tracing::warn!(

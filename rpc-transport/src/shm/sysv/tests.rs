@@ -190,9 +190,18 @@ fn leaves_segments_behind() {
         return;
     }
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
-    let ours = ipc::get(next_key(), 4096, flags).unwrap();
-    let other = ipc::get(libc::IPC_PRIVATE, 4096, flags).unwrap();
-    println!("LEFT {ours} {other}");
+    let ours = ipc::get(next_key(), segment_len(4096), flags).unwrap();
+    let other = ipc::get(libc::IPC_PRIVATE, segment_len(4096), flags).unwrap();
+    // Another program's segments whose keys happen to fall in our range (an `ftok` key can),
+    // left on purpose for a later process to attach: not of our size, or not of our mode.
+    let foreign_size = ipc::get(next_key(), 1 << 20, flags).unwrap();
+    let foreign_mode = ipc::get(
+        next_key(),
+        segment_len(4096),
+        libc::IPC_CREAT | libc::IPC_EXCL | 0o640,
+    )
+    .unwrap();
+    println!("LEFT {ours} {other} {foreign_size} {foreign_mode}");
 }
 
 const LEAVE_ENV: &str = "RPC_SYSV_LEAVE_SEGMENTS";
@@ -220,10 +229,15 @@ fn the_sweep_removes_what_a_killed_creator_left_and_nothing_else() {
         .split_whitespace()
         .map(|id| id.parse().unwrap())
         .collect();
-    let (ours, other) = (ids[0], ids[1]);
+    let (ours, other, foreign_size, foreign_mode) = (ids[0], ids[1], ids[2], ids[3]);
     // One of ours whose creator (this process) lives, not attached yet: it must stay.
-    let living = ipc::get(next_key(), 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
-    let _cleanup = Remove(vec![ours, other, living]);
+    let living = ipc::get(
+        next_key(),
+        segment_len(4096),
+        libc::IPC_CREAT | libc::IPC_EXCL | 0o600,
+    )
+    .unwrap();
+    let _cleanup = Remove(vec![ours, other, living, foreign_size, foreign_mode]);
     assert_eq!(ipc::stat(ours).unwrap().attached, 0);
 
     assert!(sweep() >= 1);
@@ -236,6 +250,14 @@ fn the_sweep_removes_what_a_killed_creator_left_and_nothing_else() {
     assert!(
         ipc::stat(living).is_ok(),
         "a living creator's segment was removed"
+    );
+    assert!(
+        ipc::stat(foreign_size).is_ok(),
+        "a segment in our key range but of no size of ours was removed"
+    );
+    assert!(
+        ipc::stat(foreign_mode).is_ok(),
+        "a segment in our key range but not of mode 0600 was removed"
     );
 }
 
@@ -308,6 +330,31 @@ fn only_our_user_or_root_is_trusted() {
         error.to_string().contains("uid 65534") || own == 65534,
         "{error}"
     );
+}
+
+/// `sysv-shm://NAME` and `shm://` addresses are different addresses whatever the name: they
+/// never share a rendezvous socket (`shm://x.sysv` and `sysv-shm://x` used to, so the second
+/// could not bind, and a client of one reached the server of the other).
+#[test]
+fn names_of_the_two_schemes_never_meet() {
+    let tag = format!("meet-{}", std::process::id());
+    let sysv: Address = format!("sysv-shm://{tag}").parse().unwrap();
+    let plain: Address = format!("shm://{tag}.sysv").parse().unwrap();
+    assert_ne!(
+        crate::shm::socket_path(&sysv).unwrap(),
+        crate::shm::socket_path(&plain).unwrap()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = TransportConfig::default().with_shm_ring_capacity(4096);
+        let _plain = Listener::bind(&plain, &config).await.unwrap();
+        let _sysv = Listener::bind(&sysv, &config)
+            .await
+            .expect("sysv-shm://x binds beside shm://x.sysv");
+    });
 }
 
 #[test]
