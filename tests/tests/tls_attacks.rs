@@ -20,10 +20,23 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// The floods and the herd, one at a time: on a small machine, a herd's handshakes sharing the
 /// CPU with a flood's could take over the three seconds after which any handshake may give way
-/// to a new connection.
+/// to a new connection. Each holds over two thousand descriptors (both ends of every socket
+/// live in this process), so the soft descriptor limit is raised to the hard one first (a
+/// machine's default soft limit may be 1,024).
 async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    HEAVY.lock().await
+    let guard = HEAVY.lock().await;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise RLIMIT_NOFILE");
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    assert!(
+        soft >= 4096,
+        "these tests need 4,096 descriptors; RLIMIT_NOFILE allows {soft}"
+    );
+    guard
 }
 
 /// A CA made here (rather than [`TestPki`]'s), for certificates `TestPki` does not make:
