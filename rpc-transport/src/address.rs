@@ -2,16 +2,15 @@
 //!
 //! An address is its text, split into a scheme and the rest. Which schemes exist, and what
 //! their rest may say, is up to the transports registered under them
-//! ([`register`](crate::register)): parsing asks the scheme's transport to check the address.
+//! ([`register`](crate::register)): parsing (`FromStr`, in `registry.rs`) asks the scheme's
+//! transport to check the address.
 //! The helpers here ([`Address::host_port`], [`Address::absolute_path`], [`Address::name`])
 //! parse the usual forms for any transport, built-in or not.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use crate::error::TransportError;
-use crate::registry;
 
 /// Where a connection goes or a listener listens: `tcp://HOST:PORT`, `unix:///path`,
 /// `unix:@name`, `spawn:PROGRAM ARGS`, `stdio`, or any form a registered transport defines.
@@ -137,17 +136,6 @@ pub(crate) fn check_name(address: &Address, name: &str) -> Result<String, Transp
         return Err(address.invalid("a name may not contain '/' or NUL"));
     }
     Ok(name.to_owned())
-}
-
-impl FromStr for Address {
-    type Err = TransportError;
-
-    /// Splits the scheme off and has its registered transport check the rest.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let address = Address::split(text).ok_or_else(|| registry::unsupported(text))?;
-        registry::lookup(&address)?.check(&address)?;
-        Ok(address)
-    }
 }
 
 impl fmt::Display for Address {

@@ -1,6 +1,7 @@
 //! The transports by scheme: the built-in ones, and any a program [`register`]s.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::address::Address;
@@ -91,6 +92,17 @@ fn unsupported_with(text: &str, map: &BTreeMap<String, Arc<dyn Transport>>) -> T
 pub(crate) fn unsupported(text: &str) -> TransportError {
     let map = transports().read().unwrap_or_else(|p| p.into_inner());
     unsupported_with(text, &map)
+}
+
+impl FromStr for Address {
+    type Err = TransportError;
+
+    /// Splits the scheme off and has its registered transport check the rest.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let address = Address::split(text).ok_or_else(|| unsupported(text))?;
+        lookup(&address)?.check(&address)?;
+        Ok(address)
+    }
 }
 
 #[cfg(test)]
