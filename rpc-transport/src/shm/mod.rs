@@ -47,6 +47,5 @@ pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 #[cfg(not(loom))]
 pub use rendezvous::{runtime_dir, socket_path};
 #[cfg(not(loom))]
-pub(crate) use sysv::SysvShm;
 #[cfg(not(loom))]
-pub(crate) use transport::{Mmap, Shm};
+pub(crate) use transport::{MMAP, SHM, SYSV_SHM};

@@ -1,5 +1,5 @@
-//! The `shm` and `mmap` transports, and the trait implementations of their halves (which
-//! `sysv-shm`, in `sysv/`, shares).
+//! The shared-memory transports (`shm`, `mmap`, `sysv-shm`: one [`SharedMemory`] each), and
+//! the trait implementations of their halves.
 
 use std::time::Duration;
 
@@ -17,56 +17,56 @@ use crate::transport::{
     Transport,
 };
 
+/// A shared-memory transport: the same rings, rendezvous and halves under every scheme of the
+/// family; only where a connection's segment comes from differs (`rendezvous.rs` asks the
+/// scheme).
+pub(crate) struct SharedMemory {
+    scheme: &'static str,
+    forms: &'static [&'static str],
+    check: fn(&Address) -> Result<(), TransportError>,
+}
+
 /// `shm://NAME` and `shm:///abs/rendezvous.sock`: rings in a sealed memfd per connection.
-pub(crate) struct Shm;
+pub(crate) const SHM: SharedMemory = SharedMemory {
+    scheme: "shm",
+    forms: &["shm://NAME", "shm:///abs/rendezvous.sock"],
+    check: check_name_or_path,
+};
 
 /// `mmap:///abs/file`: rings in slots of a regular file.
-pub(crate) struct Mmap;
+pub(crate) const MMAP: SharedMemory = SharedMemory {
+    scheme: "mmap",
+    forms: &["mmap:///abs/file"],
+    check: |address| socket_path(address).map(drop),
+};
+
+/// `sysv-shm://NAME` and `sysv-shm:///abs/rendezvous.sock`: rings in a System V segment per
+/// connection (`sysv/`).
+pub(crate) const SYSV_SHM: SharedMemory = SharedMemory {
+    scheme: super::sysv::SCHEME,
+    forms: &["sysv-shm://NAME", "sysv-shm:///abs/rendezvous.sock"],
+    check: check_name_or_path,
+};
 
 /// The check of `shm://` and `sysv-shm://` addresses: a name, or an absolute socket path.
-pub(super) fn check_name_or_path(address: &Address) -> Result<(), TransportError> {
+fn check_name_or_path(address: &Address) -> Result<(), TransportError> {
     match address.target() {
         Some(path) if path.starts_with('/') => address.absolute_path().map(drop),
         _ => address.name().map(drop),
     }
 }
 
-/// Binds a listener of any of the shared-memory schemes.
-pub(super) fn bind<'a>(
-    address: &'a Address,
-    config: &'a TransportConfig,
-) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
-    Box::pin(async move {
-        let acceptor = ShmAcceptor::bind(address, config)?;
-        Ok(Box::new(acceptor) as Box<dyn Acceptor>)
-    })
-}
-
-/// Connects without a runtime to a listener of any of the shared-memory schemes.
-pub(super) fn connect_blocking_shm(
-    address: &Address,
-    config: &TransportConfig,
-    timeout: Duration,
-) -> Result<BlockingConnection, TransportError> {
-    let (sender, receiver, peer) = connect_blocking(address, config, timeout)?;
-    Ok(BlockingConnection::new(
-        BlockingSender::new(sender),
-        BlockingReceiver::new(receiver),
-        peer,
-    ))
-}
-
-impl Transport for Shm {
+impl Transport for SharedMemory {
     fn scheme(&self) -> &str {
-        "shm"
+        self.scheme
     }
 
     fn forms(&self) -> Vec<String> {
-        vec!["shm://NAME".into(), "shm:///abs/rendezvous.sock".into()]
+        self.forms.iter().map(|form| (*form).to_owned()).collect()
     }
 
     fn check(&self, address: &Address) -> Result<(), TransportError> {
-        check_name_or_path(address)
+        (self.check)(address)
     }
 
     fn connect<'a>(
@@ -82,7 +82,10 @@ impl Transport for Shm {
         address: &'a Address,
         config: &'a TransportConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
-        bind(address, config)
+        Box::pin(async move {
+            let acceptor = ShmAcceptor::bind(address, config)?;
+            Ok(Box::new(acceptor) as Box<dyn Acceptor>)
+        })
     }
 
     fn connect_blocking(
@@ -91,46 +94,12 @@ impl Transport for Shm {
         config: &TransportConfig,
         timeout: Duration,
     ) -> Result<BlockingConnection, TransportError> {
-        connect_blocking_shm(address, config, timeout)
-    }
-}
-
-impl Transport for Mmap {
-    fn scheme(&self) -> &str {
-        "mmap"
-    }
-
-    fn forms(&self) -> Vec<String> {
-        vec!["mmap:///abs/file".into()]
-    }
-
-    fn check(&self, address: &Address) -> Result<(), TransportError> {
-        socket_path(address).map(drop)
-    }
-
-    fn connect<'a>(
-        &'a self,
-        address: &'a Address,
-        config: &'a TransportConfig,
-    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
-        Box::pin(connect(address, config))
-    }
-
-    fn bind<'a>(
-        &'a self,
-        address: &'a Address,
-        config: &'a TransportConfig,
-    ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
-        bind(address, config)
-    }
-
-    fn connect_blocking(
-        &self,
-        address: &Address,
-        config: &TransportConfig,
-        timeout: Duration,
-    ) -> Result<BlockingConnection, TransportError> {
-        connect_blocking_shm(address, config, timeout)
+        let (sender, receiver, peer) = connect_blocking(address, config, timeout)?;
+        Ok(BlockingConnection::new(
+            BlockingSender::new(sender),
+            BlockingReceiver::new(receiver),
+            peer,
+        ))
     }
 }
 

@@ -62,18 +62,12 @@ mod tests;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 pub(crate) use ipc::SysvAttachment;
 
 use super::region::Region;
 use super::segment::{Segment, segment_len};
-use crate::TransportConfig;
-use crate::address::Address;
-use crate::blocking::BlockingConnection;
-use crate::connection::Connection;
 use crate::error::TransportError;
-use crate::transport::{Acceptor, BoxFuture, Transport};
 
 /// The scheme.
 pub(crate) const SCHEME: &str = "sysv-shm";
@@ -83,51 +77,6 @@ const KEY_TAG: u32 = 0x5253;
 
 /// Attempts at a free key before giving up.
 const KEY_ATTEMPTS: usize = 64;
-
-/// `sysv-shm://NAME` and `sysv-shm:///abs/rendezvous.sock`.
-pub(crate) struct SysvShm;
-
-impl Transport for SysvShm {
-    fn scheme(&self) -> &str {
-        SCHEME
-    }
-
-    fn forms(&self) -> Vec<String> {
-        vec![
-            format!("{SCHEME}://NAME"),
-            format!("{SCHEME}:///abs/rendezvous.sock"),
-        ]
-    }
-
-    fn check(&self, address: &Address) -> Result<(), TransportError> {
-        super::transport::check_name_or_path(address)
-    }
-
-    fn connect<'a>(
-        &'a self,
-        address: &'a Address,
-        config: &'a TransportConfig,
-    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
-        Box::pin(super::rendezvous::connect(address, config))
-    }
-
-    fn bind<'a>(
-        &'a self,
-        address: &'a Address,
-        config: &'a TransportConfig,
-    ) -> BoxFuture<'a, Result<Box<dyn Acceptor>, TransportError>> {
-        super::transport::bind(address, config)
-    }
-
-    fn connect_blocking(
-        &self,
-        address: &Address,
-        config: &TransportConfig,
-        timeout: Duration,
-    ) -> Result<BlockingConnection, TransportError> {
-        super::transport::connect_blocking_shm(address, config, timeout)
-    }
-}
 
 /// Our effective uid.
 fn own_uid() -> u32 {
