@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Every wait in these tests is bounded by this.
-pub(super) const LIMIT: Duration = Duration::from_secs(20);
+pub(in crate::mq) const LIMIT: Duration = Duration::from_secs(20);
 
 /// Serializes the tests that make queues, and runs the test `name` of `module`
 /// (`module_path!()`) under a uid of its own when we may (see `own_uid.rs`): `None` once such a
@@ -81,7 +81,7 @@ pub(super) fn server_queue_of(sender: &crate::FrameSender) -> std::sync::Arc<sup
         .queue_for_tests()
 }
 
-pub(super) fn pattern(len: usize, seed: u8) -> Frame {
+pub(in crate::mq) fn pattern(len: usize, seed: u8) -> Frame {
     Frame::filled(len, |buf| {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8;
@@ -89,13 +89,16 @@ pub(super) fn pattern(len: usize, seed: u8) -> Frame {
     })
 }
 
-pub(super) async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+pub(in crate::mq) async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f)
         .await
         .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
 }
 
-pub(super) async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection) {
+pub(in crate::mq) async fn pair(
+    listener: &Listener,
+    address: &Address,
+) -> (Connection, Connection) {
     let config = TransportConfig::default();
     let (client, server) = bounded("connect", async {
         tokio::join!(connect(address, &config), listener.accept())
@@ -190,15 +193,12 @@ async fn frames_of_many_sizes_cross_both_ways() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_clients_interleave_on_one_server() {
-    let Some(_serial) = setup(module_path!(), "eight_clients_interleave_on_one_server").await
-    else {
-        return;
-    };
-    let address = address("eight");
+/// Eight clients of one server at `address` (which must be free), each sending 40 frames of
+/// mixed sizes while reading the echoes: every frame comes back whole, in order, to its own
+/// client. Shared by `mq://` and `sysv-mq://`.
+pub(in crate::mq) async fn eight_clients_interleave(address: &Address) {
     let config = TransportConfig::default();
-    let listener = Listener::bind(&address, &config).await.unwrap();
+    let listener = Listener::bind(address, &config).await.unwrap();
     let server = tokio::spawn(async move {
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -258,6 +258,16 @@ async fn eight_clients_interleave_on_one_server() {
         drop(listener);
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_interleave_on_one_server() {
+    let Some(_serial) = setup(module_path!(), "eight_clients_interleave_on_one_server").await
+    else {
+        return;
+    };
+    let address = address("eight");
+    eight_clients_interleave(&address).await;
     assert!(!queue_exists(&address));
 }
 

@@ -8,41 +8,15 @@ mod lifecycle;
 
 use std::time::Duration;
 
+pub(super) use crate::mq::tests::{LIMIT, bounded, eight_clients_interleave, pair, pattern};
 use crate::{
-    Address, Connection, Deadline, Frame, Listener, TransportConfig, TransportError, connect,
-    connect_blocking,
+    Address, Deadline, Frame, Listener, TransportConfig, TransportError, connect, connect_blocking,
 };
-
-/// Every wait in these tests is bounded by this.
-pub(super) const LIMIT: Duration = Duration::from_secs(20);
 
 pub(super) fn address(tag: &str) -> Address {
     format!("sysv-mq://rpc-test-{}-{tag}", std::process::id())
         .parse()
         .unwrap()
-}
-
-pub(super) fn pattern(len: usize, seed: u8) -> Frame {
-    Frame::filled(len, |buf| {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8;
-        }
-    })
-}
-
-pub(super) async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
-}
-
-pub(super) async fn pair(listener: &Listener, address: &Address) -> (Connection, Connection) {
-    let config = TransportConfig::default();
-    let (client, server) = bounded("connect", async {
-        tokio::join!(connect(address, &config), listener.accept())
-    })
-    .await;
-    (client.unwrap(), server.unwrap())
 }
 
 /// The link of a connection's sending half.
@@ -159,68 +133,7 @@ async fn frames_of_many_sizes_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_interleave_on_one_server() {
-    let address = address("eight");
-    let config = TransportConfig::default();
-    let listener = Listener::bind(&address, &config).await.unwrap();
-    let server = tokio::spawn(async move {
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let connection = listener.accept().await.unwrap();
-            tasks.push(tokio::spawn(async move {
-                let (mut tx, mut rx, _) = connection.split();
-                let mut n = 0;
-                while let Some(frame) = rx.recv().await.unwrap() {
-                    tx.send(frame).await.unwrap();
-                    n += 1;
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.unwrap();
-        }
-        (total, listener)
-    });
-    let mut clients = Vec::new();
-    for c in 0..8u8 {
-        let address = address.clone();
-        clients.push(tokio::spawn(async move {
-            let connection = connect(&address, &TransportConfig::default())
-                .await
-                .unwrap();
-            let (mut tx, mut rx, _) = connection.split();
-            let sizes = [0usize, 10, 9000, 30_000, 200];
-            let writer = tokio::spawn(async move {
-                for round in 0..40usize {
-                    let len = sizes[round % sizes.len()];
-                    tx.send(pattern(len, c.wrapping_add(round as u8)))
-                        .await
-                        .unwrap();
-                }
-                tx
-            });
-            for round in 0..40usize {
-                let len = sizes[round % sizes.len()];
-                let frame = rx.recv().await.unwrap().expect("an echo");
-                assert!(
-                    frame == pattern(len, c.wrapping_add(round as u8)),
-                    "client {c} round {round}"
-                );
-            }
-            drop(writer.await.unwrap()); // says goodbye
-            assert_eq!(rx.recv().await.unwrap(), None);
-        }));
-    }
-    bounded("eight clients", async {
-        for client in clients {
-            client.await.unwrap();
-        }
-        let (total, listener) = server.await.unwrap();
-        assert_eq!(total, 8 * 40);
-        drop(listener);
-    })
-    .await;
+    eight_clients_interleave(&address("eight")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
