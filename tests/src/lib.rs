@@ -7,6 +7,7 @@ pub mod conformance;
 mod counter;
 mod fixture;
 mod greeter;
+pub mod netns;
 pub mod pki;
 mod process;
 mod raw;
