@@ -10,6 +10,7 @@ mod greeter;
 pub mod pki;
 mod process;
 mod raw;
+pub mod relay;
 pub mod shapes;
 mod spawned;
 pub mod stranger;
