@@ -35,6 +35,7 @@ mod error;
 /// Hooks for the fuzz targets in `tests/fuzz`. Not a public API.
 #[doc(hidden)]
 pub mod fuzzing;
+mod keepalive;
 mod outbox;
 pub mod schema;
 mod server;
@@ -46,6 +47,7 @@ pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
 pub use error::RpcError;
 /// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
 pub use futures_util::stream::{Stream, StreamExt};
+pub use keepalive::Keepalive;
 pub use rpc_macros::service;
 pub use rpc_transport as transport;
 pub use rpc_transport::{Address, PeerCertificate, PeerInfo, TlsClientSettings, TlsServerSettings};

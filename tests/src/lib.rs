@@ -11,6 +11,7 @@ pub mod netns;
 pub mod pki;
 mod process;
 mod raw;
+pub mod relay;
 pub mod shapes;
 mod spawned;
 pub mod stranger;

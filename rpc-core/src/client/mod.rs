@@ -31,6 +31,7 @@ use pending::Pending;
 use scope::{CallScope, Connected};
 
 use crate::error::RpcError;
+use crate::keepalive::{self, Keepalive};
 use crate::outbox::Outbox;
 use crate::schema::{Compatibility, ServiceSchema};
 use crate::wire::{Header, Kind, WireError};
@@ -184,13 +185,27 @@ impl Client {
                 RpcError::disconnected("the server closed the connection during the handshake")
             })?;
         let agreed = protocol::handshake_reply(&reply, schema, &options)?;
+        if options.keepalive.is_some() {
+            // Tells the server this client answers pings.
+            sender
+                .send(keepalive::ping_frame(0))
+                .await
+                .map_err(transport_error)?;
+        }
         let pending = Arc::new(Pending::default());
-        let reader = tokio::spawn(read_replies(receiver, pending.clone())).abort_handle();
+        let sender = Outbox::new(sender, None);
+        let reader = tokio::spawn(read_replies(
+            receiver,
+            pending.clone(),
+            sender.clone(),
+            options.keepalive,
+        ))
+        .abort_handle();
         Ok(Client {
             shared: Arc::new(Shared {
                 schema,
                 compatibility: agreed.compatibility,
-                sender: Outbox::new(sender, None),
+                sender,
                 pending,
                 next_call_id: AtomicU64::new(1),
                 send_limit: agreed.send_limit,
@@ -428,11 +443,27 @@ fn give_up(
 /// The connection's reader: hands each reply to its caller until the connection ends.
 ///
 /// Dropped before it ends (its runtime shut down), it fails the connection's calls with
-/// [`RpcError::RuntimeShutDown`].
-async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
+/// [`RpcError::RuntimeShutDown`]. With `keepalive`, it pings a silent server and gives the
+/// connection up when the server stays silent (see [`Keepalive`]).
+async fn read_replies(
+    mut receiver: FrameReceiver,
+    pending: Arc<Pending>,
+    sender: Arc<Outbox>,
+    keepalive: Option<Keepalive>,
+) {
     let alive = misuse::ReaderAlive::new(pending);
+    let mut pings = 0u64;
     let reason = loop {
-        let frame = match receiver.recv().await {
+        let received = match keepalive {
+            None => receiver.recv().await,
+            Some(keepalive) => {
+                match receive_or_ping(&mut receiver, &sender, &keepalive, &mut pings).await {
+                    Some(received) => received,
+                    None => break keepalive.lapsed(),
+                }
+            }
+        };
+        let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) => break "the server closed the connection".to_owned(),
             Err(e) => break format!("receiving failed: {e}"),
@@ -464,9 +495,47 @@ async fn read_replies(mut receiver: FrameReceiver, pending: Arc<Pending>) {
                     Err(e) => break e.to_string(),
                 }
             }
+            Kind::Ping => {
+                let sender = sender.clone();
+                let pong = keepalive::pong_frame(header.call_id);
+                tokio::spawn(async move { sender.send(pong).await });
+            }
+            Kind::Pong => {}
             other => break format!("the server sent an unexpected {other:?} frame"),
         }
     };
     tracing::debug!(%reason, "client connection ended");
     alive.ended(&reason);
+}
+
+/// The next frame; after `interval` of silence a ping goes out, and `None` when `timeout`
+/// passes after it without a frame.
+async fn receive_or_ping(
+    receiver: &mut FrameReceiver,
+    sender: &Arc<Outbox>,
+    keepalive: &Keepalive,
+    pings: &mut u64,
+) -> Option<Result<Option<rpc_transport::Frame>, TransportError>> {
+    let heard = tokio::time::Instant::now();
+    if let Ok(received) = tokio::time::timeout_at(keepalive.ping_at(heard), receiver.recv()).await {
+        return Some(received);
+    }
+    *pings += 1;
+    let pinged = tokio::time::Instant::now();
+    // A ping that cannot even be written (the send buffer full of unacknowledged data) counts
+    // as unanswered: the wait below is bounded all the same.
+    let ping = sender.send(keepalive::ping_frame(*pings));
+    let answer = async {
+        tokio::pin!(ping);
+        let mut sent = false;
+        loop {
+            tokio::select! {
+                received = receiver.recv() => return received,
+                _ = &mut ping, if !sent => sent = true,
+            }
+        }
+    };
+    tokio::time::timeout_at(keepalive.give_up_at(pinged), answer)
+        .await
+        .ok()
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use rpc_transport::TransportConfig;
 
+use crate::keepalive::Keepalive;
+
 /// How a client connects.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -19,6 +21,11 @@ pub struct ClientOptions {
     /// sides with the same shapes (the lockstep check, listing every difference). Off by
     /// default: a client may call the methods both sides agree on.
     pub strict_schema: bool,
+    /// Pings after a silence, to find a dead server (a half-open connection) within
+    /// [`Keepalive::bound`]; `None` trusts the transport alone. Default: a ping after 30 s of
+    /// silence, given up 20 s later. Async clients only: a [`BlockingClient`](crate::BlockingClient)
+    /// reads only during its calls, and relies on their timeouts.
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ClientOptions {
@@ -28,6 +35,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Some(Duration::from_secs(30)),
             strict_schema: false,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -55,6 +63,12 @@ impl ClientOptions {
     /// `tls://`'s certificates.
     pub fn transport_setting<T: std::any::Any + Send + Sync>(mut self, setting: T) -> Self {
         self.transport = self.transport.with_setting(setting);
+        self
+    }
+
+    /// Sets the keepalive (`None`: no pings; see [`ClientOptions::keepalive`]).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
         self
     }
 

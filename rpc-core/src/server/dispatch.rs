@@ -138,6 +138,10 @@ pub(crate) enum Incoming {
     End(u64, Option<String>),
     /// The client may be sent this many more bytes of call `0`'s stream.
     Credit(u64, u64),
+    /// The client asks whether we are alive: answer [`Kind::Pong`] with this nonce.
+    Ping(u64),
+    /// The client answered a ping.
+    Pong,
     /// The client broke the protocol: end the connection with this reason.
     Violation(String),
 }
@@ -172,6 +176,8 @@ pub(crate) fn classify(frame: Frame) -> Incoming {
             Ok(bytes) => Incoming::Credit(call_id, bytes),
             Err(error) => Incoming::Violation(error.to_string()),
         },
+        Kind::Ping => Incoming::Ping(call_id),
+        Kind::Pong => Incoming::Pong,
         other => Incoming::Violation(format!("unexpected {other:?} frame after the handshake")),
     }
 }

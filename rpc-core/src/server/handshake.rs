@@ -11,7 +11,9 @@ use super::Service;
 use super::admission::PeerSlot;
 use super::services::Services;
 use crate::schema::MethodSchema;
-use crate::wire::{self, Header, Hello, Kind, PROTOCOL_VERSION, Rejection, Welcome};
+use crate::wire::{
+    self, Header, Hello, Kind, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Rejection, Welcome,
+};
 
 /// The service the client may use, or why it may not stay.
 fn judge<'a>(
@@ -27,7 +29,7 @@ fn judge<'a>(
         tracing::debug!(%reason, "refusing a peer");
         return Err(Rejection::AccessDenied { reason });
     }
-    if hello.protocol_version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
         return Err(Rejection::ProtocolVersion {
             server: PROTOCOL_VERSION,
         });

@@ -73,6 +73,11 @@ pub struct ServerConfig {
     /// An established connection with no frame and no call running for this long is closed
     /// (its client sees `Disconnected`). Off by default: long-lived clients stay.
     pub idle_timeout: Option<Duration>,
+    /// Pings a silent client and frees its connection when the client stays silent (a dead
+    /// peer behind a half-open connection) within [`Keepalive::bound`](crate::Keepalive::bound).
+    /// Only clients that announced they answer pings (async clients with keepalive on) are
+    /// pinged. Default: a ping after 30 s of silence, given up 20 s later.
+    pub keepalive: Option<crate::Keepalive>,
     /// Established connections one peer may hold at once: one IP address over TCP, one uid
     /// over local transports. Off by default.
     pub max_connections_per_peer: Option<usize>,
@@ -105,6 +110,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             access: Access::default(),
             idle_timeout: None,
+            keepalive: Some(crate::Keepalive::default()),
             max_connections_per_peer: None,
             max_connection_memory: 4 << 20,
             max_server_memory: 256 << 20,
@@ -208,6 +214,12 @@ impl Server {
     /// [`TransportConfig::with_setting`]), such as `tls://`'s certificate and key.
     pub fn transport_setting<T: std::any::Any + Send + Sync>(mut self, setting: T) -> Self {
         self.config.transport = self.config.transport.clone().with_setting(setting);
+        self
+    }
+
+    /// Sets the keepalive (`None`: never ping clients; see [`ServerConfig::keepalive`]).
+    pub fn keepalive(mut self, keepalive: Option<crate::Keepalive>) -> Self {
+        self.config.keepalive = keepalive;
         self
     }
 

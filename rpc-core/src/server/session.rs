@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, Prepared, classify, prepare_call};
 use super::reply::ReplySink;
-use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
+use super::session_end::{Waited, fail, idle, keepalive_lapsed, stop, unread, until_killed};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
@@ -52,6 +52,10 @@ pub(crate) struct Session {
     pub(crate) config: Arc<ServerConfig>,
     /// Set when a takeover task ended the connection (a violation, the peer gone).
     ended: AtomicBool,
+    /// When the last frame arrived, for the keepalive.
+    heard: std::sync::Mutex<tokio::time::Instant>,
+    /// Whether the client pinged us, and so answers our pings.
+    answers_pings: AtomicBool,
 }
 
 /// What to do after a frame.
@@ -85,6 +89,8 @@ pub(crate) async fn run(
         stop: env.stop.clone(),
         config: env.config.clone(),
         ended: AtomicBool::new(false),
+        heard: std::sync::Mutex::new(tokio::time::Instant::now()),
+        answers_pings: AtomicBool::new(false),
     });
     takeover::watch(session.clone());
     serve(&session, receiver).await;
@@ -103,6 +109,14 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
             _ = s.kill.cancelled() => return,
             _ = s.stop.cancelled() => return Box::pin(stop(s, &mut receiver, ready.take())).await,
             received = receiver.recv() => received,
+            _ = keepalive_lapsed(s) => {
+                let ready = ready.take();
+                return Box::pin(until_killed(s, async {
+                    let _ = s.sink.send_many(ready).await;
+                    s.sink.close().await;
+                }))
+                .await;
+            }
             _ = idle(s.config.idle_timeout, &s.calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
                 let ready = ready.take();
@@ -114,7 +128,10 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
             }
         };
         let frame = match received {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                s.heard_now();
+                frame
+            }
             Ok(None) => {
                 let ready = ready.take();
                 return Box::pin(until_killed(s, async {
@@ -253,6 +270,13 @@ async fn handle(
             s.calls.grant(call_id, bytes);
             Flow::Go
         }
+        Incoming::Ping(nonce) => {
+            s.answers_pings.store(true, Ordering::Release);
+            let pong = crate::keepalive::pong_frame(nonce);
+            ready.push(s.sink.prepare(Answer::Frame(pong)));
+            Flow::Go
+        }
+        Incoming::Pong => Flow::Go,
         Incoming::Violation(reason) => violation(s, receiver, ready, reason).await,
     }
 }
@@ -299,6 +323,21 @@ async fn reserve(
 }
 
 impl Session {
+    /// Notes that a frame arrived (for the keepalive).
+    fn heard_now(&self) {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// When the last frame arrived.
+    pub(crate) fn last_heard(&self) -> tokio::time::Instant {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the client answers pings (it pinged us).
+    pub(crate) fn peer_answers_pings(&self) -> bool {
+        self.answers_pings.load(Ordering::Acquire)
+    }
+
     fn lent(&self) -> std::sync::MutexGuard<'_, Option<FrameReceiver>> {
         self.lent.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -340,7 +379,10 @@ async fn take_over(s: Arc<Session>) {
         while s.busy.is_running() && !s.ended.load(Ordering::Acquire) && !s.kill.is_cancelled() {
             let frame = match tokio::time::timeout(TAKEOVER_TICK, receiver.recv()).await {
                 Err(_) => continue,
-                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(Some(frame))) => {
+                    s.heard_now();
+                    frame
+                }
                 // The peer is gone, or the transport broke: the read loop finds out when it
                 // reads again.
                 Ok(Ok(None) | Err(_)) => break,

@@ -12,6 +12,7 @@ use super::dispatch::{Answer, Incoming, Outgoing, classify};
 use super::reply::{ReplySink, error_frame};
 use super::session::Session;
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD};
+use crate::keepalive;
 use crate::wire::WireError;
 
 /// How long a connection ended for a protocol error waits for its peer to read why.
@@ -69,6 +70,10 @@ async fn wind_down(
             }
             Incoming::End(call_id, reason) => calls.end_stream(call_id, reason),
             Incoming::Credit(call_id, bytes) => calls.grant(call_id, bytes),
+            Incoming::Ping(nonce) => {
+                let _ = sink.send(Answer::Frame(keepalive::pong_frame(nonce))).await;
+            }
+            Incoming::Pong => {}
             Incoming::Violation(_) => break,
         }
     }
@@ -120,6 +125,38 @@ pub(crate) async fn idle(timeout: Option<Duration>, calls: &Calls) {
     loop {
         tokio::time::sleep(timeout).await;
         if calls.len() == 0 {
+            return;
+        }
+    }
+}
+
+/// Completes when the client, which answers pings, has been silent for the keepalive's
+/// interval, was pinged, and stayed silent for its timeout. Never for a client that does not
+/// answer pings, or without a keepalive.
+pub(crate) async fn keepalive_lapsed(s: &Session) {
+    let Some(keepalive) = s.config.keepalive else {
+        return std::future::pending().await;
+    };
+    loop {
+        if !s.peer_answers_pings() {
+            return std::future::pending().await;
+        }
+        let heard = s.last_heard();
+        tokio::time::sleep_until(keepalive.ping_at(heard)).await;
+        if s.last_heard() != heard {
+            continue;
+        }
+        let pinged = tokio::time::Instant::now();
+        // Bounded: the sink's send waits for room in the transport, which a dead peer never
+        // makes.
+        let ping = s.sink.send(Answer::Frame(keepalive::ping_frame(0)));
+        let _ = tokio::time::timeout_at(keepalive.give_up_at(pinged), ping).await;
+        tokio::time::sleep_until(keepalive.give_up_at(pinged)).await;
+        if s.last_heard() == heard {
+            tracing::info!(
+                reason = %keepalive.lapsed(),
+                "closing a connection whose client stopped answering"
+            );
             return;
         }
     }

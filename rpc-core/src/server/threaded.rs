@@ -298,6 +298,15 @@ pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Inc
             conn.calls.grant(call_id, bytes);
             Flow::Go
         }
+        Incoming::Ping(nonce) => {
+            // Answered, never initiated: this transport sees a dead peer itself.
+            let pong = crate::keepalive::pong_frame(nonce);
+            match conn.sink.send_blocking(Answer::Frame(pong)) {
+                Ok(()) => Flow::Go,
+                Err(_) => Flow::End,
+            }
+        }
+        Incoming::Pong => Flow::Go,
         Incoming::Violation(reason) => {
             fail(conn, receiver, reason);
             Flow::End

@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::ServiceSchema;
 
-/// The protocol version this crate speaks (2: method ids from wire names, schemas by shape).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this crate speaks (2: method ids from wire names, schemas by shape;
+/// 3: keepalive `Ping` and `Pong` frames).
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The oldest client protocol version a server accepts. A version 2 client never pings, so it
+/// is never pinged either.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// The client's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

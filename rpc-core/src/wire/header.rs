@@ -35,6 +35,11 @@ pub enum Kind {
     /// Either direction: the receiver of a call's stream has consumed this many more bytes of
     /// it, and the sender may send that many more. Body: postcard `u64`.
     Credit = 10,
+    /// Either direction, protocol version 3: is the peer alive? Answered with a
+    /// [`Kind::Pong`] carrying the same call id (a nonce). Empty body. See `Keepalive`.
+    Ping = 11,
+    /// The answer to a [`Kind::Ping`]. Empty body.
+    Pong = 12,
 }
 
 /// The bytes of a stream's items a sender may have sent beyond what its receiver has granted,
@@ -55,6 +60,8 @@ impl Kind {
             8 => Kind::StreamItem,
             9 => Kind::StreamEnd,
             10 => Kind::Credit,
+            11 => Kind::Ping,
+            12 => Kind::Pong,
             _ => return None,
         })
     }

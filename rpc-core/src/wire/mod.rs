@@ -21,5 +21,5 @@ mod handshake;
 mod header;
 
 pub use codec::{Message, decode, encode_into, message_frame};
-pub use handshake::{Hello, PROTOCOL_VERSION, Rejection, Welcome};
+pub use handshake::{Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Rejection, Welcome};
 pub use header::{Extension, HEADER_LEN, Header, Kind, Parsed, STREAM_WINDOW, WireError};
