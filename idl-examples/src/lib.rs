@@ -3,7 +3,8 @@
 //! - [`calculator`]: the `Calculator` service, its error type and the implementation the
 //!   binaries serve.
 //! - [`kv`]: the `Kv` key-value service, with streamed listings and watches.
-//! - [`tls_flags`]: the binaries' `--tls-*` flags; [`demo_tls`]: certificates made in memory,
+//! - [`tls_flags`]: the binaries' `--tls-*` flags; [`keepalive_flags`]: their `--keepalive-*`
+//!   flags; [`demo_tls`]: certificates made in memory,
 //!   so `rpc-demo` serves `tls://` with no file.
 //! - `src/bin/`: `calc-server`, `calc-client`, `kv-server`, `kv-client` and `rpc-demo`.
 
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod demo;
 pub mod demo_services;
 pub mod demo_tls;
+pub mod keepalive_flags;
 pub mod kv;
 pub mod tls_flags;
 

@@ -1,6 +1,8 @@
 //! `calc-server --listen ADDR [--listen ADDR ...]`: serves the calculator until SIGINT/SIGTERM.
 //! A `tls://HOST:PORT` listener needs `--tls-cert FILE --tls-key FILE` (PEM); with
 //! `--tls-ca FILE` it requires client certificates signed by that CA (mutual TLS).
+//! `--keepalive-interval DURATION --keepalive-timeout DURATION` set how fast a silent client
+//! (a dead peer behind a half-open connection) is dropped; `--no-keepalive` never pings.
 //! `calc-server --schema` prints the service's schema as JSON.
 //! With `--listen stdio` alone (the child of a `spawn:` client) it serves its one connection on
 //! stdin/stdout and exits when that connection closes.
@@ -11,6 +13,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use idl_examples::keepalive_flags::KeepaliveFlags;
 use idl_examples::tls_flags::ServerTls;
 use idl_examples::{Calc, CalculatorClient, CalculatorServer, cli};
 
@@ -30,6 +33,8 @@ struct Args {
     max_connections: usize,
     #[command(flatten)]
     tls: ServerTls,
+    #[command(flatten)]
+    keepalive: KeepaliveFlags,
 }
 
 #[tokio::main]
@@ -42,6 +47,7 @@ async fn main() -> ExitCode {
     }
     let server = rpc_core::Server::new()
         .max_connections(args.max_connections)
+        .keepalive(args.keepalive.keepalive())
         .add(CalculatorServer::new(Calc));
     let server = match args.tls.apply(server, &args.listen) {
         Ok(server) => server,

@@ -16,8 +16,9 @@ pub struct HostProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
-    /// Every line so far, stdout and stderr interleaved as they arrived.
-    log: Arc<Mutex<Vec<String>>>,
+    /// Every line so far, stdout and stderr interleaved as they arrived, each with whether it
+    /// came from stdout.
+    log: Arc<Mutex<Vec<(bool, String)>>>,
     started: Instant,
 }
 
@@ -36,12 +37,12 @@ impl HostProcess {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
         let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for stream in [stdout, stderr] {
+        for (is_stdout, stream) in [(true, stdout), (false, stderr)] {
             let tx = tx.clone();
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line.clone());
+                    log.lock().unwrap().push((is_stdout, line.clone()));
                     let _ = tx.send(line);
                 }
             });
@@ -89,7 +90,28 @@ impl HostProcess {
 
     /// Everything the child printed so far, one line each.
     pub fn output(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        let log = self.log.lock().unwrap();
+        log.iter().map(|(_, line)| line.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// What the child printed on stdout so far, each line ended by a newline.
+    pub fn stdout(&self) -> String {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|(is_stdout, _)| *is_stdout)
+            .map(|(_, line)| format!("{line}\n"))
+            .collect()
+    }
+
+    /// Waits at most `limit` for the child to exit and for its output to end; panics with
+    /// its output if it does not.
+    pub fn finish(&mut self, limit: Duration) -> ExitStatus {
+        let status = self.wait_exit(limit).unwrap_or_else(|| {
+            panic!("{} still runs after {limit:?}:\n{}", self.name, self.output())
+        });
+        // Drain: the reader threads end when the pipes close (bounded by `limit` again).
+        while self.wait_line(limit, |_| false).is_some() {}
+        status
     }
 
     /// Closes the child's stdin.
