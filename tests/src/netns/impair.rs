@@ -41,6 +41,8 @@ impl fmt::Display for Emulation {
 pub struct Impairment {
     /// Which emulation is in force.
     pub emulation: Emulation,
+    /// The host whose rules or qdisc count the losses.
+    counter: Host,
     _delayer: Option<HostProcess>,
 }
 
@@ -57,6 +59,7 @@ impl Impairment {
         let impairment = match netem {
             Ok(_) => Impairment {
                 emulation: Emulation::Netem,
+                counter: from.clone(),
                 _delayer: None,
             },
             Err(error) if error.contains("qdisc kind is unknown") => {
@@ -96,7 +99,25 @@ impl Impairment {
         .expect("iptables NFQUEUE rule");
         Impairment {
             emulation: Emulation::NfqueueDelayNftLoss,
+            counter: to.clone(),
             _delayer: Some(delayer),
         }
+    }
+
+    /// What the emulation counted as dropped so far: netem's qdisc statistics, or the
+    /// nftables loss rule's counter.
+    pub fn losses(&self) -> String {
+        let shown = match self.emulation {
+            Emulation::Netem => self.counter.run("tc", &["-s", "qdisc", "show", "dev", "eth0"]),
+            Emulation::NfqueueDelayNftLoss => {
+                self.counter.run("nft", &["list", "table", "inet", "rpcloss"])
+            }
+        };
+        let text = shown.unwrap_or_else(|e| e);
+        let line = text
+            .lines()
+            .find(|line| line.contains("dropped") || line.contains("counter"))
+            .unwrap_or(&text);
+        line.trim().to_owned()
     }
 }
