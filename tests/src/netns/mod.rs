@@ -17,6 +17,7 @@
 //! it panics instead: CI runs as root, and a suite that could not make its hosts never passes
 //! there.
 
+mod dns;
 mod impair;
 mod process;
 
@@ -27,6 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use dns::Dnsmasq;
 pub use impair::{Emulation, Impairment};
 pub use process::HostProcess;
 
@@ -72,7 +74,10 @@ impl Network {
         let tag = format!("{PREFIX}{pid}-{n}");
         let switch = format!("{tag}-switch");
         if let Err(error) = run("ip", &["netns", "add", &switch]) {
-            return skip(test, &format!("cannot create a network namespace: {error}"));
+            return skip(
+                test,
+                &format!("cross-host tests need root / CAP_NET_ADMIN: {error}"),
+            );
         }
         let network = Network {
             subnet: [10, 100 + (pid % 100) as u8, (pid / 100 % 16 * 16 + n % 16) as u8],
@@ -266,7 +271,11 @@ fn check_tools() -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("missing tools: {} (apt-get install iproute2 nftables iptables)", missing.join(", ")))
+        Err(format!(
+            "cross-host tests need {}, not installed (.ci/run installs them: \
+             apt-get install iproute2 nftables iptables)",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -279,8 +288,20 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// `Some(())` when `tool` is installed; otherwise the same loud skip (or failure under `CI`)
+/// as [`Network::new`], naming `test`.
+pub fn require(test: &str, tool: &str) -> Option<()> {
+    match which(tool) {
+        Some(_) => Some(()),
+        None => skip(
+            test,
+            &format!("cross-host tests need {tool}, not installed (.ci/run installs it)"),
+        ),
+    }
+}
+
 fn skip<T>(test: &str, reason: &str) -> Option<T> {
-    let line = format!("SKIPPED: cross-host tests need root / CAP_NET_ADMIN: {reason} ({test})");
+    let line = format!("SKIPPED: {test}: {reason}");
     if std::env::var_os("CI").is_some() {
         panic!("{line}; CI is set, so this is a failure, not a skip");
     }
