@@ -193,6 +193,20 @@ pub enum RpcError {
         "the tokio runtime this client was created in has shut down; create the client again in a runtime that is running"
     )]
     RuntimeShutDown,
+    /// A `dns+tcp://` or `dns+tls://` name did not resolve, or resolved to no address.
+    #[error("cannot resolve '{name}': {reason}")]
+    Resolve {
+        /// The name looked up.
+        name: String,
+        /// Why it gave no address.
+        reason: String,
+    },
+    /// Client options that cannot work together (a reconnect policy's backoff bounds, say).
+    #[error("invalid client options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl RpcError {
@@ -208,6 +222,20 @@ impl RpcError {
             what: what.into(),
             reason: error.to_string(),
         }
+    }
+
+    /// Whether a call that failed with this error never reached a working server (the
+    /// connection broke, could not be made, or its server was going away), so an idempotent
+    /// method may be called again elsewhere or later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Disconnected { .. }
+                | RpcError::Connect { .. }
+                | RpcError::Resolve { .. }
+                | RpcError::ShuttingDown
+                | RpcError::TooManyConnections { .. }
+        )
     }
 
     pub(crate) fn disconnected(reason: impl std::fmt::Display) -> Self {

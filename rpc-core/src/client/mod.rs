@@ -7,13 +7,17 @@
 
 mod blocking;
 mod blocking_stream;
+mod discovery;
 mod misuse;
 mod options;
 mod pending;
 pub(crate) mod protocol;
+mod reconnect;
+mod route;
 mod scope;
 mod streaming;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +32,8 @@ use tracing::Instrument;
 pub use blocking::BlockingClient;
 pub use options::{CallOptions, ClientOptions};
 use pending::Pending;
+pub use reconnect::ReconnectPolicy;
+use route::Route;
 use scope::{CallScope, Connected};
 
 use crate::error::RpcError;
@@ -40,13 +46,19 @@ use crate::wire::{Header, Kind, WireError};
 ///
 /// Cheap to clone: clones share the connection and carry their own [`CallOptions`].
 /// Dropping the last clone closes the connection.
+///
+/// With a [`ReconnectPolicy`] ([`ClientOptions::reconnect`]) a broken connection is made
+/// again, with exponential backoff and jitter, by the calls that follow; with a
+/// `dns+tcp://NAME:PORT` or `dns+tls://NAME:PORT` address the client keeps one connection to
+/// every replica the name resolves to and spreads calls over them (see [`ClientOptions`]).
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    route: Route,
     options: CallOptions,
 }
 
-struct Shared {
+/// One connection and what its calls share.
+pub(crate) struct Shared {
     schema: &'static ServiceSchema,
     /// Which methods the server can serve.
     compatibility: Compatibility,
@@ -70,10 +82,17 @@ impl Drop for Shared {
     }
 }
 
+impl Shared {
+    /// Whether this connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.pending.closed_reason().is_some()
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("service", &self.shared.schema.name)
+            .field("service", &self.route.schema().name)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -86,11 +105,36 @@ pub(crate) fn parse_address(address: &str) -> Result<Address, RpcError> {
 
 impl Client {
     /// Connects to `address` and performs the handshake for `schema`.
+    ///
+    /// `dns+tcp://NAME:PORT` and `dns+tls://NAME:PORT` connect to every address `NAME`
+    /// resolves to (at least one must answer) and balance calls over them.
     pub async fn connect(
         address: &str,
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<Client, RpcError> {
+        let call_options = CallOptions::defaults(options.call_timeout);
+        let route = if discovery::is_discovery(address) {
+            discovery::connect(address, schema, options).await?
+        } else {
+            let first = Self::dial(address, schema, &options).await?;
+            match options.reconnect.clone() {
+                None => Route::Fixed(first),
+                Some(policy) => Route::reconnecting(address, schema, options, policy, first)?,
+            }
+        };
+        Ok(Client {
+            route,
+            options: call_options,
+        })
+    }
+
+    /// One connection to `address` (not a `dns+` one), its handshake done.
+    pub(crate) async fn dial(
+        address: &str,
+        schema: &'static ServiceSchema,
+        options: &ClientOptions,
+    ) -> Result<Arc<Shared>, RpcError> {
         let parsed = parse_address(address)?;
         let connect_error = |source: TransportError| RpcError::Connect {
             address: address.to_owned(),
@@ -116,12 +160,8 @@ impl Client {
             | TransportError::Unavailable { .. } => RpcError::Address(e),
             other => connect_error(other),
         })?;
-        let handshake = async {
-            protocol::named_by(
-                Self::from_connection(connection, schema, options).await,
-                address,
-            )
-        };
+        let handshake =
+            async { protocol::named_by(Self::open(connection, schema, options).await, address) };
         tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| RpcError::Connect {
@@ -163,12 +203,26 @@ impl Client {
             })?
     }
 
-    /// Performs the handshake for `schema` on an open connection and starts its reader.
+    /// Performs the handshake for `schema` on an open connection and starts its reader. The
+    /// client lives as long as this one connection (a reconnect policy does not apply).
     pub async fn from_connection(
         connection: Connection,
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<Client, RpcError> {
+        let call_options = CallOptions::defaults(options.call_timeout);
+        Ok(Client {
+            route: Route::Fixed(Self::open(connection, schema, &options).await?),
+            options: call_options,
+        })
+    }
+
+    /// The handshake for `schema` on an open connection; starts its reader.
+    async fn open(
+        connection: Connection,
+        schema: &'static ServiceSchema,
+        options: &ClientOptions,
+    ) -> Result<Arc<Shared>, RpcError> {
         let (mut sender, mut receiver, peer) = connection.split();
         let transport = sender.mechanism();
         let own_limit = options.transport.max_frame_size;
@@ -184,7 +238,7 @@ impl Client {
             .ok_or_else(|| {
                 RpcError::disconnected("the server closed the connection during the handshake")
             })?;
-        let agreed = protocol::handshake_reply(&reply, schema, &options)?;
+        let agreed = protocol::handshake_reply(&reply, schema, options)?;
         if options.keepalive.is_some() {
             // Tells the server this client answers pings.
             sender
@@ -201,28 +255,25 @@ impl Client {
             options.keepalive,
         ))
         .abort_handle();
-        Ok(Client {
-            shared: Arc::new(Shared {
-                schema,
-                compatibility: agreed.compatibility,
-                sender,
-                pending,
-                next_call_id: AtomicU64::new(1),
-                send_limit: agreed.send_limit,
-                in_flight: Arc::new(Semaphore::new(
-                    agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
-                )),
-                reader,
-                connected: Connected { transport, peer },
-            }),
-            options: CallOptions::defaults(options.call_timeout),
-        })
+        Ok(Arc::new(Shared {
+            schema,
+            compatibility: agreed.compatibility,
+            sender,
+            pending,
+            next_call_id: AtomicU64::new(1),
+            send_limit: agreed.send_limit,
+            in_flight: Arc::new(Semaphore::new(
+                agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
+            )),
+            reader,
+            connected: Connected { transport, peer },
+        }))
     }
 
     /// A handle on the same connection whose calls use `options`.
     pub fn with_options(&self, options: CallOptions) -> Client {
         Client {
-            shared: self.shared.clone(),
+            route: self.route.clone(),
             options,
         }
     }
@@ -244,28 +295,40 @@ impl Client {
 
     /// The service this client talks to.
     pub fn schema(&self) -> &'static ServiceSchema {
-        self.shared.schema
+        self.route.schema()
     }
 
-    /// Calls waiting for a reply on this connection.
+    /// Calls waiting for a reply, on every connection of this client.
     pub fn pending_calls(&self) -> usize {
-        self.shared.pending.len()
+        self.route
+            .live()
+            .iter()
+            .map(|shared| shared.pending.len())
+            .sum()
     }
 
-    /// Whether the connection is gone (every further call fails with `Disconnected`).
+    /// Whether the connection is gone for good (every further call fails with
+    /// `Disconnected`). Never for a client with a reconnect policy or a `dns+` address: its
+    /// next calls connect again.
     pub fn is_closed(&self) -> bool {
-        self.shared.pending.closed_reason().is_some()
+        match &self.route {
+            Route::Fixed(shared) => shared.is_closed(),
+            _ => false,
+        }
     }
 
-    /// Whether the server can serve method `method` (by wire id): `Err` says why not.
+    /// The servers this client has a working connection to now (one, or one per replica).
+    pub fn connected_servers(&self) -> usize {
+        self.route.live().len()
+    }
+
+    /// Whether the server can serve method `method` (by wire id): `Err` says why not. With
+    /// no working connection, as the last server said (or `Ok` if none has yet).
     pub fn check_method(&self, method: u32) -> Result<(), RpcError> {
-        protocol::admit_call(
-            self.shared.schema,
-            &self.shared.compatibility,
-            &self.options,
-            method,
-        )
-        .map(drop)
+        let Some(shared) = self.route.live().into_iter().next() else {
+            return Ok(());
+        };
+        protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method).map(drop)
     }
 
     /// Calls the method with wire id `method` with the encoded `args` and decodes its return
@@ -276,12 +339,39 @@ impl Client {
     ///
     /// Inside a handler, the call is held to what is left of the served call's deadline and
     /// joins its trace (see [`Context::trace`](crate::Context::trace)).
+    ///
+    /// With a reconnect policy or a `dns+` address, a call first finds a working connection
+    /// (one remade, or a replica's); an `#[rpc(idempotent)]` method that fails because its
+    /// connection broke or could not be made is called again, after the policy's backoff,
+    /// while its deadline allows. Other methods are never called twice.
     pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + Sync + ?Sized,
+        R: DeserializeOwned + Send,
+    {
+        match &self.route {
+            Route::Fixed(shared) => self.call_on(shared, method, args).await,
+            // Boxed as `Send`: the retry's future names the call's lifetimes in a way the
+            // compiler cannot prove `Send` for through the caller's `async fn` otherwise.
+            routed => {
+                let call: std::pin::Pin<Box<dyn Future<Output = Result<R, RpcError>> + Send + '_>> =
+                    Box::pin(reconnect::call(self, routed, method, args));
+                call.await
+            }
+        }
+    }
+
+    /// [`Client::call`] on connection `shared`.
+    pub(crate) async fn call_on<A, R>(
+        &self,
+        shared: &Arc<Shared>,
+        method: u32,
+        args: &A,
+    ) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let shared = &*self.shared;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
         let scope = CallScope::new(
@@ -293,9 +383,11 @@ impl Client {
         );
         let span = scope.span.clone();
         let outcome = if span.is_disabled() {
-            self.call_in(&scope, method, args).await
+            self.call_in(shared, &scope, method, args).await
         } else {
-            self.call_in(&scope, method, args).instrument(span).await
+            self.call_in(shared, &scope, method, args)
+                .instrument(span)
+                .await
         };
         scope.finish(outcome)
     }
@@ -303,12 +395,11 @@ impl Client {
     /// A new call's id (recorded in its span) and its request, checked against the server's
     /// frame limit.
     fn request<'a, A: Serialize + ?Sized>(
-        &self,
+        shared: &Shared,
         scope: &CallScope<'_>,
         method: u32,
         args: &'a A,
     ) -> Result<(u64, crate::wire::Message<'a, A>), RpcError> {
-        let shared = &*self.shared;
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
         scope.span.record("call_id", call_id);
         let request = protocol::request(
@@ -325,6 +416,7 @@ impl Client {
     /// [`Client::call`] within its scope.
     async fn call_in<A, R>(
         &self,
+        shared: &Shared,
         scope: &CallScope<'_>,
         method: u32,
         args: &A,
@@ -333,9 +425,8 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let shared = &*self.shared;
         let timeout = scope.timeout;
-        let (call_id, request) = self.request(scope, method, args)?;
+        let (call_id, request) = Self::request(shared, scope, method, args)?;
         let exchange = async {
             // The server's limit: wait for a place (within the deadline) rather than be refused.
             let place = shared

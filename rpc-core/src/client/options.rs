@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rpc_transport::TransportConfig;
 
+use super::ReconnectPolicy;
 use crate::keepalive::Keepalive;
 
 /// How a client connects.
@@ -26,6 +27,11 @@ pub struct ClientOptions {
     /// silence, given up 20 s later. Async clients only: a [`BlockingClient`](crate::BlockingClient)
     /// reads only during its calls, and relies on their timeouts.
     pub keepalive: Option<Keepalive>,
+    /// Makes a broken connection again (with backoff) instead of failing every later call,
+    /// and calls `#[rpc(idempotent)]` methods again when their connection broke. `None` (the
+    /// default): the client lives as long as its connection. `dns+` addresses always
+    /// reconnect, with this policy or the default one.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +42,7 @@ impl Default for ClientOptions {
             call_timeout: Some(Duration::from_secs(30)),
             strict_schema: false,
             keepalive: Some(Keepalive::default()),
+            reconnect: None,
         }
     }
 }
@@ -69,6 +76,12 @@ impl ClientOptions {
     /// Sets the keepalive (`None`: no pings; see [`ClientOptions::keepalive`]).
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets the reconnect policy (see [`ClientOptions::reconnect`]).
+    pub fn reconnect(mut self, policy: Option<ReconnectPolicy>) -> Self {
+        self.reconnect = policy;
         self
     }
 

@@ -116,6 +116,22 @@ pub(crate) fn admit_call(
         .unwrap_or(options.timeout))
 }
 
+/// The timeout of a call of `method` made with `options`, before any connection is asked
+/// whether it can serve it.
+pub(crate) fn call_timeout(
+    schema: &ServiceSchema,
+    options: &CallOptions,
+    method: u32,
+) -> Option<Duration> {
+    if options.explicit_timeout {
+        return options.timeout;
+    }
+    schema
+        .method(method)
+        .and_then(|m| m.own_timeout())
+        .unwrap_or(options.timeout)
+}
+
 /// Reads the server's `Welcome`, or turns its `Reject` into the error.
 fn welcome(frame: &Frame, schema: &ServiceSchema) -> Result<Welcome, RpcError> {
     let parsed = Header::parse(frame.payload())?;

@@ -108,7 +108,7 @@ impl Client {
         }
         .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")))?;
         started.resources.end(false);
-        protocol::decode_reply(&frame, self.shared.schema, method, started.timeout)
+        protocol::decode_reply(&frame, self.schema(), method, started.timeout)
     }
 
     /// Calls method `method` whose return value is a stream (server streaming): the items
@@ -145,7 +145,7 @@ impl Client {
 
     fn exceeded(&self, method: u32, timeout: Option<Duration>) -> RpcError {
         RpcError::DeadlineExceeded {
-            method: self.shared.schema.method_name(method),
+            method: self.schema().method_name(method),
             timeout: timeout.unwrap_or_default(),
         }
     }
@@ -158,7 +158,7 @@ impl Client {
         }
         let resources = started.resources;
         let incoming = incoming.on_end(Box::new(move |abandoned| resources.end(abandoned)));
-        Streaming::remote(incoming, self.shared.schema.method_name(method))
+        Streaming::remote(incoming, self.schema().method_name(method))
     }
 
     /// Sends the request of a streaming call, and starts sending `outbound` after it.
@@ -169,7 +169,9 @@ impl Client {
         outbound: Option<ItemSource>,
         server_stream: bool,
     ) -> Result<Started, RpcError> {
-        let shared = &self.shared;
+        let timeout = protocol::call_timeout(self.schema(), &self.options, method);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let shared = &self.route.session(deadline).await?;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
         let scope = CallScope::new(
@@ -181,7 +183,7 @@ impl Client {
         );
         let span = scope.span.clone();
         scope.finish(
-            self.start_in(&scope, method, args, outbound, server_stream)
+            self.start_in(shared, &scope, method, args, outbound, server_stream)
                 .instrument(span)
                 .await,
         )
@@ -190,16 +192,16 @@ impl Client {
     /// [`Client::start`] within its scope.
     async fn start_in<A: Serialize + ?Sized>(
         &self,
+        shared: &Arc<Shared>,
         scope: &CallScope<'_>,
         method: u32,
         args: &A,
         outbound: Option<ItemSource>,
         server_stream: bool,
     ) -> Result<Started, RpcError> {
-        let shared = &self.shared;
         let timeout = scope.timeout;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let (call_id, request) = self.request(scope, method, args)?;
+        let (call_id, request) = Self::request(shared, scope, method, args)?;
         let acquire = shared.in_flight.clone().acquire_owned();
         let place = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, acquire)

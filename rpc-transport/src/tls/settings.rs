@@ -318,6 +318,23 @@ impl TlsClientSettings {
             .map(|name| name.to_str().into_owned())
     }
 
+    /// These settings verifying the server's certificate for `name` unless a server name was
+    /// set already: what a client of `dns+tls://NAME:PORT` uses for each replica's address.
+    pub fn verifying_name_unless_set(
+        &self,
+        name: &str,
+    ) -> Result<TlsClientSettings, TransportError> {
+        let mut settings = self.clone();
+        if settings.server_name.is_none() {
+            settings.server_name = Some(ServerName::try_from(name.to_owned()).map_err(|_| {
+                settings_error(format!(
+                    "the server name '{name}' is neither a DNS name nor an IP address"
+                ))
+            })?);
+        }
+        Ok(settings)
+    }
+
     /// Whether this client presents a certificate (for servers that require one).
     pub fn presents_certificate(&self) -> bool {
         self.presents_certificate
