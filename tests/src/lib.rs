@@ -1,6 +1,7 @@
 //! Shared pieces of the integration suite: the `Probe` test service (and `Greeter`, a second
 //! one to serve beside it), the list of transports the conformance suite runs on,
-//! bounded-wait helpers, and [`TestPki`], certificates made at run time for `tls://`.
+//! bounded-wait helpers, [`TestPki`], certificates made at run time for `tls://`, and
+//! [`netns`], test hosts in network namespaces for the cross-host suites.
 
 pub mod bench;
 pub mod conformance;

@@ -77,16 +77,40 @@ fn calls_cross_hosts_over_tcp_and_tls() {
     let ca = pki.ca_file().to_string_lossy().into_owned();
 
     let (code, out) = client(&client_host, &["--connect", &tcp, "add", "2", "3"]);
-    assert_eq!((code, out.stdout().as_str()), (Some(0), "5\n"), "{}", out.output());
-    let (code, out) = client(&client_host, &["--connect", &tcp, "sum", "1", "2", "3", "-4"]);
-    assert_eq!((code, out.stdout().as_str()), (Some(0), "2\n"), "{}", out.output());
+    assert_eq!(
+        (code, out.stdout().as_str()),
+        (Some(0), "5\n"),
+        "{}",
+        out.output()
+    );
+    let (code, out) = client(
+        &client_host,
+        &["--connect", &tcp, "sum", "1", "2", "3", "-4"],
+    );
+    assert_eq!(
+        (code, out.stdout().as_str()),
+        (Some(0), "2\n"),
+        "{}",
+        out.output()
+    );
     let (code, out) = client(&client_host, &["--connect", &tcp, "div", "1", "0"]);
     assert_eq!(code, Some(3), "{}", out.output());
-    assert!(out.output().contains("division by zero"), "{}", out.output());
+    assert!(
+        out.output().contains("division by zero"),
+        "{}",
+        out.output()
+    );
 
     let (code, out) = client(
         &client_host,
-        &["--connect", &tls, "--tls-ca", &ca, "echo", "across the wire"],
+        &[
+            "--connect",
+            &tls,
+            "--tls-ca",
+            &ca,
+            "echo",
+            "across the wire",
+        ],
     );
     assert_eq!(code, Some(0), "{}", out.output());
     assert_eq!(out.stdout(), "across the wire\n");
@@ -110,7 +134,11 @@ fn calls_cross_hosts_over_tcp_and_tls() {
     );
     assert_eq!(code, Some(1), "{}", out.output());
     assert_eq!(out.stdout(), "");
-    assert!(out.output().to_lowercase().contains("certificate"), "{}", out.output());
+    assert!(
+        out.output().to_lowercase().contains("certificate"),
+        "{}",
+        out.output()
+    );
 }
 
 #[test]
@@ -125,7 +153,17 @@ fn calls_succeed_over_a_bad_network_and_deadlines_hold() {
     let throughput = |label: &str| {
         let (code, out) = client(
             &client_host,
-            &["--connect", &tcp, "--repeat", "2000", "--in-flight", "32", "add", "2", "3"],
+            &[
+                "--connect",
+                &tcp,
+                "--repeat",
+                "2000",
+                "--in-flight",
+                "32",
+                "add",
+                "2",
+                "3",
+            ],
         );
         assert_eq!(code, Some(0), "{label}: {}", out.output());
         assert_eq!(out.stdout(), "5\n");
@@ -145,10 +183,21 @@ fn calls_succeed_over_a_bad_network_and_deadlines_hold() {
     let impairment = Impairment::apply(&server_host, &client_host, delay, 1);
 
     // The delay is in force: the TCP handshake alone waits for one delayed SYN-ACK.
-    let (code, out) = client(&client_host, &["--connect", &tcp, "--timing", "add", "40", "2"]);
-    assert_eq!((code, out.stdout().as_str()), (Some(0), "42\n"), "{}", out.output());
+    let (code, out) = client(
+        &client_host,
+        &["--connect", &tcp, "--timing", "add", "40", "2"],
+    );
+    assert_eq!(
+        (code, out.stdout().as_str()),
+        (Some(0), "42\n"),
+        "{}",
+        out.output()
+    );
     let connect_ms = number_after(&out.output(), "connected in ").expect("connect time");
-    assert!(connect_ms >= 50.0, "connected in {connect_ms} ms: no delay in force");
+    assert!(
+        connect_ms >= 50.0,
+        "connected in {connect_ms} ms: no delay in force"
+    );
 
     // Calls succeed, one at a time and 32 at once; with 32 in flight the delay caps the rate
     // at 32 calls per round trip (640/s for 50 ms), which a link without the delay exceeds.
@@ -156,11 +205,22 @@ fn calls_succeed_over_a_bad_network_and_deadlines_hold() {
         &client_host,
         &["--connect", &tcp, "--repeat", "40", "add", "1", "2"],
     );
-    assert_eq!((code, out.stdout().as_str()), (Some(0), "3\n"), "{}", out.output());
+    assert_eq!(
+        (code, out.stdout().as_str()),
+        (Some(0), "3\n"),
+        "{}",
+        out.output()
+    );
     let bad = throughput(&format!("50 ms delay, 1% loss ({})", impairment.emulation));
-    assert!(bad <= 32.0 / delay.as_secs_f64() * 1.05, "{bad} calls/s beats the delay");
+    assert!(
+        bad <= 32.0 / delay.as_secs_f64() * 1.05,
+        "{bad} calls/s beats the delay"
+    );
     assert!(bad >= 100.0, "only {bad} calls/s with 32 in flight");
-    assert!(clean > bad, "the clean link ({clean}/s) was no faster than the bad one");
+    assert!(
+        clean > bad,
+        "the clean link ({clean}/s) was no faster than the bad one"
+    );
     eprintln!("LOSS: {}", impairment.losses());
 
     // A deadline fires on time (within 10%) although every answer is 50 ms late: the call
@@ -168,7 +228,15 @@ fn calls_succeed_over_a_bad_network_and_deadlines_hold() {
     let started = Instant::now();
     let (code, out) = client(
         &client_host,
-        &["--connect", &tcp, "--timing", "--timeout", "500ms", "sleep", "2000"],
+        &[
+            "--connect",
+            &tcp,
+            "--timing",
+            "--timeout",
+            "500ms",
+            "sleep",
+            "2000",
+        ],
     );
     let wall = started.elapsed();
     let text = out.output();
@@ -180,7 +248,10 @@ fn calls_succeed_over_a_bad_network_and_deadlines_hold() {
         "DEADLINE: 500 ms deadline failed the call after {call_ms} ms (connect {connect_ms} ms, \
          process wall time {wall:?})"
     );
-    assert!((500.0..=550.0).contains(&call_ms), "{call_ms} ms for a 500 ms deadline");
+    assert!(
+        (500.0..=550.0).contains(&call_ms),
+        "{call_ms} ms for a 500 ms deadline"
+    );
     // The process's own wall time agrees: at least connect + 500 ms, and not a lot more.
     let wall_ms = wall.as_secs_f64() * 1000.0;
     assert!(wall_ms >= connect_ms + 500.0, "wall {wall_ms} ms");

@@ -92,7 +92,11 @@ impl Client {
 
     /// Waits (at most `limit`) until `condition` holds on the counts; returns how long it
     /// took and the counts then, or `None`.
-    fn until(&self, limit: Duration, mut condition: impl FnMut(&Counts) -> bool) -> Option<(Duration, Counts)> {
+    fn until(
+        &self,
+        limit: Duration,
+        mut condition: impl FnMut(&Counts) -> bool,
+    ) -> Option<(Duration, Counts)> {
         let started = Instant::now();
         while started.elapsed() < limit {
             let counts = self.next();
@@ -106,7 +110,12 @@ impl Client {
 
 fn start_replica(host: &Host, name: &str) -> HostProcess {
     let mut command = host.command(env!("CARGO_BIN_EXE_replica"));
-    command.args(["--name", name, "--listen", &format!("tcp://{}:7000", host.ip)]);
+    command.args([
+        "--name",
+        name,
+        "--listen",
+        &format!("tcp://{}:7000", host.ip),
+    ]);
     let replica = HostProcess::spawn(&format!("replica {name}"), command);
     replica.expect_line("listening on", LIMIT);
     replica
@@ -121,14 +130,18 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     let dns_host = network.host("dns");
     let client_host = network.host("client");
     let names = ["a", "b", "c", "d"];
-    let hosts: Vec<Host> = names.iter().map(|n| network.host(&format!("replica-{n}"))).collect();
+    let hosts: Vec<Host> = names
+        .iter()
+        .map(|n| network.host(&format!("replica-{n}")))
+        .collect();
     let mut replicas: Vec<HostProcess> = names
         .iter()
         .zip(&hosts)
         .map(|(name, host)| start_replica(host, name))
         .collect();
     let record = |i: usize| (hosts[i].ip, NAME);
-    let records = |which: &[usize]| -> Vec<(Ipv4Addr, &str)> { which.iter().map(|&i| record(i)).collect() };
+    let records =
+        |which: &[usize]| -> Vec<(Ipv4Addr, &str)> { which.iter().map(|&i| record(i)).collect() };
 
     let dnsmasq = Dnsmasq::start(&dns_host, TTL, &records(&[0, 1, 2]));
     dnsmasq.serve(&network, &client_host);
@@ -142,7 +155,12 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     }
 
     let mut command = client_host.command(env!("CARGO_BIN_EXE_replica"));
-    command.args(["--connect", &format!("dns+tcp://{NAME}:7000"), "--rate", "100"]);
+    command.args([
+        "--connect",
+        &format!("dns+tcp://{NAME}:7000"),
+        "--rate",
+        "100",
+    ]);
     let client = Client(HostProcess::spawn("replica client", command));
     client.0.expect_line("connected to", LIMIT);
 
@@ -152,7 +170,10 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     eprintln!("DNS spread over a, b, c: {spread:?}");
     assert!(spread.total() >= 150, "{spread:?}");
     for name in ["a", "b", "c"] {
-        assert!(spread.of(name) * 100 >= spread.total() * 15, "{name}: {spread:?}");
+        assert!(
+            spread.of(name) * 100 >= spread.total() * 15,
+            "{name}: {spread:?}"
+        );
     }
     assert_eq!((spread.of("d"), spread.errors), (0, 0), "{spread:?}");
 
@@ -164,7 +185,10 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     let during = settling.since(&before_kill);
     let settled = after_kill.since(&settling);
     eprintln!("DNS c killed: first second {during:?}, the next two {settled:?}");
-    assert!(settled.total() >= 100, "the calls stopped after c died: {settled:?}");
+    assert!(
+        settled.total() >= 100,
+        "the calls stopped after c died: {settled:?}"
+    );
     assert_eq!((settled.of("c"), settled.errors), (0, 0), "{settled:?}");
     assert!(settled.of("a") > 0 && settled.of("b") > 0, "{settled:?}");
 
@@ -172,7 +196,9 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     dnsmasq.set_records(&records(&[0, 1, 2, 3]));
     let base = client.next();
     let (took, _) = client
-        .until(Duration::from_secs(TTL.into()) + SLACK, |c| c.of("d") > base.of("d"))
+        .until(Duration::from_secs(TTL.into()) + SLACK, |c| {
+            c.of("d") > base.of("d")
+        })
         .unwrap_or_else(|| panic!("d never got a call:\n{}", dnsmasq.log()));
     eprintln!("DNS d added: first call to d {took:?} after the records changed");
 
@@ -181,20 +207,31 @@ fn dns_replicas_share_calls_and_follow_the_records() {
     let removed_at = Instant::now();
     let mut last = client.next();
     let mut last_call_to_a = Duration::ZERO;
-    let quiet = client.until(Duration::from_secs(TTL.into()) + SLACK + Duration::from_secs(1), |c| {
-        if c.of("a") > last.of("a") {
-            last_call_to_a = removed_at.elapsed();
-        }
-        last = c.clone();
-        removed_at.elapsed() - last_call_to_a >= Duration::from_secs(1)
-    });
-    assert!(quiet.is_some(), "a still gets calls after leaving DNS:\n{}", client.0.output());
+    let quiet = client.until(
+        Duration::from_secs(TTL.into()) + SLACK + Duration::from_secs(1),
+        |c| {
+            if c.of("a") > last.of("a") {
+                last_call_to_a = removed_at.elapsed();
+            }
+            last = c.clone();
+            removed_at.elapsed() - last_call_to_a >= Duration::from_secs(1)
+        },
+    );
+    assert!(
+        quiet.is_some(),
+        "a still gets calls after leaving DNS:\n{}",
+        client.0.output()
+    );
     eprintln!("DNS a removed: last call to a {last_call_to_a:?} after the records changed");
     assert!(last_call_to_a <= Duration::from_secs(TTL.into()) + SLACK);
     let check = client.next();
     let tail = client.after(Duration::from_secs(2)).since(&check);
     eprintln!("DNS after the changes: {tail:?}");
-    assert_eq!((tail.of("a"), tail.of("c"), tail.errors), (0, 0, 0), "{tail:?}");
+    assert_eq!(
+        (tail.of("a"), tail.of("c"), tail.errors),
+        (0, 0, 0),
+        "{tail:?}"
+    );
     assert!(tail.of("b") > 0 && tail.of("d") > 0, "{tail:?}");
     drop(replicas);
 }

@@ -98,9 +98,7 @@ fn keepalive_finds_the_dead_peer(test: &str, how: Cut) {
         if client_after.is_none() && setup.client.try_exit().is_some() {
             client_after = Some(cut_at.elapsed());
         }
-        if server_after.is_none()
-            && setup.server_host.established_with(setup.client_host.ip) == 0
-        {
+        if server_after.is_none() && setup.server_host.established_with(setup.client_host.ip) == 0 {
             server_after = Some(cut_at.elapsed());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -114,11 +112,20 @@ fn keepalive_finds_the_dead_peer(test: &str, how: Cut) {
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("keepalive"), "{output}");
     let client_after = client_after.expect("the client never gave up");
-    assert!(client_after <= BOUND + SLACK, "client: {client_after:?}\n{output}");
+    assert!(
+        client_after <= BOUND + SLACK,
+        "client: {client_after:?}\n{output}"
+    );
     let server_after = server_after.expect("the server never freed the connection");
     assert!(server_after <= BOUND + SLACK, "server: {server_after:?}");
-    let closing = setup.server.wait_line(LIMIT, |line| line.contains("stopped answering"));
-    assert!(closing.is_some(), "the server did not log why:\n{}", setup.server.output());
+    let closing = setup
+        .server
+        .wait_line(LIMIT, |line| line.contains("stopped answering"));
+    assert!(
+        closing.is_some(),
+        "the server did not log why:\n{}",
+        setup.server.output()
+    );
 }
 
 #[test]
@@ -136,12 +143,15 @@ fn keepalive_finds_a_silenced_server() {
 #[test]
 fn without_keepalive_a_cut_link_hangs() {
     for how in [Cut::Unplug, Cut::Drop] {
-        let Some(mut setup) = pending_call("without_keepalive_a_cut_link_hangs", &["--no-keepalive"])
+        let Some(mut setup) =
+            pending_call("without_keepalive_a_cut_link_hangs", &["--no-keepalive"])
         else {
             return;
         };
         let cut_at = cut(&setup, how);
-        let exited = setup.client.wait_exit(BOUND + SLACK + Duration::from_secs(1));
+        let exited = setup
+            .client
+            .wait_exit(BOUND + SLACK + Duration::from_secs(1));
         assert!(
             exited.is_none(),
             "{how:?}: the client ended {:?} after the cut without keepalive:\n{}",
@@ -153,6 +163,9 @@ fn without_keepalive_a_cut_link_hangs() {
             1,
             "{how:?}: the server let the connection go without keepalive"
         );
-        eprintln!("CONTROL ({how:?}): still pending {:?} after the cut", cut_at.elapsed());
+        eprintln!(
+            "CONTROL ({how:?}): still pending {:?} after the cut",
+            cut_at.elapsed()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! `--repeat N --in-flight K` makes the call N times, K at once, prints its result once, and a
 //! summary line on stderr (`calc-client: N calls, K in flight, F failed in S s: R calls/s`).
-//! `--timing` reports on stderr how long connecting and the call took. `--keepalive-interval`,
+//! `--timing` reports on stderr how long connecting and the call took. `--reconnect` connects
+//! again after a broken connection. `--keepalive-interval`,
 //! `--keepalive-timeout` or `--no-keepalive` set how a dead server is noticed.
 //!
 //! Over `tls://` it trusts the system's root certificates, or the CA of `--tls-ca FILE`, and
@@ -45,6 +46,10 @@ struct Args {
     /// (`calc-client: connected in MS ms`, `calc-client: call ended after MS ms`).
     #[arg(long)]
     timing: bool,
+    /// Connect again when the connection breaks (exponential backoff with jitter); calls of
+    /// idempotent methods (add, div, sum) are made again within their deadline.
+    #[arg(long)]
+    reconnect: bool,
     #[command(subcommand)]
     method: Method,
 }
@@ -94,10 +99,18 @@ async fn run(args: Args) -> Result<String, Failure> {
         .apply(rpc_core::ClientOptions::default())
         .map_err(Failure::Usage)?
         .keepalive(args.keepalive.keepalive());
+    // The default policy (rpc-core does not export `ReconnectPolicy` by name yet).
+    let options = match args.reconnect {
+        true => options.reconnect(Some(Default::default())),
+        false => options,
+    };
     let connecting = Instant::now();
     let mut calc = CalculatorClient::connect_with(&args.connect, options).await?;
     if args.timing {
-        eprintln!("calc-client: connected in {} ms", millis(connecting.elapsed()));
+        eprintln!(
+            "calc-client: connected in {} ms",
+            millis(connecting.elapsed())
+        );
     }
     if let Some(timeout) = args.timeout {
         calc = calc.with_timeout(Some(timeout));
@@ -108,7 +121,10 @@ async fn run(args: Args) -> Result<String, Failure> {
     let calling = Instant::now();
     let outcome = call(&calc, args.method).await;
     if args.timing {
-        eprintln!("calc-client: call ended after {} ms", millis(calling.elapsed()));
+        eprintln!(
+            "calc-client: call ended after {} ms",
+            millis(calling.elapsed())
+        );
     }
     outcome
 }

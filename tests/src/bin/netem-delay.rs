@@ -75,7 +75,9 @@ fn run(queue_num: u16, delay: Duration) -> std::io::Result<()> {
             let (_, message) = held.pop_front().expect("a held packet");
             queue.verdict(message)?;
         }
-        let next = held.front().map_or(TICK, |(due, _)| due.saturating_duration_since(now));
+        let next = held
+            .front()
+            .map_or(TICK, |(due, _)| due.saturating_duration_since(now));
         std::thread::sleep(next.min(TICK));
     }
 }

@@ -49,7 +49,9 @@ fn parse() -> Result<Args, String> {
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
-        let value = given.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = given
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--name" => args.name = Some(value),
             "--listen" => args.listen = Some(value),

@@ -71,7 +71,10 @@ impl Dnsmasq {
     /// Makes `client` resolve names with this server: `/etc/netns/CLIENT/resolv.conf`, which
     /// `ip netns exec` mounts over `/etc/resolv.conf` for what it starts.
     pub fn serve(&self, network: &Network, client: &Host) {
-        let conf = format!("nameserver {}\noptions timeout:1 attempts:2\n", self.host.ip);
+        let conf = format!(
+            "nameserver {}\noptions timeout:1 attempts:2\n",
+            self.host.ip
+        );
         std::fs::write(network.etc_dir(client).join("resolv.conf"), conf)
             .expect("write resolv.conf");
     }

@@ -54,7 +54,9 @@ impl Impairment {
         let loss = format!("{loss_percent}%");
         let netem = from.run(
             "tc",
-            &["qdisc", "add", "dev", "eth0", "root", "netem", "delay", &delay_ms, "loss", &loss],
+            &[
+                "qdisc", "add", "dev", "eth0", "root", "netem", "delay", &delay_ms, "loss", &loss,
+            ],
         );
         let impairment = match netem {
             Ok(_) => Impairment {
@@ -92,8 +94,18 @@ impl Impairment {
         to.run(
             "iptables",
             &[
-                "-t", "mangle", "-A", "PREROUTING", "-i", "eth0", "-s", &from.ip.to_string(),
-                "-j", "NFQUEUE", "--queue-num", &QUEUE.to_string(),
+                "-t",
+                "mangle",
+                "-A",
+                "PREROUTING",
+                "-i",
+                "eth0",
+                "-s",
+                &from.ip.to_string(),
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                &QUEUE.to_string(),
             ],
         )
         .expect("iptables NFQUEUE rule");
@@ -108,10 +120,12 @@ impl Impairment {
     /// nftables loss rule's counter.
     pub fn losses(&self) -> String {
         let shown = match self.emulation {
-            Emulation::Netem => self.counter.run("tc", &["-s", "qdisc", "show", "dev", "eth0"]),
-            Emulation::NfqueueDelayNftLoss => {
-                self.counter.run("nft", &["list", "table", "inet", "rpcloss"])
-            }
+            Emulation::Netem => self
+                .counter
+                .run("tc", &["-s", "qdisc", "show", "dev", "eth0"]),
+            Emulation::NfqueueDelayNftLoss => self
+                .counter
+                .run("nft", &["list", "table", "inet", "rpcloss"]),
         };
         let text = shown.unwrap_or_else(|e| e);
         let line = text

@@ -80,7 +80,11 @@ impl Network {
             );
         }
         let network = Network {
-            subnet: [10, 100 + (pid % 100) as u8, (pid / 100 % 16 * 16 + n % 16) as u8],
+            subnet: [
+                10,
+                100 + (pid % 100) as u8,
+                (pid / 100 % 16 * 16 + n % 16) as u8,
+            ],
             tag,
             switch,
             hosts: Mutex::new(Vec::new()),
@@ -104,8 +108,18 @@ impl Network {
         run(
             "ip",
             &[
-                "link", "add", "eth0", "netns", &namespace, "type", "veth", "peer", "name", &port,
-                "netns", &self.switch,
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                &namespace,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.switch,
             ],
         )
         .expect("create a veth pair");
@@ -202,10 +216,17 @@ impl Host {
     /// Waits (bounded) until the bridge forwards on this host's port.
     fn wait_forwarding(&self) {
         let forwarding = crate::wait_until(COMMAND_LIMIT, || {
-            run("bridge", &["-n", &self.switch, "link", "show", "dev", &self.port])
-                .is_ok_and(|out| out.contains("state forwarding"))
+            run(
+                "bridge",
+                &["-n", &self.switch, "link", "show", "dev", &self.port],
+            )
+            .is_ok_and(|out| out.contains("state forwarding"))
         });
-        assert!(forwarding, "the bridge port of {} never forwarded", self.namespace);
+        assert!(
+            forwarding,
+            "the bridge port of {} never forwarded",
+            self.namespace
+        );
     }
 
     /// Drops every packet this host sends or receives on `eth0` (an nftables table of its
@@ -240,7 +261,11 @@ impl Host {
             .unwrap_or_else(|e| panic!("ss in {}: {e}", self.namespace));
         let peer = format!("{peer}:");
         out.lines()
-            .filter(|line| line.split_whitespace().nth(3).is_some_and(|p| p.starts_with(&peer)))
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|p| p.starts_with(&peer))
+            })
             .count()
     }
 }
@@ -305,7 +330,11 @@ fn skip<T>(test: &str, reason: &str) -> Option<T> {
     if std::env::var_os("CI").is_some() {
         panic!("{line}; CI is set, so this is a failure, not a skip");
     }
-    eprintln!("\n{}\n{line}\n{}\n", "=".repeat(line.len()), "=".repeat(line.len()));
+    eprintln!(
+        "\n{}\n{line}\n{}\n",
+        "=".repeat(line.len()),
+        "=".repeat(line.len())
+    );
     None
 }
 
@@ -346,7 +375,10 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
 fn remove_namespace(namespace: &str) -> Result<(), String> {
     let gone = crate::wait_until(COMMAND_LIMIT, || {
         let pids = run("ip", &["netns", "pids", namespace]).unwrap_or_default();
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -76,7 +76,11 @@ impl HostProcess {
 
     /// The next line for which `accept` holds, waiting at most `limit`; `None` when none came
     /// in time or the child closed its output.
-    pub fn wait_line(&self, limit: Duration, mut accept: impl FnMut(&str) -> bool) -> Option<String> {
+    pub fn wait_line(
+        &self,
+        limit: Duration,
+        mut accept: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -91,7 +95,10 @@ impl HostProcess {
     /// Everything the child printed so far, one line each.
     pub fn output(&self) -> String {
         let log = self.log.lock().unwrap();
-        log.iter().map(|(_, line)| line.as_str()).collect::<Vec<_>>().join("\n")
+        log.iter()
+            .map(|(_, line)| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// What the child printed on stdout so far, each line ended by a newline.
@@ -107,7 +114,11 @@ impl HostProcess {
     /// its output if it does not.
     pub fn finish(&mut self, limit: Duration) -> ExitStatus {
         let status = self.wait_exit(limit).unwrap_or_else(|| {
-            panic!("{} still runs after {limit:?}:\n{}", self.name, self.output())
+            panic!(
+                "{} still runs after {limit:?}:\n{}",
+                self.name,
+                self.output()
+            )
         });
         // Drain: the reader threads end when the pipes close (bounded by `limit` again).
         while self.wait_line(limit, |_| false).is_some() {}
