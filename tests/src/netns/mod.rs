@@ -21,6 +21,7 @@ mod dns;
 mod impair;
 mod process;
 
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -330,11 +331,10 @@ fn skip<T>(test: &str, reason: &str) -> Option<T> {
     if std::env::var_os("CI").is_some() {
         panic!("{line}; CI is set, so this is a failure, not a skip");
     }
-    eprintln!(
-        "\n{}\n{line}\n{}\n",
-        "=".repeat(line.len()),
-        "=".repeat(line.len())
-    );
+    // Straight to the process's stderr: the test harness captures `eprintln!` of a passing
+    // test, and this line must be seen.
+    let rule = "=".repeat(line.len().min(100));
+    let _ = writeln!(std::io::stderr(), "\n{rule}\n{line}\n{rule}");
     None
 }
 
@@ -406,11 +406,12 @@ fn sweep_dead_runs() {
                     .collect()
             })
             .unwrap_or_default();
-        let names = listed
+        let names: std::collections::BTreeSet<String> = listed
             .lines()
             .filter_map(|line| line.split_whitespace().next())
             .map(str::to_owned)
-            .chain(etc);
+            .chain(etc)
+            .collect();
         for name in names {
             let Some(pid) = name
                 .strip_prefix(PREFIX)

@@ -2,6 +2,7 @@
 //! reaped on drop.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 /// A child process whose stdout and stderr lines are collected as they come. Its stdin is a
 /// pipe held open until [`close_stdin`](Self::close_stdin) or drop, so a child that watches
-/// stdin (netem-delay, the replica client) also ends when the test process dies. Dropping it
-/// kills it (SIGKILL) and reaps it.
+/// stdin (netem-delay, the replica client) also ends when the test process dies; every child
+/// also gets SIGKILL as its parent death signal. Dropping it kills it (SIGKILL) and reaps it.
 pub struct HostProcess {
     name: String,
     child: Child,
@@ -23,8 +24,17 @@ pub struct HostProcess {
 }
 
 impl HostProcess {
-    /// Starts `command` (named `name` in messages).
+    /// Starts `command` (named `name` in messages). The child is also killed (SIGKILL) when the
+    /// thread that started it ends, the test process killed with SIGKILL included.
     pub fn spawn(name: &str, mut command: Command) -> HostProcess {
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
         let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
