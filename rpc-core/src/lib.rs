@@ -43,7 +43,7 @@ mod stream;
 mod telemetry;
 pub mod wire;
 
-pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
+pub use client::{BlockingClient, CallOptions, Client, ClientOptions, ReconnectPolicy};
 pub use error::RpcError;
 /// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
 pub use futures_util::stream::{Stream, StreamExt};
