@@ -50,6 +50,17 @@ async fn bad_dns_addresses_are_refused_with_typed_errors() {
     }
 }
 
+#[test]
+fn a_blocking_client_refuses_dns_addresses_and_says_why() {
+    let refused = rpc_tests::ProbeBlockingClient::connect("dns+tcp://localhost:7000");
+    match refused {
+        Err(RpcError::Address(error)) => {
+            assert!(error.to_string().contains("ProbeClient"), "{error}")
+        }
+        other => panic!("expected an address error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_name_without_servers_fails_to_connect() {
     // A port nothing listens on.
