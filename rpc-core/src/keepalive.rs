@@ -17,10 +17,11 @@
 //! so an older client, or a blocking client (which reads only during its calls) is never
 //! dropped for not answering.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use rpc_transport::Frame;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::wire::{self, Header, Kind};
 
@@ -85,6 +86,81 @@ impl Keepalive {
 fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by)
         .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// One connection's keepalive, for a read loop: one timer for the connection's life (not one
+/// per frame, which would cost every call a timer registration), and the time of the last
+/// frame heard, which the loop sets with [`Watch::heard`].
+pub(crate) struct Watch {
+    keepalive: Keepalive,
+    timer: Pin<Box<Sleep>>,
+    heard: Instant,
+    /// When the ping still unanswered went out.
+    pinged: Option<Instant>,
+    nonce: u64,
+}
+
+/// What a [`Watch`] says when its timer fires.
+pub(crate) enum Due {
+    /// Send this ping.
+    Ping(Frame),
+    /// The peer said nothing within the timeout of a ping: give the connection up.
+    Lapsed,
+}
+
+impl Watch {
+    /// A watch of a connection heard from just now.
+    pub(crate) fn new(keepalive: Keepalive) -> Watch {
+        let now = Instant::now();
+        Watch {
+            keepalive,
+            timer: Box::pin(tokio::time::sleep_until(keepalive.ping_at(now))),
+            heard: now,
+            pinged: None,
+            nonce: 0,
+        }
+    }
+
+    /// A frame arrived.
+    pub(crate) fn heard(&mut self) {
+        self.heard = Instant::now();
+    }
+
+    /// A frame arrived at `at` (read elsewhere), if that is later than the last one.
+    pub(crate) fn heard_at(&mut self, at: Instant) {
+        self.heard = self.heard.max(at);
+    }
+
+    /// How long a ping may take to be written.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.keepalive.timeout
+    }
+
+    /// Why the connection was given up.
+    pub(crate) fn lapsed(&self) -> String {
+        self.keepalive.lapsed()
+    }
+
+    /// Waits until a ping is due or the peer has lapsed. Cancel-safe.
+    pub(crate) async fn due(&mut self) -> Due {
+        loop {
+            self.timer.as_mut().await;
+            let now = Instant::now();
+            if let Some(pinged) = self.pinged.take()
+                && self.heard < pinged
+            {
+                return Due::Lapsed;
+            }
+            let ping_at = self.keepalive.ping_at(self.heard);
+            if now >= ping_at {
+                self.nonce += 1;
+                self.pinged = Some(now);
+                self.timer.as_mut().reset(self.keepalive.give_up_at(now));
+                return Due::Ping(ping_frame(self.nonce));
+            }
+            self.timer.as_mut().reset(ping_at);
+        }
+    }
 }
 
 /// A `Ping` frame (`nonce` travels as its call id and comes back in the `Pong`).

@@ -18,7 +18,10 @@
 //!   `{Trait}Server` and the schema.
 //! - `client/`: [`Client`], the untyped async client (call ids, pending calls, deadlines,
 //!   cancellation), [`BlockingClient`] for code without a runtime, [`ClientOptions`] and
-//!   [`CallOptions`].
+//!   [`CallOptions`]; where calls go (`route.rs`: one connection, one made again under a
+//!   [`ReconnectPolicy`] (`reconnect.rs`), or the replicas behind a `dns+` name
+//!   (`discovery.rs`)).
+//! - [`Keepalive`]: pings that find a dead peer behind a half-open connection.
 //! - `server/`: [`Server`], [`ServerHandle`], the [`Service`] trait the macro implements, and
 //!   [`Context`] for handlers.
 //! - `telemetry/`: a `tracing` span per call on each side, the W3C [`TraceParent`] every call
@@ -43,7 +46,7 @@ mod stream;
 mod telemetry;
 pub mod wire;
 
-pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
+pub use client::{BlockingClient, CallOptions, Client, ClientOptions, ReconnectPolicy};
 pub use error::RpcError;
 /// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.
 pub use futures_util::stream::{Stream, StreamExt};

@@ -121,6 +121,15 @@ impl BlockingClient {
         schema: &'static ServiceSchema,
         options: ClientOptions,
     ) -> Result<BlockingClient, RpcError> {
+        if super::discovery::is_discovery(address) {
+            return Err(RpcError::Address(TransportError::InvalidAddress {
+                address: address.to_owned(),
+                reason: format!(
+                    "dns+ addresses balance calls over replicas, which only the async client does: use `{}Client`",
+                    schema.name
+                ),
+            }));
+        }
         let parsed = parse_address(address)?;
         check_blocking(&schema.name, false)?;
         let connection =

@@ -371,7 +371,16 @@ pub(crate) async fn connect(
     // Checked now, not at the first reconnect.
     policy.make_backoff()?;
     let resolver = system_resolver(&target)?;
-    let (addresses, valid_until) = resolve(&resolver, &target).await?;
+    let (addresses, valid_until) =
+        tokio::time::timeout(options.connect_timeout, resolve(&resolver, &target))
+            .await
+            .map_err(|_| RpcError::Resolve {
+                name: target.name.clone(),
+                reason: format!(
+                    "no answer within the connect timeout ({:?})",
+                    options.connect_timeout
+                ),
+            })??;
     let (changes, received) = mpsc::unbounded_channel();
     let replicas = Arc::new(Replicas {
         target,

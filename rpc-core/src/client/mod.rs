@@ -12,6 +12,7 @@ mod misuse;
 mod options;
 mod pending;
 pub(crate) mod protocol;
+mod reader;
 mod reconnect;
 mod route;
 mod scope;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rpc_transport::{Address, Connection, FrameReceiver, TransportError};
+use rpc_transport::{Address, Connection, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,10 +38,9 @@ use route::Route;
 use scope::{CallScope, Connected};
 
 use crate::error::RpcError;
-use crate::keepalive::{self, Keepalive};
+use crate::keepalive;
 use crate::outbox::Outbox;
 use crate::schema::{Compatibility, ServiceSchema};
-use crate::wire::{Header, Kind, WireError};
 
 /// A connection to a server of one service, shared by every clone.
 ///
@@ -248,7 +248,7 @@ impl Client {
         }
         let pending = Arc::new(Pending::default());
         let sender = Outbox::new(sender, None);
-        let reader = tokio::spawn(read_replies(
+        let reader = tokio::spawn(reader::read_replies(
             receiver,
             pending.clone(),
             sender.clone(),
@@ -529,104 +529,4 @@ fn give_up(
         let _ = sender.send(frame).await;
         drop(place);
     });
-}
-
-/// The connection's reader: hands each reply to its caller until the connection ends.
-///
-/// Dropped before it ends (its runtime shut down), it fails the connection's calls with
-/// [`RpcError::RuntimeShutDown`]. With `keepalive`, it pings a silent server and gives the
-/// connection up when the server stays silent (see [`Keepalive`]).
-async fn read_replies(
-    mut receiver: FrameReceiver,
-    pending: Arc<Pending>,
-    sender: Arc<Outbox>,
-    keepalive: Option<Keepalive>,
-) {
-    let alive = misuse::ReaderAlive::new(pending);
-    let mut pings = 0u64;
-    let reason = loop {
-        let received = match keepalive {
-            None => receiver.recv().await,
-            Some(keepalive) => {
-                match receive_or_ping(&mut receiver, &sender, &keepalive, &mut pings).await {
-                    Some(received) => received,
-                    None => break keepalive.lapsed(),
-                }
-            }
-        };
-        let frame = match received {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break "the server closed the connection".to_owned(),
-            Err(e) => break format!("receiving failed: {e}"),
-        };
-        let header = match Header::parse(frame.payload()) {
-            Ok(parsed) => parsed.header,
-            Err(e) => break format!("the server sent a bad frame: {e}"),
-        };
-        match header.kind {
-            Kind::Error if header.call_id == 0 => {
-                let parsed = Header::parse(frame.payload()).expect("parsed above");
-                let why = crate::wire::decode::<WireError>(parsed.body, "a connection error")
-                    .map(|e| format!("the server closed the connection: {e:?}"))
-                    .unwrap_or_else(|e| e.to_string());
-                break why;
-            }
-            Kind::Response | Kind::Error => {
-                alive.pending().complete(header.call_id, Ok(frame));
-            }
-            Kind::StreamItem => {
-                if let Err(reason) = alive.pending().item(header.call_id, frame) {
-                    break reason;
-                }
-            }
-            Kind::Credit => {
-                let parsed = Header::parse(frame.payload()).expect("parsed above");
-                match crate::wire::decode::<u64>(parsed.body, "a stream's credit") {
-                    Ok(bytes) => alive.pending().grant(header.call_id, bytes),
-                    Err(e) => break e.to_string(),
-                }
-            }
-            Kind::Ping => {
-                let sender = sender.clone();
-                let pong = keepalive::pong_frame(header.call_id);
-                tokio::spawn(async move { sender.send(pong).await });
-            }
-            Kind::Pong => {}
-            other => break format!("the server sent an unexpected {other:?} frame"),
-        }
-    };
-    tracing::debug!(%reason, "client connection ended");
-    alive.ended(&reason);
-}
-
-/// The next frame; after `interval` of silence a ping goes out, and `None` when `timeout`
-/// passes after it without a frame.
-async fn receive_or_ping(
-    receiver: &mut FrameReceiver,
-    sender: &Arc<Outbox>,
-    keepalive: &Keepalive,
-    pings: &mut u64,
-) -> Option<Result<Option<rpc_transport::Frame>, TransportError>> {
-    let heard = tokio::time::Instant::now();
-    if let Ok(received) = tokio::time::timeout_at(keepalive.ping_at(heard), receiver.recv()).await {
-        return Some(received);
-    }
-    *pings += 1;
-    let pinged = tokio::time::Instant::now();
-    // A ping that cannot even be written (the send buffer full of unacknowledged data) counts
-    // as unanswered: the wait below is bounded all the same.
-    let ping = sender.send(keepalive::ping_frame(*pings));
-    let answer = async {
-        tokio::pin!(ping);
-        let mut sent = false;
-        loop {
-            tokio::select! {
-                received = receiver.recv() => return received,
-                _ = &mut ping, if !sent => sent = true,
-            }
-        }
-    };
-    tokio::time::timeout_at(keepalive.give_up_at(pinged), answer)
-        .await
-        .ok()
 }

@@ -20,10 +20,11 @@ use tokio_util::sync::CancellationToken;
 use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, Prepared, classify, prepare_call};
 use super::reply::ReplySink;
-use super::session_end::{Waited, fail, idle, keepalive_lapsed, stop, unread, until_killed};
+use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
+use crate::keepalive::{Due, Watch};
 
 /// The most answers held back to leave in one write (see also `BATCH_BYTES`).
 const BATCH: usize = 64;
@@ -52,7 +53,8 @@ pub(crate) struct Session {
     pub(crate) config: Arc<ServerConfig>,
     /// Set when a takeover task ended the connection (a violation, the peer gone).
     ended: AtomicBool,
-    /// When the last frame arrived, for the keepalive.
+    /// When a takeover task last read a frame, for the keepalive (the read loop's own frames
+    /// are noted in its `Watch`).
     heard: std::sync::Mutex<tokio::time::Instant>,
     /// Whether the client pinged us, and so answers our pings.
     answers_pings: AtomicBool,
@@ -99,6 +101,7 @@ pub(crate) async fn run(
 
 async fn serve(s: &Session, mut receiver: FrameReceiver) {
     let mut ready = Ready::default();
+    let mut watch = s.config.keepalive.map(Watch::new);
     loop {
         if s.ended.load(Ordering::Acquire) {
             return;
@@ -109,13 +112,37 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
             _ = s.kill.cancelled() => return,
             _ = s.stop.cancelled() => return Box::pin(stop(s, &mut receiver, ready.take())).await,
             received = receiver.recv() => received,
-            _ = keepalive_lapsed(s) => {
-                let ready = ready.take();
-                return Box::pin(until_killed(s, async {
-                    let _ = s.sink.send_many(ready).await;
-                    s.sink.close().await;
-                }))
-                .await;
+            due = keepalive_due(&mut watch), if s.peer_answers_pings() => {
+                match due {
+                    Due::Ping(ping) => {
+                        ready.push(s.sink.prepare(Answer::Frame(ping)));
+                        let timeout = watch.as_ref().map_or(Duration::ZERO, Watch::timeout);
+                        let ping = unread(s, &receiver, s.sink.send_many(ready.take()));
+                        match tokio::time::timeout(timeout, ping).await {
+                            Ok(Waited::Done(_)) => continue,
+                            Ok(Waited::Stopped) => {
+                                return Box::pin(stop(s, &mut receiver, Vec::new())).await;
+                            }
+                            Ok(Waited::Killed | Waited::PeerGone) => return,
+                            Err(_) => {
+                                // Not even the ping could be written within the timeout: the
+                                // client reads nothing. A frame may be half written: just go.
+                                tracing::info!("closing a connection whose client reads nothing, not even a ping");
+                                return;
+                            }
+                        }
+                    }
+                    Due::Lapsed => {
+                        let lapsed = watch.as_ref().map(Watch::lapsed).unwrap_or_default();
+                        tracing::info!(reason = %lapsed, "closing a connection whose client stopped answering");
+                        let ready = ready.take();
+                        return Box::pin(until_killed(s, async {
+                            let _ = s.sink.send_many(ready).await;
+                            s.sink.close().await;
+                        }))
+                        .await;
+                    }
+                }
             }
             _ = idle(s.config.idle_timeout, &s.calls) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
@@ -129,7 +156,9 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         };
         let frame = match received {
             Ok(Some(frame)) => {
-                s.heard_now();
+                if let Some(watch) = watch.as_mut() {
+                    watch.heard();
+                }
                 frame
             }
             Ok(None) => {
@@ -154,6 +183,10 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
                     // The handler runs right here; while it does, a takeover task may read.
                     let (flow, back) = inline(s, receiver, prepared, &mut ready).await;
                     receiver = back;
+                    if let Some(watch) = watch.as_mut() {
+                        // Frames a takeover task read meanwhile.
+                        watch.heard_at(s.last_heard());
+                    }
                     flow
                 }
                 Err(refusal) => {
@@ -323,12 +356,12 @@ async fn reserve(
 }
 
 impl Session {
-    /// Notes that a frame arrived (for the keepalive).
+    /// Notes that a takeover task read a frame (for the keepalive).
     fn heard_now(&self) {
         *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
     }
 
-    /// When the last frame arrived.
+    /// When a takeover task last read a frame.
     pub(crate) fn last_heard(&self) -> tokio::time::Instant {
         *self.heard.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -397,6 +430,14 @@ async fn take_over(s: Arc<Session>) {
         s.returned.notify_one();
     }
     s.busy.taken_over.store(false, Ordering::Release);
+}
+
+/// What the keepalive's watch says next; never, without one.
+async fn keepalive_due(watch: &mut Option<Watch>) -> Due {
+    match watch {
+        Some(watch) => watch.due().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Answers of calls that completed at once, held back to leave in one write.

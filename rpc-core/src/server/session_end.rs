@@ -130,38 +130,6 @@ pub(crate) async fn idle(timeout: Option<Duration>, calls: &Calls) {
     }
 }
 
-/// Completes when the client, which answers pings, has been silent for the keepalive's
-/// interval, was pinged, and stayed silent for its timeout. Never for a client that does not
-/// answer pings, or without a keepalive.
-pub(crate) async fn keepalive_lapsed(s: &Session) {
-    let Some(keepalive) = s.config.keepalive else {
-        return std::future::pending().await;
-    };
-    loop {
-        if !s.peer_answers_pings() {
-            return std::future::pending().await;
-        }
-        let heard = s.last_heard();
-        tokio::time::sleep_until(keepalive.ping_at(heard)).await;
-        if s.last_heard() != heard {
-            continue;
-        }
-        let pinged = tokio::time::Instant::now();
-        // Bounded: the sink's send waits for room in the transport, which a dead peer never
-        // makes.
-        let ping = s.sink.send(Answer::Frame(keepalive::ping_frame(0)));
-        let _ = tokio::time::timeout_at(keepalive.give_up_at(pinged), ping).await;
-        tokio::time::sleep_until(keepalive.give_up_at(pinged)).await;
-        if s.last_heard() == heard {
-            tracing::info!(
-                reason = %keepalive.lapsed(),
-                "closing a connection whose client stopped answering"
-            );
-            return;
-        }
-    }
-}
-
 /// Tells the client why the connection ends, closes our direction, and drains the client's
 /// (for a bounded time) so the kernel does not reset the connection under the last frame.
 pub(crate) async fn fail(s: &Session, receiver: &mut FrameReceiver, reason: String) {
