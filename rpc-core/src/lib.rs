@@ -25,6 +25,8 @@
 //!   carries as metadata, and what a call made inside a handler inherits (trace, deadline).
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
 //! - [`transport`]: the `rpc-transport` crate, re-exported.
+//! - [`tower`](mod@tower): tower, re-exported, with [`RetryIdempotent`](tower::RetryIdempotent);
+//!   every generated async client is a `tower::Service` of its `{Trait}Request` enum.
 //!
 //! Errors: [`RpcError`] for everything the RPC layer can fail at; an application's own errors
 //! travel inside its methods' `Result<T, E>` and are never mixed with these.
@@ -41,6 +43,7 @@ pub mod schema;
 mod server;
 mod stream;
 mod telemetry;
+pub mod tower;
 pub mod wire;
 
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions};
@@ -69,6 +72,11 @@ pub mod __private {
         DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
     };
     pub use crate::stream::{BlockingStreaming, StreamPlaceholder, Streaming};
+    pub use crate::tower::{CallFuture, IdempotentRequest};
+    pub use ::core::fmt::{Formatter, Result as FmtResult};
+    pub use ::core::pin::Pin;
+    pub use ::core::task::{Context as TaskContext, Poll};
+    pub use ::tower;
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;

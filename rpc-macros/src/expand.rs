@@ -47,11 +47,13 @@ pub fn expand(service: &Service<'_>, krate: &TokenStream) -> TokenStream {
     let async_client = client(service, Flavor::Async, &p);
     let blocking_client = client(service, Flavor::Blocking, &p);
     let server = server(service, &p);
+    let tower = crate::tower::expand(service, &client_name(service), &p);
     quote! {
         #tr
         #async_client
         #blocking_client
         #server
+        #tower
     }
 }
 
