@@ -73,18 +73,17 @@ pub mod __private {
     };
     pub use crate::stream::{BlockingStreaming, StreamPlaceholder, Streaming};
     pub use crate::tower::{CallFuture, IdempotentRequest};
-    pub use ::core::fmt::{Formatter, Result as FmtResult};
-    pub use ::core::pin::Pin;
-    pub use ::core::task::{Context as TaskContext, Poll};
-    pub use ::tower;
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;
+    pub use ::core::fmt::{Formatter, Result as FmtResult};
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};
     pub use ::core::mem::drop;
     pub use ::core::option::Option::{self, None, Some};
+    pub use ::core::pin::Pin;
     pub use ::core::result::Result::{self, Err, Ok};
+    pub use ::core::task::{Context as TaskContext, Poll};
     pub use ::core::time::Duration;
     pub use ::serde_bytes::{ByteBuf, Bytes};
     pub use ::std::boxed::Box;
@@ -92,6 +91,7 @@ pub mod __private {
     pub use ::std::string::String;
     pub use ::std::sync::{Arc, OnceLock};
     pub use ::std::vec::Vec;
+    pub use ::tower;
     pub use rpc_transport::{BlockingConnection, Connection};
 
     /// A type that can be an argument or return value of a service method: the generated

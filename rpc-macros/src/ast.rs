@@ -65,7 +65,9 @@ impl Method<'_> {
             }
         }
         // `Self` is a keyword, and an identifier cannot start with a digit.
-        if variant.is_empty() || variant == "Self" || variant.starts_with(|c: char| c.is_ascii_digit())
+        if variant.is_empty()
+            || variant == "Self"
+            || variant.starts_with(|c: char| c.is_ascii_digit())
         {
             variant.insert_str(0, "Call");
         }
@@ -74,7 +76,9 @@ impl Method<'_> {
 
     /// Whether the method streams either way (such methods have no request variant).
     pub fn streams(&self) -> bool {
-        self.args.iter().any(|arg| crate::types::stream_item(arg.ty).is_some())
+        self.args
+            .iter()
+            .any(|arg| crate::types::stream_item(arg.ty).is_some())
             || self.output.and_then(crate::types::stream_item).is_some()
     }
 
@@ -122,12 +126,42 @@ mod tests {
     #[test]
     fn variant_names_are_upper_camel_case() {
         let variant = |method: syn::TraitItemFn| super::Method::from_syn(&method).variant_name();
-        assert_eq!(variant(syn::parse_quote!(async fn get_item(&self);)), "GetItem");
-        assert_eq!(variant(syn::parse_quote!(async fn GetItem(&self);)), "GetItem");
-        assert_eq!(variant(syn::parse_quote!(async fn r#type(&self);)), "Type");
-        assert_eq!(variant(syn::parse_quote!(async fn __add_2(&self);)), "Add2");
-        assert_eq!(variant(syn::parse_quote!(async fn self_(&self);)), "CallSelf");
-        assert_eq!(variant(syn::parse_quote!(async fn x_1(&self);)), "X1");
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn get_item(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn GetItem(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn r#type(&self);
+            )),
+            "Type"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn __add_2(&self);
+            )),
+            "Add2"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn self_(&self);
+            )),
+            "CallSelf"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn x_1(&self);
+            )),
+            "X1"
+        );
     }
 }
 

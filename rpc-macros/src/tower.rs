@@ -78,11 +78,23 @@ fn owned(kind: ArgKind<'_>, p: &TokenStream) -> TokenStream {
 }
 
 /// `where for<'__rpc> T: bound` for each type of the methods without `#[cfg]`.
-fn bounds<'a>(types: impl Iterator<Item = (&'a Variant<'a>, TokenStream)>, bound: TokenStream) -> TokenStream {
+fn bounds<'a>(
+    types: impl Iterator<Item = (&'a Variant<'a>, TokenStream)>,
+    bound: TokenStream,
+) -> TokenStream {
+    let predicates = predicates(types, bound);
+    quote!(where #predicates)
+}
+
+/// The predicates of [`bounds`], each followed by a comma.
+fn predicates<'a>(
+    types: impl Iterator<Item = (&'a Variant<'a>, TokenStream)>,
+    bound: TokenStream,
+) -> TokenStream {
     let predicates = types
         .filter(|(variant, _)| variant.method.cfgs.is_empty())
         .map(|(_, ty)| quote!(for<'__rpc> #ty: #bound,));
-    quote!(where #(#predicates)*)
+    quote!(#(#predicates)*)
 }
 
 /// Everything generated for tower.
@@ -98,7 +110,10 @@ pub fn expand(service: &Service<'_>, client: &Ident, p: &TokenStream) -> TokenSt
         .collect();
     let request_enum = request_enum(service, &request, client, &variants, p);
     let response_enum = response_enum(service, &response, &request, &variants, p);
-    let service_impl = service_impl(&request, &response, client, &variants, p);
+    // The client's methods exist under the wire bounds: the impl repeats them, so a type
+    // without serde's traits is reported once, at the user's type.
+    let wire_bounds = crate::expand::wire_bounds(&service.methods, p);
+    let service_impl = service_impl(&request, &response, client, &variants, wire_bounds, p);
     quote! {
         #request_enum
         #response_enum
@@ -160,18 +175,35 @@ fn request_enum(
             .iter()
             .flat_map(|v| v.types.iter().map(move |ty| (v, ty.clone())))
     };
-    let clone = clone_impl(request, false, variants, bounds(field_types(), quote!(#p::Clone)), p, |v| {
-        let name = &v.name;
-        let fields = &v.fields;
-        let bindings = &v.bindings;
-        quote!(#request::#name { #(#fields: #p::Clone::clone(#bindings)),* })
-    });
-    let debug = debug_impl(request, false, variants, bounds(field_types(), quote!(#p::Debug)), p, |v| {
-        let name = v.name.to_string();
-        let fields = v.fields.iter().map(|f| syn::ext::IdentExt::unraw(*f).to_string());
-        let bindings = &v.bindings;
-        quote!(__rpc_f.debug_struct(#name)#(.field(#fields, #bindings))*.finish())
-    });
+    let clone = clone_impl(
+        request,
+        false,
+        variants,
+        bounds(field_types(), quote!(#p::Clone)),
+        p,
+        |v| {
+            let name = &v.name;
+            let fields = &v.fields;
+            let bindings = &v.bindings;
+            quote!(#request::#name { #(#fields: #p::Clone::clone(#bindings)),* })
+        },
+    );
+    let debug = debug_impl(
+        request,
+        false,
+        variants,
+        bounds(field_types(), quote!(#p::Debug)),
+        p,
+        |v| {
+            let name = v.name.to_string();
+            let fields = v
+                .fields
+                .iter()
+                .map(|f| syn::ext::IdentExt::unraw(*f).to_string());
+            let bindings = &v.bindings;
+            quote!(__rpc_f.debug_struct(#name)#(.field(#fields, #bindings))*.finish())
+        },
+    );
     quote! {
         #[doc = #doc]
         #[allow(clippy::large_enum_variant)]
@@ -232,14 +264,28 @@ fn response_enum(
         quote!(#(#cfgs)* #(#lints)* #[doc = #doc] #deprecated #name(#output),)
     });
     let outputs = || variants.iter().map(|v| (v, v.output()));
-    let clone = clone_impl(response, true, variants, bounds(outputs(), quote!(#p::Clone)), p, |v| {
-        let name = &v.name;
-        quote!(#response::#name(#p::Clone::clone(__rpc_out)))
-    });
-    let debug = debug_impl(response, true, variants, bounds(outputs(), quote!(#p::Debug)), p, |v| {
-        let name = v.name.to_string();
-        quote!(__rpc_f.debug_tuple(#name).field(__rpc_out).finish())
-    });
+    let clone = clone_impl(
+        response,
+        true,
+        variants,
+        bounds(outputs(), quote!(#p::Clone)),
+        p,
+        |v| {
+            let name = &v.name;
+            quote!(#response::#name(#p::Clone::clone(__rpc_out)))
+        },
+    );
+    let debug = debug_impl(
+        response,
+        true,
+        variants,
+        bounds(outputs(), quote!(#p::Debug)),
+        p,
+        |v| {
+            let name = v.name.to_string();
+            quote!(__rpc_f.debug_tuple(#name).field(__rpc_out).finish())
+        },
+    );
     quote! {
         #[doc = #doc]
         #[allow(clippy::large_enum_variant)]
@@ -322,6 +368,7 @@ fn service_impl(
     response: &Ident,
     client: &Ident,
     variants: &[Variant<'_>],
+    wire_bounds: TokenStream,
     p: &TokenStream,
 ) -> TokenStream {
     let arms = variants.iter().map(|v| {
@@ -329,12 +376,16 @@ fn service_impl(
         let name = &v.name;
         let method = v.method.name;
         let pattern = v.pattern(false);
-        let args = v.kinds.iter().zip(&v.bindings).map(|(kind, binding)| match kind {
-            ArgKind::Owned(_) | ArgKind::ByteVec | ArgKind::Stream(_) => quote!(#binding),
-            ArgKind::ByteSlice | ArgKind::Str | ArgKind::Slice(_) | ArgKind::Ref(_) => {
-                quote!(&#binding)
-            }
-        });
+        let args = v
+            .kinds
+            .iter()
+            .zip(&v.bindings)
+            .map(|(kind, binding)| match kind {
+                ArgKind::Owned(_) | ArgKind::ByteVec | ArgKind::Stream(_) => quote!(#binding),
+                ArgKind::ByteSlice | ArgKind::Str | ArgKind::Slice(_) | ArgKind::Ref(_) => {
+                    quote!(&#binding)
+                }
+            });
         quote! {
             #(#cfgs)*
             #request::#pattern => #p::Box::pin(async move {
@@ -346,12 +397,12 @@ fn service_impl(
         .iter()
         .flat_map(|v| v.types.iter().map(move |ty| (v, ty.clone())))
         .chain(variants.iter().map(|v| (v, v.output())));
-    let bounds = bounds(sendable, quote!(#p::Send + #p::Sync + 'static));
+    let sendable = predicates(sendable, quote!(#p::Send + #p::Sync + 'static));
     quote! {
         /// Calls the method a request names, on a clone of this client. Always ready: calls
         /// share the connection, and the client bounds how many are in flight itself (see
         /// `rpc_core::tower`).
-        impl #p::tower::Service<#request> for #client #bounds {
+        impl #p::tower::Service<#request> for #client #wire_bounds #sendable {
             type Response = #response;
             type Error = #p::RpcError;
             type Future = #p::CallFuture<#response>;
