@@ -121,50 +121,6 @@ impl<'a> Service<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn variant_names_are_upper_camel_case() {
-        let variant = |method: syn::TraitItemFn| super::Method::from_syn(&method).variant_name();
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn get_item(&self);
-            )),
-            "GetItem"
-        );
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn GetItem(&self);
-            )),
-            "GetItem"
-        );
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn r#type(&self);
-            )),
-            "Type"
-        );
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn __add_2(&self);
-            )),
-            "Add2"
-        );
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn self_(&self);
-            )),
-            "CallSelf"
-        );
-        assert_eq!(
-            variant(syn::parse_quote!(
-                async fn x_1(&self);
-            )),
-            "X1"
-        );
-    }
-}
-
 impl<'a> Method<'a> {
     fn from_syn(method: &'a TraitItemFn) -> Self {
         let args = method
@@ -220,5 +176,49 @@ impl<'a> Method<'a> {
             rpc,
             attr_errors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn variant_names_are_upper_camel_case() {
+        let variant = |method: syn::TraitItemFn| super::Method::from_syn(&method).variant_name();
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn get_item(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn GetItem(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn r#type(&self);
+            )),
+            "Type"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn __add_2(&self);
+            )),
+            "Add2"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn self_(&self);
+            )),
+            "CallSelf"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn x_1(&self);
+            )),
+            "X1"
+        );
     }
 }
