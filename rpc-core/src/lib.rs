@@ -28,6 +28,8 @@
 //!   carries as metadata, and what a call made inside a handler inherits (trace, deadline).
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
 //! - [`transport`]: the `rpc-transport` crate, re-exported.
+//! - [`tower`](mod@tower): tower, re-exported, with [`RetryIdempotent`](tower::RetryIdempotent);
+//!   every generated async client is a `tower::Service` of its `{Trait}Request` enum.
 //!
 //! Errors: [`RpcError`] for everything the RPC layer can fail at; an application's own errors
 //! travel inside its methods' `Result<T, E>` and are never mixed with these.
@@ -44,6 +46,7 @@ pub mod schema;
 mod server;
 mod stream;
 mod telemetry;
+pub mod tower;
 pub mod wire;
 
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions, ReconnectPolicy};
@@ -72,14 +75,18 @@ pub mod __private {
         DispatchError, HandlerFuture, Reply, Request, Service, encode_reply, encode_stream_reply,
     };
     pub use crate::stream::{BlockingStreaming, StreamPlaceholder, Streaming};
+    pub use crate::tower::{CallFuture, IdempotentRequest};
     pub use ::core::clone::Clone;
     pub use ::core::default::Default;
     pub use ::core::fmt::Debug;
+    pub use ::core::fmt::{Formatter, Result as FmtResult};
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};
     pub use ::core::mem::drop;
     pub use ::core::option::Option::{self, None, Some};
+    pub use ::core::pin::Pin;
     pub use ::core::result::Result::{self, Err, Ok};
+    pub use ::core::task::{Context as TaskContext, Poll};
     pub use ::core::time::Duration;
     pub use ::serde_bytes::{ByteBuf, Bytes};
     pub use ::std::boxed::Box;
@@ -87,6 +94,7 @@ pub mod __private {
     pub use ::std::string::String;
     pub use ::std::sync::{Arc, OnceLock};
     pub use ::std::vec::Vec;
+    pub use ::tower;
     pub use rpc_transport::{BlockingConnection, Connection};
 
     /// A type that can be an argument or return value of a service method: the generated

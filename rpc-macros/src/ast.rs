@@ -53,6 +53,35 @@ impl Method<'_> {
             .map_or_else(|| self.rust_name(), |lit| lit.value())
     }
 
+    /// The name of the method's variant in `{Trait}Request` and `{Trait}Response`: the Rust
+    /// name in UpperCamelCase (`get_item` and `GetItem` give `GetItem`).
+    pub fn variant_name(&self) -> String {
+        let mut variant = String::new();
+        for part in self.rust_name().split('_').filter(|part| !part.is_empty()) {
+            let mut chars = part.chars();
+            if let Some(first) = chars.next() {
+                variant.extend(first.to_uppercase());
+                variant.push_str(chars.as_str());
+            }
+        }
+        // `Self` is a keyword, and an identifier cannot start with a digit.
+        if variant.is_empty()
+            || variant == "Self"
+            || variant.starts_with(|c: char| c.is_ascii_digit())
+        {
+            variant.insert_str(0, "Call");
+        }
+        variant
+    }
+
+    /// Whether the method streams either way (such methods have no request variant).
+    pub fn streams(&self) -> bool {
+        self.args
+            .iter()
+            .any(|arg| crate::types::stream_item(arg.ty).is_some())
+            || self.output.and_then(crate::types::stream_item).is_some()
+    }
+
     /// The wire id: `#[rpc(id)]`, else derived from the wire name.
     pub fn wire_id(&self) -> u32 {
         self.rpc
@@ -147,5 +176,49 @@ impl<'a> Method<'a> {
             rpc,
             attr_errors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn variant_names_are_upper_camel_case() {
+        let variant = |method: syn::TraitItemFn| super::Method::from_syn(&method).variant_name();
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn get_item(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn GetItem(&self);
+            )),
+            "GetItem"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn r#type(&self);
+            )),
+            "Type"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn __add_2(&self);
+            )),
+            "Add2"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn self_(&self);
+            )),
+            "CallSelf"
+        );
+        assert_eq!(
+            variant(syn::parse_quote!(
+                async fn x_1(&self);
+            )),
+            "X1"
+        );
     }
 }

@@ -47,11 +47,13 @@ pub fn expand(service: &Service<'_>, krate: &TokenStream) -> TokenStream {
     let async_client = client(service, Flavor::Async, &p);
     let blocking_client = client(service, Flavor::Blocking, &p);
     let server = server(service, &p);
+    let tower = crate::tower::expand(service, &client_name(service), &p);
     quote! {
         #tr
         #async_client
         #blocking_client
         #server
+        #tower
     }
 }
 
@@ -99,7 +101,7 @@ fn rewritten_trait(service: &Service<'_>, p: &TokenStream) -> TokenStream {
 /// bounds, so a type without serde's traits is reported at the user's type, once (rustc drops
 /// identical diagnostics), saying what to derive, and nothing inside the items complains again.
 /// Types that mention a lifetime are left out: a where clause cannot name an elided one.
-fn wire_bounds<'a>(
+pub fn wire_bounds<'a>(
     methods: impl IntoIterator<Item = &'a Method<'a>>,
     p: &TokenStream,
 ) -> TokenStream {

@@ -5,9 +5,10 @@
 //! - `ast.rs` (with `attr.rs` for `#[rpc(...)]`): parse the trait into `ast::Service`, keeping
 //!   references to the user's tokens;
 //! - `valid.rs`: check every rule, collecting all mistakes so one build shows them all;
-//! - `expand.rs` (with `types.rs`, how each argument type travels): generate the code (or,
-//!   when validation failed, the trait as written plus the errors, so a mistake gives one
-//!   error and not a cascade).
+//! - `expand.rs` (with `types.rs`, how each argument type travels, and `tower.rs`, the
+//!   request and response enums and the client's `tower::Service` impl): generate the code
+//!   (or, when validation failed, the trait as written plus the errors, so a mistake gives
+//!   one error and not a cascade).
 //!
 //! Generated code names only absolute paths (`::rpc_core::__private::...`, or the path given
 //! with `#[service(crate = "...")]`), so it works in a `#![no_implicit_prelude]` module.
@@ -15,6 +16,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod tower;
 mod types;
 mod valid;
 

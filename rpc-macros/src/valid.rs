@@ -47,6 +47,7 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
     let mut seen: HashMap<String, &syn::Ident> = HashMap::new();
     let mut wire_names: HashMap<String, &Method<'_>> = HashMap::new();
     let mut ids: HashMap<u32, &Method<'_>> = HashMap::new();
+    let mut variants: HashMap<String, &Method<'_>> = HashMap::new();
     for method in &service.methods {
         check_method(method, &mut errors);
         let name = method.name.to_string();
@@ -75,6 +76,19 @@ pub fn validate(service: &Service<'_>) -> Vec<Error> {
                 ),
             ));
             continue;
+        }
+        let variant = method.variant_name();
+        if !method.streams()
+            && let Some(first) = variants.insert(variant.clone(), method)
+        {
+            errors.push(Error::new_spanned(
+                method.name,
+                format!(
+                    "methods `{}` and `{name}` would both be the variant `{variant}` of `{}Request`; rename one (keeping its wire name with `#[rpc(name = \"...\")]`)",
+                    first.name,
+                    service.name()
+                ),
+            ));
         }
         let id = method.wire_id();
         if let Some(first) = ids.insert(id, method) {
