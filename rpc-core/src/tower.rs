@@ -155,15 +155,9 @@ impl RetryIdempotent {
     }
 
     /// Whether `error` means the call never reached a working server, or its connection
-    /// broke: safe to make again for an idempotent method.
+    /// broke: safe to make again for an idempotent method ([`RpcError::is_retryable`]).
     pub fn is_retryable(error: &RpcError) -> bool {
-        matches!(
-            error,
-            RpcError::Disconnected { .. }
-                | RpcError::Connect { .. }
-                | RpcError::ShuttingDown
-                | RpcError::TooManyConnections { .. }
-        )
+        error.is_retryable()
     }
 }
 

@@ -164,13 +164,13 @@ where
 /// that never reached a working server, after tower's backoff, and only if the backoff ends
 /// before the call's deadline.
 #[derive(Clone)]
-struct RetryIdempotent {
+struct RetryWithinDeadline {
     idempotent: bool,
     deadline: Option<Instant>,
     backoff: ExponentialBackoff,
 }
 
-impl<'a, A: ?Sized, R> Policy<Attempt<'a, A>, R, RpcError> for RetryIdempotent {
+impl<'a, A: ?Sized, R> Policy<Attempt<'a, A>, R, RpcError> for RetryWithinDeadline {
     type Future = tokio::time::Sleep;
 
     fn retry(
@@ -218,7 +218,7 @@ where
         .policy()
         .expect("a route that connects again has a policy");
     let idempotent = policy.retry_idempotent && schema.method(method).is_some_and(|m| m.idempotent);
-    let retry = RetryIdempotent {
+    let retry = RetryWithinDeadline {
         idempotent,
         deadline,
         backoff: policy.make_backoff()?,
