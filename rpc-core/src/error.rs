@@ -224,9 +224,13 @@ impl RpcError {
         }
     }
 
-    /// Whether a call that failed with this error never reached a working server (the
-    /// connection broke, could not be made, or its server was going away), so an idempotent
-    /// method may be called again elsewhere or later.
+    /// Whether an *idempotent* method that failed with this error may be called again
+    /// elsewhere or later: the connection broke, could not be made, or its server was going
+    /// away.
+    ///
+    /// It does not say the call never ran: a `Disconnected` call (the connection broke, or the
+    /// keepalive gave it up, after the request went out) may have run to its end on the
+    /// server, its reply lost. Never call a non-idempotent method again on this alone.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -435,7 +435,7 @@ impl Client {
                 .acquire_owned()
                 .await
                 .map_err(|_| RpcError::disconnected("the client's connection is closing"))?;
-            let reply = shared.pending.register(call_id)?;
+            let mut reply = shared.pending.register(call_id)?;
             let mut guard = CallGuard {
                 shared,
                 method,
@@ -446,10 +446,31 @@ impl Client {
             };
             // With other calls in flight, more requests are about to go: write them together.
             let linger = shared.pending.len() > 1;
-            let sent = shared
+            let send = shared
                 .sender
-                .send_with(request.len(), |out| request.write(out), linger)
-                .await;
+                .send_with(request.len(), |out| request.write(out), linger);
+            tokio::pin!(send);
+            // A write can wait for ever on a dead peer whose buffers are full: when the reader
+            // gives the connection up meanwhile (the keepalive lapsed), so does this call.
+            let sent = tokio::select! {
+                biased;
+                sent = &mut send => sent,
+                early = &mut reply => match early {
+                    // The reply came while this task still writes other calls' requests (it
+                    // is the outbox's writer): they must not be cut short.
+                    Ok(Ok(frame)) => {
+                        let _ = send.await;
+                        guard.done = true;
+                        return Ok(frame);
+                    }
+                    ended => {
+                        guard.done = true;
+                        return ended.unwrap_or_else(|_| {
+                            Err(RpcError::disconnected("the connection's reader stopped"))
+                        });
+                    }
+                },
+            };
             sent.map_err(|e| {
                 if misuse::is_runtime_shutdown(&e) {
                     shared.pending.close_runtime_gone();

@@ -145,7 +145,10 @@ where
     fn call(&mut self, attempt: Attempt<'a, A>) -> Self::Future {
         let client = self.client.clone();
         Box::pin(async move {
-            let shared = client.route.session(attempt.deadline).await?;
+            let shared = client
+                .route
+                .session(attempt.method, attempt.deadline)
+                .await?;
             match attempt.deadline {
                 None => client.call_on(&shared, attempt.method, attempt.args).await,
                 Some(deadline) => {

@@ -65,13 +65,28 @@ impl Route {
         }
     }
 
-    /// A working connection for the next call: the one there is, one made again (unless the
-    /// backoff says not yet), or the replica the balancer picks, by `deadline`.
-    pub(crate) async fn session(&self, deadline: Option<Instant>) -> Result<Arc<Shared>, RpcError> {
-        match self {
-            Route::Fixed(shared) => Ok(shared.clone()),
-            Route::Reconnecting(dialer) => dialer.session().await,
-            Route::Balanced(balanced) => balanced.pick(deadline).await,
+    /// A working connection for the next call of `method`: the one there is, one made again
+    /// (unless the backoff says not yet), or the replica the balancer picks, by `deadline`.
+    /// Making a connection again is bounded by the call's deadline, not only by the (longer)
+    /// connect timeout: the call then fails with `DeadlineExceeded`.
+    pub(crate) async fn session(
+        &self,
+        method: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Shared>, RpcError> {
+        match (self, deadline) {
+            (Route::Fixed(shared), _) => Ok(shared.clone()),
+            (Route::Reconnecting(dialer), None) => dialer.session().await,
+            (Route::Reconnecting(dialer), Some(deadline)) => {
+                tokio::time::timeout_at(deadline, dialer.session())
+                    .await
+                    .map_err(|_| RpcError::DeadlineExceeded {
+                        method: dialer.schema.method_name(method),
+                        // The caller knows the whole timeout, and says it.
+                        timeout: std::time::Duration::ZERO,
+                    })?
+            }
+            (Route::Balanced(balanced), _) => balanced.pick(deadline).await,
         }
     }
 }
@@ -85,7 +100,7 @@ pub(crate) struct Dialer {
     policy: ReconnectPolicy,
     current: std::sync::Mutex<Option<Arc<Shared>>>,
     /// Held while connecting: one attempt at a time.
-    attempts: tokio::sync::Mutex<Attempts>,
+    attempts: Arc<tokio::sync::Mutex<Attempts>>,
 }
 
 /// When the next attempt to connect may start.
@@ -111,11 +126,11 @@ impl Dialer {
             options,
             policy: policy.clone(),
             current: std::sync::Mutex::new(None),
-            attempts: tokio::sync::Mutex::new(Attempts {
+            attempts: Arc::new(tokio::sync::Mutex::new(Attempts {
                 backoff: policy.make_backoff()?,
                 not_before: None,
                 last_error: None,
-            }),
+            })),
         })
     }
 
@@ -140,11 +155,15 @@ impl Dialer {
 
     /// The working connection, or a new one: fails at once while the backoff after a failed
     /// attempt lasts, and with the attempt's error when it fails.
-    pub(crate) async fn session(&self) -> Result<Arc<Shared>, RpcError> {
+    ///
+    /// The attempt runs as a task of its own that holds the lock: a caller that gives up (its
+    /// deadline passed) does not cut it short, and the callers queued behind it see how it
+    /// ended instead of each starting another.
+    pub(crate) async fn session(self: &Arc<Self>) -> Result<Arc<Shared>, RpcError> {
         if let Some(shared) = self.live() {
             return Ok(shared);
         }
-        let mut attempts = self.attempts.lock().await;
+        let attempts = self.attempts.clone().lock_owned().await;
         if let Some(shared) = self.live() {
             return Ok(shared);
         }
@@ -160,6 +179,22 @@ impl Dialer {
                     .unwrap_or("the connection broke"),
             )));
         }
+        let dialer = self.clone();
+        tokio::spawn(async move { dialer.attempt(attempts).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(RpcError::disconnected(format_args!(
+                    "reconnecting to {}: {e}",
+                    self.address
+                )))
+            })
+    }
+
+    /// One attempt to connect, the lock on the attempts held.
+    async fn attempt(
+        &self,
+        mut attempts: tokio::sync::OwnedMutexGuard<Attempts>,
+    ) -> Result<Arc<Shared>, RpcError> {
         match Client::dial(&self.address, self.schema, &self.options).await {
             Ok(shared) => {
                 tracing::info!(address = %self.address, "reconnected");

@@ -171,7 +171,17 @@ impl Client {
     ) -> Result<Started, RpcError> {
         let timeout = protocol::call_timeout(self.schema(), &self.options, method);
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let shared = &self.route.session(deadline).await?;
+        let shared = &self
+            .route
+            .session(method, deadline)
+            .await
+            .map_err(|error| match error {
+                RpcError::DeadlineExceeded { method, .. } => RpcError::DeadlineExceeded {
+                    method,
+                    timeout: timeout.unwrap_or_default(),
+                },
+                other => other,
+            })?;
         let timeout =
             protocol::admit_call(shared.schema, &shared.compatibility, &self.options, method)?;
         let scope = CallScope::new(

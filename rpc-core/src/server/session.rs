@@ -102,6 +102,8 @@ pub(crate) async fn run(
 async fn serve(s: &Session, mut receiver: FrameReceiver) {
     let mut ready = Ready::default();
     let mut watch = s.config.keepalive.map(Watch::new);
+    // When the client last sent something other than a keepalive ping, for the idle timeout.
+    let mut active = tokio::time::Instant::now();
     loop {
         if s.ended.load(Ordering::Acquire) {
             return;
@@ -144,7 +146,7 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
                     }
                 }
             }
-            _ = idle(s.config.idle_timeout, &s.calls) => {
+            _ = idle(s.config.idle_timeout, &s.calls, active) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
                 let ready = ready.take();
                 return Box::pin(until_killed(s, async {
@@ -177,7 +179,11 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
                 .await;
             }
         };
-        let flow = match classify(frame) {
+        let incoming = classify(frame);
+        if !matches!(incoming, Incoming::Ping(_) | Incoming::Pong) {
+            active = tokio::time::Instant::now();
+        }
+        let flow = match incoming {
             Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
                 Ok(prepared) => {
                     // The handler runs right here; while it does, a takeover task may read.

@@ -116,17 +116,22 @@ pub(crate) async fn until_killed(s: &Session, work: impl Future<Output = ()>) {
     }
 }
 
-/// Completes once `timeout` has passed with no call running (restarted by the caller on
-/// every frame); never without a timeout.
-pub(crate) async fn idle(timeout: Option<Duration>, calls: &Calls) {
+/// Completes once `timeout` has passed since the client was last `active` (a frame other than
+/// a keepalive's ping or pong) with no call running; never without a timeout.
+pub(crate) async fn idle(timeout: Option<Duration>, calls: &Calls, active: tokio::time::Instant) {
     let Some(timeout) = timeout else {
         return std::future::pending().await;
     };
+    let mut at = active.checked_add(timeout);
     loop {
-        tokio::time::sleep(timeout).await;
+        match at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => return std::future::pending().await,
+        }
         if calls.len() == 0 {
             return;
         }
+        at = tokio::time::Instant::now().checked_add(timeout);
     }
 }
 

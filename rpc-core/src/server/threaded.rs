@@ -156,8 +156,12 @@ fn serve(conn: &Conn) {
             }
             Err(error) => return fail(conn, &mut receiver, error.to_string()),
         };
-        last_frame = Instant::now();
-        let prepared = match classify(frame) {
+        let incoming = classify(frame);
+        // A keepalive's ping is no activity: it must not hold an idle connection open.
+        if !matches!(incoming, Incoming::Ping(_) | Incoming::Pong) {
+            last_frame = Instant::now();
+        }
+        let prepared = match incoming {
             Incoming::Call(call) => prepare_call(&conn.call_env, &conn.calls, call, &conn.sink),
             other => match handle(conn, &mut receiver, other) {
                 Flow::Go => continue,
