@@ -166,3 +166,59 @@ async fn a_blocking_client_is_never_pinged_away() {
     .unwrap();
     assert_eq!(result.unwrap(), 3);
 }
+
+/// A hostile server floods pings and reads nothing: the client answers one at a time, so what
+/// it queues for such a server stays bounded (found by the review).
+#[tokio::test]
+async fn a_server_flooding_pings_gets_one_pong_at_a_time() {
+    use rpc_core::transport::{Listener, TransportConfig};
+    use rpc_core::wire::{self, Header, Kind, Welcome};
+
+    const PINGS: u64 = 200_000;
+    let config = TransportConfig::default();
+    let listener = Listener::bind(&"tcp://127.0.0.1:0".parse().unwrap(), &config)
+        .await
+        .unwrap();
+    let address = listener.local_address().to_string();
+    let server = tokio::spawn(async move {
+        let mut connection = listener.accept().await.unwrap();
+        let _hello = connection.recv().await.unwrap();
+        let welcome = Welcome {
+            max_frame_size: 16 << 20,
+            max_in_flight: 16,
+            schema_json: ProbeClient::schema().to_json(),
+        };
+        let header = |kind, call_id| Header {
+            kind,
+            method: 0,
+            call_id,
+        };
+        let frame = wire::message_frame(header(Kind::Welcome, 0), None, &welcome).unwrap();
+        connection.send(frame).await.unwrap();
+        for nonce in 1..=PINGS {
+            let ping = wire::message_frame(header(Kind::Ping, nonce), None, &()).unwrap();
+            connection.send(ping).await.unwrap();
+        }
+        // Now read what the client answered, until it has been quiet for a while.
+        let mut pongs = 0u64;
+        while let Ok(Ok(Some(frame))) =
+            tokio::time::timeout(Duration::from_millis(500), connection.recv()).await
+        {
+            let kind = wire::Header::parse(frame.payload()).unwrap().header.kind;
+            if kind == Kind::Pong {
+                pongs += 1;
+            }
+        }
+        pongs
+    });
+    let probe = client(&address, None).await;
+    let pongs = bounded(RELAY_WAIT * 3, "the ping flood", server)
+        .await
+        .unwrap();
+    assert!(pongs >= 1, "the client never answered");
+    assert!(
+        pongs < PINGS,
+        "{pongs} pongs for {PINGS} pings: every ping got its own queued answer"
+    );
+    drop(probe);
+}

@@ -2,6 +2,7 @@
 //! by call id, answers the server's pings, and pings a silent server under a keepalive.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
@@ -24,6 +25,7 @@ pub(super) async fn read_replies(
     keepalive: Option<Keepalive>,
 ) {
     let alive = misuse::ReaderAlive::new(pending);
+    let pong_pending = Arc::new(AtomicBool::new(false));
     let mut watch = keepalive.map(keepalive::Watch::new);
     let reason = loop {
         let received = match watch.as_mut() {
@@ -40,7 +42,7 @@ pub(super) async fn read_replies(
                         received
                     }
                     Err(keepalive::Due::Ping(ping)) => {
-                        send_bounded(&sender, ping, watch.timeout());
+                        send_bounded(&sender, ping, watch.timeout(), || {});
                         continue;
                     }
                     Err(keepalive::Due::Lapsed) => {
@@ -82,8 +84,15 @@ pub(super) async fn read_replies(
                 }
             }
             Kind::Ping => {
-                let pong = keepalive::pong_frame(header.call_id);
-                send_bounded(&sender, pong, PONG_WITHIN);
+                // One pong at a time: a server that floods pings and never reads gets no more
+                // than one answer queued (one says the client is alive as well as many).
+                if !pong_pending.swap(true, Ordering::AcqRel) {
+                    let pong = keepalive::pong_frame(header.call_id);
+                    let done = pong_pending.clone();
+                    send_bounded(&sender, pong, PONG_WITHIN, move || {
+                        done.store(false, Ordering::Release)
+                    });
+                }
             }
             Kind::Pong => {}
             other => break format!("the server sent an unexpected {other:?} frame"),
@@ -98,9 +107,16 @@ const PONG_WITHIN: Duration = Duration::from_secs(10);
 
 /// Sends `frame` from a task of its own (the reader must not wait on a full transport), given
 /// up after `within` so that a dead link does not keep the task, and the connection, alive.
-fn send_bounded(sender: &Arc<Outbox>, frame: rpc_transport::Frame, within: Duration) {
+/// `then` runs once the frame is written or given up.
+fn send_bounded(
+    sender: &Arc<Outbox>,
+    frame: rpc_transport::Frame,
+    within: Duration,
+    then: impl FnOnce() + Send + 'static,
+) {
     let sender = sender.clone();
     tokio::spawn(async move {
         let _ = tokio::time::timeout(within, sender.send(frame)).await;
+        then();
     });
 }
