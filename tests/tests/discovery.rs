@@ -85,3 +85,68 @@ async fn a_name_that_does_not_resolve_fails_with_resolve() {
         "{refused:?}"
     );
 }
+
+/// `dns+tls://NAME:PORT` verifies each replica's certificate for NAME, not for the address it
+/// resolved to: a certificate naming only `localhost` is accepted for `dns+tls://localhost`
+/// (whose replica is 127.0.0.1), and one naming another host is refused.
+#[tokio::test]
+async fn dns_tls_verifies_replicas_for_the_name() {
+    use rpc_core::{TlsClientSettings, TlsServerSettings};
+    use rpc_tests::TestPki;
+    use rpc_tests::pki::Validity;
+
+    let pki = TestPki::new();
+    let serve = |names: &[&str], file: &str| {
+        let pair = pki.issue_server(file, names, Validity::Current);
+        TlsServerSettings::from_pem_files(&pair.certificate, &pair.key).unwrap()
+    };
+    let client_options = || {
+        ClientOptions::default()
+            .connect_timeout(Duration::from_secs(5))
+            .transport_setting(TlsClientSettings::from_ca_file(pki.ca_file()).unwrap())
+    };
+    // A certificate for the name only (no IP address in it).
+    let handle = Server::new()
+        .transport_setting(serve(&["localhost"], "name-only"))
+        .start(
+            ProbeServer::new(ProbeImpl::default()),
+            &["tls://127.0.0.1:0"],
+        )
+        .await
+        .unwrap();
+    let port = handle
+        .local_address()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let probe = ProbeClient::connect_with(&format!("dns+tls://localhost:{port}"), client_options())
+        .await
+        .expect("the certificate names localhost");
+    assert_eq!(probe.add(40, 2).await.unwrap(), 42);
+    // The same replica by its address fails: the certificate does not name 127.0.0.1.
+    let by_address =
+        ProbeClient::connect_with(&format!("tls://127.0.0.1:{port}"), client_options()).await;
+    assert!(by_address.is_err(), "{by_address:?}");
+    handle.shutdown().await;
+
+    // A certificate for another host is refused through the name as well.
+    let other = Server::new()
+        .transport_setting(serve(&["other.test"], "other"))
+        .start(
+            ProbeServer::new(ProbeImpl::default()),
+            &["tls://127.0.0.1:0"],
+        )
+        .await
+        .unwrap();
+    let port = other.local_address().rsplit(':').next().unwrap().to_owned();
+    let refused =
+        ProbeClient::connect_with(&format!("dns+tls://localhost:{port}"), client_options()).await;
+    match refused {
+        Err(RpcError::Connect { source, .. }) => {
+            assert!(source.to_string().contains("localhost"), "{source}")
+        }
+        other => panic!("expected a refused certificate, got {other:?}"),
+    }
+    other.shutdown().await;
+}
