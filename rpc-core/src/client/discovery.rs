@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::LookupIpStrategy;
 use rpc_transport::{TlsClientSettings, TransportError};
@@ -43,6 +43,8 @@ use crate::schema::ServiceSchema;
 const SOONEST_RERESOLVE: Duration = Duration::from_millis(500);
 /// The latest a name is resolved again, whatever its TTL.
 const LATEST_RERESOLVE: Duration = Duration::from_secs(300);
+/// Connections to replicas being made at once (a name may resolve to very many addresses).
+const DIALS_AT_ONCE: usize = 32;
 /// How often replicas that are down are tried again between resolutions (each within its
 /// own backoff).
 const RETRY_DOWN: Duration = Duration::from_millis(250);
@@ -82,18 +84,32 @@ fn parse(address: &str) -> Result<Target, RpcError> {
             ));
         }
     };
-    let (name, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("expected NAME:PORT after the scheme"))?;
+    // NAME:PORT, or [IPV6]:PORT.
+    let (name, port) = match rest.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once("]:")
+            .ok_or_else(|| invalid("expected [IPV6]:PORT"))?,
+        None => rest
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected NAME:PORT after the scheme"))?,
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) || port.is_empty() {
+        return Err(invalid("the port is not a number from 1 to 65535"));
+    }
     let port: u16 = port
         .parse()
         .map_err(|_| invalid("the port is not a number from 1 to 65535"))?;
     if port == 0 {
         return Err(invalid("port 0 names no server"));
     }
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    if name.is_empty() || name.contains(['/', '?', '#', '@']) {
-        return Err(invalid("expected a host name before the port"));
+    let bracketed = rest.starts_with('[');
+    if name.is_empty()
+        || name.contains(['/', '?', '#', '@', '[', ']'])
+        || (name.contains(':') && !bracketed)
+    {
+        return Err(invalid(
+            "expected a host name before the port (an IPv6 address in brackets)",
+        ));
     }
     Ok(Target {
         scheme,
@@ -287,8 +303,12 @@ impl Replicas {
                 let outcome = dialer.session().await;
                 (address, dialer, evicted, outcome)
             });
-        let mut first_error = None;
-        for (address, dialer, evicted, outcome) in futures_util::future::join_all(attempts).await {
+        let mut first_error: Option<RpcError> = None;
+        let outcomes: Vec<_> = futures_util::stream::iter(attempts)
+            .buffer_unordered(DIALS_AT_ONCE)
+            .collect()
+            .await;
+        for (address, dialer, evicted, outcome) in outcomes {
             match outcome {
                 Ok(_) => {
                     tracing::info!(replica = %address, name = %self.target.name, "replica added");
@@ -297,7 +317,23 @@ impl Replicas {
                     let _ = self.changes.send(Change::Insert(address, endpoint));
                 }
                 Err(error) => {
-                    first_error.get_or_insert(error);
+                    // The most telling failure: one that got past reaching the replica (a
+                    // refused certificate, say) rather than "connection refused".
+                    let unreached = |e: &RpcError| {
+                        matches!(
+                            e,
+                            RpcError::Connect {
+                                source: TransportError::Connect { .. },
+                                ..
+                            }
+                        )
+                    };
+                    if first_error
+                        .as_ref()
+                        .is_none_or(|kept| unreached(kept) && !unreached(&error))
+                    {
+                        first_error = Some(error);
+                    }
                 }
             }
         }
@@ -460,7 +496,15 @@ mod tests {
         assert_eq!(target.port, 7000);
         assert_eq!(parse("DNS+TLS://calc.test:7443").unwrap().scheme, "tls");
         assert_eq!(parse("dns+tcp://[::1]:7000").unwrap().name, "::1");
+        assert_eq!(
+            parse("dns+tcp://calc.test.:7000").unwrap().name,
+            "calc.test."
+        );
         for bad in [
+            "dns+tcp://[[::1]]]:7000",
+            "dns+tcp://calc.test:+7000",
+            "dns+tcp://::1:7000",
+            "dns+tcp://[::1]7000",
             "dns+tcp://calc.test",
             "dns+tcp://calc.test:0",
             "dns+tcp://calc.test:99999",
