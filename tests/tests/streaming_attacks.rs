@@ -243,8 +243,14 @@ async fn a_server_beyond_credit_is_refused_by_the_client() {
             schema_json: ProbeClient::schema().to_json(),
         };
         tx.send(frame(Kind::Welcome, 0, 0, &welcome)).await.unwrap();
-        let request = rx.recv().await.unwrap().unwrap();
-        let h = Header::parse(request.payload()).unwrap().header;
+        // The request (after the client's keepalive ping, which announces it answers pings).
+        let h = loop {
+            let frame = rx.recv().await.unwrap().unwrap();
+            let header = Header::parse(frame.payload()).unwrap().header;
+            if header.kind == Kind::Request {
+                break header;
+            }
+        };
         let mut sent = 0;
         for i in 0..frames {
             let item = frame(Kind::StreamItem, h.method, h.call_id, &(i as u8 % 100));
