@@ -247,6 +247,12 @@ impl FrameReceiver {
         self.0.as_any().downcast_ref()
     }
 
+    /// This half as one that can be looked at without waiting ([`PollFrames`](crate::PollFrames)),
+    /// on mechanisms where a look costs no system call (shared memory); `None` on the others.
+    pub fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
+        self.0.as_poll()
+    }
+
     /// This half as a [`BlockingReceiver`], for transports that serve best from a dedicated
     /// thread (shared memory); the half itself, unchanged, for the others.
     #[allow(clippy::result_large_err)] // hands the half back unchanged, by design

@@ -70,8 +70,12 @@ mod mq;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
+mod poll;
+#[cfg(not(loom))]
 mod registry;
 pub mod shm;
+#[cfg(not(loom))]
+pub mod spin;
 #[cfg(not(loom))]
 mod stream;
 #[cfg(not(loom))]
@@ -105,6 +109,8 @@ pub use listener::{Listener, connect};
 #[cfg(not(loom))]
 pub use pipe::{REAP_GRACE, spawn, spawn_blocking};
 #[cfg(not(loom))]
+#[cfg(not(loom))]
+pub use poll::{PollFrames, Wakeup};
 pub use registry::{register, supported_forms};
 #[cfg(not(loom))]
 pub use stream::framed;

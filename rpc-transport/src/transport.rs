@@ -216,6 +216,12 @@ pub trait ReceiveFrames: Send + Sync + IntoDynReceive + 'static {
         Box::pin(async move { while let Ok(Some(_)) = self.recv().await {} })
     }
 
+    /// This half as one that can be looked at without waiting, for mechanisms where a look
+    /// costs no system call (shared memory); `None` (the default) for the others.
+    fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
+        None
+    }
+
     /// This half for a dedicated thread; see [`SendFrames::into_blocking`].
     #[allow(clippy::type_complexity)]
     fn into_blocking(

@@ -408,7 +408,15 @@ async fn clients_of_a_stopped_server_give_up_in_time_and_leave_nothing() {
         "failed {:?} after the kill: {error}",
         killed.elapsed()
     );
-    assert!(error.to_string().contains("before welcoming us"), "{error}");
+    // Usually the transport's welcome never came; on a loaded machine the server may have
+    // welcomed the transport connection before the stop took hold, and then the RPC handshake
+    // is what the kill cuts short. Either way the client is told the server went away.
+    let error = error.to_string();
+    assert!(
+        error.contains("before welcoming us")
+            || error.contains("the server closed the connection during the handshake"),
+        "{error}"
+    );
     assert!(recorded(&ledger, server.pid()).is_empty());
 }
 

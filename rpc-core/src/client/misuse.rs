@@ -95,11 +95,6 @@ impl ReaderAlive {
         ReaderAlive(Some(pending))
     }
 
-    /// The calls waiting for replies.
-    pub(crate) fn pending(&self) -> &Pending {
-        self.0.as_ref().expect("set until ended")
-    }
-
     /// The reader ended on its own: fails the calls with `Disconnected` for `reason`.
     pub(crate) fn ended(mut self, reason: &str) {
         if let Some(pending) = self.0.take() {

@@ -7,6 +7,7 @@
 
 mod blocking;
 mod blocking_stream;
+mod direct;
 mod discovery;
 mod misuse;
 mod options;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// `TooManyCalls`.
     in_flight: Arc<Semaphore>,
     reader: AbortHandle,
+    /// Set where callers read their replies themselves (shared memory).
+    direct: Option<Arc<direct::Direct>>,
     /// The transport and the server, for the call spans.
     connected: Connected,
 }
@@ -248,13 +251,23 @@ impl Client {
         }
         let pending = Arc::new(Pending::default());
         let sender = Outbox::new(sender, None);
-        let reader = tokio::spawn(reader::read_replies(
-            receiver,
-            pending.clone(),
-            sender.clone(),
-            options.keepalive,
-        ))
-        .abort_handle();
+        let dispatcher = reader::Dispatcher::new(pending.clone(), sender.clone());
+        let (reader, direct) =
+            match direct::Direct::new(receiver, dispatcher.clone(), options.transport.shm_spin) {
+                Ok(direct) => (
+                    tokio::spawn(direct::read_replies(direct.clone(), options.keepalive)),
+                    Some(direct),
+                ),
+                Err(receiver) => (
+                    tokio::spawn(reader::read_replies(
+                        receiver,
+                        dispatcher,
+                        options.keepalive,
+                    )),
+                    None,
+                ),
+            };
+        let reader = reader.abort_handle();
         Ok(Arc::new(Shared {
             schema,
             compatibility: agreed.compatibility,
@@ -266,6 +279,7 @@ impl Client {
                 agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
             )),
             reader,
+            direct,
             connected: Connected { transport, peer },
         }))
     }
@@ -446,30 +460,46 @@ impl Client {
             };
             // With other calls in flight, more requests are about to go: write them together.
             let linger = shared.pending.len() > 1;
+            // Where callers read their replies themselves, take the receiver before sending,
+            // so the reply does not wake the reader task.
+            let mut turn = shared.direct.as_ref().and_then(|direct| direct.turn());
             let send = shared
                 .sender
                 .send_with(request.len(), |out| request.write(out), linger);
             tokio::pin!(send);
+            let mut sent_at_once = None;
+            if turn.is_some() {
+                match direct::poll_once(&mut send).await {
+                    std::task::Poll::Ready(sent) => sent_at_once = Some(sent),
+                    // The write waits (a full ring): the reader task must be free to read
+                    // meanwhile, or the server, blocked writing to us, never takes it.
+                    std::task::Poll::Pending => turn = None,
+                }
+            }
             // A write can wait for ever on a dead peer whose buffers are full: when the reader
             // gives the connection up meanwhile (the keepalive lapsed), so does this call.
-            let sent = tokio::select! {
-                biased;
-                sent = &mut send => sent,
-                early = &mut reply => match early {
-                    // The reply came while this task still writes other calls' requests (it
-                    // is the outbox's writer): they must not be cut short.
-                    Ok(Ok(frame)) => {
-                        let _ = send.await;
-                        guard.done = true;
-                        return Ok(frame);
-                    }
-                    ended => {
-                        guard.done = true;
-                        return ended.unwrap_or_else(|_| {
-                            Err(RpcError::disconnected("the connection's reader stopped"))
-                        });
-                    }
-                },
+            let sent = if let Some(sent) = sent_at_once {
+                sent
+            } else {
+                tokio::select! {
+                    biased;
+                    sent = &mut send => sent,
+                    early = &mut reply => match early {
+                        // The reply came while this task still writes other calls' requests (it
+                        // is the outbox's writer): they must not be cut short.
+                        Ok(Ok(frame)) => {
+                            let _ = send.await;
+                            guard.done = true;
+                            return Ok(frame);
+                        }
+                        ended => {
+                            guard.done = true;
+                            return ended.unwrap_or_else(|_| {
+                                Err(RpcError::disconnected("the connection's reader stopped"))
+                            });
+                        }
+                    },
+                }
             };
             sent.map_err(|e| {
                 if misuse::is_runtime_shutdown(&e) {
@@ -480,9 +510,16 @@ impl Client {
                 RpcError::disconnected(format_args!("sending failed: {e}"))
             })?;
             guard.sent = true;
-            let frame = reply
-                .await
-                .unwrap_or_else(|_| Err(RpcError::disconnected("the connection's reader stopped")));
+            let read_here = match turn {
+                Some(turn) => turn.wait(&mut reply).await,
+                None => None,
+            };
+            let frame = match read_here {
+                Some(frame) => frame,
+                None => reply.await.unwrap_or_else(|_| {
+                    Err(RpcError::disconnected("the connection's reader stopped"))
+                }),
+            };
             guard.done = true;
             frame
         };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rpc_transport::FrameReceiver;
+use rpc_transport::{Frame, FrameReceiver};
 
 use super::misuse;
 use super::pending::Pending;
@@ -20,12 +20,10 @@ use crate::wire::{Header, Kind, WireError};
 /// connection up when the server stays silent (see [`Keepalive`]).
 pub(super) async fn read_replies(
     mut receiver: FrameReceiver,
-    pending: Arc<Pending>,
-    sender: Arc<Outbox>,
+    dispatcher: Dispatcher,
     keepalive: Option<Keepalive>,
 ) {
-    let alive = misuse::ReaderAlive::new(pending);
-    let pong_pending = Arc::new(AtomicBool::new(false));
+    let alive = misuse::ReaderAlive::new(dispatcher.pending.clone());
     let mut watch = keepalive.map(keepalive::Watch::new);
     let reason = loop {
         let received = match watch.as_mut() {
@@ -42,7 +40,7 @@ pub(super) async fn read_replies(
                         received
                     }
                     Err(keepalive::Due::Ping(ping)) => {
-                        send_bounded(&sender, ping, watch.timeout(), || {});
+                        send_bounded(&dispatcher.sender, ping, watch.timeout(), || {});
                         continue;
                     }
                     Err(keepalive::Due::Lapsed) => {
@@ -53,53 +51,81 @@ pub(super) async fn read_replies(
         };
         let frame = match received {
             Ok(Some(frame)) => frame,
-            Ok(None) => break "the server closed the connection".to_owned(),
+            Ok(None) => break CLOSED.to_owned(),
             Err(e) => break format!("receiving failed: {e}"),
         };
-        let header = match Header::parse(frame.payload()) {
-            Ok(parsed) => parsed.header,
-            Err(e) => break format!("the server sent a bad frame: {e}"),
-        };
-        match header.kind {
-            Kind::Error if header.call_id == 0 => {
-                let parsed = Header::parse(frame.payload()).expect("parsed above");
-                let why = crate::wire::decode::<WireError>(parsed.body, "a connection error")
-                    .map(|e| format!("the server closed the connection: {e:?}"))
-                    .unwrap_or_else(|e| e.to_string());
-                break why;
-            }
-            Kind::Response | Kind::Error => {
-                alive.pending().complete(header.call_id, Ok(frame));
-            }
-            Kind::StreamItem => {
-                if let Err(reason) = alive.pending().item(header.call_id, frame) {
-                    break reason;
-                }
-            }
-            Kind::Credit => {
-                let parsed = Header::parse(frame.payload()).expect("parsed above");
-                match crate::wire::decode::<u64>(parsed.body, "a stream's credit") {
-                    Ok(bytes) => alive.pending().grant(header.call_id, bytes),
-                    Err(e) => break e.to_string(),
-                }
-            }
-            Kind::Ping => {
-                // One pong at a time: a server that floods pings and never reads gets no more
-                // than one answer queued (one says the client is alive as well as many).
-                if !pong_pending.swap(true, Ordering::AcqRel) {
-                    let pong = keepalive::pong_frame(header.call_id);
-                    let done = pong_pending.clone();
-                    send_bounded(&sender, pong, PONG_WITHIN, move || {
-                        done.store(false, Ordering::Release)
-                    });
-                }
-            }
-            Kind::Pong => {}
-            other => break format!("the server sent an unexpected {other:?} frame"),
+        if let Err(reason) = dispatcher.dispatch(frame) {
+            break reason;
         }
     };
     tracing::debug!(%reason, "client connection ended");
     alive.ended(&reason);
+}
+
+/// Why a connection ended when the server closed it.
+pub(super) const CLOSED: &str = "the server closed the connection";
+
+/// Hands each frame from the server to whom it is for: replies and stream items to their
+/// calls, credit to streams, pings answered. Used by the reader task, and by a caller that
+/// reads the connection itself ([`super::direct`]).
+#[derive(Clone)]
+pub(super) struct Dispatcher {
+    pub(super) pending: Arc<Pending>,
+    pub(super) sender: Arc<Outbox>,
+    /// A `Pong` is being written: one at a time.
+    pong_pending: Arc<AtomicBool>,
+}
+
+impl Dispatcher {
+    pub(super) fn new(pending: Arc<Pending>, sender: Arc<Outbox>) -> Dispatcher {
+        Dispatcher {
+            pending,
+            sender,
+            pong_pending: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Hands `frame` on; `Err` with the reason when it ends the connection.
+    pub(super) fn dispatch(&self, frame: Frame) -> Result<(), String> {
+        let parsed = match Header::parse(frame.payload()) {
+            Ok(parsed) => parsed,
+            Err(e) => return Err(format!("the server sent a bad frame: {e}")),
+        };
+        let header = parsed.header;
+        match header.kind {
+            Kind::Error if header.call_id == 0 => {
+                let why = crate::wire::decode::<WireError>(parsed.body, "a connection error")
+                    .map(|e| format!("the server closed the connection: {e:?}"))
+                    .unwrap_or_else(|e| e.to_string());
+                Err(why)
+            }
+            Kind::Response | Kind::Error => {
+                self.pending.complete(header.call_id, Ok(frame));
+                Ok(())
+            }
+            Kind::StreamItem => self.pending.item(header.call_id, frame),
+            Kind::Credit => {
+                let bytes = crate::wire::decode::<u64>(parsed.body, "a stream's credit")
+                    .map_err(|e| e.to_string())?;
+                self.pending.grant(header.call_id, bytes);
+                Ok(())
+            }
+            Kind::Ping => {
+                // One pong at a time: a server that floods pings and never reads gets no more
+                // than one answer queued (one says the client is alive as well as many).
+                if !self.pong_pending.swap(true, Ordering::AcqRel) {
+                    let pong = keepalive::pong_frame(header.call_id);
+                    let done = self.pong_pending.clone();
+                    send_bounded(&self.sender, pong, PONG_WITHIN, move || {
+                        done.store(false, Ordering::Release)
+                    });
+                }
+                Ok(())
+            }
+            Kind::Pong => Ok(()),
+            other => Err(format!("the server sent an unexpected {other:?} frame")),
+        }
+    }
 }
 
 /// How long a `Pong` may wait to be written before it is given up.
@@ -108,7 +134,7 @@ const PONG_WITHIN: Duration = Duration::from_secs(10);
 /// Sends `frame` from a task of its own (the reader must not wait on a full transport), given
 /// up after `within` so that a dead link does not keep the task, and the connection, alive.
 /// `then` runs once the frame is written or given up.
-fn send_bounded(
+pub(super) fn send_bounded(
     sender: &Arc<Outbox>,
     frame: rpc_transport::Frame,
     within: Duration,

@@ -346,9 +346,8 @@ pub(crate) struct ShmReceiver {
     consumer: Consumer<RegionRing>,
     owner: Arc<LinkOwner>,
     limit: usize,
-    spin: Duration,
     bulk: BulkIn,
-    event: Option<AsyncFd<OwnedFd>>,
+    event: Option<Arc<AsyncFd<OwnedFd>>>,
     /// The last blocking receive had to sleep: no traffic lately.
     idle: bool,
     /// The last async look found a large message whose region descriptor is still on its way.
@@ -357,6 +356,8 @@ pub(crate) struct ShmReceiver {
     region_wait_since: Option<Instant>,
     /// Whether the async receive spins before it sleeps (see [`ShmReceiver::set_spinning`]).
     spinning: bool,
+    /// How long spinning has paid lately, up to `spin` (see [`crate::spin`]).
+    budget: crate::spin::SpinBudget,
 }
 
 impl ShmReceiver {
@@ -383,11 +384,11 @@ impl ShmReceiver {
             consumer,
             owner,
             limit,
-            spin,
             bulk: BulkIn::default(),
             event: None,
             idle: false,
             spinning: true,
+            budget: crate::spin::SpinBudget::new(spin),
             awaiting_region: false,
             region_wait_since: None,
         }
@@ -473,17 +474,21 @@ impl ShmReceiver {
             self.region_wait_since = None;
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
-            let spin_until = Instant::now()
-                + if self.spinning {
-                    self.spin
-                } else {
-                    Duration::ZERO
-                };
-            while Instant::now() < spin_until && !self.ready()? {
-                tokio::task::yield_now().await;
-            }
-            if self.ready()? {
-                continue;
+            let budget = if self.spinning {
+                self.budget.next()
+            } else {
+                Duration::ZERO
+            };
+            if !budget.is_zero() {
+                let started = Instant::now();
+                while started.elapsed() < budget && !self.ready()? {
+                    tokio::task::yield_now().await;
+                }
+                if self.ready()? {
+                    self.budget.hit(started.elapsed());
+                    continue;
+                }
+                self.budget.miss();
             }
             match self.consumer.announce_sleep(SLEEP_EVENTFD) {
                 Ok(true) => {}
@@ -491,19 +496,46 @@ impl ShmReceiver {
                 Err(error) => return Err(corrupt(self.link(), error)),
             }
             if !self.link().is_dead() {
-                let event = match &self.event {
-                    Some(event) => event,
-                    None => {
-                        let fd = self.link().incoming_event.try_clone()?;
-                        self.event.insert(register_event(fd)?)
-                    }
-                };
+                let event = self.event()?;
                 let mut ready = event.readable().await?;
                 drain_event(ready.get_inner());
                 ready.clear_ready();
             }
             self.consumer.end_sleep();
         }
+    }
+
+    /// The eventfd the peer signals when this side announced it sleeps, registered with the
+    /// runtime on first use.
+    fn event(&mut self) -> Result<Arc<AsyncFd<OwnedFd>>, TransportError> {
+        if let Some(event) = &self.event {
+            return Ok(event.clone());
+        }
+        let fd = self.link().incoming_event.try_clone()?;
+        Ok(self.event.insert(Arc::new(register_event(fd)?)).clone())
+    }
+
+    /// The next frame if one is in the ring, without waiting (see [`crate::PollFrames`]).
+    pub(crate) fn poll_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.awaiting_region = false;
+        self.try_recv(Duration::ZERO)
+    }
+
+    /// Asks the peer to signal the eventfd for its next record; false if one is here.
+    pub(crate) fn announce_eventfd_sleep(&mut self) -> Result<bool, TransportError> {
+        self.consumer
+            .announce_sleep(SLEEP_EVENTFD)
+            .map_err(|error| corrupt(self.link(), error))
+    }
+
+    /// Withdraws a sleep announcement.
+    pub(crate) fn end_sleep(&mut self) {
+        self.consumer.end_sleep();
+    }
+
+    /// The eventfd a sleeper waits on, shareable.
+    pub(crate) fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
+        Ok(crate::Wakeup::new(self.event()?))
     }
 
     /// Whether the peer is gone (its rendezvous socket closed).
@@ -533,18 +565,19 @@ impl ShmReceiver {
     /// Spins until a record is published or the peer dies, at most `turns` times. Only the
     /// producer's counter is read in the loop, so a record is seen within a cache-line transfer
     /// of its publication, and no clock is read.
-    fn spin(&self, turns: u32) -> Result<(), TransportError> {
+    /// True when a record came (or the peer died) within them.
+    fn spin(&self, turns: u32) -> Result<bool, TransportError> {
         for turn in 0..turns {
             match self.consumer.has_data() {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(true),
                 Ok(false) => spin_hint(),
                 Err(error) => return Err(corrupt(self.link(), error)),
             }
             if turn % 1024 == 1023 && self.link().is_dead() {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Receives on a plain thread: spins for the spin budget, then sleeps on the futex word.
@@ -562,7 +595,15 @@ impl ShmReceiver {
         if !self.idle
             && let Some(_permit) = SpinPermit::take()
         {
-            self.spin(spin_turns(self.spin))?;
+            let budget = self.budget.next();
+            if !budget.is_zero() {
+                let started = Instant::now();
+                if self.spin(spin_turns(budget))? {
+                    self.budget.hit(started.elapsed());
+                } else {
+                    self.budget.miss();
+                }
+            }
         }
         let deadline = deadline.resolve();
         loop {
@@ -593,9 +634,10 @@ impl ShmReceiver {
     }
 }
 
-/// Leave to spin: at most one spinner per CPU this process may run on. Spinning only pays when
-/// the peer runs on another CPU at the same time; with more spinners than CPUs they would
-/// take turns burning each other's time, so the others sleep at once.
+/// Leave to spin: at most one spinner per CPU this process may run on, and none while the
+/// machine is oversubscribed ([`crate::spin::oversubscribed`]). Spinning only pays when the
+/// peer runs on another CPU at the same time; with more spinners than CPUs they would take
+/// turns burning each other's time, so the others sleep at once.
 struct SpinPermit;
 
 static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -605,6 +647,9 @@ impl SpinPermit {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let cpus =
             *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if crate::spin::oversubscribed() {
+            return None;
+        }
         if SPINNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < cpus {
             Some(SpinPermit)
         } else {

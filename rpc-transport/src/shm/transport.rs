@@ -173,6 +173,10 @@ impl ReceiveFrames for ShmReceiver {
         Box::pin(ShmReceiver::drain(self))
     }
 
+    fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
+        Some(self)
+    }
+
     fn into_blocking(
         self: Box<Self>,
     ) -> Result<Box<dyn BlockingReceiveFrames>, Box<dyn ReceiveFrames>> {
@@ -347,5 +351,27 @@ mod tests {
     async fn sysv_shm_cancelled_sends_lose_and_duplicate_nothing() {
         cancelled_sends_lose_and_duplicate_nothing("sysv-shm", false).await;
         cancelled_sends_lose_and_duplicate_nothing("sysv-shm", true).await;
+    }
+}
+
+impl crate::PollFrames for ShmReceiver {
+    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.poll_frame()
+    }
+
+    fn peer_gone(&self) -> bool {
+        ShmReceiver::peer_gone(self)
+    }
+
+    fn announce_sleep(&mut self) -> Result<bool, TransportError> {
+        self.announce_eventfd_sleep()
+    }
+
+    fn end_sleep(&mut self) {
+        ShmReceiver::end_sleep(self)
+    }
+
+    fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
+        ShmReceiver::wakeup(self)
     }
 }

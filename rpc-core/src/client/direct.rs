@@ -1,0 +1,290 @@
+//! Reading replies on the caller's own task, on transports where a look at the connection
+//! costs no system call (shared memory; see [`rpc_transport::PollFrames`]).
+//!
+//! Through a reader task, a reply reaches its caller by two wake-ups: the reader's, then the
+//! caller's, and on a multi-threaded runtime the second crosses threads (a `#[tokio::main]`
+//! body runs on the main thread, the reader on a worker), which costs more than the call.
+//! Instead, a caller takes the connection's receiving half before it sends (when no other
+//! caller holds it), spins on it until its reply lands, for as long as spinning has paid lately
+//! ([`SpinBudget`]), and hands every frame it reads on as the reader task would. Meanwhile the
+//! reader task sleeps without holding the receiver; it reads whatever callers leave, and alone
+//! does so when spinning does not pay (the machine is oversubscribed, the server is slow).
+//!
+//! The handover between them follows [`rpc_transport::PollFrames`]: a caller withdraws the
+//! reader's sleep announcement while it reads and renews it (or wakes the reader) when it
+//! lets go, so no frame waits unseen.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use rpc_transport::spin::SpinBudget;
+use rpc_transport::{FrameReceiver, PollFrames, Wakeup};
+use tokio::sync::{Mutex, MutexGuard, Notify, oneshot};
+
+use super::misuse;
+use super::pending::Reply;
+use super::reader::{CLOSED, Dispatcher, send_bounded};
+use crate::keepalive::{self, Keepalive};
+
+/// How long a caller spins without giving its thread back to the runtime on a multi-threaded
+/// runtime (on a current-thread runtime it yields every few microseconds: the server may be a
+/// task of the same thread).
+const YIELD_EVERY: Duration = Duration::from_micros(20);
+
+/// How long the reader task lets the ordinary receive wait for a frame that is arriving (a
+/// large message whose region is still on its way) before it looks again.
+const ARRIVING_WAIT: Duration = Duration::from_millis(1);
+
+/// A connection whose replies its callers may read themselves.
+pub(super) struct Direct {
+    receiver: Mutex<FrameReceiver>,
+    wakeup: Wakeup,
+    dispatcher: Dispatcher,
+    /// A caller read frames since the reader task last looked: the server was heard.
+    heard: AtomicBool,
+    /// Why a caller found the connection ended, for the reader task to end it.
+    ended: std::sync::Mutex<Option<String>>,
+    /// Wakes the reader task when a caller found the connection ended.
+    ended_signal: Notify,
+    budget: std::sync::Mutex<SpinBudget>,
+}
+
+impl Direct {
+    /// Shares `receiver` (which must poll: [`FrameReceiver::as_poll`]) between callers and a
+    /// reader task; `None` for a receiver that does not poll.
+    pub(super) fn new(
+        mut receiver: FrameReceiver,
+        dispatcher: Dispatcher,
+        spin: Duration,
+    ) -> Result<Arc<Direct>, FrameReceiver> {
+        let wakeup = match receiver.as_poll().map(|poll| poll.wakeup()) {
+            Some(Ok(wakeup)) => wakeup,
+            _ => return Err(receiver),
+        };
+        Ok(Arc::new(Direct {
+            receiver: Mutex::new(receiver),
+            wakeup,
+            dispatcher,
+            heard: AtomicBool::new(false),
+            ended: std::sync::Mutex::new(None),
+            ended_signal: Notify::new(),
+            budget: std::sync::Mutex::new(SpinBudget::new(spin)),
+        }))
+    }
+
+    /// The receiver for this caller to read its reply itself, if no one else holds it and
+    /// spinning pays lately. Taken before the request is sent, so the reply never signals the
+    /// sleeping reader task.
+    pub(super) fn turn(&self) -> Option<Turn<'_>> {
+        let spin = self.budget.lock().unwrap_or_else(|p| p.into_inner()).next();
+        if spin.is_zero() {
+            return None;
+        }
+        let mut receiver = self.receiver.try_lock().ok()?;
+        poll(&mut receiver).end_sleep();
+        Some(Turn {
+            direct: self,
+            receiver: Some(receiver),
+            spin,
+        })
+    }
+
+    fn end(&self, reason: String) {
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.get_or_insert(reason);
+        drop(ended);
+        self.ended_signal.notify_one();
+    }
+
+    fn take_end(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Hands on every frame already here; `Err` with the reason when the connection ended.
+    fn drain(&self, poll: &mut dyn PollFrames) -> Result<usize, String> {
+        let mut frames = 0;
+        loop {
+            match poll.try_recv() {
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    self.dispatcher.dispatch(frame)?;
+                }
+                Ok(None) => return Ok(frames),
+                Err(e) => return Err(format!("receiving failed: {e}")),
+            }
+        }
+    }
+}
+
+fn poll(receiver: &mut FrameReceiver) -> &mut dyn PollFrames {
+    receiver
+        .as_poll()
+        .expect("a direct connection's receiver polls")
+}
+
+/// A caller's hold on the receiver; let go when dropped (see the module docs).
+pub(super) struct Turn<'a> {
+    direct: &'a Direct,
+    receiver: Option<MutexGuard<'a, FrameReceiver>>,
+    spin: Duration,
+}
+
+impl Turn<'_> {
+    /// Reads the connection until `reply` is answered or the spin budget runs out; `None` then
+    /// (the caller waits for the reply as usual: the reader task reads it).
+    pub(super) async fn wait(mut self, reply: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        let direct = self.direct;
+        let started = Instant::now();
+        let mut yielded = started;
+        let mut looks: u32 = 0;
+        loop {
+            let poll = poll(self.receiver.as_mut().expect("held until dropped"));
+            match direct.drain(poll) {
+                Ok(0) => {}
+                Ok(_) => {
+                    direct.heard.store(true, Ordering::Relaxed);
+                    if let Ok(answer) = reply.try_recv() {
+                        self.budget().hit(started.elapsed());
+                        return Some(answer);
+                    }
+                }
+                Err(reason) => {
+                    direct.end(reason);
+                    return None;
+                }
+            }
+            looks = looks.wrapping_add(1);
+            if looks % 64 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if poll.peer_gone() {
+                // The reader task ends the connection once it has read what is left.
+                return None;
+            }
+            let now = Instant::now();
+            if now - started >= self.spin {
+                self.budget().miss();
+                return None;
+            }
+            if current_thread || now - yielded >= YIELD_EVERY {
+                tokio::task::yield_now().await;
+                yielded = Instant::now();
+            }
+        }
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, SpinBudget> {
+        self.direct.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let Some(mut receiver) = self.receiver.take() else {
+            return;
+        };
+        // Let go: the reader task sleeps on the wake-up, so ask for the signal again, or, if a
+        // frame came meanwhile, give the reader the signal at once.
+        if !matches!(poll(&mut receiver).announce_sleep(), Ok(true)) {
+            self.direct.wakeup.wake();
+        }
+    }
+}
+
+/// The reader task of a direct connection: reads what callers leave, sleeping on the wake-up
+/// without holding the receiver; pings and ends the connection as [`super::reader`] does.
+pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepalive>) {
+    let alive = misuse::ReaderAlive::new(direct.dispatcher.pending.clone());
+    let mut watch = keepalive.map(keepalive::Watch::new);
+    let reason = loop {
+        if let Some(reason) = direct.take_end() {
+            break reason;
+        }
+        let mut receiver = direct.receiver.lock().await;
+        let poll = poll(&mut receiver);
+        poll.end_sleep();
+        match direct.drain(poll) {
+            Ok(0) => {}
+            Ok(_) => {
+                if let Some(watch) = watch.as_mut() {
+                    watch.heard();
+                }
+            }
+            Err(reason) => break reason,
+        }
+        match poll.announce_sleep() {
+            Ok(true) => {}
+            Ok(false) if poll.peer_gone() => {
+                // Whatever is left cannot complete: the peer that would finish it is gone.
+                break CLOSED.to_owned();
+            }
+            Ok(false) => {
+                // A frame is arriving but not whole yet: the ordinary receive waits for it.
+                match tokio::time::timeout(ARRIVING_WAIT, receiver.recv()).await {
+                    Ok(Ok(Some(frame))) => {
+                        if let Some(watch) = watch.as_mut() {
+                            watch.heard();
+                        }
+                        if let Err(reason) = direct.dispatcher.dispatch(frame) {
+                            break reason;
+                        }
+                    }
+                    Ok(Ok(None)) => break CLOSED.to_owned(),
+                    Ok(Err(e)) => break format!("receiving failed: {e}"),
+                    Err(_) => {}
+                }
+                continue;
+            }
+            Err(e) => break format!("receiving failed: {e}"),
+        }
+        if poll.peer_gone() {
+            // Announced with nothing left to read: the server is gone.
+            break CLOSED.to_owned();
+        }
+        drop(receiver);
+        let woke = tokio::select! {
+            biased;
+            woke = direct.wakeup.wait() => Ok(woke),
+            () = direct.ended_signal.notified() => continue,
+            due = due(&mut watch) => Err(due),
+        };
+        match woke {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => break format!("receiving failed: {e}"),
+            Err(due) => {
+                let watch = watch.as_mut().expect("due only with a watch");
+                if direct.heard.swap(false, Ordering::Relaxed) {
+                    // Callers heard the server since: it is alive.
+                    watch.heard();
+                    continue;
+                }
+                match due {
+                    keepalive::Due::Ping(ping) => {
+                        send_bounded(&direct.dispatcher.sender, ping, watch.timeout(), || {});
+                    }
+                    keepalive::Due::Lapsed => break watch.lapsed(),
+                }
+            }
+        }
+    };
+    tracing::debug!(%reason, "client connection ended");
+    alive.ended(&reason);
+}
+
+/// What the keepalive's watch says next; never, without one.
+async fn due(watch: &mut Option<keepalive::Watch>) -> keepalive::Due {
+    match watch {
+        Some(watch) => watch.due().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Polls `future` once with the caller's context: `Ready` if it finished at once.
+pub(super) async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx))).await
+}
