@@ -64,7 +64,7 @@ fn quick_unix_run_reports_positive_medians() {
         .iter()
         .find(|t| t["transport"] == "unix")
         .expect("a unix framework row");
-    let median = framework["latency_async"]["median_us"]
+    let median = framework["asynchronous"]["multi_thread"]["latency"]["median_us"]
         .as_f64()
         .unwrap_or(0.0);
     assert!(median > 0.0, "framework unix median {median}");

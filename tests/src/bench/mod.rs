@@ -14,6 +14,9 @@
 //! - [`child`]: the framework's server (`serve`) and extra client processes (`client`).
 //! - [`raw`]: hand-written request/response ping-pong over each OS mechanism, one file each.
 //! - [`tarpc_svc`]: the same service in tarpc, its server and its measurements.
+//! - [`iceoryx`]: iceoryx2 request-response, the same `add` (feature `iceoryx2`).
+//! - [`runtimes`]: the two tokio runtimes every async client figure is measured on.
+//! - [`load`]: `--load N`, busy-loop processes beside client and server.
 //! - [`memcpy`]: in-process copy bandwidth, the ceiling for bulk transfers.
 //! - [`stats`], [`plan`]: timing loops and percentiles; how much each mode measures.
 //! - [`proc`], [`mod@env`]: child processes (guards, watchdogs, pinning, RSS); scratch files.
@@ -25,6 +28,8 @@ pub mod child;
 pub mod cli;
 pub mod env;
 pub mod framework;
+pub mod iceoryx;
+pub mod load;
 pub mod memcpy;
 pub mod plan;
 pub mod proc;
@@ -32,6 +37,7 @@ pub mod progress;
 pub mod raw;
 pub mod report;
 pub mod run;
+pub mod runtimes;
 pub mod soak;
 pub mod soak_report;
 pub mod stats;
