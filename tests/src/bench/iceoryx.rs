@@ -73,6 +73,8 @@ mod imp {
     }
 
     fn node() -> anyhow::Result<Node<Service>> {
+        // Its warning that no config file was found (defaults are used) is noise here.
+        set_log_level_from_env_or(LogLevel::Error);
         ice(NodeBuilder::new().create::<Service>(), "create a node")
     }
 
