@@ -114,6 +114,10 @@ fn tiny_loaded_unix_run_reports_both_runtimes() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
             .expect("the JSON report parses");
     assert_eq!(report["load"], 1, "load in the JSON report");
+    assert_eq!(
+        report["runtimes"]["multi_thread"],
+        "multi-thread (#[tokio::main] default)"
+    );
     let framework = &report["transports"][0]["asynchronous"];
     for runtime in ["multi_thread", "current_thread"] {
         let median = framework[runtime]["latency"]["median_us"]

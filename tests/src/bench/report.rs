@@ -14,7 +14,7 @@ use super::memcpy::MemcpyResult;
 use super::plan::Plan;
 use super::proc::Cpus;
 use super::raw::{Mech, RawResult};
-use super::runtimes::RuntimeKind;
+use super::runtimes::{PerRuntime, RuntimeKind};
 use super::stats::Latency;
 use super::tarpc_svc::{TarpcNet, TarpcResult};
 
@@ -31,6 +31,8 @@ pub struct Report {
     pub available_cpus: usize,
     /// Busy-loop processes that ran beside client and server (`--load N`).
     pub load: usize,
+    /// What the `multi_thread` and `current_thread` keys of every async figure stand for.
+    pub runtimes: PerRuntime<&'static str>,
     /// Worker threads of the client's multi-threaded runtime (as `#[tokio::main]` builds it
     /// in this process, after pinning).
     pub runtime_workers: usize,

@@ -156,6 +156,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         cpus,
         available_cpus,
         load: load.count(),
+        runtimes: super::runtimes::labels(),
         runtime_workers: runtimes.workers(),
         elapsed_secs: progress.elapsed_secs(),
         plan,

@@ -41,6 +41,14 @@ impl RuntimeKind {
     }
 }
 
+/// The report labels of both runtimes.
+pub fn labels() -> PerRuntime<&'static str> {
+    PerRuntime {
+        multi_thread: RuntimeKind::MultiThread.label(),
+        current_thread: RuntimeKind::CurrentThread.label(),
+    }
+}
+
 /// One figure (or set of figures) per runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct PerRuntime<T> {
