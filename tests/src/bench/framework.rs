@@ -334,6 +334,9 @@ async fn memory(
     tokio::time::sleep(settle).await;
     let after = rss_kib(pid)?;
     drop(idle);
+    // Let the closed connections' tasks finish (on message queues they unlink their queues),
+    // so the next client's connection is not refused by RLIMIT_MSGQUEUE.
+    tokio::time::sleep(settle).await;
     Ok(Memory {
         rss_before_kib: before,
         rss_after_kib: after,
