@@ -2,10 +2,14 @@
 //!
 //! Every measurement runs client and server in separate processes, as users run them: the
 //! binary re-executes itself ([`std::env::current_exe`]) with a hidden subcommand for each
-//! server or extra client ([`cli::ChildCommand`]). The parent is always the measuring client.
+//! server or extra client ([`cli::ChildCommand`]). The parent is always the measuring client;
+//! its async client is measured on two tokio runtimes ([`runtimes`]), the default
+//! multi-threaded one (as `#[tokio::main]` builds it, the one every target is judged on) and
+//! a current-thread one.
 //!
 //! - [`cli`]: the command line (the run's flags and the hidden child subcommands).
-//! - [`run`]: the whole run, in order: framework transports, raw baselines, tarpc, memcpy.
+//! - [`run`]: the whole run, in order: framework transports, raw baselines, tarpc, iceoryx2,
+//!   memcpy (all beside `--load N` busy loops, if asked).
 //! - [`soak`], [`soak_report`]: `--soak`, many connections to one server and every reply
 //!   checked; its table and JSON.
 //! - [`transports`]: the table of framework transports; one line per transport.
