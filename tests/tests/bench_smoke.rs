@@ -1,6 +1,7 @@
 //! `rpc-bench` end to end: a quick run of the unix transport writes a JSON report with
-//! positive medians for the framework and for the raw unix ping-pong; a small soak on unix and
-//! on shm gets every reply right and exits 0.
+//! positive medians for the framework and for the raw unix ping-pong; a tiny run under
+//! `--load 1` reports the loaded machine and both client runtimes; a small soak on unix and on
+//! shm gets every reply right and exits 0.
 
 use std::fs::File;
 use std::path::Path;
@@ -64,7 +65,7 @@ fn quick_unix_run_reports_positive_medians() {
         .iter()
         .find(|t| t["transport"] == "unix")
         .expect("a unix framework row");
-    let median = framework["latency_async"]["median_us"]
+    let median = framework["asynchronous"]["multi_thread"]["latency"]["median_us"]
         .as_f64()
         .unwrap_or(0.0);
     assert!(median > 0.0, "framework unix median {median}");
@@ -79,6 +80,51 @@ fn quick_unix_run_reports_positive_medians() {
     assert!(median > 0.0, "raw unix median {median}");
 
     assert!(markdown.contains("| unix |"), "no unix row in:\n{markdown}");
+}
+
+#[test]
+fn tiny_loaded_unix_run_reports_both_runtimes() {
+    let dir = TempDir::new();
+    let json = dir.0.join("loaded.json");
+    let json_arg = json.to_str().expect("UTF-8 temp path");
+    let (status, markdown, stderr) = run_bench(
+        &dir.0,
+        "loaded",
+        &[
+            "--tiny", "--load", "1", "--only", "unix", "--json", json_arg,
+        ],
+    );
+    assert!(
+        status.success(),
+        "rpc-bench --load 1 failed ({status}):\n{markdown}\n{stderr}"
+    );
+    for expected in [
+        "Loaded machine (--load 1)",
+        "multi-thread (#[tokio::main] default)",
+        "current-thread",
+        "| unix |",
+        "loaded: unix: worst p99",
+    ] {
+        assert!(
+            markdown.contains(expected),
+            "no {expected:?} in:\n{markdown}"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
+            .expect("the JSON report parses");
+    assert_eq!(report["load"], 1, "load in the JSON report");
+    assert_eq!(
+        report["runtimes"]["multi_thread"],
+        "multi-thread (#[tokio::main] default)"
+    );
+    let framework = &report["transports"][0]["asynchronous"];
+    for runtime in ["multi_thread", "current_thread"] {
+        let median = framework[runtime]["latency"]["median_us"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(median > 0.0, "unix median on {runtime}: {median}");
+    }
 }
 
 /// `rpc-bench --soak --connections 20 --calls 20000 --only TRANSPORT`: exit 0, and the JSON

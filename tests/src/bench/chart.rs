@@ -1,5 +1,6 @@
 //! The PNG chart: small-call latency per transport (median bars, p99 whiskers) for the
-//! framework's async and blocking clients, the raw ping-pong of the same mechanism and tarpc.
+//! framework's async (on the default multi-threaded runtime) and blocking clients, the raw
+//! ping-pong of the same mechanism and tarpc.
 //!
 //! Text is drawn with plotters' pure-Rust `ab_glyph` backend and the DejaVu Sans font
 //! embedded by the `dejavu` crate, so no system font library or font file is needed.
@@ -13,6 +14,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 use super::report::Report;
+use super::runtimes::RuntimeKind;
 use super::stats::Latency;
 
 /// One group of bars: a transport or mechanism name and up to four latencies.
@@ -35,10 +37,12 @@ fn groups(report: &Report) -> Vec<Group> {
         .map(|t| Group {
             name: t.transport.to_owned(),
             bars: [
-                Some(t.latency_async),
+                Some(t.on(RuntimeKind::MultiThread).latency),
                 t.latency_blocking,
                 report.raw_of(t.raw_mechanism).map(|r| r.latency),
-                report.tarpc_of(t.tarpc).map(|r| r.latency),
+                report
+                    .tarpc_of(t.tarpc)
+                    .map(|r| r.on(RuntimeKind::MultiThread).latency),
             ],
         })
         .collect();

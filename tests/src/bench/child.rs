@@ -11,11 +11,15 @@ use rpc_core::ClientOptions;
 
 use super::proc::read_line;
 
-/// `rpc-bench serve --listen ADDR`: serves the calculator on a multi-threaded runtime, as a
-/// real server would, and prints the bound address as stdout's first line (except on
-/// `stdio`, where stdout is the transport). Runs until SIGTERM (then shuts down gracefully),
-/// or on `stdio` until its one connection closes.
-/// A `tls://` listener serves with `tls`, a certificate and key (PEM files).
+/// `rpc-bench serve --listen ADDR`: serves the calculator and prints the bound address as
+/// stdout's first line (except on `stdio`, where stdout is the transport). Runs until SIGTERM
+/// (then shuts down gracefully), or on `stdio` until its one connection closes.
+///
+/// The server is started as the README's quick start shows: a default `rpc_core::Server::new()`
+/// (only `max_frame_size` raised, for the 64 MiB echo; a `tls://` listener adds its certificate
+/// and key, PEM files) on the default multi-threaded runtime, built exactly as `#[tokio::main]`
+/// builds it (no worker count or other tuning). It calls `start` rather than `serve` only to
+/// learn the bound address and to shut down on SIGTERM; `serve` is `start` plus waiting.
 pub fn serve(listen: &str, max_frame: usize, tls: Option<(&Path, &Path)>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,9 +55,10 @@ pub fn serve(listen: &str, max_frame: usize, tls: Option<(&Path, &Path)>) -> any
 
 /// `rpc-bench client --connect ADDR --millis T`: connects, warms up, prints `ready`, waits for
 /// a line on stdin, then calls `add` sequentially for T ms and prints `calls N nanos T`.
-/// A `tls://` server's certificate is verified against `tls_ca` (a PEM file).
+/// A `tls://` server's certificate is verified against `tls_ca` (a PEM file). Runs on the
+/// default multi-threaded runtime (as `#[tokio::main]` builds it), like a user's client.
 pub fn client(address: &str, millis: u64, tls_ca: Option<&Path>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("build the runtime")?;

@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// split; with `--soak`, none, so the client's runtime has a worker per CPU].
     #[arg(long, value_enum)]
     pub pin: Option<Pin>,
+    /// Run N busy-loop processes (unpinned) beside client and server for the whole run, and
+    /// title the report "Loaded machine (--load N)".
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "soak")]
+    pub load: usize,
     /// Also write every figure to this JSON file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -143,6 +147,19 @@ pub enum ChildCommand {
         /// The address to listen on.
         #[arg(long)]
         listen: String,
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Spin until killed (one process of `--load N`); prints `burning` first.
+    #[command(hide = true)]
+    Burn,
+    /// Serve `add` over iceoryx2 request-response on SERVICE; prints `ready` (needs the
+    /// `iceoryx2` feature).
+    #[command(hide = true)]
+    Iceoryx2Server {
+        /// The iceoryx2 service name.
+        service: String,
         /// CPU to pin to.
         #[arg(long)]
         cpu: Option<usize>,

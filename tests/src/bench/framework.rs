@@ -1,5 +1,6 @@
-//! What is measured on each framework transport, from the client side (this process, on a
-//! current-thread tokio runtime), against a server in its own process.
+//! What is measured on each framework transport, from the client side (this process: the
+//! async client on both [`Runtimes`], the blocking client outside any runtime), against a
+//! server in its own process.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -12,6 +13,8 @@ use idl_examples::CalculatorClient;
 use rpc_core::ClientOptions;
 use serde::Serialize;
 use tokio::runtime::Runtime;
+
+use super::runtimes::{PerRuntime, RuntimeKind, Runtimes};
 
 use super::MIB;
 use super::env::Env;
@@ -41,31 +44,40 @@ pub struct TransportResult {
     pub raw_mechanism: Option<Mech>,
     /// The tarpc transport it is compared with.
     pub tarpc: Option<TarpcNet>,
-    /// Sequential `add` calls from the async client.
-    pub latency_async: Latency,
+    /// The async client's figures on each runtime.
+    pub asynchronous: PerRuntime<AsyncFigures>,
     /// Sequential `add` calls from the blocking client (`None`: not available yet).
     pub latency_blocking: Option<Latency>,
-    /// Calls per second.
-    pub throughput: Throughput,
-    /// `echo` of 1 MiB (and 64 MiB unless skipped).
-    pub echo: Vec<Bulk>,
+    /// How many calls were in flight for [`AsyncFigures::in_flight`].
+    pub in_flight_calls: usize,
+    /// `process_count` `rpc-bench client` processes (each on the default multi-threaded
+    /// runtime) calling sequentially at once: calls per second, added up.
+    pub processes: f64,
+    /// How many client processes.
+    pub process_count: usize,
     /// Server memory per idle connection (`None` without a single server process).
     pub memory: Option<Memory>,
 }
 
-/// Calls per second in three shapes.
+/// What the async client measures on one runtime.
 #[derive(Debug, Clone, Serialize)]
-pub struct Throughput {
-    /// One call in flight (sequential).
+pub struct AsyncFigures {
+    /// Sequential `add` calls.
+    pub latency: Latency,
+    /// Calls per second, one call in flight (sequential).
     pub one_in_flight: f64,
-    /// `in_flight_calls` tasks sharing one connection (cloned client).
+    /// Calls per second of `in_flight_calls` spawned tasks sharing one connection (cloned
+    /// client).
     pub in_flight: f64,
-    /// How many calls were in flight for [`Throughput::in_flight`].
-    pub in_flight_calls: usize,
-    /// `process_count` client processes calling sequentially at once, added up.
-    pub processes: f64,
-    /// How many client processes.
-    pub process_count: usize,
+    /// `echo` of 1 MiB (and 64 MiB unless skipped).
+    pub echo: Vec<Bulk>,
+}
+
+impl TransportResult {
+    /// The async figures of `kind`.
+    pub fn on(&self, kind: RuntimeKind) -> &AsyncFigures {
+        self.asynchronous.get(kind)
+    }
 }
 
 /// The server's resident memory around opening idle connections.
@@ -89,12 +101,13 @@ pub struct ServerProcess {
     _stdout: ChildStdout,
 }
 
-/// Measures every figure of `spec`.
+/// Measures every figure of `spec`: server memory, the blocking client, the async client on
+/// each runtime (each with a connection of its own), then the extra client processes.
 pub fn measure(
     spec: &TransportSpec,
     env: &Env,
     plan: &Plan,
-    runtime: &Runtime,
+    runtimes: &Runtimes,
     progress: &Progress,
 ) -> anyhow::Result<TransportResult> {
     let step = |what: &str| progress.note(&format!("{}: {what}", spec.name));
@@ -109,75 +122,97 @@ pub fn measure(
             .call_timeout(Some(plan.phase_limit)),
     )?;
     let limit = plan.phase_limit;
-    let client = runtime.block_on(bounded(limit, "connect", async {
-        Ok(CalculatorClient::connect_with(&address, options).await?)
-    }))?;
 
     let memory = match &server {
         Some(server) => {
             step("memory per idle connection");
             let pid = server.child.pid();
             let measured = memory(&address, &plain, pid, plan);
+            let runtime = runtimes.get(RuntimeKind::MultiThread);
             Some(runtime.block_on(bounded(limit, "memory", measured))?)
         }
         None => None,
     };
 
-    step("small-call latency");
-    let latency_async = runtime.block_on(bounded(limit, "latency", async {
-        time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await
-    }))?;
+    step("blocking small-call latency");
     let latency_blocking = blocking_latency(&address, plain, plan).transpose()?;
 
-    step("throughput");
-    let one_in_flight = runtime.block_on(bounded(limit, "1 in flight", async {
-        rate_async(plan.throughput_time, |i| add(&client, i)).await
-    }))?;
-    let in_flight = runtime.block_on(bounded(
-        limit,
-        "calls in flight",
-        concurrent_rate(&client, plan.in_flight, plan.throughput_time),
-    ))?;
+    let asynchronous = runtimes.each(|kind, runtime| {
+        step(&format!("async client on {}", kind.label()));
+        async_figures(runtime, &address, options.clone(), plan, &step)
+    })?;
+
     step(&format!("{} client processes", plan.client_processes));
     let processes = processes(env, &address, plan)?;
-
-    let mut echo = Vec::new();
-    for (size, iterations) in [
-        (MIB, plan.echo_small_iterations),
-        (64 * MIB, plan.echo_large_iterations),
-    ] {
-        if iterations > 0 {
-            step(&format!("echo {} MiB", size / MIB));
-            echo.push(runtime.block_on(bounded(
-                limit,
-                "echo",
-                echo_rate(&client, size, iterations, plan.bulk_time),
-            ))?);
-        }
-    }
-    drop(client);
     drop(server);
     Ok(TransportResult {
         transport: spec.name,
         address,
         raw_mechanism: spec.raw,
         tarpc: spec.tarpc,
-        latency_async,
+        asynchronous,
         latency_blocking,
-        throughput: Throughput {
-            one_in_flight,
-            in_flight,
-            in_flight_calls: plan.in_flight,
-            processes,
-            process_count: plan.client_processes,
-        },
-        echo,
+        in_flight_calls: plan.in_flight,
+        processes,
+        process_count: plan.client_processes,
         memory,
     })
 }
 
+/// The async client's figures on `runtime`: it connects, calls and is dropped inside the
+/// runtime, as a user's `#[tokio::main] async fn main` would; the calls in flight are
+/// `tokio::spawn`ed tasks (on a multi-threaded runtime, its workers).
+fn async_figures(
+    runtime: &Runtime,
+    address: &str,
+    options: ClientOptions,
+    plan: &Plan,
+    step: &impl Fn(&str),
+) -> anyhow::Result<AsyncFigures> {
+    let limit = plan.phase_limit;
+    runtime.block_on(async {
+        let client = bounded(limit, "connect", async {
+            Ok(CalculatorClient::connect_with(address, options).await?)
+        })
+        .await?;
+        step("small-call latency");
+        let latency = bounded(limit, "latency", async {
+            time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await
+        })
+        .await?;
+        step("throughput");
+        let one_in_flight = bounded(limit, "1 in flight", async {
+            rate_async(plan.throughput_time, |i| add(&client, i)).await
+        })
+        .await?;
+        let in_flight = bounded(
+            limit,
+            "calls in flight",
+            concurrent_rate(&client, plan.in_flight, plan.throughput_time),
+        )
+        .await?;
+        let mut echo = Vec::new();
+        for (size, iterations) in [
+            (MIB, plan.echo_small_iterations),
+            (64 * MIB, plan.echo_large_iterations),
+        ] {
+            if iterations > 0 {
+                step(&format!("echo {} MiB", size / MIB));
+                let measured = echo_rate(&client, size, iterations, plan.bulk_time);
+                echo.push(bounded(limit, "echo", measured).await?);
+            }
+        }
+        Ok(AsyncFigures {
+            latency,
+            one_in_flight,
+            in_flight,
+            echo,
+        })
+    })
+}
+
 /// Small-call latency of the blocking client (`CalculatorBlockingClient`), run outside any
-/// runtime on the main thread, between the async phases.
+/// runtime on the main thread, before the async phases.
 pub fn blocking_latency(
     address: &str,
     options: ClientOptions,
@@ -299,6 +334,9 @@ async fn memory(
     tokio::time::sleep(settle).await;
     let after = rss_kib(pid)?;
     drop(idle);
+    // Let the closed connections' tasks finish (on message queues they unlink their queues),
+    // so the next client's connection is not refused by RLIMIT_MSGQUEUE.
+    tokio::time::sleep(settle).await;
     Ok(Memory {
         rss_before_kib: before,
         rss_after_kib: after,

@@ -9,10 +9,12 @@ use serde::Serialize;
 use super::MIB;
 use super::cli::Pin;
 use super::framework::TransportResult;
+use super::iceoryx::IceoryxResult;
 use super::memcpy::MemcpyResult;
 use super::plan::Plan;
 use super::proc::Cpus;
 use super::raw::{Mech, RawResult};
+use super::runtimes::{PerRuntime, RuntimeKind};
 use super::stats::Latency;
 use super::tarpc_svc::{TarpcNet, TarpcResult};
 
@@ -27,6 +29,13 @@ pub struct Report {
     pub cpus: Cpus,
     /// CPUs this process may run on.
     pub available_cpus: usize,
+    /// Busy-loop processes that ran beside client and server (`--load N`).
+    pub load: usize,
+    /// What the `multi_thread` and `current_thread` keys of every async figure stand for.
+    pub runtimes: PerRuntime<&'static str>,
+    /// Worker threads of the client's multi-threaded runtime (as `#[tokio::main]` builds it
+    /// in this process, after pinning).
+    pub runtime_workers: usize,
     /// Wall time of the whole run, seconds.
     pub elapsed_secs: f64,
     /// Iterations and time budgets.
@@ -37,6 +46,9 @@ pub struct Report {
     pub raw: Vec<RawResult>,
     /// tarpc on the same transports.
     pub tarpc: Vec<TarpcResult>,
+    /// iceoryx2 request-response (`None`: not built with the `iceoryx2` feature, or not
+    /// selected).
+    pub iceoryx2: Option<IceoryxResult>,
     /// In-process copy bandwidth.
     pub memcpy: Vec<MemcpyResult>,
     /// Measurements that failed, with the reason.
@@ -70,17 +82,46 @@ impl Report {
     fn write_markdown(&self, out: &mut String) -> std::fmt::Result {
         writeln!(
             out,
-            "## rpc-bench ({} run, pin {}: client CPU {}, server CPU {}; {:.0} s)\n",
+            "## rpc-bench ({} run, pin {}: client CPU {}, server CPU {}; load {}; {:.0} s)\n",
             self.mode,
             format!("{:?}", self.pin).to_lowercase(),
             cpu(self.cpus.client),
             cpu(self.cpus.server),
+            self.load,
             self.elapsed_secs
         )?;
+        writeln!(
+            out,
+            "Async client figures on two tokio runtimes: **{}** ({} worker{}; every ratio and \
+             target is judged on it) and **{}**. Servers: a default `rpc_core::Server::new()` \
+             on the default multi-thread runtime. Load: {}.\n",
+            RuntimeKind::MultiThread.label(),
+            self.runtime_workers,
+            if self.runtime_workers == 1 { "" } else { "s" },
+            RuntimeKind::CurrentThread.label(),
+            if self.load == 0 {
+                "none".to_owned()
+            } else {
+                format!(
+                    "{} busy-loop process{}",
+                    self.load,
+                    if self.load == 1 { "" } else { "es" }
+                )
+            }
+        )?;
+        if self.load > 0 {
+            self.loaded_section(out)?;
+        }
         if !self.transports.is_empty() {
-            self.latency_table(out)?;
-            self.throughput_table(out)?;
-            self.bulk_table(out)?;
+            for kind in RuntimeKind::ALL {
+                self.latency_table(out, kind)?;
+            }
+            for kind in RuntimeKind::ALL {
+                self.throughput_table(out, kind)?;
+            }
+            for kind in RuntimeKind::ALL {
+                self.bulk_table(out, kind)?;
+            }
             self.memory_table(out)?;
             super::tls::write_cost(self, out)?;
         }
@@ -133,8 +174,60 @@ impl Report {
         Ok(())
     }
 
-    fn latency_table(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "### Small calls: sequential `add(i, i)`, µs\n")?;
+    fn loaded_section(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "### Loaded machine (--load {})\n", self.load)?;
+        writeln!(
+            out,
+            "{} busy-loop process{} (`rpc-bench burn`, unpinned) ran beside client and server \
+             during every measurement of this report. Worst case per transport, µs:\n",
+            self.load,
+            if self.load == 1 { "" } else { "es" }
+        )?;
+        writeln!(
+            out,
+            "| transport | async p99, {} | async p99, {} | blocking p99 | worst p99 ≤ 10 ms |",
+            RuntimeKind::MultiThread.label(),
+            RuntimeKind::CurrentThread.label()
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---|")?;
+        for t in &self.transports {
+            let b = t.latency_blocking.as_ref();
+            let worst = RuntimeKind::ALL
+                .iter()
+                .map(|&k| t.on(k).latency.p99_us)
+                .chain(b.map(|l| l.p99_us))
+                .fold(0.0, f64::max);
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                t.transport,
+                us(t.on(RuntimeKind::MultiThread).latency.p99_us),
+                us(t.on(RuntimeKind::CurrentThread).latency.p99_us),
+                opt(b, |l| us(l.p99_us)),
+                if worst <= 10_000.0 { "yes" } else { "**no**" }
+            )?;
+        }
+        if let Some(ice) = &self.iceoryx2 {
+            writeln!(
+                out,
+                "| iceoryx2 request-response | - | - | {} | {} |",
+                us(ice.latency.p99_us),
+                if ice.latency.p99_us <= 10_000.0 {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            )?;
+        }
+        writeln!(out)
+    }
+
+    fn latency_table(&self, out: &mut String, kind: RuntimeKind) -> std::fmt::Result {
+        writeln!(
+            out,
+            "### Small calls: sequential `add(i, i)`, µs; async client on {}\n",
+            kind.label()
+        )?;
         writeln!(
             out,
             "| transport | async median | async p99 | blocking median | blocking p99 \
@@ -146,10 +239,10 @@ impl Report {
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         for t in &self.transports {
-            let a = &t.latency_async;
+            let a = &t.on(kind).latency;
             let b = t.latency_blocking.as_ref();
             let raw = self.raw_of(t.raw_mechanism).map(|r| &r.latency);
-            let tarpc = self.tarpc_of(t.tarpc).map(|r| &r.latency);
+            let tarpc = self.tarpc_of(t.tarpc).map(|r| &r.on(kind).latency);
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -170,43 +263,95 @@ impl Report {
                 opt(tarpc, |l: &Latency| ratio(a.median_us, l.median_us)),
             )?;
         }
-        writeln!(out)
-    }
-
-    fn throughput_table(&self, out: &mut String) -> std::fmt::Result {
-        let Some(first) = self.transports.first() else {
-            return Ok(());
-        };
-        let t0 = &first.throughput;
-        writeln!(out, "### Throughput, calls/s\n")?;
-        writeln!(
-            out,
-            "| transport | 1 in flight | {n} in flight, 1 connection | {p} client processes \
-             | tarpc {n} in flight | {n} in flight / tarpc |",
-            n = t0.in_flight_calls,
-            p = t0.process_count
-        )?;
-        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
-        for t in &self.transports {
-            let tp = &t.throughput;
-            let tarpc = self.tarpc_of(t.tarpc);
+        if let Some(ice) = &self.iceoryx2 {
+            let l = &ice.latency;
+            let raw = self.raw_of(Some(Mech::Shm)).map(|r| &r.latency);
             writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
-                t.transport,
-                num(tp.one_in_flight),
-                num(tp.in_flight),
-                num(tp.processes),
-                opt(tarpc, |r| num(r.in_flight)),
-                opt(tarpc, |r| ratio(tp.in_flight, r.in_flight)),
+                "| iceoryx2 request-response | - | - | {} | {} | {} | {} | - | {} | - | - | - |",
+                us(l.median_us),
+                us(l.p99_us),
+                opt(raw, |r| us(r.median_us)),
+                opt(raw, |r| us(r.p99_us)),
+                opt(raw, |r: &Latency| ratio(l.median_us, r.median_us)),
+            )?;
+            writeln!(
+                out,
+                "\niceoryx2 request-response: its own client (no async runtime) polling for the \
+                 reply, figures in the blocking columns; raw is the shm ping-pong."
             )?;
         }
         writeln!(out)
     }
 
-    fn bulk_table(&self, out: &mut String) -> std::fmt::Result {
+    fn throughput_table(&self, out: &mut String, kind: RuntimeKind) -> std::fmt::Result {
+        let Some(first) = self.transports.first() else {
+            return Ok(());
+        };
+        let n = first.in_flight_calls;
+        let processes = kind == RuntimeKind::MultiThread;
+        writeln!(
+            out,
+            "### Throughput, calls/s; async client on {}\n",
+            kind.label()
+        )?;
+        write!(
+            out,
+            "| transport | 1 in flight | {n} in flight, 1 connection |"
+        )?;
+        if processes {
+            write!(
+                out,
+                " {} client processes (each on the default runtime) |",
+                first.process_count
+            )?;
+        }
+        writeln!(out, " tarpc {n} in flight | {n} in flight / tarpc |")?;
+        writeln!(
+            out,
+            "|---|---:|---:|{}---:|---:|",
+            if processes { "---:|" } else { "" }
+        )?;
+        for t in &self.transports {
+            let f = t.on(kind);
+            let tarpc = self.tarpc_of(t.tarpc).map(|r| r.on(kind));
+            write!(
+                out,
+                "| {} | {} | {} |",
+                t.transport,
+                num(f.one_in_flight),
+                num(f.in_flight)
+            )?;
+            if processes {
+                write!(out, " {} |", num(t.processes))?;
+            }
+            writeln!(
+                out,
+                " {} | {} |",
+                opt(tarpc, |r| num(r.in_flight)),
+                opt(tarpc, |r| ratio(f.in_flight, r.in_flight)),
+            )?;
+        }
+        if let Some(ice) = &self.iceoryx2 {
+            write!(
+                out,
+                "| iceoryx2 request-response ({} outstanding requests from one client) | {} | {} |",
+                ice.in_flight_calls,
+                num(ice.one_in_flight),
+                num(ice.in_flight)
+            )?;
+            if processes {
+                write!(out, " - |")?;
+            }
+            writeln!(out, " - | - |")?;
+        }
+        writeln!(out)
+    }
+
+    fn bulk_table(&self, out: &mut String, kind: RuntimeKind) -> std::fmt::Result {
         let echo = |t: &TransportResult, bytes: usize| {
-            t.echo
+            t.on(kind)
+                .echo
                 .iter()
                 .find(|b| b.bytes == bytes)
                 .map(|b| b.mib_per_s)
@@ -217,7 +362,11 @@ impl Report {
                 .find(|m| m.copy.bytes == bytes)
                 .map(|m| m.allocating_copy.mib_per_s)
         };
-        writeln!(out, "### Bulk: `echo` round trips, MiB/s of payload\n")?;
+        writeln!(
+            out,
+            "### Bulk: `echo` round trips, MiB/s of payload; async client on {}\n",
+            kind.label()
+        )?;
         writeln!(
             out,
             "| transport | 1 MiB | 64 MiB | tarpc 1 MiB | 1 MiB / tarpc | 1 MiB / to_vec |"
@@ -225,7 +374,7 @@ impl Report {
         writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
         for t in &self.transports {
             let small = echo(t, MIB);
-            let tarpc = self.tarpc_of(t.tarpc).map(|r| r.echo.mib_per_s);
+            let tarpc = self.tarpc_of(t.tarpc).map(|r| r.on(kind).echo.mib_per_s);
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",

@@ -13,7 +13,8 @@ use serde_bytes::ByteBuf;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{ClientMessage, Response, client, context};
-use tokio::runtime::Runtime;
+
+use super::runtimes::{PerRuntime, RuntimeKind, Runtimes};
 
 use super::MIB;
 use super::env::Env;
@@ -69,11 +70,26 @@ impl TarpcNet {
     }
 }
 
-/// tarpc's figures on one transport.
+/// tarpc's figures on one transport, its client on each runtime (the server process is the
+/// same, on the default multi-threaded runtime).
 #[derive(Debug, Clone, Serialize)]
 pub struct TarpcResult {
     /// The transport.
     pub transport: TarpcNet,
+    /// The client's figures on each runtime.
+    pub asynchronous: PerRuntime<TarpcFigures>,
+}
+
+impl TarpcResult {
+    /// The figures of `kind`.
+    pub fn on(&self, kind: RuntimeKind) -> &TarpcFigures {
+        self.asynchronous.get(kind)
+    }
+}
+
+/// tarpc's client figures on one runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct TarpcFigures {
     /// Sequential `add` calls.
     pub latency: Latency,
     /// Calls per second with `in_flight_calls` tasks sharing one client.
@@ -150,12 +166,13 @@ async fn connect(address: &str) -> anyhow::Result<TarpcBenchClient> {
     }
 }
 
-/// Starts a tarpc server process on `net` and measures it from this process.
+/// Starts a tarpc server process on `net` and measures it from this process, with a client
+/// (and connection) of its own on each runtime.
 pub fn measure(
     net: TarpcNet,
     env: &Env,
     plan: &Plan,
-    runtime: &Runtime,
+    runtimes: &Runtimes,
 ) -> anyhow::Result<TarpcResult> {
     let listen = match net {
         TarpcNet::Tcp => "tcp:127.0.0.1:0".to_owned(),
@@ -172,16 +189,27 @@ pub fn measure(
     let mut stdout: ChildStdout = server.take_stdout()?;
     let address = server.read_line_within(&mut stdout, plan.phase_limit)?;
     let limit = plan.phase_limit;
-    let result = runtime.block_on(async {
-        tokio::time::timeout(limit, run(net, &address, plan))
-            .await
-            .map_err(|_| anyhow!("tarpc {} took longer than {limit:?}", net.name()))?
+    let result = runtimes.each(|kind, runtime| {
+        runtime.block_on(async {
+            tokio::time::timeout(limit, run(address.as_str(), plan))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "tarpc {} on {} took longer than {limit:?}",
+                        net.name(),
+                        kind.label()
+                    )
+                })?
+        })
     });
     drop(server);
-    result
+    Ok(TarpcResult {
+        transport: net,
+        asynchronous: result?,
+    })
 }
 
-async fn run(net: TarpcNet, address: &str, plan: &Plan) -> anyhow::Result<TarpcResult> {
+async fn run(address: &str, plan: &Plan) -> anyhow::Result<TarpcFigures> {
     let client = connect(address).await?;
     let latency = time_async(plan.warmup, plan.latency_calls, |i| add(&client, i)).await?;
     let in_flight = concurrent_rate(&client, plan.in_flight, plan.throughput_time).await?;
@@ -198,8 +226,7 @@ async fn run(net: TarpcNet, address: &str, plan: &Plan) -> anyhow::Result<TarpcR
     };
     let data = echo(pattern(MIB)).await?;
     let echo = bulk_async(MIB, plan.echo_small_iterations, plan.bulk_time, data, echo).await?;
-    Ok(TarpcResult {
-        transport: net,
+    Ok(TarpcFigures {
         latency,
         in_flight,
         in_flight_calls: plan.in_flight,

@@ -12,6 +12,10 @@ use super::MIB;
 use super::env::Env;
 use super::framework::TransportResult;
 use super::report::Report;
+use super::runtimes::RuntimeKind;
+
+/// The runtime of the async figures compared.
+const MT: RuntimeKind = RuntimeKind::MultiThread;
 
 /// Whether `address` is a `tls://` address.
 pub fn is_tls(address: &str) -> bool {
@@ -69,7 +73,11 @@ pub fn write_cost(report: &Report, out: &mut String) -> std::fmt::Result {
     let (Some(tcp), Some(tls)) = (find("tcp"), find("tls")) else {
         return Ok(());
     };
-    writeln!(out, "### What TLS costs over plain TCP (same run)\n")?;
+    writeln!(
+        out,
+        "### What TLS costs over plain TCP (same run; async client on {})\n",
+        MT.label()
+    )?;
     writeln!(out, "| figure | tcp | tls | tls / tcp |")?;
     writeln!(out, "|---|---:|---:|---:|")?;
     let row = |out: &mut String, what: &str, get: &dyn Fn(&TransportResult) -> Option<f64>| {
@@ -82,22 +90,26 @@ pub fn write_cost(report: &Report, out: &mut String) -> std::fmt::Result {
         writeln!(out, "| {what} | {} | {} | {ratio} |", show(a), show(b))
     };
     row(out, "async `add` median, µs", &|t| {
-        Some(t.latency_async.median_us)
+        Some(t.on(MT).latency.median_us)
     })?;
     row(out, "async `add` p99, µs", &|t| {
-        Some(t.latency_async.p99_us)
+        Some(t.on(MT).latency.p99_us)
     })?;
     row(out, "blocking `add` median, µs", &|t| {
         t.latency_blocking.as_ref().map(|l| l.median_us)
     })?;
     row(out, "calls/s, 1 in flight", &|t| {
-        Some(t.throughput.one_in_flight)
+        Some(t.on(MT).one_in_flight)
     })?;
     row(out, "calls/s, many in flight", &|t| {
-        Some(t.throughput.in_flight)
+        Some(t.on(MT).in_flight)
     })?;
     row(out, "echo 1 MiB, MiB/s", &|t| {
-        t.echo.iter().find(|b| b.bytes == MIB).map(|b| b.mib_per_s)
+        t.on(MT)
+            .echo
+            .iter()
+            .find(|b| b.bytes == MIB)
+            .map(|b| b.mib_per_s)
     })?;
     row(out, "server KiB per idle connection", &|t| {
         t.memory.as_ref().map(|m| m.per_connection_kib)

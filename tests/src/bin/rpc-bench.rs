@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rpc_tests::bench::cli::{ChildCommand, Cli};
-use rpc_tests::bench::{child, proc, raw, run, tarpc_svc};
+use rpc_tests::bench::{child, iceoryx, load, proc, raw, run, tarpc_svc};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,6 +49,15 @@ fn child_main(command: &ChildCommand) -> anyhow::Result<()> {
         ChildCommand::TarpcServer { listen, cpu } => {
             proc::child_setup(*cpu)?;
             tarpc_svc::serve(listen)
+        }
+        ChildCommand::Burn => {
+            // Unpinned: it keeps the CPUs it inherited (the parent starts it before pinning).
+            proc::child_setup(None)?;
+            load::burn()
+        }
+        ChildCommand::Iceoryx2Server { service, cpu } => {
+            proc::child_setup(*cpu)?;
+            iceoryx::serve(service)
         }
     }
 }
