@@ -5,13 +5,14 @@
 //! Two things decide whether to spin at all:
 //!
 //! - [`oversubscribed`]: more threads want to run than there are CPUs (the kernel's count of
-//!   runnable threads, read from `/proc/loadavg` at most every [`LOAD_CHECK_EVERY`]). Then a
-//!   spinner only takes time from the peer it waits for, so nobody spins.
+//!   runnable threads, read from `/proc/loadavg` at most every [`LOAD_CHECK_EVERY`], and
+//!   smoothed over the last few readings). Then a spinner only takes time from the peer it
+//!   waits for, so nobody spins.
 //! - [`SpinBudget`]: per receiver, how long spinning has paid lately. It grows towards the
 //!   configured maximum ([`TransportConfig::shm_spin`](crate::TransportConfig::shm_spin)) when
 //!   the message came while spinning, and halves each time a spin ran out, down to nothing; at
-//!   nothing, every [`PROBE_EVERY`]th wait tries a short spin again, so a peer that became fast
-//!   is noticed.
+//!   nothing, every [`PROBE_EVERY`]th wait spins the whole budget again, so a peer that became
+//!   fast (or woke up: both sides may have stopped spinning) is noticed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -23,31 +24,37 @@ pub const LOAD_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// At a budget of nothing, every this many waits spin briefly again.
 pub const PROBE_EVERY: u32 = 32;
 
-/// Whether more threads are runnable than this process may use CPUs: spinning would only
-/// take CPU time from the peer being waited for. Cheap: the kernel's count is read at most
+/// Whether more threads are runnable than the machine has CPUs: spinning would only take CPU
+/// time from the peer being waited for. Cheap: the kernel's count is read at most
 /// every [`LOAD_CHECK_EVERY`] per process.
 pub fn oversubscribed() -> bool {
     static STATE: OnceLock<LoadState> = OnceLock::new();
     STATE.get_or_init(LoadState::new).oversubscribed()
 }
 
-/// The last reading of the runnable-thread count, and when it was taken.
+/// Recent readings of the runnable-thread count, smoothed.
 struct LoadState {
     cpus: u64,
     started: Instant,
-    /// Nanoseconds after `started` of the last reading, and whether it said oversubscribed (in
-    /// the lowest bit).
+    /// Nanoseconds after `started` of the last reading; `u64::MAX` before the first.
     last: AtomicU64,
+    /// How often lately the count exceeded the CPUs, 0 to [`SCORE_FULL`], smoothed over about
+    /// eight readings: one reading over (a thread that ran for a moment) does not stop
+    /// spinning, a machine that stays busy (over in three readings of four) does.
+    score: AtomicU64,
     reading: Mutex<()>,
 }
+
+/// The score of a machine found oversubscribed at every reading.
+const SCORE_FULL: u64 = 1024;
 
 impl LoadState {
     fn new() -> LoadState {
         LoadState {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+            cpus: online_cpus(),
             started: Instant::now(),
-            // Never read: due at once.
             last: AtomicU64::new(u64::MAX),
+            score: AtomicU64::new(0),
             reading: Mutex::new(()),
         }
     }
@@ -56,18 +63,32 @@ impl LoadState {
         let now = self.started.elapsed().as_nanos() as u64;
         let last = self.last.load(Ordering::Relaxed);
         let due =
-            last == u64::MAX || now.saturating_sub(last >> 1) >= LOAD_CHECK_EVERY.as_nanos() as u64;
-        if !due {
-            return last & 1 == 1;
+            last == u64::MAX || now.saturating_sub(last) >= LOAD_CHECK_EVERY.as_nanos() as u64;
+        // One reader at a time; the others use the score as it is meanwhile.
+        if due && let Ok(_reading) = self.reading.try_lock() {
+            let over = runnable_threads().is_some_and(|running| running > self.cpus);
+            let sample = if over { SCORE_FULL } else { 0 };
+            let score = if last == u64::MAX {
+                sample
+            } else {
+                (self.score.load(Ordering::Relaxed) * 7 + sample) / 8
+            };
+            self.score.store(score, Ordering::Relaxed);
+            self.last.store(now, Ordering::Relaxed);
         }
-        // One reader at a time; the others use the previous reading meanwhile.
-        let Ok(_reading) = self.reading.try_lock() else {
-            return last != u64::MAX && last & 1 == 1;
-        };
-        let over = runnable_threads().is_some_and(|running| running > self.cpus);
-        self.last
-            .store((now << 1) | u64::from(over), Ordering::Relaxed);
-        over
+        self.score.load(Ordering::Relaxed) > SCORE_FULL * 3 / 4
+    }
+}
+
+/// The machine's online CPUs: the count of runnable threads is the whole machine's, so it is
+/// compared with all of them, not with the CPUs this process is pinned to.
+fn online_cpus() -> u64 {
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if online > 0 {
+        online as u64
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
     }
 }
 
@@ -108,7 +129,9 @@ impl SpinBudget {
             self.idle_waits += 1;
             if self.idle_waits >= PROBE_EVERY {
                 self.idle_waits = 0;
-                return (self.max / 8).max(Duration::from_micros(1));
+                // The whole budget: a peer that stopped spinning too answers after a wake-up,
+                // and a shorter probe would never see it (both sides would stay asleep).
+                return self.max;
             }
         }
         self.current
