@@ -23,8 +23,11 @@ pub struct TransportConfig {
     /// Bytes of data in each shared-memory ring (a power of two, 4 KiB to 1 GiB). Messages over
     /// a quarter of it travel in a separately mapped region.
     pub shm_ring_capacity: usize,
-    /// How long a shared-memory receiver (or a sender facing a full ring) spins before it
-    /// sleeps. Longer spins cut latency under load; after it, an idle connection costs no CPU.
+    /// The most a shared-memory receiver (or a sender facing a full ring) spins before it
+    /// sleeps; zero never spins. Within it the spin adapts ([`crate::spin::SpinBudget`]): it
+    /// halves each time a spin runs out with nothing and grows back when spinning catches the
+    /// message, and no receiver spins while the machine is oversubscribed
+    /// ([`crate::spin::oversubscribed`]). An idle connection costs no CPU.
     pub shm_spin: std::time::Duration,
     /// How long an async socket receiver (TCP, Unix) polls the socket before it sleeps on it.
     /// A reply that lands within it costs no kernel wake-up; zero turns the poll off.
