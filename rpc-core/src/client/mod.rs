@@ -495,7 +495,7 @@ impl Client {
             })??,
             None => exchange.await?,
         };
-        protocol::decode_reply(&frame, shared.schema, method, timeout)
+        protocol::decode_owned_reply(frame, shared.schema, method, timeout)
     }
 }
 
