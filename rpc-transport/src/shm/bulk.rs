@@ -271,3 +271,35 @@ fn corrupt(link: &Link, why: String) -> TransportError {
     link.mark_dead(&reason);
     TransportError::Malformed(reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffers_are_reused_once_their_frame_is_dropped() {
+        let spares = Spares::default();
+        let first = spares.take(3 * 1024 * 1024);
+        assert_eq!(first.len(), 3 * SPARE_STEP);
+        let at = first.as_ptr();
+        let frame = Bytes::from_owner(Copied {
+            buffer: Some(first),
+            len: 10,
+            spares: spares.clone(),
+        });
+        let slice = frame.slice(2..4);
+        drop(frame);
+        // A slice still holds the buffer: the next message gets another one.
+        let second = spares.take(1024);
+        assert_ne!(second.as_ptr(), at);
+        spares.give_back(second);
+        drop(slice);
+        // Both are spare now; the big one serves a big message, without a new allocation.
+        assert_eq!(spares.take(2 * 1024 * 1024).as_ptr(), at);
+        // At most `MAX_SPARES` are kept.
+        for _ in 0..MAX_SPARES + 2 {
+            spares.give_back(vec![0; 8].into_boxed_slice());
+        }
+        assert_eq!(spares.0.lock().unwrap().len(), MAX_SPARES);
+    }
+}
