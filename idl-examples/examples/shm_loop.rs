@@ -25,7 +25,7 @@ fn main() {
         .block_on(rpc_core::Server::new().start(CalculatorServer::new(Calc), &[&address]))
         .expect("serve");
     let client = CalculatorBlockingClient::connect(&address).expect("connect");
-    let mut payload = vec![7u8; bytes];
+    let mut payload = rpc_core::Bytes::from(vec![7u8; bytes]);
     let asynchronous = std::env::args().nth(3).as_deref() == Some("async");
     // The async client runs on a runtime of its own, on this thread, as an application would.
     let client_runtime = tokio::runtime::Builder::new_current_thread()

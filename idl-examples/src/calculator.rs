@@ -1,6 +1,6 @@
 //! The `Calculator` service: the example IDL.
 
-use rpc_core::{StreamExt, Streaming};
+use rpc_core::{Bytes, StreamExt, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// Why a calculation has no answer. Travels to the client inside `Result`, as an application
@@ -27,8 +27,9 @@ pub trait Calculator {
     /// Returns the sum of `xs` (wrapping on overflow).
     #[rpc(idempotent)]
     async fn sum(&self, xs: Vec<i64>) -> i64;
-    /// Returns `data` unchanged.
-    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Returns `data` unchanged. [`rpc_core::Bytes`] (the same bytes on the wire as a
+    /// `Vec<u8>`) is neither copied into a fresh allocation on receipt nor by the handler.
+    async fn echo(&self, data: Bytes) -> Bytes;
     /// Returns the sum of the numbers the client streams (wrapping on overflow).
     async fn sum_stream(&self, xs: Streaming<i64>) -> i64;
     /// Waits `ms` milliseconds, then returns (for trying deadlines and cancellation).
@@ -55,7 +56,7 @@ impl Calculator for Calc {
         xs.iter().fold(0i64, |acc, x| acc.wrapping_add(*x))
     }
 
-    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+    async fn echo(&self, data: Bytes) -> Bytes {
         data
     }
 

@@ -26,6 +26,7 @@
 //!   [`Context`] for handlers.
 //! - `telemetry/`: a `tracing` span per call on each side, the W3C [`TraceParent`] every call
 //!   carries as metadata, and what a call made inside a handler inherits (trace, deadline).
+//! - [`Bytes`] (`blob.rs`): large arguments and return values without a copy on receipt.
 //! - [`wire`]: the frame header, handshake and codec. [`schema`]: service descriptions.
 //! - [`transport`]: the `rpc-transport` crate, re-exported.
 //! - [`tower`](mod@tower): tower, re-exported, with [`RetryIdempotent`](tower::RetryIdempotent);
@@ -34,6 +35,7 @@
 //! Errors: [`RpcError`] for everything the RPC layer can fail at; an application's own errors
 //! travel inside its methods' `Result<T, E>` and are never mixed with these.
 
+mod blob;
 mod budget;
 mod client;
 mod error;
@@ -49,6 +51,7 @@ mod telemetry;
 pub mod tower;
 pub mod wire;
 
+pub use blob::Bytes;
 pub use client::{BlockingClient, CallOptions, Client, ClientOptions, ReconnectPolicy};
 pub use error::RpcError;
 /// The traits to read a [`Streaming`] with (`next().await`, combinators), re-exported.

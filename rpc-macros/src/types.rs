@@ -1,6 +1,8 @@
 //! How each argument and return type travels: what the client encodes, what the schema traces,
 //! what the server decodes and what it hands the handler. `Vec<u8>` and `&[u8]` go as one
 //! block of bytes; `&str` and `&[u8]` are borrowed from the received frame on the server.
+//! `rpc_core::Bytes` needs no case here: it is an ordinary serde type (the same bytes on the
+//! wire as `Vec<u8>`) whose `Deserialize` slices the received frame instead of copying it.
 
 use proc_macro2::TokenStream;
 use quote::quote;

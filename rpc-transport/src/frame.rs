@@ -9,9 +9,10 @@ pub const FRAME_PREFIX: usize = 4;
 /// One message moved by a transport: a payload with [`FRAME_PREFIX`] spare bytes in front.
 ///
 /// Build one with [`Frame::new`] and append with [`Frame::extend_from_slice`] or
-/// [`Frame::buf_mut`]; the transport fills the prefix when it sends. A received frame may be a
-/// read-only view of memory the transport maps (a large shared-memory message); the mutating
-/// methods then copy it first.
+/// [`Frame::buf_mut`]; the transport fills the prefix when it sends. A received frame may be
+/// shared, read-only bytes (a large shared-memory message, copied once out of the peer's
+/// region into a buffer of this process, or a frame [`Frame::share`] converted); the mutating
+/// methods then copy it first. A received frame never aliases memory the peer can write.
 #[derive(Clone)]
 pub struct Frame {
     repr: Repr,
@@ -92,6 +93,30 @@ impl Frame {
         }
     }
 
+    /// The payload as shared bytes, converting an owned frame in place without copying its
+    /// bytes (the buffer is frozen). Slices of it ([`Bytes::slice_ref`]) keep the payload alive
+    /// without a copy: this is how a received `rpc_core::Bytes` argument borrows nothing yet
+    /// costs no copy.
+    pub fn share(&mut self) -> &Bytes {
+        if let Repr::Owned(buf) = &mut self.repr {
+            let payload = std::mem::take(buf).freeze().slice(FRAME_PREFIX..);
+            self.repr = Repr::Shared(payload);
+        }
+        match &self.repr {
+            Repr::Shared(bytes) => bytes,
+            Repr::Owned(_) => unreachable!("made shared above"),
+        }
+    }
+
+    /// The payload as shared bytes if the frame already holds it that way (a large
+    /// shared-memory message, or a frame [`share`](Self::share) converted).
+    pub fn shared_payload(&self) -> Option<&Bytes> {
+        match &self.repr {
+            Repr::Shared(bytes) => Some(bytes),
+            Repr::Owned(_) => None,
+        }
+    }
+
     /// The payload, mutable (to patch a header in place).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.owned()[FRAME_PREFIX..]
@@ -155,5 +180,16 @@ mod tests {
         shared.extend_from_slice(b"!");
         assert_eq!(shared.payload(), b"jello!");
         assert_eq!(&shared.into_prefixed()[FRAME_PREFIX..], b"jello!");
+    }
+
+    #[test]
+    fn sharing_an_owned_frame_keeps_its_bytes_in_place() {
+        let mut frame = Frame::from_payload(b"hello world");
+        let before = frame.payload().as_ptr();
+        let shared = frame.share().clone();
+        assert_eq!(&shared[..], b"hello world");
+        assert_eq!(shared.as_ptr(), before, "sharing copied the payload");
+        assert_eq!(frame.shared_payload(), Some(&shared));
+        assert_eq!(frame.payload(), b"hello world");
     }
 }

@@ -1,6 +1,7 @@
 //! Borrowed arguments (`&str`, `&[u8]`, `&[T]`, `&T`) arrive intact, and a large `&[u8]` is
 //! never copied into a fresh buffer: over shared memory a 64 MiB call allocates almost nothing
-//! on either side (the client encodes into the mapped region, the handler borrows the region),
+//! on either side (the client encodes into the mapped region, the server's transport copies it
+//! once into a receive buffer it reuses from call to call, and the handler borrows that),
 //! and over a Unix socket only the transport's own send and receive buffers, where a `Vec<u8>`
 //! argument costs one 64 MiB vector more.
 //!
@@ -148,7 +149,8 @@ async fn a_large_borrowed_argument_is_not_copied_on_either_side() {
     let expected = checksum(&data);
     let dir = rpc_tests::TempDir::new();
 
-    // Shared memory: the payload goes through the mapped bulk region, never the heap.
+    // Shared memory: the payload goes through the mapped bulk region and the server's reused
+    // receive buffer, never a fresh allocation.
     let (handle, address) = serve(&format!("shm://{}/bulk.sock", dir.0.display())).await;
     let client = connect(&address).await;
     assert_eq!(client.checksum(&data).await.unwrap(), expected); // warm-up: maps the regions

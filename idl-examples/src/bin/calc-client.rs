@@ -185,7 +185,7 @@ async fn call(calc: &CalculatorClient, method: Method) -> Result<String, Failure
             .to_string(),
         Method::Sum { xs } => calc.sum(xs).await?.to_string(),
         Method::Echo { text } => {
-            String::from_utf8_lossy(&calc.echo(text.into_bytes()).await?).into_owned()
+            String::from_utf8_lossy(&calc.echo(text.into_bytes().into()).await?).into_owned()
         }
         Method::Sleep { ms } => {
             calc.sleep(ms).await?;

@@ -419,7 +419,7 @@ impl BlockingClient {
                 Err(error) => return Err(io.close(format!("the server sent a bad frame: {error}"))),
             };
             if header.call_id == call_id {
-                return protocol::decode_reply(&frame, schema, method, timeout);
+                return protocol::decode_owned_reply(frame, schema, method, timeout);
             }
             if header.kind == Kind::Error && header.call_id == 0 {
                 return Err(

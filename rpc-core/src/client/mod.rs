@@ -532,7 +532,7 @@ impl Client {
             })??,
             None => exchange.await?,
         };
-        protocol::decode_reply(&frame, shared.schema, method, timeout)
+        protocol::decode_owned_reply(frame, shared.schema, method, timeout)
     }
 }
 

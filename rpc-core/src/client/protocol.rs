@@ -222,6 +222,18 @@ pub(crate) fn cancel_frame(method: u32, call_id: u64) -> Frame {
     wire::message_frame(header, None, &()).expect("an empty body always encodes")
 }
 
+/// [`decode_reply`] of a frame the caller gives up: a large one is shared first, so a
+/// [`Bytes`](crate::Bytes) return value is a slice of it rather than a copy.
+pub(crate) fn decode_owned_reply<R: DeserializeOwned>(
+    mut frame: Frame,
+    schema: &ServiceSchema,
+    method: u32,
+    timeout: Option<Duration>,
+) -> Result<R, RpcError> {
+    crate::blob::share_large(&mut frame);
+    decode_reply(&frame, schema, method, timeout)
+}
+
 /// Turns a reply frame into the method's return value or the RPC error it carries.
 pub(crate) fn decode_reply<R: DeserializeOwned>(
     frame: &Frame,
@@ -231,10 +243,12 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
 ) -> Result<R, RpcError> {
     let parsed = Header::parse(frame.payload())?;
     match parsed.header.kind {
-        Kind::Response => wire::decode(
-            parsed.body,
-            &format!("the response of '{}'", schema.method_name(method)),
-        ),
+        Kind::Response => crate::blob::decoding_from(frame.shared_payload(), || {
+            wire::decode(
+                parsed.body,
+                &format!("the response of '{}'", schema.method_name(method)),
+            )
+        }),
         Kind::Error => Err(wire_error(
             wire::decode(parsed.body, "an error frame")?,
             schema,

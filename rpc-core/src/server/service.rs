@@ -32,8 +32,9 @@ pub struct Request {
 
 impl Request {
     /// The request whose postcard body starts `body_start` bytes into `frame`'s payload.
-    pub(crate) fn new(frame: Frame, body_start: usize) -> Request {
+    pub(crate) fn new(mut frame: Frame, body_start: usize) -> Request {
         debug_assert!(body_start <= frame.len());
+        crate::blob::share_large(&mut frame);
         Request {
             frame,
             body_start,
@@ -67,10 +68,13 @@ impl Request {
         &self.frame.payload()[self.body_start..]
     }
 
-    /// Decodes the arguments, borrowing from the frame where their types borrow.
+    /// Decodes the arguments, borrowing from the frame where their types borrow; a
+    /// [`Bytes`](crate::Bytes) argument is a slice of the frame when it is shared.
     pub fn args<'a, T: Deserialize<'a>>(&'a self) -> Result<T, DispatchError> {
-        wire::decode(self.body(), "the arguments")
-            .map_err(|e| DispatchError::BadRequest(e.to_string()))
+        crate::blob::decoding_from(self.frame.shared_payload(), || {
+            wire::decode(self.body(), "the arguments")
+        })
+        .map_err(|e| DispatchError::BadRequest(e.to_string()))
     }
 }
 

@@ -4,14 +4,25 @@
 //! a sealed memfd with a 64-byte header (`busy: u32` at 0) and the payload after it. The first
 //! time a region is used its descriptor goes over the rendezvous socket (tagged with the
 //! region's id and capacity); after that, only a 16-byte ring record `[id u64][len u64]` names
-//! the message. The sender sets `busy` before publishing the record. The receiver hands the
-//! payload up in place, without a copy (the frame is a view of the region), and clears `busy`
-//! when that frame is dropped; the sender then reuses the region for the next large message. A region still busy after a short wait, or too small, is replaced by a new one.
+//! the message. The sender sets `busy` before publishing the record.
+//!
+//! **The one copy on the receiving side.** The peer keeps a writable mapping of its region
+//! and may write it again at any time, so nothing above the transport ever sees the region:
+//! [`BulkIn::take`] copies the payload, once, into a buffer this process owns and the peer
+//! cannot map, clears `busy` at once (the sender reuses the region for its next large message
+//! without waiting for this side's user), and hands that buffer up as the frame. Whatever
+//! the peer writes afterwards, the frame, and every `rpc_core::Bytes` sliced from it, keeps
+//! the bytes that were copied. The buffers come from a small per-connection pool
+//! ([`Spares`]) and go back to it when the last slice of a frame is dropped, so a connection
+//! moving large messages copies into memory that is already mapped and touched instead of
+//! page-faulting a fresh allocation (or a fresh mapping from the allocator) per message.
+//!
+//! A region still busy after a short wait, or too small, is replaced by a new one.
 //! Each side keeps at most one region per direction mapped, so a connection's bulk memory is
-//! bounded by its largest message.
+//! bounded by its largest message (plus at most [`MAX_SPARES`] receive buffers).
 
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -117,28 +128,64 @@ impl BulkOut {
     }
 }
 
-/// The receiving side's view of the peer's bulk region.
+/// The receiving side's view of the peer's bulk region, and its own receive buffers.
 #[derive(Default)]
 pub(crate) struct BulkIn {
-    current: Option<Arc<Mapped>>,
+    current: Option<Mapped>,
     next_id: u64,
+    spares: Spares,
 }
 
-/// A received message, read in place; releases the region to the sender when dropped.
-struct InPlace {
-    mapped: Arc<Mapped>,
-    len: usize,
-}
+/// Receive buffers a connection keeps once they are free again, at most this many.
+pub(crate) const MAX_SPARES: usize = 2;
+/// Receive buffers are sized in steps of this, so one serves messages of similar sizes.
+const SPARE_STEP: usize = 1024 * 1024;
 
-impl AsRef<[u8]> for InPlace {
-    fn as_ref(&self) -> &[u8] {
-        self.mapped.region.slice(BULK_HEADER, self.len)
+/// Free receive buffers of one connection, reused across large messages: a buffer already
+/// touched costs no page faults when the next message is copied into it.
+#[derive(Clone, Default)]
+pub(crate) struct Spares(Arc<Mutex<Vec<Box<[u8]>>>>);
+
+impl Spares {
+    /// A buffer of at least `len` bytes: a spare one if one is big enough, else a new one.
+    fn take(&self, len: usize) -> Box<[u8]> {
+        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = spares.iter().position(|b| b.len() >= len) {
+            return spares.swap_remove(at);
+        }
+        // Too small for this message: the new buffer replaces it.
+        spares.pop();
+        drop(spares);
+        vec![0u8; len.div_ceil(SPARE_STEP).max(1) * SPARE_STEP].into_boxed_slice()
+    }
+
+    fn give_back(&self, buffer: Box<[u8]>) {
+        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if spares.len() < MAX_SPARES {
+            spares.push(buffer);
+        }
     }
 }
 
-impl Drop for InPlace {
+/// A received message copied out of the peer's region into a buffer of this process; the
+/// buffer goes back to the connection's [`Spares`] when the last slice of it is dropped.
+struct Copied {
+    buffer: Option<Box<[u8]>>,
+    len: usize,
+    spares: Spares,
+}
+
+impl AsRef<[u8]> for Copied {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer.as_deref().expect("held until dropped")[..self.len]
+    }
+}
+
+impl Drop for Copied {
     fn drop(&mut self) {
-        self.mapped.busy().store(0, Ordering::Release);
+        if let Some(buffer) = self.buffer.take() {
+            self.spares.give_back(buffer);
+        }
     }
 }
 
@@ -153,8 +200,8 @@ impl BulkIn {
             || link.has_large(id)
     }
 
-    /// The message `announcement` names, in place (mapping a new region if it names one); the
-    /// region goes back to the sender when the frame is dropped.
+    /// The message `announcement` names (mapping a new region if it names one), copied into a
+    /// buffer of this process; the region goes back to the sender at once.
     pub(crate) fn take(
         &mut self,
         link: &Link,
@@ -189,11 +236,11 @@ impl BulkIn {
                 link.mark_dead(&format!("mapping a bulk region failed: {e}"));
                 TransportError::Io(e)
             })?;
-            self.current = Some(Arc::new(Mapped {
+            self.current = Some(Mapped {
                 id,
                 region,
                 capacity,
-            }));
+            });
             self.next_id += 1;
         }
         let current = self.current.as_ref().expect("the named region is mapped");
@@ -206,9 +253,15 @@ impl BulkIn {
                 ),
             ));
         }
-        Ok(Frame::from_shared(Bytes::from_owner(InPlace {
-            mapped: current.clone(),
-            len: len as usize,
+        let len = len as usize;
+        let mut buffer = self.spares.take(len);
+        // The one copy: from here on the peer's writes to its region change nothing we hand up.
+        current.region.read(BULK_HEADER, &mut buffer[..len]);
+        current.busy().store(0, Ordering::Release);
+        Ok(Frame::from_shared(Bytes::from_owner(Copied {
+            buffer: Some(buffer),
+            len,
+            spares: self.spares.clone(),
         })))
     }
 }
@@ -217,4 +270,37 @@ fn corrupt(link: &Link, why: String) -> TransportError {
     let reason = RingError::Corrupt(why).to_string();
     link.mark_dead(&reason);
     TransportError::Malformed(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffers_are_reused_once_their_frame_is_dropped() {
+        let spares = Spares::default();
+        let first = spares.take(3 * 1024 * 1024);
+        assert_eq!(first.len(), 3 * SPARE_STEP);
+        let at = first.as_ptr();
+        let frame = Bytes::from_owner(Copied {
+            buffer: Some(first),
+            len: 10,
+            spares: spares.clone(),
+        });
+        let slice = frame.slice(2..4);
+        drop(frame);
+        // A slice still holds the buffer: the next message gets another one.
+        let second = spares.take(1024);
+        assert_ne!(second.as_ptr(), at);
+        spares.give_back(second);
+        drop(slice);
+        // Both are spare now; the big one serves a big message, without a new allocation.
+        let reused = spares.take(2 * 1024 * 1024);
+        assert_eq!(reused.as_ptr(), at);
+        // At most `MAX_SPARES` are kept.
+        for _ in 0..MAX_SPARES + 2 {
+            spares.give_back(vec![0; 8].into_boxed_slice());
+        }
+        assert_eq!(spares.0.lock().unwrap().len(), MAX_SPARES);
+    }
 }

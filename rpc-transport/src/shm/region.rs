@@ -202,16 +202,6 @@ impl Region {
         }
     }
 
-    /// The `len` bytes at `offset`, read in place (in bounds; panics otherwise). The peer may
-    /// change them at any time: treat them as untrusted input, and only read them while the
-    /// protocol says the peer leaves them alone.
-    pub(crate) fn slice(&self, offset: usize, len: usize) -> &[u8] {
-        self.check(offset, len, 1);
-        // SAFETY: in bounds (checked above) of a mapping that lives as long as `&self`; the
-        // bytes are plain data, valid at any value, and only read.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
-    }
-
     /// Appends `len` bytes of the region at `offset` to `out`, without zero-filling first
     /// (in bounds; panics otherwise).
     pub(crate) fn append_to(&self, offset: usize, len: usize, out: &mut bytes::BytesMut) {

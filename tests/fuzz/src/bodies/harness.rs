@@ -104,7 +104,7 @@ impl Harness {
                 let served = tokio::time::timeout(HANG, async {
                     let client = CalculatorClient::connect(address).await?;
                     let sum = client.add(2, 3).await?;
-                    let echo = client.echo(vec![7; 100]).await?;
+                    let echo = client.echo(vec![7; 100].into()).await?;
                     Ok::<_, rpc_core::RpcError>(sum == 5 && echo == vec![7; 100])
                 })
                 .await;
