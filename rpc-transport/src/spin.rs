@@ -121,7 +121,7 @@ impl SpinBudget {
 
     /// How long to spin for the next wait: zero when the machine is oversubscribed or spins
     /// have kept missing (except for an occasional short probe).
-    pub fn next(&mut self) -> Duration {
+    pub fn next_spin(&mut self) -> Duration {
         if self.max.is_zero() || oversubscribed() {
             return Duration::ZERO;
         }
@@ -192,10 +192,10 @@ mod tests {
         }
         if oversubscribed() {
             // A busy machine spins not at all; nothing more to see here.
-            assert_eq!(budget.next(), Duration::ZERO);
+            assert_eq!(budget.next_spin(), Duration::ZERO);
             return;
         }
-        let spins: Vec<Duration> = (0..PROBE_EVERY * 2).map(|_| budget.next()).collect();
+        let spins: Vec<Duration> = (0..PROBE_EVERY * 2).map(|_| budget.next_spin()).collect();
         let probes = spins.iter().filter(|d| !d.is_zero()).count();
         // The load may change between calls; at most one probe per PROBE_EVERY waits.
         assert!(probes <= 2, "{probes} probes in {} waits", spins.len());
@@ -205,7 +205,7 @@ mod tests {
     fn zero_maximum_never_spins() {
         let mut budget = SpinBudget::new(Duration::ZERO);
         budget.hit(Duration::from_micros(1));
-        assert_eq!(budget.next(), Duration::ZERO);
+        assert_eq!(budget.next_spin(), Duration::ZERO);
     }
 
     #[test]

@@ -78,7 +78,11 @@ impl Direct {
     /// spinning pays lately. Taken before the request is sent, so the reply never signals the
     /// sleeping reader task.
     pub(super) fn turn(&self) -> Option<Turn<'_>> {
-        let spin = self.budget.lock().unwrap_or_else(|p| p.into_inner()).next();
+        let spin = self
+            .budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_spin();
         if spin.is_zero() {
             return None;
         }
@@ -158,7 +162,7 @@ impl Turn<'_> {
                 }
             }
             looks = looks.wrapping_add(1);
-            if looks % 64 != 0 {
+            if !looks.is_multiple_of(64) {
                 std::hint::spin_loop();
                 continue;
             }

@@ -475,7 +475,7 @@ impl ShmReceiver {
             // Yielding between looks lets the runtime's other tasks run: this spin holds no
             // CPU that another task of this thread needs.
             let budget = if self.spinning {
-                self.budget.next()
+                self.budget.next_spin()
             } else {
                 Duration::ZERO
             };
@@ -595,7 +595,7 @@ impl ShmReceiver {
         if !self.idle
             && let Some(_permit) = SpinPermit::take()
         {
-            let budget = self.budget.next();
+            let budget = self.budget.next_spin();
             if !budget.is_zero() {
                 let started = Instant::now();
                 if self.spin(spin_turns(budget))? {

@@ -234,6 +234,28 @@ impl BlockingReceiveFrames for ShmReceiver {
     }
 }
 
+impl crate::PollFrames for ShmReceiver {
+    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.poll_frame()
+    }
+
+    fn peer_gone(&self) -> bool {
+        ShmReceiver::peer_gone(self)
+    }
+
+    fn announce_sleep(&mut self) -> Result<bool, TransportError> {
+        self.announce_eventfd_sleep()
+    }
+
+    fn end_sleep(&mut self) {
+        ShmReceiver::end_sleep(self)
+    }
+
+    fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
+        ShmReceiver::wakeup(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -351,27 +373,5 @@ mod tests {
     async fn sysv_shm_cancelled_sends_lose_and_duplicate_nothing() {
         cancelled_sends_lose_and_duplicate_nothing("sysv-shm", false).await;
         cancelled_sends_lose_and_duplicate_nothing("sysv-shm", true).await;
-    }
-}
-
-impl crate::PollFrames for ShmReceiver {
-    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        self.poll_frame()
-    }
-
-    fn peer_gone(&self) -> bool {
-        ShmReceiver::peer_gone(self)
-    }
-
-    fn announce_sleep(&mut self) -> Result<bool, TransportError> {
-        self.announce_eventfd_sleep()
-    }
-
-    fn end_sleep(&mut self) {
-        ShmReceiver::end_sleep(self)
-    }
-
-    fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
-        ShmReceiver::wakeup(self)
     }
 }
