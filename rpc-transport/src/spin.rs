@@ -4,100 +4,78 @@
 //! of a kernel wake-up later, but only while the peer runs on another CPU at the same time.
 //! Two things decide whether to spin at all:
 //!
-//! - [`oversubscribed`]: more threads want to run than there are CPUs (the kernel's count of
-//!   runnable threads, read from `/proc/loadavg` at most every [`LOAD_CHECK_EVERY`], and
-//!   smoothed over the last few readings). Then a spinner only takes time from the peer it
-//!   waits for, so nobody spins.
+//! - [`oversubscribed`]: the spinning thread itself keeps waiting for a CPU (the kernel's
+//!   account of its run-queue wait, read at most every [`LOAD_CHECK_EVERY`] and smoothed over
+//!   the last few readings): its CPU is shared with other busy threads, and a spinner there
+//!   only takes time from the peer it waits for, so it does not spin.
 //! - [`SpinBudget`]: per receiver, how long spinning has paid lately. It grows towards the
 //!   configured maximum ([`TransportConfig::shm_spin`](crate::TransportConfig::shm_spin)) when
 //!   the message came while spinning, and halves each time a spin ran out, down to nothing; at
 //!   nothing, every [`PROBE_EVERY`]th wait spins the whole budget again, so a peer that became
 //!   fast (or woke up: both sides may have stopped spinning) is noticed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How often the count of runnable threads is read again.
+/// How often a thread's run-queue wait is read again.
 pub const LOAD_CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// At a budget of nothing, every this many waits spin briefly again.
 pub const PROBE_EVERY: u32 = 32;
 
-/// Whether more threads are runnable than the machine has CPUs: spinning would only take CPU
-/// time from the peer being waited for. Cheap: the kernel's count is read at most
-/// every [`LOAD_CHECK_EVERY`] per process.
+/// Whether this thread has lately waited for a CPU while runnable: its CPU is shared with
+/// other busy threads, and spinning would only take CPU time from the peer being waited for.
+/// Read from the kernel's account of the thread's run-queue wait
+/// (`/proc/thread-self/schedstat`) at most every [`LOAD_CHECK_EVERY`], per thread.
 pub fn oversubscribed() -> bool {
-    static STATE: OnceLock<LoadState> = OnceLock::new();
-    STATE.get_or_init(LoadState::new).oversubscribed()
+    thread_local! {
+        static WAITS: std::cell::RefCell<RunQueueWaits> = const {
+            std::cell::RefCell::new(RunQueueWaits { last: None, score: 0 })
+        };
+    }
+    WAITS.with(|waits| waits.borrow_mut().oversubscribed())
 }
 
-/// Recent readings of the runnable-thread count, smoothed.
-struct LoadState {
-    cpus: u64,
-    started: Instant,
-    /// Nanoseconds after `started` of the last reading; `u64::MAX` before the first.
-    last: AtomicU64,
-    /// How often lately the count exceeded the CPUs, 0 to [`SCORE_FULL`], smoothed over about
-    /// eight readings: one reading over (a thread that ran for a moment) does not stop
-    /// spinning, a machine that stays busy (over in three readings of four) does.
-    score: AtomicU64,
-    reading: Mutex<()>,
+/// How much of its time this thread spent waiting for a CPU lately, smoothed.
+struct RunQueueWaits {
+    /// When it was last read, and the thread's total run-queue wait then (ns).
+    last: Option<(Instant, u64)>,
+    /// How often lately a reading found the thread waiting more than [`WAIT_SHARE`] of the
+    /// time, 0 to [`SCORE_FULL`], smoothed over about eight readings: one busy moment does not
+    /// stop spinning, a CPU that stays shared does.
+    score: u64,
 }
 
-/// The score of a machine found oversubscribed at every reading.
+/// The share of wall time a thread may spend waiting for a CPU before its CPU counts as
+/// oversubscribed (a thread alone on its CPU waits next to nothing).
+const WAIT_SHARE: f64 = 0.05;
+
+/// The score of a thread found waiting at every reading.
 const SCORE_FULL: u64 = 1024;
 
-impl LoadState {
-    fn new() -> LoadState {
-        LoadState {
-            cpus: online_cpus(),
-            started: Instant::now(),
-            last: AtomicU64::new(u64::MAX),
-            score: AtomicU64::new(0),
-            reading: Mutex::new(()),
+impl RunQueueWaits {
+    fn oversubscribed(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .last
+            .is_none_or(|(at, _)| now.duration_since(at) >= LOAD_CHECK_EVERY);
+        if due && let Some(waited) = run_queue_wait() {
+            if let Some((at, before)) = self.last {
+                let wall = now.duration_since(at).as_nanos() as f64;
+                let share = waited.saturating_sub(before) as f64 / wall.max(1.0);
+                let sample = if share > WAIT_SHARE { SCORE_FULL } else { 0 };
+                self.score = (self.score * 7 + sample) / 8;
+            }
+            self.last = Some((now, waited));
         }
-    }
-
-    fn oversubscribed(&self) -> bool {
-        let now = self.started.elapsed().as_nanos() as u64;
-        let last = self.last.load(Ordering::Relaxed);
-        let due =
-            last == u64::MAX || now.saturating_sub(last) >= LOAD_CHECK_EVERY.as_nanos() as u64;
-        // One reader at a time; the others use the score as it is meanwhile.
-        if due && let Ok(_reading) = self.reading.try_lock() {
-            let over = runnable_threads().is_some_and(|running| running > self.cpus);
-            let sample = if over { SCORE_FULL } else { 0 };
-            let score = if last == u64::MAX {
-                sample
-            } else {
-                (self.score.load(Ordering::Relaxed) * 7 + sample) / 8
-            };
-            self.score.store(score, Ordering::Relaxed);
-            self.last.store(now, Ordering::Relaxed);
-        }
-        self.score.load(Ordering::Relaxed) > SCORE_FULL * 3 / 4
+        self.score > SCORE_FULL / 2
     }
 }
 
-/// The machine's online CPUs: the count of runnable threads is the whole machine's, so it is
-/// compared with all of them, not with the CPUs this process is pinned to.
-fn online_cpus() -> u64 {
-    // SAFETY: sysconf only reads a system setting.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if online > 0 {
-        online as u64
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
-    }
-}
-
-/// The kernel's count of runnable threads (the reader itself included): the fourth field of
-/// `/proc/loadavg`, `running/total`. `None` where it cannot be read.
-fn runnable_threads() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let field = text.split_whitespace().nth(3)?;
-    field.split('/').next()?.parse().ok()
+/// The calling thread's total time spent runnable but waiting for a CPU, in nanoseconds: the
+/// second field of `/proc/thread-self/schedstat`. `None` where it cannot be read.
+fn run_queue_wait() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// How long a receiver spins next, learned from how its spins went; see the module docs.
@@ -209,9 +187,57 @@ mod tests {
     }
 
     #[test]
-    fn the_runnable_count_is_read() {
-        // Linux always has /proc/loadavg; this process itself is running.
-        let running = runnable_threads().expect("read /proc/loadavg");
-        assert!(running >= 1);
+    fn a_thread_sharing_its_cpu_with_busy_threads_finds_it_oversubscribed() {
+        if run_queue_wait().is_none() {
+            eprintln!("this kernel keeps no run-queue wait (no CONFIG_SCHED_INFO): nothing to see");
+            return;
+        }
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+        use nix::unistd::Pid;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+        let cpu = (0..CpuSet::count())
+            .find(|&c| allowed.is_set(c).unwrap_or(false))
+            .expect("a CPU to run on");
+        let pin = move || {
+            let mut set = CpuSet::new();
+            set.set(cpu).unwrap();
+            sched_setaffinity(Pid::from_raw(0), &set).unwrap();
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two busy threads and the one asking, all on one CPU: it waits most of the time.
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin();
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let found = std::thread::spawn(move || {
+            pin();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                if oversubscribed() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            false
+        })
+        .join()
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for thread in busy {
+            thread.join().unwrap();
+        }
+        assert!(
+            found,
+            "a thread sharing its CPU with two busy ones never found it oversubscribed"
+        );
     }
 }

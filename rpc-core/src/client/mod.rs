@@ -461,8 +461,13 @@ impl Client {
             // With other calls in flight, more requests are about to go: write them together.
             let linger = shared.pending.len() > 1;
             // Where callers read their replies themselves, take the receiver before sending,
-            // so the reply does not wake the reader task.
-            let mut turn = shared.direct.as_ref().and_then(|direct| direct.turn());
+            // so the reply does not wake the reader task. Only a call alone in flight does:
+            // with others in flight the reader task hands replies out while callers' tasks
+            // keep sending, and a spinning caller would hold its worker from them.
+            let mut turn = match &shared.direct {
+                Some(direct) if !linger => direct.turn(),
+                _ => None,
+            };
             let send = shared
                 .sender
                 .send_with(request.len(), |out| request.write(out), linger);
