@@ -109,8 +109,8 @@ pub use listener::{Listener, connect};
 #[cfg(not(loom))]
 pub use pipe::{REAP_GRACE, spawn, spawn_blocking};
 #[cfg(not(loom))]
-#[cfg(not(loom))]
 pub use poll::{PollFrames, Wakeup};
+#[cfg(not(loom))]
 pub use registry::{register, supported_forms};
 #[cfg(not(loom))]
 pub use stream::framed;
