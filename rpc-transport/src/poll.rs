@@ -19,8 +19,9 @@ use crate::frame::Frame;
 /// already here, take it instead), lets go of the receiver and waits on its
 /// [`Wakeup`]. A task that takes the receiver meanwhile calls
 /// [`end_sleep`](Self::end_sleep), so the peer does not signal for frames it reads itself, and
-/// before letting go announces the sleep again, or, if a frame came, [`Wakeup::wake`]s the
-/// sleeper. No frame then waits unseen.
+/// before letting go announces the sleep again, or, if a frame came, wakes the sleeper by a
+/// signal of its own process (not the peer's eventfd, which the peer shares and could make
+/// block). No frame then waits unseen.
 pub trait PollFrames: Send {
     /// The next frame if one is already here; `Ok(None)` when none is (a frame still arriving
     /// counts as none).
@@ -62,11 +63,6 @@ impl Wakeup {
         drain(ready.get_inner());
         ready.clear_ready();
         Ok(())
-    }
-
-    /// Signals it: the sleeper wakes.
-    pub fn wake(&self) {
-        let _ = nix::unistd::write(self.0.get_ref(), &1u64.to_ne_bytes());
     }
 }
 

@@ -37,8 +37,9 @@ pub fn oversubscribed() -> bool {
 
 /// How much of its time this thread spent waiting for a CPU lately, smoothed.
 struct RunQueueWaits {
-    /// When it was last read, and the thread's total run-queue wait then (ns).
-    last: Option<(Instant, u64)>,
+    /// When it was last read, and the thread's total run-queue wait then (ns; `None` when it
+    /// could not be read).
+    last: Option<(Instant, Option<u64>)>,
     /// How often lately a reading found the thread waiting more than [`WAIT_SHARE`] of the
     /// time, 0 to [`SCORE_FULL`], smoothed over about eight readings: one busy moment does not
     /// stop spinning, a CPU that stays shared does.
@@ -58,8 +59,10 @@ impl RunQueueWaits {
         let due = self
             .last
             .is_none_or(|(at, _)| now.duration_since(at) >= LOAD_CHECK_EVERY);
-        if due && let Some(waited) = run_queue_wait() {
-            if let Some((at, before)) = self.last {
+        if due {
+            // Unreadable (no CONFIG_SCHED_INFO, no /proc): tried again only when due again.
+            let waited = run_queue_wait();
+            if let (Some(waited), Some((at, Some(before)))) = (waited, self.last) {
                 let wall = now.duration_since(at).as_nanos() as f64;
                 let share = waited.saturating_sub(before) as f64 / wall.max(1.0);
                 let sample = if share > WAIT_SHARE { SCORE_FULL } else { 0 };

@@ -15,7 +15,7 @@
 //! lets go, so no frame waits unseen.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,17 @@ use tokio::sync::{Mutex, MutexGuard, Notify, oneshot};
 
 use super::misuse;
 use super::pending::Reply;
-use super::reader::{CLOSED, Dispatcher, send_bounded};
+use super::reader::{CLOSED, Dispatcher};
 use crate::keepalive::{self, Keepalive};
 
 /// How long a caller spins without giving its thread back to the runtime on a multi-threaded
 /// runtime (on a current-thread runtime it yields every few microseconds: the server may be a
 /// task of the same thread).
 const YIELD_EVERY: Duration = Duration::from_micros(20);
+
+/// Frames handed on in one go before the reader (or a caller) looks at the time, its own
+/// reply and the runtime's other tasks: a server that keeps the ring full cannot hold a thread.
+const DRAIN_BATCH: usize = 64;
 
 /// How long the reader task lets the ordinary receive wait for a frame that is arriving (a
 /// large message whose region is still on its way) before it looks again.
@@ -42,8 +46,13 @@ pub(super) struct Direct {
     receiver: Mutex<FrameReceiver>,
     wakeup: Wakeup,
     dispatcher: Dispatcher,
-    /// A caller read frames since the reader task last looked: the server was heard.
-    heard: AtomicBool,
+    /// When a caller last read a frame (nanoseconds after `created`; 0: never): the server
+    /// was heard then.
+    heard: AtomicU64,
+    created: tokio::time::Instant,
+    /// Wakes the reader task when a caller lets go of the receiver with a frame in it (the
+    /// peer was not asked to signal): in-process, so the peer cannot interfere with it.
+    poke: Notify,
     /// Why a caller found the connection ended, for the reader task to end it.
     ended: std::sync::Mutex<Option<String>>,
     /// Wakes the reader task when a caller found the connection ended.
@@ -67,7 +76,9 @@ impl Direct {
             receiver: Mutex::new(receiver),
             wakeup,
             dispatcher,
-            heard: AtomicBool::new(false),
+            heard: AtomicU64::new(0),
+            created: tokio::time::Instant::now(),
+            poke: Notify::new(),
             ended: std::sync::Mutex::new(None),
             ended_signal: Notify::new(),
             budget: std::sync::Mutex::new(SpinBudget::new(spin)),
@@ -106,18 +117,30 @@ impl Direct {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
-    /// Hands on every frame already here; `Err` with the reason when the connection ended.
+    /// Hands on the frames already here, at most [`DRAIN_BATCH`]; how many, or `Err` with the
+    /// reason when the connection ended.
     fn drain(&self, poll: &mut dyn PollFrames) -> Result<usize, String> {
-        let mut frames = 0;
-        loop {
+        for frames in 0..DRAIN_BATCH {
             match poll.try_recv() {
-                Ok(Some(frame)) => {
-                    frames += 1;
-                    self.dispatcher.dispatch(frame)?;
-                }
+                Ok(Some(frame)) => self.dispatcher.dispatch(frame)?,
                 Ok(None) => return Ok(frames),
                 Err(e) => return Err(format!("receiving failed: {e}")),
             }
+        }
+        Ok(DRAIN_BATCH)
+    }
+
+    /// Notes that a caller heard the server now.
+    fn heard_now(&self) {
+        let at = self.created.elapsed().as_nanos().max(1) as u64;
+        self.heard.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// When a caller last heard the server, if ever.
+    fn last_heard(&self) -> Option<tokio::time::Instant> {
+        match self.heard.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(self.created + Duration::from_nanos(at)),
         }
     }
 }
@@ -147,24 +170,28 @@ impl Turn<'_> {
         let mut looks: u32 = 0;
         loop {
             let poll = poll(self.receiver.as_mut().expect("held until dropped"));
-            match direct.drain(poll) {
-                Ok(0) => {}
-                Ok(_) => {
-                    direct.heard.store(true, Ordering::Relaxed);
-                    if let Ok(answer) = reply.try_recv() {
-                        self.budget().hit(started.elapsed());
-                        return Some(answer);
-                    }
-                }
+            let frames = match direct.drain(poll) {
+                Ok(frames) => frames,
                 Err(reason) => {
                     direct.end(reason);
                     return None;
                 }
+            };
+            if frames > 0 {
+                direct.heard_now();
+                if let Ok(answer) = reply.try_recv() {
+                    self.budget().hit(started.elapsed());
+                    return Some(answer);
+                }
             }
             looks = looks.wrapping_add(1);
-            if !looks.is_multiple_of(64) {
+            if frames < DRAIN_BATCH && !looks.is_multiple_of(64) {
                 std::hint::spin_loop();
                 continue;
+            }
+            if let Ok(answer) = reply.try_recv() {
+                // Answered meanwhile (an error: the connection ended, the call was failed).
+                return Some(answer);
             }
             if poll.peer_gone() {
                 // The reader task ends the connection once it has read what is left.
@@ -195,7 +222,7 @@ impl Drop for Turn<'_> {
         // Let go: the reader task sleeps on the wake-up, so ask for the signal again, or, if a
         // frame came meanwhile, give the reader the signal at once.
         if !matches!(poll(&mut receiver).announce_sleep(), Ok(true)) {
-            self.direct.wakeup.wake();
+            self.direct.poke.notify_one();
         }
     }
 }
@@ -205,6 +232,8 @@ impl Drop for Turn<'_> {
 pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepalive>) {
     let alive = misuse::ReaderAlive::new(direct.dispatcher.pending.clone());
     let mut watch = keepalive.map(keepalive::Watch::new);
+    // The last time callers heard the server that the watch was told of.
+    let mut heard_applied = direct.created;
     let reason = loop {
         if let Some(reason) = direct.take_end() {
             break reason;
@@ -214,9 +243,15 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
         poll.end_sleep();
         match direct.drain(poll) {
             Ok(0) => {}
-            Ok(_) => {
+            Ok(frames) => {
                 if let Some(watch) = watch.as_mut() {
                     watch.heard();
+                }
+                if frames == DRAIN_BATCH {
+                    // More may wait: let the runtime's other tasks run first.
+                    drop(receiver);
+                    tokio::task::yield_now().await;
+                    continue;
                 }
             }
             Err(reason) => break reason,
@@ -251,9 +286,14 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             break CLOSED.to_owned();
         }
         drop(receiver);
+        if let (Some(watch), Some(at)) = (watch.as_mut(), direct.last_heard()) {
+            watch.heard_at(at);
+            heard_applied = at;
+        }
         let woke = tokio::select! {
             biased;
             woke = direct.wakeup.wait() => Ok(woke),
+            () = direct.poke.notified() => continue,
             () = direct.ended_signal.notified() => continue,
             due = due(&mut watch) => Err(due),
         };
@@ -262,14 +302,17 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             Ok(Err(e)) => break format!("receiving failed: {e}"),
             Err(due) => {
                 let watch = watch.as_mut().expect("due only with a watch");
-                if direct.heard.swap(false, Ordering::Relaxed) {
-                    // Callers heard the server since: it is alive.
-                    watch.heard();
+                if let Some(at) = direct.last_heard()
+                    && at > heard_applied
+                {
+                    // Callers heard the server since the watch last knew: count from then.
+                    heard_applied = at;
+                    watch.heard_at(at);
                     continue;
                 }
                 match due {
                     keepalive::Due::Ping(ping) => {
-                        send_bounded(&direct.dispatcher.sender, ping, watch.timeout(), || {});
+                        direct.dispatcher.send_bounded(ping, watch.timeout());
                     }
                     keepalive::Due::Lapsed => break watch.lapsed(),
                 }

@@ -40,7 +40,7 @@ pub(super) async fn read_replies(
                         received
                     }
                     Err(keepalive::Due::Ping(ping)) => {
-                        send_bounded(&dispatcher.sender, ping, watch.timeout(), || {});
+                        dispatcher.send_bounded(ping, watch.timeout());
                         continue;
                     }
                     Err(keepalive::Due::Lapsed) => {
@@ -74,15 +74,25 @@ pub(super) struct Dispatcher {
     pub(super) sender: Arc<Outbox>,
     /// A `Pong` is being written: one at a time.
     pong_pending: Arc<AtomicBool>,
+    /// The connection's runtime: pongs are written from a task there, whichever runtime the
+    /// caller that read the ping runs on (it may be short-lived).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
+    /// Must be made inside the connection's runtime.
     pub(super) fn new(pending: Arc<Pending>, sender: Arc<Outbox>) -> Dispatcher {
         Dispatcher {
             pending,
             sender,
             pong_pending: Arc::new(AtomicBool::new(false)),
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// Sends `frame` from a task of the connection's runtime, given up after `within`.
+    pub(super) fn send_bounded(&self, frame: Frame, within: Duration) {
+        send_on(&self.runtime, &self.sender, frame, within, None);
     }
 
     /// Hands `frame` on; `Err` with the reason when it ends the connection.
@@ -115,10 +125,8 @@ impl Dispatcher {
                 // than one answer queued (one says the client is alive as well as many).
                 if !self.pong_pending.swap(true, Ordering::AcqRel) {
                     let pong = keepalive::pong_frame(header.call_id);
-                    let done = self.pong_pending.clone();
-                    send_bounded(&self.sender, pong, PONG_WITHIN, move || {
-                        done.store(false, Ordering::Release)
-                    });
+                    let done = PongDone(self.pong_pending.clone());
+                    send_on(&self.runtime, &self.sender, pong, PONG_WITHIN, Some(done));
                 }
                 Ok(())
             }
@@ -131,18 +139,29 @@ impl Dispatcher {
 /// How long a `Pong` may wait to be written before it is given up.
 const PONG_WITHIN: Duration = Duration::from_secs(10);
 
-/// Sends `frame` from a task of its own (the reader must not wait on a full transport), given
-/// up after `within` so that a dead link does not keep the task, and the connection, alive.
-/// `then` runs once the frame is written or given up.
-pub(super) fn send_bounded(
+/// Clears the "pong being written" mark when dropped: once the pong is written or given up,
+/// and also when its task is dropped unfinished (its runtime shut down).
+struct PongDone(Arc<AtomicBool>);
+
+impl Drop for PongDone {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Sends `frame` from a task of `runtime` (the reader must not wait on a full transport),
+/// given up after `within` so that a dead link does not keep the task, and the connection,
+/// alive. `done` is dropped once the frame is written or given up.
+fn send_on(
+    runtime: &tokio::runtime::Handle,
     sender: &Arc<Outbox>,
-    frame: rpc_transport::Frame,
+    frame: Frame,
     within: Duration,
-    then: impl FnOnce() + Send + 'static,
+    done: Option<PongDone>,
 ) {
     let sender = sender.clone();
-    tokio::spawn(async move {
+    runtime.spawn(async move {
+        let _done = done;
         let _ = tokio::time::timeout(within, sender.send(frame)).await;
-        then();
     });
 }

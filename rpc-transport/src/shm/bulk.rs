@@ -142,28 +142,69 @@ pub(crate) const MAX_SPARES: usize = 2;
 const SPARE_STEP: usize = 1024 * 1024;
 
 /// Free receive buffers of one connection, reused across large messages: a buffer already
-/// touched costs no page faults when the next message is copied into it.
+/// touched costs no page faults when the next message is copied into it. Bounded twice: a
+/// connection keeps at most [`MAX_SPARES`], and the whole process at most
+/// [`MAX_SPARE_BYTES_PER_PROCESS`] in spares (past it, a freed buffer is freed for real).
 #[derive(Clone, Default)]
-pub(crate) struct Spares(Arc<Mutex<Vec<Box<[u8]>>>>);
+pub(crate) struct Spares(Arc<Mutex<SpareList>>);
+
+/// A connection's spare buffers; their bytes leave the process-wide count when it ends.
+#[derive(Default)]
+struct SpareList(Vec<Box<[u8]>>);
+
+impl Drop for SpareList {
+    fn drop(&mut self) {
+        let bytes: usize = self.0.iter().map(|b| b.len()).sum();
+        SPARE_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The bytes all connections of this process may keep as spare receive buffers.
+pub(crate) const MAX_SPARE_BYTES_PER_PROCESS: usize = 256 * 1024 * 1024;
+
+/// Bytes held as spares now, by every connection of the process.
+static SPARE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Spares {
-    /// A buffer of at least `len` bytes: a spare one if one is big enough, else a new one.
+    /// A buffer of at least `len` bytes: the smallest spare that fits and is at most twice the
+    /// size needed (so a small message never pins a big buffer), else a new one.
     fn take(&self, len: usize) -> Box<[u8]> {
-        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = spares.iter().position(|b| b.len() >= len) {
-            return spares.swap_remove(at);
+        let size = len.div_ceil(SPARE_STEP).max(1) * SPARE_STEP;
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let spares = &mut guard.0;
+        let fit = spares
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= len && b.len() <= 2 * size)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(at, _)| at);
+        if let Some(at) = fit {
+            let buffer = spares.swap_remove(at);
+            SPARE_BYTES.fetch_sub(buffer.len(), std::sync::atomic::Ordering::Relaxed);
+            return buffer;
         }
-        // Too small for this message: the new buffer replaces it.
-        spares.pop();
-        drop(spares);
-        vec![0u8; len.div_ceil(SPARE_STEP).max(1) * SPARE_STEP].into_boxed_slice()
+        drop(guard);
+        vec![0u8; size].into_boxed_slice()
     }
 
     fn give_back(&self, buffer: Box<[u8]>) {
-        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if spares.len() < MAX_SPARES {
-            spares.push(buffer);
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let spares = &mut guard.0;
+        if spares.len() >= MAX_SPARES {
+            // Keep the newest: drop the smallest, which the next large message is least
+            // likely to fit.
+            let smallest = (0..spares.len()).min_by_key(|&at| spares[at].len());
+            if let Some(at) = smallest {
+                let old = spares.swap_remove(at);
+                SPARE_BYTES.fetch_sub(old.len(), std::sync::atomic::Ordering::Relaxed);
+            }
         }
+        let held = SPARE_BYTES.fetch_add(buffer.len(), std::sync::atomic::Ordering::Relaxed);
+        if held + buffer.len() > MAX_SPARE_BYTES_PER_PROCESS {
+            SPARE_BYTES.fetch_sub(buffer.len(), std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        spares.push(buffer);
     }
 }
 
@@ -301,6 +342,24 @@ mod tests {
         for _ in 0..MAX_SPARES + 2 {
             spares.give_back(vec![0; 8].into_boxed_slice());
         }
-        assert_eq!(spares.0.lock().unwrap().len(), MAX_SPARES);
+        assert_eq!(spares.0.lock().unwrap().0.len(), MAX_SPARES);
+    }
+
+    #[test]
+    fn a_small_message_does_not_take_a_big_spare() {
+        let spares = Spares::default();
+        spares.give_back(vec![0; 16 * SPARE_STEP].into_boxed_slice());
+        let small = spares.take(300 * 1024);
+        assert_eq!(
+            small.len(),
+            SPARE_STEP,
+            "a fresh 1 MiB buffer, not the 16 MiB spare"
+        );
+        let big = spares.take(15 * SPARE_STEP);
+        assert_eq!(
+            big.len(),
+            16 * SPARE_STEP,
+            "the big spare serves a big message"
+        );
     }
 }

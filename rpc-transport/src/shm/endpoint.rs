@@ -453,6 +453,9 @@ impl ShmReceiver {
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
             if let Some(frame) = self.try_recv(Duration::ZERO)? {
+                // The wait for a region (if any) was this message's: the next one's starts
+                // afresh.
+                self.region_wait_since = None;
                 return Ok(Some(frame));
             }
             if self.link().is_dead() {
@@ -518,7 +521,11 @@ impl ShmReceiver {
     /// The next frame if one is in the ring, without waiting (see [`crate::PollFrames`]).
     pub(crate) fn poll_frame(&mut self) -> Result<Option<Frame>, TransportError> {
         self.awaiting_region = false;
-        self.try_recv(Duration::ZERO)
+        let frame = self.try_recv(Duration::ZERO)?;
+        if frame.is_some() {
+            self.region_wait_since = None;
+        }
+        Ok(frame)
     }
 
     /// Asks the peer to signal the eventfd for its next record; false if one is here.
