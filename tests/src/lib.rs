@@ -83,7 +83,7 @@ pub use counter::SharedCounter;
 pub use fixture::{CustomTransport, Fixture, FixtureServer, TempDir, Transport, unique_name};
 pub use greeter::{Greeter, GreeterBlockingClient, GreeterClient, GreeterImpl, GreeterServer};
 pub use pki::TestPki;
-pub use process::{ProbeProcess, kill_stalled_clients};
+pub use process::{ProbeProcess, kill_stalled_clients, mappings_of};
 pub use raw::{raw_probe_connection, rss_kib, status_kib};
 pub use spawned::{SpawnedServers, probe_server_path};
 

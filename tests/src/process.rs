@@ -117,3 +117,21 @@ pub async fn kill_stalled_clients(fixture: &crate::Fixture, count: usize) {
     );
     assert_eq!(stalled.load(SeqCst), 0, "calls of killed clients still run");
 }
+
+/// Address ranges of the mappings in `/proc/PID/maps` (`pid` may be `self`) whose line names
+/// `what`: `rpc-shm-segment` for connection segments, `rpc-shm-large` for bulk regions.
+pub fn mappings_of(pid: &str, what: &str) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(what))
+        .map(|line| {
+            let range = line.split_whitespace().next().unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            (
+                u64::from_str_radix(start, 16).unwrap(),
+                u64::from_str_radix(end, 16).unwrap(),
+            )
+        })
+        .collect()
+}

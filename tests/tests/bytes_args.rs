@@ -148,18 +148,8 @@ async fn bytes_cross_every_transport_intact() {
 /// Address ranges of this process's mappings of shared-memory bulk regions (both sides'
 /// regions, since client and server run here).
 fn bulk_mappings() -> BTreeSet<(u64, u64)> {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|line| line.contains("rpc-shm-large"))
-        .map(|line| {
-            let range = line.split_whitespace().next().unwrap();
-            let (start, end) = range.split_once('-').unwrap();
-            (
-                u64::from_str_radix(start, 16).unwrap(),
-                u64::from_str_radix(end, 16).unwrap(),
-            )
-        })
+    rpc_tests::mappings_of("self", "rpc-shm-large")
+        .into_iter()
         .collect()
 }
 

@@ -31,19 +31,7 @@ fn dev_shm() -> BTreeSet<String> {
 
 /// Address ranges of `pid`'s mappings of shared-memory segments.
 fn segment_mappings(pid: &str) -> Vec<(u64, u64)> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .unwrap()
-        .lines()
-        .filter(|line| line.contains("rpc-shm-segment"))
-        .map(|line| {
-            let range = line.split_whitespace().next().unwrap();
-            let (start, end) = range.split_once('-').unwrap();
-            (
-                u64::from_str_radix(start, 16).unwrap(),
-                u64::from_str_radix(end, 16).unwrap(),
-            )
-        })
-        .collect()
+    rpc_tests::mappings_of(pid, "rpc-shm-segment")
 }
 
 fn wait_until(condition: impl FnMut() -> bool) -> bool {
