@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How often a thread's run-queue wait is read again.
 pub const LOAD_CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// At a budget of nothing, every this many waits spin briefly again.
+/// At a budget of nothing, every this many waits spin the whole budget again.
 pub const PROBE_EVERY: u32 = 32;
 
 /// Whether this thread has lately waited for a CPU while runnable: its CPU is shared with

@@ -61,8 +61,8 @@ pub(super) struct Direct {
 }
 
 impl Direct {
-    /// Shares `receiver` (which must poll: [`FrameReceiver::as_poll`]) between callers and a
-    /// reader task; `None` for a receiver that does not poll.
+    /// Shares `receiver` between callers and a reader task; a receiver that does not poll
+    /// ([`FrameReceiver::as_poll`]) is handed back unchanged as the error.
     pub(super) fn new(
         mut receiver: FrameReceiver,
         dispatcher: Dispatcher,
