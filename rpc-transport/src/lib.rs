@@ -72,6 +72,8 @@ mod pipe;
 #[cfg(not(loom))]
 mod poll;
 #[cfg(not(loom))]
+mod recv_now;
+#[cfg(not(loom))]
 mod registry;
 pub mod shm;
 #[cfg(not(loom))]

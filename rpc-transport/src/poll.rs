@@ -1,10 +1,11 @@
-//! Receiving without waiting, for mechanisms where a look costs no system call (shared
-//! memory): a task waiting for a reply reads it itself, with no wake-up between the reply
-//! landing and its caller running. See [`PollFrames`].
+//! Receiving without waiting: a task waiting for a reply reads it itself, with no wake-up
+//! between the reply landing and its caller running. A look costs no system call on shared
+//! memory and one non-blocking read on a socket (TCP, Unix). See [`PollFrames`].
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::error::TransportError;
@@ -40,11 +41,26 @@ pub trait PollFrames: Send {
 
     /// What a sleeper waits on; usable without holding the receiver.
     fn wakeup(&mut self) -> Result<Wakeup, TransportError>;
+
+    /// The most a task should look again and again before it sleeps on the [`Wakeup`]
+    /// (`TransportConfig::shm_spin`, or `socket_spin` for a socket).
+    fn spin_limit(&self) -> std::time::Duration;
+
+    /// Whether a look costs no system call (shared memory), so a spinning task may take many
+    /// between looks at the clock; `false` (the default) where each look is a read.
+    fn cheap_look(&self) -> bool {
+        false
+    }
 }
 
-/// The signal a receiver's sleeper waits on (an eventfd the peer writes). Clones share it.
+/// The signal a receiver's sleeper waits on: an eventfd the peer writes (shared memory), or a
+/// socket becoming readable. Clones share it.
 #[derive(Clone)]
-pub struct Wakeup(Arc<AsyncFd<OwnedFd>>);
+pub struct Wakeup {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    /// An eventfd, whose counter a wake-up resets; else a socket, which is left to its reader.
+    event: bool,
+}
 
 impl std::fmt::Debug for Wakeup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,16 +70,42 @@ impl std::fmt::Debug for Wakeup {
 
 impl Wakeup {
     pub(crate) fn new(event: Arc<AsyncFd<OwnedFd>>) -> Wakeup {
-        Wakeup(event)
+        Wakeup {
+            fd: event,
+            event: true,
+        }
     }
 
-    /// Waits until signalled, and resets the signal.
+    /// Waits for `socket` to become readable: through a descriptor of its own (a duplicate),
+    /// registered with the runtime beside the one the receiver reads, so waiting needs no
+    /// hold on the receiver.
+    pub(crate) fn readable(socket: BorrowedFd<'_>) -> std::io::Result<Wakeup> {
+        let fd = register_readable(socket.try_clone_to_owned()?)?;
+        Ok(Wakeup {
+            fd: Arc::new(fd),
+            event: false,
+        })
+    }
+
+    /// Waits until signalled, and resets the signal. A socket's readiness is reset before
+    /// this returns: bytes that come after it signal again, and whoever wakes reads what
+    /// came before.
     pub async fn wait(&self) -> Result<(), TransportError> {
-        let mut ready = self.0.readable().await?;
-        drain(ready.get_inner());
+        let mut ready = self.fd.readable().await?;
+        if self.event {
+            drain(ready.get_inner());
+        }
         ready.clear_ready();
         Ok(())
     }
+}
+
+/// Registers a descriptor (an eventfd, a socket) with the current tokio runtime, to await its
+/// readability.
+pub(crate) fn register_readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid open descriptor that it alone closes, and its `as_raw_fd`
+    // returns that same descriptor for as long as the `AsyncFd` owns it.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
 
 /// Resets an eventfd's counter (non-blocking: nothing to read is fine).

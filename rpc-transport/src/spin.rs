@@ -134,6 +134,11 @@ impl SpinBudget {
         }
     }
 
+    /// The most it ever grants.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
     /// The budget the next wait would get, ignoring the machine's load (for tests and reports).
     pub fn current(&self) -> Duration {
         self.current

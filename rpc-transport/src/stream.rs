@@ -6,6 +6,7 @@
 //! dropped mid-way never leaves half a frame on the wire (the rest goes out with the next send)
 //! and never loses bytes already read.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -15,6 +16,7 @@ use crate::TransportConfig;
 use crate::connection::{FrameReceiver, FrameSender};
 use crate::error::TransportError;
 use crate::frame::{FRAME_PREFIX, Frame};
+use crate::poll::{PollFrames, Wakeup};
 use crate::transport::{BoxFuture, ReceiveFrames, SendFrames};
 
 /// Bytes asked of the kernel per read when no large frame is pending.
@@ -143,25 +145,43 @@ pub(crate) trait TryRead {
     fn hung_up(&self) -> bool {
         false
     }
+
+    /// The descriptor whose readability means [`try_read_now`](Self::try_read_now) finds
+    /// bytes, for a task that waits for them without holding this half ([`PollFrames`]);
+    /// `None` where readability does not mean that (TLS: decrypted bytes may wait in a buffer
+    /// with nothing left to read on the socket) or is not known.
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl TryRead for tokio::net::tcp::OwnedReadHalf {
+    /// Asks the kernel, not tokio's cached readiness (see `recv_now.rs`).
     fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        self.try_read_buf(buf)
+        crate::recv_now::recv_now(self.as_ref().as_fd(), buf)
     }
 
     fn hung_up(&self) -> bool {
         crate::hangup::hung_up(self.as_ref())
+    }
+
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_ref().as_fd())
     }
 }
 
 impl TryRead for tokio::net::unix::OwnedReadHalf {
+    /// Asks the kernel, not tokio's cached readiness (see `recv_now.rs`).
     fn try_read_now(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        self.try_read_buf(buf)
+        crate::recv_now::recv_now(self.as_ref().as_fd(), buf)
     }
 
     fn hung_up(&self) -> bool {
         crate::hangup::hung_up(self.as_ref())
+    }
+
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_ref().as_fd())
     }
 }
 
@@ -193,6 +213,8 @@ pub(crate) struct StreamReceiver<R> {
     buf: BytesMut,
     /// How long to poll the socket (yielding in between) before sleeping on it.
     spin: Duration,
+    /// Whether [`PollFrames::try_recv`] read the end of the stream.
+    ended: bool,
 }
 
 impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
@@ -202,6 +224,7 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
             limit,
             buf: BytesMut::with_capacity(READ_CHUNK),
             spin,
+            ended: false,
         }
     }
 
@@ -236,38 +259,101 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
     /// The next frame, or `None` when the peer closed the stream between frames.
     pub(crate) async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
-            match take_frame(&mut self.buf, self.limit)? {
-                Buffered::Frame(frame) => return Ok(Some(frame)),
-                // Grow toward the whole frame by at most what has arrived (doubling), so a
-                // frame's announced size is never allocated before its bytes come.
-                Buffered::Partial { whole } => {
-                    let missing = whole - self.buf.len();
-                    self.buf
-                        .reserve(missing.min(self.buf.len().max(READ_CHUNK)))
-                }
-                Buffered::NoPrefix if self.buf.capacity() - self.buf.len() < FRAME_PREFIX => {
-                    self.buf.reserve(READ_CHUNK)
-                }
-                Buffered::NoPrefix => {}
-            }
-            if self.buf.capacity() == self.buf.len() {
-                self.buf.reserve(READ_CHUNK);
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
             }
             let n = match self.busy_poll().await? {
                 Some(n) => n,
                 None => self.io.read_buf(&mut self.buf).await?,
             };
             if n == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                let pending = self.buf.remaining();
-                self.buf.clear();
-                return Err(TransportError::Malformed(format!(
-                    "stream ended inside a frame ({pending} bytes of it received)"
-                )));
+                return self.end_of_stream().map(|()| None);
             }
         }
+    }
+
+    /// The first buffered frame if it is whole; otherwise makes room in the buffer for more of
+    /// it. Growth toward the whole frame is by at most what has arrived (doubling), so a
+    /// frame's announced size is never allocated before its bytes come.
+    fn buffered_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        match take_frame(&mut self.buf, self.limit)? {
+            Buffered::Frame(frame) => return Ok(Some(frame)),
+            Buffered::Partial { whole } => {
+                let missing = whole - self.buf.len();
+                self.buf
+                    .reserve(missing.min(self.buf.len().max(READ_CHUNK)))
+            }
+            Buffered::NoPrefix if self.buf.capacity() - self.buf.len() < FRAME_PREFIX => {
+                self.buf.reserve(READ_CHUNK)
+            }
+            Buffered::NoPrefix => {}
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(READ_CHUNK);
+        }
+        Ok(None)
+    }
+
+    /// The stream ended: fine between frames, malformed inside one.
+    fn end_of_stream(&mut self) -> Result<(), TransportError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let pending = self.buf.remaining();
+        self.buf.clear();
+        Err(TransportError::Malformed(format!(
+            "stream ended inside a frame ({pending} bytes of it received)"
+        )))
+    }
+}
+
+/// Looking at a socket without waiting: one non-blocking read per look, for a caller that
+/// reads its own reply ([`PollFrames`]); sleepers wait for the socket to become readable.
+impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> PollFrames for StreamReceiver<R> {
+    fn try_recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match self.io.try_read_now(&mut self.buf) {
+                Ok(0) => {
+                    self.ended = true;
+                    self.end_of_stream()?;
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Only once the end of the stream was read: the kernel may still hold bytes sent before it.
+    fn peer_gone(&self) -> bool {
+        self.ended
+    }
+
+    /// Nothing to ask of the peer: the kernel makes the socket readable when bytes come.
+    fn announce_sleep(&mut self) -> Result<bool, TransportError> {
+        Ok(!self.has_buffered())
+    }
+
+    fn end_sleep(&mut self) {}
+
+    fn wakeup(&mut self) -> Result<Wakeup, TransportError> {
+        let fd = self.io.readiness_fd().ok_or_else(|| {
+            TransportError::Io(std::io::Error::other(
+                "this stream has no readiness to wait on",
+            ))
+        })?;
+        Ok(Wakeup::readable(fd)?)
+    }
+
+    fn spin_limit(&self) -> Duration {
+        self.spin
     }
 }
 
@@ -330,6 +416,16 @@ impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> ReceiveFrames for S
 
     fn drain(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(StreamReceiver::drain(self))
+    }
+
+    /// Where the socket's readability can be waited on (TCP, Unix), callers may read their
+    /// replies themselves.
+    fn as_poll(&mut self) -> Option<&mut dyn PollFrames> {
+        if self.io.readiness_fd().is_some() {
+            Some(self)
+        } else {
+            None
+        }
     }
 }
 
@@ -431,6 +527,56 @@ mod tests {
         a.write_all(&[3, 4, 5, 6, 7, 8, 9, 10]).await.unwrap();
         let frame = receiver.recv().await.unwrap().unwrap();
         assert_eq!(frame.payload(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    }
+
+    /// A look sees bytes the moment they land, without waiting for the runtime's I/O driver
+    /// to notice them (tokio's own `try_read` would say `WouldBlock` until then), and a
+    /// waiter on the [`Wakeup`] is woken for bytes that come while it sleeps.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_socket_look_asks_the_kernel_and_the_wakeup_sees_new_bytes() {
+        use std::io::Write;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let (read, _write) = tokio::net::UnixStream::from_std(theirs)
+            .unwrap()
+            .into_split();
+        let mut receiver = StreamReceiver::new(read, 1 << 20, Duration::ZERO);
+        let wakeup = PollFrames::wakeup(&mut receiver).unwrap();
+        let mut ours = ours;
+        assert!(PollFrames::try_recv(&mut receiver).unwrap().is_none());
+        // No await between the write and the look: the driver has not run.
+        ours.write_all(&[3, 0, 0, 0, 7, 8, 9]).unwrap();
+        let frame = PollFrames::try_recv(&mut receiver)
+            .unwrap()
+            .expect("seen at once");
+        assert_eq!(frame.payload(), [7, 8, 9]);
+        assert!(PollFrames::announce_sleep(&mut receiver).unwrap());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            ours.write_all(&[1, 0, 0, 0, 5]).unwrap();
+            ours
+        });
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                wakeup.wait().await.unwrap();
+                if let Some(frame) = PollFrames::try_recv(&mut receiver).unwrap() {
+                    return frame;
+                }
+            }
+        })
+        .await
+        .map(|frame| assert_eq!(frame.payload(), [5]))
+        .expect("the wake-up came for the new bytes");
+        drop(writer.join().unwrap());
+        // The end of the stream: seen by a look, and the peer is then gone.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !PollFrames::peer_gone(&receiver) {
+                wakeup.wait().await.unwrap();
+                assert!(PollFrames::try_recv(&mut receiver).unwrap().is_none());
+            }
+        })
+        .await
+        .expect("the end of the stream was seen");
     }
 
     #[tokio::test]

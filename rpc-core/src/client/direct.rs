@@ -1,5 +1,6 @@
-//! Reading replies on the caller's own task, on transports where a look at the connection
-//! costs no system call (shared memory; see [`rpc_transport::PollFrames`]).
+//! Reading replies on the caller's own task, on transports that can be looked at without
+//! waiting (shared memory, where a look costs no system call; TCP and Unix sockets, where it
+//! costs one non-blocking read; see [`rpc_transport::PollFrames`]).
 //!
 //! Through a reader task, a reply reaches its caller by two wake-ups: the reader's, then the
 //! caller's, and on a multi-threaded runtime the second crosses threads (a `#[tokio::main]`
@@ -58,20 +59,35 @@ pub(super) struct Direct {
     /// Wakes the reader task when a caller found the connection ended.
     ended_signal: Notify,
     budget: std::sync::Mutex<SpinBudget>,
+    /// The receiver's [`PollFrames::spin_limit`].
+    spin_limit: Duration,
+    /// Looks a spinning caller takes between looks at the clock: many where a look costs no
+    /// system call, one where it costs a read.
+    looks_per_check: u32,
 }
 
 impl Direct {
     /// Shares `receiver` between callers and a reader task; a receiver that does not poll
-    /// ([`FrameReceiver::as_poll`]) is handed back unchanged as the error.
+    /// ([`FrameReceiver::as_poll`]) is handed back unchanged as the error. Callers spin at
+    /// most the receiver's [`PollFrames::spin_limit`].
     pub(super) fn new(
         mut receiver: FrameReceiver,
         dispatcher: Dispatcher,
-        spin: Duration,
     ) -> Result<Arc<Direct>, FrameReceiver> {
-        let wakeup = match receiver.as_poll().map(|poll| poll.wakeup()) {
-            Some(Ok(wakeup)) => wakeup,
+        let (wakeup, spin, cheap_looks) = match receiver
+            .as_poll()
+            .map(|poll| (poll.wakeup(), poll.spin_limit(), poll.cheap_look()))
+        {
+            Some((Ok(wakeup), spin, cheap)) => (wakeup, spin, cheap),
             _ => return Err(receiver),
         };
+        if !cheap_looks && (on_current_thread() || !several_cpus()) {
+            // A socket's reply wakes the runtime's I/O driver whoever reads it. On a
+            // current-thread runtime the reader task runs on the caller's thread anyway, and
+            // on one CPU a spinning caller shares it with the worker each reply wakes: either
+            // way the reader task serves better.
+            return Err(receiver);
+        }
         Ok(Arc::new(Direct {
             receiver: Mutex::new(receiver),
             wakeup,
@@ -82,6 +98,8 @@ impl Direct {
             ended: std::sync::Mutex::new(None),
             ended_signal: Notify::new(),
             budget: std::sync::Mutex::new(SpinBudget::new(spin)),
+            spin_limit: spin,
+            looks_per_check: if cheap_looks { 64 } else { 1 },
         }))
     }
 
@@ -130,6 +148,40 @@ impl Direct {
         Ok(DRAIN_BATCH)
     }
 
+    /// Looks again for a while when more than one call waits for a reply and none of their
+    /// callers reads (they pipeline): their replies are coming, and a wake-up per batch costs
+    /// more than the batch. Stops at the first frames (how many), once at most one call
+    /// waits, or after the spin limit; never while the machine is oversubscribed.
+    async fn linger(&self, receiver: &mut FrameReceiver) -> Result<usize, String> {
+        let in_flight = || self.dispatcher.pending.len() > 1;
+        if self.spin_limit.is_zero() || !in_flight() || rpc_transport::spin::oversubscribed() {
+            return Ok(0);
+        }
+        let current_thread = on_current_thread();
+        let started = Instant::now();
+        let mut yielded = started;
+        let mut looks: u32 = 0;
+        loop {
+            let frames = self.drain(poll(receiver))?;
+            if frames > 0 {
+                return Ok(frames);
+            }
+            looks = looks.wrapping_add(1);
+            if !looks.is_multiple_of(self.looks_per_check) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let now = Instant::now();
+            if now - started >= self.spin_limit || !in_flight() {
+                return Ok(0);
+            }
+            if current_thread || now - yielded >= YIELD_EVERY {
+                tokio::task::yield_now().await;
+                yielded = Instant::now();
+            }
+        }
+    }
+
     /// Notes that a caller heard the server now.
     fn heard_now(&self) {
         let at = self.created.elapsed().as_nanos().max(1) as u64;
@@ -143,6 +195,18 @@ impl Direct {
             at => Some(self.created + Duration::from_nanos(at)),
         }
     }
+}
+
+/// Whether this process may run on more than one CPU (its affinity, its cgroup's quota).
+fn several_cpus() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+/// Whether this task runs on a current-thread runtime (where a spinning task must yield
+/// often: the server may be a task of the same thread).
+fn on_current_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 fn poll(receiver: &mut FrameReceiver) -> &mut dyn PollFrames {
@@ -162,8 +226,7 @@ impl Turn<'_> {
     /// Reads the connection until `reply` is answered or the spin budget runs out; `None` then
     /// (the caller waits for the reply as usual: the reader task reads it).
     pub(super) async fn wait(mut self, reply: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
-        let current_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        let current_thread = on_current_thread();
         let direct = self.direct;
         let started = Instant::now();
         let mut yielded = started;
@@ -185,7 +248,7 @@ impl Turn<'_> {
                 }
             }
             looks = looks.wrapping_add(1);
-            if frames < DRAIN_BATCH && !looks.is_multiple_of(64) {
+            if frames < DRAIN_BATCH && !looks.is_multiple_of(direct.looks_per_check) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -239,9 +302,13 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             break reason;
         }
         let mut receiver = direct.receiver.lock().await;
+        poll(&mut receiver).end_sleep();
+        let drained = match direct.drain(poll(&mut receiver)) {
+            Ok(0) => direct.linger(&mut receiver).await,
+            drained => drained,
+        };
         let poll = poll(&mut receiver);
-        poll.end_sleep();
-        match direct.drain(poll) {
+        match drained {
             Ok(0) => {}
             Ok(frames) => {
                 if let Some(watch) = watch.as_mut() {

@@ -252,21 +252,20 @@ impl Client {
         let pending = Arc::new(Pending::default());
         let sender = Outbox::new(sender, None);
         let dispatcher = reader::Dispatcher::new(pending.clone(), sender.clone());
-        let (reader, direct) =
-            match direct::Direct::new(receiver, dispatcher.clone(), options.transport.shm_spin) {
-                Ok(direct) => (
-                    tokio::spawn(direct::read_replies(direct.clone(), options.keepalive)),
-                    Some(direct),
-                ),
-                Err(receiver) => (
-                    tokio::spawn(reader::read_replies(
-                        receiver,
-                        dispatcher,
-                        options.keepalive,
-                    )),
-                    None,
-                ),
-            };
+        let (reader, direct) = match direct::Direct::new(receiver, dispatcher.clone()) {
+            Ok(direct) => (
+                tokio::spawn(direct::read_replies(direct.clone(), options.keepalive)),
+                Some(direct),
+            ),
+            Err(receiver) => (
+                tokio::spawn(reader::read_replies(
+                    receiver,
+                    dispatcher,
+                    options.keepalive,
+                )),
+                None,
+            ),
+        };
         let reader = reader.abort_handle();
         Ok(Arc::new(Shared {
             schema,

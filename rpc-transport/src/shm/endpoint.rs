@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::bulk::{BulkIn, BulkOut};
 use super::link::{Link, LinkOwner, drain_event, signal_event};
-use super::region::{futex_wait, futex_wake, register_event};
+use super::region::{futex_wait, futex_wake};
 use super::ring::{
     Consumer, KIND_DATA, KIND_LARGE, Producer, RegionRing, RingError, SLEEP_EVENTFD, SLEEP_FUTEX,
     Wake, max_inline_payload,
@@ -24,6 +24,7 @@ use super::sync::spin_hint;
 use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
+use crate::poll::register_readable;
 
 /// How long a blocking receive waits for a large message's region descriptor, which the
 /// peer sends before it announces the message.
@@ -515,7 +516,7 @@ impl ShmReceiver {
             return Ok(event.clone());
         }
         let fd = self.link().incoming_event.try_clone()?;
-        Ok(self.event.insert(Arc::new(register_event(fd)?)).clone())
+        Ok(self.event.insert(Arc::new(register_readable(fd)?)).clone())
     }
 
     /// The next frame if one is in the ring, without waiting (see [`crate::PollFrames`]).
@@ -543,6 +544,11 @@ impl ShmReceiver {
     /// The eventfd a sleeper waits on, shareable.
     pub(crate) fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
         Ok(crate::Wakeup::new(self.event()?))
+    }
+
+    /// The most a receive spins ([`crate::TransportConfig::shm_spin`]).
+    pub(crate) fn spin_limit(&self) -> Duration {
+        self.budget.max()
     }
 
     /// Whether the peer is gone (its rendezvous socket closed).

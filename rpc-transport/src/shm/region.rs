@@ -321,11 +321,3 @@ pub(crate) fn recv_fds(
     }
     Ok((message.bytes, fds))
 }
-
-/// Registers an eventfd with the current tokio runtime, to await its readability.
-pub(crate) fn register_event(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: an `OwnedFd` is a valid open descriptor that it alone closes, and its `as_raw_fd`
-    // returns that same descriptor for as long as the `AsyncFd` owns it.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-}

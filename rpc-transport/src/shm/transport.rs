@@ -254,6 +254,14 @@ impl crate::PollFrames for ShmReceiver {
     fn wakeup(&mut self) -> Result<crate::Wakeup, TransportError> {
         ShmReceiver::wakeup(self)
     }
+
+    fn spin_limit(&self) -> std::time::Duration {
+        ShmReceiver::spin_limit(self)
+    }
+
+    fn cheap_look(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

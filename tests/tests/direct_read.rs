@@ -1,7 +1,8 @@
-//! The async shared-memory client reading its own replies (`rpc-core/src/client/direct.rs`):
-//! on the default multi-threaded runtime, against a server in another process, callers that
-//! spin on the ring and a reader task that sleeps share one connection. Every reply must reach
-//! its own caller, whoever reads it, and a server that dies or slows down must not strand one.
+//! The async client reading its own replies (`rpc-core/src/client/direct.rs`) over shared
+//! memory, Unix sockets and TCP: on the default multi-threaded runtime, against a server in
+//! another process, callers that spin on the connection and a reader task that sleeps share
+//! one connection. Every reply must reach its own caller, whoever reads it, and a server that
+//! dies or slows down must not strand one.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,21 @@ use rpc_core::RpcError;
 use rpc_tests::{ProbeClient, ProbeProcess as Process, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// The transports whose callers read their own replies.
+const SCHEMES: [&str; 3] = ["shm", "unix", "tcp"];
+
+/// A probe server on a fresh address of `scheme`, and the address it listens on.
+fn server(scheme: &str, dir: &TempDir) -> (Process, String) {
+    let asked = match scheme {
+        "tcp" => "tcp://127.0.0.1:0".to_owned(),
+        _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
+    };
+    let process = Process::spawn(&[&asked]);
+    let line = process.expect_line("listening on ");
+    let address = line["listening on ".len()..].trim().to_owned();
+    (process, address)
+}
 
 /// As `#[tokio::main]` builds it.
 fn default_runtime() -> tokio::runtime::Runtime {
@@ -28,10 +44,9 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
 
 /// Many tasks call at once, fast and slow calls mixed, while a stream runs: each reply is
 /// its own call's, on both runtimes.
-fn every_reply_reaches_its_caller(runtime: tokio::runtime::Runtime) {
+fn every_reply_reaches_its_caller(scheme: &str, runtime: &tokio::runtime::Runtime) {
     let dir = TempDir::new();
-    let address = format!("shm://{}/direct.sock", dir.0.display());
-    let _server = Process::server(&address);
+    let (_server, address) = server(scheme, &dir);
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address).await.unwrap();
         let stream = tokio::spawn({
@@ -74,29 +89,44 @@ fn every_reply_reaches_its_caller(runtime: tokio::runtime::Runtime) {
         .await
         .expect("every call answered in time");
         // Sequential calls after the storm: the fast path is still right.
-        for i in 0..2_000 {
-            assert_eq!(probe.add(i, 1).await.unwrap(), i + 1);
-        }
+        tokio::time::timeout(LIMIT, async {
+            for i in 0..20_000 {
+                assert_eq!(probe.add(i, 1).await.unwrap(), i + 1);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{scheme}: sequential calls answered in time"));
     });
 }
 
 #[test]
 fn every_reply_reaches_its_caller_on_the_default_runtime() {
-    every_reply_reaches_its_caller(default_runtime());
+    let runtime = default_runtime();
+    for scheme in SCHEMES {
+        every_reply_reaches_its_caller(scheme, &runtime);
+    }
 }
 
 #[test]
 fn every_reply_reaches_its_caller_on_a_current_thread_runtime() {
-    every_reply_reaches_its_caller(current_thread_runtime());
+    let runtime = current_thread_runtime();
+    for scheme in SCHEMES {
+        every_reply_reaches_its_caller(scheme, &runtime);
+    }
 }
 
-/// A server killed while callers spin on the ring: every call fails with `Disconnected`
-/// promptly, none waits for its timeout.
+/// A server killed while callers spin on the connection: every call fails with
+/// `Disconnected` promptly, none waits for its timeout.
 #[test]
 fn a_server_killed_while_callers_spin_fails_every_call_promptly() {
+    for scheme in SCHEMES {
+        a_server_killed_while_callers_spin(scheme);
+    }
+}
+
+fn a_server_killed_while_callers_spin(scheme: &str) {
     let dir = TempDir::new();
-    let address = format!("shm://{}/direct.sock", dir.0.display());
-    let mut server = Process::server(&address);
+    let (mut server, address) = server(scheme, &dir);
     let runtime = default_runtime();
     let probe = runtime
         .block_on(ProbeClient::connect(&address))
@@ -134,7 +164,7 @@ fn a_server_killed_while_callers_spin_fails_every_call_promptly() {
     });
     assert!(
         killed.elapsed() < Duration::from_secs(5),
-        "the calls failed {:?} after the kill",
+        "{scheme}: the calls failed {:?} after the kill",
         killed.elapsed()
     );
     // And a new call fails at once rather than hanging.
@@ -145,13 +175,18 @@ fn a_server_killed_while_callers_spin_fails_every_call_promptly() {
     assert!(matches!(error, RpcError::Disconnected { .. }), "{error:?}");
 }
 
-/// A call that times out while its caller holds the ring (the server stalls it) gives the
-/// ring back: the next calls are answered.
+/// A call that times out while its caller holds the connection (the server stalls it) gives
+/// it back: the next calls are answered.
 #[test]
-fn a_call_that_times_out_gives_the_ring_back() {
+fn a_call_that_times_out_gives_the_connection_back() {
+    for scheme in SCHEMES {
+        a_call_that_times_out_gives_it_back(scheme);
+    }
+}
+
+fn a_call_that_times_out_gives_it_back(scheme: &str) {
     let dir = TempDir::new();
-    let address = format!("shm://{}/direct.sock", dir.0.display());
-    let _server = Process::server(&address);
+    let (_server, address) = server(scheme, &dir);
     let runtime = default_runtime();
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address).await.unwrap();

@@ -1,0 +1,73 @@
+//! Reading a socket without waiting, straight from the kernel.
+//!
+//! tokio's `try_read` answers `WouldBlock` without asking the kernel while its cached
+//! readiness says nothing has come; that cache is refreshed only when a runtime worker polls
+//! epoll. A task that polls a socket for a reply (the busy-poll before a receive sleeps, a
+//! caller reading its own reply) must see bytes the moment they land, not after a worker's
+//! next turn at the driver, so it asks the kernel each time: one `recv(MSG_DONTWAIT)`.
+//!
+//! Mixing this with tokio's own reads of the same socket is safe: a read here never marks the
+//! socket as not ready, and tokio marks it so only after the kernel itself said `EAGAIN`;
+//! bytes that land after that make epoll report the socket again.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use bytes::{BufMut, BytesMut};
+
+/// Reads what `socket` holds now into `buf`'s spare capacity: the bytes read (0 at the end of
+/// the stream, or when `buf` has no spare capacity), or `WouldBlock`.
+pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.chunk_mut();
+    let len = spare.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    loop {
+        // SAFETY: `spare` is `len` writable bytes of `buf` (uninitialized memory is fine for
+        // `recv`, which only writes), and `socket` is an open descriptor for the call.
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                len,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: the kernel wrote `n <= len` bytes at the start of the spare capacity.
+            unsafe { buf.advance_mut(n) };
+            return Ok(n);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn reads_what_is_there_then_would_block_then_sees_the_end() {
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut buf = BytesMut::with_capacity(64);
+        let nothing = recv_now(theirs.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+        ours.write_all(b"hello").unwrap();
+        assert_eq!(recv_now(theirs.as_fd(), &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..], b"hello");
+        drop(ours);
+        assert_eq!(
+            recv_now(theirs.as_fd(), &mut buf).unwrap(),
+            0,
+            "end of stream"
+        );
+    }
+}
