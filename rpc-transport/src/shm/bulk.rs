@@ -440,11 +440,13 @@ fn copy_out(
             continue;
         }
         if link.is_dead() {
-            // A sender completes a message before it closes: look once more.
-            if matches!(read_progress(region.progress(), len), Ok((_, true))) {
-                continue;
-            }
-            return Err(broken(link, Stop::Ended, seen, len));
+            // A sender completes (or abandons) a message before its connection ends: look once
+            // more, and say which it was.
+            return match read_progress(region.progress(), len) {
+                Ok((_, true)) => continue,
+                Ok(_) => Err(broken(link, Stop::Ended, seen, len)),
+                Err(stop) => Err(broken(link, stop, seen, len)),
+            };
         }
         let now = Instant::now();
         if now.duration_since(*still_since.get_or_insert(now)) >= stall_limit {

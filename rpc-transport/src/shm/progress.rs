@@ -139,3 +139,70 @@ fn filling(out: &[u8]) -> bool {
             .is_some_and(|f| at >= f.start && at + out.len() <= f.start + f.len)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A region with a progress word at 8 and a payload of `len` bytes at 64.
+    fn region(len: usize) -> Arc<Region> {
+        let (region, _fd) = Region::create_memfd(c"progress-test", 64 + len, false).unwrap();
+        Arc::new(region)
+    }
+
+    fn progress(region: &Region) -> u64 {
+        region.atomic_u64(8).load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn copies_into_the_message_being_filled_report_each_chunk_and_nothing_else_does() {
+        let len = 5 * PROGRESS_CHUNK / 2;
+        let shared = region(len);
+        let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        // Outside any fill: a plain copy, nothing reported.
+        let mut elsewhere = vec![0u8; len];
+        copy_in_place(&mut elsewhere, &src);
+        assert_eq!(elsewhere, src);
+        shared.with_slice_mut(64, len, |out| {
+            let _scope = FillScope::enter(out.as_ptr() as usize, len, shared.clone(), 8);
+            // A copy elsewhere during the fill reports nothing either.
+            copy_in_place(&mut elsewhere, &src);
+            mark_written(&elsewhere);
+            assert_eq!(progress(&shared), 0);
+            // A short copy is not worth reporting by itself; marking it is.
+            copy_in_place(&mut out[..100], &src[..100]);
+            assert_eq!(progress(&shared), 0);
+            mark_written(&out[..100]);
+            assert_eq!(progress(&shared), 100);
+            // A long copy reports the end of every chunk, the last one short.
+            copy_in_place(&mut out[100..], &src[100..]);
+            assert_eq!(progress(&shared), len as u64);
+            // Progress never moves back.
+            mark_written(&out[..10]);
+            assert_eq!(progress(&shared), len as u64);
+        });
+        let mut back = vec![0u8; len];
+        shared.read(64, &mut back);
+        assert_eq!(back, src);
+        // The scope is gone: copies into the region report nothing any more.
+        shared.atomic_u64(8).store(0, Ordering::Release);
+        shared.with_slice_mut(64, len, |out| copy_in_place(out, &src));
+        assert_eq!(progress(&shared), 0);
+    }
+
+    #[test]
+    fn a_nested_fill_restores_the_outer_one() {
+        let (outer, inner) = (region(1024), region(1024));
+        outer.with_slice_mut(64, 1024, |out| {
+            let _outer = FillScope::enter(out.as_ptr() as usize, 1024, outer.clone(), 8);
+            inner.with_slice_mut(64, 1024, |inner_out| {
+                let _inner = FillScope::enter(inner_out.as_ptr() as usize, 1024, inner.clone(), 8);
+                mark_written(&inner_out[..7]);
+                mark_written(&out[..3]);
+            });
+            mark_written(&out[..5]);
+        });
+        assert_eq!(progress(&inner), 7);
+        assert_eq!(progress(&outer), 5);
+    }
+}
