@@ -299,7 +299,11 @@ impl ShmSender {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(1));
         }
-        self.place_large(&link, len, fill)?;
+        // Once announced, the message is sent: the peer may already have answered it and
+        // closed (refusing it as too large, say), which is no failure of this send.
+        if self.place_large(&link, len, fill)? {
+            return Ok(());
+        }
         self.room(0).await
     }
 
@@ -358,7 +362,10 @@ impl ShmSender {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        self.place_large(&link, len, fill)?;
+        // Sent once announced, as in `send_with`.
+        if self.place_large(&link, len, fill)? {
+            return Ok(());
+        }
         self.room_blocking(0, deadline)
     }
 }
