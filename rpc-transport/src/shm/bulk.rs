@@ -436,7 +436,7 @@ fn copy_out(
         }
         spin_hint();
         turns += 1;
-        if turns % TURNS_PER_CHECK != 0 {
+        if !turns.is_multiple_of(TURNS_PER_CHECK) {
             continue;
         }
         if link.is_dead() {
