@@ -233,6 +233,28 @@ mod tests {
     use crate::wire::{Extension, Kind};
 
     #[test]
+    fn in_place_encoding_is_postcards_and_refuses_a_short_buffer() {
+        // Short fields, a long byte string (copied with `copy_in_place`) and more than
+        // `MARK_EVERY` bytes of one-byte writes (reported on the way).
+        let value = (
+            7u32,
+            "name".to_owned(),
+            serde_bytes::ByteBuf::from(vec![5u8; 3 * COPY_IN_PLACE_MIN]),
+            vec![1u8; MARK_EVERY + 10],
+            -3i64,
+        );
+        let expected = postcard::to_allocvec(&value).unwrap();
+        let mut out = vec![0u8; expected.len() + 8];
+        assert_eq!(encode_in_place(&value, &mut out).unwrap(), expected.len());
+        assert_eq!(&out[..expected.len()], &expected[..]);
+        let mut short = vec![0u8; expected.len() - 1];
+        assert!(matches!(
+            encode_in_place(&value, &mut short),
+            Err(postcard::Error::SerializeBufferFull)
+        ));
+    }
+
+    #[test]
     fn frames_round_trip_with_and_without_extension() {
         let header = Header {
             kind: Kind::Request,

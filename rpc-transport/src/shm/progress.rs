@@ -93,7 +93,7 @@ pub fn copy_in_place(out: &mut [u8], src: &[u8]) {
         src.len(),
         "copy_in_place: destination and source lengths differ"
     );
-    if src.len() < PROGRESS_CHUNK || !filling(out) {
+    if !filling(out) {
         out.copy_from_slice(src);
         return;
     }
@@ -169,10 +169,12 @@ mod tests {
             copy_in_place(&mut elsewhere, &src);
             mark_written(&elsewhere);
             assert_eq!(progress(&shared), 0);
-            // A short copy is not worth reporting by itself; marking it is.
-            copy_in_place(&mut out[..100], &src[..100]);
+            // Plain writes are reported when marked; a short copy, at once.
+            out[..50].copy_from_slice(&src[..50]);
             assert_eq!(progress(&shared), 0);
-            mark_written(&out[..100]);
+            mark_written(&out[..50]);
+            assert_eq!(progress(&shared), 50);
+            copy_in_place(&mut out[50..100], &src[50..100]);
             assert_eq!(progress(&shared), 100);
             // A long copy reports the end of every chunk, the last one short.
             copy_in_place(&mut out[100..], &src[100..]);
