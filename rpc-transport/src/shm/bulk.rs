@@ -22,6 +22,8 @@
 //! panics stores [`ABANDONED`] (a drop guard) and ends the connection; a sender that makes no
 //! progress for [`STALL_LIMIT`], or whose connection ends before the message is complete,
 //! fails the receive. Each of these ends the connection with an error that says which it was.
+//! While it waits for progress it spins briefly, then yields its CPU at every look (a sender
+//! sharing that CPU could not move otherwise), then naps between looks.
 //!
 //! **The one copy on the receiving side.** The peer keeps a writable mapping of its region
 //! and may write it again at any time, so nothing above the transport ever sees the region:
@@ -67,6 +69,14 @@ pub(crate) const ABANDONED: u64 = 1 << 62;
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// Spin turns between two looks at the clock and the connection while waiting for progress.
 const TURNS_PER_CHECK: u32 = 256;
+/// How long a receiver waiting for progress spins before it yields its CPU at every turn: a
+/// sender on another CPU reports a chunk every few microseconds, while one that shares this
+/// CPU (both pinned to it, or an oversubscribed machine) cannot move until this thread lets go.
+const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(20);
+/// After this long without progress the receiver sleeps [`STILL_NAP`] between looks instead
+/// (a slow encoder, or a stalled one, is not worth a whole CPU until the stall limit).
+const YIELD_BEFORE_NAP: Duration = Duration::from_millis(1);
+const STILL_NAP: Duration = Duration::from_micros(100);
 /// The smallest bulk region created.
 const MIN_CAPACITY: usize = 1024 * 1024;
 /// How long the sender waits for the receiver to release a region before making another.
@@ -416,6 +426,8 @@ fn copy_out(
     let mut seen = 0;
     let mut turns = 0u32;
     let mut still_since: Option<Instant> = None;
+    // How this receiver waits: it spins, yields, then naps as the sender stays still.
+    let mut still = Duration::ZERO;
     loop {
         let (upto, complete) = match read_progress(region.progress(), len) {
             Ok(progress) => progress,
@@ -429,15 +441,22 @@ fn copy_out(
             copied = upto;
             still_since = None;
             turns = 0;
+            still = Duration::ZERO;
         }
         if complete {
             region.region.read(BULK_HEADER, &mut out[..prefix]);
             return Ok(());
         }
-        spin_hint();
-        turns += 1;
-        if !turns.is_multiple_of(TURNS_PER_CHECK) {
-            continue;
+        if still >= YIELD_BEFORE_NAP {
+            std::thread::sleep(STILL_NAP);
+        } else if still >= SPIN_BEFORE_YIELD {
+            std::thread::yield_now();
+        } else {
+            spin_hint();
+            turns += 1;
+            if !turns.is_multiple_of(TURNS_PER_CHECK) {
+                continue;
+            }
         }
         if link.is_dead() {
             // A sender completes (or abandons) a message before its connection ends: look once
@@ -449,7 +468,8 @@ fn copy_out(
             };
         }
         let now = Instant::now();
-        if now.duration_since(*still_since.get_or_insert(now)) >= stall_limit {
+        still = now.duration_since(*still_since.get_or_insert(now));
+        if still >= stall_limit {
             return Err(broken(link, Stop::Stalled(stall_limit), seen, len));
         }
     }
