@@ -426,8 +426,11 @@ fn copy_out(
     let mut seen = 0;
     let mut turns = 0u32;
     let mut still_since: Option<Instant> = None;
-    // How this receiver waits: it spins, yields, then naps as the sender stays still.
+    // How this receiver waits: it spins, yields, then naps as the sender stays still. It
+    // does not spin at all when its CPU is shared with other busy threads (the sender may
+    // be one of them, as when both are pinned to one CPU).
     let mut still = Duration::ZERO;
+    let mut spins: Option<bool> = None;
     loop {
         let (upto, complete) = match read_progress(region.progress(), len) {
             Ok(progress) => progress,
@@ -449,7 +452,9 @@ fn copy_out(
         }
         if still >= YIELD_BEFORE_NAP {
             std::thread::sleep(STILL_NAP);
-        } else if still >= SPIN_BEFORE_YIELD {
+        } else if still >= SPIN_BEFORE_YIELD
+            || !*spins.get_or_insert_with(|| !crate::spin::oversubscribed())
+        {
             std::thread::yield_now();
         } else {
             spin_hint();
