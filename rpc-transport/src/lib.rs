@@ -14,6 +14,9 @@
 //! - [`framed`] (`stream.rs`): framed halves over any `AsyncRead`/`AsyncWrite`;
 //!   [`blocking_stream_connection`] and [`BlockingConnection::over_runtime`] the blocking
 //!   counterparts.
+//! - [`copy_in_place`] and [`mark_written`] (`shm/progress.rs`): for code that writes a
+//!   message in place (`send_with`), so shared memory's receiver copies a large message out
+//!   while it is still being written.
 //! - [`spawn`] and [`spawn_blocking`]: a connection to a child process started from a
 //!   [`std::process::Command`], over pipes on its stdin and stdout.
 //! - [`TlsServerSettings`] and [`TlsClientSettings`] (`tls/`): the certificates of `tls://`,
@@ -114,6 +117,8 @@ pub use pipe::{REAP_GRACE, spawn, spawn_blocking};
 pub use poll::{PollFrames, Wakeup};
 #[cfg(not(loom))]
 pub use registry::{register, supported_forms};
+#[cfg(not(loom))]
+pub use shm::{copy_in_place, mark_written};
 #[cfg(not(loom))]
 pub use stream::framed;
 #[cfg(not(loom))]

@@ -120,7 +120,7 @@ impl ReplySink {
         let (len, write): (usize, Writer) = match outgoing {
             Outgoing::Frame(frame) => (
                 frame.len(),
-                Box::new(move |out: &mut [u8]| out.copy_from_slice(frame.payload())),
+                Box::new(move |out: &mut [u8]| rpc_transport::copy_in_place(out, frame.payload())),
             ),
             Outgoing::InPlace { len, header, body } => (
                 len,

@@ -106,7 +106,7 @@ impl<T: Serialize + Send> ReplyBody for T {
     }
 
     fn encode(&self, out: &mut [u8]) -> Result<usize, postcard::Error> {
-        postcard::to_slice(self, out).map(|written| written.len())
+        wire::encode_in_place(self, out)
     }
 }
 

@@ -29,6 +29,89 @@ impl Flavor for BufFlavor<'_> {
     }
 }
 
+/// A postcard output that writes into a slice a transport handed to a `send_with` fill,
+/// possibly a large shared-memory message the peer copies out while it is written: long byte
+/// strings go in through [`rpc_transport::copy_in_place`] (in chunks, each reported once
+/// written), and runs of short writes are reported every [`MARK_EVERY`] bytes
+/// ([`rpc_transport::mark_written`]), so the receiver trails the encoder closely and never
+/// mistakes a long encode for a stalled one. postcard writes in order, which is the contract
+/// those functions ask for.
+struct InPlace<'a> {
+    buf: &'a mut [u8],
+    /// Bytes written.
+    at: usize,
+    /// Bytes reported final.
+    marked: usize,
+}
+
+/// Byte strings at least this long are copied with [`rpc_transport::copy_in_place`].
+const COPY_IN_PLACE_MIN: usize = 4096;
+/// Short writes are reported after this many bytes.
+const MARK_EVERY: usize = 256 * 1024;
+
+impl InPlace<'_> {
+    fn reserve(&self, n: usize) -> postcard::Result<usize> {
+        self.at
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(postcard::Error::SerializeBufferFull)
+    }
+
+    fn mark_now_and_then(&mut self) {
+        if self.at - self.marked >= MARK_EVERY {
+            rpc_transport::mark_written(&self.buf[..self.at]);
+            self.marked = self.at;
+        }
+    }
+}
+
+impl Flavor for InPlace<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        let end = self.reserve(1)?;
+        self.buf[self.at] = byte;
+        self.at = end;
+        self.mark_now_and_then();
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        let end = self.reserve(bytes.len())?;
+        let out = &mut self.buf[self.at..end];
+        if bytes.len() >= COPY_IN_PLACE_MIN {
+            rpc_transport::copy_in_place(out, bytes);
+            self.marked = end;
+        } else {
+            out.copy_from_slice(bytes);
+        }
+        self.at = end;
+        self.mark_now_and_then();
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.at)
+    }
+}
+
+/// Encodes `value` at the start of `out`, a slice a transport handed to a `send_with` fill;
+/// returns the bytes written. Like `postcard::to_slice`, but a large shared-memory message is
+/// copied out by the receiver while it is written (see [`InPlace`]).
+pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+) -> postcard::Result<usize> {
+    postcard::serialize_with_flavor(
+        value,
+        InPlace {
+            buf: out,
+            at: 0,
+            marked: 0,
+        },
+    )
+}
+
 /// Appends `value`, postcard-encoded, to `frame`.
 pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
@@ -97,20 +180,23 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
 
     /// Writes the message into `out`, exactly [`len`](Self::len) bytes. Should the body
     /// serialize differently than when it was sized (a non-deterministic `Serialize`), the
-    /// frame kind is zeroed, which the peer rejects as a protocol violation.
+    /// frame kind is zeroed, which the peer rejects as a protocol violation (the header lies
+    /// in the first [`rpc_transport::shm::REWRITABLE_PREFIX`] bytes, which a shared-memory
+    /// receiver copies only once the whole message is written, so the patch always reaches
+    /// it).
     pub fn write(&self, out: &mut [u8]) {
         self.header.write(out, self.extension.is_some());
         let mut at = HEADER_LEN;
         if let Some((extension, len)) = &self.extension {
             out[at..at + 4].copy_from_slice(&(*len as u32).to_le_bytes());
-            if !matches!(postcard::to_slice(extension, &mut out[at + 4..at + 4 + len]), Ok(w) if w.len() == *len)
+            if !matches!(encode_in_place(extension, &mut out[at + 4..at + 4 + len]), Ok(w) if w == *len)
             {
                 out[0] = 0;
             }
             at += 4 + len;
         }
-        match postcard::to_slice(self.body, &mut out[at..]) {
-            Ok(written) if written.len() == self.body_len => {}
+        match encode_in_place(self.body, &mut out[at..]) {
+            Ok(written) if written == self.body_len => {}
             _ => out[0] = 0,
         }
     }
@@ -145,6 +231,28 @@ pub fn message_frame<T: Serialize + ?Sized>(
 mod tests {
     use super::*;
     use crate::wire::{Extension, Kind};
+
+    #[test]
+    fn in_place_encoding_is_postcards_and_refuses_a_short_buffer() {
+        // Short fields, a long byte string (copied with `copy_in_place`) and more than
+        // `MARK_EVERY` bytes of one-byte writes (reported on the way).
+        let value = (
+            7u32,
+            "name".to_owned(),
+            serde_bytes::ByteBuf::from(vec![5u8; 3 * COPY_IN_PLACE_MIN]),
+            vec![1u8; MARK_EVERY + 10],
+            -3i64,
+        );
+        let expected = postcard::to_allocvec(&value).unwrap();
+        let mut out = vec![0u8; expected.len() + 8];
+        assert_eq!(encode_in_place(&value, &mut out).unwrap(), expected.len());
+        assert_eq!(&out[..expected.len()], &expected[..]);
+        let mut short = vec![0u8; expected.len() - 1];
+        assert!(matches!(
+            encode_in_place(&value, &mut short),
+            Err(postcard::Error::SerializeBufferFull)
+        ));
+    }
 
     #[test]
     fn frames_round_trip_with_and_without_extension() {

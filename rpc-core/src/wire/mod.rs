@@ -20,6 +20,7 @@ mod codec;
 mod handshake;
 mod header;
 
+pub(crate) use codec::encode_in_place;
 pub use codec::{Message, decode, encode_into, message_frame};
 pub use handshake::{Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Rejection, Welcome};
 pub use header::{Extension, HEADER_LEN, Header, Kind, Parsed, STREAM_WINDOW, WireError};

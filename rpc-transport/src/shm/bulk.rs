@@ -1,21 +1,41 @@
 //! Large messages: regions mapped separately from the rings, handed over once and reused.
 //!
 //! A message bigger than a quarter of the ring goes into a bulk region of the sending side:
-//! a sealed memfd with a 64-byte header (`busy: u32` at 0) and the payload after it. The first
-//! time a region is used its descriptor goes over the rendezvous socket (tagged with the
-//! region's id and capacity); after that, only a 16-byte ring record `[id u64][len u64]` names
-//! the message. The sender sets `busy` before publishing the record.
+//! a sealed memfd with a 64-byte header (`busy: u32` at 0, `progress: u64` at 8) and the
+//! payload after it. The first time a region is used its descriptor goes over the rendezvous
+//! socket (tagged with the region's id and capacity); after that, only a 16-byte ring record
+//! `[id u64][len u64]` names the message.
+//!
+//! **Announced first, then written.** The sender sets `busy`, zeroes `progress` and publishes
+//! the ring record *before* it fills the region ([`BulkOut::begin`], then
+//! [`BulkOut::fill`]), so the receiver can start at once. While the fill runs, `progress`
+//! holds how many payload bytes are final (stored with `Release` by
+//! [`copy_in_place`](super::progress::copy_in_place) and
+//! [`mark_written`](super::progress::mark_written), see `progress.rs`); once the fill
+//! returns it holds [`COMPLETE`]` | len`, whatever the fill reported. [`BulkIn::take`] copies
+//! each part out as soon as `progress` (read with `Acquire`) covers it, so on two cores the
+//! receiver's copy-out runs beside the sender's copy-in. The first
+//! [`REWRITABLE_PREFIX`] bytes, which a fill may still patch, are copied last, after
+//! `COMPLETE`.
+//!
+//! **A receiver never waits without bound** for a message it was announced: a fill that
+//! panics stores [`ABANDONED`] (a drop guard) and ends the connection; a sender that makes no
+//! progress for [`STALL_LIMIT`], or whose connection ends before the message is complete,
+//! fails the receive. Each of these ends the connection with an error that says which it was.
+//! While it waits for progress it spins briefly, then yields its CPU at every look (a sender
+//! sharing that CPU could not move otherwise), then naps between looks.
 //!
 //! **The one copy on the receiving side.** The peer keeps a writable mapping of its region
 //! and may write it again at any time, so nothing above the transport ever sees the region:
 //! [`BulkIn::take`] copies the payload, once, into a buffer this process owns and the peer
-//! cannot map, clears `busy` at once (the sender reuses the region for its next large message
-//! without waiting for this side's user), and hands that buffer up as the frame. Whatever
-//! the peer writes afterwards, the frame, and every `rpc_core::Bytes` sliced from it, keeps
-//! the bytes that were copied. The buffers come from a small per-connection pool
-//! ([`Spares`]) and go back to it when the last slice of a frame is dropped, so a connection
-//! moving large messages copies into memory that is already mapped and touched instead of
-//! page-faulting a fresh allocation (or a fresh mapping from the allocator) per message.
+//! cannot map, clears `busy` once the whole message is copied (the sender reuses the region
+//! for its next large message without waiting for this side's user), and hands that buffer up
+//! as the frame. Whatever the peer writes afterwards, the frame, and every `rpc_core::Bytes`
+//! sliced from it, keeps the bytes that were copied. The buffers come from a small
+//! per-connection pool ([`Spares`]) and go back to it when the last slice of a frame is
+//! dropped, so a connection moving large messages copies into memory that is already mapped
+//! and touched instead of page-faulting a fresh allocation (or a fresh mapping from the
+//! allocator) per message.
 //!
 //! A region still busy after a short wait, or too small, is replaced by a new one.
 //! Each side keeps at most one region per direction mapped, so a connection's bulk memory is
@@ -28,6 +48,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::link::Link;
+use super::progress::{FillScope, REWRITABLE_PREFIX};
 use super::region::Region;
 use super::ring::RingError;
 use super::segment::LARGE_NAME;
@@ -37,6 +58,25 @@ use crate::frame::Frame;
 
 /// Bytes before the payload in a bulk region.
 const BULK_HEADER: usize = 64;
+/// Offset of the progress word (`u64`) in a region's header; `busy` (`u32`) is at 0.
+const PROGRESS: usize = 8;
+/// `progress` once the fill has returned: this bit, or'ed with the message's length.
+pub(crate) const COMPLETE: u64 = 1 << 63;
+/// `progress` of a message whose fill panicked: it will never be complete.
+pub(crate) const ABANDONED: u64 = 1 << 62;
+/// How long a receiver waits for the sender's progress on a large message to move before it
+/// gives up on the connection (a healthy sender publishes progress every few microseconds).
+pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(2);
+/// Spin turns between two looks at the clock and the connection while waiting for progress.
+const TURNS_PER_CHECK: u32 = 256;
+/// How long a receiver waiting for progress spins before it yields its CPU at every turn: a
+/// sender on another CPU reports a chunk every few microseconds, while one that shares this
+/// CPU (both pinned to it, or an oversubscribed machine) cannot move until this thread lets go.
+const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(20);
+/// After this long without progress the receiver sleeps [`STILL_NAP`] between looks instead
+/// (a slow encoder, or a stalled one, is not worth a whole CPU until the stall limit).
+const YIELD_BEFORE_NAP: Duration = Duration::from_millis(1);
+const STILL_NAP: Duration = Duration::from_micros(100);
 /// The smallest bulk region created.
 const MIN_CAPACITY: usize = 1024 * 1024;
 /// How long the sender waits for the receiver to release a region before making another.
@@ -50,13 +90,18 @@ pub(crate) type Announcement = [u8; 16];
 
 struct Mapped {
     id: u64,
-    region: Region,
+    /// Shared with the thread-local that lets a fill report progress (`progress.rs`).
+    region: Arc<Region>,
     capacity: usize,
 }
 
 impl Mapped {
     fn busy(&self) -> &std::sync::atomic::AtomicU32 {
         self.region.atomic_u32(0)
+    }
+
+    fn progress(&self) -> &std::sync::atomic::AtomicU64 {
+        self.region.atomic_u64(PROGRESS)
     }
 }
 
@@ -106,34 +151,91 @@ impl BulkOut {
         self.next_id += 1;
         self.current = Some(Mapped {
             id,
-            region,
+            region: Arc::new(region),
             capacity,
         });
         Ok(true)
     }
 
-    /// Lets `fill` write a `len`-byte message into the region [`try_acquire`](Self::try_acquire)
-    /// made current, and returns the announcement for the ring.
-    pub(crate) fn place(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Announcement {
-        let current = self
-            .current
+    fn current(&self) -> &Mapped {
+        self.current
             .as_ref()
-            .expect("try_acquire made a region current");
-        current.region.with_slice_mut(BULK_HEADER, len, fill);
+            .expect("try_acquire made a region current")
+    }
+
+    /// Claims the region [`try_acquire`](Self::try_acquire) made current for a `len`-byte
+    /// message and returns its announcement, for the caller to publish in the ring *before*
+    /// it calls [`fill`](Self::fill): the receiver then copies the message out while it is
+    /// being written.
+    pub(crate) fn begin(&mut self, len: usize) -> Announcement {
+        let current = self.current();
+        debug_assert!(len <= current.capacity);
+        // Both stores are published by the ring record's `Release`; a receiver that has read
+        // the record sees this zero (or later progress), never the previous message's value.
+        current.progress().store(0, Ordering::Relaxed);
         current.busy().store(1, Ordering::Release);
         let mut announcement = [0u8; 16];
         announcement[..8].copy_from_slice(&current.id.to_le_bytes());
         announcement[8..].copy_from_slice(&(len as u64).to_le_bytes());
         announcement
     }
+
+    /// Lets `fill` write the `len`-byte message [`begin`](Self::begin) announced, reporting
+    /// progress on the way if it calls `copy_in_place` or `mark_written`, then marks the
+    /// message complete. Should `fill` panic, the message is marked abandoned and the
+    /// connection ended, so the receiver fails at once instead of waiting for the rest.
+    pub(crate) fn fill(&mut self, link: &Link, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let current = self.current();
+        let abandon = AbandonGuard {
+            progress: current.progress(),
+            link,
+        };
+        let region = current.region.clone();
+        current.region.with_slice_mut(BULK_HEADER, len, |out| {
+            let _scope = FillScope::enter(out.as_ptr() as usize, len, region, PROGRESS);
+            fill(out)
+        });
+        std::mem::forget(abandon);
+        current
+            .progress()
+            .store(COMPLETE | len as u64, Ordering::Release);
+    }
+}
+
+/// Marks an announced message abandoned if its fill unwinds (forgotten once the fill returns).
+struct AbandonGuard<'a> {
+    progress: &'a std::sync::atomic::AtomicU64,
+    link: &'a Link,
+}
+
+impl Drop for AbandonGuard<'_> {
+    fn drop(&mut self) {
+        self.progress.store(ABANDONED, Ordering::Release);
+        self.link.mark_dead(
+            "a large message was abandoned half-written (its encoder panicked); \
+             the connection cannot continue",
+        );
+    }
 }
 
 /// The receiving side's view of the peer's bulk region, and its own receive buffers.
-#[derive(Default)]
 pub(crate) struct BulkIn {
     current: Option<Mapped>,
     next_id: u64,
     spares: Spares,
+    /// How long a message may make no progress before the receive fails ([`STALL_LIMIT`]).
+    stall_limit: Duration,
+}
+
+impl Default for BulkIn {
+    fn default() -> Self {
+        BulkIn {
+            current: None,
+            next_id: 0,
+            spares: Spares::default(),
+            stall_limit: STALL_LIMIT,
+        }
+    }
 }
 
 /// Receive buffers a connection keeps once they are free again, at most this many.
@@ -279,7 +381,7 @@ impl BulkIn {
             })?;
             self.current = Some(Mapped {
                 id,
-                region,
+                region: Arc::new(region),
                 capacity,
             });
             self.next_id += 1;
@@ -297,7 +399,7 @@ impl BulkIn {
         let len = len as usize;
         let mut buffer = self.spares.take(len);
         // The one copy: from here on the peer's writes to its region change nothing we hand up.
-        current.region.read(BULK_HEADER, &mut buffer[..len]);
+        copy_out(link, current, &mut buffer[..len], self.stall_limit)?;
         current.busy().store(0, Ordering::Release);
         Ok(Frame::from_shared(Bytes::from_owner(Copied {
             buffer: Some(buffer),
@@ -305,6 +407,130 @@ impl BulkIn {
             spares: self.spares.clone(),
         })))
     }
+}
+
+/// Copies the message being written into `region` out into `out` (its length), each part as
+/// soon as the sender's progress covers it; the rewritable prefix last, once the message is
+/// complete. Fails, ending the connection, when the sender abandons the message, stops making
+/// progress for `stall_limit`, or the connection ends first.
+fn copy_out(
+    link: &Link,
+    region: &Mapped,
+    out: &mut [u8],
+    stall_limit: Duration,
+) -> Result<(), TransportError> {
+    let len = out.len();
+    let prefix = REWRITABLE_PREFIX.min(len);
+    let mut copied = prefix;
+    // The most the sender has reported final, for the error messages.
+    let mut seen = 0;
+    let mut turns = 0u32;
+    let mut still_since: Option<Instant> = None;
+    // How this receiver waits: it spins, yields, then naps as the sender stays still. It
+    // does not spin at all when its CPU is shared with other busy threads (the sender may
+    // be one of them, as when both are pinned to one CPU).
+    let mut still = Duration::ZERO;
+    let mut spins: Option<bool> = None;
+    loop {
+        let (upto, complete) = match read_progress(region.progress(), len) {
+            Ok(progress) => progress,
+            Err(why) => return Err(broken(link, why, seen, len)),
+        };
+        seen = seen.max(upto);
+        if upto > copied {
+            region
+                .region
+                .read(BULK_HEADER + copied, &mut out[copied..upto]);
+            copied = upto;
+            still_since = None;
+            turns = 0;
+            still = Duration::ZERO;
+        }
+        if complete {
+            region.region.read(BULK_HEADER, &mut out[..prefix]);
+            return Ok(());
+        }
+        if still >= YIELD_BEFORE_NAP {
+            std::thread::sleep(STILL_NAP);
+        } else if still >= SPIN_BEFORE_YIELD
+            || !*spins.get_or_insert_with(|| !crate::spin::oversubscribed())
+        {
+            std::thread::yield_now();
+        } else {
+            spin_hint();
+            turns += 1;
+            if !turns.is_multiple_of(TURNS_PER_CHECK) {
+                continue;
+            }
+        }
+        if link.is_dead() {
+            // A sender completes (or abandons) a message before its connection ends: look once
+            // more, and say which it was.
+            return match read_progress(region.progress(), len) {
+                Ok((_, true)) => continue,
+                Ok(_) => Err(broken(link, Stop::Ended, seen, len)),
+                Err(stop) => Err(broken(link, stop, seen, len)),
+            };
+        }
+        let now = Instant::now();
+        still = now.duration_since(*still_since.get_or_insert(now));
+        if still >= stall_limit {
+            return Err(broken(link, Stop::Stalled(stall_limit), seen, len));
+        }
+    }
+}
+
+/// Why a large message will never be complete.
+#[derive(Debug)]
+enum Stop {
+    /// The sender's fill panicked.
+    Abandoned,
+    /// No progress for this long.
+    Stalled(Duration),
+    /// The connection ended first.
+    Ended,
+    /// The progress word holds a value no sender writes.
+    Corrupt(u64),
+}
+
+/// `(bytes final, whether the whole message is)` from a region's progress word.
+fn read_progress(word: &std::sync::atomic::AtomicU64, len: usize) -> Result<(usize, bool), Stop> {
+    let progress = word.load(Ordering::Acquire);
+    match progress {
+        ABANDONED => Err(Stop::Abandoned),
+        p if p == COMPLETE | len as u64 => Ok((len, true)),
+        p if p <= len as u64 => Ok((p as usize, false)),
+        p => Err(Stop::Corrupt(p)),
+    }
+}
+
+/// Ends the connection because a large message will never be complete, with an error that
+/// says why.
+fn broken(link: &Link, stop: Stop, written: usize, len: usize) -> TransportError {
+    let reason = match stop {
+        Stop::Abandoned => {
+            format!("the peer abandoned a large message half-written ({written} of {len} bytes)")
+        }
+        Stop::Stalled(limit) => format!(
+            "the peer stopped writing a large message: no progress for {limit:?} \
+             ({written} of {len} bytes written)"
+        ),
+        Stop::Ended => format!(
+            "the connection ended in the middle of a large message ({written} of {len} bytes \
+             written)"
+        ),
+        Stop::Corrupt(value) => {
+            return corrupt(
+                link,
+                format!("progress word {value:#x} for a large message of {len} bytes"),
+            );
+        }
+    };
+    link.mark_dead(&reason);
+    TransportError::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        reason,
+    ))
 }
 
 fn corrupt(link: &Link, why: String) -> TransportError {

@@ -2,8 +2,10 @@
 //! plain thread.
 //!
 //! Sending writes the frame into the outgoing ring (or, when it is bigger than a quarter of
-//! the ring, into a fresh memfd whose descriptor goes over the rendezvous socket, announced
-//! by a small ring record) and wakes the peer only if it announced that it sleeps. Receiving
+//! the ring, into a bulk region whose descriptor goes over the rendezvous socket, announced
+//! by a small ring record published before the region is written, so the peer copies the
+//! message out while it is being written; see `bulk.rs`) and wakes the peer only if it
+//! announced that it sleeps. Receiving
 //! spins on the incoming ring for a bounded time, then sleeps: on the futex word in the segment
 //! (blocking) or on the eventfd passed with it (async). No syscall happens on the fast path.
 
@@ -171,6 +173,23 @@ impl ShmSender {
         }
     }
 
+    /// Announces a large message in the ring (at once: the caller made room for the 16-byte
+    /// record; should the ring still be full, it goes first at the next flush) and only then
+    /// lets `fill` write it into the bulk region
+    /// [`try_acquire`](BulkOut::try_acquire) made current, so the receiver starts copying it
+    /// out while it is written. True when the announcement is in the ring.
+    fn place_large(
+        &mut self,
+        link: &Link,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        self.unsent = Some(Outgoing::Large(self.bulk.begin(len)));
+        let published = self.try_flush()?;
+        self.bulk.fill(link, len, fill);
+        Ok(published)
+    }
+
     /// Waits in async code until a record of `len` payload bytes fits (0: until nothing is
     /// unsent): yields first, then short sleeps.
     async fn room(&mut self, len: usize) -> Result<(), TransportError> {
@@ -230,7 +249,7 @@ impl ShmSender {
         if !self.inline(frame.len()) {
             let payload = frame.payload();
             return self
-                .send_with(payload.len(), |out| out.copy_from_slice(payload))
+                .send_with(payload.len(), |out| super::copy_in_place(out, payload))
                 .await;
         }
         self.room(0).await?;
@@ -248,7 +267,7 @@ impl ShmSender {
             let payload = frame.payload();
             return self.send_with_blocking(
                 payload.len(),
-                |out| out.copy_from_slice(payload),
+                |out| super::copy_in_place(out, payload),
                 deadline,
             );
         }
@@ -269,7 +288,9 @@ impl ShmSender {
             self.room(len).await?;
             return self.push_in_place(len, fill);
         }
-        self.room(0).await?;
+        // Room for the announcement first, so it is published before the fill (the ring only
+        // gains room while the region is acquired: this is its only producer).
+        self.room(16).await?;
         let link = self.owner.0.clone();
         let mut backoff = Duration::from_micros(20);
         while !self.bulk.try_acquire(&link, len)? {
@@ -279,7 +300,11 @@ impl ShmSender {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(1));
         }
-        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
+        // Once announced, the message is sent: the peer may already have answered it and
+        // closed (refusing it as too large, say), which is no failure of this send.
+        if self.place_large(&link, len, fill)? {
+            return Ok(());
+        }
         self.room(0).await
     }
 
@@ -299,11 +324,11 @@ impl ShmSender {
             return Ok(true);
         }
         // Room for the announcement first, so it is published at once below.
-        if !self.try_room(16)? || !self.bulk.try_acquire(&self.owner.0.clone(), len)? {
+        let link = self.owner.0.clone();
+        if !self.try_room(16)? || !self.bulk.try_acquire(&link, len)? {
             return Ok(false);
         }
-        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
-        if !self.try_flush()? {
+        if !self.place_large(&link, len, fill)? {
             // This is the only producer and room was there: the consumer moved backwards.
             return Err(corrupt(
                 self.link(),
@@ -325,7 +350,8 @@ impl ShmSender {
             self.room_blocking(len, deadline)?;
             return self.push_in_place(len, fill);
         }
-        self.room_blocking(0, deadline)?;
+        // Room for the announcement first, as in `send_with`.
+        self.room_blocking(16, deadline)?;
         let link = self.owner.0.clone();
         let until = deadline.resolve();
         while !self.bulk.try_acquire(&link, len)? {
@@ -337,7 +363,10 @@ impl ShmSender {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        self.unsent = Some(Outgoing::Large(self.bulk.place(len, fill)));
+        // Sent once announced, as in `send_with`.
+        if self.place_large(&link, len, fill)? {
+            return Ok(());
+        }
         self.room_blocking(0, deadline)
     }
 }

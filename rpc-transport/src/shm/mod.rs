@@ -10,6 +10,8 @@
 //! - `watcher.rs`: the one thread per process that reads every link's socket (epoll).
 //! - `endpoint.rs`: the sending and receiving halves, async and blocking.
 //! - `bulk.rs`: separately mapped, reused regions for messages too big for the ring.
+//! - `progress.rs`: how a fill reports how far it got, so a large message is copied out while
+//!   it is written ([`copy_in_place`], [`mark_written`]).
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
 //! - `sysv/`: segments in System V shared memory, for `sysv-shm://` (its `ipc.rs`: the calls).
 //! - `transport.rs`: the `shm` and `mmap` transports, and the halves' trait implementations.
@@ -25,6 +27,8 @@ mod file_slots;
 pub(crate) mod fuzzing;
 #[cfg(not(loom))]
 mod link;
+#[cfg(not(loom))]
+mod progress;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
@@ -44,6 +48,8 @@ mod watcher;
 #[cfg(not(loom))]
 pub use file_slots::{FILE_HEADER, FileHeader, read_header};
 
+#[cfg(not(loom))]
+pub use progress::{REWRITABLE_PREFIX, copy_in_place, mark_written};
 #[cfg(not(loom))]
 pub use rendezvous::{runtime_dir, socket_path};
 #[cfg(not(loom))]
