@@ -15,13 +15,17 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use bytes::{BufMut, BytesMut};
 
-/// Reads what `socket` holds now into `buf`'s spare capacity: the bytes read (0 at the end of
-/// the stream, or when `buf` has no spare capacity), or `WouldBlock`.
+/// Reads what `socket` holds now into `buf`'s spare capacity: the bytes read (0 only at the
+/// end of the stream), or `WouldBlock`. A `buf` without spare capacity is an error
+/// (`InvalidInput`), never a 0 that would read as the end.
 pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
     let spare = buf.chunk_mut();
     let len = spare.len();
     if len == 0 {
-        return Ok(0);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no spare capacity to receive into",
+        ));
     }
     loop {
         // SAFETY: `spare` is `len` writable bytes of `buf` (uninitialized memory is fine for

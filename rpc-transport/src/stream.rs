@@ -336,9 +336,23 @@ impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> PollFrames for Stre
         self.ended
     }
 
-    /// Nothing to ask of the peer: the kernel makes the socket readable when bytes come.
+    /// Nothing to ask of the peer: the kernel makes the socket readable when bytes come. But
+    /// bytes already in the kernel may have spent their readiness on a wake-up someone else
+    /// took, so one look at the kernel first: anything there, or the end, is not slept on.
     fn announce_sleep(&mut self) -> Result<bool, TransportError> {
-        Ok(!self.has_buffered())
+        if self.has_buffered() || self.ended {
+            return Ok(false);
+        }
+        match self.io.try_read_now(&mut self.buf) {
+            Ok(0) => {
+                self.ended = true;
+                self.end_of_stream()?;
+                Ok(false)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn end_sleep(&mut self) {}

@@ -37,9 +37,9 @@ pub(super) struct Shared {
     pub(super) schema: &'static ServiceSchema,
     /// Which methods the server can serve.
     compatibility: Compatibility,
-    /// The connection, while no call holds it (see [`Lease`]).
-    io: Mutex<Option<Io>>,
-    /// Signalled when a call gives the connection back.
+    /// The connection, while no call holds it (see [`Lease`]), and who waits for it.
+    io: Mutex<Slot>,
+    /// Signalled when a call gives the connection back while another call waits for it.
     returned: Condvar,
     /// The smaller of our and the server's maximum frame size.
     pub(super) send_limit: usize,
@@ -78,14 +78,25 @@ impl std::ops::DerefMut for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(io) = self.io.take() {
-            *self.shared.slot() = Some(io);
-            self.shared.returned.notify_one();
+            let mut slot = self.shared.slot();
+            slot.io = Some(io);
+            // std's condition variable makes a system call on every notify, waiter or not:
+            // the sequential caller (the common case) would pay it on every call.
+            if slot.waiters > 0 {
+                self.shared.returned.notify_one();
+            }
         }
     }
 }
 
+/// The connection while no call holds it, and how many calls wait for it.
+pub(super) struct Slot {
+    io: Option<Io>,
+    waiters: usize,
+}
+
 impl Shared {
-    fn slot(&self) -> MutexGuard<'_, Option<Io>> {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -200,12 +211,15 @@ impl BlockingClient {
             shared: Arc::new(Shared {
                 schema,
                 compatibility: agreed.compatibility,
-                io: Mutex::new(Some(Io {
-                    sender,
-                    receiver,
-                    next_call_id: 1,
-                    closed: None,
-                })),
+                io: Mutex::new(Slot {
+                    io: Some(Io {
+                        sender,
+                        receiver,
+                        next_call_id: 1,
+                        closed: None,
+                    }),
+                    waiters: 0,
+                }),
                 returned: Condvar::new(),
                 send_limit: agreed.send_limit,
                 connected: Connected { transport, peer },
@@ -252,20 +266,24 @@ impl BlockingClient {
     pub(super) fn lease(&self, deadline: Option<Instant>) -> Option<Lease> {
         let mut slot = self.shared.slot();
         loop {
-            if let Some(io) = slot.take() {
+            if let Some(io) = slot.io.take() {
                 return Some(Lease {
                     shared: self.shared.clone(),
                     io: Some(io),
                 });
             }
-            slot = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+            };
+            slot.waiters += 1;
+            slot = match left {
                 None => self
                     .shared
                     .returned
                     .wait(slot)
                     .unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.shared
                         .returned
                         .wait_timeout(slot, left)
@@ -273,6 +291,7 @@ impl BlockingClient {
                         .0
                 }
             };
+            slot.waiters -= 1;
         }
     }
 
@@ -299,6 +318,7 @@ impl BlockingClient {
     pub fn is_closed(&self) -> bool {
         self.shared
             .slot()
+            .io
             .as_ref()
             .is_some_and(|io| io.closed.is_some())
     }

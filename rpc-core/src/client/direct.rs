@@ -74,12 +74,8 @@ impl Direct {
         mut receiver: FrameReceiver,
         dispatcher: Dispatcher,
     ) -> Result<Arc<Direct>, FrameReceiver> {
-        let (wakeup, spin, cheap_looks) = match receiver
-            .as_poll()
-            .map(|poll| (poll.wakeup(), poll.spin_limit(), poll.cheap_look()))
-        {
-            Some((Ok(wakeup), spin, cheap)) => (wakeup, spin, cheap),
-            _ => return Err(receiver),
+        let Some(cheap_looks) = receiver.as_poll().map(|poll| poll.cheap_look()) else {
+            return Err(receiver);
         };
         if !cheap_looks && (on_current_thread() || !several_cpus()) {
             // A socket's reply wakes the runtime's I/O driver whoever reads it. On a
@@ -88,6 +84,11 @@ impl Direct {
             // way the reader task serves better.
             return Err(receiver);
         }
+        let poll = poll(&mut receiver);
+        let spin = poll.spin_limit();
+        let Ok(wakeup) = poll.wakeup() else {
+            return Err(receiver);
+        };
         Ok(Arc::new(Direct {
             receiver: Mutex::new(receiver),
             wakeup,
@@ -151,7 +152,8 @@ impl Direct {
     /// Looks again for a while when more than one call waits for a reply and none of their
     /// callers reads (they pipeline): their replies are coming, and a wake-up per batch costs
     /// more than the batch. Stops at the first frames (how many), once at most one call
-    /// waits, or after the spin limit; never while the machine is oversubscribed.
+    /// waits, once the peer is gone, or after the spin limit; never while the machine is
+    /// oversubscribed.
     async fn linger(&self, receiver: &mut FrameReceiver) -> Result<usize, String> {
         let in_flight = || self.dispatcher.pending.len() > 1;
         if self.spin_limit.is_zero() || !in_flight() || rpc_transport::spin::oversubscribed() {
@@ -172,7 +174,7 @@ impl Direct {
                 continue;
             }
             let now = Instant::now();
-            if now - started >= self.spin_limit || !in_flight() {
+            if now - started >= self.spin_limit || !in_flight() || poll(receiver).peer_gone() {
                 return Ok(0);
             }
             if current_thread || now - yielded >= YIELD_EVERY {
@@ -197,9 +199,11 @@ impl Direct {
     }
 }
 
-/// Whether this process may run on more than one CPU (its affinity, its cgroup's quota).
+/// Whether this process may run on more than one CPU (its affinity, its cgroup's quota), as
+/// first asked.
 fn several_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
 /// Whether this task runs on a current-thread runtime (where a spinning task must yield
@@ -301,7 +305,14 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
         if let Some(reason) = direct.take_end() {
             break reason;
         }
-        let mut receiver = direct.receiver.lock().await;
+        let Ok(mut receiver) = direct.receiver.try_lock() else {
+            // A caller reads: it hands over (a poke) if it leaves frames behind. Queueing on
+            // the lock instead would take the next caller's turn from it.
+            match sleep(&direct, &mut watch, &mut heard_applied).await {
+                Ok(()) => continue,
+                Err(reason) => break reason,
+            }
+        };
         poll(&mut receiver).end_sleep();
         let drained = match direct.drain(poll(&mut receiver)) {
             Ok(0) => direct.linger(&mut receiver).await,
@@ -330,7 +341,8 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
                 break CLOSED.to_owned();
             }
             Ok(false) => {
-                // A frame is arriving but not whole yet: the ordinary receive waits for it.
+                // A frame is arriving but not whole yet, or bytes came since the drain: the
+                // ordinary receive waits for them.
                 match tokio::time::timeout(ARRIVING_WAIT, receiver.recv()).await {
                     Ok(Ok(Some(frame))) => {
                         if let Some(watch) = watch.as_mut() {
@@ -353,41 +365,54 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             break CLOSED.to_owned();
         }
         drop(receiver);
-        if let (Some(watch), Some(at)) = (watch.as_mut(), direct.last_heard()) {
-            watch.heard_at(at);
-            heard_applied = at;
-        }
-        let woke = tokio::select! {
-            biased;
-            woke = direct.wakeup.wait() => Ok(woke),
-            () = direct.poke.notified() => continue,
-            () = direct.ended_signal.notified() => continue,
-            due = due(&mut watch) => Err(due),
-        };
-        match woke {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => break format!("receiving failed: {e}"),
-            Err(due) => {
-                let watch = watch.as_mut().expect("due only with a watch");
-                if let Some(at) = direct.last_heard()
-                    && at > heard_applied
-                {
-                    // Callers heard the server since the watch last knew: count from then.
-                    heard_applied = at;
-                    watch.heard_at(at);
-                    continue;
-                }
-                match due {
-                    keepalive::Due::Ping(ping) => {
-                        direct.dispatcher.send_bounded(ping, watch.timeout());
-                    }
-                    keepalive::Due::Lapsed => break watch.lapsed(),
-                }
-            }
+        if let Err(reason) = sleep(&direct, &mut watch, &mut heard_applied).await {
+            break reason;
         }
     };
     tracing::debug!(%reason, "client connection ended");
     alive.ended(&reason);
+}
+
+/// The reader task's sleep, without the receiver: until the wake-up, a caller's poke, the end,
+/// or the keepalive's next ping (sent here). `Err` with the reason when the connection ends.
+async fn sleep(
+    direct: &Direct,
+    watch: &mut Option<keepalive::Watch>,
+    heard_applied: &mut tokio::time::Instant,
+) -> Result<(), String> {
+    if let (Some(watch), Some(at)) = (watch.as_mut(), direct.last_heard()) {
+        watch.heard_at(at);
+        *heard_applied = at;
+    }
+    let woke = tokio::select! {
+        biased;
+        woke = direct.wakeup.wait() => Ok(woke),
+        () = direct.poke.notified() => return Ok(()),
+        () = direct.ended_signal.notified() => return Ok(()),
+        due = due(watch) => Err(due),
+    };
+    match woke {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("receiving failed: {e}")),
+        Err(due) => {
+            let watch = watch.as_mut().expect("due only with a watch");
+            if let Some(at) = direct.last_heard()
+                && at > *heard_applied
+            {
+                // Callers heard the server since the watch last knew: count from then.
+                *heard_applied = at;
+                watch.heard_at(at);
+                return Ok(());
+            }
+            match due {
+                keepalive::Due::Ping(ping) => {
+                    direct.dispatcher.send_bounded(ping, watch.timeout());
+                    Ok(())
+                }
+                keepalive::Due::Lapsed => Err(watch.lapsed()),
+            }
+        }
+    }
 }
 
 /// What the keepalive's watch says next; never, without one.
