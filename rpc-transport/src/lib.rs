@@ -45,6 +45,8 @@
 #[cfg(not(loom))]
 mod address;
 #[cfg(not(loom))]
+mod large_copy;
+#[cfg(not(loom))]
 mod blocking;
 #[cfg(not(loom))]
 mod config;

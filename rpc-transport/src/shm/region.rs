@@ -179,7 +179,7 @@ impl Region {
         // overlap `bytes`, which is our own memory. The ring protocol gives this range to us
         // alone until we publish it.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            crate::large_copy::copy_raw(
                 bytes.as_ptr(),
                 self.map.as_mut_ptr().add(offset),
                 bytes.len(),
@@ -194,7 +194,7 @@ impl Region {
         // memory. A misbehaving peer may change the bytes as we copy; we then copy garbage,
         // which later validation rejects, but never leave the mapping.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            crate::large_copy::copy_raw(
                 self.map.as_ptr().add(offset),
                 out.as_mut_ptr(),
                 out.len(),
@@ -211,7 +211,7 @@ impl Region {
         // SAFETY: the source is inside the mapping (checked above); `reserve` guarantees `len`
         // bytes of spare capacity after `start`, which the copy initialises before `set_len`.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            crate::large_copy::copy_raw(
                 self.map.as_ptr().add(offset),
                 out.as_mut_ptr().add(start),
                 len,
