@@ -58,6 +58,9 @@ pub(super) struct Direct {
     ended: std::sync::Mutex<Option<String>>,
     /// Wakes the reader task when a caller found the connection ended.
     ended_signal: Notify,
+    /// Set by the reader task when it found the receiver held by a caller: that caller pokes
+    /// it once it lets go.
+    reader_locked_out: std::sync::atomic::AtomicBool,
     budget: std::sync::Mutex<SpinBudget>,
     /// The receiver's [`PollFrames::spin_limit`].
     spin_limit: Duration,
@@ -98,6 +101,7 @@ impl Direct {
             poke: Notify::new(),
             ended: std::sync::Mutex::new(None),
             ended_signal: Notify::new(),
+            reader_locked_out: std::sync::atomic::AtomicBool::new(false),
             budget: std::sync::Mutex::new(SpinBudget::new(spin)),
             spin_limit: spin,
             looks_per_check: if cheap_looks { 64 } else { 1 },
@@ -123,6 +127,20 @@ impl Direct {
             receiver: Some(receiver),
             spin,
         })
+    }
+
+    /// The receiver for the reader task, or `None` while a caller holds it: then the caller
+    /// pokes the reader once it lets go. The reader may have been woken for a frame the
+    /// holder has not seen (it announced the sleep, then the frame came) and must not sleep
+    /// through it: the word is left before a second look at the lock, and the holder reads it
+    /// after letting go, so one of the two sees the other.
+    fn lock_or_leave_word(&self) -> Option<MutexGuard<'_, FrameReceiver>> {
+        if let Ok(receiver) = self.receiver.try_lock() {
+            return Some(receiver);
+        }
+        self.reader_locked_out.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.receiver.try_lock().ok()
     }
 
     fn end(&self, reason: String) {
@@ -291,6 +309,12 @@ impl Drop for Turn<'_> {
         if !matches!(poll(&mut receiver).announce_sleep(), Ok(true)) {
             self.direct.poke.notify_one();
         }
+        drop(receiver);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.direct.reader_locked_out.swap(false, Ordering::SeqCst) {
+            // The reader looked while this turn held the receiver (see `lock_or_leave_word`).
+            self.direct.poke.notify_one();
+        }
     }
 }
 
@@ -305,9 +329,9 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
         if let Some(reason) = direct.take_end() {
             break reason;
         }
-        let Ok(mut receiver) = direct.receiver.try_lock() else {
-            // A caller reads: it hands over (a poke) if it leaves frames behind. Queueing on
-            // the lock instead would take the next caller's turn from it.
+        let Some(mut receiver) = direct.lock_or_leave_word() else {
+            // A caller reads, and pokes when it lets go (see `lock_or_leave_word`). Queueing
+            // on the lock instead would take the next caller's turn from it.
             match sleep(&direct, &mut watch, &mut heard_applied).await {
                 Ok(()) => continue,
                 Err(reason) => break reason,
