@@ -52,10 +52,8 @@ const STREAM_MIN: usize = 16 * 1024;
 /// Falls back to [`copy`] when small or off x86_64. Panics if the lengths differ.
 pub(crate) fn copy_streaming(dst: &mut [u8], src: &[u8]) {
     assert_eq!(dst.len(), src.len(), "copy: lengths differ");
-    static NO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let no = *NO.get_or_init(|| std::env::var_os("RPC_NO_STREAM").is_some());
     #[cfg(target_arch = "x86_64")]
-    if !no && dst.len() >= STREAM_MIN {
+    if dst.len() >= STREAM_MIN {
         stream_x86_64(dst, src);
         return;
     }
@@ -128,14 +126,22 @@ mod tests {
             for offset in [0, 1, 8, 63, 64, 100] {
                 let mut dst = vec![0u8; len + 128];
                 copy(&mut dst[offset..offset + len], &src[..len]);
-                assert_eq!(&dst[offset..offset + len], &src[..len], "len {len} +{offset}");
+                assert_eq!(
+                    &dst[offset..offset + len],
+                    &src[..len],
+                    "len {len} +{offset}"
+                );
                 assert!(dst[..offset].iter().all(|&b| b == 0), "nothing before");
                 assert!(dst[offset + len..].iter().all(|&b| b == 0), "nothing after");
 
                 let mut raw = vec![0u8; len + 128];
                 // SAFETY: both ranges are in bounds of their own vectors, which do not overlap.
                 unsafe { copy_raw(src.as_ptr(), raw.as_mut_ptr().add(offset), len) };
-                assert_eq!(&raw[offset..offset + len], &src[..len], "raw len {len} +{offset}");
+                assert_eq!(
+                    &raw[offset..offset + len],
+                    &src[..len],
+                    "raw len {len} +{offset}"
+                );
             }
         }
     }
@@ -143,11 +149,22 @@ mod tests {
     #[test]
     fn streaming_copies_every_byte_at_every_offset_and_length() {
         let src: Vec<u8> = (0..3 * STREAM_MIN).map(|i| (i * 13 + 5) as u8).collect();
-        for len in [0, 15, STREAM_MIN - 1, STREAM_MIN, STREAM_MIN + 17, 2 * STREAM_MIN + 9] {
+        for len in [
+            0,
+            15,
+            STREAM_MIN - 1,
+            STREAM_MIN,
+            STREAM_MIN + 17,
+            2 * STREAM_MIN + 9,
+        ] {
             for (from, offset) in [(0, 0), (1, 0), (0, 1), (3, 15), (16, 31)] {
                 let mut dst = vec![0u8; len + 64];
                 copy_streaming(&mut dst[offset..offset + len], &src[from..from + len]);
-                assert_eq!(&dst[offset..offset + len], &src[from..from + len], "{len} {offset}");
+                assert_eq!(
+                    &dst[offset..offset + len],
+                    &src[from..from + len],
+                    "{len} {offset}"
+                );
                 assert!(dst[..offset].iter().all(|&b| b == 0), "nothing before");
                 assert!(dst[offset + len..].iter().all(|&b| b == 0), "nothing after");
             }

@@ -45,8 +45,6 @@
 #[cfg(not(loom))]
 mod address;
 #[cfg(not(loom))]
-mod large_copy;
-#[cfg(not(loom))]
 mod blocking;
 #[cfg(not(loom))]
 mod config;
@@ -66,6 +64,8 @@ mod frame;
 pub mod fuzzing;
 #[cfg(not(loom))]
 mod hangup;
+#[cfg(not(loom))]
+mod large_copy;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]

@@ -154,6 +154,12 @@ impl Direct {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
+    /// Why the connection ended once the peer is gone: what a caller recorded (a stream cut
+    /// inside a frame, say, which the receiver reports only once), else a plain close.
+    fn end_reason(&self) -> String {
+        self.take_end().unwrap_or_else(|| CLOSED.to_owned())
+    }
+
     /// Hands on the frames already here, at most [`DRAIN_BATCH`]; how many, or `Err` with the
     /// reason when the connection ended.
     fn drain(&self, poll: &mut dyn PollFrames) -> Result<usize, String> {
@@ -306,8 +312,12 @@ impl Drop for Turn<'_> {
         };
         // Let go: the reader task sleeps on the wake-up, so ask for the signal again, or, if a
         // frame came meanwhile, give the reader the signal at once.
-        if !matches!(poll(&mut receiver).announce_sleep(), Ok(true)) {
-            self.direct.poke.notify_one();
+        match poll(&mut receiver).announce_sleep() {
+            Ok(true) => {}
+            Ok(false) => self.direct.poke.notify_one(),
+            // Reported once (a stream cut inside a frame): kept for the reader, which ends
+            // the connection with it.
+            Err(e) => self.direct.end(format!("receiving failed: {e}")),
         }
         drop(receiver);
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -362,7 +372,7 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             Ok(true) => {}
             Ok(false) if poll.peer_gone() => {
                 // Whatever is left cannot complete: the peer that would finish it is gone.
-                break CLOSED.to_owned();
+                break direct.end_reason();
             }
             Ok(false) => {
                 // A frame is arriving but not whole yet, or bytes came since the drain: the
@@ -376,7 +386,7 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
                             break reason;
                         }
                     }
-                    Ok(Ok(None)) => break CLOSED.to_owned(),
+                    Ok(Ok(None)) => break direct.end_reason(),
                     Ok(Err(e)) => break format!("receiving failed: {e}"),
                     Err(_) => {}
                 }
@@ -386,7 +396,7 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
         }
         if poll.peer_gone() {
             // Announced with nothing left to read: the server is gone.
-            break CLOSED.to_owned();
+            break direct.end_reason();
         }
         drop(receiver);
         if let Err(reason) = sleep(&direct, &mut watch, &mut heard_applied).await {

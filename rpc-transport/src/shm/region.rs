@@ -194,11 +194,7 @@ impl Region {
         // memory. A misbehaving peer may change the bytes as we copy; we then copy garbage,
         // which later validation rejects, but never leave the mapping.
         unsafe {
-            crate::large_copy::copy_raw(
-                self.map.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            )
+            crate::large_copy::copy_raw(self.map.as_ptr().add(offset), out.as_mut_ptr(), out.len())
         }
     }
 
