@@ -44,6 +44,7 @@ pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
 
 /// Below this, [`copy_streaming`] copies as [`copy`] does (the sfence and the miss the reader
 /// takes on a line not in any cache cost more than they save on a few lines).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const STREAM_MIN: usize = 16 * 1024;
 
 /// `dst.copy_from_slice(src)` with non-temporal stores, for a large destination another CPU

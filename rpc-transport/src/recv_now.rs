@@ -16,8 +16,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use bytes::{BufMut, BytesMut};
 
 /// Reads what `socket` holds now into `buf`'s spare capacity: the bytes read (0 only at the
-/// end of the stream), or `WouldBlock`. A `buf` without spare capacity is an error
-/// (`InvalidInput`), never a 0 that would read as the end.
+/// end of the stream), or `WouldBlock`. (`chunk_mut` reserves room in a full buffer, so there
+/// is always spare capacity; were there none, that would be an `InvalidInput` error, never a
+/// 0 that would read as the end.)
 pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
     let spare = buf.chunk_mut();
     let len = spare.len();

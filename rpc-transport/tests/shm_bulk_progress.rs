@@ -235,6 +235,55 @@ fn stalled_sender_fails_the_receiver_within_the_bound(blocking: bool) {
     );
 }
 
+/// A sender that keeps reporting a little progress, each time well within the stall limit,
+/// but would take minutes to finish: the receiver gives up once the message has taken longer
+/// than the stall limit plus its length at the slowest fill rate waited out (4 MiB/s: 4 s in
+/// all for 8 MiB), instead of being held as long as the sender likes.
+fn trickling_sender_fails_the_receiver_within_the_bound(blocking: bool) {
+    let (mut sender, mut receiver, _others) = pair("trickle", blocking);
+    let (gave_up, verdict) = mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _ = sender.send_with(
+            LEN,
+            |out| {
+                const STEP: usize = 4096;
+                for (i, part) in out.chunks_mut(STEP).enumerate() {
+                    copy_in_place(part, &[0xBB; STEP][..part.len()]);
+                    // 300 ms between reports: never a stall; done only after ~10 minutes.
+                    if verdict.recv_timeout(Duration::from_millis(300)).is_ok() || i > 60 {
+                        return;
+                    }
+                }
+            },
+            Instant::now() + LIMIT,
+        );
+    });
+    let started = Instant::now();
+    let received = receiver.recv();
+    let took = started.elapsed();
+    let _ = gave_up.send(());
+    writer.join().unwrap();
+    let error = received.expect_err("a message trickled in this slowly is an error");
+    assert!(
+        aborted_because(&error, "too slowly"),
+        "the error says the sender was too slow: {error}"
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(7),
+        "gave up after the fill bound (4 s), and soon after it: {took:?}"
+    );
+}
+
+#[test]
+fn a_trickling_sender_fails_a_blocking_receiver_within_the_bound() {
+    trickling_sender_fails_the_receiver_within_the_bound(true);
+}
+
+#[test]
+fn a_trickling_sender_fails_an_async_receiver_within_the_bound() {
+    trickling_sender_fails_the_receiver_within_the_bound(false);
+}
+
 #[test]
 fn a_stalled_sender_fails_a_blocking_receiver_within_the_bound() {
     stalled_sender_fails_the_receiver_within_the_bound(true);

@@ -68,14 +68,6 @@ impl<'a> CallScope<'a> {
                 (Some(trace), Cow::Owned(options))
             }
         };
-        if trace.is_none() && ambient.is_none() && !spans_recorded() {
-            // Nothing records the span and no trace goes on: no ids to make, no span to fill.
-            return CallScope {
-                timeout,
-                options,
-                span: Span::none(),
-            };
-        }
         let link = Link {
             transport: connected.transport,
             peer: &connected.peer,

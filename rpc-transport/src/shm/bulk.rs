@@ -409,10 +409,23 @@ impl BulkIn {
     }
 }
 
+/// The slowest fill a receiver waits out: a sender that trickles progress (a byte now and
+/// then, each within the stall limit) would otherwise hold the receiving thread for as long
+/// as it likes. A healthy sender writes at gigabytes per second; an encoder that writes byte
+/// by byte in a debug build, on a busy machine, at some tens of megabytes per second.
+const SLOWEST_FILL: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// How long a message of `len` bytes may take to be written before the receiver gives up:
+/// the stall limit plus `len` at [`SLOWEST_FILL`] bytes per second.
+fn fill_limit(stall_limit: Duration, len: usize) -> Duration {
+    stall_limit + Duration::from_secs_f64(len as f64 / SLOWEST_FILL)
+}
+
 /// Copies the message being written into `region` out into `out` (its length), each part as
 /// soon as the sender's progress covers it; the rewritable prefix last, once the message is
 /// complete. Fails, ending the connection, when the sender abandons the message, stops making
-/// progress for `stall_limit`, or the connection ends first.
+/// progress for `stall_limit`, takes longer than [`fill_limit`] in all, or the connection
+/// ends first.
 fn copy_out(
     link: &Link,
     region: &Mapped,
@@ -431,6 +444,8 @@ fn copy_out(
     // be one of them, as when both are pinned to one CPU).
     let mut still = Duration::ZERO;
     let mut spins: Option<bool> = None;
+    let started = Instant::now();
+    let limit = fill_limit(stall_limit, len);
     loop {
         let (upto, complete) = match read_progress(region.progress(), len) {
             Ok(progress) => progress,
@@ -477,6 +492,9 @@ fn copy_out(
         if still >= stall_limit {
             return Err(broken(link, Stop::Stalled(stall_limit), seen, len));
         }
+        if now.duration_since(started) >= limit {
+            return Err(broken(link, Stop::TooSlow(limit), seen, len));
+        }
     }
 }
 
@@ -487,6 +505,8 @@ enum Stop {
     Abandoned,
     /// No progress for this long.
     Stalled(Duration),
+    /// Not complete after this long, progress or not.
+    TooSlow(Duration),
     /// The connection ended first.
     Ended,
     /// The progress word holds a value no sender writes.
@@ -513,6 +533,10 @@ fn broken(link: &Link, stop: Stop, written: usize, len: usize) -> TransportError
         }
         Stop::Stalled(limit) => format!(
             "the peer stopped writing a large message: no progress for {limit:?} \
+             ({written} of {len} bytes written)"
+        ),
+        Stop::TooSlow(limit) => format!(
+            "the peer wrote a large message too slowly: not complete after {limit:?} \
              ({written} of {len} bytes written)"
         ),
         Stop::Ended => format!(
