@@ -50,6 +50,19 @@ impl ProbeProcess {
         process
     }
 
+    /// A server on a fresh address of `scheme` (TCP on a port the system picks, others under
+    /// `dir`), and the address it listens on.
+    pub fn serve_fresh(scheme: &str, dir: &crate::TempDir) -> (ProbeProcess, String) {
+        let asked = match scheme {
+            "tcp" => "tcp://127.0.0.1:0".to_owned(),
+            _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
+        };
+        let process = ProbeProcess::spawn(&[&asked]);
+        let line = process.expect_line("listening on ");
+        let address = line["listening on ".len()..].trim().to_owned();
+        (process, address)
+    }
+
     pub fn expect_line(&self, prefix: &str) -> String {
         let line = self
             .lines

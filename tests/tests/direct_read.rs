@@ -15,18 +15,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// The transports whose callers read their own replies.
 const SCHEMES: [&str; 3] = ["shm", "unix", "tcp"];
 
-/// A probe server on a fresh address of `scheme`, and the address it listens on.
-fn server(scheme: &str, dir: &TempDir) -> (Process, String) {
-    let asked = match scheme {
-        "tcp" => "tcp://127.0.0.1:0".to_owned(),
-        _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
-    };
-    let process = Process::spawn(&[&asked]);
-    let line = process.expect_line("listening on ");
-    let address = line["listening on ".len()..].trim().to_owned();
-    (process, address)
-}
-
 /// As `#[tokio::main]` builds it.
 fn default_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -46,7 +34,7 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
 /// its own call's, on both runtimes.
 fn every_reply_reaches_its_caller(scheme: &str, runtime: &tokio::runtime::Runtime) {
     let dir = TempDir::new();
-    let (_server, address) = server(scheme, &dir);
+    let (_server, address) = Process::serve_fresh(scheme, &dir);
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address).await.unwrap();
         let stream = tokio::spawn({
@@ -126,7 +114,7 @@ fn a_server_killed_while_callers_spin_fails_every_call_promptly() {
 
 fn a_server_killed_while_callers_spin(scheme: &str) {
     let dir = TempDir::new();
-    let (mut server, address) = server(scheme, &dir);
+    let (mut server, address) = Process::serve_fresh(scheme, &dir);
     let runtime = default_runtime();
     let probe = runtime
         .block_on(ProbeClient::connect(&address))
@@ -186,7 +174,7 @@ fn a_call_that_times_out_gives_the_connection_back() {
 
 fn a_call_that_times_out_gives_it_back(scheme: &str) {
     let dir = TempDir::new();
-    let (_server, address) = server(scheme, &dir);
+    let (_server, address) = Process::serve_fresh(scheme, &dir);
     let runtime = default_runtime();
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address).await.unwrap();

@@ -36,18 +36,6 @@ const SCHEMES: [&str; 3] = ["shm", "unix", "tcp"];
 /// The socket transports (the hostile server speaks length-prefixed frames).
 const SOCKETS: [&str; 2] = ["unix", "tcp"];
 
-/// A probe server process on a fresh address of `scheme`, and the address it listens on.
-fn server(scheme: &str, dir: &TempDir) -> (Process, String) {
-    let asked = match scheme {
-        "tcp" => "tcp://127.0.0.1:0".to_owned(),
-        _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
-    };
-    let process = Process::spawn(&[&asked]);
-    let line = process.expect_line("listening on ");
-    let address = line["listening on ".len()..].trim().to_owned();
-    (process, address)
-}
-
 /// A multi-threaded runtime with two workers (the machine's CPUs).
 fn runtime() -> tokio::runtime::Runtime {
     if std::thread::available_parallelism().is_ok_and(|n| n.get() < 2) {
@@ -97,7 +85,7 @@ fn calls_waiting_on_a_killed_server_fail_promptly_as_disconnected() {
 
 fn calls_waiting_on_a_killed_server(scheme: &str) {
     let dir = TempDir::new();
-    let (mut server, address) = server(scheme, &dir);
+    let (mut server, address) = Process::serve_fresh(scheme, &dir);
     let runtime = runtime();
     let probe = runtime
         .block_on(ProbeClient::connect(&address))
@@ -245,7 +233,7 @@ fn sequential_and_concurrent_calls_on_one_connection_are_all_answered() {
 
 fn sequential_and_concurrent_calls(scheme: &str) {
     let dir = TempDir::new();
-    let (_server, address) = server(scheme, &dir);
+    let (_server, address) = Process::serve_fresh(scheme, &dir);
     let runtime = runtime();
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address)
@@ -784,7 +772,7 @@ fn timed_out_calls_do_not_wedge_the_direct_reader() {
 
 fn timed_out_calls_do_not_wedge(scheme: &str) {
     let dir = TempDir::new();
-    let (_server, address) = server(scheme, &dir);
+    let (_server, address) = Process::serve_fresh(scheme, &dir);
     let runtime = runtime();
     runtime.block_on(async {
         let probe = ProbeClient::connect(&address)
@@ -882,7 +870,7 @@ fn calls_to_a_frozen_server_time_out_and_calls_after_it_resumes_succeed() {
 fn calls_to_a_frozen_server(scheme: &str) {
     use nix::sys::signal::{Signal, kill};
     let dir = TempDir::new();
-    let (server, address) = server(scheme, &dir);
+    let (server, address) = Process::serve_fresh(scheme, &dir);
     let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
     let runtime = runtime();
     runtime.block_on(async {
