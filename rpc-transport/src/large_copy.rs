@@ -33,13 +33,9 @@ fn aliased(src: usize, dst: usize, len: usize) -> bool {
 /// docs). Panics if the lengths differ.
 pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
     assert_eq!(dst.len(), src.len(), "copy: lengths differ");
-    if !aliased(src.as_ptr() as usize, dst.as_ptr() as usize, dst.len()) {
-        dst.copy_from_slice(src);
-        return;
-    }
-    for (dst, src) in dst.chunks_mut(PIECE).zip(src.chunks(PIECE)) {
-        dst.copy_from_slice(src);
-    }
+    // SAFETY: both slices are valid for their (equal) length, and a `&mut` slice cannot
+    // overlap a shared one.
+    unsafe { copy_raw(src.as_ptr(), dst.as_mut_ptr(), dst.len()) }
 }
 
 /// Below this, [`copy_streaming`] copies as [`copy`] does (the sfence and the miss the reader
@@ -84,7 +80,7 @@ fn stream_x86_64(dst: &mut [u8], src: &[u8]) {
     unsafe { _mm_sfence() };
 }
 
-/// [`copy`] between raw pointers.
+/// [`copy`] between raw pointers (the one place its pieces are cut).
 ///
 /// # Safety
 /// As [`std::ptr::copy_nonoverlapping`]: `src` valid for `len` reads, `dst` for `len` writes,

@@ -294,6 +294,22 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         Ok(None)
     }
 
+    /// One non-blocking read from the kernel into the buffer: `true` if bytes came; `false`
+    /// if none were there, or the stream ended (then `ended` is set, and a frame cut short is
+    /// the error).
+    fn read_now(&mut self) -> Result<bool, TransportError> {
+        match self.io.try_read_now(&mut self.buf) {
+            Ok(0) => {
+                self.ended = true;
+                self.end_of_stream()?;
+                Ok(false)
+            }
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The stream ended: fine between frames, malformed inside one.
     fn end_of_stream(&mut self) -> Result<(), TransportError> {
         if self.buf.is_empty() {
@@ -315,18 +331,8 @@ impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> PollFrames for Stre
             if let Some(frame) = self.buffered_frame()? {
                 return Ok(Some(frame));
             }
-            if self.ended {
+            if self.ended || !self.read_now()? {
                 return Ok(None);
-            }
-            match self.io.try_read_now(&mut self.buf) {
-                Ok(0) => {
-                    self.ended = true;
-                    self.end_of_stream()?;
-                    return Ok(None);
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -343,16 +349,8 @@ impl<R: AsyncRead + TryRead + Unpin + Send + Sync + 'static> PollFrames for Stre
         if self.has_buffered() || self.ended {
             return Ok(false);
         }
-        match self.io.try_read_now(&mut self.buf) {
-            Ok(0) => {
-                self.ended = true;
-                self.end_of_stream()?;
-                Ok(false)
-            }
-            Ok(_) => Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
-            Err(e) => Err(e.into()),
-        }
+        let read = self.read_now()?;
+        Ok(!read && !self.ended)
     }
 
     fn end_sleep(&mut self) {}
