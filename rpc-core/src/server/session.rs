@@ -104,63 +104,37 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
     let mut watch = s.config.keepalive.map(Watch::new);
     // When the client last sent something other than a keepalive ping, for the idle timeout.
     let mut active = tokio::time::Instant::now();
+    // Frames read since the clock was last read: the times above are brought up to date once
+    // per batch of frames, before the loop waits, rather than once per frame.
+    let mut unclocked = Unclocked::default();
     loop {
         if s.ended.load(Ordering::Acquire) {
             return;
         }
-        receiver.set_spinning(|| !s.calls.busy());
-        let received = tokio::select! {
-            biased;
-            _ = s.kill.cancelled() => return,
-            _ = s.stop.cancelled() => return Box::pin(stop(s, &mut receiver, ready.take())).await,
-            received = receiver.recv() => received,
-            due = keepalive_due(&mut watch), if s.peer_answers_pings() => {
-                match due {
-                    Due::Ping(ping) => {
-                        ready.push(s.sink.prepare(Answer::Frame(ping)));
-                        let timeout = watch.as_ref().map_or(Duration::ZERO, Watch::timeout);
-                        let ping = unread(s, &receiver, s.sink.send_many(ready.take()));
-                        match tokio::time::timeout(timeout, ping).await {
-                            Ok(Waited::Done(_)) => continue,
-                            Ok(Waited::Stopped) => {
-                                return Box::pin(stop(s, &mut receiver, Vec::new())).await;
-                            }
-                            Ok(Waited::Killed | Waited::PeerGone) => return,
-                            Err(_) => {
-                                // Not even the ping could be written within the timeout: the
-                                // client reads nothing. A frame may be half written: just go.
-                                tracing::info!("closing a connection whose client reads nothing, not even a ping");
-                                return;
-                            }
-                        }
-                    }
-                    Due::Lapsed => {
-                        let lapsed = watch.as_ref().map(Watch::lapsed).unwrap_or_default();
-                        tracing::info!(reason = %lapsed, "closing a connection whose client stopped answering");
-                        let ready = ready.take();
-                        return Box::pin(until_killed(s, async {
-                            let _ = s.sink.send_many(ready).await;
-                            s.sink.close().await;
-                        }))
-                        .await;
-                    }
-                }
+        if s.kill.is_cancelled() {
+            return;
+        }
+        if s.stop.is_cancelled() {
+            return Box::pin(stop(s, &mut receiver, ready.take())).await;
+        }
+        // A frame here already is taken without setting up the wait below (cancellation
+        // waiters, the keepalive's timer, the clock): that per-frame cost is for waiting.
+        let received = match frame_at_hand(&mut receiver) {
+            Some(received) => Next::Frame(received),
+            None => {
+                unclocked.settle(&mut watch, &mut active);
+                receiver.set_spinning(|| !s.calls.busy());
+                wait_for_frame(s, &mut receiver, &mut watch, &mut ready, active).await
             }
-            _ = idle(s.config.idle_timeout, &s.calls, active) => {
-                tracing::debug!("closing a connection idle for longer than the idle timeout");
-                let ready = ready.take();
-                return Box::pin(until_killed(s, async {
-                    let _ = s.sink.send_many(ready).await;
-                    s.sink.close().await;
-                }))
-                .await;
-            }
+        };
+        let received = match received {
+            Next::Frame(received) => received,
+            Next::Again => continue,
+            Next::Return => return,
         };
         let frame = match received {
             Ok(Some(frame)) => {
-                if let Some(watch) = watch.as_mut() {
-                    watch.heard();
-                }
+                unclocked.heard = true;
                 frame
             }
             Ok(None) => {
@@ -181,7 +155,7 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         };
         let incoming = classify(frame);
         if !matches!(incoming, Incoming::Ping(_) | Incoming::Pong) {
-            active = tokio::time::Instant::now();
+            unclocked.active = true;
         }
         let flow = match incoming {
             Incoming::Call(call) => match prepare_call(&s.call_env, &s.calls, call, &s.sink) {
@@ -221,6 +195,122 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
                 Waited::Killed | Waited::PeerGone => return,
             }
         }
+    }
+}
+
+/// The next frame if it is here already and taking it needs no wait: one look (a receive
+/// polled once, and dropped if it would wait, as receives may be). `None`: wait for it.
+fn frame_at_hand(receiver: &mut FrameReceiver) -> Option<Received> {
+    if !receiver.has_buffered() {
+        return None;
+    }
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    match std::pin::pin!(receiver.recv()).poll(&mut cx) {
+        Poll::Ready(received) => Some(received),
+        Poll::Pending => None,
+    }
+}
+
+/// What a receive comes to: a frame, the end, or an error.
+type Received = Result<Option<rpc_transport::Frame>, rpc_transport::TransportError>;
+
+/// What waiting for the next frame came to.
+enum Next {
+    /// The receiver's answer: a frame, the end, or an error.
+    Frame(Received),
+    /// Something else was done meanwhile (a keepalive ping sent): look again.
+    Again,
+    /// The connection is over (killed, stopped, lapsed or idle), and its end was seen to.
+    Return,
+}
+
+/// Waits for the next frame while watching for a kill or stop, the keepalive and the idle
+/// timeout; what else came first is dealt with here.
+async fn wait_for_frame(
+    s: &Session,
+    receiver: &mut FrameReceiver,
+    watch: &mut Option<Watch>,
+    ready: &mut Ready,
+    active: tokio::time::Instant,
+) -> Next {
+    tokio::select! {
+            biased;
+            _ = s.kill.cancelled() => Next::Return,
+            _ = s.stop.cancelled() => {
+                Box::pin(stop(s, receiver, ready.take())).await;
+                Next::Return
+            }
+            received = receiver.recv() => Next::Frame(received),
+            due = keepalive_due(watch), if s.peer_answers_pings() => {
+                match due {
+                    Due::Ping(ping) => {
+                        ready.push(s.sink.prepare(Answer::Frame(ping)));
+                        let timeout = watch.as_ref().map_or(Duration::ZERO, Watch::timeout);
+                        let ping = unread(s, receiver, s.sink.send_many(ready.take()));
+                        match tokio::time::timeout(timeout, ping).await {
+                            Ok(Waited::Done(_)) => Next::Again,
+                            Ok(Waited::Stopped) => {
+                                Box::pin(stop(s, receiver, Vec::new())).await;
+                                Next::Return
+                            }
+                            Ok(Waited::Killed | Waited::PeerGone) => Next::Return,
+                            Err(_) => {
+                                // Not even the ping could be written within the timeout: the
+                                // client reads nothing. A frame may be half written: just go.
+                                tracing::info!("closing a connection whose client reads nothing, not even a ping");
+                                Next::Return
+                            }
+                        }
+                    }
+                    Due::Lapsed => {
+                        let lapsed = watch.as_ref().map(Watch::lapsed).unwrap_or_default();
+                        tracing::info!(reason = %lapsed, "closing a connection whose client stopped answering");
+                        let ready = ready.take();
+                        Box::pin(until_killed(s, async {
+                            let _ = s.sink.send_many(ready).await;
+                            s.sink.close().await;
+                        }))
+                        .await;
+                        Next::Return
+                    }
+                }
+            }
+            _ = idle(s.config.idle_timeout, &s.calls, active) => {
+                tracing::debug!("closing a connection idle for longer than the idle timeout");
+                let ready = ready.take();
+                Box::pin(until_killed(s, async {
+                    let _ = s.sink.send_many(ready).await;
+                    s.sink.close().await;
+                }))
+                .await;
+                Next::Return
+            }
+    }
+}
+
+/// Whether frames were read (any, and any besides keepalive pings) since the loop last read
+/// the clock for its keepalive and idle times.
+#[derive(Default)]
+struct Unclocked {
+    heard: bool,
+    active: bool,
+}
+
+impl Unclocked {
+    /// Brings the keepalive's last-heard time and the idle timeout's last activity up to now
+    /// if frames came since the last call (the loop is about to wait: none are buffered).
+    fn settle(&mut self, watch: &mut Option<Watch>, active: &mut tokio::time::Instant) {
+        if !self.heard {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(watch) = watch.as_mut() {
+            watch.heard_at(now);
+        }
+        if self.active {
+            *active = now;
+        }
+        *self = Unclocked::default();
     }
 }
 
