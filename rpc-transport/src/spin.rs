@@ -37,9 +37,9 @@ pub fn oversubscribed() -> bool {
 
 /// How much of its time this thread spent waiting for a CPU lately, smoothed.
 struct RunQueueWaits {
-    /// When it was last read, and the thread's total run-queue wait then (ns; `None` when it
-    /// could not be read).
-    last: Option<(Instant, Option<u64>)>,
+    /// When it was last read ([`coarse_now`]), and the thread's total run-queue wait then (ns;
+    /// `None` when it could not be read).
+    last: Option<(Duration, Option<u64>)>,
     /// How often lately a reading found the thread waiting more than [`WAIT_SHARE`] of the
     /// time, 0 to [`SCORE_FULL`], smoothed over about eight readings: one busy moment does not
     /// stop spinning, a CPU that stays shared does.
@@ -55,15 +55,15 @@ const SCORE_FULL: u64 = 1024;
 
 impl RunQueueWaits {
     fn oversubscribed(&mut self) -> bool {
-        let now = Instant::now();
+        let now = coarse_now();
         let due = self
             .last
-            .is_none_or(|(at, _)| now.duration_since(at) >= LOAD_CHECK_EVERY);
+            .is_none_or(|(at, _)| now.saturating_sub(at) >= LOAD_CHECK_EVERY);
         if due {
             // Unreadable (no CONFIG_SCHED_INFO, no /proc): tried again only when due again.
             let waited = run_queue_wait();
             if let (Some(waited), Some((at, Some(before)))) = (waited, self.last) {
-                let wall = now.duration_since(at).as_nanos() as f64;
+                let wall = now.saturating_sub(at).as_nanos() as f64;
                 let share = waited.saturating_sub(before) as f64 / wall.max(1.0);
                 let sample = if share > WAIT_SHARE { SCORE_FULL } else { 0 };
                 self.score = (self.score * 7 + sample) / 8;
@@ -71,6 +71,21 @@ impl RunQueueWaits {
             self.last = Some((now, waited));
         }
         self.score > SCORE_FULL / 2
+    }
+}
+
+/// The monotonic clock as the kernel last ticked it (`CLOCK_MONOTONIC_COARSE`: a few
+/// milliseconds coarse, and a quarter of the fine clock's cost, which a receiver would
+/// otherwise pay on every wait just to learn that no reading is due). Where it cannot be read,
+/// the fine clock, from the first call on.
+fn coarse_now() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE) {
+        Ok(now) => Duration::from(now),
+        Err(_) => {
+            static FIRST: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            FIRST.get_or_init(Instant::now).elapsed()
+        }
     }
 }
 

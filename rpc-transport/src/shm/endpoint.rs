@@ -607,19 +607,20 @@ impl ShmReceiver {
     /// Spins until a record is published or the peer dies, at most `turns` times. Only the
     /// producer's counter is read in the loop, so a record is seen within a cache-line transfer
     /// of its publication, and no clock is read.
-    /// True when a record came (or the peer died) within them.
-    fn spin(&self, turns: u32) -> Result<bool, TransportError> {
+    /// The turns it took when a record came (or the peer died) within them; `None` when none
+    /// did.
+    fn spin(&self, turns: u32) -> Result<Option<u32>, TransportError> {
         for turn in 0..turns {
             match self.consumer.has_data() {
-                Ok(true) => return Ok(true),
+                Ok(true) => return Ok(Some(turn)),
                 Ok(false) => spin_hint(),
                 Err(error) => return Err(corrupt(self.link(), error)),
             }
             if turn % 1024 == 1023 && self.link().is_dead() {
-                return Ok(true);
+                return Ok(Some(turn));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Receives on a plain thread: spins for the spin budget, then sleeps on the futex word.
@@ -639,11 +640,11 @@ impl ShmReceiver {
         {
             let budget = self.budget.next_spin();
             if !budget.is_zero() {
-                let started = Instant::now();
-                if self.spin(spin_turns(budget))? {
-                    self.budget.hit(started.elapsed());
-                } else {
-                    self.budget.miss();
+                // Timed in turns, not by the clock: two clock reads would cost more than the
+                // quick answer they would time.
+                match self.spin(spin_turns(budget))? {
+                    Some(turns) => self.budget.hit(spin_time(turns)),
+                    None => self.budget.miss(),
                 }
             }
         }
@@ -709,8 +710,18 @@ impl Drop for SpinPermit {
 
 /// How many spin turns take about `budget` on this machine (measured once).
 fn spin_turns(budget: Duration) -> u32 {
+    (budget.as_secs_f64() * 1e6 * turns_per_micro()).min(u32::MAX as f64) as u32
+}
+
+/// About how long `turns` spin turns take on this machine.
+fn spin_time(turns: u32) -> Duration {
+    Duration::from_secs_f64(turns as f64 / turns_per_micro() / 1e6)
+}
+
+/// Spin turns per microsecond on this machine (measured once).
+fn turns_per_micro() -> f64 {
     static TURNS_PER_MICRO: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let per_micro = *TURNS_PER_MICRO.get_or_init(|| {
+    *TURNS_PER_MICRO.get_or_init(|| {
         const SAMPLE: u32 = 20_000;
         let start = Instant::now();
         for _ in 0..SAMPLE {
@@ -718,8 +729,7 @@ fn spin_turns(budget: Duration) -> u32 {
         }
         let micros = start.elapsed().as_secs_f64() * 1e6;
         (SAMPLE as f64 / micros.max(0.001)).max(1.0)
-    });
-    (budget.as_secs_f64() * 1e6 * per_micro).min(u32::MAX as f64) as u32
+    })
 }
 
 impl ShmReceiver {
