@@ -37,9 +37,10 @@ pub fn oversubscribed() -> bool {
 
 /// How much of its time this thread spent waiting for a CPU lately, smoothed.
 struct RunQueueWaits {
-    /// When it was last read ([`coarse_now`]), and the thread's total run-queue wait then (ns;
-    /// `None` when it could not be read).
-    last: Option<(Duration, Option<u64>)>,
+    /// When it was last read (by [`coarse_now`], which says when the next reading is due, and
+    /// by the fine clock, which measures the time between readings), and the thread's total
+    /// run-queue wait then (ns; `None` when it could not be read).
+    last: Option<(Duration, Instant, Option<u64>)>,
     /// How often lately a reading found the thread waiting more than [`WAIT_SHARE`] of the
     /// time, 0 to [`SCORE_FULL`], smoothed over about eight readings: one busy moment does not
     /// stop spinning, a CPU that stays shared does.
@@ -55,20 +56,21 @@ const SCORE_FULL: u64 = 1024;
 
 impl RunQueueWaits {
     fn oversubscribed(&mut self) -> bool {
-        let now = coarse_now();
+        let coarse = coarse_now();
         let due = self
             .last
-            .is_none_or(|(at, _)| now.saturating_sub(at) >= LOAD_CHECK_EVERY);
+            .is_none_or(|(at, _, _)| coarse.saturating_sub(at) >= LOAD_CHECK_EVERY);
         if due {
+            let now = Instant::now();
             // Unreadable (no CONFIG_SCHED_INFO, no /proc): tried again only when due again.
             let waited = run_queue_wait();
-            if let (Some(waited), Some((at, Some(before)))) = (waited, self.last) {
-                let wall = now.saturating_sub(at).as_nanos() as f64;
+            if let (Some(waited), Some((_, at, Some(before)))) = (waited, self.last) {
+                let wall = now.duration_since(at).as_nanos() as f64;
                 let share = waited.saturating_sub(before) as f64 / wall.max(1.0);
                 let sample = if share > WAIT_SHARE { SCORE_FULL } else { 0 };
                 self.score = (self.score * 7 + sample) / 8;
             }
-            self.last = Some((now, waited));
+            self.last = Some((coarse, now, waited));
         }
         self.score > SCORE_FULL / 2
     }

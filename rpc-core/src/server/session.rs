@@ -118,8 +118,16 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
             return Box::pin(stop(s, &mut receiver, ready.take())).await;
         }
         // A frame here already is taken without setting up the wait below (cancellation
-        // waiters, the keepalive's timer, the clock): that per-frame cost is for waiting.
-        let received = match frame_at_hand(&mut receiver) {
+        // waiters, the keepalive's timer, the clock): that per-frame cost is for waiting. At
+        // least every `AT_HAND_RUN` frames the loop goes through the wait anyway, so a client
+        // that keeps frames coming still lets this worker's other tasks run (the runtime's
+        // cooperative budget is checked there) and the keepalive's times stay fresh.
+        let at_hand = if unclocked.frames < AT_HAND_RUN {
+            frame_at_hand(&mut receiver)
+        } else {
+            None
+        };
+        let received = match at_hand {
             Some(received) => Next::Frame(received),
             None => {
                 unclocked.settle(&mut watch, &mut active);
@@ -134,7 +142,7 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         };
         let frame = match received {
             Ok(Some(frame)) => {
-                unclocked.heard = true;
+                unclocked.frames += 1;
                 frame
             }
             Ok(None) => {
@@ -288,19 +296,22 @@ async fn wait_for_frame(
     }
 }
 
-/// Whether frames were read (any, and any besides keepalive pings) since the loop last read
-/// the clock for its keepalive and idle times.
+/// The most frames taken at hand (see `frame_at_hand`) before the loop goes through its wait.
+const AT_HAND_RUN: u32 = 64;
+
+/// Frames read since the loop last read the clock for its keepalive and idle times: how many,
+/// and whether any besides keepalive pings and pongs.
 #[derive(Default)]
 struct Unclocked {
-    heard: bool,
+    frames: u32,
     active: bool,
 }
 
 impl Unclocked {
     /// Brings the keepalive's last-heard time and the idle timeout's last activity up to now
-    /// if frames came since the last call (the loop is about to wait: none are buffered).
+    /// if frames came since the last call (the loop is about to wait).
     fn settle(&mut self, watch: &mut Option<Watch>, active: &mut tokio::time::Instant) {
-        if !self.heard {
+        if self.frames == 0 {
             return;
         }
         let now = tokio::time::Instant::now();
