@@ -1,4 +1,4 @@
-//! Answers of calls that finish at once are held back to leave in one write only up to 64
+//! Answers of calls that finish at once are held back to leave in one write only up to 8
 //! answers or 64 KiB, and take their bytes of the replies' budget before they are queued: one
 //! client that sends 64 `fill(4 MiB)` requests in one write and does not read costs the server
 //! about its connection budget, not 256 MiB, and other clients are still answered.

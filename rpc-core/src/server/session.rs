@@ -26,8 +26,13 @@ use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
 use crate::keepalive::{Due, Watch};
 
-/// The most answers held back to leave in one write (see also `BATCH_BYTES`).
-const BATCH: usize = 64;
+/// The most answers held back to leave in one write (see also `BATCH_BYTES`). Small on
+/// purpose: with many calls in flight, the client works on the first answers while this loop
+/// runs the next requests, so both sides' CPUs stay busy. Holding answers until every waiting
+/// request was run makes the two take turns instead: with 32 calls in flight on one Unix
+/// connection, 8 gave 600-700k calls/s against 450-520k for 64 (client and server pinned to
+/// one CPU each), and 290-360k against 205-280k unpinned; 4 was no better than 8.
+const BATCH: usize = 8;
 
 /// The most bytes of answers held back to leave in one write.
 const BATCH_BYTES: usize = 64 * 1024;
