@@ -1,6 +1,6 @@
-//! The whole benchmark run: framework transports, raw baselines, tarpc, iceoryx2 (with its
-//! feature), memcpy; then the report, the JSON file and the chart. With `--load N`, all of it
-//! beside N busy-loop processes.
+//! The whole benchmark run: each framework transport followed by its baselines (raw
+//! mechanism, tarpc, and iceoryx2 beside shm with its feature), then memcpy; then the report,
+//! the JSON file and the chart. With `--load N`, all of it beside N busy-loop processes.
 
 use std::process::ExitCode;
 
@@ -108,38 +108,49 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         progress.note(&format!("{what}: FAILED: {error:#}"));
         errors.push(format!("{what}: {error:#}"));
     };
+    // Each transport's baselines (its raw mechanism, its tarpc peer, iceoryx2 beside shm) are
+    // measured right after it, so every ratio compares figures taken minutes apart at most:
+    // this host's cross-CPU speed can change from one minute to the next.
     let mut transports = Vec::new();
+    let mut baselines = Baselines::default();
     for spec in &selection.transports {
         match framework::measure(spec, &env, &plan, &runtimes, &progress) {
             Ok(result) => transports.push(result),
             Err(e) => failed(spec.name, e),
         }
+        let iceoryx2 = selection.iceoryx2 && spec.name == "shm";
+        baselines.measure(
+            spec.raw.filter(|m| selection.mechs.contains(m)),
+            spec.tarpc.filter(|t| selection.tarpc.contains(t)),
+            iceoryx2,
+            (&env, &plan, &runtimes, &progress),
+            &mut failed,
+        );
     }
-    let mut raws = Vec::new();
+    // Baselines no transport above took along (`--only` a raw mechanism, say).
     for &mech in &selection.mechs {
-        progress.note(&format!("raw {}: ping-pong", mech.name()));
-        match raw::measure(mech, &env, &plan) {
-            Ok(result) => raws.push(result),
-            Err(e) => failed(&format!("raw {}", mech.name()), e),
-        }
+        let context = (&env, &plan, &runtimes, &progress);
+        baselines.measure(Some(mech), None, false, context, &mut failed);
     }
-    let mut tarpcs = Vec::new();
     for &net in &selection.tarpc {
-        progress.note(&format!("tarpc {}: latency, throughput, echo", net.name()));
-        match tarpc_svc::measure(net, &env, &plan, &runtimes) {
-            Ok(result) => tarpcs.push(result),
-            Err(e) => failed(&format!("tarpc {}", net.name()), e),
-        }
+        let context = (&env, &plan, &runtimes, &progress);
+        baselines.measure(None, Some(net), false, context, &mut failed);
     }
-    let iceoryx2 = if selection.iceoryx2 {
-        progress.note("iceoryx2 request-response: latency, throughput");
-        measure_iceoryx2(&env, &plan).unwrap_or_else(|e| {
-            failed("iceoryx2 request-response", e);
-            None
-        })
-    } else {
-        None
-    };
+    baselines.measure(
+        None,
+        None,
+        selection.iceoryx2,
+        (&env, &plan, &runtimes, &progress),
+        &mut failed,
+    );
+    let Baselines {
+        mut raws,
+        mut tarpcs,
+        iceoryx2,
+        ..
+    } = baselines;
+    raws.sort_by_key(|r| Mech::ALL.iter().position(|&m| m == r.mechanism));
+    tarpcs.sort_by_key(|t| TarpcNet::ALL.iter().position(|&n| n == t.transport));
     progress.note("memcpy");
     let memcpys = [
         (MIB, plan.memcpy_small_iterations),
@@ -184,6 +195,64 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What a measurement needs to run.
+type Context<'a> = (&'a Env, &'a Plan, &'a Runtimes, &'a Progress);
+
+/// The baselines measured so far, each once.
+#[derive(Default)]
+struct Baselines {
+    raws: Vec<super::raw::RawResult>,
+    tarpcs: Vec<super::tarpc_svc::TarpcResult>,
+    iceoryx2: Option<super::iceoryx::IceoryxResult>,
+    /// Whether iceoryx2 was measured (or tried).
+    iceoryx2_done: bool,
+    /// Mechanisms and tarpc transports measured (or tried).
+    mechs_done: Vec<Mech>,
+    tarpc_done: Vec<TarpcNet>,
+}
+
+impl Baselines {
+    /// Measures the raw mechanism, tarpc transport and iceoryx2 asked for that are not
+    /// measured yet.
+    fn measure(
+        &mut self,
+        mech: Option<Mech>,
+        tarpc: Option<TarpcNet>,
+        iceoryx2: bool,
+        (env, plan, runtimes, progress): Context<'_>,
+        failed: &mut impl FnMut(&str, anyhow::Error),
+    ) {
+        if let Some(mech) = mech
+            && !self.mechs_done.contains(&mech)
+        {
+            self.mechs_done.push(mech);
+            progress.note(&format!("raw {}: ping-pong", mech.name()));
+            match raw::measure(mech, env, plan) {
+                Ok(result) => self.raws.push(result),
+                Err(e) => failed(&format!("raw {}", mech.name()), e),
+            }
+        }
+        if let Some(net) = tarpc
+            && !self.tarpc_done.contains(&net)
+        {
+            self.tarpc_done.push(net);
+            progress.note(&format!("tarpc {}: latency, throughput, echo", net.name()));
+            match tarpc_svc::measure(net, env, plan, runtimes) {
+                Ok(result) => self.tarpcs.push(result),
+                Err(e) => failed(&format!("tarpc {}", net.name()), e),
+            }
+        }
+        if iceoryx2 && !self.iceoryx2_done {
+            self.iceoryx2_done = true;
+            progress.note("iceoryx2 request-response: latency, throughput");
+            self.iceoryx2 = measure_iceoryx2(env, plan).unwrap_or_else(|e| {
+                failed("iceoryx2 request-response", e);
+                None
+            });
+        }
+    }
 }
 
 #[cfg(feature = "iceoryx2")]
