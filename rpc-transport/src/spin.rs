@@ -6,8 +6,13 @@
 //!
 //! - [`oversubscribed`]: the spinning thread itself keeps waiting for a CPU (the kernel's
 //!   account of its run-queue wait, read at most every [`LOAD_CHECK_EVERY`] and smoothed over
-//!   the last few readings): its CPU is shared with other busy threads, and a spinner there
-//!   only takes time from the peer it waits for, so it does not spin.
+//!   the last few readings) while the machine has more runnable threads than the CPUs this
+//!   thread may use: its CPU is shared with other busy threads, and a spinner there only takes
+//!   time from the peer it waits for, so it does not spin. A thread that waited only because
+//!   the scheduler put its peer on the same CPU while another CPU stood idle still spins: a
+//!   pair that wakes each other through the kernel is kept together (a woken thread is placed
+//!   beside its waker), which makes each wait for the other and would keep both from spinning
+//!   for good, while a spinning pair is soon split by the idle CPU.
 //! - [`SpinBudget`]: per receiver, how long spinning has paid lately. It grows towards the
 //!   configured maximum ([`TransportConfig::shm_spin`](crate::TransportConfig::shm_spin)) when
 //!   the message came while spinning, and halves each time a spin ran out, down to nothing; at
@@ -67,13 +72,39 @@ impl RunQueueWaits {
             if let (Some(waited), Some((_, at, Some(before)))) = (waited, self.last) {
                 let wall = now.duration_since(at).as_nanos() as f64;
                 let share = waited.saturating_sub(before) as f64 / wall.max(1.0);
-                let sample = if share > WAIT_SHARE { SCORE_FULL } else { 0 };
+                let crowded = share > WAIT_SHARE && more_runnable_than_cpus();
+                let sample = if crowded { SCORE_FULL } else { 0 };
                 self.score = (self.score * 7 + sample) / 8;
             }
             self.last = Some((coarse, now, waited));
         }
         self.score > SCORE_FULL / 2
     }
+}
+
+/// Whether the machine has more runnable threads right now than the CPUs the calling thread
+/// may run on (both as the kernel counts them: the runnable count of `/proc/loadavg`, which
+/// includes this thread, and the thread's affinity mask). `true` where either cannot be read:
+/// then the run-queue wait alone decides.
+fn more_runnable_than_cpus() -> bool {
+    let Some(runnable) = runnable_threads() else {
+        return true;
+    };
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+    let cpus = allowed.map(|set| {
+        (0..nix::sched::CpuSet::count())
+            .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+            .count()
+    });
+    cpus.is_none_or(|cpus| runnable > cpus)
+}
+
+/// Threads runnable on the whole machine at this moment: the fourth field of `/proc/loadavg`
+/// (`runnable/total`).
+fn runnable_threads() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = text.split_whitespace().nth(3)?;
+    field.split('/').next()?.parse().ok()
 }
 
 /// The monotonic clock as the kernel last ticked it (`CLOCK_MONOTONIC_COARSE`: a few
