@@ -610,6 +610,7 @@ impl ShmReceiver {
     /// The turns it took when a record came (or the peer died) within them; `None` when none
     /// did.
     fn spin(&self, turns: u32) -> Result<Option<u32>, TransportError> {
+        let yield_every = spin_turns(YIELD_EVERY).max(1024);
         for turn in 0..turns {
             match self.consumer.has_data() {
                 Ok(true) => return Ok(Some(turn)),
@@ -618,6 +619,9 @@ impl ShmReceiver {
             }
             if turn % 1024 == 1023 && self.link().is_dead() {
                 return Ok(Some(turn));
+            }
+            if turn % yield_every == yield_every - 1 {
+                std::thread::yield_now();
             }
         }
         Ok(None)
@@ -707,6 +711,13 @@ impl Drop for SpinPermit {
         SPINNERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// How long a blocking receive spins before it first offers its CPU to another runnable
+/// thread (`sched_yield`), and again each time as long. An answer that takes longer than this
+/// is rarely on its way from another CPU: the scheduler may have put the peer on this
+/// spinner's CPU (it does so to threads that wake each other), where it can answer only once
+/// the spinner lets it run. Alone on its CPU, the spinner goes on at once.
+const YIELD_EVERY: Duration = Duration::from_micros(20);
 
 /// How many spin turns take about `budget` on this machine (measured once).
 fn spin_turns(budget: Duration) -> u32 {
