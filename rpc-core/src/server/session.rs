@@ -211,6 +211,17 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
     }
 }
 
+/// Sends the answers held back, then closes our direction (unless the server is killed
+/// meanwhile): how the loop lets a lapsed or idle connection go.
+async fn answer_and_close(s: &Session, ready: &mut Ready) {
+    let ready = ready.take();
+    until_killed(s, async {
+        let _ = s.sink.send_many(ready).await;
+        s.sink.close().await;
+    })
+    .await;
+}
+
 /// The next frame if it is here already and taking it needs no wait: one look (a receive
 /// polled once, and dropped if it would wait, as receives may be). `None`: wait for it.
 fn frame_at_hand(receiver: &mut FrameReceiver) -> Option<Received> {
@@ -278,24 +289,14 @@ async fn wait_for_frame(
                     Due::Lapsed => {
                         let lapsed = watch.as_ref().map(Watch::lapsed).unwrap_or_default();
                         tracing::info!(reason = %lapsed, "closing a connection whose client stopped answering");
-                        let ready = ready.take();
-                        Box::pin(until_killed(s, async {
-                            let _ = s.sink.send_many(ready).await;
-                            s.sink.close().await;
-                        }))
-                        .await;
+                        Box::pin(answer_and_close(s, ready)).await;
                         Next::Return
                     }
                 }
             }
             _ = idle(s.config.idle_timeout, &s.calls, active) => {
                 tracing::debug!("closing a connection idle for longer than the idle timeout");
-                let ready = ready.take();
-                Box::pin(until_killed(s, async {
-                    let _ = s.sink.send_many(ready).await;
-                    s.sink.close().await;
-                }))
-                .await;
+                Box::pin(answer_and_close(s, ready)).await;
                 Next::Return
             }
     }
