@@ -293,3 +293,41 @@ fn a_stalled_sender_fails_a_blocking_receiver_within_the_bound() {
 fn a_stalled_sender_fails_an_async_receiver_within_the_bound() {
     stalled_sender_fails_the_receiver_within_the_bound(false);
 }
+
+/// A connection moving many large messages writes some with non-temporal and some with
+/// ordinary stores (it probes the style it does not use after its first message, and keeps
+/// probing: `store_choice.rs`). Whichever way each was written, and whatever sizes follow one
+/// another in the same region, every message arrives whole, in order, byte for byte.
+#[test]
+fn many_large_messages_arrive_intact_whichever_stores_wrote_them() {
+    const MIB: usize = 1024 * 1024;
+    let (mut sender, mut receiver, _others) = pair("many", true);
+    let sizes: Vec<usize> = (0..40)
+        .map(|i| [MIB, 3 * MIB / 2 + 13, MIB / 2][i % 3])
+        .collect();
+    let content = |i: usize, at: usize| (at.wrapping_mul(31) ^ i.wrapping_mul(0x9E37)) as u8;
+    let writer = std::thread::spawn({
+        let sizes = sizes.clone();
+        move || {
+            for (i, &len) in sizes.iter().enumerate() {
+                let source: Vec<u8> = (0..len).map(|at| content(i, at)).collect();
+                sender
+                    .send_with(
+                        len,
+                        |out| copy_in_place(out, &source),
+                        Instant::now() + LIMIT,
+                    )
+                    .unwrap();
+            }
+            sender
+        }
+    });
+    for (i, &len) in sizes.iter().enumerate() {
+        let frame = receiver.recv().expect("received").expect("a frame");
+        let payload = frame.payload();
+        assert_eq!(payload.len(), len, "message {i}");
+        let wrong = (0..len).find(|&at| payload[at] != content(i, at));
+        assert_eq!(wrong, None, "message {i} differs first at this byte");
+    }
+    let _sender = writer.join().unwrap();
+}

@@ -174,7 +174,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(
     method: &str,
 ) -> Result<T, RpcError> {
     let parsed = Header::parse(frame.payload())?;
-    wire::decode(parsed.body, &format!("a stream item of '{method}'"))
+    wire::decode(parsed.body, format_args!("a stream item of '{method}'"))
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Streaming<T> {

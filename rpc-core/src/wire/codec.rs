@@ -123,11 +123,15 @@ pub fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes a whole body; trailing bytes are an error.
-pub fn decode<'de, T: Deserialize<'de>>(body: &'de [u8], what: &str) -> Result<T, RpcError> {
-    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| RpcError::decode(what, e))?;
+pub fn decode<'de, T: Deserialize<'de>>(
+    body: &'de [u8],
+    what: impl std::fmt::Display,
+) -> Result<T, RpcError> {
+    let (value, rest) =
+        postcard::take_from_bytes(body).map_err(|e| RpcError::decode(what.to_string(), e))?;
     if !rest.is_empty() {
         return Err(RpcError::decode(
-            what,
+            what.to_string(),
             format!("{} unexpected trailing bytes", rest.len()),
         ));
     }

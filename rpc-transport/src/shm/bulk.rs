@@ -37,6 +37,10 @@
 //! and touched instead of page-faulting a fresh allocation (or a fresh mapping from the
 //! allocator) per message.
 //!
+//! **Learning how to write.** The sender times the interval from one large message to its
+//! next, per byte, and chooses between non-temporal and ordinary stores by it
+//! (`store_choice.rs`).
+//!
 //! A region still busy after a short wait, or too small, is replaced by a new one.
 //! Each side keeps at most one region per direction mapped, so a connection's bulk memory is
 //! bounded by its largest message (plus at most [`MAX_SPARES`] receive buffers).
@@ -52,6 +56,7 @@ use super::progress::{FillScope, REWRITABLE_PREFIX};
 use super::region::Region;
 use super::ring::RingError;
 use super::segment::LARGE_NAME;
+use super::store_choice::{StoreChoice, Stores};
 use super::sync::{Ordering, spin_hint};
 use crate::error::TransportError;
 use crate::frame::Frame;
@@ -112,6 +117,10 @@ pub(crate) struct BulkOut {
     current: Option<Mapped>,
     retired: Vec<Mapped>,
     next_id: u64,
+    /// How messages are written, learned from the intervals between them.
+    stores: StoreChoice,
+    /// The last message: how it was written, its length, and when its fill began.
+    last: Option<(Stores, usize, Instant)>,
 }
 
 impl BulkOut {
@@ -185,6 +194,12 @@ impl BulkOut {
     /// message complete. Should `fill` panic, the message is marked abandoned and the
     /// connection ended, so the receiver fails at once instead of waiting for the rest.
     pub(crate) fn fill(&mut self, link: &Link, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let now = Instant::now();
+        if let Some((used, bytes, at)) = self.last {
+            self.stores.record(used, bytes, now - at);
+        }
+        let stores = self.stores.next();
+        self.last = Some((stores, len, now));
         let current = self.current();
         let abandon = AbandonGuard {
             progress: current.progress(),
@@ -192,7 +207,7 @@ impl BulkOut {
         };
         let region = current.region.clone();
         current.region.with_slice_mut(BULK_HEADER, len, |out| {
-            let _scope = FillScope::enter(out.as_ptr() as usize, len, region, PROGRESS);
+            let _scope = FillScope::enter(out.as_ptr() as usize, len, region, PROGRESS, stores);
             fill(out)
         });
         std::mem::forget(abandon);

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::region::Region;
+use super::store_choice::Stores;
 use super::sync::Ordering;
 
 /// Bytes at the start of a message that a fill may rewrite until it returns: the receiver
@@ -45,6 +46,8 @@ struct Filling {
     word: usize,
     /// The last progress stored (progress only moves forward).
     published: usize,
+    /// How the chunks are written (`store_choice.rs`).
+    stores: Stores,
 }
 
 thread_local! {
@@ -59,14 +62,21 @@ pub(crate) struct FillScope {
 
 impl FillScope {
     /// The fill of `payload` (the `len` bytes at address `start`) reports progress into the
-    /// `u64` at offset `word` of `region`.
-    pub(crate) fn enter(start: usize, len: usize, region: Arc<Region>, word: usize) -> FillScope {
+    /// `u64` at offset `word` of `region`; [`copy_in_place`] writes it with `stores`.
+    pub(crate) fn enter(
+        start: usize,
+        len: usize,
+        region: Arc<Region>,
+        word: usize,
+        stores: Stores,
+    ) -> FillScope {
         let filling = Filling {
             start,
             len,
             region,
             word,
             published: 0,
+            stores,
         };
         FillScope {
             previous: FILLING.with(|f| f.borrow_mut().replace(filling)),
@@ -93,16 +103,20 @@ pub fn copy_in_place(out: &mut [u8], src: &[u8]) {
         src.len(),
         "copy_in_place: destination and source lengths differ"
     );
-    if !filling(out) {
+    let Some(stores) = filling(out) else {
         crate::large_copy::copy(out, src);
         return;
-    }
+    };
     for (out, src) in out
         .chunks_mut(PROGRESS_CHUNK)
         .zip(src.chunks(PROGRESS_CHUNK))
     {
-        // Streamed: the receiver, on another CPU as a rule, reads these bytes next.
-        crate::large_copy::copy_streaming(out, src);
+        // The receiver, on another CPU as a rule, reads these bytes next: written the way
+        // that has lately let it do so faster.
+        match stores {
+            Stores::Streaming => crate::large_copy::copy_streaming(out, src),
+            Stores::Cached => crate::large_copy::copy(out, src),
+        }
         mark_written(out);
     }
 }
@@ -131,13 +145,14 @@ pub fn mark_written(done: &[u8]) {
     });
 }
 
-/// Whether `out` lies in the message being filled on this thread.
-fn filling(out: &[u8]) -> bool {
+/// How to write `out` if it lies in the message being filled on this thread.
+fn filling(out: &[u8]) -> Option<Stores> {
     let at = out.as_ptr() as usize;
     FILLING.with(|f| {
         f.borrow()
             .as_ref()
-            .is_some_and(|f| at >= f.start && at + out.len() <= f.start + f.len)
+            .filter(|f| at >= f.start && at + out.len() <= f.start + f.len)
+            .map(|f| f.stores)
     })
 }
 
@@ -165,7 +180,13 @@ mod tests {
         copy_in_place(&mut elsewhere, &src);
         assert_eq!(elsewhere, src);
         shared.with_slice_mut(64, len, |out| {
-            let _scope = FillScope::enter(out.as_ptr() as usize, len, shared.clone(), 8);
+            let _scope = FillScope::enter(
+                out.as_ptr() as usize,
+                len,
+                shared.clone(),
+                8,
+                Stores::Streaming,
+            );
             // A copy elsewhere during the fill reports nothing either.
             copy_in_place(&mut elsewhere, &src);
             mark_written(&elsewhere);
@@ -197,9 +218,21 @@ mod tests {
     fn a_nested_fill_restores_the_outer_one() {
         let (outer, inner) = (region(1024), region(1024));
         outer.with_slice_mut(64, 1024, |out| {
-            let _outer = FillScope::enter(out.as_ptr() as usize, 1024, outer.clone(), 8);
+            let _outer = FillScope::enter(
+                out.as_ptr() as usize,
+                1024,
+                outer.clone(),
+                8,
+                Stores::Cached,
+            );
             inner.with_slice_mut(64, 1024, |inner_out| {
-                let _inner = FillScope::enter(inner_out.as_ptr() as usize, 1024, inner.clone(), 8);
+                let _inner = FillScope::enter(
+                    inner_out.as_ptr() as usize,
+                    1024,
+                    inner.clone(),
+                    8,
+                    Stores::Streaming,
+                );
                 mark_written(&inner_out[..7]);
                 mark_written(&out[..3]);
             });
