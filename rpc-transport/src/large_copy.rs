@@ -9,12 +9,14 @@
 //! vector loop instead (~37 GB/s at the bad offsets), so that is what happens there; every
 //! other copy is one `memcpy`.
 //!
-//! [`copy_streaming`] is for bytes another CPU reads next (a large shared-memory message): it
-//! writes with non-temporal stores, so they go to memory rather than sit modified in this
-//! CPU's cache for the reader to fetch line by line from it. On the 2-vCPU machines here,
-//! fetching modified lines from the other CPU's cache runs at ~10 GB/s at some times and at
-//! ~1-2 GB/s at others (a 1 MiB hand-over took 95-100 µs or 360-890 µs, by minute, in a plain
-//! C test as in this crate's benchmark); with non-temporal stores it took 92-108 µs either way.
+//! [`copy_streaming`] is one of the two ways to write bytes another CPU reads next (a large
+//! shared-memory message): it writes with non-temporal stores, so they go to memory rather
+//! than sit modified in this CPU's cache for the reader to fetch line by line from it. On the
+//! 2-vCPU machines here, fetching modified lines from the other CPU's cache runs at ~10 GB/s
+//! at some times and at ~1-2 GB/s at others (a 1 MiB hand-over took 95-100 µs or 360-890 µs,
+//! by minute, in a plain C test as in this crate's benchmark); with non-temporal stores it
+//! took 92-108 µs either way. At yet other times ordinary stores win by twice. So a large
+//! message's sender picks between the two by measuring (`shm/store_choice.rs`).
 
 /// Below this, a copy is left to `memcpy` as it is (glibc does not use `rep movsb` for it).
 const WORTH_CHECKING: usize = 4096;

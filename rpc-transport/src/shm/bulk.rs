@@ -4,7 +4,7 @@
 //! a sealed memfd with a 64-byte header (`busy: u32` at 0, `progress: u64` at 8) and the
 //! payload after it. The first time a region is used its descriptor goes over the rendezvous
 //! socket (tagged with the region's id and capacity); after that, only a 16-byte ring record
-//! `[id u64][len u64]` names the message.
+//! `[id u64][len u64]` names the message (the length's top bit is a flag, below).
 //!
 //! **Announced first, then written.** The sender sets `busy`, zeroes `progress` and publishes
 //! the ring record *before* it fills the region ([`BulkOut::begin`], then
@@ -37,9 +37,11 @@
 //! and touched instead of page-faulting a fresh allocation (or a fresh mapping from the
 //! allocator) per message.
 //!
-//! **Learning how to write.** The sender times the interval from one large message to its
-//! next, per byte, and chooses between non-temporal and ordinary stores by it
-//! (`store_choice.rs`).
+//! **Learning how to write.** A large message is written with non-temporal or ordinary stores;
+//! the top bit of the announcement's length word says which (set: ordinary). The client
+//! chooses by timing the interval from one of its large messages to the next
+//! (`store_choice.rs`); the server writes the way the client's last large message was written
+//! ([`BulkOut::choose`]), and learns on its own only until it has received one.
 //!
 //! A region still busy after a short wait, or too small, is replaced by a new one.
 //! Each side keeps at most one region per direction mapped, so a connection's bulk memory is
@@ -51,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::link::Link;
+use super::link::{Link, Side};
 use super::progress::{FillScope, REWRITABLE_PREFIX};
 use super::region::Region;
 use super::ring::RingError;
@@ -69,6 +71,9 @@ const PROGRESS: usize = 8;
 pub(crate) const COMPLETE: u64 = 1 << 63;
 /// `progress` of a message whose fill panicked: it will never be complete.
 pub(crate) const ABANDONED: u64 = 1 << 62;
+/// Set in an announcement's length word when the message is written with ordinary stores
+/// (`store_choice.rs`); the length is the rest of the word.
+const CACHED: u64 = 1 << 63;
 /// How long a receiver waits for the sender's progress on a large message to move before it
 /// gives up on the connection (a healthy sender publishes progress every few microseconds).
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(2);
@@ -119,8 +124,11 @@ pub(crate) struct BulkOut {
     next_id: u64,
     /// How messages are written, learned from the intervals between them.
     stores: StoreChoice,
-    /// The last message: how it was written, its length, and when its fill began.
+    /// The last message this side chose the stores of: how it was written, its length, and
+    /// when it was announced.
     last: Option<(Stores, usize, Instant)>,
+    /// How the message announced last is written.
+    writing: Stores,
 }
 
 impl BulkOut {
@@ -175,8 +183,10 @@ impl BulkOut {
     /// Claims the region [`try_acquire`](Self::try_acquire) made current for a `len`-byte
     /// message and returns its announcement, for the caller to publish in the ring *before*
     /// it calls [`fill`](Self::fill): the receiver then copies the message out while it is
-    /// being written.
-    pub(crate) fn begin(&mut self, len: usize) -> Announcement {
+    /// being written. Chooses how the message is written (see [`Self::choose`]) and says so
+    /// in the announcement.
+    pub(crate) fn begin(&mut self, link: &Link, len: usize) -> Announcement {
+        let stores = self.choose(link, len);
         let current = self.current();
         debug_assert!(len <= current.capacity);
         // Both stores are published by the ring record's `Release`; a receiver that has read
@@ -185,8 +195,32 @@ impl BulkOut {
         current.busy().store(1, Ordering::Release);
         let mut announcement = [0u8; 16];
         announcement[..8].copy_from_slice(&current.id.to_le_bytes());
-        announcement[8..].copy_from_slice(&(len as u64).to_le_bytes());
+        let flag = if stores == Stores::Cached { CACHED } else { 0 };
+        announcement[8..].copy_from_slice(&(len as u64 | flag).to_le_bytes());
         announcement
+    }
+
+    /// How the next message, of `len` bytes, is written. The client learns it from the
+    /// intervals between its large messages (`store_choice.rs`). The server writes the way the
+    /// client last did, once it has received a large message: the two choices interact (how
+    /// one side's stores leave the lines changes what the other side's copies cost), and a
+    /// style is best judged with both sides using it; until then it learns on its own.
+    fn choose(&mut self, link: &Link, len: usize) -> Stores {
+        let now = Instant::now();
+        if let Some((used, bytes, at)) = self.last.take() {
+            self.stores.record(used, bytes, now - at);
+        }
+        let stores = match (link.side, link.peer_stores.load(Ordering::Relaxed)) {
+            (Side::Server, 1) => Stores::Streaming,
+            (Side::Server, 2) => Stores::Cached,
+            _ => {
+                let stores = self.stores.next();
+                self.last = Some((stores, len, now));
+                stores
+            }
+        };
+        self.writing = stores;
+        stores
     }
 
     /// Lets `fill` write the `len`-byte message [`begin`](Self::begin) announced, reporting
@@ -194,12 +228,7 @@ impl BulkOut {
     /// message complete. Should `fill` panic, the message is marked abandoned and the
     /// connection ended, so the receiver fails at once instead of waiting for the rest.
     pub(crate) fn fill(&mut self, link: &Link, len: usize, fill: impl FnOnce(&mut [u8])) {
-        let now = Instant::now();
-        if let Some((used, bytes, at)) = self.last {
-            self.stores.record(used, bytes, now - at);
-        }
-        let stores = self.stores.next();
-        self.last = Some((stores, len, now));
+        let stores = self.writing;
         let current = self.current();
         let abandon = AbandonGuard {
             progress: current.progress(),
@@ -368,7 +397,11 @@ impl BulkIn {
         fd_wait: Duration,
     ) -> Result<Frame, TransportError> {
         let id = u64::from_le_bytes(announcement[..8].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes"));
+        let word = u64::from_le_bytes(announcement[8..].try_into().expect("8 bytes"));
+        let (len, cached) = (word & !CACHED, word & CACHED != 0);
+        // Only advice for how this side writes (see `BulkOut::choose`), whatever the peer says.
+        link.peer_stores
+            .store(1 + usize::from(cached), Ordering::Relaxed);
         if len > limit as u64 {
             return Err(TransportError::FrameTooLarge {
                 size: len as usize,

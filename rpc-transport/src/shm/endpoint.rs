@@ -184,7 +184,7 @@ impl ShmSender {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<bool, TransportError> {
-        self.unsent = Some(Outgoing::Large(self.bulk.begin(len)));
+        self.unsent = Some(Outgoing::Large(self.bulk.begin(link, len)));
         let published = self.try_flush()?;
         self.bulk.fill(link, len, fill);
         Ok(published)

@@ -61,6 +61,9 @@ pub(crate) struct Link {
     reason: Mutex<Option<String>>,
     inbox: Mutex<VecDeque<LargeFd>>,
     arrived: Condvar,
+    /// How the peer wrote the last large message received (`store_choice.rs`): 0 before any,
+    /// then 1 + `Stores::index`. The server writes its own large messages the same way.
+    pub(crate) peer_stores: std::sync::atomic::AtomicUsize,
     /// The file slot this connection occupies (mmap://), freed with the link.
     _lease: Option<SlotLease>,
 }
@@ -87,6 +90,7 @@ impl Link {
             reason: Mutex::new(None),
             inbox: Mutex::new(VecDeque::new()),
             arrived: Condvar::new(),
+            peer_stores: std::sync::atomic::AtomicUsize::new(0),
             _lease: lease,
         });
         super::watcher::watch(link.clone())?;

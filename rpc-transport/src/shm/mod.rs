@@ -13,7 +13,7 @@
 //! - `progress.rs`: how a fill reports how far it got, so a large message is copied out while
 //!   it is written ([`copy_in_place`], [`mark_written`]).
 //! - `store_choice.rs`: whether a large message is written with non-temporal or ordinary
-//!   stores, learned from how long the receiver took to copy the last ones out.
+//!   stores, learned from the intervals between the sender's large messages.
 //! - `file_slots.rs`: segments in slots of a regular file, for `mmap://`.
 //! - `sysv/`: segments in System V shared memory, for `sysv-shm://` (its `ipc.rs`: the calls).
 //! - `transport.rs`: the `shm` and `mmap` transports, and the halves' trait implementations.

@@ -14,22 +14,27 @@
 //!
 //! So the sender measures instead of guessing, and what it measures is the interval from the
 //! start of one large message to the start of its next, per byte: for an exchange that is the
-//! round trip, both directions and the peer's choice included; for a stream, its rate. It
-//! keeps a smoothed cost for the style it uses. Every so often it writes one message the
-//! other way: a probe whose cost replaces what was known of that style. The cheaper style is
-//! used; a probe that loses makes the next one twice as far away (up to [`MAX_PROBE_EVERY`]
-//! messages), one that wins switches styles. An interval far longer than any copy (the
+//! round trip, both directions included; for a stream, its rate. Only the client learns: the
+//! server writes its large messages the way the client's last one was written (`bulk.rs`), so
+//! a client's probe tries a style on both sides at once, and the two sides cannot settle on a
+//! mix that is worse than either. It
+//! keeps a smoothed cost for the style it uses. Every so often it writes a few messages the
+//! other way: a probe whose cost replaces what was known of that style. A probe that comes
+//! out clearly cheaper ([`MARGIN`]) switches styles; one that does not makes the next one
+//! twice as far away (up to [`MAX_PROBE_EVERY`] messages). The style in use getting clearly
+//! dearer than the other's last probe switches back. An interval far longer than any copy (the
 //! connection was idle) says nothing and is dropped. A new connection starts with the style
-//! this process's connections last found cheaper (non-temporal stores in a new process) and
-//! probes the other after its first message.
+//! this process's connections last settled on (non-temporal stores in a new process) and
+//! probes the other as soon as it has measured its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How a large message is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Stores {
     /// Non-temporal stores: the bytes go to memory (`large_copy::copy_streaming`).
+    #[default]
     Streaming,
     /// Ordinary stores: the bytes stay in this CPU's cache (`large_copy::copy`).
     Cached,
@@ -61,23 +66,31 @@ const MIN_MEASURED: usize = 64 * 1024;
 /// Intervals longer than this per KiB (20 MB/s) are idle time, not copying: dropped.
 const IDLE_PER_KIB: f64 = 50_000.0;
 
-/// The style this process's connections last found cheaper (`Stores::index`): where a new
+/// A probe must come out at most this share of the current style's cost to switch, and the
+/// current style must rise above the other's last cost by as much to switch back: noise
+/// (and the application's own time between messages, which both styles' intervals include)
+/// does not flip the choice.
+const MARGIN: f64 = 0.9;
+
+/// The style this process's connections last settled on (`Stores::index`): where a new
 /// connection starts.
 static LAST_BEST: AtomicUsize = AtomicUsize::new(0);
 
 /// One sender's choice of [`Stores`], learned from the intervals between its messages.
 #[derive(Debug)]
 pub(crate) struct StoreChoice {
-    /// Nanoseconds per KiB, per style (`Stores::index`); `None` until tried.
+    /// The style in use.
+    current: Stores,
+    /// Nanoseconds per KiB, per style (`Stores::index`): smoothed for the current style, the
+    /// last probe's for the other; `None` until measured.
     cost: [Option<f64>; 2],
-    /// The style used until both were measured.
-    start: Stores,
-    /// Messages written the chosen way since the last probe.
+    /// Messages written the current way since the last probe.
     since_probe: u32,
     probe_every: u32,
-    /// The probe under way: messages still to write the other way.
+    /// The probe under way, if one is: messages still to write the other way, messages of it
+    /// recorded, those counted, and their sum.
+    probing: bool,
     probe_left: u32,
-    /// And its measurements so far: messages seen, those counted, and their sum.
     probe_seen: u32,
     probe_counted: u32,
     probe_sum: f64,
@@ -87,15 +100,16 @@ pub(crate) struct StoreChoice {
 
 impl Default for StoreChoice {
     fn default() -> Self {
-        let start = match LAST_BEST.load(Ordering::Relaxed) {
+        let current = match LAST_BEST.load(Ordering::Relaxed) {
             1 => Stores::Cached,
             _ => Stores::Streaming,
         };
         StoreChoice {
+            current,
             cost: [None, None],
-            start,
             since_probe: 0,
             probe_every: FIRST_PROBE,
+            probing: false,
             probe_left: 0,
             probe_seen: 0,
             probe_counted: 0,
@@ -106,21 +120,25 @@ impl Default for StoreChoice {
 }
 
 impl StoreChoice {
-    /// The style known to be cheaper (the starting one until both were measured).
-    pub(crate) fn best(&self) -> Stores {
-        match self.cost {
-            [Some(streaming), Some(cached)] if cached < streaming => Stores::Cached,
-            [Some(_), Some(_)] => Stores::Streaming,
-            _ => self.start,
-        }
+    /// The style in use.
+    #[cfg(test)]
+    fn best(&self) -> Stores {
+        self.current
     }
 
-    /// The style to write the next message with: the best one, or now and then a run of
-    /// [`PROBE_RUN`] messages the other way.
+    /// The style to write the next message with: the current one, or now and then a run of
+    /// [`PROBE_RUN`] messages the other way (once the current one has a cost to compare with).
+    /// Off x86_64 both styles are the same copy: always [`Stores::Cached`].
     pub(crate) fn next(&mut self) -> Stores {
-        let best = self.best();
-        if self.probe_left == 0 && self.since_probe >= self.probe_every {
+        if !cfg!(target_arch = "x86_64") {
+            return Stores::Cached;
+        }
+        if !self.probing
+            && self.since_probe >= self.probe_every
+            && self.cost[self.current.index()].is_some()
+        {
             self.since_probe = 0;
+            self.probing = true;
             self.probe_left = PROBE_RUN;
             self.probe_seen = 0;
             self.probe_counted = 0;
@@ -128,32 +146,37 @@ impl StoreChoice {
         }
         if self.probe_left > 0 {
             self.probe_left -= 1;
-            return best.other();
+            return self.current.other();
         }
         self.since_probe += 1;
-        best
+        self.current
     }
 
     /// Takes in that the next message began `interval` after one of `bytes` written with
     /// `used` did. A message written otherwise than the one before it is not counted: it pays
     /// for the change itself (the lines of both sides' buffers are as the other style left
-    /// them), which says little about either style.
+    /// them), which says little about either style. Nor is a small message, or an interval
+    /// that was mostly idle.
     pub(crate) fn record(&mut self, used: Stores, bytes: usize, interval: Duration) {
+        // The first message of all counts as a change too: it pays for faulting in the region.
         let changed = self.last_used.replace(used) != Some(used);
-        if bytes < MIN_MEASURED {
-            return;
-        }
-        let per_kib = interval.as_nanos() as f64 / (bytes as f64 / 1024.0);
-        let counted = !changed && per_kib <= IDLE_PER_KIB;
-        let best = self.best();
-        if used == best {
+        let per_kib = interval.as_nanos() as f64 / (bytes.max(1) as f64 / 1024.0);
+        let counted = !changed && bytes >= MIN_MEASURED && per_kib <= IDLE_PER_KIB;
+        if used == self.current {
             if counted {
                 let cost = &mut self.cost[used.index()];
-                *cost = Some(cost.map_or(per_kib, |c| c + WEIGHT * (per_kib - c)));
+                let smoothed = cost.map_or(per_kib, |c| c + WEIGHT * (per_kib - c));
+                *cost = Some(smoothed);
+                // The current style got dearer than the other was when last probed.
+                if self.cost[used.other().index()].is_some_and(|other| other < MARGIN * smoothed) {
+                    self.switch();
+                }
             }
             return;
         }
-        // A probe's message. What the probe measured replaces what was known of that style.
+        if !self.probing {
+            return;
+        }
         self.probe_seen += 1;
         if counted {
             self.probe_counted += 1;
@@ -162,16 +185,26 @@ impl StoreChoice {
         if self.probe_seen < PROBE_RUN {
             return;
         }
-        if self.probe_counted > 0 {
-            self.cost[used.index()] = Some(self.probe_sum / f64::from(self.probe_counted));
+        self.probing = false;
+        if self.probe_counted == 0 {
+            // Nothing measured (idle, or small messages): as if there had been no probe.
+            return;
         }
-        let now = self.best();
-        self.probe_every = if now == best {
-            (self.probe_every * 2).min(MAX_PROBE_EVERY)
+        let probed = self.probe_sum / f64::from(self.probe_counted);
+        self.cost[used.index()] = Some(probed);
+        if self.cost[self.current.index()].is_some_and(|current| probed < MARGIN * current) {
+            self.switch();
         } else {
-            FIRST_PROBE
-        };
-        LAST_BEST.store(now.index(), Ordering::Relaxed);
+            self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
+        }
+    }
+
+    /// Makes the other style current, probing the old one again soon.
+    fn switch(&mut self) {
+        self.current = self.current.other();
+        self.probe_every = FIRST_PROBE;
+        self.since_probe = 0;
+        LAST_BEST.store(self.current.index(), Ordering::Relaxed);
     }
 }
 
@@ -192,6 +225,22 @@ mod tests {
             .collect()
     }
 
+    /// As [`run`], with messages of `bytes`.
+    fn run_sized(
+        choice: &mut StoreChoice,
+        messages: usize,
+        bytes: usize,
+        cost: impl Fn(Stores) -> u64,
+    ) -> Vec<Stores> {
+        (0..messages)
+            .map(|_| {
+                let used = choice.next();
+                choice.record(used, bytes, Duration::from_micros(cost(used)));
+                used
+            })
+            .collect()
+    }
+
     fn share(used: &[Stores], style: Stores) -> f64 {
         used.iter().filter(|&&s| s == style).count() as f64 / used.len() as f64
     }
@@ -199,7 +248,7 @@ mod tests {
     /// A choice as a new process makes it (the tests share the process-wide start).
     fn fresh() -> StoreChoice {
         StoreChoice {
-            start: Stores::Streaming,
+            current: Stores::Streaming,
             ..StoreChoice::default()
         }
     }
@@ -281,5 +330,15 @@ mod tests {
         }
         assert_eq!(choice.best(), Stores::Streaming);
         assert_eq!(choice.cost[Stores::Cached.index()], None);
+    }
+
+    #[test]
+    fn messages_too_small_to_measure_leave_the_style_alone() {
+        let mut choice = fresh();
+        let used = run_sized(&mut choice, 100, 32 * 1024, |_| 100);
+        assert!(
+            used.iter().all(|&s| s == Stores::Streaming),
+            "no probe without a figure"
+        );
     }
 }
