@@ -61,6 +61,8 @@ pub(crate) const MAX_PROBE_EVERY: u32 = 256;
 const PROBE_RUN: u32 = 3;
 /// Weight of the newest measurement in the smoothed cost of the style in use.
 const WEIGHT: f64 = 0.25;
+/// A measurement counts as at most this multiple of the smoothed cost.
+const OUTLIER: f64 = 2.0;
 /// Smaller messages tell little (the fixed costs of a hand-over dominate): not counted.
 const MIN_MEASURED: usize = 64 * 1024;
 /// Intervals longer than this per KiB (20 MB/s) are idle time, not copying: dropped.
@@ -165,7 +167,10 @@ impl StoreChoice {
         if used == self.current {
             if counted {
                 let cost = &mut self.cost[used.index()];
-                let smoothed = cost.map_or(per_kib, |c| c + WEIGHT * (per_kib - c));
+                // One interval far above the rest (this thread was descheduled, say) moves
+                // the smoothed cost by at most a quarter: only a lasting change flips styles.
+                let smoothed =
+                    cost.map_or(per_kib, |c| c + WEIGHT * (per_kib.min(OUTLIER * c) - c));
                 *cost = Some(smoothed);
                 // The current style got dearer than the other was when last probed.
                 if self.cost[used.other().index()].is_some_and(|other| other < MARGIN * smoothed) {
@@ -340,5 +345,23 @@ mod tests {
             used.iter().all(|&s| s == Stores::Streaming),
             "no probe without a figure"
         );
+    }
+
+    #[test]
+    fn one_slow_interval_does_not_flip_the_choice() {
+        let mut choice = fresh();
+        run(&mut choice, 50, |s| match s {
+            Stores::Streaming => 300,
+            Stores::Cached => 220,
+        });
+        assert_eq!(choice.best(), Stores::Cached);
+        while choice.probing || choice.last_used != Some(Stores::Cached) {
+            let used = choice.next();
+            let micros = if used == Stores::Cached { 220 } else { 300 };
+            choice.record(used, MIB, Duration::from_micros(micros));
+        }
+        // A single interval of more than three times the usual (a descheduled thread).
+        choice.record(Stores::Cached, MIB, Duration::from_micros(800));
+        assert_eq!(choice.best(), Stores::Cached);
     }
 }
