@@ -331,3 +331,45 @@ fn many_large_messages_arrive_intact_whichever_stores_wrote_them() {
     }
     let _sender = writer.join().unwrap();
 }
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .expect("the thread's CPU clock")
+}
+
+/// A receiver waiting for a sender that pauses in the middle of a message sleeps until the
+/// sender reports more, rather than spinning or polling through the pause: over a 600 ms
+/// pause it uses a small part of that in CPU time (a spinning receiver would use all of it).
+#[test]
+fn a_receiver_waiting_for_a_paused_sender_sleeps() {
+    let (mut sender, mut receiver, _others) = pair("paused", true);
+    let writer = std::thread::spawn(move || {
+        sender
+            .send_with(
+                LEN,
+                |out| {
+                    copy_in_place(&mut out[..HALF], &vec![0x11; HALF]);
+                    std::thread::sleep(Duration::from_millis(600));
+                    copy_in_place(&mut out[HALF..], &vec![0x22; HALF]);
+                },
+                Instant::now() + LIMIT,
+            )
+            .unwrap();
+        sender
+    });
+    let (cpu_before, started) = (thread_cpu_time(), Instant::now());
+    let frame = receiver.recv().expect("received").expect("a frame");
+    let (cpu, waited) = (thread_cpu_time() - cpu_before, started.elapsed());
+    let _sender = writer.join().unwrap();
+    assert!(frame.payload()[HALF..].iter().all(|&b| b == 0x22));
+    assert!(
+        waited >= Duration::from_millis(500),
+        "it waited: {waited:?}"
+    );
+    assert!(
+        cpu < Duration::from_millis(150),
+        "the receiver used {cpu:?} of CPU over a {waited:?} wait"
+    );
+}

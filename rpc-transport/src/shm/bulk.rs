@@ -1,8 +1,8 @@
 //! Large messages: regions mapped separately from the rings, handed over once and reused.
 //!
 //! A message bigger than a quarter of the ring goes into a bulk region of the sending side:
-//! a sealed memfd with a 64-byte header (`busy: u32` at 0, `progress: u64` at 8) and the
-//! payload after it. The first time a region is used its descriptor goes over the rendezvous
+//! a sealed memfd with a 64-byte header (`busy: u32` at 0, `progress: u64` at 8, `waiter: u32`
+//! at 24) and the payload after it. The first time a region is used its descriptor goes over the rendezvous
 //! socket (tagged with the region's id and capacity); after that, only a 16-byte ring record
 //! `[id u64][len u64]` names the message (the length's top bit is a flag, below).
 //!
@@ -22,8 +22,9 @@
 //! panics stores [`ABANDONED`] (a drop guard) and ends the connection; a sender that makes no
 //! progress for [`STALL_LIMIT`], or whose connection ends before the message is complete,
 //! fails the receive. Each of these ends the connection with an error that says which it was.
-//! While it waits for progress it spins briefly, then yields its CPU at every look (a sender
-//! sharing that CPU could not move otherwise), then naps between looks.
+//! While it waits for progress it spins briefly (not at all on an oversubscribed machine),
+//! then sleeps on a futex word in the region's header (`waiter`, at 24) that the sender wakes
+//! whenever it reports progress (a sender sharing its CPU could not move otherwise).
 //!
 //! **The one copy on the receiving side.** The peer keeps a writable mapping of its region
 //! and may write it again at any time, so nothing above the transport ever sees the region:
@@ -54,7 +55,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::link::{Link, Side};
-use super::progress::{FillScope, REWRITABLE_PREFIX};
+use super::progress::{FillScope, REWRITABLE_PREFIX, WAITER_AFTER_PROGRESS, wake_progress_waiter};
 use super::region::Region;
 use super::ring::RingError;
 use super::segment::LARGE_NAME;
@@ -67,6 +68,10 @@ use crate::frame::Frame;
 const BULK_HEADER: usize = 64;
 /// Offset of the progress word (`u64`) in a region's header; `busy` (`u32`) is at 0.
 const PROGRESS: usize = 8;
+/// Offset of the word (`u32`) a receiver waiting for progress sleeps on (`progress.rs`).
+const WAITER: usize = PROGRESS + WAITER_AFTER_PROGRESS;
+/// How long a receiver sleeps there at most before it looks at the connection and the clock.
+const WAITER_NAP: Duration = Duration::from_millis(1);
 /// `progress` once the fill has returned: this bit, or'ed with the message's length.
 pub(crate) const COMPLETE: u64 = 1 << 63;
 /// `progress` of a message whose fill panicked: it will never be complete.
@@ -79,14 +84,13 @@ const CACHED: u64 = 1 << 63;
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// Spin turns between two looks at the clock and the connection while waiting for progress.
 const TURNS_PER_CHECK: u32 = 256;
-/// How long a receiver waiting for progress spins before it yields its CPU at every turn: a
-/// sender on another CPU reports a chunk every few microseconds, while one that shares this
-/// CPU (both pinned to it, or an oversubscribed machine) cannot move until this thread lets go.
-const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(20);
-/// After this long without progress the receiver sleeps [`STILL_NAP`] between looks instead
-/// (a slow encoder, or a stalled one, is not worth a whole CPU until the stall limit).
-const YIELD_BEFORE_NAP: Duration = Duration::from_millis(1);
-const STILL_NAP: Duration = Duration::from_micros(100);
+/// How long a receiver waiting for progress spins before it sleeps until the sender reports
+/// more (on the region's waiter word, [`WAITER`]): a sender on another CPU reports a chunk
+/// every few microseconds, while one that shares this CPU (both pinned to it, or an
+/// oversubscribed machine) cannot move until this thread lets go. Sleeping, rather than
+/// yielding, also lets the scheduler run this thread as soon as it is woken: a thread that
+/// yields to a busy one on a crowded CPU waits out the other's whole time slice.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// The smallest bulk region created.
 const MIN_CAPACITY: usize = 1024 * 1024;
 /// How long the sender waits for the receiver to release a region before making another.
@@ -232,6 +236,7 @@ impl BulkOut {
         let current = self.current();
         let abandon = AbandonGuard {
             progress: current.progress(),
+            region: &current.region,
             link,
         };
         let region = current.region.clone();
@@ -243,18 +248,21 @@ impl BulkOut {
         current
             .progress()
             .store(COMPLETE | len as u64, Ordering::Release);
+        wake_progress_waiter(&current.region, WAITER);
     }
 }
 
 /// Marks an announced message abandoned if its fill unwinds (forgotten once the fill returns).
 struct AbandonGuard<'a> {
     progress: &'a std::sync::atomic::AtomicU64,
+    region: &'a Region,
     link: &'a Link,
 }
 
 impl Drop for AbandonGuard<'_> {
     fn drop(&mut self) {
         self.progress.store(ABANDONED, Ordering::Release);
+        wake_progress_waiter(self.region, WAITER);
         self.link.mark_dead(
             "a large message was abandoned half-written (its encoder panicked); \
              the connection cannot continue",
@@ -487,7 +495,7 @@ fn copy_out(
     let mut seen = 0;
     let mut turns = 0u32;
     let mut still_since: Option<Instant> = None;
-    // How this receiver waits: it spins, yields, then naps as the sender stays still. It
+    // How this receiver waits: it spins, then sleeps until the sender reports progress. It
     // does not spin at all when its CPU is shared with other busy threads (the sender may
     // be one of them, as when both are pinned to one CPU).
     let mut still = Duration::ZERO;
@@ -513,12 +521,10 @@ fn copy_out(
             region.region.read(BULK_HEADER, &mut out[..prefix]);
             return Ok(());
         }
-        if still >= YIELD_BEFORE_NAP {
-            std::thread::sleep(STILL_NAP);
-        } else if still >= SPIN_BEFORE_YIELD
+        if still >= SPIN_BEFORE_SLEEP
             || !*spins.get_or_insert_with(|| !crate::spin::oversubscribed())
         {
-            std::thread::yield_now();
+            sleep_for_progress(region, upto);
         } else {
             spin_hint();
             turns += 1;
@@ -559,6 +565,21 @@ enum Stop {
     Ended,
     /// The progress word holds a value no sender writes.
     Corrupt(u64),
+}
+
+/// Sleeps until the sender of the message in `region` reports progress past `upto` (or ends
+/// it), for at most [`WAITER_NAP`]: announces itself on the waiter word, then looks at the
+/// progress once more before it sleeps, so a report in between is never slept through.
+fn sleep_for_progress(region: &Mapped, upto: usize) {
+    let waiter = region.region.atomic_u32(WAITER);
+    waiter.store(1, Ordering::Relaxed);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let progress = region.progress().load(Ordering::Acquire);
+    if progress & !(COMPLETE | ABANDONED) > upto as u64 || progress & (COMPLETE | ABANDONED) != 0 {
+        waiter.store(0, Ordering::Relaxed);
+        return;
+    }
+    super::region::futex_wait(waiter, 1, Some(WAITER_NAP));
 }
 
 /// `(bytes final, whether the whole message is)` from a region's progress word.

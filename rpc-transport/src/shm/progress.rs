@@ -142,7 +142,25 @@ pub fn mark_written(done: &[u8]) {
             .region
             .atomic_u64(filling.word)
             .store(upto as u64, Ordering::Release);
+        wake_progress_waiter(&filling.region, filling.word + WAITER_AFTER_PROGRESS);
     });
+}
+
+/// Where a receiver waiting for progress announces itself: this many bytes after the progress
+/// word (a `u32`, non-zero while it sleeps on it as a futex).
+pub(crate) const WAITER_AFTER_PROGRESS: usize = 16;
+
+/// Wakes a receiver asleep on the `u32` at `waiter` of `region` for progress, if one said it
+/// sleeps there: after a progress store, so it either sees the store before sleeping or is
+/// woken (the same protocol as the rings' sleep words, `ring.rs`). A receiver that waits there
+/// on a busy machine is woken as soon as there is something to copy, instead of polling for
+/// it while the CPU's other threads take their turns.
+pub(crate) fn wake_progress_waiter(region: &Region, waiter: usize) {
+    let word = region.atomic_u32(waiter);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if word.load(Ordering::Relaxed) != 0 && word.swap(0, Ordering::AcqRel) != 0 {
+        super::region::futex_wake(word);
+    }
 }
 
 /// How to write `out` if it lies in the message being filled on this thread.
