@@ -261,12 +261,14 @@ struct AbandonGuard<'a> {
 
 impl Drop for AbandonGuard<'_> {
     fn drop(&mut self) {
+        // The reason first: the receiver, woken below, ends its side at once, and this side's
+        // errors must still say why rather than that the peer closed.
+        let why = "a large message was abandoned half-written (its encoder panicked); \
+                   the connection cannot continue";
+        self.link.note_reason(why);
         self.progress.store(ABANDONED, Ordering::Release);
         wake_progress_waiter(self.region, WAITER);
-        self.link.mark_dead(
-            "a large message was abandoned half-written (its encoder panicked); \
-             the connection cannot continue",
-        );
+        self.link.mark_dead(why);
     }
 }
 

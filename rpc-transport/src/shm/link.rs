@@ -146,10 +146,7 @@ impl Link {
 
     /// Marks the connection gone and wakes every sleeper of this side.
     pub(crate) fn mark_dead(&self, reason: &str) {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| reason.to_owned());
+        self.note_reason(reason);
         self.dead.store(true, Ordering::SeqCst);
         let (incoming, outgoing) = self.rings();
         futex_wake(incoming.reader_word());
@@ -157,6 +154,16 @@ impl Link {
         signal_event(&self.incoming_event);
         self.arrived.notify_all();
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Records why the connection ends (unless a reason is already recorded), ahead of
+    /// [`mark_dead`](Self::mark_dead): for when the peer may see the end and close first, so
+    /// this side's errors still give this reason rather than the peer's close.
+    pub(crate) fn note_reason(&self, reason: &str) {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| reason.to_owned());
     }
 
     /// Makes this side's blocked (or next) receive return early, once.
