@@ -219,15 +219,9 @@ mod tests {
 
     const MIB: usize = 1024 * 1024;
 
-    /// Runs `messages` messages, each `cost(style)` µs apart per MiB; returns the styles used.
+    /// Runs `messages` messages of 1 MiB, each `cost(style)` µs apart; returns the styles used.
     fn run(choice: &mut StoreChoice, messages: usize, cost: impl Fn(Stores) -> u64) -> Vec<Stores> {
-        (0..messages)
-            .map(|_| {
-                let used = choice.next();
-                choice.record(used, MIB, Duration::from_micros(cost(used)));
-                used
-            })
-            .collect()
+        run_sized(choice, messages, MIB, cost)
     }
 
     /// As [`run`], with messages of `bytes`.
