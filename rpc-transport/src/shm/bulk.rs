@@ -2,9 +2,10 @@
 //!
 //! A message bigger than a quarter of the ring goes into a bulk region of the sending side:
 //! a sealed memfd with a 64-byte header (`busy: u32` at 0, `progress: u64` at 8, `waiter: u32`
-//! at 24) and the payload after it. The first time a region is used its descriptor goes over the rendezvous
-//! socket (tagged with the region's id and capacity); after that, only a 16-byte ring record
-//! `[id u64][len u64]` names the message (the length's top bit is a flag, below).
+//! at 24) and the payload after it. The first time a region is used its descriptor goes over
+//! the rendezvous socket (tagged with the region's id and capacity); after that, only a
+//! 16-byte ring record `[id u64][len u64]` names the message (the length's top bit is a flag,
+//! below).
 //!
 //! **Announced first, then written.** The sender sets `busy`, zeroes `progress` and publishes
 //! the ring record *before* it fills the region ([`BulkOut::begin`], then
@@ -526,7 +527,7 @@ fn copy_out(
         if still >= SPIN_BEFORE_SLEEP
             || !*spins.get_or_insert_with(|| !crate::spin::oversubscribed())
         {
-            sleep_for_progress(region, upto);
+            sleep_for_progress(region, upto, len);
         } else {
             spin_hint();
             turns += 1;
@@ -572,16 +573,15 @@ enum Stop {
 /// Sleeps until the sender of the message in `region` reports progress past `upto` (or ends
 /// it), for at most [`WAITER_NAP`]: announces itself on the waiter word, then looks at the
 /// progress once more before it sleeps, so a report in between is never slept through.
-fn sleep_for_progress(region: &Mapped, upto: usize) {
+fn sleep_for_progress(region: &Mapped, upto: usize, len: usize) {
     let waiter = region.region.atomic_u32(WAITER);
     waiter.store(1, Ordering::Relaxed);
     std::sync::atomic::fence(Ordering::SeqCst);
-    let progress = region.progress().load(Ordering::Acquire);
-    if progress & !(COMPLETE | ABANDONED) > upto as u64 || progress & (COMPLETE | ABANDONED) != 0 {
-        waiter.store(0, Ordering::Relaxed);
-        return;
+    match read_progress(region.progress(), len) {
+        Ok((now, false)) if now <= upto => super::region::futex_wait(waiter, 1, Some(WAITER_NAP)),
+        // More to copy, the end, or something wrong: the caller's loop deals with it.
+        _ => waiter.store(0, Ordering::Relaxed),
     }
-    super::region::futex_wait(waiter, 1, Some(WAITER_NAP));
 }
 
 /// `(bytes final, whether the whole message is)` from a region's progress word.
