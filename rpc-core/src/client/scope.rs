@@ -13,12 +13,12 @@ use crate::error::RpcError;
 use crate::schema::ServiceSchema;
 use crate::telemetry::{self, Link, TRACEPARENT, TraceParent};
 
-/// Whether a subscriber records the client's `rpc.client` spans (INFO): without one, calls
+/// Whether a subscriber records the client's `rpc.client` spans (DEBUG): without one, calls
 /// carry no `traceparent`, so an untraced client pays nothing for tracing on the wire.
 fn spans_recorded() -> bool {
     tracing::enabled!(
         target: "rpc_core::telemetry::spans",
-        tracing::Level::INFO
+        telemetry::CALL_SPAN_LEVEL
     )
 }
 

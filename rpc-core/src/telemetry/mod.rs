@@ -23,7 +23,9 @@ mod tests;
 
 pub(crate) use ambient::Ambient;
 pub(crate) use served::Served;
-pub(crate) use spans::{Link, client_failed, client_span, server_failed, server_span};
+pub(crate) use spans::{
+    CALL_SPAN_LEVEL, Link, client_failed, client_span, server_failed, server_span,
+};
 pub use traceparent::{TraceParent, TraceParentError};
 
 /// The metadata key of the W3C trace context.

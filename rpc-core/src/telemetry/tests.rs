@@ -1,6 +1,7 @@
 //! The `traceparent` format: printing, parsing and what the specification refuses.
 
 use super::TraceParent;
+use super::traceparent::Hex;
 
 const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -51,4 +52,14 @@ fn malformed_values_and_zero_ids_are_refused() {
         let error = bad.parse::<TraceParent>().unwrap_err();
         assert_eq!(error.value, bad, "{error}");
     }
+}
+
+#[test]
+fn hex_prints_every_byte_as_two_lowercase_digits_at_any_length() {
+    assert_eq!(Hex(&[]).to_string(), "");
+    assert_eq!(Hex(&[0x00, 0x0f, 0xa5, 0xff]).to_string(), "000fa5ff");
+    // Longer than one chunk of the printer's buffer, and not a whole number of chunks.
+    let bytes: Vec<u8> = (0..=80u8).collect();
+    let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(Hex(&bytes).to_string(), expected);
 }

@@ -70,7 +70,19 @@ pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Whole chunks go out in one write each: a formatter call per byte cost more than the
+        // rest of a span's fields.
+        let mut text = [0u8; 64];
+        for chunk in self.0.chunks(text.len() / 2) {
+            for (pair, byte) in text.chunks_exact_mut(2).zip(chunk) {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0x0f)];
+            }
+            let text = std::str::from_utf8(&text[..chunk.len() * 2]).map_err(|_| fmt::Error)?;
+            f.write_str(text)?;
+        }
+        Ok(())
     }
 }
 
