@@ -56,25 +56,31 @@ impl<'a> CallScope<'a> {
             Some(served) => served.limit(timeout),
             None => timeout,
         };
+        let recorded = spans_recorded();
         let explicit = options.metadata.iter().find(|(key, _)| key == TRACEPARENT);
         let (trace, options) = match explicit {
             // The caller's own: sent as it is; the span shows it if it parses.
             Some((_, value)) => (value.parse().ok(), Cow::Borrowed(options)),
             // Nobody records spans and no served call's trace goes on: nothing to carry.
-            None if ambient.is_none() && !spans_recorded() => (None, Cow::Borrowed(options)),
+            None if ambient.is_none() && !recorded => (None, Cow::Borrowed(options)),
             None => {
                 let trace = ambient.map_or_else(TraceParent::new_trace, |a| a.trace.new_span());
                 let options = options.with_metadata(TRACEPARENT, trace.to_string());
                 (Some(trace), Cow::Owned(options))
             }
         };
-        let link = Link {
-            transport: connected.transport,
-            peer: &connected.peer,
+        let span = if recorded {
+            let link = Link {
+                transport: connected.transport,
+                peer: &connected.peer,
+            };
+            let trace = trace.unwrap_or_else(TraceParent::new_trace);
+            let parent = ambient.map(|a| a.trace);
+            telemetry::client_span(schema, method, link, &trace, parent.as_ref())
+        } else {
+            // Nobody would see it: no ids to make, no fields to record.
+            Span::none()
         };
-        let trace = trace.unwrap_or_else(TraceParent::new_trace);
-        let parent = ambient.map(|a| a.trace);
-        let span = telemetry::client_span(schema, method, link, &trace, parent.as_ref());
         CallScope {
             timeout,
             options,
