@@ -109,9 +109,9 @@ fn runnable_threads() -> Option<usize> {
 
 /// The monotonic clock as the kernel last ticked it (`CLOCK_MONOTONIC_COARSE`: a few
 /// milliseconds coarse, and a quarter of the fine clock's cost, which a receiver would
-/// otherwise pay on every wait just to learn that no reading is due). Where it cannot be read,
-/// the fine clock, from the first call on.
-fn coarse_now() -> Duration {
+/// otherwise pay on every wait just to learn that no reading is due), as time since an
+/// unspecified start. Where it cannot be read, the fine clock, from the first call on.
+pub fn coarse_now() -> Duration {
     use nix::time::{ClockId, clock_gettime};
     match clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE) {
         Ok(now) => Duration::from(now),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use rpc_transport::spin::coarse_now;
 use rpc_transport::{BlockingReceiver, Deadline, TransportError};
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +119,8 @@ fn serve(conn: &Conn) {
     let mut inline = TaskContext::from_waker(Waker::noop());
     // The server's signals are looked at when idle and every 64 frames when busy.
     let mut unchecked = 0u32;
-    let mut last_frame = Instant::now();
+    // On the coarse clock (milliseconds, for the idle timeout): read for every frame.
+    let mut last_frame = coarse_now();
     loop {
         if conn.ended.load(std::sync::atomic::Ordering::Acquire) {
             return;
@@ -142,11 +144,9 @@ fn serve(conn: &Conn) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(TransportError::TimedOut) => {
-                if conn
-                    .config
-                    .idle_timeout
-                    .is_some_and(|t| last_frame.elapsed() >= t && conn.calls.len() == 0)
-                {
+                if conn.config.idle_timeout.is_some_and(|t| {
+                    coarse_now().saturating_sub(last_frame) >= t && conn.calls.len() == 0
+                }) {
                     tracing::debug!("closing a connection idle for longer than the idle timeout");
                     conn.sink.close_blocking();
                     return;
@@ -159,7 +159,7 @@ fn serve(conn: &Conn) {
         let incoming = classify(frame);
         // A keepalive's ping is no activity: it must not hold an idle connection open.
         if !matches!(incoming, Incoming::Ping(_) | Incoming::Pong) {
-            last_frame = Instant::now();
+            last_frame = coarse_now();
         }
         let prepared = match incoming {
             Incoming::Call(call) => prepare_call(&conn.call_env, &conn.calls, call, &conn.sink),
