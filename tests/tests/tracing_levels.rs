@@ -1,58 +1,90 @@
 //! The call spans are DEBUG spans: a subscriber that records INFO and above, as a service's log
-//! usually does, builds neither `rpc.client` nor `rpc.server` spans, and its calls carry no
-//! `traceparent` (an untraced call pays nothing for tracing). `tracing_spans.rs` shows what a
-//! subscriber that records them sees.
+//! usually does, builds neither `rpc.client` nor `rpc.server` spans, and calls made outside a
+//! handler carry no `traceparent` (an untraced call pays nothing for tracing). What it does
+//! record still says which call failed, and a call made inside a handler still carries the
+//! served call's trace. `tracing_spans.rs` shows what a subscriber that records spans sees.
 //!
 //! The subscriber is this test binary's global one (handlers run on runtime worker threads),
-//! so it has a file of its own.
+//! so it has a file of its own, and one test.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rpc_core::Server;
-use rpc_tests::{Fixture, ProbeClient, Transport};
+use rpc_core::{RpcError, Server};
+use rpc_tests::{Fixture, ProbeClient, Transport, unique_name};
+use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-/// Spans this subscriber built, by name.
-static SPANS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// Events it recorded (to show it records at all).
-static EVENTS: AtomicUsize = AtomicUsize::new(0);
+/// What the subscriber saw: span names, and each event's fields as text.
+#[derive(Default)]
+struct Seen {
+    spans: Vec<String>,
+    events: Vec<HashMap<String, String>>,
+}
+
+static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
+
+fn seen<T>(look: impl FnOnce(&mut Seen) -> T) -> T {
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    look(seen.get_or_insert_with(Seen::default))
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
 
 struct Recorder;
 
 impl<S: tracing::Subscriber> Layer<S> for Recorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
         let name = attrs.metadata().name().to_owned();
-        SPANS.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+        seen(|seen| seen.spans.push(name));
     }
 
-    fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
-        EVENTS.fetch_add(1, Ordering::SeqCst);
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        event.record(&mut Fields(&mut fields));
+        seen(|seen| seen.events.push(fields));
     }
 }
 
-fn call_spans() -> Vec<String> {
-    let spans = SPANS.lock().unwrap_or_else(|p| p.into_inner());
-    spans
-        .iter()
-        .filter(|name| name.starts_with("rpc."))
-        .cloned()
-        .collect()
+/// A service whose handler asks a probe what `traceparent` it was called with.
+#[rpc_core::service]
+pub trait Relay {
+    /// The `traceparent` the probe saw on a call made inside this handler.
+    async fn inner_traceparent(&self) -> Option<String>;
+}
+
+struct RelayImpl {
+    probe: ProbeClient,
+}
+
+impl Relay for RelayImpl {
+    async fn inner_traceparent(&self) -> Option<String> {
+        self.probe
+            .metadata("traceparent".into())
+            .await
+            .expect("the probe answers")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_at_info_builds_no_call_spans_and_calls_carry_no_traceparent() {
+async fn a_subscriber_at_info_builds_no_call_spans_yet_failures_name_their_call() {
     let subscriber = tracing_subscriber::registry().with(Recorder.with_filter(LevelFilter::INFO));
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     tracing::info!("recording");
-    assert_eq!(
-        EVENTS.load(Ordering::SeqCst),
-        1,
-        "the subscriber records INFO"
-    );
+    assert_eq!(seen(|seen| seen.events.len()), 1, "it records INFO");
 
     for transport in [Transport::Unix, Transport::Shm] {
         let fixture = Fixture::start(transport, Server::new()).await;
@@ -63,7 +95,43 @@ async fn a_subscriber_at_info_builds_no_call_spans_and_calls_carry_no_traceparen
             None,
             "{transport:?}: an untraced call sends no traceparent"
         );
+
+        // A panicking handler is logged at ERROR, naming the call without its span.
+        let error = probe.explode().await.unwrap_err();
+        assert!(
+            matches!(error, RpcError::HandlerPanicked { .. }),
+            "{error:?}"
+        );
+        let logged = seen(|seen| {
+            seen.events
+                .iter()
+                .filter(|e| e.get("message").map(String::as_str) == Some("the handler panicked"))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        let last = logged.last().expect("the panic was logged");
+        assert_eq!(last.get("service").map(String::as_str), Some("Probe"));
+        assert_eq!(last.get("method").map(String::as_str), Some("explode"));
+        assert!(last.contains_key("call_id"), "{last:?}");
+
+        // A call made inside a handler carries the served call's trace all the same.
+        let relay = Server::new()
+            .start(
+                RelayServer::new(RelayImpl { probe }),
+                &[format!("mem://{}", unique_name("relay")).as_str()],
+            )
+            .await
+            .unwrap();
+        let client = RelayClient::connect(&relay.local_address()).await.unwrap();
+        let inner = client.inner_traceparent().await.unwrap();
+        let inner = inner.expect("a call inside a handler carries a traceparent");
+        assert_eq!(inner.len(), 55, "{inner}");
+        relay.shutdown().await;
         fixture.handle.shutdown().await;
     }
-    assert_eq!(call_spans(), Vec::<String>::new());
+    assert_eq!(
+        seen(|seen| seen.spans.iter().filter(|n| n.starts_with("rpc.")).count()),
+        0,
+        "no call span was built"
+    );
 }

@@ -16,7 +16,9 @@ use crate::telemetry::{self, Link, TRACEPARENT, TraceParent};
 /// Whether a subscriber records the client's `rpc.client` spans (DEBUG): without one, calls
 /// carry no `traceparent`, so an untraced client pays nothing for tracing on the wire.
 fn spans_recorded() -> bool {
+    // Asked of a span, so a filter that lets spans through by kind is asked what it would be.
     tracing::enabled!(
+        kind: tracing::metadata::Kind::SPAN,
         target: "rpc_core::telemetry::spans",
         telemetry::CALL_SPAN_LEVEL
     )

@@ -5,8 +5,8 @@
 //! that records INFO and above (the usual default for a service's log) does not build them.
 //! Building one costs that subscriber more than the call itself: a default `fmt` subscriber
 //! formats every field of a span when it opens, which cut a server's calls per second to
-//! 0.4-0.7 of what it serves with the span off (32 calls in flight). Enable them with a filter such as
-//! `rpc_core=debug` (or the filter of an OpenTelemetry layer).
+//! 0.4-0.7 of what it serves with the span off (32 calls in flight). Enable them with a filter
+//! such as `rpc_core::telemetry::spans=debug` (or the filter of an OpenTelemetry layer).
 //!
 //! Fields of both: `service`, `method`, `call_id`, `transport` (the mechanism: `tcp`, `unix`,
 //! `shm`, ...), `peer`, `trace_id` and `span_id`; `parent_span_id` is the span that made the
@@ -99,15 +99,21 @@ pub(crate) fn server_span(
     span
 }
 
-/// Logs why a call failed on the server, in the current (the call's) span: a panicking
-/// handler is a bug (ERROR); a deadline passed or a request the handler could not take is
-/// worth a WARN. The client sees the same failure as its own error.
-pub(crate) fn server_failed(error: &WireError) {
+/// Logs why call `call_id` of `service`'s `method` failed on the server, in the current (the
+/// call's) span: a panicking handler is a bug (ERROR); a deadline passed or a request the
+/// handler could not take is worth a WARN. The client sees the same failure as its own error.
+/// The event names the call itself: at the usual INFO level its span is not recorded.
+pub(crate) fn server_failed((service, method, call_id): (&str, &str, u64), error: &WireError) {
     match error {
-        WireError::HandlerPanicked => tracing::error!("the handler panicked"),
-        WireError::DeadlineExceeded => {
-            tracing::warn!("the call's deadline passed; its handler was dropped")
+        WireError::HandlerPanicked => {
+            tracing::error!(service, method, call_id, "the handler panicked")
         }
-        other => tracing::warn!(error = ?other, "the call failed"),
+        WireError::DeadlineExceeded => tracing::warn!(
+            service,
+            method,
+            call_id,
+            "the call's deadline passed; its handler was dropped"
+        ),
+        other => tracing::warn!(service, method, call_id, error = ?other, "the call failed"),
     }
 }
