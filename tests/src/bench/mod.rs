@@ -21,6 +21,7 @@
 //! - [`iceoryx`]: iceoryx2 request-response, the same `add` (feature `iceoryx2`).
 //! - [`runtimes`]: the two tokio runtimes every async client figure is measured on.
 //! - [`load`]: `--load N`, busy-loop processes beside client and server.
+//! - [`logging`]: with `RUST_LOG` set, every process logs as a service would.
 //! - [`memcpy`]: in-process copy bandwidth, the ceiling for bulk transfers.
 //! - [`stats`], [`plan`]: timing loops and percentiles; how much each mode measures.
 //! - [`proc`], [`mod@env`]: child processes (guards, watchdogs, pinning, RSS); scratch files.
@@ -34,6 +35,7 @@ pub mod env;
 pub mod framework;
 pub mod iceoryx;
 pub mod load;
+pub mod logging;
 pub mod memcpy;
 pub mod plan;
 pub mod proc;

@@ -36,6 +36,9 @@ pub struct Report {
     /// Worker threads of the client's multi-threaded runtime (as `#[tokio::main]` builds it
     /// in this process, after pinning).
     pub runtime_workers: usize,
+    /// The `RUST_LOG` filter every process of the run logged through (see
+    /// [`super::logging`]); `None`: no subscriber.
+    pub logging: Option<String>,
     /// Wall time of the whole run, seconds.
     pub elapsed_secs: f64,
     /// Iterations and time budgets.
@@ -94,7 +97,7 @@ impl Report {
             out,
             "Async client figures on two tokio runtimes: **{}** ({} worker{}; every ratio and \
              target is judged on it) and **{}**. Servers: a default `rpc_core::Server::new()` \
-             on the default multi-thread runtime. Load: {}.\n",
+             on the default multi-thread runtime. Load: {}. Logging: {}.\n",
             RuntimeKind::MultiThread.label(),
             self.runtime_workers,
             if self.runtime_workers == 1 { "" } else { "s" },
@@ -107,6 +110,13 @@ impl Report {
                     self.load,
                     if self.load == 1 { "" } else { "es" }
                 )
+            },
+            match &self.logging {
+                None => "none (no `tracing` subscriber)".to_owned(),
+                Some(filter) => format!(
+                    "every process (ours, tarpc's, iceoryx2's) with a `tracing_subscriber::fmt` \
+                     subscriber, `RUST_LOG={filter}`, output discarded"
+                ),
             }
         )?;
         if self.load > 0 {

@@ -169,6 +169,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         load: load.count(),
         runtimes: super::runtimes::labels(),
         runtime_workers: runtimes.workers(),
+        logging: super::logging::filter(),
         elapsed_secs: progress.elapsed_secs(),
         plan,
         transports,

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rpc_tests::bench::cli::{ChildCommand, Cli};
-use rpc_tests::bench::{child, iceoryx, load, proc, raw, run, tarpc_svc};
+use rpc_tests::bench::{child, iceoryx, load, logging, proc, raw, run, tarpc_svc};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init();
     let result = match &cli.child {
         None => run::run(&cli.run),
         Some(command) => child_main(command).map(|()| ExitCode::SUCCESS),
