@@ -13,17 +13,6 @@ use crate::error::RpcError;
 use crate::schema::ServiceSchema;
 use crate::telemetry::{self, Link, TRACEPARENT, TraceParent};
 
-/// Whether a subscriber records the client's `rpc.client` spans (DEBUG): without one, calls
-/// carry no `traceparent`, so an untraced client pays nothing for tracing on the wire.
-fn spans_recorded() -> bool {
-    // Asked of a span, so a filter that lets spans through by kind is asked what it would be.
-    tracing::enabled!(
-        kind: tracing::metadata::Kind::SPAN,
-        target: "rpc_core::telemetry::spans",
-        telemetry::CALL_SPAN_LEVEL
-    )
-}
-
 /// What a client's calls say about its connection in their spans.
 #[derive(Debug)]
 pub(crate) struct Connected {
@@ -58,7 +47,18 @@ impl<'a> CallScope<'a> {
             Some(served) => served.limit(timeout),
             None => timeout,
         };
-        let recorded = spans_recorded();
+        let span = telemetry::client_span(
+            schema,
+            method,
+            Link {
+                transport: connected.transport,
+                peer: &connected.peer,
+            },
+        );
+        // Whether a subscriber records it, as its own filter decides (by level, target or
+        // name): without one, calls made outside a handler carry no `traceparent`, so an
+        // untraced client pays nothing for tracing on the wire.
+        let recorded = !span.is_disabled();
         let explicit = options.metadata.iter().find(|(key, _)| key == TRACEPARENT);
         let (trace, options) = match explicit {
             // The caller's own: sent as it is; the span shows it if it parses.
@@ -71,18 +71,12 @@ impl<'a> CallScope<'a> {
                 (Some(trace), Cow::Owned(options))
             }
         };
-        let span = if recorded {
-            let link = Link {
-                transport: connected.transport,
-                peer: &connected.peer,
-            };
+        if recorded {
+            // Nobody else would see them: ids are made and recorded only for a recorded span.
             let trace = trace.unwrap_or_else(TraceParent::new_trace);
             let parent = ambient.map(|a| a.trace);
-            telemetry::client_span(schema, method, link, &trace, parent.as_ref())
-        } else {
-            // Nobody would see it: no ids to make, no fields to record.
-            Span::none()
-        };
+            telemetry::record_client_trace(&span, &trace, parent.as_ref());
+        }
         CallScope {
             timeout,
             options,

@@ -24,7 +24,7 @@ mod tests;
 pub(crate) use ambient::Ambient;
 pub(crate) use served::Served;
 pub(crate) use spans::{
-    CALL_SPAN_LEVEL, Link, client_failed, client_span, server_failed, server_span,
+    Link, client_failed, client_span, record_client_trace, server_failed, server_span,
 };
 pub use traceparent::{TraceParent, TraceParentError};
 

@@ -33,16 +33,10 @@ pub(crate) struct Link<'a> {
     pub(crate) peer: &'a PeerInfo,
 }
 
-/// The span of a client's call of `method`; `trace` carries its span id, `parent` the span of
-/// the handler it is made in, if any. `call_id` is recorded once known.
-pub(crate) fn client_span(
-    schema: &ServiceSchema,
-    method: u32,
-    link: Link<'_>,
-    trace: &TraceParent,
-    parent: Option<&TraceParent>,
-) -> Span {
-    let span = tracing::span!(
+/// The span of a client's call of `method`; its trace fields are recorded by
+/// [`record_client_trace`] once the call knows it is traced, `call_id` once known.
+pub(crate) fn client_span(schema: &ServiceSchema, method: u32, link: Link<'_>) -> Span {
+    tracing::span!(
         CALL_SPAN_LEVEL,
         "rpc.client",
         service = %schema.name,
@@ -50,17 +44,23 @@ pub(crate) fn client_span(
         call_id = Empty,
         transport = link.transport,
         peer = ?link.peer,
-        trace_id = %Hex(&trace.trace_id),
-        span_id = %Hex(&trace.span_id),
+        trace_id = Empty,
+        span_id = Empty,
         parent_span_id = Empty,
-    );
+    )
+}
+
+/// Records a client span's trace: `trace` carries its span id, `parent` the span of the
+/// handler it is made in, if any.
+pub(crate) fn record_client_trace(span: &Span, trace: &TraceParent, parent: Option<&TraceParent>) {
+    span.record("trace_id", tracing::field::display(Hex(&trace.trace_id)));
+    span.record("span_id", tracing::field::display(Hex(&trace.span_id)));
     if let Some(parent) = parent {
         span.record(
             "parent_span_id",
             tracing::field::display(Hex(&parent.span_id)),
         );
     }
-    span
 }
 
 /// Logs a client call's failure in its span. The caller gets the error too, so this is for
