@@ -1,11 +1,13 @@
 //! Shared pieces of the integration suite: the `Probe` test service (and `Greeter`, a second
 //! one to serve beside it), the list of transports the conformance suite runs on,
 //! bounded-wait helpers, [`TestPki`], certificates made at run time for `tls://`, and
-//! [`netns`], test hosts in network namespaces for the cross-host suites.
+//! [`netns`], test hosts in network namespaces for the cross-host suites, and [`FieldText`],
+//! for tests that record what `tracing` sees.
 
 pub mod bench;
 pub mod conformance;
 mod counter;
+mod field_text;
 mod fixture;
 mod greeter;
 pub mod netns;
@@ -80,6 +82,7 @@ pub fn probe_method_id(name: &str) -> u32 {
 }
 
 pub use counter::SharedCounter;
+pub use field_text::FieldText;
 pub use fixture::{CustomTransport, Fixture, FixtureServer, TempDir, Transport, unique_name};
 pub use greeter::{Greeter, GreeterBlockingClient, GreeterClient, GreeterImpl, GreeterServer};
 pub use pki::TestPki;

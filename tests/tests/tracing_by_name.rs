@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rpc_core::Server;
-use rpc_tests::{Fixture, ProbeClient, Transport};
-use tracing::field::{Field, Visit};
+use rpc_tests::{FieldText, Fixture, ProbeClient, Transport};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
@@ -18,24 +17,12 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 /// Each recorded span's fields, by span id.
 static SPANS: Mutex<Vec<(u64, HashMap<String, String>)>> = Mutex::new(Vec::new());
 
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
 struct Recorder;
 
 impl<S: tracing::Subscriber> Layer<S> for Recorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
         let mut fields = HashMap::new();
-        attrs.record(&mut Fields(&mut fields));
+        attrs.record(&mut FieldText(&mut fields));
         fields.insert("name".into(), attrs.metadata().name().into());
         let mut spans = SPANS.lock().unwrap_or_else(|p| p.into_inner());
         spans.push((id.into_u64(), fields));
@@ -44,7 +31,7 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
     fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
         let mut spans = SPANS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, fields)) = spans.iter_mut().rev().find(|(at, _)| *at == id.into_u64()) {
-            values.record(&mut Fields(fields));
+            values.record(&mut FieldText(fields));
         }
     }
 }

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rpc_core::{RpcError, Server};
-use rpc_tests::{Fixture, ProbeClient, Transport, unique_name};
-use tracing::field::{Field, Visit};
+use rpc_tests::{FieldText, Fixture, ProbeClient, Transport, unique_name};
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
@@ -32,18 +31,6 @@ fn seen<T>(look: impl FnOnce(&mut Seen) -> T) -> T {
     look(seen.get_or_insert_with(Seen::default))
 }
 
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
 struct Recorder;
 
 impl<S: tracing::Subscriber> Layer<S> for Recorder {
@@ -54,7 +41,7 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
 
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
+        event.record(&mut FieldText(&mut fields));
         seen(|seen| seen.events.push(fields));
     }
 }

@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rpc_core::{Context, RpcError, Server, ServerHandle, TraceParent};
-use rpc_tests::{Fixture, ProbeClient, Transport, bounded, unique_name};
-use tracing::field::{Field, Visit};
+use rpc_tests::{FieldText, Fixture, ProbeClient, Transport, bounded, unique_name};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
 
@@ -47,18 +46,6 @@ struct Recorded {
     events: Vec<EventRecord>,
 }
 
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
 struct Recorder;
 
 impl<S> Layer<S> for Recorder
@@ -70,19 +57,19 @@ where
             name: attrs.metadata().name().to_owned(),
             ..SpanRecord::default()
         };
-        attrs.record(&mut Fields(&mut span.fields));
+        attrs.record(&mut FieldText(&mut span.fields));
         recorded().spans.insert(id.into_u64(), span);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _: LayerContext<'_, S>) {
         if let Some(span) = recorded().spans.get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut span.fields));
+            values.record(&mut FieldText(&mut span.fields));
         }
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, cx: LayerContext<'_, S>) {
         let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
+        event.record(&mut FieldText(&mut fields));
         let span_id = cx.event_span(event).map(|span| span.id().into_u64());
         let mut recorded = recorded();
         let span = span_id.and_then(|id| recorded.spans.get(&id).cloned());
