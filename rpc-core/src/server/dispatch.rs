@@ -311,9 +311,9 @@ pub(crate) fn prepare_call(
     };
     let credit = streams.credit.clone();
     let sink = sink.clone();
-    let names: (&'static str, &'static str) = (&env.service.schema().name, &schema.name);
+    let call: (&'static str, &'static str, u64) = (service, &schema.name, call_id);
     let failed = move |failure: WireError| {
-        telemetry::server_failed((names.0, names.1, call_id), &failure);
+        telemetry::server_failed(call, &failure);
         Answer::Frame(error_frame(method, call_id, &failure))
     };
     let work = context.scope(async move {
