@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use rpc_transport::spin::SpinBudget;
 use rpc_transport::{FrameReceiver, PollFrames, Wakeup};
-use tokio::sync::{Mutex, MutexGuard, Notify, oneshot};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 
 use super::misuse;
-use super::pending::Reply;
+use super::pending::{Reply, ReplyReceiver};
 use super::reader::{CLOSED, Dispatcher};
 use crate::keepalive::{self, Keepalive};
 
@@ -253,7 +253,7 @@ pub(super) struct Turn<'a> {
 impl Turn<'_> {
     /// Reads the connection until `reply` is answered or the spin budget runs out; `None` then
     /// (the caller waits for the reply as usual: the reader task reads it).
-    pub(super) async fn wait(mut self, reply: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
+    pub(super) async fn wait(mut self, reply: &mut ReplyReceiver<'_>) -> Option<Reply> {
         let current_thread = on_current_thread();
         let direct = self.direct;
         let started = Instant::now();

@@ -460,11 +460,13 @@ impl Client {
             // With other calls in flight, more requests are about to go: write them together.
             let linger = shared.pending.len() > 1;
             // Where callers read their replies themselves, take the receiver before sending,
-            // so the reply does not wake the reader task. Only a call alone in flight does:
-            // with others in flight the reader task hands replies out while callers' tasks
-            // keep sending, and a spinning caller would hold its worker from them.
+            // so the reply does not wake the reader task. Only a call alone in flight does,
+            // and only while no other caller's reply waits to be taken: with others in flight
+            // (or their tasks woken and about to call again) the reader task hands replies
+            // out while callers' tasks keep sending, and a spinning caller would hold its
+            // worker from them.
             let mut turn = match &shared.direct {
-                Some(direct) if !linger => direct.turn(),
+                Some(direct) if !linger && shared.pending.unclaimed() == 0 => direct.turn(),
                 _ => None,
             };
             let send = shared
