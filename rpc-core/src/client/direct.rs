@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use rpc_transport::spin::SpinBudget;
+use rpc_transport::spin::{SpinBudget, coarse_now};
 use rpc_transport::{FrameReceiver, PollFrames, Wakeup};
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
@@ -47,10 +47,12 @@ pub(super) struct Direct {
     receiver: Mutex<FrameReceiver>,
     wakeup: Wakeup,
     dispatcher: Dispatcher,
-    /// When a caller last read a frame (nanoseconds after `created`; 0: never): the server
-    /// was heard then.
+    /// When a caller last read a frame (nanoseconds after `created`, on the coarse clock; 0:
+    /// never): the server was heard then.
     heard: AtomicU64,
     created: tokio::time::Instant,
+    /// [`coarse_now`] when `created` was read.
+    created_coarse: Duration,
     /// Wakes the reader task when a caller lets go of the receiver with a frame in it (the
     /// peer was not asked to signal): in-process, so the peer cannot interfere with it.
     poke: Notify,
@@ -98,6 +100,7 @@ impl Direct {
             dispatcher,
             heard: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
+            created_coarse: coarse_now(),
             poke: Notify::new(),
             ended: std::sync::Mutex::new(None),
             ended_signal: Notify::new(),
@@ -208,9 +211,11 @@ impl Direct {
         }
     }
 
-    /// Notes that a caller heard the server now.
+    /// Notes that a caller heard the server now. On the coarse clock (a few milliseconds
+    /// coarse, and cheaper to read on every call): the keepalive counts in seconds.
     fn heard_now(&self) {
-        let at = self.created.elapsed().as_nanos().max(1) as u64;
+        let since = coarse_now().saturating_sub(self.created_coarse);
+        let at = since.as_nanos().max(1) as u64;
         self.heard.fetch_max(at, Ordering::Relaxed);
     }
 
@@ -256,8 +261,12 @@ impl Turn<'_> {
     pub(super) async fn wait(mut self, reply: &mut ReplyReceiver<'_>) -> Option<Reply> {
         let current_thread = on_current_thread();
         let direct = self.direct;
-        let started = Instant::now();
-        let mut yielded = started;
+        // The clock is read at the looks that check it only: a reply that comes before the
+        // first check (as a rule) costs no clock read. So the spin is timed from the first
+        // check, and a hit counts as having waited until the last one.
+        let mut started: Option<Instant> = None;
+        let mut waited = Duration::ZERO;
+        let mut yielded: Option<Instant> = None;
         let mut looks: u32 = 0;
         loop {
             let poll = poll(self.receiver.as_mut().expect("held until dropped"));
@@ -271,7 +280,7 @@ impl Turn<'_> {
             if frames > 0 {
                 direct.heard_now();
                 if let Ok(answer) = reply.try_recv() {
-                    self.budget().hit(started.elapsed());
+                    self.budget().hit(waited);
                     return Some(answer);
                 }
             }
@@ -289,13 +298,14 @@ impl Turn<'_> {
                 return None;
             }
             let now = Instant::now();
-            if now - started >= self.spin {
+            waited = now - *started.get_or_insert(now);
+            if waited >= self.spin {
                 self.budget().miss();
                 return None;
             }
-            if current_thread || now - yielded >= YIELD_EVERY {
+            if current_thread || now - *yielded.get_or_insert(now) >= YIELD_EVERY {
                 tokio::task::yield_now().await;
-                yielded = Instant::now();
+                yielded = Some(Instant::now());
             }
         }
     }
