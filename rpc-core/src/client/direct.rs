@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use rpc_transport::spin::{SpinBudget, coarse_now};
+use rpc_transport::spin::SpinBudget;
 use rpc_transport::{FrameReceiver, PollFrames, Wakeup};
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
@@ -47,12 +47,10 @@ pub(super) struct Direct {
     receiver: Mutex<FrameReceiver>,
     wakeup: Wakeup,
     dispatcher: Dispatcher,
-    /// When a caller last read a frame (nanoseconds after `created`, on the coarse clock; 0:
-    /// never): the server was heard then.
+    /// When a caller last read a frame (nanoseconds after `created`; 0: never): the server
+    /// was heard then.
     heard: AtomicU64,
     created: tokio::time::Instant,
-    /// [`coarse_now`] when `created` was read.
-    created_coarse: Duration,
     /// Wakes the reader task when a caller lets go of the receiver with a frame in it (the
     /// peer was not asked to signal): in-process, so the peer cannot interfere with it.
     poke: Notify,
@@ -100,7 +98,6 @@ impl Direct {
             dispatcher,
             heard: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
-            created_coarse: coarse_now(),
             poke: Notify::new(),
             ended: std::sync::Mutex::new(None),
             ended_signal: Notify::new(),
@@ -211,11 +208,10 @@ impl Direct {
         }
     }
 
-    /// Notes that a caller heard the server now. On the coarse clock (a few milliseconds
-    /// coarse, and cheaper to read on every call): the keepalive counts in seconds.
+    /// Notes that a caller heard the server now. On the runtime's own clock: the keepalive
+    /// compares it with when its ping went out, so it must never read earlier than that.
     fn heard_now(&self) {
-        let since = coarse_now().saturating_sub(self.created_coarse);
-        let at = since.as_nanos().max(1) as u64;
+        let at = self.created.elapsed().as_nanos().max(1) as u64;
         self.heard.fetch_max(at, Ordering::Relaxed);
     }
 

@@ -85,8 +85,9 @@ impl State {
 #[derive(Default)]
 pub(crate) struct Pending {
     state: Mutex<State>,
-    /// Replies handed to plain calls whose callers have not taken them yet: their tasks are
-    /// woken and about to run (and, as a rule, to call again).
+    /// Replies handed to plain calls whose callers have not taken them yet. As a rule their
+    /// tasks are woken and about to run (and to call again); a call future kept unpolled
+    /// after its reply came (the losing side of a `select`) holds its count until dropped.
     unclaimed: AtomicUsize,
 }
 
@@ -159,7 +160,7 @@ impl Pending {
     }
 
     /// How many replies to plain calls are delivered but not yet taken by their callers: while
-    /// any are, their tasks are about to run (see `Client::call_in`).
+    /// any are, their tasks are, as a rule, about to run (see `Client::call_in`).
     pub(crate) fn unclaimed(&self) -> usize {
         self.unclaimed.load(Ordering::Relaxed)
     }
