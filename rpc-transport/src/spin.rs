@@ -21,6 +21,13 @@
 
 use std::time::{Duration, Instant};
 
+/// The CPUs this process may run on (its affinity mask and CPU quota, as
+/// [`std::thread::available_parallelism`] reads them), read once; 1 where it cannot be read.
+pub fn process_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// How often a thread's run-queue wait is read again.
 pub const LOAD_CHECK_EVERY: Duration = Duration::from_millis(20);
 

@@ -227,8 +227,7 @@ impl Direct {
 /// Whether this process may run on more than one CPU (its affinity, its cgroup's quota), as
 /// first asked.
 fn several_cpus() -> bool {
-    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    rpc_transport::spin::process_cpus() > 1
 }
 
 /// Whether this task runs on a current-thread runtime (where a spinning task must yield

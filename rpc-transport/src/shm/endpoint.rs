@@ -698,9 +698,7 @@ static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize
 
 impl SpinPermit {
     fn take() -> Option<SpinPermit> {
-        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cpus =
-            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cpus = crate::spin::process_cpus();
         if crate::spin::oversubscribed() {
             return None;
         }
