@@ -189,16 +189,21 @@ impl TryRead for tokio::net::unix::OwnedReadHalf {
 /// one CPU. Then the runtime's other threads share that CPU with a busy-poll: above all the
 /// thread of a `#[tokio::main]` body, just woken by the reply this task handed on, which the
 /// kernel does not always run before the poller, and which then waits out the whole spin in
-/// the run queue. So the poll offers the CPU (`sched_yield`, which returns at once when no
-/// other thread is runnable there) once, at its first miss. Client pinned to one CPU, server
-/// to the other, sequential `add` alternated four times: TCP p50 72-84 µs without the offer,
-/// 23-29 µs with it (p99 470-730 against 110-170); Unix sockets p50 19-20 against 18-22 µs
-/// (p99 180-230 against 100-130).
+/// the run queue. So a poll that has found nothing for [`OFFER_CPU_AFTER`] offers the CPU
+/// once (`sched_yield`, which returns at once when no other thread is runnable there).
 fn shares_one_cpu() -> bool {
     crate::spin::process_cpus() == 1
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
+
+/// How long a busy-poll that [`shares_one_cpu`] looks before it offers the CPU. Client pinned
+/// to one CPU, server to the other, a sequential async `add` over TCP alternated four times:
+/// p50 29-73 µs without the offer, 27-29 µs with it after 10 µs. Offered at the first miss it
+/// was as fast, but 32 calls in flight lost about a tenth (a `sched_yield` at every poll that
+/// waits at all); after 10 µs they measured alike (213-267k against 243-261k calls/s); after
+/// 20 µs the sequential median rose again (29-48 µs).
+const OFFER_CPU_AFTER: Duration = Duration::from_micros(10);
 
 /// A byte stream read only by waiting on it: no busy-poll, no hang-up check.
 #[derive(Debug)]
@@ -251,18 +256,19 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
             return Ok(None);
         }
         let until = crate::deadline::after(self.spin);
-        let mut offer_cpu = shares_one_cpu();
+        let mut offer_cpu_at = shares_one_cpu().then(|| crate::deadline::after(OFFER_CPU_AFTER));
         loop {
             match self.io.try_read_now(&mut self.buf) {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            if Instant::now() >= until {
+            let now = Instant::now();
+            if now >= until {
                 return Ok(None);
             }
-            if offer_cpu {
-                offer_cpu = false;
+            if offer_cpu_at.is_some_and(|at| now >= at) {
+                offer_cpu_at = None;
                 std::thread::yield_now();
             }
             tokio::task::yield_now().await;
