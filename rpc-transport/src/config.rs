@@ -29,8 +29,11 @@ pub struct TransportConfig {
     /// message, and no receiver spins while the machine is oversubscribed
     /// ([`crate::spin::oversubscribed`]). An idle connection costs no CPU.
     pub shm_spin: std::time::Duration,
-    /// How long an async socket receiver (TCP, Unix) polls the socket before it sleeps on it.
-    /// A reply that lands within it costs no kernel wake-up; zero turns the poll off.
+    /// How long a receive over a socket, pipe, FIFO or message queue polls before it sleeps
+    /// (50 µs by default; a blocking client spins for it). A message that lands within it
+    /// costs no kernel wake-up; zero turns the poll off. An async caller that reads its own
+    /// reply from a socket, pipe or FIFO spins up to four times this, within an adaptive
+    /// budget ([`crate::spin::SpinBudget`]).
     pub socket_spin: std::time::Duration,
     /// The mode of a Unix socket file a listener creates (`unix:///path`, the rendezvous
     /// socket of `shm:///path`), set before the socket accepts anyone, whatever the umask.

@@ -20,6 +20,29 @@ use bytes::{BufMut, BytesMut};
 /// is always spare capacity; were there none, that would be an `InvalidInput` error, never a
 /// 0 that would read as the end.)
 pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    take_now(buf, |at, len| {
+        // SAFETY: `take_now` passes `len` writable bytes at `at`, and `recv` writes at most
+        // that; `socket` is an open descriptor for the call.
+        unsafe { libc::recv(socket.as_raw_fd(), at, len, libc::MSG_DONTWAIT) }
+    })
+}
+
+/// [`recv_now`] for a descriptor that is not a socket (a pipe's or FIFO's read end), which
+/// must be in non-blocking mode (tokio's pipes are): one `read`, `WouldBlock` when empty.
+pub(crate) fn read_now(fd: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    take_now(buf, |at, len| {
+        // SAFETY: `take_now` passes `len` writable bytes at `at`, and `read` writes at most
+        // that; `fd` is an open descriptor for the call.
+        unsafe { libc::read(fd.as_raw_fd(), at, len) }
+    })
+}
+
+/// Runs `take` (a `recv` or `read` of at most `len` bytes at the pointer) into `buf`'s spare
+/// capacity, again if interrupted, and counts what it wrote into `buf`.
+fn take_now(
+    buf: &mut BytesMut,
+    take: impl Fn(*mut libc::c_void, usize) -> libc::ssize_t,
+) -> io::Result<usize> {
     let spare = buf.chunk_mut();
     let len = spare.len();
     if len == 0 {
@@ -28,17 +51,11 @@ pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result
             "no spare capacity to receive into",
         ));
     }
+    let at = spare.as_mut_ptr().cast();
     loop {
-        // SAFETY: `spare` is `len` writable bytes of `buf` (uninitialized memory is fine for
-        // `recv`, which only writes), and `socket` is an open descriptor for the call.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                len,
-                libc::MSG_DONTWAIT,
-            )
-        };
+        // `spare` is `len` writable bytes of `buf` (uninitialized memory is fine for `recv`
+        // and `read`, which only write).
+        let n = take(at, len);
         if n >= 0 {
             let n = n as usize;
             // SAFETY: the kernel wrote `n <= len` bytes at the start of the spare capacity.
@@ -71,6 +88,29 @@ mod tests {
         drop(ours);
         assert_eq!(
             recv_now(theirs.as_fd(), &mut buf).unwrap(),
+            0,
+            "end of stream"
+        );
+    }
+
+    #[test]
+    fn reads_a_pipe_without_waiting() {
+        let (theirs, ours) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            &theirs,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let mut buf = BytesMut::with_capacity(64);
+        let nothing = read_now(theirs.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+        let mut writer = std::fs::File::from(ours);
+        writer.write_all(b"hello").unwrap();
+        assert_eq!(read_now(theirs.as_fd(), &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..], b"hello");
+        drop(writer);
+        assert_eq!(
+            read_now(theirs.as_fd(), &mut buf).unwrap(),
             0,
             "end of stream"
         );

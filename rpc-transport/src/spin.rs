@@ -21,8 +21,9 @@
 
 use std::time::{Duration, Instant};
 
-/// The CPUs this process may run on (its affinity mask and CPU quota, as
-/// [`std::thread::available_parallelism`] reads them), read once; 1 where it cannot be read.
+/// The CPUs this process may run on (its CPU quota and the affinity mask of the thread that
+/// asks first, normally the process's own, as [`std::thread::available_parallelism`] reads
+/// them), read once; 1 where it cannot be read.
 pub fn process_cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

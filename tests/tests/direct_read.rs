@@ -13,7 +13,7 @@ use rpc_tests::{ProbeClient, ProbeProcess as Process, TempDir};
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// The transports whose callers read their own replies.
-const SCHEMES: [&str; 3] = ["shm", "unix", "tcp"];
+const SCHEMES: [&str; 4] = ["shm", "unix", "tcp", "fifo"];
 
 /// As `#[tokio::main]` builds it.
 fn default_runtime() -> tokio::runtime::Runtime {

@@ -11,9 +11,7 @@ use crate::keepalive::Keepalive;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientOptions {
-    /// Transport settings, including the largest frame this client accepts. Default:
-    /// [`TransportConfig::default`], except that sockets poll 200 µs for a reply before they
-    /// sleep (`socket_spin`; 50 µs on a server), since a reply is coming.
+    /// Transport settings, including the largest frame this client accepts.
     pub transport: TransportConfig,
     /// How long connecting plus the handshake may take.
     pub connect_timeout: Duration,
@@ -36,22 +34,10 @@ pub struct ClientOptions {
     pub reconnect: Option<ReconnectPolicy>,
 }
 
-/// How long a client's socket receivers poll before they sleep, by default
-/// ([`TransportConfig::socket_spin`]; a server's default stays 50 µs). A client waits for a
-/// reply that is coming, where a server may wait for a request that never comes; and on a
-/// virtual machine a reply that misses the poll costs two wake-ups, the client's and then the
-/// server's, whose own poll lapsed meanwhile, so once a poll misses every call after it tends
-/// to miss too. Unpinned on this project's 2-CPU VM, a sequential async `add` against a
-/// default server, alternated three times: over TCP p50 51-71 µs with a 50 µs poll, 30-31 µs
-/// with 200 µs (100 µs: 31-46; 400 µs: 29-34).
-pub(crate) const CLIENT_SOCKET_SPIN: Duration = Duration::from_micros(200);
-
 impl Default for ClientOptions {
     fn default() -> Self {
-        let mut transport = TransportConfig::default();
-        transport.socket_spin = CLIENT_SOCKET_SPIN;
         ClientOptions {
-            transport,
+            transport: TransportConfig::default(),
             connect_timeout: Duration::from_secs(10),
             call_timeout: Some(Duration::from_secs(30)),
             strict_schema: false,

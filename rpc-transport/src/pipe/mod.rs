@@ -122,8 +122,9 @@ impl AsyncRead for PipeRead {
 }
 
 impl TryRead for PipeRead {
+    /// Asks the kernel, not tokio's cached readiness (see `recv_now.rs`).
     fn try_read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let read = self.io.try_read_buf(buf);
+        let read = crate::recv_now::read_now(self.io.as_fd(), buf);
         if matches!(read, Ok(0)) {
             peer_closed(&self.keep);
         }
@@ -132,6 +133,11 @@ impl TryRead for PipeRead {
 
     fn hung_up(&self) -> bool {
         crate::hangup::hung_up(self)
+    }
+
+    /// The read end: a caller may read its reply from the pipe itself.
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.io.as_fd())
     }
 }
 
