@@ -256,11 +256,20 @@ impl SysvReceiver {
         if let Some(result) = self.finished() {
             return Some(result);
         }
+        // Whether the peer was known gone before the last look found the queue empty.
+        let mut gone_before_look = false;
         loop {
             match self.link.rx().receive(&mut self.buf, true) {
                 Ok(true) => {}
-                Ok(false) if self.link.is_dead() => {
+                Ok(false) if gone_before_look => {
                     return Some(self.cut("the peer vanished in the middle of a frame"));
+                }
+                // The peer may have sent its last messages (a refusal, then its end) after
+                // that look and before it went: what it sent is in the queue once it is known
+                // gone, so look once more before calling it the end.
+                Ok(false) if self.link.is_dead() => {
+                    gone_before_look = true;
+                    continue;
                 }
                 Ok(false) => return None,
                 Err(Stopped::Gone) => {
