@@ -330,7 +330,13 @@ pub(crate) async fn retry_async<T>(
             Ok(value) => return Ok(value),
         }
         if link.is_dead() {
-            return Err(Stopped::Gone);
+            // What the peer sent before it went (a last reply, its end) is in the queue once
+            // it is known gone, though the look above may have come just before: look again.
+            return match op(queue.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Stopped::Gone),
+                Err(e) => Err(Stopped::Failed(e)),
+                Ok(value) => Ok(value),
+            };
         }
         if !spin.is_zero() {
             let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
@@ -372,7 +378,12 @@ pub(crate) fn retry_blocking<T>(
             Ok(value) => return Ok(value),
         }
         if link.is_dead() {
-            return Err(TransportError::Closed);
+            // As in `retry_async`: one more look now that the peer is known gone.
+            return match op(queue) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(TransportError::Closed),
+                Err(e) => Err(TransportError::Io(e)),
+                Ok(value) => Ok(value),
+            };
         }
         if !spin.is_zero() {
             let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
