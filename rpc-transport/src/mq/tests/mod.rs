@@ -95,6 +95,21 @@ pub(in crate::mq) async fn bounded<T>(what: &str, f: impl std::future::Future<Ou
         .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
 }
 
+/// Binds `address` once the listener just dropped there has let go of its name: a child that
+/// another test forks at that moment holds a copy of its socket until it execs (close-on-exec),
+/// so the name may stay taken for a moment; retried for up to a second.
+pub(in crate::mq) async fn bind_once_free(address: &Address, config: &TransportConfig) -> Listener {
+    let mut again = Listener::bind(address, config).await;
+    for _ in 0..100 {
+        if !matches!(again, Err(TransportError::AddressInUse { .. })) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        again = Listener::bind(address, config).await;
+    }
+    again.unwrap()
+}
+
 pub(in crate::mq) async fn pair(
     listener: &Listener,
     address: &Address,
@@ -401,7 +416,7 @@ async fn a_second_server_gets_address_in_use() {
     let frame = bounded("recv", server.recv()).await.unwrap();
     assert_eq!(frame, Some(Frame::from_payload(b"first")));
     drop((client, server, first));
-    drop(Listener::bind(&address, &config).await.unwrap());
+    drop(bind_once_free(&address, &config).await);
 }
 
 #[tokio::test]

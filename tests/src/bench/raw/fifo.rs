@@ -57,8 +57,12 @@ pub fn serve(dir: &str) -> anyhow::Result<()> {
 
 /// Opens a FIFO for reading without waiting for a writer, then makes reads blocking.
 fn open_read(path: &Path) -> anyhow::Result<File> {
-    let fd = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())
-        .with_context(|| format!("open {}", path.display()))?;
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {}", path.display()))?;
     fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty())).context("clear O_NONBLOCK")?;
     Ok(File::from(fd))
 }
@@ -66,7 +70,11 @@ fn open_read(path: &Path) -> anyhow::Result<File> {
 /// Opens a FIFO for writing once it has a reader (ENXIO until then), before `deadline`.
 fn open_write(path: &Path, deadline: Instant) -> anyhow::Result<File> {
     loop {
-        match open(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+        match open(
+            path,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => {
                 fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty())).context("clear O_NONBLOCK")?;
                 return Ok(File::from(fd));

@@ -8,7 +8,9 @@ mod lifecycle;
 
 use std::time::Duration;
 
-pub(super) use crate::mq::tests::{LIMIT, bounded, eight_clients_interleave, pair, pattern};
+pub(super) use crate::mq::tests::{
+    LIMIT, bind_once_free, bounded, eight_clients_interleave, pair, pattern,
+};
 use crate::{
     Address, Deadline, Frame, Listener, TransportConfig, TransportError, connect, connect_blocking,
 };
@@ -215,17 +217,7 @@ async fn a_second_server_gets_address_in_use_and_nobody_is_a_connect_error() {
     let frame = bounded("recv", server.recv()).await.unwrap();
     assert_eq!(frame, Some(Frame::from_payload(b"first")));
     drop((client, server, first));
-    // The name is free once the listener is dropped, but a child another test forks at that
-    // moment holds a copy of the socket until it execs (close-on-exec): retry briefly.
-    let mut again = Listener::bind(&address, &config).await;
-    for _ in 0..100 {
-        if !matches!(again, Err(TransportError::AddressInUse { .. })) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        again = Listener::bind(&address, &config).await;
-    }
-    drop(again.unwrap());
+    drop(bind_once_free(&address, &config).await);
     match connect(&address, &config).await {
         Err(TransportError::Connect { source, .. }) => {
             assert!(source.to_string().contains("no server"), "{source}")
