@@ -15,9 +15,10 @@
 //!   for good, while a spinning pair is soon split by the idle CPU.
 //! - [`SpinBudget`]: per receiver, how long spinning has paid lately. It grows towards the
 //!   configured maximum ([`TransportConfig::shm_spin`](crate::TransportConfig::shm_spin)) when
-//!   the message came while spinning, and halves each time a spin ran out, down to nothing; at
-//!   nothing, every [`PROBE_EVERY`]th wait spins the whole budget again, so a peer that became
-//!   fast (or woke up: both sides may have stopped spinning) is noticed.
+//!   the message came while spinning, and halves each time a spin ran out, down to nothing,
+//!   unless the message then came within the maximum after all ([`SpinBudget::came_after`]);
+//!   at nothing, every [`PROBE_EVERY`]th wait spins the whole budget again, so a peer that
+//!   became fast (or woke up: both sides may have stopped spinning) is noticed.
 
 use std::time::{Duration, Instant};
 
@@ -190,6 +191,19 @@ impl SpinBudget {
         }
     }
 
+    /// Records, after a [`miss`](Self::miss), that the message came `waited` after the spin
+    /// began. Within the maximum, a spin of the maximum would have caught it: the miss is
+    /// undone as a [`hit`](Self::hit) of `waited` would have counted. A peer answers late once
+    /// in a while (it was preempted, or slept for want of a request and had to be woken), and
+    /// each such miss halving the budget would soon leave both sides sleeping for good: every
+    /// message would then wait for a wake-up on each side, and each wake-up makes the next
+    /// miss. Later than the maximum (an idle peer), the miss stands.
+    pub fn came_after(&mut self, waited: Duration) {
+        if waited <= self.max {
+            self.hit(waited);
+        }
+    }
+
     /// The most it ever grants.
     pub fn max(&self) -> Duration {
         self.max
@@ -224,6 +238,25 @@ mod tests {
         );
         budget.hit(Duration::from_micros(80));
         assert_eq!(budget.current(), max, "never over the maximum");
+    }
+
+    #[test]
+    fn a_message_that_came_soon_after_a_miss_undoes_it_and_a_late_one_does_not() {
+        let max = Duration::from_micros(100);
+        let mut budget = SpinBudget::new(max);
+        budget.miss();
+        budget.miss();
+        assert_eq!(budget.current(), max / 4);
+        budget.came_after(Duration::from_micros(70));
+        assert_eq!(budget.current(), max, "a full spin would have caught it");
+        budget.miss();
+        budget.came_after(Duration::from_millis(5));
+        assert_eq!(budget.current(), max / 2, "an idle peer's miss stands");
+        for _ in 0..10 {
+            budget.miss();
+        }
+        budget.came_after(Duration::from_micros(10));
+        assert_eq!(budget.current(), max / 2, "as a hit after 10 µs");
     }
 
     #[test]

@@ -267,10 +267,14 @@ pub(super) struct Turn<'a> {
     spin: Duration,
 }
 
-impl Turn<'_> {
-    /// Reads the connection until `reply` is answered or the spin budget runs out; `None` then
-    /// (the caller waits for the reply as usual: the reader task reads it).
-    pub(super) async fn wait(mut self, reply: &mut ReplyReceiver<'_>) -> Option<Reply> {
+impl<'a> Turn<'a> {
+    /// Reads the connection until `reply` is answered or the spin budget runs out; `Err` then
+    /// (the caller waits for the reply as usual: the reader task reads it), with a [`Late`]
+    /// to tell the budget when it came if the spin ran out.
+    pub(super) async fn wait(
+        mut self,
+        reply: &mut ReplyReceiver<'_>,
+    ) -> Result<Reply, Option<Late<'a>>> {
         let current_thread = on_current_thread();
         let direct = self.direct;
         // The clock is read at the looks that check it only: a reply that comes before the
@@ -286,14 +290,14 @@ impl Turn<'_> {
                 Ok(frames) => frames,
                 Err(reason) => {
                     direct.end(reason);
-                    return None;
+                    return Err(None);
                 }
             };
             if frames > 0 {
                 direct.heard_now();
                 if let Ok(answer) = reply.try_recv() {
                     self.budget().hit(waited);
-                    return Some(answer);
+                    return Ok(answer);
                 }
             }
             looks = looks.wrapping_add(1);
@@ -303,17 +307,18 @@ impl Turn<'_> {
             }
             if let Ok(answer) = reply.try_recv() {
                 // Answered meanwhile (an error: the connection ended, the call was failed).
-                return Some(answer);
+                return Ok(answer);
             }
             if poll.peer_gone() {
                 // The reader task ends the connection once it has read what is left.
-                return None;
+                return Err(None);
             }
             let now = Instant::now();
-            waited = now - *started.get_or_insert(now);
+            let began = *started.get_or_insert(now);
+            waited = now - began;
             if waited >= self.spin {
                 self.budget().miss();
-                return None;
+                return Err(Some(Late { direct, began }));
             }
             if current_thread || now - *yielded.get_or_insert(now) >= YIELD_EVERY {
                 tokio::task::yield_now().await;
@@ -324,6 +329,23 @@ impl Turn<'_> {
 
     fn budget(&self) -> std::sync::MutexGuard<'_, SpinBudget> {
         self.direct.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A caller's spin that ran out before its reply came.
+pub(super) struct Late<'a> {
+    direct: &'a Direct,
+    /// When the spin began (its first look at the clock).
+    began: Instant,
+}
+
+impl Late<'_> {
+    /// The reply has come now: the budget learns how long it took
+    /// ([`SpinBudget::came_after`]).
+    pub(super) fn came(self) {
+        let waited = self.began.elapsed();
+        let mut budget = self.direct.budget.lock().unwrap_or_else(|p| p.into_inner());
+        budget.came_after(waited);
     }
 }
 

@@ -518,13 +518,19 @@ impl Client {
             guard.sent = true;
             let read_here = match turn {
                 Some(turn) => turn.wait(&mut reply).await,
-                None => None,
+                None => Err(None),
             };
             let frame = match read_here {
-                Some(frame) => frame,
-                None => reply.await.unwrap_or_else(|_| {
-                    Err(RpcError::disconnected("the connection's reader stopped"))
-                }),
+                Ok(frame) => frame,
+                Err(late) => {
+                    let frame = reply.await.unwrap_or_else(|_| {
+                        Err(RpcError::disconnected("the connection's reader stopped"))
+                    });
+                    if let Some(late) = late {
+                        late.came();
+                    }
+                    frame
+                }
             };
             guard.done = true;
             frame

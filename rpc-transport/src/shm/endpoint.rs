@@ -637,6 +637,8 @@ impl ShmReceiver {
             self.idle = false;
             return Ok(Some(frame));
         }
+        // When a spin ran out: its length and its end, to tell the budget when the frame came.
+        let mut missed: Option<(Duration, Instant)> = None;
         // Spin only while traffic flows: a receiver that last came back empty-handed goes
         // straight to sleep, so an idle connection polled with timeouts costs no CPU.
         if !self.idle
@@ -655,13 +657,19 @@ impl ShmReceiver {
                             return Ok(Some(frame));
                         }
                     }
-                    None => self.budget.miss(),
+                    None => {
+                        self.budget.miss();
+                        missed = Some((budget, Instant::now()));
+                    }
                 }
             }
         }
         let deadline = deadline.resolve();
         loop {
             if let Some(frame) = self.try_recv(LARGE_FD_WAIT)? {
+                if let Some((spun, ended)) = missed {
+                    self.budget.came_after(spun + ended.elapsed());
+                }
                 self.idle = false;
                 return Ok(Some(frame));
             }
