@@ -257,6 +257,13 @@ mod tests {
         }
         budget.came_after(Duration::from_micros(10));
         assert_eq!(budget.current(), max / 2, "as a hit after 10 µs");
+        // At the boundary: the maximum itself would have caught it, a nanosecond more not.
+        budget.miss();
+        budget.came_after(max);
+        assert_eq!(budget.current(), max);
+        budget.miss();
+        budget.came_after(max + Duration::from_nanos(1));
+        assert_eq!(budget.current(), max / 2);
     }
 
     #[test]

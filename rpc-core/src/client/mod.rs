@@ -526,7 +526,11 @@ impl Client {
                     let frame = reply.await.unwrap_or_else(|_| {
                         Err(RpcError::disconnected("the connection's reader stopped"))
                     });
-                    if let Some(late) = late {
+                    // Only a reply tells when it came: a call that failed meanwhile (the
+                    // connection ended) says nothing about spinning.
+                    if let Some(late) = late
+                        && frame.is_ok()
+                    {
                         late.came();
                     }
                     frame

@@ -4,7 +4,7 @@
 //! streaming call's, as a rule) continues as a task.
 //!
 //! A handler that computes for long before its first `.await` holds this loop. Once it has run
-//! for 2 ms, the takeover monitor (`takeover.rs`) starts a task on another worker that reads
+//! for 2 ms (seen 2 to 4 ms after it began while handlers run), the takeover monitor (`takeover.rs`) starts a task on another worker that reads
 //! the connection in the loop's place, running every call it reads as a task, until the
 //! handler is done: no call waits behind another's handler.
 

@@ -48,7 +48,8 @@ pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_millis(2);
 
 /// How often the monitor looks while handlers run: as often as a handler may run before it is
 /// taken over, so one seen running on two looks in a row has run at least that long (it is
-/// taken over 2 to 4 ms after it began). Each look wakes the monitor, and on a server whose
+/// taken over 2 to 4 ms after it began while handlers run; after a quiet spell, within
+/// [`IDLE_TICK`] more). Each look wakes the monitor, and on a server whose
 /// threads share one CPU it preempts a connection's thread for tens of microseconds on this
 /// project's VM: at every millisecond, a dedicated thread spent 5% of its time waiting for its
 /// CPU, enough to make it stop spinning for requests now and then.

@@ -608,8 +608,13 @@ impl ShmReceiver {
     /// producer's counter is read in the loop, so a record is seen within a cache-line transfer
     /// of its publication, and no clock is read.
     /// The turns it took when a record came (or the peer died) within them; `None` when none
-    /// did.
-    fn spin(&self, turns: u32) -> Result<Option<u32>, TransportError> {
+    /// did. The clock is read once, at the first offer of the CPU: `first_yield` then says
+    /// when that was, so a spin the scheduler stretched is not taken for a short one.
+    fn spin(
+        &self,
+        turns: u32,
+        first_yield: &mut Option<Instant>,
+    ) -> Result<Option<u32>, TransportError> {
         let yield_every = spin_turns(YIELD_EVERY).max(1024);
         for turn in 0..turns {
             match self.consumer.has_data() {
@@ -621,6 +626,7 @@ impl ShmReceiver {
                 return Ok(Some(turn));
             }
             if turn % yield_every == yield_every - 1 {
+                first_yield.get_or_insert_with(Instant::now);
                 std::thread::yield_now();
             }
         }
@@ -637,8 +643,8 @@ impl ShmReceiver {
             self.idle = false;
             return Ok(Some(frame));
         }
-        // When a spin ran out: its length and its end, to tell the budget when the frame came.
-        let mut missed: Option<(Duration, Instant)> = None;
+        // When a spin that ran out began, to tell the budget when the frame came.
+        let mut missed: Option<Instant> = None;
         // Spin only while traffic flows: a receiver that last came back empty-handed goes
         // straight to sleep, so an idle connection polled with timeouts costs no CPU.
         if !self.idle
@@ -648,7 +654,8 @@ impl ShmReceiver {
             if !budget.is_zero() {
                 // Timed in turns, not by the clock: two clock reads would cost more than the
                 // quick answer they would time.
-                match self.spin(spin_turns(budget))? {
+                let mut first_yield = None;
+                match self.spin(spin_turns(budget), &mut first_yield)? {
                     Some(turns) => {
                         self.budget.hit(spin_time(turns));
                         // Taken before the deadline is resolved: a frame that came while
@@ -659,7 +666,13 @@ impl ShmReceiver {
                     }
                     None => {
                         self.budget.miss();
-                        missed = Some((budget, Instant::now()));
+                        // From the first offer of the CPU, if it came to one: the spin may
+                        // have waited for its CPU after it, for longer than it spun.
+                        let (at, before) = match first_yield {
+                            Some(at) => (at, spin_time(spin_turns(YIELD_EVERY).max(1024))),
+                            None => (Instant::now(), budget),
+                        };
+                        missed = Some(at.checked_sub(before).unwrap_or(at));
                     }
                 }
             }
@@ -667,8 +680,8 @@ impl ShmReceiver {
         let deadline = deadline.resolve();
         loop {
             if let Some(frame) = self.try_recv(LARGE_FD_WAIT)? {
-                if let Some((spun, ended)) = missed {
-                    self.budget.came_after(spun + ended.elapsed());
+                if let Some(began) = missed {
+                    self.budget.came_after(began.elapsed());
                 }
                 self.idle = false;
                 return Ok(Some(frame));
