@@ -36,8 +36,9 @@ const YIELD_EVERY: Duration = Duration::from_micros(20);
 
 /// How many times a socket's `socket_spin` a caller may spin for its own reply (within its
 /// [`SpinBudget`], which shrinks while spins miss and the reply comes later than the
-/// maximum, and is nothing on an oversubscribed machine): 4, so 200 µs by default. A caller waits for a reply that is coming, where a
-/// receive's own poll (the reader task's, a server's) may wait for nothing. And on a virtual
+/// maximum, and is nothing on an oversubscribed machine): 4, so 200 µs by default. A caller
+/// waits for a reply that is coming, where a receive's own poll (the reader task's, a
+/// server's) may wait for nothing. And on a virtual
 /// machine a reply that misses the caller's spin costs a wake-up on each side: the server's
 /// own poll lapses too before the next request comes, and every later call then misses the
 /// same way. Unpinned on this project's 2-CPU VM, a sequential async `add` against a default

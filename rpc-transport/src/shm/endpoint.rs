@@ -615,7 +615,7 @@ impl ShmReceiver {
         turns: u32,
         first_yield: &mut Option<Instant>,
     ) -> Result<Option<u32>, TransportError> {
-        let yield_every = spin_turns(YIELD_EVERY).max(1024);
+        let yield_every = yield_every_turns();
         for turn in 0..turns {
             match self.consumer.has_data() {
                 Ok(true) => return Ok(Some(turn)),
@@ -669,7 +669,7 @@ impl ShmReceiver {
                         // From the first offer of the CPU, if it came to one: the spin may
                         // have waited for its CPU after it, for longer than it spun.
                         let (at, before) = match first_yield {
-                            Some(at) => (at, spin_time(spin_turns(YIELD_EVERY).max(1024))),
+                            Some(at) => (at, spin_time(yield_every_turns())),
                             None => (Instant::now(), budget),
                         };
                         missed = Some(at.checked_sub(before).unwrap_or(at));
@@ -744,6 +744,11 @@ impl Drop for SpinPermit {
 /// spinner's CPU (it does so to threads that wake each other), where it can answer only once
 /// the spinner lets it run. Alone on its CPU, the spinner goes on at once.
 const YIELD_EVERY: Duration = Duration::from_micros(20);
+
+/// The spin turns between two offers of the CPU: about [`YIELD_EVERY`], at least 1024.
+fn yield_every_turns() -> u32 {
+    spin_turns(YIELD_EVERY).max(1024)
+}
 
 /// How many spin turns take about `budget` on this machine (measured once).
 fn spin_turns(budget: Duration) -> u32 {
