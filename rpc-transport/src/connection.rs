@@ -248,7 +248,8 @@ impl FrameReceiver {
     }
 
     /// This half as one that can be looked at without waiting ([`PollFrames`](crate::PollFrames)),
-    /// on mechanisms where a look costs no system call (shared memory); `None` on the others.
+    /// where its mechanism allows (see [`ReceiveFrames::as_poll`](crate::ReceiveFrames::as_poll));
+    /// `None` on the others.
     pub fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
         self.0.as_poll()
     }

@@ -1,6 +1,7 @@
 //! Receiving without waiting: a task waiting for a reply reads it itself, with no wake-up
 //! between the reply landing and its caller running. A look costs no system call on shared
-//! memory and one non-blocking read on a socket (TCP, Unix). See [`PollFrames`].
+//! memory and one non-blocking read on a socket (TCP, Unix), a pipe or a message queue. See
+//! [`PollFrames`].
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -54,12 +55,15 @@ pub trait PollFrames: Send {
 }
 
 /// The signal a receiver's sleeper waits on: an eventfd the peer writes (shared memory), or a
-/// socket becoming readable. Clones share it.
+/// descriptor becoming readable (a socket, a message queue). Clones share it.
 #[derive(Clone)]
 pub struct Wakeup {
     fd: Arc<AsyncFd<OwnedFd>>,
     /// An eventfd, whose counter a wake-up resets; else a socket, which is left to its reader.
     event: bool,
+    /// A second descriptor whose readability wakes too, left to its reader as well: the
+    /// socket that tells a message queue's peer is gone.
+    watched: Option<Arc<AsyncFd<OwnedFd>>>,
 }
 
 impl std::fmt::Debug for Wakeup {
@@ -73,6 +77,7 @@ impl Wakeup {
         Wakeup {
             fd: event,
             event: true,
+            watched: None,
         }
     }
 
@@ -84,6 +89,20 @@ impl Wakeup {
         Ok(Wakeup {
             fd: Arc::new(fd),
             event: false,
+            watched: None,
+        })
+    }
+
+    /// Waits for `data` (a message queue) to become readable, or `watched` (the socket whose
+    /// end or error says the peer is gone): through duplicates, as [`Wakeup::readable`].
+    pub(crate) fn readable_or(
+        data: BorrowedFd<'_>,
+        watched: BorrowedFd<'_>,
+    ) -> std::io::Result<Wakeup> {
+        let watched = register_readable(watched.try_clone_to_owned()?)?;
+        Ok(Wakeup {
+            watched: Some(Arc::new(watched)),
+            ..Wakeup::readable(data)?
         })
     }
 
@@ -91,13 +110,24 @@ impl Wakeup {
     /// this returns: bytes that come after it signal again, and whoever wakes reads what
     /// came before.
     pub async fn wait(&self) -> Result<(), TransportError> {
-        let mut ready = self.fd.readable().await?;
-        if self.event {
-            drain(ready.get_inner());
+        let Some(watched) = &self.watched else {
+            return wait_on(&self.fd, self.event).await;
+        };
+        tokio::select! {
+            woke = wait_on(&self.fd, self.event) => woke,
+            woke = wait_on(watched, false) => woke,
         }
-        ready.clear_ready();
-        Ok(())
     }
+}
+
+/// Waits for `fd` to become readable and resets its readiness; an `event` fd's counter too.
+async fn wait_on(fd: &AsyncFd<OwnedFd>, event: bool) -> Result<(), TransportError> {
+    let mut ready = fd.readable().await?;
+    if event {
+        drain(ready.get_inner());
+    }
+    ready.clear_ready();
+    Ok(())
 }
 
 /// Registers a descriptor (an eventfd, a socket) with the current tokio runtime, to await its

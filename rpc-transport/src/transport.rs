@@ -216,8 +216,10 @@ pub trait ReceiveFrames: Send + Sync + IntoDynReceive + 'static {
         Box::pin(async move { while let Ok(Some(_)) = self.recv().await {} })
     }
 
-    /// This half as one that can be looked at without waiting, for mechanisms where a look
-    /// costs no system call (shared memory); `None` (the default) for the others.
+    /// This half as one that can be looked at without waiting, so an async caller may read its
+    /// own reply (shared memory, where a look costs no system call; sockets, pipes, FIFOs and a
+    /// POSIX message queue client's, where it costs one non-blocking read); `None` (the
+    /// default) for the others.
     fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
         None
     }

@@ -38,10 +38,9 @@ const YIELD_EVERY: Duration = Duration::from_micros(20);
 /// [`SpinBudget`], which shrinks while spins miss and the reply comes later than the
 /// maximum, and is nothing on an oversubscribed machine): 4, so 200 µs by default. A caller
 /// waits for a reply that is coming, where a receive's own poll (the reader task's, a
-/// server's) may wait for nothing. And on a virtual
-/// machine a reply that misses the caller's spin costs a wake-up on each side: the server's
-/// own poll lapses too before the next request comes, and every later call then misses the
-/// same way. Unpinned on this project's 2-CPU VM, a sequential async `add` against a default
+/// server's) may wait for nothing. And on a virtual machine a reply that misses the caller's
+/// spin costs a wake-up on each side: the server's own poll lapses too before the next
+/// request comes, and every later call then misses the same way. Unpinned on this project's 2-CPU VM, a sequential async `add` against a default
 /// server, alternated three times: over TCP p50 51-71 µs with a 50 µs spin, 29-31 µs with
 /// 200 µs (100 µs: 31-46; 400 µs: 29-34).
 const SOCKET_REPLY_SPIN: u32 = 4;
@@ -240,6 +239,11 @@ impl Direct {
             at => Some(self.created + Duration::from_nanos(at)),
         }
     }
+
+    /// The callers' shared spin budget (a poisoned lock still holds a usable budget).
+    fn budget(&self) -> std::sync::MutexGuard<'_, SpinBudget> {
+        self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Whether this process may run on more than one CPU (its affinity, its cgroup's quota), as
@@ -297,7 +301,7 @@ impl<'a> Turn<'a> {
             if frames > 0 {
                 direct.heard_now();
                 if let Ok(answer) = reply.try_recv() {
-                    self.budget().hit(waited);
+                    self.direct.budget().hit(waited);
                     return Ok(answer);
                 }
             }
@@ -318,7 +322,7 @@ impl<'a> Turn<'a> {
             let began = *started.get_or_insert(now);
             waited = now - began;
             if waited >= self.spin {
-                self.budget().miss();
+                self.direct.budget().miss();
                 return Err(Some(Late { direct, began }));
             }
             if current_thread || now - *yielded.get_or_insert(now) >= YIELD_EVERY {
@@ -326,10 +330,6 @@ impl<'a> Turn<'a> {
                 yielded = Some(Instant::now());
             }
         }
-    }
-
-    fn budget(&self) -> std::sync::MutexGuard<'_, SpinBudget> {
-        self.direct.budget.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -344,9 +344,7 @@ impl Late<'_> {
     /// The reply has come now: the budget learns how long it took
     /// ([`SpinBudget::came_after`]).
     pub(super) fn came(self) {
-        let waited = self.began.elapsed();
-        let mut budget = self.direct.budget.lock().unwrap_or_else(|p| p.into_inner());
-        budget.came_after(waited);
+        self.direct.budget().came_after(self.began.elapsed());
     }
 }
 

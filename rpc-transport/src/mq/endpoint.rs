@@ -21,6 +21,9 @@ use crate::TransportConfig;
 use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
+use crate::poll::PollFrames;
+
+mod direct;
 
 /// How long a closing sender keeps trying to finish its last frame and say goodbye when the
 /// peer's queue is full.
@@ -464,6 +467,15 @@ impl MqReceiver {
         match &self.0 {
             Inbox::Queue(q) => q.link.is_dead() || q.link.hung_up(),
             Inbox::Routed(r) => r.peer_gone(),
+        }
+    }
+
+    /// A client's receiver may be looked at without waiting (see `direct.rs`); a server's,
+    /// fed by the routing task, not.
+    pub(crate) fn as_poll(&mut self) -> Option<&mut dyn PollFrames> {
+        match &mut self.0 {
+            Inbox::Queue(q) => Some(q),
+            Inbox::Routed(_) => None,
         }
     }
 

@@ -330,13 +330,9 @@ pub(crate) async fn retry_async<T>(
             Ok(value) => return Ok(value),
         }
         if link.is_dead() {
-            // What the peer sent before it went (a last reply, its end) is in the queue once
-            // it is known gone, though the look above may have come just before: look again.
-            return match op(queue.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Stopped::Gone),
-                Err(e) => Err(Stopped::Failed(e)),
-                Ok(value) => Ok(value),
-            };
+            return last_look(|| op(queue.get_ref()))
+                .map_err(Stopped::Failed)?
+                .ok_or(Stopped::Gone);
         }
         if !spin.is_zero() {
             let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
@@ -359,6 +355,17 @@ pub(crate) async fn retry_async<T>(
     }
 }
 
+/// One more look once the peer is known gone: what it sent before it went (a last reply, its
+/// end) is in the queue by then, though the look before may have come just before it. `None`
+/// when the queue is empty.
+fn last_look<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<Option<T>> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+        Ok(value) => Ok(Some(value)),
+    }
+}
+
 /// The blocking form of [`retry_async`]: busy-polls for `spin`, then `poll(2)`s the queue (for
 /// `events`) and the socket until `deadline`.
 pub(crate) fn retry_blocking<T>(
@@ -378,12 +385,7 @@ pub(crate) fn retry_blocking<T>(
             Ok(value) => return Ok(value),
         }
         if link.is_dead() {
-            // As in `retry_async`: one more look now that the peer is known gone.
-            return match op(queue) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(TransportError::Closed),
-                Err(e) => Err(TransportError::Io(e)),
-                Ok(value) => Ok(value),
-            };
+            return last_look(|| op(queue))?.ok_or(TransportError::Closed);
         }
         if !spin.is_zero() {
             let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));

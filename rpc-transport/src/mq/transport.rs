@@ -117,6 +117,10 @@ impl ReceiveFrames for MqReceiver {
     fn drain(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(MqReceiver::drain(self))
     }
+
+    fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
+        MqReceiver::as_poll(self)
+    }
 }
 
 impl BlockingSendFrames for MqSender {
