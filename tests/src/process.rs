@@ -55,6 +55,8 @@ impl ProbeProcess {
     pub fn serve_fresh(scheme: &str, dir: &crate::TempDir) -> (ProbeProcess, String) {
         let asked = match scheme {
             "tcp" => "tcp://127.0.0.1:0".to_owned(),
+            // A queue's name is flat: no directory to put it in.
+            "mq" => format!("mq://{}", crate::unique_name("direct")),
             _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
         };
         let process = ProbeProcess::spawn(&[&asked]);

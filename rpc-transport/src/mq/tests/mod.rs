@@ -1,5 +1,6 @@
 //! Tests on real queues and sockets; `credit.rs` has those of the credit window,
-//! `byte_credit.rs` those of its bytes and of frame limits, `lifecycle.rs` those of tokens, a
+//! `byte_credit.rs` those of its bytes and of frame limits, `direct.rs` those of looking at a
+//! reply queue without waiting, `lifecycle.rs` those of tokens, a
 //! hung server and queues let go of.
 //!
 //! Budget: each test that makes queues runs under a uid of its own when we are root
@@ -10,6 +11,7 @@
 
 mod byte_credit;
 mod credit;
+mod direct;
 mod lifecycle;
 mod own_uid;
 
