@@ -50,13 +50,13 @@ impl ProbeProcess {
         process
     }
 
-    /// A server on a fresh address of `scheme` (TCP on a port the system picks, others under
-    /// `dir`), and the address it listens on.
+    /// A server on a fresh address of `scheme` (TCP on a port the system picks, queues by a
+    /// fresh name, others under `dir`), and the address it listens on.
     pub fn serve_fresh(scheme: &str, dir: &crate::TempDir) -> (ProbeProcess, String) {
         let asked = match scheme {
             "tcp" => "tcp://127.0.0.1:0".to_owned(),
             // A queue's name is flat: no directory to put it in.
-            "mq" => format!("mq://{}", crate::unique_name("direct")),
+            "mq" | "sysv-mq" => format!("{scheme}://{}", crate::unique_name("direct")),
             _ => format!("{scheme}://{}/direct.sock", dir.0.display()),
         };
         let process = ProbeProcess::spawn(&[&asked]);

@@ -1,8 +1,8 @@
 //! The async client reading its own replies (`rpc-core/src/client/direct.rs`) over shared
-//! memory, Unix sockets, TCP, FIFOs and POSIX message queues: on the default multi-threaded runtime, against a server in
-//! another process, callers that spin on the connection and a reader task that sleeps share
-//! one connection. Every reply must reach its own caller, whoever reads it, and a server that
-//! dies or slows down must not strand one.
+//! memory, Unix sockets, TCP, FIFOs and both kinds of message queue: on the default
+//! multi-threaded runtime, against a server in another process, callers that spin on the
+//! connection and a reader task that sleeps share one connection. Every reply must reach its
+//! own caller, whoever reads it, and a server that dies or slows down must not strand one.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use rpc_tests::{ProbeClient, ProbeProcess as Process, TempDir};
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// The transports whose callers read their own replies.
-const SCHEMES: [&str; 5] = ["shm", "unix", "tcp", "fifo", "mq"];
+const SCHEMES: [&str; 6] = ["shm", "unix", "tcp", "fifo", "mq", "sysv-mq"];
 
 /// As `#[tokio::main]` builds it.
 fn default_runtime() -> tokio::runtime::Runtime {

@@ -32,7 +32,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// How soon a call must fail once its connection is gone.
 const PROMPT: Duration = Duration::from_secs(5);
 /// Every transport whose callers read their own replies.
-const SCHEMES: [&str; 4] = ["shm", "unix", "tcp", "mq"];
+const SCHEMES: [&str; 5] = ["shm", "unix", "tcp", "mq", "sysv-mq"];
 /// The socket transports (the hostile server speaks length-prefixed frames).
 const SOCKETS: [&str; 2] = ["unix", "tcp"];
 

@@ -1,6 +1,7 @@
 //! Reading replies on the caller's own task, on transports that can be looked at without
-//! waiting (shared memory, where a look costs no system call; TCP and Unix sockets, where it
-//! costs one non-blocking read; see [`rpc_transport::PollFrames`]).
+//! waiting (shared memory, where a look costs no system call; TCP and Unix sockets, pipes,
+//! FIFOs and message queues, where it costs one non-blocking read; see
+//! [`rpc_transport::PollFrames`]).
 //!
 //! Through a reader task, a reply reaches its caller by two wake-ups: the reader's, then the
 //! caller's, and on a multi-threaded runtime the second crosses threads (a `#[tokio::main]`

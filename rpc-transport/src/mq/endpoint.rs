@@ -393,6 +393,8 @@ struct QueueInbox {
     buf: Vec<u8>,
     spin: Duration,
     ended: Option<Ended>,
+    /// How often `PollFrames::peer_gone` was asked (see `direct.rs`).
+    gone_asked: std::sync::atomic::AtomicU32,
 }
 
 impl MqReceiver {
@@ -416,6 +418,7 @@ impl MqReceiver {
             limit: config.max_frame_size,
             spin: config.socket_spin,
             ended: None,
+            gone_asked: Default::default(),
         })))
     }
 
@@ -512,7 +515,7 @@ impl QueueInbox {
     }
 
     /// The server is gone and its queue drained.
-    fn peer_gone(&mut self) -> Result<Option<Frame>, TransportError> {
+    fn vanished(&mut self) -> Result<Option<Frame>, TransportError> {
         if self.reassembler.in_progress() {
             self.end(Err(TransportError::Malformed(
                 "the server vanished in the middle of a frame".into(),
@@ -551,7 +554,7 @@ impl QueueInbox {
                         return result;
                     }
                 }
-                Err(Stopped::Gone) => return self.peer_gone(),
+                Err(Stopped::Gone) => return self.vanished(),
                 Err(Stopped::Failed(e)) => return self.end(Err(TransportError::Io(e))),
             }
         }
@@ -578,7 +581,7 @@ impl QueueInbox {
                         return result;
                     }
                 }
-                Err(TransportError::Closed) => return self.peer_gone(),
+                Err(TransportError::Closed) => return self.vanished(),
                 Err(TransportError::TimedOut) => return Err(TransportError::TimedOut),
                 Err(error) => return self.end(Err(error)),
             }

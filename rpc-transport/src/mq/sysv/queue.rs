@@ -268,6 +268,11 @@ impl Queue {
         })
     }
 
+    /// How many messages wait in the queue (`IPC_STAT`).
+    pub(super) fn waiting(&self) -> Result<u64, Errno> {
+        Ok(sys::stat(self.id)?.msg_qnum)
+    }
+
     /// Receives the next message into `buf`: `Ok(false)` if `nowait` and the queue is empty.
     pub(super) fn receive(&self, buf: &mut MsgBuf, nowait: bool) -> Result<bool, Stopped> {
         match sys::receive(self.id, buf, nowait) {

@@ -16,10 +16,12 @@
 //! removed under us (the peer gave up its last frame). Then the queue is removed (we are its
 //! reader), which also ends the waker thread, as does dropping the receiver.
 
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use super::super::wire::{self, Event, Reassembler};
@@ -29,6 +31,8 @@ use super::sys::{self, MsgBuf};
 use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::frame::Frame;
+
+mod direct;
 
 /// How the connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,9 @@ struct Waker {
     woken_cv: Condvar,
     /// An async receive waits to be woken.
     notify: Notify,
+    /// An eventfd written at each wake-up, once a task sleeps without the receiver (see
+    /// `direct.rs`).
+    signal: std::sync::OnceLock<Arc<AsyncFd<OwnedFd>>>,
 }
 
 impl Waker {
@@ -87,6 +94,9 @@ impl Waker {
         }
         drop(state);
         self.notify.notify_one();
+        if let Some(signal) = self.signal.get() {
+            let _ = nix::unistd::write(signal.get_ref(), &1u64.to_ne_bytes());
+        }
     }
 
     /// Sleeps until woken, interrupted (`TimedOut`) or `give_up` (`TimedOut`).

@@ -118,6 +118,11 @@ impl ReceiveFrames for SysvReceiver {
     fn drain(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(SysvReceiver::drain(self))
     }
+
+    /// A caller may read its reply itself (see `reader/direct.rs`).
+    fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
+        Some(self)
+    }
 }
 
 impl BlockingSendFrames for SysvSender {

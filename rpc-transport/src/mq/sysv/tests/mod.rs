@@ -1,9 +1,10 @@
-//! Tests on real System V queues and sockets; `lifecycle.rs` has those of peers that go and
-//! of the queues they leave. System V queues count against no per-user budget, only the
-//! system's number of queues (`kernel.msgmni`, 32,000 by default): each test makes a few
-//! pairs, so they run in parallel.
+//! Tests on real System V queues and sockets; `direct.rs` has those of looking at a receiver
+//! without waiting, `lifecycle.rs` those of peers that go and of the queues they leave.
+//! System V queues count against no per-user budget, only the system's number of queues
+//! (`kernel.msgmni`, 32,000 by default): each test makes a few pairs, so they run in parallel.
 
 mod attacks;
+mod direct;
 mod lifecycle;
 
 use std::time::Duration;

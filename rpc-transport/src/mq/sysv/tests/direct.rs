@@ -1,0 +1,74 @@
+//! A `sysv-mq` receiver looked at without waiting (`reader/direct.rs`): what an async caller
+//! reading its own reply relies on.
+
+use super::{address, bounded, link_of, pair, pattern};
+use crate::{Frame, Listener, TransportConfig};
+
+/// Looks find nothing, then a frame of many messages once all of it came; the wake-up (the
+/// waker thread's eventfd) fires for a frame and for the server's end; a frame the server
+/// sent before it went is read before the end is reported, and the end is seen by a look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_is_looked_at_and_woken_for_frames_and_the_end() {
+    let address = address("direct");
+    let listener = Listener::bind(&address, &TransportConfig::default())
+        .await
+        .unwrap();
+    let (client, server) = pair(&listener, &address).await;
+    let (_tx, mut rx, _) = client.split();
+    let (server_tx, server_rx, _) = server.split();
+
+    let poll = rx.as_poll().expect("a sysv-mq receiver can be looked at");
+    assert_eq!(poll.try_recv().unwrap(), None);
+    let wakeup = poll.wakeup().unwrap();
+    assert!(poll.announce_sleep().unwrap(), "nothing here: sleep");
+    assert!(!poll.peer_gone());
+
+    let big = pattern(100_000, 5);
+    let sending = tokio::spawn({
+        let big = big.clone();
+        async move {
+            let mut server_tx = server_tx;
+            server_tx.send(big).await.unwrap();
+            server_tx
+        }
+    });
+    bounded("the wake-up for a frame", wakeup.wait())
+        .await
+        .unwrap();
+    let got = bounded("the whole frame", async {
+        loop {
+            if let Some(frame) = rx.as_poll().unwrap().try_recv().unwrap() {
+                return frame;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(got, big);
+    let mut server_tx = bounded("the send", sending).await.unwrap();
+
+    // A last frame, then the server goes without a goodbye, as its death would.
+    server_tx.send(Frame::from_payload(b"last")).await.unwrap();
+    let link = link_of(&server_tx);
+    std::mem::forget(server_tx);
+    std::mem::forget(server_rx);
+    drop(listener);
+    link.die_for_tests();
+    let poll = rx.as_poll().unwrap();
+    assert!(!poll.announce_sleep().unwrap(), "a frame waits");
+    assert!(!poll.peer_gone());
+    assert_eq!(poll.try_recv().unwrap(), Some(Frame::from_payload(b"last")));
+    // The end wakes a sleeper, and the next look finds it.
+    bounded("the end seen", async {
+        loop {
+            if poll.try_recv().unwrap().is_none() && poll.peer_gone() {
+                return;
+            }
+            if poll.announce_sleep().unwrap() {
+                wakeup.wait().await.unwrap();
+            }
+        }
+    })
+    .await;
+    assert!(matches!(poll.try_recv(), Ok(None)));
+}
