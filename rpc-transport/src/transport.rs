@@ -217,9 +217,9 @@ pub trait ReceiveFrames: Send + Sync + IntoDynReceive + 'static {
     }
 
     /// This half as one that can be looked at without waiting, so an async caller may read its
-    /// own reply (shared memory, where a look costs no system call; sockets, pipes, FIFOs and a
-    /// POSIX message queue client's, where it costs one non-blocking read); `None` (the
-    /// default) for the others.
+    /// own reply (shared memory, where a look costs no system call; sockets, pipes, FIFOs and
+    /// message queues, where it costs one non-blocking read); `None` (the default) for the
+    /// others.
     fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
         None
     }

@@ -64,12 +64,18 @@ impl PollFrames for QueueInbox {
     /// Nothing to ask of the peer: the kernel makes the queue readable when a message comes.
     /// But a message already there may have spent its readiness on a wake-up someone else
     /// took, so the queue is asked first: anything there is not slept on. The socket is read
-    /// too, so [`peer_gone`](PollFrames::peer_gone) after this knows whether the peer is gone.
+    /// too, so [`peer_gone`](PollFrames::peer_gone) after this knows whether the peer is gone;
+    /// gone in the middle of a frame, that frame cut short is the error.
     fn announce_sleep(&mut self) -> Result<bool, TransportError> {
         if self.ended.is_some() {
             return Ok(false);
         }
-        self.link.peer_gone_now();
+        if self.link.peer_gone_now()
+            && self.reassembler.in_progress()
+            && self.gone_and_drained(false)
+        {
+            return self.vanished().map(|_| false);
+        }
         Ok(self.queue.waiting()? == 0)
     }
 

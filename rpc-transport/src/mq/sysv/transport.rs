@@ -119,7 +119,8 @@ impl ReceiveFrames for SysvReceiver {
         Box::pin(SysvReceiver::drain(self))
     }
 
-    /// A caller may read its reply itself (see `reader/direct.rs`).
+    /// A caller may read its reply itself (see `reader/direct.rs`). Either side's receiver
+    /// allows it; only clients do it.
     fn as_poll(&mut self) -> Option<&mut dyn crate::PollFrames> {
         Some(self)
     }

@@ -1,6 +1,8 @@
 //! A client's reply queue looked at without waiting (`endpoint/direct.rs`): what an async
 //! caller reading its own reply relies on.
 
+use std::time::Duration;
+
 use super::super::wire::Outgoing;
 use super::{address, bounded, link_of, pair, pattern, server_queue_of, setup, token_of};
 use crate::{Frame, Listener, TransportConfig, TransportError};
@@ -70,14 +72,20 @@ async fn a_reply_queue_is_looked_at_and_woken_for_frames_and_the_end() {
     assert_eq!(got, big);
     let mut server_tx = bounded("the send", sending).await.unwrap();
 
-    // The server sends a last frame and goes without a goodbye (its socket shut, as its death
-    // would): the frame is there before the end is.
+    // Readiness the big frame's messages left is spent; a sleeper then wakes for the next.
+    let poll = rx.as_poll().unwrap();
+    assert!(poll.announce_sleep().unwrap());
+    let _ = tokio::time::timeout(Duration::from_millis(50), wakeup.wait()).await;
     server_tx.send(Frame::from_payload(b"last")).await.unwrap();
+    bounded("the wake-up for the last frame", wakeup.wait())
+        .await
+        .unwrap();
+
+    // The server goes without a goodbye (its socket shut, as its death would): the frame it
+    // sent before is read before the end is reported.
     let link = link_of(&server_tx);
     std::mem::forget(server_tx);
     link.shutdown_for_tests();
-    let poll = rx.as_poll().unwrap();
-    bounded("a wake-up", wakeup.wait()).await.unwrap();
     assert!(!poll.announce_sleep().unwrap(), "a frame waits");
     assert!(!poll.peer_gone(), "gone, but its last frame is unread");
     assert_eq!(poll.try_recv().unwrap(), Some(Frame::from_payload(b"last")));

@@ -40,14 +40,19 @@ impl PollFrames for SysvReceiver {
         if self.ended.is_some() || self.link.rx().waiting().map_or(true, |n| n > 0) {
             return Ok(false);
         }
-        self.waker.lock().woken = false;
+        let mut state = self.waker.lock();
+        state.woken = false;
+        state.held = false;
+        drop(state);
         self.waker.arm();
         Ok(true)
     }
 
-    /// The waker thread may already wait in the kernel: it wakes the sleeper once more at
-    /// the next message, which then finds nothing and sleeps again.
-    fn end_sleep(&mut self) {}
+    /// The waker thread may already wait in the kernel, and still wakes at the next message,
+    /// but writes no eventfd for it: the task holding the receiver reads it.
+    fn end_sleep(&mut self) {
+        self.waker.lock().held = true;
+    }
 
     fn wakeup(&mut self) -> Result<Wakeup, TransportError> {
         if let Some(signal) = self.waker.signal.get() {

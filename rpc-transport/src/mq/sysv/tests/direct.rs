@@ -1,12 +1,14 @@
 //! A `sysv-mq` receiver looked at without waiting (`reader/direct.rs`): what an async caller
 //! reading its own reply relies on.
 
+use std::time::Duration;
+
 use super::{address, bounded, link_of, pair, pattern};
 use crate::{Frame, Listener, TransportConfig};
 
 /// Looks find nothing, then a frame of many messages once all of it came; the wake-up (the
-/// waker thread's eventfd) fires for a frame and for the server's end; a frame the server
-/// sent before it went is read before the end is reported, and the end is seen by a look.
+/// waker thread's eventfd) fires for a frame and for the server's end, and the end is then
+/// seen by a look.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_is_looked_at_and_woken_for_frames_and_the_end() {
     let address = address("direct");
@@ -47,28 +49,51 @@ async fn a_receiver_is_looked_at_and_woken_for_frames_and_the_end() {
     assert_eq!(got, big);
     let mut server_tx = bounded("the send", sending).await.unwrap();
 
-    // A last frame, then the server goes without a goodbye, as its death would.
+    // While a task holds the receiver (its sleep withdrawn), a frame it reads itself writes
+    // no signal; announced again, the next frame does.
+    let poll = rx.as_poll().unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(50), wakeup.wait()).await;
+    assert!(poll.announce_sleep().unwrap());
+    poll.end_sleep();
+    server_tx.send(Frame::from_payload(b"held")).await.unwrap();
+    let held = bounded("the frame read while held", async {
+        loop {
+            if let Some(frame) = poll.try_recv().unwrap() {
+                return frame;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(held, Frame::from_payload(b"held"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), wakeup.wait())
+            .await
+            .is_err(),
+        "no signal for a frame read while held"
+    );
+    assert!(poll.announce_sleep().unwrap());
     server_tx.send(Frame::from_payload(b"last")).await.unwrap();
+    bounded("the wake-up for the last frame", wakeup.wait())
+        .await
+        .unwrap();
+    assert_eq!(poll.try_recv().unwrap(), Some(Frame::from_payload(b"last")));
+
+    // Asleep with nothing to read, the server goes without a goodbye, as its death would:
+    // the sleeper wakes, and the next look finds the end.
+    assert!(poll.announce_sleep().unwrap(), "nothing here: sleep");
     let link = link_of(&server_tx);
     std::mem::forget(server_tx);
     std::mem::forget(server_rx);
     drop(listener);
     link.die_for_tests();
-    let poll = rx.as_poll().unwrap();
-    assert!(!poll.announce_sleep().unwrap(), "a frame waits");
-    assert!(!poll.peer_gone());
-    assert_eq!(poll.try_recv().unwrap(), Some(Frame::from_payload(b"last")));
-    // The end wakes a sleeper, and the next look finds it.
+    bounded("the wake-up for the end", wakeup.wait())
+        .await
+        .unwrap();
     bounded("the end seen", async {
-        loop {
-            if poll.try_recv().unwrap().is_none() && poll.peer_gone() {
-                return;
-            }
-            if poll.announce_sleep().unwrap() {
-                wakeup.wait().await.unwrap();
-            }
+        while !(poll.try_recv().unwrap().is_none() && poll.peer_gone()) {
+            tokio::task::yield_now().await;
         }
     })
     .await;
-    assert!(matches!(poll.try_recv(), Ok(None)));
 }
