@@ -55,9 +55,6 @@ struct State {
     interrupted: bool,
     /// The receiver is gone: the thread ends.
     closed: bool,
-    /// A task holds the receiver and reads it itself (`PollFrames::end_sleep`): a wake-up
-    /// then writes no eventfd, until a sleep is announced again.
-    held: bool,
 }
 
 /// What the receiver and its waker thread share.
@@ -95,10 +92,9 @@ impl Waker {
         if state.sleeping {
             self.woken_cv.notify_all();
         }
-        let held = state.held;
         drop(state);
         self.notify.notify_one();
-        if let Some(signal) = self.signal.get().filter(|_| !held) {
+        if let Some(signal) = self.signal.get() {
             let _ = nix::unistd::write(signal.get_ref(), &1u64.to_ne_bytes());
         }
     }

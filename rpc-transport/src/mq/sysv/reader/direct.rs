@@ -40,19 +40,17 @@ impl PollFrames for SysvReceiver {
         if self.ended.is_some() || self.link.rx().waiting().map_or(true, |n| n > 0) {
             return Ok(false);
         }
-        let mut state = self.waker.lock();
-        state.woken = false;
-        state.held = false;
-        drop(state);
+        self.waker.lock().woken = false;
         self.waker.arm();
         Ok(true)
     }
 
-    /// The waker thread may already wait in the kernel, and still wakes at the next message,
-    /// but writes no eventfd for it: the task holding the receiver reads it.
-    fn end_sleep(&mut self) {
-        self.waker.lock().held = true;
-    }
+    /// The waker thread may already wait in the kernel: it wakes the sleeper once more at
+    /// the next message, which then finds nothing and sleeps again. (Withholding that signal
+    /// while a caller holds the receiver measured slower: `rpc-bench --quick --pin none
+    /// --only sysv-mq`, alternated five times, async median 12-302 µs with it against 12-22
+    /// without.)
+    fn end_sleep(&mut self) {}
 
     fn wakeup(&mut self) -> Result<Wakeup, TransportError> {
         if let Some(signal) = self.waker.signal.get() {
