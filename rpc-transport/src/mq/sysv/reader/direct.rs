@@ -48,8 +48,8 @@ impl PollFrames for SysvReceiver {
     /// The waker thread may already wait in the kernel: it wakes the sleeper once more at
     /// the next message, which then finds nothing and sleeps again. (Withholding that signal
     /// while a caller holds the receiver measured no better: `rpc-bench --quick --pin none
-    /// --only sysv-mq`, alternated five times, async median 12-302 µs with it, three runs
-    /// above 80, against 12-22 without.)
+    /// --only sysv-mq`, async median 12-302 µs in five runs with it, three of them in the slow
+    /// mode above 80 µs; 12-330 µs in sixteen runs without, four of them slow.)
     fn end_sleep(&mut self) {}
 
     fn wakeup(&mut self) -> Result<Wakeup, TransportError> {
