@@ -673,9 +673,40 @@ fn client_settings_with_a_foreign_key_are_refused_at_build() {
 
 /// A herd of real clients arriving at once, more than the listener's 1024 handshake slots,
 /// all get through: none is dropped to make room for another real one.
+///
+/// The listener lets a handshake give way once it has been silent for a second or run for
+/// three (`SILENT_AGE`, `STALLED_AGE` in `rpc-transport/src/tls/accept.rs`), by design. The
+/// herd takes about half a second here; on a machine so loaded that it took a second or more,
+/// a member may have been evicted by that rule, so such an attempt is made again (at most
+/// three). A failure within the second is always a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_real_clients_all_get_through() {
     let _heavy = heavy().await;
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        let failed = herd_of_real_clients().await;
+        let took = started.elapsed();
+        if failed.is_empty() {
+            return;
+        }
+        assert!(
+            took >= Duration::from_secs(1) && attempt < 3,
+            "{} of {HERD} failed in {took:?} (attempt {attempt}): {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+        eprintln!(
+            "the herd took {took:?} (a loaded machine): {} evicted; again",
+            failed.len()
+        );
+    }
+}
+
+/// Clients in a herd of real clients (see above).
+const HERD: usize = 1200;
+
+/// Runs [`HERD`] real clients against one listener at once; the errors of those that failed.
+async fn herd_of_real_clients() -> Vec<String> {
     let pki = TestPki::new();
     let server_config = TransportConfig::default().with_setting(pki.server_settings());
     let listener = Listener::bind(&"tls://127.0.0.1:0".parse().unwrap(), &server_config)
@@ -689,9 +720,8 @@ async fn a_herd_of_real_clients_all_get_through() {
         }
     });
     let client_config = TransportConfig::default().with_setting(pki.client_settings());
-    let herd = 1200;
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..herd {
+    for _ in 0..HERD {
         let (address, config) = (address.clone(), client_config.clone());
         tasks.spawn(async move {
             let mut connection = rpc_core::transport::connect(&address, &config).await?;
@@ -699,17 +729,11 @@ async fn a_herd_of_real_clients_all_get_through() {
         });
     }
     let results = bounded(LIMIT, "the herd", tasks.join_all()).await;
-    let failed: Vec<String> = results
+    accepting.abort();
+    results
         .iter()
         .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {herd} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
-    );
-    accepting.abort();
+        .collect()
 }
 
 /// The blocking client over TLS keeps a call's deadline against a handler that never
