@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::super::wire::Outgoing;
-use super::{address, bounded, link_of, pair, pattern, server_queue_of, setup, token_of};
+use super::{
+    address, bounded, link_of, look_until_frame, pair, pattern, server_queue_of, setup, token_of,
+};
 use crate::{Frame, Listener, TransportConfig, TransportError};
 
 /// Looks find nothing, then a frame of many messages once all of it came; the wake-up fires
@@ -60,16 +62,7 @@ async fn a_reply_queue_is_looked_at_and_woken_for_frames_and_the_end() {
         .await
         .unwrap()
         .unwrap();
-    let got = bounded("the whole frame", async {
-        loop {
-            if let Some(frame) = rx.as_poll().unwrap().try_recv().unwrap() {
-                return frame;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert_eq!(got, big);
+    assert_eq!(look_until_frame(&mut rx).await, big);
     let mut server_tx = bounded("the send", sending).await.unwrap();
 
     // Readiness the big frame's messages left is spent; a sleeper then wakes for the next.

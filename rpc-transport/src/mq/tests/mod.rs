@@ -97,6 +97,21 @@ pub(in crate::mq) async fn bounded<T>(what: &str, f: impl std::future::Future<Ou
         .unwrap_or_else(|_| panic!("{what} took over {LIMIT:?}"))
 }
 
+/// Looks at `rx` without waiting (its `PollFrames`), yielding in between, until a frame is
+/// whole; bounded.
+pub(in crate::mq) async fn look_until_frame(rx: &mut crate::FrameReceiver) -> Frame {
+    bounded("a whole frame", async {
+        loop {
+            let poll = rx.as_poll().expect("a receiver that can be looked at");
+            if let Some(frame) = poll.try_recv().unwrap() {
+                return frame;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
 /// Binds `address` once the listener just dropped there has let go of its name: a child that
 /// another test forks at that moment holds a copy of its socket until it execs (close-on-exec),
 /// so the name may stay taken for a moment; retried for up to a second.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{address, bounded, link_of, pair, pattern};
+use super::{address, bounded, link_of, look_until_frame, pair, pattern};
 use crate::{Frame, Listener, TransportConfig};
 
 /// Looks find nothing, then a frame of many messages once all of it came; the wake-up (the
@@ -37,16 +37,7 @@ async fn a_receiver_is_looked_at_and_woken_for_frames_and_the_end() {
     bounded("the wake-up for a frame", wakeup.wait())
         .await
         .unwrap();
-    let got = bounded("the whole frame", async {
-        loop {
-            if let Some(frame) = rx.as_poll().unwrap().try_recv().unwrap() {
-                return frame;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert_eq!(got, big);
+    assert_eq!(look_until_frame(&mut rx).await, big);
     let mut server_tx = bounded("the send", sending).await.unwrap();
 
     // Readiness the big frame's messages left is spent; a sleeper then wakes for the next.

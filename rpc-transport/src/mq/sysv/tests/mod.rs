@@ -10,7 +10,7 @@ mod lifecycle;
 use std::time::Duration;
 
 pub(super) use crate::mq::tests::{
-    LIMIT, bind_once_free, bounded, eight_clients_interleave, pair, pattern,
+    LIMIT, bind_once_free, bounded, eight_clients_interleave, look_until_frame, pair, pattern,
 };
 use crate::{
     Address, Deadline, Frame, Listener, TransportConfig, TransportError, connect, connect_blocking,
