@@ -357,7 +357,8 @@ impl BlockingClient {
             timeout,
             &self.shared.connected,
         );
-        let _entered = scope.span.enter();
+        // A span nobody records is not worth entering (as the async client does not).
+        let _entered = (!scope.span.is_disabled()).then(|| scope.span.enter());
         scope.finish(self.call_in(&scope, method, args))
     }
 
@@ -381,7 +382,7 @@ impl BlockingClient {
         }
         let call_id = io.next_call_id;
         io.next_call_id += 1;
-        scope.span.record("call_id", call_id);
+        crate::telemetry::record_call_id(&scope.span, call_id);
         let request = protocol::request(
             method,
             call_id,

@@ -414,7 +414,7 @@ impl Client {
         args: &'a A,
     ) -> Result<(u64, crate::wire::Message<'a, A>), RpcError> {
         let call_id = shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        scope.span.record("call_id", call_id);
+        crate::telemetry::record_call_id(&scope.span, call_id);
         let request = protocol::request(
             method,
             call_id,

@@ -24,7 +24,8 @@ mod tests;
 pub(crate) use ambient::Ambient;
 pub(crate) use served::Served;
 pub(crate) use spans::{
-    Link, client_failed, client_span, record_client_trace, server_failed, server_span,
+    Link, client_failed, client_span, record_call_id, record_client_trace, server_failed,
+    server_span,
 };
 pub use traceparent::{TraceParent, TraceParentError};
 

@@ -40,7 +40,7 @@ pub(crate) fn client_span(schema: &ServiceSchema, method: u32, link: Link<'_>) -
         CALL_SPAN_LEVEL,
         "rpc.client",
         service = %schema.name,
-        method = %schema.method_name(method),
+        method = %MethodLabel(schema, method),
         call_id = Empty,
         transport = link.transport,
         peer = ?link.peer,
@@ -48,6 +48,28 @@ pub(crate) fn client_span(schema: &ServiceSchema, method: u32, link: Link<'_>) -
         span_id = Empty,
         parent_span_id = Empty,
     )
+}
+
+/// A method's wire name (`#id` when the schema has none), formatted only if a span is built
+/// or logged: a call made where nobody records its span allocates nothing for the name.
+struct MethodLabel<'a>(&'a ServiceSchema, u32);
+
+impl std::fmt::Display for MethodLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.method(self.1) {
+            Some(method) => f.write_str(&method.name),
+            None => write!(f, "#{}", self.1),
+        }
+    }
+}
+
+/// Records a call's id in its client span, if anyone records the span.
+pub(crate) fn record_call_id(span: &Span, call_id: u64) {
+    // A disabled span would still hand the value to `tracing`'s `log` bridge (when some crate
+    // enables it) for nothing: about as much work as the rest of a shared-memory call's span.
+    if !span.is_disabled() {
+        span.record("call_id", call_id);
+    }
 }
 
 /// Records a client span's trace: `trace` carries its span id, `parent` the span of the
