@@ -28,7 +28,9 @@ struct Queue {
 /// A connection's sending half, shared.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
-    sender: tokio::sync::Mutex<FrameSender>,
+    /// `None` once [`release`](Self::release)d: the connection ended and its transport is
+    /// given back.
+    sender: tokio::sync::Mutex<Option<FrameSender>>,
     limit: usize,
     in_place: bool,
     /// Bytes queued frames may hold (none: unbounded, for a client's own requests).
@@ -73,7 +75,7 @@ impl Outbox {
             limit: sender.max_frame_size(),
             in_place: sender.writes_in_place(),
             queue: Mutex::new(Queue::default()),
-            sender: tokio::sync::Mutex::new(sender),
+            sender: tokio::sync::Mutex::new(Some(sender)),
             budget,
         })
     }
@@ -162,7 +164,11 @@ impl Outbox {
             };
             // With an empty batch: bytes a cancelled writer left half-written go out now.
             let done = batch.is_empty();
-            if let Err(error) = sender.send_all(batch).await {
+            let sent = match sender.as_mut() {
+                Some(sender) => sender.send_all(batch).await,
+                None => Err(TransportError::Closed),
+            };
+            if let Err(error) = sent {
                 let mut queue = self.lock();
                 queue.failed = Some(error.to_string());
                 queue.writing = false;
@@ -186,7 +192,10 @@ impl Outbox {
         linger: bool,
     ) -> Result<(), TransportError> {
         if self.in_place {
-            return self.sender.lock().await.send_with(len, fill).await;
+            return match self.sender.lock().await.as_mut() {
+                Some(sender) => sender.send_with(len, fill).await,
+                None => Err(TransportError::Closed),
+            };
         }
         if len > self.limit {
             return Err(TransportError::FrameTooLarge {
@@ -217,7 +226,24 @@ impl Outbox {
         let queued = std::mem::take(&mut self.lock().frames);
         let mut sender = self.sender.lock().await;
         self.lock().held.clear();
-        let _ = sender.send_all(queued).await;
-        let _ = sender.close().await;
+        if let Some(sender) = sender.as_mut() {
+            let _ = sender.send_all(queued).await;
+            let _ = sender.close().await;
+        }
+    }
+
+    /// Gives the sending half back to the transport once the connection has ended (`reason`):
+    /// what is queued is dropped and every later send fails at once. The transport's
+    /// descriptors go now (a message queue, which counts against its creator's
+    /// `RLIMIT_MSGQUEUE` until its last descriptor closes; a socket), not when the last handle
+    /// to the connection is dropped.
+    pub(crate) async fn release(&self, reason: &str) {
+        {
+            let mut queue = self.lock();
+            queue.failed.get_or_insert_with(|| reason.to_owned());
+            queue.frames.clear();
+            queue.held.clear();
+        }
+        drop(self.sender.lock().await.take());
     }
 }

@@ -55,9 +55,22 @@ async fn a_killed_server_fails_calls_at_once_and_a_restart_cleans_up() {
         matches!(outcome, Err(RpcError::Disconnected { .. })),
         "{outcome:?}"
     );
-    // Nothing of the killed server keeps a name (our client's descriptor keeps its queue alive
-    // until the client lets go of it).
+    // Nothing of the killed server keeps a name.
     assert_no_queue_of(&address);
+    // Nor does the client, still held, keep the connection's queues open (each counts against
+    // its creator's RLIMIT_MSGQUEUE until its last descriptor closes): its reader task gives
+    // the transport back as it ends the connection.
+    let me = std::process::id();
+    let released = Instant::now();
+    while queue_fds_of(me, &address) > 0 && released.elapsed() < LIMIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(queue_fds_of(me, &address), 0, "the dead client's queues");
+    let after = probe.add(1, 1).await;
+    assert!(
+        matches!(after, Err(RpcError::Disconnected { .. })),
+        "{after:?}"
+    );
     drop(probe);
     // A new server takes the name over (the old server's lock died with it).
     let restarted = Server::new()

@@ -114,6 +114,9 @@ fn two_hundred_connections_share_one_watcher_and_a_killed_server_is_noticed_at_o
         "{CONNECTIONS} connections gave the server {server_total} threads (bound {server_bound})"
     );
 
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let with_connections = fds();
+
     // Pending calls on an async and a blocking connection, then kill -9.
     let pending_async = runtime.spawn({
         let probe = asynchronous[CONNECTIONS / 4].with_timeout(None);
@@ -165,9 +168,15 @@ fn two_hundred_connections_share_one_watcher_and_a_killed_server_is_noticed_at_o
         started.elapsed()
     );
 
-    // The watcher lets go of dead links: their descriptors close once the clients are dropped.
-    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-    let with_connections = fds();
+    // An async client gives its connection's descriptors back once it finds the connection
+    // ended, while it is still held.
+    assert!(
+        rpc_tests::wait_until(LIMIT, || fds() + 3 * (CONNECTIONS / 2) < with_connections),
+        "the dead async clients keep their descriptors: {with_connections} -> {}",
+        fds()
+    );
+    // The watcher lets go of dead links: the blocking clients' descriptors close once they are
+    // dropped.
     drop((asynchronous, blocking, first_async, first_blocking));
     assert!(
         rpc_tests::wait_until(LIMIT, || fds() + 3 * CONNECTIONS < with_connections),

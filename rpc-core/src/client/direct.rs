@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rpc_transport::spin::SpinBudget;
 use rpc_transport::{FrameReceiver, PollFrames, Wakeup};
-use tokio::sync::{Mutex, MutexGuard, Notify};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 
 use super::misuse;
 use super::pending::{Reply, ReplyReceiver};
@@ -56,8 +56,8 @@ const ARRIVING_WAIT: Duration = Duration::from_millis(1);
 
 /// A connection whose replies its callers may read themselves.
 pub(super) struct Direct {
-    receiver: Mutex<FrameReceiver>,
-    wakeup: Wakeup,
+    /// `None` once the reader task ended: the connection's transport is given back then.
+    receiver: Mutex<Option<FrameReceiver>>,
     dispatcher: Dispatcher,
     /// When a caller last read a frame (nanoseconds after `created`; 0: never): the server
     /// was heard then.
@@ -82,14 +82,14 @@ pub(super) struct Direct {
 }
 
 impl Direct {
-    /// Shares `receiver` between callers and a reader task; a receiver that does not poll
-    /// ([`FrameReceiver::as_poll`]) is handed back unchanged as the error. Callers spin at
-    /// most the receiver's [`PollFrames::spin_limit`], or [`SOCKET_REPLY_SPIN`] times it on a
-    /// socket.
+    /// Shares `receiver` between callers and a reader task, which sleeps on the [`Wakeup`]
+    /// returned beside it; a receiver that does not poll ([`FrameReceiver::as_poll`]) is handed
+    /// back unchanged as the error. Callers spin at most the receiver's
+    /// [`PollFrames::spin_limit`], or [`SOCKET_REPLY_SPIN`] times it on a socket.
     pub(super) fn new(
         mut receiver: FrameReceiver,
         dispatcher: Dispatcher,
-    ) -> Result<Arc<Direct>, FrameReceiver> {
+    ) -> Result<(Arc<Direct>, Wakeup), FrameReceiver> {
         let Some(cheap_looks) = receiver.as_poll().map(|poll| poll.cheap_look()) else {
             return Err(receiver);
         };
@@ -110,9 +110,8 @@ impl Direct {
         let Ok(wakeup) = poll.wakeup() else {
             return Err(receiver);
         };
-        Ok(Arc::new(Direct {
-            receiver: Mutex::new(receiver),
-            wakeup,
+        let direct = Arc::new(Direct {
+            receiver: Mutex::new(Some(receiver)),
             dispatcher,
             heard: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
@@ -123,7 +122,23 @@ impl Direct {
             budget: std::sync::Mutex::new(SpinBudget::new(reply_spin)),
             spin_limit: spin,
             looks_per_check: if cheap_looks { 64 } else { 1 },
-        }))
+        });
+        Ok((direct, wakeup))
+    }
+
+    /// The receiver if `lock` got it and the reader task has not given it back.
+    fn held(
+        lock: Result<MutexGuard<'_, Option<FrameReceiver>>, tokio::sync::TryLockError>,
+    ) -> Option<MappedMutexGuard<'_, FrameReceiver>> {
+        MutexGuard::try_map(lock.ok()?, Option::as_mut).ok()
+    }
+
+    /// Gives the connection's transport back once the reader task has ended it: nothing reads
+    /// or sends on it any more, and its descriptors (a message queue, a socket) should not
+    /// wait for the last handle to the client to be dropped.
+    async fn release(&self, reason: &str) {
+        drop(self.receiver.lock().await.take());
+        self.dispatcher.sender.release(reason).await;
     }
 
     /// The receiver for this caller to read its reply itself, if no one else holds it and
@@ -138,7 +153,7 @@ impl Direct {
         if spin.is_zero() {
             return None;
         }
-        let mut receiver = self.receiver.try_lock().ok()?;
+        let mut receiver = Direct::held(self.receiver.try_lock())?;
         poll(&mut receiver).end_sleep();
         Some(Turn {
             direct: self,
@@ -152,13 +167,13 @@ impl Direct {
     /// holder has not seen (it announced the sleep, then the frame came) and must not sleep
     /// through it: the word is left before a second look at the lock, and the holder reads it
     /// after letting go, so one of the two sees the other.
-    fn lock_or_leave_word(&self) -> Option<MutexGuard<'_, FrameReceiver>> {
+    fn lock_or_leave_word(&self) -> Option<MappedMutexGuard<'_, FrameReceiver>> {
         if let Ok(receiver) = self.receiver.try_lock() {
-            return Some(receiver);
+            return MutexGuard::try_map(receiver, Option::as_mut).ok();
         }
         self.reader_locked_out.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
-        self.receiver.try_lock().ok()
+        Direct::held(self.receiver.try_lock())
     }
 
     fn end(&self, reason: String) {
@@ -269,7 +284,7 @@ fn poll(receiver: &mut FrameReceiver) -> &mut dyn PollFrames {
 /// A caller's hold on the receiver; let go when dropped (see the module docs).
 pub(super) struct Turn<'a> {
     direct: &'a Direct,
-    receiver: Option<MutexGuard<'a, FrameReceiver>>,
+    receiver: Option<MappedMutexGuard<'a, FrameReceiver>>,
     spin: Duration,
 }
 
@@ -374,7 +389,11 @@ impl Drop for Turn<'_> {
 
 /// The reader task of a direct connection: reads what callers leave, sleeping on the wake-up
 /// without holding the receiver; pings and ends the connection as [`super::reader`] does.
-pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepalive>) {
+pub(super) async fn read_replies(
+    direct: Arc<Direct>,
+    wakeup: Wakeup,
+    keepalive: Option<Keepalive>,
+) {
     let alive = misuse::ReaderAlive::new(direct.dispatcher.pending.clone());
     let mut watch = keepalive.map(keepalive::Watch::new);
     // The last time callers heard the server that the watch was told of.
@@ -386,7 +405,7 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
         let Some(mut receiver) = direct.lock_or_leave_word() else {
             // A caller reads, and pokes when it lets go (see `lock_or_leave_word`). Queueing
             // on the lock instead would take the next caller's turn from it.
-            match sleep(&direct, &mut watch, &mut heard_applied).await {
+            match sleep(&direct, &wakeup, &mut watch, &mut heard_applied).await {
                 Ok(()) => continue,
                 Err(reason) => break reason,
             }
@@ -443,18 +462,21 @@ pub(super) async fn read_replies(direct: Arc<Direct>, keepalive: Option<Keepaliv
             break direct.end_reason();
         }
         drop(receiver);
-        if let Err(reason) = sleep(&direct, &mut watch, &mut heard_applied).await {
+        if let Err(reason) = sleep(&direct, &wakeup, &mut watch, &mut heard_applied).await {
             break reason;
         }
     };
     tracing::debug!(%reason, "client connection ended");
     alive.ended(&reason);
+    drop(wakeup);
+    direct.release(&reason).await;
 }
 
 /// The reader task's sleep, without the receiver: until the wake-up, a caller's poke, the end,
 /// or the keepalive's next ping (sent here). `Err` with the reason when the connection ends.
 async fn sleep(
     direct: &Direct,
+    wakeup: &Wakeup,
     watch: &mut Option<keepalive::Watch>,
     heard_applied: &mut tokio::time::Instant,
 ) -> Result<(), String> {
@@ -464,7 +486,7 @@ async fn sleep(
     }
     let woke = tokio::select! {
         biased;
-        woke = direct.wakeup.wait() => Ok(woke),
+        woke = wakeup.wait() => Ok(woke),
         () = direct.poke.notified() => return Ok(()),
         () = direct.ended_signal.notified() => return Ok(()),
         due = due(watch) => Err(due),

@@ -253,8 +253,12 @@ impl Client {
         let sender = Outbox::new(sender, None);
         let dispatcher = reader::Dispatcher::new(pending.clone(), sender.clone());
         let (reader, direct) = match direct::Direct::new(receiver, dispatcher.clone()) {
-            Ok(direct) => (
-                tokio::spawn(direct::read_replies(direct.clone(), options.keepalive)),
+            Ok((direct, wakeup)) => (
+                tokio::spawn(direct::read_replies(
+                    direct.clone(),
+                    wakeup,
+                    options.keepalive,
+                )),
                 Some(direct),
             ),
             Err(receiver) => (

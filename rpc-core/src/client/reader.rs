@@ -60,6 +60,9 @@ pub(super) async fn read_replies(
     };
     tracing::debug!(%reason, "client connection ended");
     alive.ended(&reason);
+    // The transport goes now, not with the last handle to the client (see `Outbox::release`).
+    drop(receiver);
+    dispatcher.sender.release(&reason).await;
 }
 
 /// Why a connection ended when the server closed it.
