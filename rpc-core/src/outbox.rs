@@ -21,7 +21,8 @@ struct Queue {
     held: Vec<Held>,
     /// Whether a task is writing (and will take what is queued).
     writing: bool,
-    /// Set once a write failed: the connection is broken and every later send fails at once.
+    /// Set once a write failed or the connection was [released](Outbox::release): every later
+    /// send fails at once, with this reason.
     failed: Option<String>,
 }
 
@@ -123,10 +124,7 @@ impl Outbox {
         {
             let mut queue = self.lock();
             if let Some(reason) = &queue.failed {
-                return Err(TransportError::Io(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    reason.clone(),
-                )));
+                return Err(broken(reason));
             }
             queue.frames.extend(frames);
             queue.held.extend(held);
@@ -166,7 +164,7 @@ impl Outbox {
             let done = batch.is_empty();
             let sent = match sender.as_mut() {
                 Some(sender) => sender.send_all(batch).await,
-                None => Err(TransportError::Closed),
+                None => Err(self.released()),
             };
             if let Err(error) = sent {
                 let mut queue = self.lock();
@@ -194,7 +192,7 @@ impl Outbox {
         if self.in_place {
             return match self.sender.lock().await.as_mut() {
                 Some(sender) => sender.send_with(len, fill).await,
-                None => Err(TransportError::Closed),
+                None => Err(self.released()),
             };
         }
         if len > self.limit {
@@ -234,9 +232,9 @@ impl Outbox {
 
     /// Gives the sending half back to the transport once the connection has ended (`reason`):
     /// what is queued is dropped and every later send fails at once. The transport's
-    /// descriptors go now (a message queue, which counts against its creator's
-    /// `RLIMIT_MSGQUEUE` until its last descriptor closes; a socket), not when the last handle
-    /// to the connection is dropped.
+    /// descriptors go as soon as a write in progress ends (at once when the peer is gone), not
+    /// when the last handle to the connection is dropped: a message queue counts against its
+    /// creator's `RLIMIT_MSGQUEUE` until its last descriptor closes.
     pub(crate) async fn release(&self, reason: &str) {
         {
             let mut queue = self.lock();
@@ -246,4 +244,22 @@ impl Outbox {
         }
         drop(self.sender.lock().await.take());
     }
+
+    /// The error of a send after [`release`](Self::release): the reason the connection ended.
+    fn released(&self) -> TransportError {
+        broken(
+            self.lock()
+                .failed
+                .as_deref()
+                .unwrap_or("the connection ended"),
+        )
+    }
+}
+
+/// The error of a send on a broken connection.
+fn broken(reason: &str) -> TransportError {
+    TransportError::Io(std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        reason.to_owned(),
+    ))
 }

@@ -135,7 +135,8 @@ impl Direct {
 
     /// Gives the connection's transport back once the reader task has ended it: nothing reads
     /// or sends on it any more, and its descriptors (a message queue, a socket) should not
-    /// wait for the last handle to the client to be dropped.
+    /// wait for the last handle to the client to be dropped. Waits for a caller's turn on the
+    /// receiver (a spin, bounded) and a write in progress to end first.
     async fn release(&self, reason: &str) {
         drop(self.receiver.lock().await.take());
         self.dispatcher.sender.release(reason).await;
