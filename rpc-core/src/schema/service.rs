@@ -219,8 +219,13 @@ impl ServiceSchema {
 
     /// The wire name of method `id`, or `#id` when there is none.
     pub fn method_name(&self, id: u32) -> String {
-        self.method(id)
-            .map_or_else(|| format!("#{id}"), |m| m.name.clone())
+        self.method_label(id).to_string()
+    }
+
+    /// [`method_name`](Self::method_name), formatted only when shown (a call span nobody
+    /// records allocates nothing for it).
+    pub(crate) fn method_label(&self, id: u32) -> MethodLabel<'_> {
+        MethodLabel { schema: self, id }
     }
 
     /// The schema as pretty JSON (what `calc-server --schema` prints).
@@ -270,4 +275,20 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
+}
+
+/// A method's wire name, or `#id` when the schema has none: see
+/// [`ServiceSchema::method_label`].
+pub(crate) struct MethodLabel<'a> {
+    schema: &'a ServiceSchema,
+    id: u32,
+}
+
+impl std::fmt::Display for MethodLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.schema.method(self.id) {
+            Some(method) => f.write_str(&method.name),
+            None => write!(f, "#{}", self.id),
+        }
+    }
 }

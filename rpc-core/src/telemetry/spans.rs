@@ -40,7 +40,7 @@ pub(crate) fn client_span(schema: &ServiceSchema, method: u32, link: Link<'_>) -
         CALL_SPAN_LEVEL,
         "rpc.client",
         service = %schema.name,
-        method = %MethodLabel(schema, method),
+        method = %schema.method_label(method),
         call_id = Empty,
         transport = link.transport,
         peer = ?link.peer,
@@ -48,19 +48,6 @@ pub(crate) fn client_span(schema: &ServiceSchema, method: u32, link: Link<'_>) -
         span_id = Empty,
         parent_span_id = Empty,
     )
-}
-
-/// A method's wire name (`#id` when the schema has none), formatted only if a span is built
-/// or logged: a call made where nobody records its span allocates nothing for the name.
-struct MethodLabel<'a>(&'a ServiceSchema, u32);
-
-impl std::fmt::Display for MethodLabel<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.method(self.1) {
-            Some(method) => f.write_str(&method.name),
-            None => write!(f, "#{}", self.1),
-        }
-    }
 }
 
 /// Records a call's id in its client span, if anyone records the span.
