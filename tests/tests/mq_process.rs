@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{RpcError, Server};
 use rpc_tests::{
-    Fixture, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport, bounded, rss_kib,
-    unique_name,
+    Fixture, ProbeBlockingClient, ProbeClient, ProbeImpl, ProbeProcess, ProbeServer, Transport,
+    bounded, rss_kib, unique_name,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -42,6 +42,19 @@ async fn a_killed_server_fails_calls_at_once_and_a_restart_cleans_up() {
     let mut server = ProbeProcess::server(&address);
     let probe = ProbeClient::connect(&address).await.unwrap();
     assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+    let blocking = {
+        let address = address.clone();
+        tokio::task::spawn_blocking(move || ProbeBlockingClient::connect(&address))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let blocking = tokio::task::spawn_blocking(move || {
+        assert_eq!(blocking.add(2, 2).unwrap(), 4);
+        blocking
+    })
+    .await
+    .unwrap();
     let stalled = tokio::spawn({
         let probe = probe.with_timeout(None);
         async move { probe.stall().await }
@@ -57,6 +70,18 @@ async fn a_killed_server_fails_calls_at_once_and_a_restart_cleans_up() {
     );
     // Nothing of the killed server keeps a name.
     assert_no_queue_of(&address);
+    // The blocking client learns of the death on its next call, and gives its queues back
+    // then, though it is still held.
+    let (blocking, failed) = tokio::task::spawn_blocking(move || {
+        let failed = blocking.add(3, 3);
+        (blocking, failed)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(failed, Err(RpcError::Disconnected { .. })),
+        "{failed:?}"
+    );
     // Nor does the client, still held, keep the connection's queues open (each counts against
     // its creator's RLIMIT_MSGQUEUE until its last descriptor closes): its reader task gives
     // the transport back as it ends the connection.
@@ -65,13 +90,24 @@ async fn a_killed_server_fails_calls_at_once_and_a_restart_cleans_up() {
     while queue_fds_of(me, &address) > 0 && released.elapsed() < LIMIT {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(queue_fds_of(me, &address), 0, "the dead client's queues");
+    assert_eq!(queue_fds_of(me, &address), 0, "the dead clients' queues");
     let after = probe.add(1, 1).await;
     assert!(
         matches!(after, Err(RpcError::Disconnected { .. })),
         "{after:?}"
     );
-    drop(probe);
+    let (blocking, after) = tokio::task::spawn_blocking(move || {
+        let after = blocking.add(1, 1);
+        (blocking, after)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(after, Err(RpcError::Disconnected { .. })),
+        "a later blocking call: {after:?}"
+    );
+    assert!(blocking.client().is_closed());
+    drop((probe, blocking));
     // A new server takes the name over (the old server's lock died with it).
     let restarted = Server::new()
         .start(ProbeServer::new(ProbeImpl::default()), &[&address])

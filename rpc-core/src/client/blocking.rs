@@ -102,16 +102,37 @@ impl Shared {
 }
 
 pub(super) struct Io {
-    pub(super) sender: BlockingSender,
-    pub(super) receiver: BlockingReceiver,
+    /// The transport's halves; `None` once the connection is closed (see [`Io::close`]).
+    link: Option<Link>,
     pub(super) next_call_id: u64,
     /// Set once the connection is gone: why.
     pub(super) closed: Option<String>,
 }
 
+/// Both halves of the transport.
+pub(super) struct Link {
+    pub(super) sender: BlockingSender,
+    pub(super) receiver: BlockingReceiver,
+}
+
 impl Io {
+    /// The transport, while the connection is open; else `Disconnected` with why it closed.
+    pub(super) fn link(&mut self) -> Result<&mut Link, RpcError> {
+        match (&mut self.link, &self.closed) {
+            (Some(link), None) => Ok(link),
+            (_, reason) => Err(RpcError::disconnected(
+                reason.as_deref().unwrap_or("the connection is closed"),
+            )),
+        }
+    }
+
+    /// Ends the connection for `reason` and gives its transport back at once (descriptors,
+    /// mappings, message queues), while the client itself may be held for long after: every
+    /// later call fails with `Disconnected` and this reason.
     pub(super) fn close(&mut self, reason: String) -> RpcError {
-        self.sender.close();
+        if let Some(mut link) = self.link.take() {
+            link.sender.close();
+        }
         RpcError::disconnected(self.closed.get_or_insert(reason))
     }
 }
@@ -213,8 +234,7 @@ impl BlockingClient {
                 compatibility: agreed.compatibility,
                 io: Mutex::new(Slot {
                     io: Some(Io {
-                        sender,
-                        receiver,
+                        link: Some(Link { sender, receiver }),
                         next_call_id: 1,
                         closed: None,
                     }),
@@ -377,9 +397,7 @@ impl BlockingClient {
             timeout: timeout.unwrap_or_default(),
         };
         let mut io = self.lease(deadline).ok_or_else(exceeded)?;
-        if let Some(reason) = &io.closed {
-            return Err(RpcError::disconnected(reason));
-        }
+        io.link()?;
         let call_id = io.next_call_id;
         io.next_call_id += 1;
         crate::telemetry::record_call_id(&scope.span, call_id);
@@ -392,6 +410,7 @@ impl BlockingClient {
             self.shared.send_limit,
         )?;
         match io
+            .link()?
             .sender
             .send_with(request.len(), |out| request.write(out), deadline)
         {
@@ -423,12 +442,13 @@ impl BlockingClient {
             deadline,
         } = self.send_request(scope, method, args)?;
         loop {
-            let frame = match io.receiver.recv(deadline) {
+            let frame = match io.link()?.receiver.recv(deadline) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Err(io.close("the server closed the connection".into())),
                 Err(TransportError::TimedOut) => {
                     let cancel = protocol::cancel_frame(method, call_id);
                     let _ = io
+                        .link()?
                         .sender
                         .send(cancel, Some(Instant::now() + Duration::from_millis(10)));
                     return Err(exceeded());

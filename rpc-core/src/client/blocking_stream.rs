@@ -84,7 +84,7 @@ impl BlockingCall {
     }
 
     fn send(&mut self, frame: Frame, deadline: Option<Instant>) -> Result<(), RpcError> {
-        match self.io.sender.send(frame, deadline) {
+        match self.io.link()?.sender.send(frame, deadline) {
             Ok(()) => Ok(()),
             Err(TransportError::TimedOut) => Err(self.exceeded()),
             Err(error) => Err(self.io.close(format!("sending failed: {error}"))),
@@ -114,7 +114,7 @@ impl BlockingCall {
                         Ok(Err(error)) => Some(error.to_string()),
                         Ok(Ok((len, write))) => {
                             self.credit -= len as i64;
-                            match self.io.sender.send_with(len, write, self.deadline) {
+                            match self.io.link()?.sender.send_with(len, write, self.deadline) {
                                 Ok(()) => continue,
                                 Err(TransportError::TimedOut) => return Err(self.exceeded()),
                                 Err(error) => {
@@ -136,15 +136,14 @@ impl BlockingCall {
     fn next_event(&mut self) -> Result<Event, RpcError> {
         loop {
             self.push()?;
-            let frame = match self.io.receiver.recv(self.deadline) {
+            let frame = match self.io.link()?.receiver.recv(self.deadline) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Err(self.io.close("the server closed the connection".into())),
                 Err(TransportError::TimedOut) => {
                     let cancel = protocol::cancel_frame(self.method, self.call_id);
-                    let _ = self
-                        .io
-                        .sender
-                        .send(cancel, Some(Instant::now() + SHORT_SEND));
+                    if let Ok(link) = self.io.link() {
+                        let _ = link.sender.send(cancel, Some(Instant::now() + SHORT_SEND));
+                    }
                     self.ended = true;
                     return Err(self.exceeded());
                 }
@@ -220,12 +219,11 @@ impl NextFrame for BlockingCall {
 
 impl Drop for BlockingCall {
     fn drop(&mut self) {
-        if !self.ended && self.io.closed.is_none() {
+        if !self.ended
+            && let Ok(link) = self.io.link()
+        {
             let cancel = protocol::cancel_frame(self.method, self.call_id);
-            let _ = self
-                .io
-                .sender
-                .send(cancel, Some(Instant::now() + SHORT_SEND));
+            let _ = link.sender.send(cancel, Some(Instant::now() + SHORT_SEND));
         }
     }
 }
