@@ -24,6 +24,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// An output buffer bigger than this is given back after it has been flushed.
 const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
 
+/// Frames up to this size (with their prefix) are copied into the kept output buffer rather
+/// than written from their own.
+const COPY_FRAMES_UP_TO: usize = 4096;
+
 /// Reads `len` from a frame's 4-byte prefix.
 fn prefix_len(prefix: &[u8]) -> usize {
     u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
@@ -93,7 +97,10 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
     /// Queues `frame` without writing it (see [`flush`](Self::flush)).
     pub(crate) fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
         let buf = length_prefixed(frame, self.limit)?;
-        if self.out.is_empty() {
+        // A big frame alone goes out from its own buffer, uncopied; small ones are copied into
+        // the buffer kept from the last write, which so stops being reallocated per batch.
+        if self.out.is_empty() && (buf.len() > COPY_FRAMES_UP_TO || buf.len() > self.out.capacity())
+        {
             self.out = buf;
             self.written = 0;
         } else {
