@@ -198,11 +198,12 @@ impl Calls {
     ) {
         let Prepared {
             call_id,
-            reply,
+            run,
             streams,
             cancel,
             ..
         } = prepared;
+        let reply = run.into_future();
         let calls = self.clone();
         let cancel = cancel.unwrap_or_default();
         let cancelled = cancel.clone();

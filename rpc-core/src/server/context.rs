@@ -76,6 +76,11 @@ impl Context {
     }
 }
 
+/// Runs `f` (one poll of a handler) as the handler of the call `context` describes.
+pub(crate) fn in_scope<R>(context: Context, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(context, f)
+}
+
 /// What a call made by the running handler inherits from the call it serves: its trace and
 /// deadline. `None` outside a handler.
 pub(crate) fn ambient() -> Option<Ambient> {

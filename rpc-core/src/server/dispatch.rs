@@ -1,25 +1,23 @@
 //! From a received frame to a running call: classification, limits, dispatch, and the future
 //! that produces the reply frame (context, panic catching, deadline, size check).
 
-use std::future::{Future, poll_fn};
-use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use rpc_transport::{Frame, PeerInfo};
-use tracing::Instrument;
 
 use super::calls::Calls;
+use super::handling::{CallIds, Handling, Items, wire_error};
 use super::reply::{ReplySink, error_frame};
 use super::streaming;
-use super::{Context, DispatchError, Reply, Request, ServerConfig, Service};
+use super::{Context, Reply, Request, ServerConfig, Service};
 use crate::schema::MethodSchema;
 use crate::stream::credit::Credit;
 use crate::stream::inbox::{Inbox, stream_pair};
-use crate::telemetry::{self, Served};
+use crate::telemetry::Served;
 use crate::wire::{self, Extension, HEADER_LEN, Header, Kind, Parsed, WireError};
 
 /// A call in progress: resolves to its answer.
@@ -204,19 +202,49 @@ impl CallEnv {
     }
 }
 
-/// A call ready to run as a task.
+/// A call ready to run: in place first, as a task if it must wait.
 pub(crate) struct Prepared {
     pub(crate) call_id: u64,
     /// The request frame's size.
     pub(crate) size: usize,
-    /// Resolves to the call's final answer (a streaming call sends its items on the way).
-    pub(crate) reply: ReplyFuture,
+    /// How the call runs to its final answer (a streaming call sends its items on the way).
+    pub(crate) run: Run,
     pub(crate) streams: CallStreams,
     /// Set once the call is registered before its inline poll (see `Calls::register_streams`).
     pub(crate) cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
+/// How a prepared call runs. Not boxed: a call lives on the read loop's stack until it
+/// finishes or becomes a task, and sparing that allocation is the point.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Run {
+    /// A call that returns one value: its handler, polled at most once in place (see
+    /// [`Handling::poll_first`]).
+    Handler(Handling),
+    /// The future of the answer.
+    Future(ReplyFuture),
+}
+
+impl Run {
+    /// The future of the call's answer, for a task.
+    pub(crate) fn into_future(self) -> ReplyFuture {
+        match self {
+            Run::Handler(handling) => handling.into_future(),
+            Run::Future(reply) => reply,
+        }
+    }
+}
+
 impl Prepared {
+    /// Polls the call once, in place, with `cx` (the inline poll's no-op waker): its answer
+    /// if it finished; a call left waiting goes on as a task ([`Run::into_future`]).
+    pub(crate) fn poll_inline(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Answer> {
+        match &mut self.run {
+            Run::Handler(handling) => handling.poll_first(cx),
+            Run::Future(reply) => reply.as_mut().poll(cx),
+        }
+    }
+
     /// The call's streams, leaving none behind.
     pub(crate) fn take_streams(&mut self) -> CallStreams {
         let method = self.streams.method;
@@ -309,66 +337,35 @@ pub(crate) fn prepare_call(
         trace_parent: served.parent,
         trace: served.ambient.trace,
     };
-    let credit = streams.credit.clone();
-    let sink = sink.clone();
-    let call: (&'static str, &'static str, u64) = (service, &schema.name, call_id);
-    let failed = move |failure: WireError| {
-        telemetry::server_failed(call, &failure);
-        Answer::Frame(error_frame(method, call_id, &failure))
-    };
-    let work = context.scope(async move {
-        match AssertUnwindSafe(handler).catch_unwind().await {
-            Err(_panic) => failed(WireError::HandlerPanicked),
-            Ok(Err(refused)) => failed(wire_error(refused)),
-            Ok(Ok(body)) => match (body.into_stream(), credit) {
-                // Boxed: a call that sends one answer should not carry this future's size.
-                (Ok(items), Some(credit)) => {
-                    Box::pin(streaming::send_items(
-                        items, &sink, &credit, method, call_id,
-                    ))
-                    .await
-                }
-                (Ok(_), None) => failed(WireError::EncodeFailed(
-                    "a stream returned by a method that returns one value".into(),
-                )),
-                (Err(body), _) => Answer::Response {
-                    method,
-                    call_id,
-                    body,
-                },
-            },
-        }
+    let items = streams.credit.clone().map(|credit| Items {
+        credit,
+        sink: sink.clone(),
     });
-    let reply = async move {
-        let mut work = pin!(work);
-        // Most handlers finish on their first poll: only one that waits needs a timer.
-        let first = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-        match (first, timeout) {
-            (Poll::Ready(answer), _) => answer,
-            (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, work)
-                .await
-                .unwrap_or_else(|_| failed(WireError::DeadlineExceeded)),
-            (Poll::Pending, None) => work.await,
-        }
-    };
-    // A span nobody records is not worth entering on every poll.
-    let reply: ReplyFuture = if served.span.is_disabled() {
-        Box::pin(reply)
-    } else {
-        Box::pin(reply.instrument(served.span))
+    let streaming = items.is_some() || streams.inbox.is_some();
+    let handling = Handling {
+        handler,
+        context,
+        span: served.span,
+        timeout,
+        ids: CallIds {
+            service,
+            name: &schema.name,
+            method,
+            call_id,
+        },
+        items,
     };
     Ok(Prepared {
         call_id,
         size,
-        reply,
+        // A streaming call's future is built at once: it sends items, and its stream's frames
+        // may arrive before it first waits.
+        run: if streaming {
+            Run::Future(handling.into_future())
+        } else {
+            Run::Handler(handling)
+        },
         streams,
         cancel: None,
     })
-}
-/// The wire's words for a call that could not be dispatched.
-fn wire_error(error: DispatchError) -> WireError {
-    match error {
-        DispatchError::UnknownMethod(_) => WireError::UnknownMethod,
-        DispatchError::BadRequest(reason) => WireError::BadRequest(reason),
-    }
 }

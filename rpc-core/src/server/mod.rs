@@ -13,6 +13,7 @@ mod calls;
 mod connection;
 mod context;
 mod dispatch;
+mod handling;
 mod handshake;
 mod reply;
 mod service;

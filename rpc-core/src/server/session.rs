@@ -349,7 +349,7 @@ async fn inline(
     *s.lent() = Some(receiver);
     let polled = s.busy.run(|| {
         let mut cx = TaskContext::from_waker(Waker::noop());
-        prepared.reply.as_mut().poll(&mut cx)
+        prepared.poll_inline(&mut cx)
     });
     let receiver = s.reclaim().await;
     let flow = match polled {

@@ -190,7 +190,7 @@ fn serve(conn: &Conn) {
         }
         // The handler runs right here: while it does, a takeover reader may read.
         drop(receiver);
-        let polled = conn.busy.run(|| prepared.reply.as_mut().poll(&mut inline));
+        let polled = conn.busy.run(|| prepared.poll_inline(&mut inline));
         let answer = match polled {
             Poll::Ready(answer) => {
                 if registered {
