@@ -246,7 +246,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
         Kind::Response => crate::blob::decoding_from(frame.shared_payload(), || {
             wire::decode(
                 parsed.body,
-                format_args!("the response of '{}'", schema.method_name(method)),
+                format_args!("the response of '{}'", schema.method_label(method)),
             )
         }),
         Kind::Error => Err(wire_error(
