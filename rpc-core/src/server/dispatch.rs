@@ -344,9 +344,9 @@ pub(crate) fn prepare_call(
     let streaming = items.is_some() || streams.inbox.is_some();
     let handling = Handling {
         handler,
-        context,
+        context: Some(context),
         span: served.span,
-        timeout,
+        deadline,
         ids: CallIds {
             service,
             name: &schema.name,

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use tracing::{Instrument, Span};
@@ -66,10 +66,12 @@ pub(crate) struct Items {
 /// A call's handler, not yet polled or polled once in place, and what it runs in.
 pub(crate) struct Handling {
     pub(crate) handler: HandlerFuture,
-    pub(crate) context: Context,
+    /// `None` only once a first poll finished the call (nothing runs it again).
+    pub(crate) context: Option<Context>,
     pub(crate) span: Span,
-    /// How long the handler may take once it waits (the caller's deadline, else the method's).
-    pub(crate) timeout: Option<Duration>,
+    /// When a handler that waits is given up (the caller's deadline, else the method's own,
+    /// from when the call was prepared).
+    pub(crate) deadline: Option<Instant>,
     pub(crate) ids: CallIds,
     /// Set for a call that returns a stream.
     pub(crate) items: Option<Items>,
@@ -84,9 +86,18 @@ impl Handling {
         debug_assert!(self.items.is_none(), "a streaming call needs its future");
         let _entered = (!self.span.is_disabled()).then(|| self.span.enter());
         let handler = &mut self.handler;
-        let polled = super::context::in_scope(self.context.clone(), || {
-            catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx)))
+        let Some(context) = self.context.take() else {
+            // Not reached: a call is polled in place once, and goes on as a task if it waits.
+            return Poll::Pending;
+        };
+        // The context goes into the task-local by value and is dropped with it; a handler
+        // left waiting needs it again, so only then is it copied back out.
+        let (polled, waiting) = super::context::in_scope(context, || {
+            let polled = catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx)));
+            let waiting = matches!(polled, Ok(Poll::Pending)).then(Context::current);
+            (polled, waiting.flatten())
         });
+        self.context = waiting;
         match polled {
             Err(_panic) => Poll::Ready(self.ids.answer(Err(()))),
             Ok(Poll::Ready(outcome)) => Poll::Ready(self.ids.answer(Ok(outcome))),
@@ -102,10 +113,11 @@ impl Handling {
             handler,
             context,
             span,
-            timeout,
+            deadline,
             ids,
             items,
         } = self;
+        let context = context.expect("only a call its first poll left waiting is run on");
         let work = context.scope(async move {
             let outcome = AssertUnwindSafe(handler)
                 .catch_unwind()
@@ -133,9 +145,9 @@ impl Handling {
             let mut work = pin!(work);
             // Most handlers finish on their first poll: only one that waits needs a timer.
             let first = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-            match (first, timeout) {
+            match (first, deadline) {
                 (Poll::Ready(answer), _) => answer,
-                (Poll::Pending, Some(limit)) => tokio::time::timeout(limit, work)
+                (Poll::Pending, Some(at)) => tokio::time::timeout_at(at.into(), work)
                     .await
                     .unwrap_or_else(|_| ids.failed(WireError::DeadlineExceeded)),
                 (Poll::Pending, None) => work.await,
