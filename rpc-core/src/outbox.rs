@@ -99,6 +99,96 @@ impl Outbox {
         self.send_batched(frames, false).await
     }
 
+    /// Sends `items` in order, each a message of `len(item)` bytes that `write` fills: written
+    /// straight into the transport's output where it queues bytes (a byte stream) and no
+    /// other task is writing, so no frame is built per message; as frames otherwise.
+    pub(crate) async fn send_written<T>(
+        self: &Arc<Self>,
+        items: Vec<T>,
+        len: impl Fn(&T) -> usize,
+        write: impl Fn(T, &mut [u8]),
+    ) -> Result<(), TransportError> {
+        let as_frames = |items: Vec<T>| -> Vec<Frame> {
+            items
+                .into_iter()
+                .map(|item| Frame::filled(len(&item), |out| write(item, out)))
+                .collect()
+        };
+        if let Some(size) = items.iter().map(&len).find(|&size| size > self.limit) {
+            return Err(TransportError::FrameTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        let held = match &self.budget {
+            Some(pool) => {
+                let bytes = items.iter().map(|item| len(item) + FRAME_OVERHEAD).sum();
+                Some(pool.take(bytes).await)
+            }
+            None => None,
+        };
+        {
+            let mut queue = self.lock();
+            if let Some(reason) = &queue.failed {
+                return Err(broken(reason));
+            }
+            if queue.writing {
+                // The writer takes them with what it writes next.
+                queue.frames.extend(as_frames(items));
+                queue.held.extend(held);
+                return Ok(());
+            }
+            queue.writing = true;
+        }
+        let writing = Writing {
+            outbox: Some(self.clone()),
+        };
+        // No await until the items are in the transport's buffer or the queue: a send dropped
+        // midway then loses nothing (the writer's duty passes on, see `Writing`). The sender is
+        // free as a rule (we are the writer); were it not, the items go as frames.
+        let mut rest = Some(items);
+        if let Ok(mut sender) = self.sender.try_lock() {
+            let Some(sender) = sender.as_mut() else {
+                writing.release();
+                return Err(self.released());
+            };
+            let mut items = rest.take().into_iter().flatten();
+            while let Some(item) = items.next() {
+                let size = len(&item);
+                let mut item = Some(item);
+                let fed = sender.feed_with(size, |out| {
+                    if let Some(item) = item.take() {
+                        write(item, out)
+                    }
+                });
+                match fed {
+                    Ok(true) => {}
+                    // Not a byte stream: the rest go as frames.
+                    Ok(false) => {
+                        rest = Some(item.into_iter().chain(items).collect());
+                        break;
+                    }
+                    Err(error) => {
+                        self.fail(&error);
+                        writing.release();
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        {
+            let mut queue = self.lock();
+            if let Some(rest) = rest {
+                queue.frames.extend(as_frames(rest));
+            }
+            // Given back once the next batch is written, which flushes what was fed.
+            queue.held.extend(held);
+        }
+        let outcome = self.write_queued().await;
+        writing.release();
+        outcome
+    }
+
     /// Sends `frames` in order; with `linger`, a task that becomes the writer first yields once,
     /// so the other tasks of its runtime that are about to send join the same write (a client
     /// with other calls in flight passes it).
@@ -167,11 +257,7 @@ impl Outbox {
                 None => Err(self.released()),
             };
             if let Err(error) = sent {
-                let mut queue = self.lock();
-                queue.failed = Some(error.to_string());
-                queue.writing = false;
-                queue.frames.clear();
-                queue.held.clear();
+                self.fail(&error);
                 return Err(error);
             }
             drop(held);
@@ -179,6 +265,15 @@ impl Outbox {
                 return Ok(());
             }
         }
+    }
+
+    /// A write failed: every later send fails with `error`, and what is queued is dropped.
+    fn fail(&self, error: &TransportError) {
+        let mut queue = self.lock();
+        queue.failed = Some(error.to_string());
+        queue.writing = false;
+        queue.frames.clear();
+        queue.held.clear();
     }
 
     /// Sends a message of `len` bytes written by `fill`: in place on shared memory, through

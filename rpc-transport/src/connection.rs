@@ -113,6 +113,23 @@ impl FrameSender {
         self.0.send_all(frames).await
     }
 
+    /// Queues a message of `len` bytes written in place by `fill`, to go out with the next
+    /// [`send_all`](Self::send_all) (an empty one too): `Ok(false)`, with `fill` not called,
+    /// where the transport does not queue bytes (then send a frame). See
+    /// [`SendFrames::feed_with`].
+    pub fn feed_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        let mut fill = Some(fill);
+        self.0.feed_with(len, &mut |out| {
+            if let Some(fill) = fill.take() {
+                fill(out)
+            }
+        })
+    }
+
     /// Whether [`send_with`](Self::send_with) writes straight into the transport's memory (shared
     /// memory) rather than into a frame first.
     pub fn writes_in_place(&self) -> bool {

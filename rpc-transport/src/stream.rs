@@ -109,6 +109,26 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
         Ok(())
     }
 
+    /// Queues a message of `len` bytes that `fill` writes straight into the output buffer.
+    pub(crate) fn feed_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        if len > self.limit || len > u32::MAX as usize {
+            return Err(TransportError::FrameTooLarge {
+                size: len,
+                limit: self.limit,
+            });
+        }
+        let start = self.out.len();
+        self.out.reserve(FRAME_PREFIX + len);
+        self.out.extend_from_slice(&(len as u32).to_le_bytes());
+        self.out.resize(start + FRAME_PREFIX + len, 0);
+        fill(&mut self.out[start + FRAME_PREFIX..]);
+        Ok(())
+    }
+
     /// Queues `frame` and writes everything queued.
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
         self.feed(frame)?;
@@ -429,6 +449,14 @@ impl<W: AsyncWrite + Unpin + Send + Sync + 'static> SendFrames for StreamSender<
         })
     }
 
+    fn feed_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        StreamSender::feed_with(self, len, fill).map(|()| true)
+    }
+
     fn mechanism(&self) -> &'static str {
         self.mechanism
     }
@@ -526,6 +554,36 @@ mod tests {
         }
         writer.await.unwrap();
         assert!(receiver.recv().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn messages_fed_in_place_go_out_with_frames_in_order() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut sender = StreamSender::new(a, 100, "test");
+        let mut receiver = StreamReceiver::new(WaitOnly(b), 100, Duration::ZERO);
+        sender
+            .feed_with(3, &mut |out| out.copy_from_slice(b"one"))
+            .unwrap();
+        sender.feed(Frame::from_payload(b"two")).unwrap();
+        sender.feed_with(0, &mut |_| {}).unwrap();
+        let refused = sender.feed_with(101, &mut |_| panic!("not called for a refused message"));
+        assert!(matches!(
+            refused,
+            Err(TransportError::FrameTooLarge {
+                size: 101,
+                limit: 100
+            })
+        ));
+        sender
+            .feed_with(5, &mut |out| out.copy_from_slice(b"three"))
+            .unwrap();
+        // Nothing is written until the next send.
+        assert!(!receiver.has_buffered());
+        SendFrames::send_all(&mut sender, Vec::new()).await.unwrap();
+        for expected in [&b"one"[..], b"two", b"", b"three"] {
+            let frame = receiver.recv().await.unwrap().unwrap();
+            assert_eq!(frame.payload(), expected);
+        }
     }
 
     #[tokio::test]

@@ -147,6 +147,20 @@ pub trait SendFrames: Send + Sync + IntoDynSend + 'static {
         })
     }
 
+    /// Queues a message of `len` bytes written in place by `fill`, without sending it: the
+    /// next [`send_all`](Self::send_all) (an empty one too) writes it, after what was queued
+    /// before. `Ok(false)`, with `fill` not called, where the transport does not queue bytes
+    /// (the default): the caller sends a frame instead. A byte stream queues into its output
+    /// buffer, which spares building a frame per message.
+    fn feed_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        let _ = (len, fill);
+        Ok(false)
+    }
+
     /// Writes a message of `len` bytes straight into the transport's memory with `fill`, if
     /// that needs no wait: `Ok(false)`, with `fill` not called, when there is no room yet
     /// (the caller yields and tries again). Only called where

@@ -154,16 +154,14 @@ impl ReplySink {
     pub(crate) async fn send_many(&self, answers: Vec<Outgoing>) -> Result<(), TransportError> {
         match &self.half {
             Half::Async(outbox) if !outbox.in_place() => {
-                let frames = answers
-                    .into_iter()
-                    .map(|outgoing| match outgoing {
-                        Outgoing::Frame(frame) => frame,
-                        Outgoing::InPlace { len, header, body } => {
-                            Frame::filled(len, |out| Outgoing::write(&header, &body, out))
+                outbox
+                    .send_written(answers, Outgoing::len, |outgoing, out| match outgoing {
+                        Outgoing::Frame(frame) => out.copy_from_slice(frame.payload()),
+                        Outgoing::InPlace { header, body, .. } => {
+                            Outgoing::write(&header, &body, out)
                         }
                     })
-                    .collect();
-                outbox.send_all(frames).await
+                    .await
             }
             _ => {
                 for outgoing in answers {

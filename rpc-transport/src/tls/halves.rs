@@ -153,6 +153,14 @@ impl<S: Socket> SendFrames for TlsSender<S> {
         })
     }
 
+    fn feed_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, TransportError> {
+        SendFrames::feed_with(&mut self.inner, len, fill)
+    }
+
     fn mechanism(&self) -> &'static str {
         "tls"
     }
