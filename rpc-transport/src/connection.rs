@@ -115,8 +115,9 @@ impl FrameSender {
 
     /// Queues a message of `len` bytes written in place by `fill`, to go out with the next
     /// [`send_all`](Self::send_all) (an empty one too): `Ok(false)`, with `fill` not called,
-    /// where the transport does not queue bytes (then send a frame). See
-    /// [`SendFrames::feed_with`].
+    /// where the transport does not queue bytes (then send a frame). A message over the
+    /// maximum size is refused by the byte-stream transports; check it first with another
+    /// transport. See [`SendFrames::feed_with`].
     pub fn feed_with(
         &mut self,
         len: usize,

@@ -152,6 +152,13 @@ pub trait SendFrames: Send + Sync + IntoDynSend + 'static {
     /// before. `Ok(false)`, with `fill` not called, where the transport does not queue bytes
     /// (the default): the caller sends a frame instead. A byte stream queues into its output
     /// buffer, which spares building a frame per message.
+    ///
+    /// A transport that queues here must call `fill` exactly once when it returns `Ok(true)`,
+    /// must write what it queued with its next `send_all`, even an empty one (the default
+    /// `send_all` does nothing for an empty batch, so override it too), and must keep what
+    /// it queued across a cancelled `send_all`. The framework's outbox checks `len` against
+    /// [`max_frame_size`](Self::max_frame_size) first, and treats an `Err` here as the end
+    /// of the connection.
     fn feed_with(
         &mut self,
         len: usize,
