@@ -8,6 +8,7 @@
 //! A server's outbox has a byte budget: a frame waits for its bytes before it joins the queue,
 //! and gives them back once written, so a peer that does not read holds at most that much here.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rpc_transport::{Frame, FrameSender, TransportError};
@@ -26,6 +27,21 @@ struct Queue {
     failed: Option<String>,
 }
 
+/// The most bytes a task that is not the writer writes straight into the sender's output
+/// buffer, which it does holding the queue's lock; more go as frames, built outside it.
+const FEED_UNDER_LOCK_UP_TO: usize = 4096;
+
+/// What became of a send's items at [`Outbox::join`].
+enum Joined<T, C> {
+    /// Fed to the sender, for the writer to flush.
+    Fed,
+    /// To queue as frames, with their budget.
+    Queue(Vec<T>, Option<Held>),
+    /// The caller is the writer now: its items, their budget, and whether the queue was
+    /// empty (fed bytes would otherwise overtake queued frames).
+    Write(C, Option<Held>, bool),
+}
+
 /// A connection's sending half, shared.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
@@ -34,6 +50,9 @@ pub(crate) struct Outbox {
     sender: tokio::sync::Mutex<Option<FrameSender>>,
     limit: usize,
     in_place: bool,
+    /// Whether the sender takes messages written into its output buffer
+    /// ([`FrameSender::feed_with`]); cleared the first time it does not.
+    feeds: AtomicBool,
     /// Bytes queued frames may hold (none: unbounded, for a client's own requests).
     budget: Option<Arc<Pool>>,
 }
@@ -75,6 +94,7 @@ impl Outbox {
         Arc::new(Outbox {
             limit: sender.max_frame_size(),
             in_place: sender.writes_in_place(),
+            feeds: AtomicBool::new(true),
             queue: Mutex::new(Queue::default()),
             sender: tokio::sync::Mutex::new(Some(sender)),
             budget,
@@ -96,121 +116,182 @@ impl Outbox {
         self: &Arc<Self>,
         frames: Vec<Frame>,
     ) -> Result<(), TransportError> {
-        self.send_batched(frames, false).await
+        let total = self.measure(frames.iter().map(Frame::len))?;
+        let held = self.reserve(total, frames.len()).await;
+        self.enqueue(frames, held).await
     }
 
-    /// Sends `items` in order, each a message of `len(item)` bytes that `write` fills: written
-    /// straight into the transport's output where it queues bytes (a byte stream) and no
-    /// other task is writing, so no frame is built per message; as frames otherwise.
-    pub(crate) async fn send_written<T>(
+    /// Sends `items` in order, each a message of `len(item)` bytes that `write` fills. Where
+    /// the transport queues bytes (a byte stream) they are written straight into its output
+    /// buffer, with no frame built per message: by the task that becomes the writer, and by
+    /// any other while nothing waits in the queue and the writer does not hold the sender
+    /// (small messages only, as that is done holding the queue's lock). As frames otherwise.
+    ///
+    /// With `linger`, a task that becomes the writer yields once before it writes, so the other
+    /// tasks of its runtime that are about to send join the same write (a client with other
+    /// calls in flight passes it).
+    pub(crate) async fn send_written<T, C>(
         self: &Arc<Self>,
-        items: Vec<T>,
+        items: C,
         len: impl Fn(&T) -> usize,
         write: impl Fn(T, &mut [u8]),
-    ) -> Result<(), TransportError> {
-        let as_frames = |items: Vec<T>| -> Vec<Frame> {
-            items
-                .into_iter()
-                .map(|item| Frame::filled(len(&item), |out| write(item, out)))
-                .collect()
+        linger: bool,
+    ) -> Result<(), TransportError>
+    where
+        C: AsRef<[T]> + IntoIterator<Item = T>,
+    {
+        let total = self.measure(items.as_ref().iter().map(&len))?;
+        let held = self.reserve(total, items.as_ref().len()).await;
+        let (items, held, fresh_queue) = match self.join(items, held, total, &len, &write)? {
+            Joined::Fed => return Ok(()),
+            Joined::Queue(unfed, held) => {
+                return self.enqueue(frames(unfed, &len, &write), held).await;
+            }
+            Joined::Write(items, held, fresh_queue) => (items, held, fresh_queue),
         };
-        if let Some(size) = items.iter().map(&len).find(|&size| size > self.limit) {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
-        }
-        let held = match &self.budget {
-            Some(pool) => {
-                let bytes = items.iter().map(|item| len(item) + FRAME_OVERHEAD).sum();
-                Some(pool.take(bytes).await)
-            }
-            None => None,
-        };
-        {
-            let mut queue = self.lock();
-            if let Some(reason) = &queue.failed {
-                return Err(broken(reason));
-            }
-            if queue.writing {
-                // The writer takes them with what it writes next.
-                queue.frames.extend(as_frames(items));
-                queue.held.extend(held);
-                return Ok(());
-            }
-            queue.writing = true;
-        }
         let writing = Writing {
             outbox: Some(self.clone()),
         };
         // No await until the items are in the transport's buffer or the queue: a send dropped
         // midway then loses nothing (the writer's duty passes on, see `Writing`). The sender is
-        // free as a rule (we are the writer); were it not, the items go as frames.
-        let mut rest = Some(items);
-        if let Ok(mut sender) = self.sender.try_lock() {
-            let Some(sender) = sender.as_mut() else {
-                writing.release();
-                return Err(self.released());
-            };
-            let mut items = rest.take().into_iter().flatten();
-            while let Some(item) = items.next() {
-                let size = len(&item);
-                let mut item = Some(item);
-                let fed = sender.feed_with(size, |out| {
-                    if let Some(item) = item.take() {
-                        write(item, out)
-                    }
-                });
-                match fed {
-                    Ok(true) => {}
-                    // Not a byte stream: the rest go as frames.
-                    Ok(false) => {
-                        rest = Some(item.into_iter().chain(items).collect());
-                        break;
-                    }
+        // free as a rule (we are the writer); were it not, or were frames left queued by a
+        // writer dropped outside a runtime, the items go as frames behind them.
+        let unfed = match self.sender.try_lock() {
+            Ok(mut sender) if fresh_queue => match sender.as_mut() {
+                Some(sender) => match self.feed(sender, items, &len, &write) {
+                    Ok(unfed) => unfed,
                     Err(error) => {
                         self.fail(&error);
                         writing.release();
                         return Err(error);
                     }
+                },
+                None => {
+                    writing.release();
+                    return Err(self.released());
                 }
-            }
-        }
+            },
+            _ => items.into_iter().collect(),
+        };
+        let unfed = frames(unfed, &len, &write);
         {
             let mut queue = self.lock();
-            if let Some(rest) = rest {
-                queue.frames.extend(as_frames(rest));
-            }
+            queue.frames.extend(unfed);
             // Given back once the next batch is written, which flushes what was fed.
             queue.held.extend(held);
+        }
+        if linger {
+            tokio::task::yield_now().await;
         }
         let outcome = self.write_queued().await;
         writing.release();
         outcome
     }
 
-    /// Sends `frames` in order; with `linger`, a task that becomes the writer first yields once,
-    /// so the other tasks of its runtime that are about to send join the same write (a client
-    /// with other calls in flight passes it).
-    pub(crate) async fn send_batched(
+    /// The bytes of messages of `sizes`, refusing one over the size limit.
+    fn measure(&self, sizes: impl Iterator<Item = usize>) -> Result<usize, TransportError> {
+        let mut total = 0;
+        for size in sizes {
+            if size > self.limit {
+                return Err(TransportError::FrameTooLarge {
+                    size,
+                    limit: self.limit,
+                });
+            }
+            total += size;
+        }
+        Ok(total)
+    }
+
+    /// Waits for the byte budget of `count` messages of `total` bytes (a peer that does not
+    /// read stops us here).
+    async fn reserve(&self, total: usize, count: usize) -> Option<Held> {
+        match &self.budget {
+            Some(pool) => Some(pool.take(total + count * FRAME_OVERHEAD).await),
+            None => None,
+        }
+    }
+
+    /// Hands `items` to the task writing now, if there is one: fed into the sender's output
+    /// buffer while nothing waits in the queue and the writer does not hold the sender (they
+    /// go out with its next write, after what it holds now), or left for the caller to queue
+    /// as frames. Else makes the caller the writer.
+    fn join<T, C>(
+        &self,
+        items: C,
+        held: Option<Held>,
+        total: usize,
+        len: &impl Fn(&T) -> usize,
+        write: &impl Fn(T, &mut [u8]),
+    ) -> Result<Joined<T, C>, TransportError>
+    where
+        C: IntoIterator<Item = T>,
+    {
+        let mut queue = self.lock();
+        if let Some(reason) = &queue.failed {
+            return Err(broken(reason));
+        }
+        if !queue.writing {
+            queue.writing = true;
+            return Ok(Joined::Write(items, held, queue.frames.is_empty()));
+        }
+        let mut sender = match self.sender.try_lock() {
+            Ok(sender) if queue.frames.is_empty() && total <= FEED_UNDER_LOCK_UP_TO => sender,
+            _ => return Ok(Joined::Queue(items.into_iter().collect(), held)),
+        };
+        let Some(sender) = sender.as_mut() else {
+            return Ok(Joined::Queue(items.into_iter().collect(), held));
+        };
+        match self.feed(sender, items, len, write) {
+            Ok(unfed) if unfed.is_empty() => {
+                // Given back once the writer's next batch is written, which flushes them.
+                queue.held.extend(held);
+                Ok(Joined::Fed)
+            }
+            Ok(unfed) => Ok(Joined::Queue(unfed, held)),
+            Err(error) => {
+                fail(&mut queue, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes `items` into `sender`'s output buffer while it takes them: the ones it did not
+    /// take (all of them where the transport does not queue bytes, which is remembered).
+    fn feed<T>(
+        &self,
+        sender: &mut FrameSender,
+        items: impl IntoIterator<Item = T>,
+        len: &impl Fn(&T) -> usize,
+        write: &impl Fn(T, &mut [u8]),
+    ) -> Result<Vec<T>, TransportError> {
+        let mut items = items.into_iter();
+        if !self.feeds.load(Ordering::Relaxed) {
+            return Ok(items.collect());
+        }
+        while let Some(item) = items.next() {
+            let size = len(&item);
+            let mut item = Some(item);
+            let fed = sender.feed_with(size, |out| {
+                if let Some(item) = item.take() {
+                    write(item, out)
+                }
+            })?;
+            if !fed {
+                self.feeds.store(false, Ordering::Relaxed);
+                return Ok(item.into_iter().chain(items).collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Queues `frames` (holding `held` of the budget) behind what is queued, and writes them
+    /// unless another task is writing and so takes them with its next batch.
+    async fn enqueue(
         self: &Arc<Self>,
         frames: Vec<Frame>,
-        linger: bool,
+        held: Option<Held>,
     ) -> Result<(), TransportError> {
-        if let Some(big) = frames.iter().find(|f| f.len() > self.limit) {
-            return Err(TransportError::FrameTooLarge {
-                size: big.len(),
-                limit: self.limit,
-            });
-        }
-        // Wait for room in the budget first: a peer that does not read stops us here.
-        let held = match &self.budget {
-            Some(pool) => {
-                let bytes = frames.iter().map(|f| f.len() + FRAME_OVERHEAD).sum();
-                Some(pool.take(bytes).await)
-            }
-            None => None,
-        };
         {
             let mut queue = self.lock();
             if let Some(reason) = &queue.failed {
@@ -226,9 +307,6 @@ impl Outbox {
         let writing = Writing {
             outbox: Some(self.clone()),
         };
-        if linger {
-            tokio::task::yield_now().await;
-        }
         let outcome = self.write_queued().await;
         writing.release();
         outcome
@@ -269,11 +347,7 @@ impl Outbox {
 
     /// A write failed: every later send fails with `error`, and what is queued is dropped.
     fn fail(&self, error: &TransportError) {
-        let mut queue = self.lock();
-        queue.failed = Some(error.to_string());
-        queue.writing = false;
-        queue.frames.clear();
-        queue.held.clear();
+        fail(&mut self.lock(), error);
     }
 
     /// Sends a message of `len` bytes written by `fill`: in place on shared memory, through
@@ -290,13 +364,7 @@ impl Outbox {
                 None => Err(self.released()),
             };
         }
-        if len > self.limit {
-            return Err(TransportError::FrameTooLarge {
-                size: len,
-                limit: self.limit,
-            });
-        }
-        self.send_batched(vec![Frame::filled(len, fill)], linger)
+        self.send_written([fill], |_| len, |fill, out| fill(out), linger)
             .await
     }
 
@@ -351,6 +419,26 @@ impl Outbox {
     }
 }
 
+/// Marks `queue` failed with `error`: every later send fails, and what is queued is dropped.
+fn fail(queue: &mut Queue, error: &TransportError) {
+    queue.failed = Some(error.to_string());
+    queue.writing = false;
+    queue.frames.clear();
+    queue.held.clear();
+}
+
+/// `items` as frames, each of `len(item)` bytes filled by `write`.
+fn frames<T>(
+    items: Vec<T>,
+    len: &impl Fn(&T) -> usize,
+    write: &impl Fn(T, &mut [u8]),
+) -> Vec<Frame> {
+    items
+        .into_iter()
+        .map(|item| Frame::filled(len(&item), |out| write(item, out)))
+        .collect()
+}
+
 /// The error of a send on a broken connection.
 fn broken(reason: &str) -> TransportError {
     TransportError::Io(std::io::Error::new(
@@ -358,3 +446,6 @@ fn broken(reason: &str) -> TransportError {
         reason.to_owned(),
     ))
 }
+
+#[cfg(test)]
+mod tests;

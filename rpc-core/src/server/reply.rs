@@ -155,12 +155,17 @@ impl ReplySink {
         match &self.half {
             Half::Async(outbox) if !outbox.in_place() => {
                 outbox
-                    .send_written(answers, Outgoing::len, |outgoing, out| match outgoing {
-                        Outgoing::Frame(frame) => out.copy_from_slice(frame.payload()),
-                        Outgoing::InPlace { header, body, .. } => {
-                            Outgoing::write(&header, &body, out)
-                        }
-                    })
+                    .send_written(
+                        answers,
+                        Outgoing::len,
+                        |outgoing, out| match outgoing {
+                            Outgoing::Frame(frame) => out.copy_from_slice(frame.payload()),
+                            Outgoing::InPlace { header, body, .. } => {
+                                Outgoing::write(&header, &body, out)
+                            }
+                        },
+                        false,
+                    )
                     .await
             }
             _ => {
