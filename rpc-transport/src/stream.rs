@@ -125,7 +125,13 @@ impl<W: AsyncWrite + Unpin> StreamSender<W> {
         self.out.reserve(FRAME_PREFIX + len);
         self.out.extend_from_slice(&(len as u32).to_le_bytes());
         self.out.resize(start + FRAME_PREFIX + len, 0);
-        fill(&mut self.out[start + FRAME_PREFIX..]);
+        // A `fill` that panics (a `Serialize` of the caller's) leaves no half-written message
+        // to go out with the next write: the buffer is cut back to where it was.
+        let out = &mut self.out[start + FRAME_PREFIX..];
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(out))) {
+            self.out.truncate(start);
+            std::panic::resume_unwind(panic);
+        }
         Ok(())
     }
 
@@ -584,6 +590,33 @@ mod tests {
             let frame = receiver.recv().await.unwrap().unwrap();
             assert_eq!(frame.payload(), expected);
         }
+    }
+
+    #[tokio::test]
+    async fn a_fill_that_panics_leaves_nothing_to_send() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut sender = StreamSender::new(a, 100, "test");
+        let mut receiver = StreamReceiver::new(WaitOnly(b), 100, Duration::ZERO);
+        sender
+            .feed_with(3, &mut |out| out.copy_from_slice(b"one"))
+            .unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = sender.feed_with(5, &mut |out| {
+                out[..2].copy_from_slice(b"ha");
+                panic!("a serializer that fails midway")
+            });
+        }));
+        assert!(panicked.is_err());
+        sender
+            .feed_with(3, &mut |out| out.copy_from_slice(b"two"))
+            .unwrap();
+        SendFrames::send_all(&mut sender, Vec::new()).await.unwrap();
+        for expected in [&b"one"[..], b"two"] {
+            let frame = receiver.recv().await.unwrap().unwrap();
+            assert_eq!(frame.payload(), expected);
+        }
+        drop(sender);
+        assert!(receiver.recv().await.unwrap().is_none(), "nothing else");
     }
 
     #[tokio::test]

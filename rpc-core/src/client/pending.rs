@@ -243,28 +243,32 @@ impl Pending {
     }
 
     /// Fails every call whose deadline has come with [`expired`], for as long as it runs:
-    /// one task per connection, asleep until the earliest deadline. A call so needs no timer
+    /// one task per connection, asleep until [`State::next_expiry`]. A call so needs no timer
     /// of its own (registering one cost about a fifth of a call's work on the client). The
-    /// deadlines of a client's calls come in the order they were made, as a rule, so the
-    /// task wakes about once per timeout while calls keep coming, and not at all when none
-    /// wait.
+    /// deadlines of a client's calls come in the order they were made, as a rule: a call wakes
+    /// the task only when its deadline is the soonest (the first after an idle spell), and the
+    /// task wakes about once per timeout while calls keep coming, not once per call.
     pub(crate) async fn expire_calls(self: Arc<Self>) {
+        let _alive = ExpiryAlive(&self);
         loop {
-            match self.expire_due(Instant::now()) {
-                Some(at) => {
+            let next = self.lock().next_expiry;
+            match next {
+                None => self.expiry_moved.notified().await,
+                Some(at) if at > Instant::now() => {
                     tokio::select! {
                         () = tokio::time::sleep_until(at) => {}
                         () = self.expiry_moved.notified() => {}
                     }
                 }
-                None => self.expiry_moved.notified().await,
+                Some(_) => self.expire_due(Instant::now()),
             }
         }
     }
 
-    /// Fails the calls whose deadline is `now` or earlier; the earliest deadline left.
-    fn expire_due(&self, now: Instant) -> Option<Instant> {
-        let (due, next) = {
+    /// Fails the calls whose deadline is `now` or earlier, and looks next at the earliest
+    /// deadline left.
+    fn expire_due(&self, now: Instant) {
+        let due = {
             let mut state = self.lock();
             let due: Vec<u64> = state
                 .calls
@@ -276,14 +280,12 @@ impl Pending {
                 .into_iter()
                 .filter_map(|id| state.calls.remove(&id))
                 .collect();
-            let next = state.calls.values().filter_map(|e| e.deadline).min();
-            state.next_expiry = next;
-            (due, next)
+            state.next_expiry = state.calls.values().filter_map(|e| e.deadline).min();
+            due
         };
         for entry in due {
             entry.end(Err(expired()), &self.unclaimed);
         }
-        next
     }
 
     /// Hands the final `reply` to call `id`; false if no such call waits (it gave up).
@@ -358,6 +360,24 @@ impl Pending {
     /// How many calls wait.
     pub(crate) fn len(&self) -> usize {
         self.lock().calls.len()
+    }
+}
+
+/// Held by [`Pending::expire_calls`]: no deadline fires once it stops, so its calls, waiting
+/// and later, fail then rather than wait for ever. It stops when its runtime shuts down
+/// ([`RpcError::RuntimeShutDown`], as the reader's calls), when the connection is dropped,
+/// or when it panics (a runtime built without timers).
+struct ExpiryAlive<'a>(&'a Pending);
+
+impl Drop for ExpiryAlive<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close(
+                "the client's deadline task failed (does its runtime have timers? enable_time)",
+            );
+        } else {
+            self.0.close_runtime_gone();
+        }
     }
 }
 

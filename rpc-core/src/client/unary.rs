@@ -36,18 +36,19 @@ impl Client {
         // Until the call is registered, a wait is bounded by a timer of its own; from then on
         // the connection's expiry task fails the call at its deadline (`Pending::expire_calls`),
         // which costs a call no timer.
-        let place = match shared.in_flight.clone().try_acquire_owned() {
-            Ok(place) => place,
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                within(deadline, shared.in_flight.clone().acquire_owned())
-                    .await
-                    .ok_or_else(deadline_exceeded)?
-                    .map_err(|_| RpcError::disconnected("the client's connection is closing"))?
-            }
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err(RpcError::disconnected("the client's connection is closing"));
-            }
-        };
+        // The place is awaited, not tried: the acquire counts against tokio's cooperative
+        // budget, so a caller whose calls all end at once (shared memory) still lets its
+        // runtime run other tasks every 128 calls. Without it, sequential shm calls' p99 went
+        // from 2.3 to 9 µs (the reader task and the caller share the client's CPU).
+        let acquire = shared.in_flight.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let place = match direct::poll_once(&mut acquire).await {
+            std::task::Poll::Ready(place) => place,
+            std::task::Poll::Pending => within(deadline, acquire)
+                .await
+                .ok_or_else(deadline_exceeded)?,
+        }
+        .map_err(|_| RpcError::disconnected("the client's connection is closing"))?;
         let mut reply = shared.pending.register(call_id, deadline)?;
         let mut guard = CallGuard {
             shared,
