@@ -68,11 +68,20 @@ struct Writing {
 }
 
 impl Writing {
-    /// The writer is done (or the connection failed): nothing to hand on.
+    /// The writer gives up before it writes (the connection failed, or was released): nothing
+    /// to hand on.
     fn release(mut self) {
         if let Some(outbox) = self.outbox.take() {
             outbox.lock().writing = false;
         }
+    }
+
+    /// The writer's [`write_queued`](Outbox::write_queued) returned, having cleared the flag
+    /// itself (or `fail` did). Another task may be the writer by now: clearing the flag again
+    /// would make a second writer of the next sender, which would then wait for the sender
+    /// behind the first instead of leaving its message to it.
+    fn finished(mut self) {
+        self.outbox = None;
     }
 }
 
@@ -188,7 +197,7 @@ impl Outbox {
             tokio::task::yield_now().await;
         }
         let outcome = self.write_queued().await;
-        writing.release();
+        writing.finished();
         outcome
     }
 
@@ -312,28 +321,33 @@ impl Outbox {
             outbox: Some(self.clone()),
         };
         let outcome = self.write_queued().await;
-        writing.release();
+        writing.finished();
         outcome
     }
 
     /// Writes everything queued, until the queue stays empty. The sender is locked before a
     /// batch leaves the queue, and the byte-stream senders keep what they accepted across a
     /// cancellation, so frames are never dropped between the two.
+    ///
+    /// The writer stays the writer until its last write is done: `writing` is cleared only
+    /// after a write that left nothing queued, with the sender still held, so nothing was fed
+    /// meanwhile either. Cleared before that write (when the queue was found empty), the bytes
+    /// fed in place went out with no writer, and the next task to send became a second writer
+    /// that waited for the sender instead of leaving its message to this one. A server's
+    /// handler polled inline then waited, unpolled, behind the takeover reader, which waited
+    /// for the sender that handler held or was given: neither moved again.
     async fn write_queued(&self) -> Result<(), TransportError> {
         loop {
             let mut sender = self.sender.lock().await;
             let (batch, held) = {
                 let mut queue = self.lock();
-                if queue.frames.is_empty() {
-                    queue.writing = false;
-                }
                 (
                     std::mem::take(&mut queue.frames),
                     std::mem::take(&mut queue.held),
                 )
             };
-            // With an empty batch: bytes a cancelled writer left half-written go out now.
-            let done = batch.is_empty();
+            // With an empty batch: the bytes fed in place, and those a cancelled writer left
+            // half-written, go out now.
             let sent = match sender.as_mut() {
                 Some(sender) => sender.send_all(batch).await,
                 None => Err(self.released()),
@@ -343,7 +357,18 @@ impl Outbox {
                 return Err(error);
             }
             drop(held);
-            if done {
+            let idle = {
+                let mut queue = self.lock();
+                if queue.frames.is_empty() {
+                    queue.writing = false;
+                    // Budget of sends that queued nothing (an empty batch of answers).
+                    Some(std::mem::take(&mut queue.held))
+                } else {
+                    None
+                }
+            };
+            if let Some(held) = idle {
+                drop(held);
                 return Ok(());
             }
         }
@@ -367,16 +392,6 @@ impl Outbox {
                 Some(sender) => sender.send_with(len, fill).await,
                 None => Err(self.released()),
             };
-        }
-        if self.budget.is_some() {
-            // A server's single answers (a streaming call's items, a handler task's answer)
-            // still go as frames. Written in place, a server stream over a transport of the
-            // test suite's own (`xtcp_streams` in `tests/tests/custom_transport.rs`) stalled
-            // until its deadline, for a reason not found yet; its batches of answers
-            // (`send_written`, from the read loop) are written in place as before.
-            let total = self.measure([len].into_iter())?;
-            let held = self.reserve(total, 1).await;
-            return self.enqueue(vec![Frame::filled(len, fill)], held).await;
         }
         self.send_written([fill], |_| len, |fill, out| fill(out), linger)
             .await

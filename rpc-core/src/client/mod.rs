@@ -2,8 +2,10 @@
 //!
 //! One connection carries many calls at once. A call encodes its request, registers in the
 //! [`Pending`] table, sends its request itself (no hop through a writer task) and waits; one
-//! reader task per connection hands each reply to its caller by call id, in any order. When the
-//! connection ends, the reader fails every pending call with [`RpcError::Disconnected`].
+//! reader task per connection hands each reply to its caller by call id, in any order, and one
+//! expiry task fails the calls whose deadline came (a call registers no timer of its own; see
+//! `unary.rs`). When the connection ends, the reader fails every pending call with
+//! [`RpcError::Disconnected`].
 
 mod blocking;
 mod blocking_stream;
@@ -18,6 +20,7 @@ mod reconnect;
 mod route;
 mod scope;
 mod streaming;
+mod unary;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use rpc_transport::{Address, Connection, TransportError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
@@ -73,6 +76,8 @@ pub(crate) struct Shared {
     /// `TooManyCalls`.
     in_flight: Arc<Semaphore>,
     reader: AbortHandle,
+    /// The task that fails calls whose deadline came ([`Pending::expire_calls`]).
+    expiry: AbortHandle,
     /// Set where callers read their replies themselves (shared memory).
     direct: Option<Arc<direct::Direct>>,
     /// The transport and the server, for the call spans.
@@ -82,6 +87,7 @@ pub(crate) struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.reader.abort();
+        self.expiry.abort();
     }
 }
 
@@ -271,6 +277,7 @@ impl Client {
             ),
         };
         let reader = reader.abort_handle();
+        let expiry = tokio::spawn(pending.clone().expire_calls()).abort_handle();
         Ok(Arc::new(Shared {
             schema,
             compatibility: agreed.compatibility,
@@ -282,6 +289,7 @@ impl Client {
                 agreed.max_in_flight.min(Semaphore::MAX_PERMITS),
             )),
             reader,
+            expiry,
             direct,
             connected: Connected { transport, peer },
         }))
@@ -429,182 +437,4 @@ impl Client {
         )?;
         Ok((call_id, request))
     }
-
-    /// [`Client::call`] within its scope.
-    async fn call_in<A, R>(
-        &self,
-        shared: &Shared,
-        scope: &CallScope<'_>,
-        method: u32,
-        args: &A,
-    ) -> Result<R, RpcError>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let timeout = scope.timeout;
-        let (call_id, request) = Self::request(shared, scope, method, args)?;
-        let exchange = async {
-            // The server's limit: wait for a place (within the deadline) rather than be refused.
-            let place = shared
-                .in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| RpcError::disconnected("the client's connection is closing"))?;
-            let mut reply = shared.pending.register(call_id)?;
-            let mut guard = CallGuard {
-                shared,
-                method,
-                call_id,
-                sent: false,
-                done: false,
-                place: Some(place),
-            };
-            // With other calls in flight, more requests are about to go: write them together.
-            let linger = shared.pending.len() > 1;
-            // Where callers read their replies themselves, take the receiver before sending,
-            // so the reply does not wake the reader task. Only a call alone in flight does,
-            // and only while no other caller's reply waits to be taken: with others in flight
-            // (or their tasks woken and about to call again) the reader task hands replies
-            // out while callers' tasks keep sending, and a spinning caller would hold its
-            // worker from them.
-            let mut turn = match &shared.direct {
-                Some(direct) if !linger && shared.pending.unclaimed() == 0 => direct.turn(),
-                _ => None,
-            };
-            let send = shared
-                .sender
-                .send_with(request.len(), |out| request.write(out), linger);
-            tokio::pin!(send);
-            let mut sent_at_once = None;
-            if turn.is_some() {
-                match direct::poll_once(&mut send).await {
-                    std::task::Poll::Ready(sent) => sent_at_once = Some(sent),
-                    // The write waits (a full ring): the reader task must be free to read
-                    // meanwhile, or the server, blocked writing to us, never takes it.
-                    std::task::Poll::Pending => turn = None,
-                }
-            }
-            // A write can wait for ever on a dead peer whose buffers are full: when the reader
-            // gives the connection up meanwhile (the keepalive lapsed), so does this call.
-            let sent = if let Some(sent) = sent_at_once {
-                sent
-            } else {
-                tokio::select! {
-                    biased;
-                    sent = &mut send => sent,
-                    early = &mut reply => match early {
-                        // The reply came while this task still writes other calls' requests (it
-                        // is the outbox's writer): they must not be cut short.
-                        Ok(Ok(frame)) => {
-                            let _ = send.await;
-                            guard.done = true;
-                            return Ok(frame);
-                        }
-                        ended => {
-                            guard.done = true;
-                            return ended.unwrap_or_else(|_| {
-                                Err(RpcError::disconnected("the connection's reader stopped"))
-                            });
-                        }
-                    },
-                }
-            };
-            sent.map_err(|e| {
-                if misuse::is_runtime_shutdown(&e) {
-                    shared.pending.close_runtime_gone();
-                    return RpcError::RuntimeShutDown;
-                }
-                shared.pending.close(&format!("sending failed: {e}"));
-                RpcError::disconnected(format_args!("sending failed: {e}"))
-            })?;
-            guard.sent = true;
-            let read_here = match turn {
-                Some(turn) => turn.wait(&mut reply).await,
-                None => Err(None),
-            };
-            let frame = match read_here {
-                Ok(frame) => frame,
-                Err(late) => {
-                    let frame = reply.await.unwrap_or_else(|_| {
-                        Err(RpcError::disconnected("the connection's reader stopped"))
-                    });
-                    // Only a reply tells when it came: a call that failed meanwhile (the
-                    // connection ended) says nothing about spinning.
-                    if let Some(late) = late
-                        && frame.is_ok()
-                    {
-                        late.came();
-                    }
-                    frame
-                }
-            };
-            guard.done = true;
-            frame
-        };
-        let frame = match timeout {
-            Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| {
-                RpcError::DeadlineExceeded {
-                    method: shared.schema.method_name(method),
-                    timeout: limit,
-                }
-            })??,
-            None => exchange.await?,
-        };
-        protocol::decode_owned_reply(frame, shared.schema, method, timeout)
-    }
-}
-
-/// Cleans up after a call that was given up (timed out or its future dropped): forgets it and
-/// tells the server to drop its handler.
-struct CallGuard<'a> {
-    shared: &'a Shared,
-    method: u32,
-    call_id: u64,
-    sent: bool,
-    done: bool,
-    /// The call's place among the server's `max_in_flight`: given back once the server is
-    /// told to drop a call it may still run, so the next call does not overtake the `Cancel`.
-    place: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        give_up(
-            self.shared,
-            self.method,
-            self.call_id,
-            self.sent,
-            self.place.take(),
-        );
-    }
-}
-
-/// Forgets call `call_id` that was given up and, if its request was sent, tells the server to
-/// drop it; its `place` among the server's calls is given back once the `Cancel` is sent, so
-/// the next call does not overtake it.
-fn give_up(
-    shared: &Shared,
-    method: u32,
-    call_id: u64,
-    sent: bool,
-    place: Option<OwnedSemaphorePermit>,
-) {
-    shared.pending.forget(call_id);
-    if !sent {
-        return;
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let sender = shared.sender.clone();
-    let frame = protocol::cancel_frame(method, call_id);
-    runtime.spawn(async move {
-        let _ = sender.send(frame).await;
-        drop(place);
-    });
 }

@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 
 use rpc_transport::Frame;
 use rustc_hash::FxHashMap;
-use tokio::sync::oneshot;
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use crate::error::RpcError;
 use crate::stream::credit::Credit;
@@ -16,6 +19,23 @@ use crate::stream::inbox::Inbox;
 
 /// A reply frame, or why none will come.
 pub(crate) type Reply = Result<Frame, RpcError>;
+
+/// What a call is handed when its deadline comes before its reply (see
+/// [`Pending::expire_calls`]); its caller names the method and the timeout (see
+/// [`is_expiry`]).
+pub(crate) fn expired() -> RpcError {
+    RpcError::DeadlineExceeded {
+        method: String::new(),
+        timeout: Duration::ZERO,
+    }
+}
+
+/// Whether `error`, handed to a waiting call, says its deadline came: only
+/// [`Pending::expire_calls`] hands a call `DeadlineExceeded` (the server's deadline errors
+/// come as reply frames).
+pub(crate) fn is_expiry(error: &RpcError) -> bool {
+    matches!(error, RpcError::DeadlineExceeded { .. })
+}
 
 /// Turns a streaming call's final frame into how its stream ended.
 pub(crate) type Finish = Box<dyn FnOnce(&Frame) -> Result<(), RpcError> + Send>;
@@ -35,6 +55,8 @@ struct Entry {
     waiter: Waiter,
     /// The credit of the items this call sends, if it sends any.
     credit: Option<Arc<Credit>>,
+    /// When the call gives up waiting (see [`Pending::expire_calls`]).
+    deadline: Option<Instant>,
 }
 
 impl Entry {
@@ -71,6 +93,9 @@ struct State {
     closed: Option<String>,
     /// Whether it went because the runtime running its reader shut down.
     runtime_gone: bool,
+    /// When [`Pending::expire_calls`] looks next: no later than the earliest deadline of a
+    /// waiting call (earlier, once that call is answered; `None`: it waits to be told).
+    next_expiry: Option<Instant>,
 }
 
 impl State {
@@ -92,6 +117,8 @@ pub(crate) struct Pending {
     /// tasks are woken and about to run (and to call again); a call future kept unpolled
     /// after its reply came (the losing side of a `select`) holds its count until dropped.
     unclaimed: AtomicUsize,
+    /// Told when a call's deadline comes before [`State::next_expiry`].
+    expiry_moved: Notify,
 }
 
 /// A plain call's reply on its way: a future of it, which also counts it among
@@ -150,11 +177,22 @@ impl Pending {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Registers plain call `id` waiting for one reply; fails at once when the connection is
-    /// gone.
-    pub(crate) fn register(&self, id: u64) -> Result<ReplyReceiver<'_>, RpcError> {
+    /// Registers plain call `id` waiting for one reply, failed with [`expired`] at `deadline`
+    /// (see [`expire_calls`](Self::expire_calls)); fails at once when the connection is gone.
+    pub(crate) fn register(
+        &self,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<ReplyReceiver<'_>, RpcError> {
         let (tx, rx) = oneshot::channel();
-        self.register_waiter(id, Waiter::Call(tx), None)?;
+        self.insert(
+            id,
+            Entry {
+                waiter: Waiter::Call(tx),
+                credit: None,
+                deadline,
+            },
+        )?;
         Ok(ReplyReceiver {
             rx,
             unclaimed: &self.unclaimed,
@@ -175,12 +213,79 @@ impl Pending {
         waiter: Waiter,
         credit: Option<Arc<Credit>>,
     ) -> Result<(), RpcError> {
+        self.insert(
+            id,
+            Entry {
+                waiter,
+                credit,
+                deadline: None,
+            },
+        )
+    }
+
+    fn insert(&self, id: u64, entry: Entry) -> Result<(), RpcError> {
         let mut state = self.lock();
         if let Some(reason) = &state.closed {
             return Err(state.gone(reason));
         }
-        state.calls.insert(id, Entry { waiter, credit });
+        let sooner = entry
+            .deadline
+            .filter(|&at| state.next_expiry.is_none_or(|next| at < next));
+        if sooner.is_some() {
+            state.next_expiry = sooner;
+        }
+        state.calls.insert(id, entry);
+        drop(state);
+        if sooner.is_some() {
+            self.expiry_moved.notify_one();
+        }
         Ok(())
+    }
+
+    /// Fails every call whose deadline has come with [`expired`], for as long as it runs:
+    /// one task per connection, asleep until [`State::next_expiry`]. A call so needs no timer
+    /// of its own (registering one cost about a fifth of a call's work on the client). The
+    /// deadlines of a client's calls come in the order they were made, as a rule: a call wakes
+    /// the task only when its deadline is the soonest (the first after an idle spell), and the
+    /// task wakes about once per timeout while calls keep coming, not once per call.
+    pub(crate) async fn expire_calls(self: Arc<Self>) {
+        let _alive = ExpiryAlive(&self);
+        loop {
+            let next = self.lock().next_expiry;
+            match next {
+                None => self.expiry_moved.notified().await,
+                Some(at) if at > Instant::now() => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.expiry_moved.notified() => {}
+                    }
+                }
+                Some(_) => self.expire_due(Instant::now()),
+            }
+        }
+    }
+
+    /// Fails the calls whose deadline is `now` or earlier, and looks next at the earliest
+    /// deadline left.
+    fn expire_due(&self, now: Instant) {
+        let due = {
+            let mut state = self.lock();
+            let due: Vec<u64> = state
+                .calls
+                .iter()
+                .filter(|(_, entry)| entry.deadline.is_some_and(|at| at <= now))
+                .map(|(&id, _)| id)
+                .collect();
+            let due: Vec<Entry> = due
+                .into_iter()
+                .filter_map(|id| state.calls.remove(&id))
+                .collect();
+            state.next_expiry = state.calls.values().filter_map(|e| e.deadline).min();
+            due
+        };
+        for entry in due {
+            entry.end(Err(expired()), &self.unclaimed);
+        }
     }
 
     /// Hands the final `reply` to call `id`; false if no such call waits (it gave up).
@@ -258,6 +363,24 @@ impl Pending {
     }
 }
 
+/// Held by [`Pending::expire_calls`]: no deadline fires once it stops, so its calls, waiting
+/// and later, fail then rather than wait for ever. It stops when its runtime shuts down
+/// ([`RpcError::RuntimeShutDown`], as the reader's calls), when the connection is dropped,
+/// or when it panics (a runtime built without timers).
+struct ExpiryAlive<'a>(&'a Pending);
+
+impl Drop for ExpiryAlive<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close(
+                "the client's deadline task failed (does its runtime have timers? enable_time)",
+            );
+        } else {
+            self.0.close_runtime_gone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,8 +392,8 @@ mod tests {
     #[tokio::test]
     async fn a_reply_counts_as_unclaimed_until_its_caller_takes_it() {
         let pending = Pending::default();
-        let mut first = pending.register(1).unwrap();
-        let second = pending.register(2).unwrap();
+        let mut first = pending.register(1, None).unwrap();
+        let second = pending.register(2, None).unwrap();
         assert_eq!(pending.unclaimed(), 0, "nothing delivered yet");
         assert!(pending.complete(1, reply()));
         assert!(pending.complete(2, reply()));
@@ -287,14 +410,54 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn calls_fail_at_their_deadlines_and_not_before() {
+        let pending = Arc::new(Pending::default());
+        let expiry = tokio::spawn(pending.clone().expire_calls());
+        let start = Instant::now();
+        let mut late = pending
+            .register(1, Some(start + Duration::from_secs(30)))
+            .unwrap();
+        let mut never = pending.register(2, None).unwrap();
+        // Registered after the late one, due before it: the expiry task is told.
+        let mut soon = pending
+            .register(3, Some(start + Duration::from_millis(10)))
+            .unwrap();
+        let answered = pending
+            .register(4, Some(start + Duration::from_millis(5)))
+            .unwrap();
+        assert!(pending.complete(4, reply()));
+        tokio::time::sleep(Duration::from_millis(9)).await;
+        assert!(soon.try_recv().is_err(), "not due yet");
+        let expired = answered.await.unwrap();
+        assert!(
+            matches!(expired, Err(RpcError::Disconnected { .. })),
+            "an answered call keeps its answer"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(matches!(soon.try_recv(), Ok(Err(e)) if is_expiry(&e)));
+        assert_eq!(pending.len(), 2);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(matches!(late.try_recv(), Ok(Err(e)) if is_expiry(&e)));
+        assert!(never.try_recv().is_err(), "a call without a deadline waits");
+        assert_eq!(pending.len(), 1);
+        // A call made when none waits wakes the task again.
+        let mut again = pending
+            .register(5, Some(Instant::now() + Duration::from_millis(1)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(matches!(again.try_recv(), Ok(Err(e)) if is_expiry(&e)));
+        expiry.abort();
+    }
+
     #[test]
     fn a_reply_dropped_untaken_or_never_delivered_leaves_no_count() {
         let pending = Pending::default();
-        let delivered = pending.register(1).unwrap();
+        let delivered = pending.register(1, None).unwrap();
         assert!(pending.complete(1, reply()));
         drop(delivered);
         assert_eq!(pending.unclaimed(), 0, "delivered, then dropped untaken");
-        let gone = pending.register(2).unwrap();
+        let gone = pending.register(2, None).unwrap();
         drop(gone);
         assert!(!pending.complete(2, reply()), "its caller gave up");
         assert_eq!(
@@ -302,7 +465,7 @@ mod tests {
             0,
             "a reply nobody can take is not counted"
         );
-        let _waiting = pending.register(3).unwrap();
+        let _waiting = pending.register(3, None).unwrap();
         pending.close("the connection ended");
         assert_eq!(
             pending.unclaimed(),

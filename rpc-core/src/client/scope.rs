@@ -30,6 +30,8 @@ pub(crate) struct CallScope<'a> {
     pub(crate) options: Cow<'a, CallOptions>,
     /// The `rpc.client` span; `call_id` is recorded in it by the caller.
     pub(crate) span: Span,
+    /// Whether the call is made inside a handler (and held to the served call's deadline).
+    pub(crate) in_handler: bool,
 }
 
 impl<'a> CallScope<'a> {
@@ -43,6 +45,7 @@ impl<'a> CallScope<'a> {
         connected: &Connected,
     ) -> CallScope<'a> {
         let ambient = crate::server::ambient();
+        let in_handler = ambient.is_some();
         let timeout = match &ambient {
             Some(served) => served.limit(timeout),
             None => timeout,
@@ -81,6 +84,7 @@ impl<'a> CallScope<'a> {
             timeout,
             options,
             span,
+            in_handler,
         }
     }
 

@@ -21,7 +21,8 @@ use tracing::Instrument;
 
 use super::pending::{Finish, Reply, Waiter};
 use super::scope::CallScope;
-use super::{Client, Shared, give_up, protocol};
+use super::unary::give_up;
+use super::{Client, Shared, protocol};
 use crate::error::RpcError;
 use crate::outbox::Outbox;
 use crate::stream::credit::Credit;

@@ -272,3 +272,42 @@ async fn a_writer_abandoned_midway_hands_its_duty_on() {
         .unwrap()
         .unwrap();
 }
+
+/// A task that sends while the writer is still writing the bytes it fed in place leaves its
+/// message to that writer and returns at once: it does not become a second writer, waiting
+/// for the sender behind the first. (A server's handler, polled inline, that waited so was
+/// not polled again until the takeover reader let go of the connection, and that reader
+/// waited for the sender too: a server stream over `xtcp://` stalled until its deadline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_during_the_writers_last_write_is_left_to_it() {
+    // A 64-byte pipe that nobody reads yet: the writer's write of what it fed blocks.
+    let (outbox, mut receiver) = over_stream(64, None);
+    let big = vec![7u8; 4000];
+    let writer = {
+        let outbox = outbox.clone();
+        let big = big.clone();
+        tokio::spawn(async move {
+            outbox
+                .send_with(big.len(), |out| out.copy_from_slice(&big), false)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!writer.is_finished(), "the writer waits for the pipe");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        outbox.send_with(5, |out| out.copy_from_slice(b"after"), false),
+    )
+    .await
+    .expect("left to the writer, not waited for")
+    .unwrap();
+    for expected in [&big[..], b"after"] {
+        let frame = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+            .await
+            .expect("the writer writes both")
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.payload(), expected);
+    }
+    writer.await.unwrap().unwrap();
+}

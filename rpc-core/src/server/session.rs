@@ -534,7 +534,12 @@ async fn take_over(s: Arc<Session>) {
                 Ok(Ok(None) | Err(_)) => break,
             };
             let flow = handle(&s, &mut receiver, &mut ready, classify(frame)).await;
-            let _ = s.sink.send_many(ready.take()).await;
+            // Nothing to answer (a credit grant, a stream's item): no send, so this reader
+            // never waits for the sender when it has nothing to write.
+            let answers = ready.take();
+            if !answers.is_empty() {
+                let _ = s.sink.send_many(answers).await;
+            }
             if !matches!(flow, Flow::Go) {
                 break;
             }
