@@ -3,7 +3,8 @@
 //! One connection carries many calls at once. A call encodes its request, registers in the
 //! [`Pending`] table, sends its request itself (no hop through a writer task) and waits; one
 //! reader task per connection hands each reply to its caller by call id, in any order, and one
-//! expiry task fails the calls whose deadline came (a call registers no timer of its own; see
+//! expiry task fails the calls whose deadline came (a call made outside a handler registers no
+//! timer of its own; see
 //! `unary.rs`). When the connection ends, the reader fails every pending call with
 //! [`RpcError::Disconnected`].
 

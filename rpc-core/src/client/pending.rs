@@ -1,15 +1,16 @@
 //! The table of calls waiting for their replies (and, for streaming calls, their items).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rpc_transport::Frame;
 use rustc_hash::FxHashMap;
-use std::time::Duration;
-
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -96,9 +97,27 @@ struct State {
     /// When [`Pending::expire_calls`] looks next: no later than the earliest deadline of a
     /// waiting call (earlier, once that call is answered; `None`: it waits to be told).
     next_expiry: Option<Instant>,
+    /// The deadlines of the calls registered with one, soonest first. An answered call's
+    /// entry stays until it comes due (or the heap is rebuilt, see [`State::prune`]): a call
+    /// costs a push, and an expiry looks only at the calls due.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl State {
+    /// Rebuilds [`deadlines`](Self::deadlines) from the calls still waiting once answered
+    /// calls' entries outnumber them: the heap stays within twice the calls in flight, at an
+    /// amortized constant cost per call.
+    fn prune(&mut self) {
+        if self.deadlines.len() <= 2 * self.calls.len() + 64 {
+            return;
+        }
+        self.deadlines = self
+            .calls
+            .iter()
+            .filter_map(|(&id, entry)| entry.deadline.map(|at| Reverse((at, id))))
+            .collect();
+    }
+
     /// The error for a call on a connection that is gone.
     fn gone(&self, reason: &str) -> RpcError {
         if self.runtime_gone {
@@ -201,7 +220,7 @@ impl Pending {
     }
 
     /// How many replies to plain calls are delivered but not yet taken by their callers: while
-    /// any are, their tasks are, as a rule, about to run (see `Client::call_in`).
+    /// any are, their tasks are, as a rule, about to run (see `unary::exchange`).
     pub(crate) fn unclaimed(&self) -> usize {
         self.unclaimed.load(Ordering::Relaxed)
     }
@@ -234,7 +253,11 @@ impl Pending {
         if sooner.is_some() {
             state.next_expiry = sooner;
         }
+        if let Some(at) = entry.deadline {
+            state.deadlines.push(Reverse((at, id)));
+        }
         state.calls.insert(id, entry);
+        state.prune();
         drop(state);
         if sooner.is_some() {
             self.expiry_moved.notify_one();
@@ -270,17 +293,22 @@ impl Pending {
     fn expire_due(&self, now: Instant) {
         let due = {
             let mut state = self.lock();
-            let due: Vec<u64> = state
-                .calls
-                .iter()
-                .filter(|(_, entry)| entry.deadline.is_some_and(|at| at <= now))
-                .map(|(&id, _)| id)
-                .collect();
-            let due: Vec<Entry> = due
-                .into_iter()
-                .filter_map(|id| state.calls.remove(&id))
-                .collect();
-            state.next_expiry = state.calls.values().filter_map(|e| e.deadline).min();
+            let mut due = Vec::new();
+            while let Some(&Reverse((at, id))) = state.deadlines.peek() {
+                if at > now {
+                    break;
+                }
+                state.deadlines.pop();
+                // An answered call's entry: its id is not waiting any more (ids are not reused).
+                if state
+                    .calls
+                    .get(&id)
+                    .is_some_and(|entry| entry.deadline == Some(at))
+                {
+                    due.extend(state.calls.remove(&id));
+                }
+            }
+            state.next_expiry = state.deadlines.peek().map(|&Reverse((at, _))| at);
             due
         };
         for entry in due {
@@ -341,6 +369,7 @@ impl Pending {
                 state.closed = Some(reason.to_owned());
                 state.runtime_gone = runtime_gone;
             }
+            state.deadlines.clear();
             (std::mem::take(&mut state.calls), state.runtime_gone)
         };
         for (_, entry) in calls {
@@ -447,6 +476,33 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(matches!(again.try_recv(), Ok(Err(e)) if is_expiry(&e)));
+        expiry.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_calls_deadlines_do_not_pile_up() {
+        let pending = Arc::new(Pending::default());
+        let expiry = tokio::spawn(pending.clone().expire_calls());
+        let later = Instant::now() + Duration::from_secs(30);
+        for id in 0..1000 {
+            let waiting = pending.register(id, Some(later)).unwrap();
+            assert!(pending.complete(id, reply()));
+            drop(waiting);
+        }
+        let heap = pending.lock().deadlines.len();
+        assert!(
+            heap <= 64 + 1,
+            "answered calls' deadlines were pruned: {heap} left"
+        );
+        // A call due sooner than the stale entries still fails at its own deadline.
+        let mut soon = pending
+            .register(1000, Some(Instant::now() + Duration::from_millis(5)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(4)).await;
+        assert!(soon.try_recv().is_err(), "not due yet");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(matches!(soon.try_recv(), Ok(Err(e)) if is_expiry(&e)));
+        assert_eq!(pending.len(), 0);
         expiry.abort();
     }
 

@@ -26,6 +26,9 @@ pub(crate) struct Connected {
 pub(crate) struct CallScope<'a> {
     /// The call's timeout: its own, or what is left of the served call's deadline if sooner.
     pub(crate) timeout: Option<Duration>,
+    /// When the call gives up: `timeout` from when the scope was made, and inside a handler
+    /// never after the served call's deadline (the very instant the server gives that up).
+    pub(crate) deadline: Option<tokio::time::Instant>,
     /// The options to send: the handle's, plus `traceparent` unless the caller set one.
     pub(crate) options: Cow<'a, CallOptions>,
     /// The `rpc.client` span; `call_id` is recorded in it by the caller.
@@ -46,8 +49,14 @@ impl<'a> CallScope<'a> {
     ) -> CallScope<'a> {
         let ambient = crate::server::ambient();
         let in_handler = ambient.is_some();
+        let now = std::time::Instant::now();
+        let own = timeout.and_then(|limit| now.checked_add(limit));
+        let deadline = match ambient.and_then(|served| served.deadline) {
+            Some(served) => Some(own.map_or(served, |own| own.min(served))),
+            None => own,
+        };
         let timeout = match &ambient {
-            Some(served) => served.limit(timeout),
+            Some(served) => served.limit(timeout, now),
             None => timeout,
         };
         let span = telemetry::client_span(
@@ -84,6 +93,7 @@ impl<'a> CallScope<'a> {
             timeout,
             options,
             span,
+            deadline: deadline.map(tokio::time::Instant::from_std),
             in_handler,
         }
     }

@@ -30,7 +30,7 @@ impl Client {
     {
         let timeout = scope.timeout;
         let (call_id, request) = Self::request(shared, scope, method, args)?;
-        let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
+        let deadline = scope.deadline;
         let frame = if scope.in_handler {
             // Held to the served call's deadline: the server drops the handler at that very
             // deadline, so the call's own timer, polled in the handler's task, must tell it
@@ -116,6 +116,11 @@ async fn exchange<A: Serialize + ?Sized>(
         .sender
         .send_with(request.len(), |out| request.write(out), linger);
     tokio::pin!(send);
+    // From its first poll the request may be on its way: written into the stream's buffer or
+    // queued, it goes out even if this call is given up meanwhile (the outbox's writer hands
+    // its duty on). So a call given up from here on tells the server to drop it, and keeps its
+    // place until that is sent; a `Cancel` for a request that never left is ignored.
+    guard.sent = true;
     let mut sent_at_once = None;
     if turn.is_some() {
         match direct::poll_once(&mut send).await {
@@ -155,7 +160,6 @@ async fn exchange<A: Serialize + ?Sized>(
         shared.pending.close(&format!("sending failed: {e}"));
         RpcError::disconnected(format_args!("sending failed: {e}"))
     })?;
-    guard.sent = true;
     let read_here = match turn {
         Some(turn) => turn.wait(&mut reply).await,
         None => Err(None),

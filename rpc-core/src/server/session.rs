@@ -351,18 +351,29 @@ async fn inline(
         let mut cx = TaskContext::from_waker(Waker::noop());
         prepared.poll_inline(&mut cx)
     });
-    let receiver = s.reclaim().await;
-    let flow = match polled {
+    match polled {
         Poll::Ready(answer) => {
+            let receiver = s.reclaim().await;
             if registered {
                 s.calls.finish(prepared.call_id);
             }
             ready.push(s.sink.prepare(answer));
-            Flow::Go
+            (Flow::Go, receiver)
         }
-        Poll::Pending => Box::pin(spawn(s, &receiver, ready, prepared)).await,
-    };
-    (flow, receiver)
+        Poll::Pending => {
+            // A task from now on, before the receiver comes back where the budget allows: a
+            // takeover reader may be waiting for what this handler holds (the sender, or
+            // reply budget its answer would free), and polled with a no-op waker the handler
+            // would not run again until that reader gave the receiver back.
+            if let Some(held) = s.memory.requests.try_take(prepared.size + TASK_OVERHEAD) {
+                s.calls.spawn(&s.runtime, s.sink.clone(), prepared, held);
+                return (Flow::Go, s.reclaim().await);
+            }
+            let receiver = s.reclaim().await;
+            let flow = Box::pin(spawn(s, &receiver, ready, prepared)).await;
+            (flow, receiver)
+        }
+    }
 }
 
 /// Runs a prepared call as a task once its bytes are taken from the budget.
@@ -457,7 +468,9 @@ async fn reserve(
     }
     let batch = ready.take();
     let wait = async {
-        let _ = s.sink.send_many(batch).await;
+        if !batch.is_empty() {
+            let _ = s.sink.send_many(batch).await;
+        }
         s.memory.requests.take(size).await
     };
     match unread(s, receiver, wait).await {

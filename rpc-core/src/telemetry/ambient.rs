@@ -29,12 +29,13 @@ impl Ambient {
         (Ambient { trace, deadline }, parent)
     }
 
-    /// `timeout` shortened to what is left of the served call's deadline, if that is sooner.
-    pub(crate) fn limit(&self, timeout: Option<Duration>) -> Option<Duration> {
+    /// `timeout` shortened to what is left at `now` of the served call's deadline, if that is
+    /// sooner.
+    pub(crate) fn limit(&self, timeout: Option<Duration>, now: Instant) -> Option<Duration> {
         let Some(deadline) = self.deadline else {
             return timeout;
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(now);
         Some(timeout.map_or(left, |own| own.min(left)))
     }
 }
