@@ -26,8 +26,9 @@ pub struct TransportConfig {
     /// The most a shared-memory receiver (or a sender facing a full ring) spins before it
     /// sleeps; zero never spins. Within it the spin adapts ([`crate::spin::SpinBudget`]): it
     /// halves each time a spin runs out with nothing and grows back when spinning catches the
-    /// message, and no receiver spins while the machine is oversubscribed
-    /// ([`crate::spin::oversubscribed`]). An idle connection costs no CPU.
+    /// message, and while the machine is oversubscribed ([`crate::spin::oversubscribed`]) a
+    /// receiver spins at most [`crate::spin::OVERSUBSCRIBED_SPIN`]. An idle connection costs
+    /// no CPU.
     pub shm_spin: std::time::Duration,
     /// How long a receive over a socket, pipe, FIFO or message queue polls before it sleeps
     /// (50 µs by default; a blocking client spins for it). A message that lands within it

@@ -709,8 +709,8 @@ impl ShmReceiver {
     }
 }
 
-/// Leave to spin: at most one spinner per CPU this process may run on, and none while the
-/// machine is oversubscribed ([`crate::spin::oversubscribed`]). Spinning only pays when the
+/// Leave to spin: at most one spinner per CPU this process may run on (while the machine is
+/// oversubscribed, each spins less: [`crate::spin::SpinBudget::next_spin`]). Spinning only pays when the
 /// peer runs on another CPU at the same time; with more spinners than CPUs they would take
 /// turns burning each other's time, so the others sleep at once.
 struct SpinPermit;
@@ -720,9 +720,6 @@ static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize
 impl SpinPermit {
     fn take() -> Option<SpinPermit> {
         let cpus = crate::spin::process_cpus();
-        if crate::spin::oversubscribed() {
-            return None;
-        }
         if SPINNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < cpus {
             Some(SpinPermit)
         } else {
