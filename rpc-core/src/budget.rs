@@ -131,6 +131,32 @@ impl Pool {
     }
 }
 
+/// A task's share of the request budget: taken before the task starts ([`TaskBudget::held`]),
+/// or once it has started ([`TaskBudget::later`]), when a handler that already began must run
+/// on while the budget is spent (it may hold what frees it: the connection's sender, or the
+/// answers' budget). What was taken goes back once the task and the taker both let go.
+#[derive(Debug)]
+pub(crate) struct TaskBudget(Arc<std::sync::Mutex<Option<Held>>>);
+
+impl TaskBudget {
+    /// The budget `held`, taken already.
+    pub(crate) fn held(held: Held) -> TaskBudget {
+        TaskBudget(Arc::new(std::sync::Mutex::new(Some(held))))
+    }
+
+    /// A budget still to be taken: the task's handle, and the taker's, which hands over what
+    /// it took with [`TaskBudget::fill`].
+    pub(crate) fn later() -> (TaskBudget, TaskBudget) {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        (TaskBudget(slot.clone()), TaskBudget(slot))
+    }
+
+    /// Hands `held` to the task: kept until the task ends (given back at once if it has).
+    pub(crate) fn fill(self, held: Held) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
+    }
+}
+
 /// Bytes taken from a pool, given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
@@ -149,6 +175,29 @@ impl Drop for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_taken_late_goes_back_when_both_sides_let_go() {
+        let server = ServerMemory::new(1000);
+        let memory = server.connection(100);
+        // The task ends first: what the taker then hands over goes back at once.
+        let (task, taker) = TaskBudget::later();
+        drop(task);
+        taker.fill(memory.requests.try_take(100).unwrap());
+        assert!(memory.requests.try_take(100).is_some(), "given back");
+        // The taker first: the task keeps it until it ends.
+        let (task, taker) = TaskBudget::later();
+        taker.fill(memory.requests.try_take(100).unwrap());
+        assert!(
+            memory.requests.try_take(1).is_none(),
+            "held by the running task"
+        );
+        drop(task);
+        assert!(
+            memory.requests.try_take(100).is_some(),
+            "given back with the task"
+        );
+    }
 
     #[tokio::test]
     async fn a_connection_takes_no_more_than_its_limit_and_gets_it_back() {

@@ -322,7 +322,14 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
                 return Ok(Some(frame));
             }
             let n = match self.busy_poll().await? {
-                Some(n) => n,
+                Some(n) => {
+                    // Read past tokio: counted against the task's cooperative budget as a
+                    // tokio read is, so a peer that keeps bytes coming (the socket never runs
+                    // dry) cannot hold this worker from its other tasks. What was read stays
+                    // buffered if this receive is dropped here.
+                    tokio::task::consume_budget().await;
+                    n
+                }
                 None => self.io.read_buf(&mut self.buf).await?,
             };
             if n == 0 {

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::dispatch::{CallStreams, Prepared};
 use super::reply::ReplySink;
-use crate::budget::Held;
+use crate::budget::{Held, TaskBudget};
 use crate::error::RpcError;
 use crate::wire::WireError;
 
@@ -188,13 +188,17 @@ impl Calls {
     /// Runs a prepared call as a task on `runtime`, sending its final answer through `sink`.
     /// The call counts as running until its answer is ready, and holds `request` (its share of
     /// the connection's memory, counted with the task's own cost) until the answer is handed to
-    /// the sink.
+    /// the sink. A call waits for room among the answers before it runs, unless it
+    /// `may_be_writing`: a server-streaming call whose handler was already polled (inline) may
+    /// be the outbox's writer, mid-write, and so hold what makes that room; waiting would
+    /// leave it unpolled for good.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         sink: ReplySink,
         prepared: Prepared,
-        request: Held,
+        request: TaskBudget,
+        may_be_writing: bool,
     ) {
         let Prepared {
             call_id,
@@ -211,7 +215,9 @@ impl Calls {
             tokio::task::yield_now().await;
             let run = async {
                 // No answer is built while the answers before it cannot be queued.
-                sink.room().await;
+                if !may_be_writing {
+                    sink.room().await;
+                }
                 reply.await
             };
             let answer = tokio::select! {

@@ -23,7 +23,7 @@ use super::reply::ReplySink;
 use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
 use crate::keepalive::{Due, Watch};
 
 /// The most answers held back to leave in one write (see also `BATCH_BYTES`). Small on
@@ -343,6 +343,8 @@ async fn inline(
     // A streaming call is registered first, so its stream's frames find it, and its handler
     // has begun (a watch has subscribed) before the next request is read.
     let registered = !prepared.streams.is_empty();
+    // Taken with the streams at registration: whether the call sends items.
+    let sends_items = prepared.streams.credit.is_some();
     if registered {
         s.calls.register_streams(&mut prepared);
     }
@@ -361,16 +363,31 @@ async fn inline(
             (Flow::Go, receiver)
         }
         Poll::Pending => {
-            // A task from now on, before the receiver comes back where the budget allows: a
-            // takeover reader may be waiting for what this handler holds (the sender, or
-            // reply budget its answer would free), and polled with a no-op waker the handler
-            // would not run again until that reader gave the receiver back.
-            if let Some(held) = s.memory.requests.try_take(prepared.size + TASK_OVERHEAD) {
-                s.calls.spawn(&s.runtime, s.sink.clone(), prepared, held);
+            // A task from now on, before the receiver comes back and before its budget is
+            // taken: a takeover reader, or the answers waiting for the budget, may be waiting
+            // for what this handler holds (the sender, mid-write), and polled with a no-op
+            // waker the handler would not run again until it became a task.
+            let size = prepared.size + TASK_OVERHEAD;
+            if let Some(held) = s.memory.requests.try_take(size) {
+                let budget = TaskBudget::held(held);
+                s.calls
+                    .spawn(&s.runtime, s.sink.clone(), prepared, budget, sends_items);
                 return (Flow::Go, s.reclaim().await);
             }
+            // The budget is spent: the handler runs on, and this loop reads no further until
+            // the task's bytes are taken (and handed to it).
+            let (task, taker) = TaskBudget::later();
+            s.calls
+                .spawn(&s.runtime, s.sink.clone(), prepared, task, sends_items);
             let receiver = s.reclaim().await;
-            let flow = Box::pin(spawn(s, &receiver, ready, prepared)).await;
+            let flow = match Box::pin(reserve(s, &receiver, ready, size)).await {
+                Ok(held) => {
+                    taker.fill(held);
+                    Flow::Go
+                }
+                Err(Waited::Stopped) => Flow::Stop,
+                Err(_) => Flow::End,
+            };
             (flow, receiver)
         }
     }
@@ -380,7 +397,9 @@ async fn inline(
 async fn spawn(s: &Session, receiver: &FrameReceiver, ready: &mut Ready, call: Prepared) -> Flow {
     match reserve(s, receiver, ready, call.size + TASK_OVERHEAD).await {
         Ok(held) => {
-            s.calls.spawn(&s.runtime, s.sink.clone(), call, held);
+            let budget = TaskBudget::held(held);
+            s.calls
+                .spawn(&s.runtime, s.sink.clone(), call, budget, false);
             Flow::Go
         }
         Err(Waited::Stopped) => Flow::Stop,

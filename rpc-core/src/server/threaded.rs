@@ -24,7 +24,7 @@ use super::reply::{ReplySink, error_frame};
 use super::session_end::LINGER;
 use super::takeover::{self, Busy};
 use super::{ConnectionEnv, ServerConfig};
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
 use crate::wire::WireError;
 
 /// How often an idle thread looks at the server's stop and kill signals on its own; the
@@ -185,6 +185,8 @@ fn serve(conn: &Conn) {
         // A streaming call is registered first, so its stream's frames find it, and its
         // handler has begun (a watch has subscribed) before the next request is read.
         let registered = !prepared.streams.is_empty();
+        // Taken with the streams at registration: whether the call sends items.
+        let sends_items = prepared.streams.credit.is_some();
         if registered {
             conn.calls.register_streams(&mut prepared);
         }
@@ -199,15 +201,21 @@ fn serve(conn: &Conn) {
                 answer
             }
             Poll::Pending => {
+                // A task at once, before the receiver is taken back from a takeover reader
+                // that may be waiting for what this handler holds; its bytes are taken after.
+                let Some((taker, size)) = spawn_begun(conn, prepared, sends_items) else {
+                    continue;
+                };
                 let receiver = conn.receiver();
-                match spawn(conn, &receiver, prepared) {
-                    Flow::Go => continue,
-                    Flow::Recheck => {
-                        unchecked = 0;
-                        continue;
+                match take_waiting(conn, &receiver, size) {
+                    Waited::Took(held) => taker.fill(held),
+                    Waited::Stopped => unchecked = 0,
+                    Waited::Gone => {
+                        gone(conn);
+                        return;
                     }
-                    Flow::End => return,
                 }
+                continue;
             }
         };
         if conn.sink.send_blocking(answer).is_err() {
@@ -324,18 +332,42 @@ fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
     let size = prepared.size + TASK_OVERHEAD;
     match take_waiting(conn, receiver, size) {
         Waited::Took(held) => {
+            let budget = TaskBudget::held(held);
             let sink = conn.sink.clone();
-            conn.calls.spawn(&conn.runtime, sink, prepared, held);
+            conn.calls
+                .spawn(&conn.runtime, sink, prepared, budget, false);
             Flow::Go
         }
         // The call is dropped; the top of the loop gives the others their grace.
         Waited::Stopped => Flow::Recheck,
-        Waited::Gone => {
-            conn.sink.close_blocking();
-            conn.end();
-            Flow::End
-        }
+        Waited::Gone => gone(conn),
     }
+}
+
+/// Runs a call whose handler has begun (polled inline) as a task at once: it may hold what
+/// frees the budget (its inbox's items, the connection's sender), and unpolled it would never
+/// let go. Its bytes are taken now if they are free; otherwise the caller takes them (without
+/// reading further) and hands them over: the budget to fill, and how many bytes.
+fn spawn_begun(conn: &Conn, prepared: Prepared, sends_items: bool) -> Option<(TaskBudget, usize)> {
+    let size = prepared.size + TASK_OVERHEAD;
+    let (task, owed) = match conn.memory.requests.try_take(size) {
+        Some(held) => (TaskBudget::held(held), None),
+        None => {
+            let (task, taker) = TaskBudget::later();
+            (task, Some((taker, size)))
+        }
+    };
+    let sink = conn.sink.clone();
+    conn.calls
+        .spawn(&conn.runtime, sink, prepared, task, sends_items);
+    owed
+}
+
+/// The server is killed, or the peer left: the connection ends.
+fn gone(conn: &Conn) -> Flow {
+    conn.sink.close_blocking();
+    conn.end();
+    Flow::End
 }
 
 /// How a wait for the requests' budget ended.
