@@ -15,6 +15,7 @@ mod context;
 mod dispatch;
 mod handling;
 mod handshake;
+mod ready;
 mod reply;
 mod service;
 mod services;

@@ -18,24 +18,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::calls::Calls;
-use super::dispatch::{Answer, CallEnv, Incoming, Outgoing, Prepared, classify, prepare_call};
+use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
+use super::ready::Ready;
 use super::reply::ReplySink;
 use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
 use crate::keepalive::{Due, Watch};
-
-/// The most answers held back to leave in one write (see also `BATCH_BYTES`). Small on
-/// purpose: with many calls in flight, the client works on the first answers while this loop
-/// runs the next requests, so both sides' CPUs stay busy. Holding answers until every waiting
-/// request was run makes the two take turns instead: with 32 calls in flight on one Unix
-/// connection, 8 gave 600-700k calls/s against 450-520k for 64 (client and server pinned to
-/// one CPU each), and 290-360k against 205-280k unpinned; 4 was no better than 8.
-const BATCH: usize = 8;
-
-/// The most bytes of answers held back to leave in one write.
-const BATCH_BYTES: usize = 64 * 1024;
 
 /// How long a takeover task waits for a frame before it looks whether the handler is done.
 const TAKEOVER_TICK: Duration = Duration::from_millis(1);
@@ -197,10 +187,10 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
             Flow::End => return,
         }
         // Answer once the requests that arrived together are handled, and at least every
-        // `BATCH` answers or `BATCH_BYTES`, so a client that keeps pipelining still hears back
-        // and the answers held here stay small. Sending waits while the replies' budget is
-        // spent (the peer does not read), and so does this loop: the peer's further requests
-        // stay where they are.
+        // `BATCH` answers or `BATCH_BYTES` (`ready.rs`), so a client that keeps pipelining
+        // still hears back and the answers held here stay small. Sending waits while the
+        // replies' budget is spent (the peer does not read), and so does this loop: the peer's
+        // further requests stay where they are.
         if ready.is_due(receiver.has_buffered()) {
             match unread(s, &receiver, s.sink.send_many(ready.take())).await {
                 Waited::Done(_) => {}
@@ -587,30 +577,5 @@ async fn keepalive_due(watch: &mut Option<Watch>) -> Due {
     match watch {
         Some(watch) => watch.due().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Answers of calls that completed at once, held back to leave in one write.
-#[derive(Default)]
-pub(crate) struct Ready {
-    answers: Vec<Outgoing>,
-    bytes: usize,
-}
-
-impl Ready {
-    fn push(&mut self, answer: Outgoing) {
-        self.bytes += answer.len();
-        self.answers.push(answer);
-    }
-
-    pub(crate) fn take(&mut self) -> Vec<Outgoing> {
-        self.bytes = 0;
-        std::mem::take(&mut self.answers)
-    }
-
-    /// Whether to send now: a batch is full, or no further request is waiting.
-    fn is_due(&self, more_waiting: bool) -> bool {
-        !self.answers.is_empty()
-            && (self.answers.len() >= BATCH || self.bytes >= BATCH_BYTES || !more_waiting)
     }
 }
