@@ -34,12 +34,22 @@ fn segment_mappings(pid: &str) -> Vec<(u64, u64)> {
     rpc_tests::mappings_of(pid, "rpc-shm-segment")
 }
 
+/// Takes this file's turn: every test here maps segments into this process, and
+/// `new_mapping` tells a connection's mapping by what its connect added to this process's
+/// maps, which another test connecting or disconnecting meanwhile would change (CI once saw
+/// a new connection's segment land where another test's had just been unmapped).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn wait_until(condition: impl FnMut() -> bool) -> bool {
     rpc_tests::wait_until(LIMIT, condition)
 }
 
 #[test]
 fn a_killed_server_fails_pending_calls_at_once_and_leaves_nothing_in_dev_shm() {
+    let _turn = one_at_a_time();
     let before = dev_shm();
     let dir = TempDir::new();
     let address = format!("shm://{}/probe.sock", dir.0.display());
@@ -100,6 +110,7 @@ fn a_killed_server_fails_pending_calls_at_once_and_leaves_nothing_in_dev_shm() {
 
 #[test]
 fn a_killed_client_frees_its_segment_in_the_server() {
+    let _turn = one_at_a_time();
     let before = dev_shm();
     let address = format!("shm://{}", unique_name("probe-kill-client"));
     let server = Process::server(&address);
@@ -134,6 +145,7 @@ fn cpu_ticks(pid: &str) -> u64 {
 
 #[test]
 fn ten_idle_connections_cost_the_server_no_cpu() {
+    let _turn = one_at_a_time();
     let address = format!("shm://{}", unique_name("probe-idle"));
     let server = Process::server(&address);
     let runtime = runtime();
@@ -180,6 +192,7 @@ fn new_mapping(connect: impl FnOnce() -> ProbeBlockingClient) -> (ProbeBlockingC
 
 #[test]
 fn garbage_in_a_live_segment_fails_that_connection_only() {
+    let _turn = one_at_a_time();
     const RING: u64 = 256 * 1024;
     const HEADER: u64 = 128;
     const CONTROL: u64 = 512;
@@ -256,6 +269,7 @@ fn garbage_in_a_live_segment_fails_that_connection_only() {
 
 #[test]
 fn the_mmap_file_survives_restarts_as_documented() {
+    let _turn = one_at_a_time();
     let dir = TempDir::new();
     let file = dir.0.join("segments");
     let address = format!("mmap://{}", file.display());
@@ -312,6 +326,7 @@ fn the_mmap_file_survives_restarts_as_documented() {
 
 #[test]
 fn a_64_mib_echo_crosses_without_raising_the_ring_size() {
+    let _turn = one_at_a_time();
     let address = format!("shm://{}", unique_name("probe-big"));
     let _server = Process::server(&address);
     let options = ClientOptions::default().max_frame_size(128 * 1024 * 1024);
@@ -328,6 +343,7 @@ fn a_64_mib_echo_crosses_without_raising_the_ring_size() {
 
 #[test]
 fn a_full_ring_is_backpressure_and_loses_nothing() {
+    let _turn = one_at_a_time();
     // A 4 KiB ring: 200 concurrent 900-byte echoes cannot all fit, so senders must wait for
     // space (both directions), and every reply must still match its request.
     let dir = TempDir::new();
