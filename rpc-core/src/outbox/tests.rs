@@ -227,10 +227,15 @@ async fn after_a_failed_write_every_send_fails_at_once() {
     assert!(later.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writer_abandoned_midway_hands_its_duty_on() {
-    // A 64-byte pipe: the first writer blocks until the reader reads.
-    let (outbox, mut receiver) = over_stream(64, None);
+/// A task that sends 4,000 bytes through `outbox`, over a pipe too small for them that
+/// nobody reads yet: given 50 ms, it is the writer, its write blocked until the reader
+/// reads. Its bytes, and the task.
+async fn blocked_writer(
+    outbox: &Arc<Outbox>,
+) -> (
+    Vec<u8>,
+    tokio::task::JoinHandle<Result<(), rpc_transport::TransportError>>,
+) {
     let big = vec![7u8; 4000];
     let writer = {
         let outbox = outbox.clone();
@@ -242,6 +247,14 @@ async fn a_writer_abandoned_midway_hands_its_duty_on() {
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
+    (big, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_abandoned_midway_hands_its_duty_on() {
+    // A 64-byte pipe: the first writer blocks until the reader reads.
+    let (outbox, mut receiver) = over_stream(64, None);
+    let (big, writer) = blocked_writer(&outbox).await;
     // Behind the writer, which holds the sender while the pipe is full.
     let after = {
         let outbox = outbox.clone();
@@ -282,17 +295,7 @@ async fn a_writer_abandoned_midway_hands_its_duty_on() {
 async fn a_send_during_the_writers_last_write_is_left_to_it() {
     // A 64-byte pipe that nobody reads yet: the writer's write of what it fed blocks.
     let (outbox, mut receiver) = over_stream(64, None);
-    let big = vec![7u8; 4000];
-    let writer = {
-        let outbox = outbox.clone();
-        let big = big.clone();
-        tokio::spawn(async move {
-            outbox
-                .send_with(big.len(), |out| out.copy_from_slice(&big), false)
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (big, writer) = blocked_writer(&outbox).await;
     assert!(!writer.is_finished(), "the writer waits for the pipe");
     tokio::time::timeout(
         Duration::from_secs(5),
