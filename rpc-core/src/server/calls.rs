@@ -3,6 +3,7 @@
 //! aborted calls are dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -31,6 +32,26 @@ pub(crate) struct Calls {
     idle: Notify,
     /// Every call task, until its future is dropped (finished or aborted).
     tasks: TaskTracker,
+    /// The call whose handler the read loop polls in place now, which is in no table: a
+    /// takeover reader must not admit a second call with its id, and counts it as running.
+    inline: InlineCall,
+}
+
+/// The id of the call polled in place, if one is: two atomics, so the read loop's fast path
+/// takes no lock for it. The read loop lends the receiver out (under a lock) after marking,
+/// and takes it back before clearing, so a takeover reader always sees the mark.
+#[derive(Default)]
+struct InlineCall {
+    polled: AtomicBool,
+    call_id: AtomicU64,
+}
+
+impl InlineCall {
+    fn get(&self) -> Option<u64> {
+        self.polled
+            .load(Ordering::Acquire)
+            .then(|| self.call_id.load(Ordering::Relaxed))
+    }
 }
 
 impl Calls {
@@ -47,15 +68,28 @@ impl Calls {
     /// `Err(BadRequest)` when that id is already running. One look at the table for both.
     pub(crate) fn admit(&self, call_id: u64, limit: usize) -> Result<(), WireError> {
         let running = self.lock();
-        if running.len() >= limit {
+        let inline = self.inline.get();
+        if running.len() + usize::from(inline.is_some()) >= limit {
             return Err(WireError::TooManyCalls(limit as u32));
         }
-        if running.contains_key(&call_id) {
+        if running.contains_key(&call_id) || inline == Some(call_id) {
             return Err(WireError::BadRequest(format!(
                 "call id {call_id} is already in flight on this connection"
             )));
         }
         Ok(())
+    }
+
+    /// Marks call `call_id` as polled in place (it is in no table meanwhile), until
+    /// [`Calls::polled_inline`].
+    pub(crate) fn polling_inline(&self, call_id: u64) {
+        self.inline.call_id.store(call_id, Ordering::Relaxed);
+        self.inline.polled.store(true, Ordering::Release);
+    }
+
+    /// The call polled in place has answered, or is in the table as a task now.
+    pub(crate) fn polled_inline(&self) {
+        self.inline.polled.store(false, Ordering::Release);
     }
 
     /// Registers a streaming call before its handler is first polled inline, so its stream's

@@ -205,6 +205,8 @@ impl CallEnv {
 /// A call ready to run: in place first, as a task if it must wait.
 pub(crate) struct Prepared {
     pub(crate) call_id: u64,
+    /// The method's wire id, for a refusal of the call after all (the server stops).
+    pub(crate) method: u32,
     /// The request frame's size.
     pub(crate) size: usize,
     /// How the call runs to its final answer (a streaming call sends its items on the way).
@@ -236,6 +238,15 @@ impl Run {
 }
 
 impl Prepared {
+    /// The refusal to send instead of running the call: the server stops gracefully.
+    pub(crate) fn shutting_down(&self) -> Answer {
+        Answer::Frame(error_frame(
+            self.method,
+            self.call_id,
+            &WireError::ShuttingDown,
+        ))
+    }
+
     /// Polls the call once, in place, with `cx` (the inline poll's no-op waker): its answer
     /// if it finished; a call left waiting goes on as a task ([`Run::into_future`]).
     pub(crate) fn poll_inline(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Answer> {
@@ -357,6 +368,7 @@ pub(crate) fn prepare_call(
     };
     Ok(Prepared {
         call_id,
+        method,
         size,
         // A streaming call's future is built at once: it sends items, and its stream's frames
         // may arrive before it first waits.

@@ -21,7 +21,7 @@ use super::calls::Calls;
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::ready::Ready;
 use super::reply::ReplySink;
-use super::session_end::{Waited, fail, idle, stop, unread, until_killed};
+use super::session_end::{Waited, fail, idle, stop, unread, unread_through_stop, until_killed};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
@@ -192,7 +192,8 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         // replies' budget is spent (the peer does not read), and so does this loop: the peer's
         // further requests stay where they are.
         if ready.is_due(receiver.has_buffered()) {
-            match unread(s, &receiver, s.sink.send_many(ready.take())).await {
+            // Not cut short by a graceful stop, which delivers these answers too.
+            match unread_through_stop(s, &receiver, s.sink.send_many(ready.take())).await {
                 Waited::Done(_) => {}
                 Waited::Stopped => return Box::pin(stop(s, &mut receiver, Vec::new())).await,
                 Waited::Killed | Waited::PeerGone => return,
@@ -260,7 +261,8 @@ async fn wait_for_frame(
                     Due::Ping(ping) => {
                         ready.push(s.sink.prepare(Answer::Frame(ping)));
                         let timeout = watch.as_ref().map_or(Duration::ZERO, Watch::timeout);
-                        let ping = unread(s, receiver, s.sink.send_many(ready.take()));
+                        let batch = s.sink.send_many(ready.take());
+                        let ping = unread_through_stop(s, receiver, batch);
                         match tokio::time::timeout(timeout, ping).await {
                             Ok(Waited::Done(_)) => Next::Again,
                             Ok(Waited::Stopped) => {
@@ -337,6 +339,8 @@ async fn inline(
     let sends_items = prepared.streams.credit.is_some();
     if registered {
         s.calls.register_streams(&mut prepared);
+    } else {
+        s.calls.polling_inline(prepared.call_id);
     }
     *s.lent() = Some(receiver);
     let polled = s.busy.run(|| {
@@ -348,6 +352,8 @@ async fn inline(
             let receiver = s.reclaim().await;
             if registered {
                 s.calls.finish(prepared.call_id);
+            } else {
+                s.calls.polled_inline();
             }
             ready.push(s.sink.prepare(answer));
             (Flow::Go, receiver)
@@ -362,6 +368,7 @@ async fn inline(
                 let budget = TaskBudget::held(held);
                 s.calls
                     .spawn(&s.runtime, s.sink.clone(), prepared, budget, sends_items);
+                s.calls.polled_inline();
                 return (Flow::Go, s.reclaim().await);
             }
             // The budget is spent: the handler runs on, and this loop reads no further until
@@ -369,6 +376,7 @@ async fn inline(
             let (task, taker) = TaskBudget::later();
             s.calls
                 .spawn(&s.runtime, s.sink.clone(), prepared, task, sends_items);
+            s.calls.polled_inline();
             let receiver = s.reclaim().await;
             let flow = match Box::pin(reserve(s, &receiver, ready, size)).await {
                 Ok(held) => {
@@ -392,7 +400,11 @@ async fn spawn(s: &Session, receiver: &FrameReceiver, ready: &mut Ready, call: P
                 .spawn(&s.runtime, s.sink.clone(), call, budget, false);
             Flow::Go
         }
-        Err(Waited::Stopped) => Flow::Stop,
+        Err(Waited::Stopped) => {
+            // Never run: refused as a call that comes during the shutdown is.
+            ready.push(s.sink.prepare(call.shutting_down()));
+            Flow::Stop
+        }
         Err(_) => Flow::End,
     }
 }
@@ -475,14 +487,18 @@ async fn reserve(
     if let Some(held) = s.memory.requests.try_take(size) {
         return Ok(held);
     }
+    // The answers ready go out first, even when the server stops meanwhile: they are
+    // answers to calls that finished, which a graceful stop delivers.
     let batch = ready.take();
-    let wait = async {
-        if !batch.is_empty() {
-            let _ = s.sink.send_many(batch).await;
+    if !batch.is_empty() {
+        match unread_through_stop(s, receiver, s.sink.send_many(batch)).await {
+            Waited::Done(_) => {}
+            // (A stop is not watched here: it is seen at the wait below.)
+            Waited::Killed | Waited::Stopped => return Err(Waited::Killed),
+            Waited::PeerGone => return Err(Waited::PeerGone),
         }
-        s.memory.requests.take(size).await
-    };
-    match unread(s, receiver, wait).await {
+    }
+    match unread(s, receiver, s.memory.requests.take(size)).await {
         Waited::Done(held) => Ok(held),
         Waited::Stopped => Err(Waited::Stopped),
         Waited::Killed => Err(Waited::Killed),

@@ -90,6 +90,31 @@ pub(crate) async fn unread<T>(
     receiver: &FrameReceiver,
     work: impl Future<Output = T>,
 ) -> Waited<T> {
+    unread_watching(s, receiver, work, true).await
+}
+
+/// As [`unread`], but a graceful stop does not cut `work` short (answers to calls that
+/// finished, which the stop delivers too): only a kill or the peer leaving do.
+pub(crate) async fn unread_through_stop<T>(
+    s: &Session,
+    receiver: &FrameReceiver,
+    work: impl Future<Output = T>,
+) -> Waited<T> {
+    unread_watching(s, receiver, work, false).await
+}
+
+async fn unread_watching<T>(
+    s: &Session,
+    receiver: &FrameReceiver,
+    work: impl Future<Output = T>,
+    watch_stop: bool,
+) -> Waited<T> {
+    let stopped = async {
+        match watch_stop {
+            true => s.stop.cancelled().await,
+            false => std::future::pending().await,
+        }
+    };
     let gone = async {
         loop {
             if receiver.peer_gone() {
@@ -101,7 +126,7 @@ pub(crate) async fn unread<T>(
     tokio::select! {
         biased;
         _ = s.kill.cancelled() => Waited::Killed,
-        _ = s.stop.cancelled() => Waited::Stopped,
+        _ = stopped => Waited::Stopped,
         done = work => Waited::Done(done),
         _ = gone => Waited::PeerGone,
     }

@@ -189,6 +189,8 @@ fn serve(conn: &Conn) {
         let sends_items = prepared.streams.credit.is_some();
         if registered {
             conn.calls.register_streams(&mut prepared);
+        } else {
+            conn.calls.polling_inline(prepared.call_id);
         }
         // The handler runs right here: while it does, a takeover reader may read.
         drop(receiver);
@@ -197,13 +199,26 @@ fn serve(conn: &Conn) {
             Poll::Ready(answer) => {
                 if registered {
                     conn.calls.finish(prepared.call_id);
+                } else {
+                    // Once a takeover reader is done, if one started: it must not admit this
+                    // id meanwhile. (One started later sees no handler running, and stops.)
+                    if conn
+                        .busy
+                        .taken_over
+                        .load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        drop(conn.receiver());
+                    }
+                    conn.calls.polled_inline();
                 }
                 answer
             }
             Poll::Pending => {
                 // A task at once, before the receiver is taken back from a takeover reader
                 // that may be waiting for what this handler holds; its bytes are taken after.
-                let Some((taker, size)) = spawn_begun(conn, prepared, sends_items) else {
+                let owed = spawn_begun(conn, prepared, sends_items);
+                conn.calls.polled_inline();
+                let Some((taker, size)) = owed else {
                     continue;
                 };
                 let receiver = conn.receiver();
@@ -338,8 +353,12 @@ fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
                 .spawn(&conn.runtime, sink, prepared, budget, false);
             Flow::Go
         }
-        // The call is dropped; the top of the loop gives the others their grace.
-        Waited::Stopped => Flow::Recheck,
+        // Never run: refused as a call that comes during the shutdown is; the top of the
+        // loop gives the others their grace.
+        Waited::Stopped => match conn.sink.send_blocking(prepared.shutting_down()) {
+            Ok(()) => Flow::Recheck,
+            Err(_) => gone(conn),
+        },
         Waited::Gone => gone(conn),
     }
 }

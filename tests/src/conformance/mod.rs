@@ -1,7 +1,8 @@
 //! The transport conformance suite, exported: every body runs unchanged on every transport,
 //! built-in or a user's own.
 //!
-//! - `calls.rs`: calls, limits, failures and raw protocol abuse ([`call_conformance!`]).
+//! - `calls.rs`: calls, limits, failures and raw protocol abuse ([`call_conformance!`]), with
+//!   `raw_calls.rs`: call ids used twice, and calls the server refuses as it stops.
 //! - `streams.rs`: server, client and bidirectional streams ([`stream_conformance!`]).
 //! - `blocking.rs`: the blocking client from plain threads ([`blocking_conformance!`]).
 //!
@@ -25,6 +26,7 @@
 
 pub mod blocking;
 pub mod calls;
+pub mod raw_calls;
 pub mod streams;
 
 use crate::Transport;
@@ -58,7 +60,8 @@ pub fn run<F: std::future::Future<Output = ()>>(body: F) {
 
 /// Instantiates the call bodies (`calls.rs`) for each `name => transport`. A transport whose
 /// every connection has a server of its own (as `spawn:` does) uses the `@one_connection_each`
-/// form, which leaves out the bodies that need two connections on one server.
+/// form, which leaves out the bodies that need two connections on one server (or settings of
+/// the test's own: a `spawn:` child serves with its defaults).
 #[macro_export]
 macro_rules! call_conformance {
     (@one_connection_each $($name:ident => $transport:expr),* $(,)?) => {
@@ -79,6 +82,7 @@ macro_rules! call_conformance {
             application_error_round_trip,
             unknown_method_in_raw_frame,
             a_call_id_already_in_flight_is_refused,
+            a_call_id_computing_in_place_is_refused,
             undecodable_arguments_are_a_bad_request,
             deadline_cancels_the_handler,
             handler_panic_is_reported_and_serving_goes_on,
@@ -104,6 +108,7 @@ macro_rules! call_conformance {
             $crate::call_conformance!(@tests $transport;
                 connections_are_limited_by_name,
                 two_services_share_one_listener,
+                a_call_waiting_for_memory_is_refused_when_the_server_stops,
             );
         })*
     };

@@ -1,0 +1,164 @@
+//! Conformance bodies that speak the wire protocol by hand (raw frames), where a client
+//! would not: call ids used twice, and calls refused when the server stops while they wait.
+
+use std::time::Duration;
+
+use super::calls::{FRAME_LIMIT, LIMIT, expect_error, raw_connection, request};
+use crate::{Fixture, Transport, bounded, eventually, probe_method_id};
+use rpc_core::Server;
+use rpc_core::wire::{self, Header, Kind, WireError};
+
+/// Conformance: a call id already in flight is refused.
+pub async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    // `stall` never answers; the same call id again must be refused.
+    let stall = probe_method_id("stall");
+    raw.send(request(stall, 77, &())).await.unwrap();
+    let stalled = fixture.probe.stalled.clone();
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    raw.send(request(stall, 77, &())).await.unwrap();
+    let error = expect_error(&mut raw, 77).await;
+    assert!(
+        matches!(&error, WireError::BadRequest(reason) if reason.contains("already in flight")),
+        "{error:?}"
+    );
+    assert_eq!(
+        stalled.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a second handler ran"
+    );
+    raw.send(request(probe_method_id("add"), 78, &(1i64, 2i64)))
+        .await
+        .unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Header::parse(reply.payload()).unwrap().header.kind,
+        Kind::Response
+    );
+}
+
+/// reader must know the call's id is taken though the call is in no table yet.
+///
+/// Not on `mq://`: there a connection's frames come through the server's routing task, which
+/// spins with `yield_now` between looks at the queue, and a task that yields waits in its
+/// worker's own list of deferred tasks, which no other worker takes. When that worker then
+/// polls the computing handler, routing stops until it is done, and the takeover reader gets
+/// the second request only after the first call ended (the second then runs).
+pub async fn a_call_id_computing_in_place_is_refused(transport: Transport) {
+    if transport == Transport::Mq {
+        return;
+    }
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    let spin = probe_method_id("spin");
+    raw.send(request(spin, 77, &(1000u64,))).await.unwrap();
+    // Well past the takeover (2 to 4 ms after the handler began), and well before its end.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    raw.send(request(spin, 77, &(0u64,))).await.unwrap();
+    // The refusal of the second, and the first call's own answer: no second answer.
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        let frame = bounded(LIMIT, "the answers for call 77", raw.recv())
+            .await
+            .unwrap()
+            .expect("a frame");
+        let parsed = Header::parse(frame.payload()).unwrap();
+        let (kind, call_id) = (parsed.header.kind, parsed.header.call_id);
+        let body = match kind {
+            Kind::Error => format!("{:?}", wire::decode::<WireError>(parsed.body, "error")),
+            _ => format!("{:?}", wire::decode::<u64>(parsed.body, "rounds")),
+        };
+        frames.push((kind, call_id, body));
+    }
+    let refusals = frames.iter().filter(|(kind, call_id, body)| {
+        (*kind, *call_id) == (Kind::Error, 77) && body.contains("already in flight")
+    });
+    let answers = frames.iter().filter(|(kind, call_id, body)| {
+        (*kind, *call_id) == (Kind::Response, 77) && body != "Ok(0)"
+    });
+    assert_eq!(
+        (refusals.count(), answers.count()),
+        (1, 1),
+        "one refusal and the first call's answer: {frames:?}"
+    );
+    raw.send(request(probe_method_id("add"), 78, &(1i64, 2i64)))
+        .await
+        .unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Response, 78),
+        "a third answer for call 77 came"
+    );
+    assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 3);
+}
+
+/// Conformance: a call read while the connection's memory is spent waits for it unread; when
+/// the server stops gracefully meanwhile, the call is refused with `ShuttingDown` (as a call
+/// that comes during the stop is), not dropped unanswered, and the calls already running
+/// still get their answers within the grace.
+pub async fn a_call_waiting_for_memory_is_refused_when_the_server_stops(transport: Transport) {
+    // Room for one call's task and not two (a task costs its request and 4 KiB).
+    let server = Server::new()
+        .max_connection_memory(6 * 1024)
+        .shutdown_grace(Duration::from_secs(1));
+    let fixture = Fixture::start(transport, server).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    // A task that holds the connection's memory until the grace runs out.
+    raw.send(request(probe_method_id("stall"), 1, &()))
+        .await
+        .unwrap();
+    let stalled = fixture.probe.stalled.clone();
+    assert!(
+        eventually(LIMIT, || stalled.load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // A handler computing in place, so another reader reads the next call, which must wait
+    // for memory.
+    raw.send(request(probe_method_id("spin"), 2, &(600u64,)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.send(request(probe_method_id("add"), 3, &(1i64, 2i64)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(fixture.handle.shutdown());
+    let mut refused = None;
+    let mut spun = None;
+    while let Some(frame) = bounded(LIMIT, "the answers, then the close", raw.recv())
+        .await
+        .unwrap_or(None)
+    {
+        let parsed = Header::parse(frame.payload()).unwrap();
+        match (parsed.header.kind, parsed.header.call_id) {
+            (Kind::Error, 3) => refused = Some(wire::decode::<WireError>(parsed.body, "error")),
+            (Kind::Response, 2) => spun = Some(wire::decode::<u64>(parsed.body, "rounds")),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert!(
+        matches!(refused, Some(Ok(WireError::ShuttingDown))),
+        "the waiting call's answer: {refused:?}"
+    );
+    assert!(
+        matches!(spun, Some(Ok(rounds)) if rounds > 0),
+        "the running call's answer: {spun:?}"
+    );
+    bounded(LIMIT, "the shutdown", stopping)
+        .await
+        .expect("the shutdown task");
+}
