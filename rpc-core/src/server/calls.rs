@@ -81,13 +81,14 @@ impl Calls {
     }
 
     /// Marks call `call_id` as polled in place (it is in no table meanwhile), until
-    /// [`Calls::polled_inline`].
+    /// [`Calls::polled_inline`] or [`Calls::spawn`].
     pub(crate) fn polling_inline(&self, call_id: u64) {
         self.inline.call_id.store(call_id, Ordering::Relaxed);
         self.inline.polled.store(true, Ordering::Release);
     }
 
-    /// The call polled in place has answered, or is in the table as a task now.
+    /// The call polled in place has answered. (One that goes on as a task is unmarked by
+    /// [`Calls::spawn`].)
     pub(crate) fn polled_inline(&self) {
         self.inline.polled.store(false, Ordering::Release);
     }
@@ -270,6 +271,11 @@ impl Calls {
         };
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();
+        // Polled in place until now: from here the table has it (cleared under the lock
+        // `admit` looks under, and before the task can finish).
+        if self.inline.get() == Some(call_id) {
+            self.inline.polled.store(false, Ordering::Release);
+        }
         let handle = runtime.spawn(self.tasks.track_future(task));
         let abort = Some(handle.abort_handle());
         match running.get_mut(&call_id) {

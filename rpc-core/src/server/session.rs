@@ -368,7 +368,6 @@ async fn inline(
                 let budget = TaskBudget::held(held);
                 s.calls
                     .spawn(&s.runtime, s.sink.clone(), prepared, budget, sends_items);
-                s.calls.polled_inline();
                 return (Flow::Go, s.reclaim().await);
             }
             // The budget is spent: the handler runs on, and this loop reads no further until
@@ -376,7 +375,6 @@ async fn inline(
             let (task, taker) = TaskBudget::later();
             s.calls
                 .spawn(&s.runtime, s.sink.clone(), prepared, task, sends_items);
-            s.calls.polled_inline();
             let receiver = s.reclaim().await;
             let flow = match Box::pin(reserve(s, &receiver, ready, size)).await {
                 Ok(held) => {
@@ -560,7 +558,13 @@ async fn take_over(s: Arc<Session>) {
             return;
         };
         let mut ready = Ready::default();
-        while s.busy.is_running() && !s.ended.load(Ordering::Acquire) && !s.kill.is_cancelled() {
+        // Not after a graceful stop either (as a thread's takeover): the read loop winds the
+        // connection down once the handler is done, refusing new calls.
+        while s.busy.is_running()
+            && !s.ended.load(Ordering::Acquire)
+            && !s.kill.is_cancelled()
+            && !s.stop.is_cancelled()
+        {
             let frame = match tokio::time::timeout(TAKEOVER_TICK, receiver.recv()).await {
                 Err(_) => continue,
                 Ok(Ok(Some(frame))) => {
@@ -576,7 +580,12 @@ async fn take_over(s: Arc<Session>) {
             // never waits for the sender when it has nothing to write.
             let answers = ready.take();
             if !answers.is_empty() {
-                let _ = s.sink.send_many(answers).await;
+                // Bounded as the read loop's own sends are: a peer that reads nothing must
+                // not keep the receiver from the loop, nor the server from its kill.
+                let sent = unread_through_stop(&s, &receiver, s.sink.send_many(answers)).await;
+                if !matches!(sent, Waited::Done(_)) {
+                    break;
+                }
             }
             if !matches!(flow, Flow::Go) {
                 break;

@@ -216,9 +216,7 @@ fn serve(conn: &Conn) {
             Poll::Pending => {
                 // A task at once, before the receiver is taken back from a takeover reader
                 // that may be waiting for what this handler holds; its bytes are taken after.
-                let owed = spawn_begun(conn, prepared, sends_items);
-                conn.calls.polled_inline();
-                let Some((taker, size)) = owed else {
+                let Some((taker, size)) = spawn_begun(conn, prepared, sends_items) else {
                     continue;
                 };
                 let receiver = conn.receiver();

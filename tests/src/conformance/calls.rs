@@ -305,9 +305,6 @@ pub async fn unknown_method_in_raw_frame(transport: Transport) {
     assert_eq!(probe.add(1, 2).await.unwrap(), 3);
 }
 
-/// Conformance: the id of a call whose handler computes in place is refused too. The read
-/// loop polls a handler right where it reads; one that computes for long (here 400 ms without
-/// yielding) has another reader take over the connection after a few milliseconds, and that
 /// Conformance: undecodable arguments are a bad request.
 pub async fn undecodable_arguments_are_a_bad_request(transport: Transport) {
     let fixture = Fixture::start(transport, Server::new()).await;

@@ -45,6 +45,9 @@ pub async fn a_call_id_already_in_flight_is_refused(transport: Transport) {
     );
 }
 
+/// Conformance: the id of a call whose handler computes in place is refused too. The read
+/// loop polls a handler right where it reads; one that computes for long (here 1 s without
+/// yielding) has another reader take over the connection after a few milliseconds, and that
 /// reader must know the call's id is taken though the call is in no table yet.
 ///
 /// Not on `mq://`: there a connection's frames come through the server's routing task, which
