@@ -20,6 +20,9 @@ use crate::wire::WireError;
 /// A running call: how to stop its handler (a `Cancel` from the client), and how to drop its
 /// whole task (the connection is gone).
 struct Running {
+    /// Which call this is: an id freed by a `Cancel` may be used again while the first
+    /// call's task still ends, and that task must not take the new call's entry with it.
+    serial: u64,
     cancel: CancellationToken,
     /// `None` while the call is polled inline, before it has a task.
     abort: Option<AbortHandle>,
@@ -32,9 +35,18 @@ pub(crate) struct Calls {
     idle: Notify,
     /// Every call task, until its future is dropped (finished or aborted).
     tasks: TaskTracker,
+    /// The serial of the next call entered in the table.
+    next_serial: AtomicU64,
     /// The call whose handler the read loop polls in place now, which is in no table: a
     /// takeover reader must not admit a second call with its id, and counts it as running.
     inline: InlineCall,
+}
+
+/// A call entered in the table before its inline poll (a streaming call): how to stop it,
+/// and which entry is its own.
+pub(crate) struct Registered {
+    cancel: CancellationToken,
+    serial: u64,
 }
 
 /// The id of the call polled in place, if one is: two atomics, so the read loop's fast path
@@ -98,11 +110,16 @@ impl Calls {
     /// cancellation token goes with it to its task.
     pub(crate) fn register_streams(&self, prepared: &mut Prepared) {
         let cancel = CancellationToken::new();
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let streams = prepared.take_streams();
-        prepared.cancel = Some(cancel.clone());
+        prepared.registered = Some(Registered {
+            cancel: cancel.clone(),
+            serial,
+        });
         self.lock().insert(
             prepared.call_id,
             Running {
+                serial,
                 cancel,
                 abort: None,
                 streams,
@@ -110,10 +127,23 @@ impl Calls {
         );
     }
 
-    /// Call `call_id` is done (answered inline, or its task is about to send its answer).
-    pub(crate) fn finish(&self, call_id: u64) {
+    /// The registered call `prepared` answered inline.
+    pub(crate) fn finish_registered(&self, prepared: &Prepared) {
+        if let Some(registered) = &prepared.registered {
+            self.finish(prepared.call_id, registered.serial);
+        }
+    }
+
+    /// Call `call_id` (entered as `serial`) is done: answered inline, or its task is about to
+    /// send its answer. A newer call with the same id keeps its entry.
+    fn finish(&self, call_id: u64, serial: u64) {
         let mut running = self.lock();
-        running.remove(&call_id);
+        if running
+            .get(&call_id)
+            .is_some_and(|call| call.serial == serial)
+        {
+            running.remove(&call_id);
+        }
         if running.is_empty() {
             self.idle.notify_waiters();
         }
@@ -239,12 +269,18 @@ impl Calls {
             call_id,
             run,
             streams,
-            cancel,
+            registered,
             ..
         } = prepared;
         let reply = run.into_future();
         let calls = self.clone();
-        let cancel = cancel.unwrap_or_default();
+        let (cancel, serial) = match &registered {
+            Some(registered) => (registered.cancel.clone(), registered.serial),
+            None => (
+                CancellationToken::new(),
+                self.next_serial.fetch_add(1, Ordering::Relaxed),
+            ),
+        };
         let cancelled = cancel.clone();
         let task = async move {
             tokio::task::yield_now().await;
@@ -263,7 +299,7 @@ impl Calls {
             // The call leaves the table before its answer goes out: a client that keeps to
             // `max_in_flight` may send its next call the moment it reads this answer. The task
             // itself is still bounded, by the request's bytes it holds until the answer is out.
-            calls.finish(call_id);
+            calls.finish(call_id, serial);
             if let Some(answer) = answer {
                 let _ = sink.send(answer).await;
             }
@@ -278,13 +314,17 @@ impl Calls {
         }
         let handle = runtime.spawn(self.tasks.track_future(task));
         let abort = Some(handle.abort_handle());
-        match running.get_mut(&call_id) {
+        match (running.get_mut(&call_id), registered.is_some()) {
             // Registered before its inline poll (a streaming call).
-            Some(call) if call.abort.is_none() => call.abort = abort,
-            _ => {
+            (Some(call), true) if call.serial == serial => call.abort = abort,
+            // Registered, and cancelled since (its id may be another call's now): its task
+            // ends at once, at the cancellation.
+            (_, true) => {}
+            (_, false) => {
                 running.insert(
                     call_id,
                     Running {
+                        serial,
                         cancel,
                         abort,
                         streams,

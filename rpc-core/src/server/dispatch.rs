@@ -213,7 +213,7 @@ pub(crate) struct Prepared {
     pub(crate) run: Run,
     pub(crate) streams: CallStreams,
     /// Set once the call is registered before its inline poll (see `Calls::register_streams`).
-    pub(crate) cancel: Option<tokio_util::sync::CancellationToken>,
+    pub(crate) registered: Option<super::calls::Registered>,
 }
 
 /// How a prepared call runs. Not boxed: a call lives on the read loop's stack until it
@@ -378,6 +378,6 @@ pub(crate) fn prepare_call(
             Run::Handler(handling)
         },
         streams,
-        cancel: None,
+        registered: None,
     })
 }

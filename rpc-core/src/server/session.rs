@@ -351,7 +351,7 @@ async fn inline(
         Poll::Ready(answer) => {
             let receiver = s.reclaim().await;
             if registered {
-                s.calls.finish(prepared.call_id);
+                s.calls.finish_registered(&prepared);
             } else {
                 s.calls.polled_inline();
             }

@@ -198,7 +198,7 @@ fn serve(conn: &Conn) {
         let answer = match polled {
             Poll::Ready(answer) => {
                 if registered {
-                    conn.calls.finish(prepared.call_id);
+                    conn.calls.finish_registered(&prepared);
                 } else {
                     // Once a takeover reader is done, if one started: it must not admit this
                     // id meanwhile. (One started later sees no handler running, and stops.)

@@ -165,3 +165,55 @@ pub async fn a_call_waiting_for_memory_is_refused_when_the_server_stops(transpor
         .await
         .expect("the shutdown task");
 }
+
+/// Conformance: a `Cancel` frees its call's id at once, and a call that uses the id again
+/// right away is a call of its own: the first call's task, ending meanwhile, must not take
+/// the new call's place in the table with it (a later `Cancel` would then find nothing, and
+/// the connection's end would not stop it).
+pub async fn a_call_id_freed_by_a_cancel_may_be_used_again(transport: Transport) {
+    let fixture = Fixture::start(transport, Server::new()).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    let stall = probe_method_id("stall");
+    let cancel = |call_id| {
+        let header = Header {
+            kind: Kind::Cancel,
+            method: stall,
+            call_id,
+        };
+        wire::message_frame(header, None, &()).unwrap()
+    };
+    let stalled = fixture.probe.stalled.clone();
+    let running = move || stalled.load(std::sync::atomic::Ordering::SeqCst);
+    for round in 0..5 {
+        raw.send(request(stall, 9, &())).await.unwrap();
+        assert!(
+            eventually(LIMIT, || running() == 1).await,
+            "round {round}: the call did not start"
+        );
+        // Cancelled, and its id used again at once, while its task ends.
+        raw.send(cancel(9)).await.unwrap();
+        raw.send(request(stall, 9, &())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            eventually(LIMIT, || running() == 1).await,
+            "round {round}: not one call running"
+        );
+        raw.send(cancel(9)).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || running() == 0).await,
+            "round {round}: the second call with the id could not be cancelled"
+        );
+    }
+    raw.send(request(probe_method_id("add"), 10, &(1i64, 2i64)))
+        .await
+        .unwrap();
+    let reply = bounded(LIMIT, "the sum", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Response, 10)
+    );
+}
