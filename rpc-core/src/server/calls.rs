@@ -38,8 +38,21 @@ pub(crate) struct Calls {
     /// The serial of the next call entered in the table.
     next_serial: AtomicU64,
     /// The call whose handler the read loop polls in place now, which is in no table: a
-    /// takeover reader must not admit a second call with its id, and counts it as running.
+    /// takeover reader must not admit a second call with its id, counts it as running, and
+    /// can cancel it.
     inline: InlineCall,
+}
+
+/// How a call comes to [`Calls::spawn`].
+#[derive(Clone, Copy)]
+pub(crate) enum Start {
+    /// Read by a takeover reader and never polled: it waits for room among the answers
+    /// before it runs.
+    Fresh,
+    /// Polled in place first, where it had to wait. `sends_items`: a server-streaming call,
+    /// which may be the outbox's writer, mid-write, and so hold what makes room among the
+    /// answers; it does not wait for that room, or it would stay unpolled for good.
+    Begun { sends_items: bool },
 }
 
 /// A call entered in the table before its inline poll (a streaming call): how to stop it,
@@ -49,20 +62,36 @@ pub(crate) struct Registered {
     serial: u64,
 }
 
-/// The id of the call polled in place, if one is: two atomics, so the read loop's fast path
-/// takes no lock for it. The read loop lends the receiver out (under a lock) after marking,
-/// and takes it back before clearing, so a takeover reader always sees the mark.
+/// The id of the call polled in place, if one is, and whether a `Cancel` came for it
+/// meanwhile: atomics, so the read loop's fast path takes no lock for it. The read loop lends
+/// the receiver out (under a lock) after marking, and takes it back before clearing, so a
+/// takeover reader (the only one to read while a call is polled in place) sees the mark, and
+/// is done with it before the next call is marked.
 #[derive(Default)]
 struct InlineCall {
     polled: AtomicBool,
     call_id: AtomicU64,
+    /// Set by [`Calls::cancel`], under the table's lock.
+    cancelled: AtomicBool,
 }
 
 impl InlineCall {
-    fn get(&self) -> Option<u64> {
-        self.polled
-            .load(Ordering::Acquire)
-            .then(|| self.call_id.load(Ordering::Relaxed))
+    /// Whether call `call_id` is the one polled in place.
+    fn is(&self, call_id: u64) -> bool {
+        self.polled.load(Ordering::Acquire) && self.call_id.load(Ordering::Relaxed) == call_id
+    }
+
+    /// The id the call polled in place holds: none once it was cancelled, which frees its
+    /// id and its place among the calls in flight, as for a call in the table.
+    fn holds(&self) -> Option<u64> {
+        let held = self.polled.load(Ordering::Acquire) && !self.cancelled.load(Ordering::Acquire);
+        held.then(|| self.call_id.load(Ordering::Relaxed))
+    }
+
+    /// Unmarks it: whether it was cancelled.
+    fn clear(&self) -> bool {
+        self.polled.store(false, Ordering::SeqCst);
+        self.cancelled.load(Ordering::SeqCst)
     }
 }
 
@@ -80,7 +109,7 @@ impl Calls {
     /// `Err(BadRequest)` when that id is already running. One look at the table for both.
     pub(crate) fn admit(&self, call_id: u64, limit: usize) -> Result<(), WireError> {
         let running = self.lock();
-        let inline = self.inline.get();
+        let inline = self.inline.holds();
         if running.len() + usize::from(inline.is_some()) >= limit {
             return Err(WireError::TooManyCalls(limit as u32));
         }
@@ -96,13 +125,14 @@ impl Calls {
     /// [`Calls::polled_inline`] or [`Calls::spawn`].
     pub(crate) fn polling_inline(&self, call_id: u64) {
         self.inline.call_id.store(call_id, Ordering::Relaxed);
+        self.inline.cancelled.store(false, Ordering::Relaxed);
         self.inline.polled.store(true, Ordering::Release);
     }
 
-    /// The call polled in place has answered. (One that goes on as a task is unmarked by
-    /// [`Calls::spawn`].)
-    pub(crate) fn polled_inline(&self) {
-        self.inline.polled.store(false, Ordering::Release);
+    /// The call polled in place has answered: whether it was cancelled meanwhile (its answer
+    /// is not sent then). (One that goes on as a task is unmarked by [`Calls::spawn`].)
+    pub(crate) fn polled_inline(&self) -> bool {
+        self.inline.clear()
     }
 
     /// Registers a streaming call before its handler is first polled inline, so its stream's
@@ -127,10 +157,15 @@ impl Calls {
         );
     }
 
-    /// The registered call `prepared` answered inline.
-    pub(crate) fn finish_registered(&self, prepared: &Prepared) {
-        if let Some(registered) = &prepared.registered {
-            self.finish(prepared.call_id, registered.serial);
+    /// The registered call `prepared` answered inline: whether it was cancelled meanwhile
+    /// (its answer is not sent then).
+    pub(crate) fn finish_registered(&self, prepared: &Prepared) -> bool {
+        match &prepared.registered {
+            Some(registered) => {
+                self.finish(prepared.call_id, registered.serial);
+                registered.cancel.is_cancelled()
+            }
+            None => false,
         }
     }
 
@@ -155,6 +190,10 @@ impl Calls {
         let mut running = self.lock();
         if let Some(call) = running.remove(&call_id) {
             call.cancel.cancel();
+        } else if self.inline.is(call_id) {
+            // Polled in place: it stops when it would become a task, and its answer, if it
+            // makes one in place, is not sent.
+            self.inline.cancelled.store(true, Ordering::SeqCst);
         }
         if running.is_empty() {
             self.idle.notify_waiters();
@@ -253,18 +292,17 @@ impl Calls {
     /// Runs a prepared call as a task on `runtime`, sending its final answer through `sink`.
     /// The call counts as running until its answer is ready, and holds `request` (its share of
     /// the connection's memory, counted with the task's own cost) until the answer is handed to
-    /// the sink. A call waits for room among the answers before it runs, unless it
-    /// `may_be_writing`: a server-streaming call whose handler was already polled (inline) may
-    /// be the outbox's writer, mid-write, and so hold what makes that room; waiting would
-    /// leave it unpolled for good.
+    /// the sink. A call waits for room among the answers before it runs, unless it may be
+    /// writing (see [`Start::Begun`]).
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         sink: ReplySink,
         prepared: Prepared,
         request: TaskBudget,
-        may_be_writing: bool,
+        start: Start,
     ) {
+        let may_be_writing = matches!(start, Start::Begun { sends_items: true });
         let Prepared {
             call_id,
             run,
@@ -308,13 +346,17 @@ impl Calls {
         // Hold the table while spawning, so the task cannot finish before it is registered.
         let mut running = self.lock();
         // Polled in place until now: from here the table has it (cleared under the lock
-        // `admit` looks under, and before the task can finish).
-        if self.inline.get() == Some(call_id) {
-            self.inline.polled.store(false, Ordering::Release);
+        // `admit` and `cancel` look under, and before the task can finish). Cancelled while
+        // polled, it ends at once and is not entered.
+        let cancelled_in_place =
+            matches!(start, Start::Begun { .. }) && self.inline.is(call_id) && self.inline.clear();
+        if cancelled_in_place {
+            cancel.cancel();
         }
         let handle = runtime.spawn(self.tasks.track_future(task));
         let abort = Some(handle.abort_handle());
         match (running.get_mut(&call_id), registered.is_some()) {
+            _ if cancelled_in_place => {}
             // Registered before its inline poll (a streaming call).
             (Some(call), true) if call.serial == serial => call.abort = abort,
             // Registered, and cancelled since (its id may be another call's now): its task

@@ -17,7 +17,7 @@ use rpc_transport::FrameReceiver;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::calls::Calls;
+use super::calls::{Calls, Start};
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::ready::Ready;
 use super::reply::ReplySink;
@@ -350,12 +350,14 @@ async fn inline(
     match polled {
         Poll::Ready(answer) => {
             let receiver = s.reclaim().await;
-            if registered {
-                s.calls.finish_registered(&prepared);
+            let cancelled = if registered {
+                s.calls.finish_registered(&prepared)
             } else {
-                s.calls.polled_inline();
+                s.calls.polled_inline()
+            };
+            if !cancelled {
+                ready.push(s.sink.prepare(answer));
             }
-            ready.push(s.sink.prepare(answer));
             (Flow::Go, receiver)
         }
         Poll::Pending => {
@@ -366,15 +368,25 @@ async fn inline(
             let size = prepared.size + TASK_OVERHEAD;
             if let Some(held) = s.memory.requests.try_take(size) {
                 let budget = TaskBudget::held(held);
-                s.calls
-                    .spawn(&s.runtime, s.sink.clone(), prepared, budget, sends_items);
+                s.calls.spawn(
+                    &s.runtime,
+                    s.sink.clone(),
+                    prepared,
+                    budget,
+                    Start::Begun { sends_items },
+                );
                 return (Flow::Go, s.reclaim().await);
             }
             // The budget is spent: the handler runs on, and this loop reads no further until
             // the task's bytes are taken (and handed to it).
             let (task, taker) = TaskBudget::later();
-            s.calls
-                .spawn(&s.runtime, s.sink.clone(), prepared, task, sends_items);
+            s.calls.spawn(
+                &s.runtime,
+                s.sink.clone(),
+                prepared,
+                task,
+                Start::Begun { sends_items },
+            );
             let receiver = s.reclaim().await;
             let flow = match Box::pin(reserve(s, &receiver, ready, size)).await {
                 Ok(held) => {
@@ -395,7 +407,7 @@ async fn spawn(s: &Session, receiver: &FrameReceiver, ready: &mut Ready, call: P
         Ok(held) => {
             let budget = TaskBudget::held(held);
             s.calls
-                .spawn(&s.runtime, s.sink.clone(), call, budget, false);
+                .spawn(&s.runtime, s.sink.clone(), call, budget, Start::Fresh);
             Flow::Go
         }
         Err(Waited::Stopped) => {

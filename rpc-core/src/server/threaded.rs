@@ -18,7 +18,7 @@ use rpc_transport::spin::coarse_now;
 use rpc_transport::{BlockingReceiver, Deadline, TransportError};
 use tokio_util::sync::CancellationToken;
 
-use super::calls::Calls;
+use super::calls::{Calls, Start};
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
 use super::session_end::LINGER;
@@ -197,8 +197,8 @@ fn serve(conn: &Conn) {
         let polled = conn.busy.run(|| prepared.poll_inline(&mut inline));
         let answer = match polled {
             Poll::Ready(answer) => {
-                if registered {
-                    conn.calls.finish_registered(&prepared);
+                let cancelled = if registered {
+                    conn.calls.finish_registered(&prepared)
                 } else {
                     // Once a takeover reader is done, if one started: it must not admit this
                     // id meanwhile. (One started later sees no handler running, and stops.)
@@ -209,7 +209,11 @@ fn serve(conn: &Conn) {
                     {
                         drop(conn.receiver());
                     }
-                    conn.calls.polled_inline();
+                    conn.calls.polled_inline()
+                };
+                if cancelled {
+                    // The client no longer waits for it.
+                    continue;
                 }
                 answer
             }
@@ -348,7 +352,7 @@ fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
             let budget = TaskBudget::held(held);
             let sink = conn.sink.clone();
             conn.calls
-                .spawn(&conn.runtime, sink, prepared, budget, false);
+                .spawn(&conn.runtime, sink, prepared, budget, Start::Fresh);
             Flow::Go
         }
         // Never run: refused as a call that comes during the shutdown is; the top of the
@@ -375,8 +379,13 @@ fn spawn_begun(conn: &Conn, prepared: Prepared, sends_items: bool) -> Option<(Ta
         }
     };
     let sink = conn.sink.clone();
-    conn.calls
-        .spawn(&conn.runtime, sink, prepared, task, sends_items);
+    conn.calls.spawn(
+        &conn.runtime,
+        sink,
+        prepared,
+        task,
+        Start::Begun { sends_items },
+    );
     owed
 }
 

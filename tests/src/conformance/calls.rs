@@ -11,6 +11,7 @@ use rpc_core::wire::{self, Header, Kind, WireError};
 use rpc_core::{RpcError, Server};
 
 pub use super::raw_calls::{
+    a_call_cancelled_while_computing_in_place_is_not_answered,
     a_call_id_already_in_flight_is_refused, a_call_id_computing_in_place_is_refused,
     a_call_id_freed_by_a_cancel_may_be_used_again,
     a_call_waiting_for_memory_is_refused_when_the_server_stops,

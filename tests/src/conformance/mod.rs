@@ -84,6 +84,7 @@ macro_rules! call_conformance {
             a_call_id_already_in_flight_is_refused,
             a_call_id_computing_in_place_is_refused,
             a_call_id_freed_by_a_cancel_may_be_used_again,
+            a_call_cancelled_while_computing_in_place_is_not_answered,
             undecodable_arguments_are_a_bad_request,
             deadline_cancels_the_handler,
             handler_panic_is_reported_and_serving_goes_on,
