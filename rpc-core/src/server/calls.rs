@@ -63,10 +63,12 @@ pub(crate) struct Registered {
 }
 
 /// The id of the call polled in place, if one is, and whether a `Cancel` came for it
-/// meanwhile: atomics, so the read loop's fast path takes no lock for it. The read loop lends
-/// the receiver out (under a lock) after marking, and takes it back before clearing, so a
-/// takeover reader (the only one to read while a call is polled in place) sees the mark, and
-/// is done with it before the next call is marked.
+/// meanwhile: atomics, so the read loop's fast path takes no lock for it. What orders them is
+/// the receiver's hand-over, not the atomics' orderings: the read loop marks a call before it
+/// lends the receiver out (or lets go of its lock), a takeover reader (the only one to read
+/// while a call is polled in place) looks at the mark only while it holds the receiver, and
+/// the read loop marks the next call only once it has the receiver back. A `Cancel` handled
+/// after the clear finds nothing marked, as one that comes after the answer.
 #[derive(Default)]
 struct InlineCall {
     polled: AtomicBool,
@@ -293,7 +295,8 @@ impl Calls {
     /// The call counts as running until its answer is ready, and holds `request` (its share of
     /// the connection's memory, counted with the task's own cost) until the answer is handed to
     /// the sink. A call waits for room among the answers before it runs, unless it may be
-    /// writing (see [`Start::Begun`]).
+    /// writing (see [`Start::Begun`]). `false` when the call was cancelled while polled in
+    /// place: its task ends at once, and owes nothing.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
@@ -301,7 +304,7 @@ impl Calls {
         prepared: Prepared,
         request: TaskBudget,
         start: Start,
-    ) {
+    ) -> bool {
         let may_be_writing = matches!(start, Start::Begun { sends_items: true });
         let Prepared {
             call_id,
@@ -356,7 +359,7 @@ impl Calls {
         let handle = runtime.spawn(self.tasks.track_future(task));
         let abort = Some(handle.abort_handle());
         match (running.get_mut(&call_id), registered.is_some()) {
-            _ if cancelled_in_place => {}
+            _ if cancelled_in_place => return false,
             // Registered before its inline poll (a streaming call).
             (Some(call), true) if call.serial == serial => call.abort = abort,
             // Registered, and cancelled since (its id may be another call's now): its task
@@ -374,5 +377,6 @@ impl Calls {
                 );
             }
         }
+        true
     }
 }

@@ -380,7 +380,7 @@ async fn inline(
             // The budget is spent: the handler runs on, and this loop reads no further until
             // the task's bytes are taken (and handed to it).
             let (task, taker) = TaskBudget::later();
-            s.calls.spawn(
+            let went_on = s.calls.spawn(
                 &s.runtime,
                 s.sink.clone(),
                 prepared,
@@ -388,6 +388,10 @@ async fn inline(
                 Start::Begun { sends_items },
             );
             let receiver = s.reclaim().await;
+            if !went_on {
+                // Cancelled while polled: its task is gone, and owed nothing.
+                return (Flow::Go, receiver);
+            }
             let flow = match Box::pin(reserve(s, &receiver, ready, size)).await {
                 Ok(held) => {
                     taker.fill(held);

@@ -368,7 +368,8 @@ fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
 /// Runs a call whose handler has begun (polled inline) as a task at once: it may hold what
 /// frees the budget (its inbox's items, the connection's sender), and unpolled it would never
 /// let go. Its bytes are taken now if they are free; otherwise the caller takes them (without
-/// reading further) and hands them over: the budget to fill, and how many bytes.
+/// reading further) and hands them over: the budget to fill, and how many bytes (`None` too
+/// when the call was cancelled while polled).
 fn spawn_begun(conn: &Conn, prepared: Prepared, sends_items: bool) -> Option<(TaskBudget, usize)> {
     let size = prepared.size + TASK_OVERHEAD;
     let (task, owed) = match conn.memory.requests.try_take(size) {
@@ -379,14 +380,15 @@ fn spawn_begun(conn: &Conn, prepared: Prepared, sends_items: bool) -> Option<(Ta
         }
     };
     let sink = conn.sink.clone();
-    conn.calls.spawn(
+    let went_on = conn.calls.spawn(
         &conn.runtime,
         sink,
         prepared,
         task,
         Start::Begun { sends_items },
     );
-    owed
+    // Cancelled while polled: its task is gone, and owed nothing.
+    owed.filter(|_| went_on)
 }
 
 /// The server is killed, or the peer left: the connection ends.

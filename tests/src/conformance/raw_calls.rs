@@ -63,8 +63,7 @@ pub async fn a_call_id_computing_in_place_is_refused(transport: Transport) {
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     let spin = probe_method_id("spin");
     raw.send(request(spin, 77, &(1000u64,))).await.unwrap();
-    // Well past the takeover (2 to 4 ms after the handler began), and well before its end.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    takeover_reads(&mut raw).await;
     raw.send(request(spin, 77, &(0u64,))).await.unwrap();
     // The refusal of the second, and the first call's own answer: no second answer.
     let mut frames = Vec::new();
@@ -230,8 +229,7 @@ pub async fn a_call_cancelled_while_computing_in_place_is_not_answered(transport
     let spin = probe_method_id("spin");
     let add = probe_method_id("add");
     raw.send(request(spin, 5, &(1000u64,))).await.unwrap();
-    // Well past the takeover, and well before the handler's end.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    takeover_reads(&mut raw).await;
     let cancel = Header {
         kind: Kind::Cancel,
         method: spin,
@@ -264,5 +262,25 @@ pub async fn a_call_cancelled_while_computing_in_place_is_not_answered(transport
         (parsed.header.kind, parsed.header.call_id),
         (Kind::Response, 6),
         "the cancelled call was answered"
+    );
+}
+
+/// Waits until a takeover reader reads `raw` while its read loop runs a handler that
+/// computes (2 to 4 ms after it began): a call made now is answered before that handler ends.
+/// Fails plainly if the handler's own answer comes first.
+async fn takeover_reads(raw: &mut rpc_core::transport::Connection) {
+    raw.send(request(probe_method_id("add"), 1_000, &(20i64, 22i64)))
+        .await
+        .unwrap();
+    let reply = bounded(LIMIT, "an answer from the takeover reader", raw.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let parsed = Header::parse(reply.payload()).unwrap();
+    assert_eq!(
+        (parsed.header.kind, parsed.header.call_id),
+        (Kind::Response, 1_000),
+        "no reader took over while the handler computed (this machine starved it for the \
+         whole handler)"
     );
 }
