@@ -281,7 +281,8 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
         }
     }
 
-    /// Polls the socket for up to the spin budget, yielding to other tasks in between: when the
+    /// Polls the socket for up to the spin budget, yielding to other tasks in between (through
+    /// the run queue, see [`crate::spin::yield_to_others`]): when the
     /// peer answers within it, no one pays for a kernel wake-up (tens of microseconds on a
     /// virtual machine). `None` when nothing came.
     async fn busy_poll(&mut self) -> std::io::Result<Option<usize>> {
@@ -304,7 +305,7 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
                 offer_cpu_at = None;
                 std::thread::yield_now();
             }
-            tokio::task::yield_now().await;
+            crate::spin::yield_to_others().await;
         }
     }
 

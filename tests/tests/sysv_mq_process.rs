@@ -77,6 +77,20 @@ async fn assert_gone(ids: &[i32], what: &str) {
     assert!(gone, "{what}: queues {ids:?} still listed");
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` in its `stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.filter_map(Result::ok).all(|thread| {
+        std::fs::read_to_string(thread.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    })
+}
+
 fn signal(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
@@ -137,9 +151,18 @@ async fn a_server_killed_with_its_client_leaves_queues_the_next_server_reclaims(
     client.expect_line("stalling");
     let queues = queues_in(&runtime_dir.0.join("rpc-sysv-mq"), server.pid());
     assert_eq!(queues.len(), 2, "one queue each way: {queues:?}");
-    // Stopped first, so that neither sees the other die: nobody removes anything.
+    // Stopped first, so that neither sees the other die: nobody removes anything. Only once
+    // every thread of both has stopped: `kill` returns before a thread running on the other
+    // CPU stops, and a server still running saw its client die and removed both queues (CI
+    // failed this test so: none listed 100 ms after the kills).
     signal(client.pid(), Signal::SIGSTOP);
     signal(server.pid(), Signal::SIGSTOP);
+    for pid in [client.pid(), server.pid()] {
+        assert!(
+            eventually(LIMIT, || all_threads_stopped(pid)).await,
+            "process {pid} did not stop"
+        );
+    }
     client.kill_9();
     server.kill_9();
     tokio::time::sleep(Duration::from_millis(100)).await;

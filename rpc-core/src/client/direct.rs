@@ -236,7 +236,7 @@ impl Direct {
                 return Ok(0);
             }
             if current_thread || now - yielded >= YIELD_EVERY {
-                tokio::task::yield_now().await;
+                rpc_transport::spin::yield_to_others().await;
                 yielded = Instant::now();
             }
         }
@@ -343,7 +343,7 @@ impl<'a> Turn<'a> {
                 return Err(Some(Late { direct, began }));
             }
             if current_thread || now - *yielded.get_or_insert(now) >= YIELD_EVERY {
-                tokio::task::yield_now().await;
+                rpc_transport::spin::yield_to_others().await;
                 yielded = Some(Instant::now());
             }
         }

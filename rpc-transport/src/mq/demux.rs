@@ -155,7 +155,7 @@ impl Demux {
     async fn wait(&mut self) {
         let spin_until = crate::deadline::after(self.spin);
         while std::time::Instant::now() < spin_until {
-            tokio::task::yield_now().await;
+            crate::spin::yield_to_others().await;
             if !self.queue.get_ref().waiting().is_ok_and(|n| n == 0) || !self.control.is_empty() {
                 return;
             }

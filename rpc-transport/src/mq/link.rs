@@ -337,7 +337,7 @@ pub(crate) async fn retry_async<T>(
         if !spin.is_zero() {
             let until = *spin_until.get_or_insert_with(|| crate::deadline::after(spin));
             if Instant::now() < until {
-                tokio::task::yield_now().await;
+                crate::spin::yield_to_others().await;
                 continue;
             }
         }

@@ -515,7 +515,7 @@ impl ShmReceiver {
             if !budget.is_zero() {
                 let started = Instant::now();
                 while started.elapsed() < budget && !self.ready()? {
-                    tokio::task::yield_now().await;
+                    crate::spin::yield_to_others().await;
                 }
                 if self.ready()? {
                     self.budget.hit(started.elapsed());

@@ -319,7 +319,7 @@ impl SysvReceiver {
             if self.spinning && !self.spin.is_zero() {
                 let until = *spin_until.get_or_insert_with(|| crate::deadline::after(self.spin));
                 if Instant::now() < until {
-                    tokio::task::yield_now().await;
+                    crate::spin::yield_to_others().await;
                     continue;
                 }
             }
