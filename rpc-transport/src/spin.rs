@@ -149,12 +149,18 @@ fn run_queue_wait() -> Option<u64> {
 /// worker then polls a handler that computes in place for a second, the spinning task (a
 /// connection's read loop, the mq routing task) waits that second with it.
 ///
-/// In a process allowed one CPU, `yield_now` all the same: there the other workers can run
-/// only in this one's place, and a task put in the run queue wakes one of them at every look
-/// (tokio tells an idle worker of the work), which cost 32 calls in flight over a Unix socket
-/// about a seventh of their rate.
+/// Elsewhere `yield_now` all the same:
+/// - on a current-thread runtime, or a multi-threaded one of one worker, there is no other
+///   worker to take the task, and a task in the run queue keeps the runtime from polling its
+///   IO driver (and a `block_on` body) until the queue has run dry or 61 polls have passed,
+///   where a deferred task lets it do so at every look;
+/// - in a process allowed one CPU, where the other workers can run only in this one's place
+///   (the kernel's time slices aside), and a task put in the run queue wakes one of them at
+///   every look (tokio tells an idle worker of the work), which cost 32 calls in flight over
+///   a Unix socket about a seventh of their rate. A handler computing in place there still
+///   holds the tasks deferred on its worker.
 pub async fn yield_to_others() {
-    if process_cpus() == 1 {
+    if !another_worker_may_take_it() {
         return tokio::task::yield_now().await;
     }
     let mut yielded = false;
@@ -167,6 +173,16 @@ pub async fn yield_to_others() {
         std::task::Poll::Pending
     })
     .await
+}
+
+/// Whether the calling task runs on a multi-threaded runtime of more than one worker, in a
+/// process allowed more than one CPU.
+fn another_worker_may_take_it() -> bool {
+    process_cpus() > 1
+        && tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                && runtime.metrics().num_workers() > 1
+        })
 }
 
 /// The most a receiver spins while its CPU is oversubscribed (see [`oversubscribed`]).

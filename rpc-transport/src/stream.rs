@@ -327,8 +327,15 @@ impl<R: AsyncRead + TryRead + Unpin> StreamReceiver<R> {
                     // Read past tokio: counted against the task's cooperative budget as a
                     // tokio read is, so a peer that keeps bytes coming (the socket never runs
                     // dry) cannot hold this worker from its other tasks. What was read stays
-                    // buffered if this receive is dropped here.
-                    tokio::task::consume_budget().await;
+                    // buffered if this receive is dropped here. A spent budget yields through
+                    // the run queue too (`consume_budget` would defer the task, see
+                    // `yield_to_others`): a connection under steady traffic is not held
+                    // behind a handler its worker goes on to compute.
+                    if tokio::task::coop::has_budget_remaining() {
+                        tokio::task::consume_budget().await;
+                    } else {
+                        crate::spin::yield_to_others().await;
+                    }
                     n
                 }
                 None => self.io.read_buf(&mut self.buf).await?,
