@@ -91,20 +91,7 @@ pub async fn a_call_id_computing_in_place_is_refused(transport: Transport) {
         (1, 1),
         "one refusal and the first call's answer: {frames:?}"
     );
-    raw.send(request(probe_method_id("add"), 78, &(1i64, 2i64)))
-        .await
-        .unwrap();
-    let reply = bounded(LIMIT, "the sum", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Response, 78),
-        "a third answer for call 77 came"
-    );
-    assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 3);
+    add_answered_next(&mut raw, 78, "a third answer for call 77 came").await;
 }
 
 /// Conformance: a call read while the connection's memory is spent waits for it unread; when
@@ -203,18 +190,7 @@ pub async fn a_call_id_freed_by_a_cancel_may_be_used_again(transport: Transport)
             "round {round}: the second call with the id could not be cancelled"
         );
     }
-    raw.send(request(probe_method_id("add"), 10, &(1i64, 2i64)))
-        .await
-        .unwrap();
-    let reply = bounded(LIMIT, "the sum", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(reply.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Response, 10)
-    );
+    add_answered_next(&mut raw, 10, "another answer came first").await;
 }
 
 /// Conformance: a `Cancel` read (by the reader that takes over) while the call's handler
@@ -227,7 +203,6 @@ pub async fn a_call_cancelled_while_computing_in_place_is_not_answered(transport
     let fixture = Fixture::start(transport, Server::new()).await;
     let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
     let spin = probe_method_id("spin");
-    let add = probe_method_id("add");
     raw.send(request(spin, 5, &(1000u64,))).await.unwrap();
     takeover_reads(&mut raw).await;
     let cancel = Header {
@@ -239,48 +214,40 @@ pub async fn a_call_cancelled_while_computing_in_place_is_not_answered(transport
         .await
         .unwrap();
     // Its id is free at once; this call is answered while the first one computes.
-    raw.send(request(add, 5, &(2i64, 3i64))).await.unwrap();
-    let first = bounded(LIMIT, "the second call's answer", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(first.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Response, 5)
-    );
-    assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 5);
+    add_answered_next(&mut raw, 5, "the cancelled call was answered").await;
     // Once the cancelled handler is done (1 s after it began), the next answer is this one.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    raw.send(request(add, 6, &(1i64, 2i64))).await.unwrap();
-    let next = bounded(LIMIT, "the third call's answer", raw.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = Header::parse(next.payload()).unwrap();
-    assert_eq!(
-        (parsed.header.kind, parsed.header.call_id),
-        (Kind::Response, 6),
-        "the cancelled call was answered"
-    );
+    add_answered_next(&mut raw, 6, "the cancelled call was answered").await;
 }
 
 /// Waits until a takeover reader reads `raw` while its read loop runs a handler that
 /// computes (2 to 4 ms after it began): a call made now is answered before that handler ends.
 /// Fails plainly if the handler's own answer comes first.
 async fn takeover_reads(raw: &mut rpc_core::transport::Connection) {
-    raw.send(request(probe_method_id("add"), 1_000, &(20i64, 22i64)))
+    let starved = "no reader took over while the handler computed (this machine starved it \
+                   for the whole handler)";
+    add_answered_next(raw, 1_000, starved).await;
+}
+
+/// Calls `add(20, 22)` as call `call_id` on `raw`, and asserts that the next frame is its
+/// answer, 42 (`otherwise`: what another frame first would mean).
+async fn add_answered_next(
+    raw: &mut rpc_core::transport::Connection,
+    call_id: u64,
+    otherwise: &str,
+) {
+    raw.send(request(probe_method_id("add"), call_id, &(20i64, 22i64)))
         .await
         .unwrap();
-    let reply = bounded(LIMIT, "an answer from the takeover reader", raw.recv())
+    let reply = bounded(LIMIT, "the sum", raw.recv())
         .await
         .unwrap()
         .unwrap();
     let parsed = Header::parse(reply.payload()).unwrap();
     assert_eq!(
         (parsed.header.kind, parsed.header.call_id),
-        (Kind::Response, 1_000),
-        "no reader took over while the handler computed (this machine starved it for the \
-         whole handler)"
+        (Kind::Response, call_id),
+        "{otherwise}"
     );
+    assert_eq!(wire::decode::<i64>(parsed.body, "sum").unwrap(), 42);
 }
