@@ -21,7 +21,10 @@ use super::calls::{Calls, Start};
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::ready::Ready;
 use super::reply::ReplySink;
-use super::session_end::{Waited, fail, idle, stop, unread, unread_through_stop, until_killed};
+use super::session_end::{
+    GraceEnd, Waited, fail, idle, stop, take_within_grace, unread, unread_through_stop,
+    until_killed,
+};
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
@@ -53,6 +56,8 @@ pub(crate) struct Session {
     heard: std::sync::Mutex<tokio::time::Instant>,
     /// Whether the client pinged us, and so answers our pings.
     answers_pings: AtomicBool,
+    /// When the graceful stop's grace ends, once the connection saw the stop.
+    pub(crate) grace_end: GraceEnd,
 }
 
 /// What to do after a frame.
@@ -88,6 +93,7 @@ pub(crate) async fn run(
         ended: AtomicBool::new(false),
         heard: std::sync::Mutex::new(tokio::time::Instant::now()),
         answers_pings: AtomicBool::new(false),
+        grace_end: GraceEnd::default(),
     });
     takeover::watch(session.clone());
     serve(&session, receiver).await;
@@ -444,13 +450,19 @@ async fn handle(
             Flow::Go
         }
         Incoming::Item(call_id, item) => {
-            let held = match reserve(s, receiver, ready, item.len() + FRAME_OVERHEAD).await {
-                Ok(held) => held,
-                Err(Waited::Stopped) => return Flow::Stop,
+            let size = item.len() + FRAME_OVERHEAD;
+            // Delivered even when the server stops meanwhile: its call runs on in the grace.
+            let (held, then) = match reserve(s, receiver, ready, size).await {
+                Ok(held) => (held, Flow::Go),
+                Err(Waited::Stopped) => match take_within_grace(s, receiver, size).await {
+                    Waited::Done(Some(held)) => (held, Flow::Stop),
+                    Waited::Done(None) => return Flow::Stop,
+                    _ => return Flow::End,
+                },
                 Err(_) => return Flow::End,
             };
             match s.calls.deliver(call_id, item, held) {
-                Ok(()) => Flow::Go,
+                Ok(()) => then,
                 Err(reason) => violation(s, receiver, ready, reason).await,
             }
         }

@@ -11,7 +11,7 @@ use super::calls::Calls;
 use super::dispatch::{Answer, Incoming, Outgoing, classify};
 use super::reply::{ReplySink, error_frame};
 use super::session::Session;
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held};
 use crate::keepalive;
 use crate::wire::WireError;
 
@@ -29,16 +29,59 @@ pub(crate) enum Waited<T> {
     PeerGone,
 }
 
+/// When a connection's graceful stop ends: the server's shutdown grace from the moment the
+/// connection first saw the stop (the read loop, a takeover reader or the wind-down, whichever
+/// came first), so that a wait for memory during the stop counts against the same grace.
+#[derive(Debug, Default)]
+pub(crate) struct GraceEnd(std::sync::OnceLock<Option<std::time::Instant>>);
+
+impl GraceEnd {
+    /// The end of the grace `grace` that began when this was first asked; `None` for a grace
+    /// too long to be an instant (`Duration::MAX`), which has no end.
+    pub(crate) fn at(&self, grace: Duration) -> Option<std::time::Instant> {
+        *self
+            .0
+            .get_or_init(|| std::time::Instant::now().checked_add(grace))
+    }
+}
+
+/// Takes `size` bytes of the requests' budget for a frame of a running call (a stream's item)
+/// once the server stops gracefully: the call runs on through the grace, so its item waits for
+/// memory (freed as running calls finish) until the grace ends, not dropped at once. `None`
+/// when the grace ended first: the call is dropped with it.
+pub(crate) async fn take_within_grace(
+    s: &Session,
+    receiver: &FrameReceiver,
+    size: usize,
+) -> Waited<Option<Held>> {
+    let grace_end = s.grace_end.at(s.config.shutdown_grace);
+    let take = s.memory.requests.take(size);
+    let bounded = async {
+        match grace_end {
+            Some(at) => tokio::time::timeout_at(at.into(), take).await.ok(),
+            None => Some(take.await),
+        }
+    };
+    unread_through_stop(s, receiver, bounded).await
+}
+
 /// Graceful shutdown of one connection: what is ready goes out, running calls get the grace
 /// period, then our direction closes (unless the server is killed first). Meanwhile the
 /// connection is still read, for what running calls need: their streams' items, ends and
 /// credit, and cancels; a new call is refused with `ShuttingDown`.
 pub(crate) async fn stop(s: &Session, receiver: &mut FrameReceiver, ready: Vec<Outgoing>) {
     let (calls, sink, memory) = (&*s.calls, &s.sink, &s.memory);
+    let grace_end = s.grace_end.at(s.config.shutdown_grace);
     until_killed(s, async {
         let _ = sink.send_many(ready).await;
+        let grace = async {
+            match grace_end {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(s.config.shutdown_grace) => {}
+            _ = grace => {}
             _ = calls.wait_idle() => {}
             _ = wind_down(calls, sink, receiver, memory) => {}
         }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::calls::{Calls, Start};
 use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_call};
 use super::reply::{ReplySink, error_frame};
-use super::session_end::LINGER;
+use super::session_end::{GraceEnd, LINGER};
 use super::takeover::{self, Busy};
 use super::{ConnectionEnv, ServerConfig};
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
@@ -48,6 +48,8 @@ pub(crate) struct Conn {
     config: Arc<ServerConfig>,
     /// Set when either thread ended the connection (a protocol violation, the peer gone).
     ended: std::sync::atomic::AtomicBool,
+    /// When the graceful stop's grace ends, once the connection saw the stop.
+    grace_end: GraceEnd,
 }
 
 impl Conn {
@@ -90,6 +92,7 @@ pub(crate) async fn run(
         stop: env.stop.clone(),
         config: env.config.clone(),
         ended: Default::default(),
+        grace_end: GraceEnd::default(),
     });
     takeover::watch(conn.clone());
     let spawned = std::thread::Builder::new()
@@ -224,7 +227,7 @@ fn serve(conn: &Conn) {
                     continue;
                 };
                 let receiver = conn.receiver();
-                match take_waiting(conn, &receiver, size) {
+                match take_waiting(conn, &receiver, size, OnStop::GiveUp) {
                     Waited::Took(held) => taker.fill(held),
                     Waited::Stopped => unchecked = 0,
                     Waited::Gone => {
@@ -257,7 +260,7 @@ pub(crate) enum Flow {
 /// call is refused with `ShuttingDown`. Then our direction closes.
 fn wind_down(conn: &Conn) {
     // A grace too long to be an instant (`Duration::MAX`) has no end.
-    let grace = Instant::now().checked_add(conn.config.shutdown_grace);
+    let grace = conn.grace_end.at(conn.config.shutdown_grace);
     let mut receiver = conn.receiver();
     let mut reading = true;
     while conn.calls.busy()
@@ -304,7 +307,8 @@ pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Inc
         }
         Incoming::Item(call_id, item) => {
             let size = item.len() + FRAME_OVERHEAD;
-            match take_waiting(conn, receiver, size) {
+            // Delivered even when the server stops meanwhile: its call runs on in the grace.
+            match take_waiting(conn, receiver, size, OnStop::WaitOutGrace) {
                 Waited::Took(held) => match conn.calls.deliver(call_id, item, held) {
                     Ok(()) => Flow::Go,
                     Err(reason) => {
@@ -347,7 +351,7 @@ pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Inc
 /// Runs a prepared call as a task, once its bytes are taken from the budget.
 fn spawn(conn: &Conn, receiver: &BlockingReceiver, prepared: Prepared) -> Flow {
     let size = prepared.size + TASK_OVERHEAD;
-    match take_waiting(conn, receiver, size) {
+    match take_waiting(conn, receiver, size, OnStop::GiveUp) {
         Waited::Took(held) => {
             let budget = TaskBudget::held(held);
             let sink = conn.sink.clone();
@@ -407,9 +411,19 @@ enum Waited {
     Gone,
 }
 
+/// What a wait for the requests' budget does when the server stops gracefully.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnStop {
+    /// Ends at once ([`Waited::Stopped`]): for a call that has not begun.
+    GiveUp,
+    /// Waits on until the grace ends: for a frame a running call needs (a stream's item),
+    /// as running calls go on through the grace and free memory as they finish.
+    WaitOutGrace,
+}
+
 /// Takes `size` bytes of the requests' budget, waiting (in short sleeps) while running calls
-/// hold it, and looking whether the server stops or the peer leaves meanwhile.
-fn take_waiting(conn: &Conn, receiver: &BlockingReceiver, size: usize) -> Waited {
+/// hold it, and looking whether the server stops (see [`OnStop`]) or the peer leaves meanwhile.
+fn take_waiting(conn: &Conn, receiver: &BlockingReceiver, size: usize, on_stop: OnStop) -> Waited {
     let mut pause = Duration::from_micros(50);
     loop {
         if let Some(held) = conn.memory.requests.try_take(size) {
@@ -418,7 +432,13 @@ fn take_waiting(conn: &Conn, receiver: &BlockingReceiver, size: usize) -> Waited
         if conn.kill.is_cancelled() || receiver.peer_gone() {
             return Waited::Gone;
         }
-        if conn.stop.is_cancelled() {
+        if conn.stop.is_cancelled()
+            && (on_stop == OnStop::GiveUp
+                || conn
+                    .grace_end
+                    .at(conn.config.shutdown_grace)
+                    .is_some_and(|end| Instant::now() >= end))
+        {
             return Waited::Stopped;
         }
         std::thread::sleep(pause);

@@ -152,6 +152,95 @@ pub async fn a_call_waiting_for_memory_is_refused_when_the_server_stops(transpor
         .expect("the shutdown task");
 }
 
+/// Conformance: a stream's item read while the connection's memory is spent waits for it;
+/// when the server stops gracefully meanwhile, the item is still delivered once memory frees
+/// up within the grace (its call is running, and a graceful stop lets running calls finish),
+/// not dropped: the client-streamed sum counts it.
+pub async fn a_stream_item_waiting_for_memory_is_delivered_when_the_server_stops(
+    transport: Transport,
+) {
+    // Holds the rest of the memory for 700 ms, into the grace.
+    let holder = request(probe_method_id("tag"), 2, &(2u64, 700u64));
+    let answers = stream_item_at_stop(transport, holder, Duration::from_secs(5)).await;
+    let answer = |call_id| answers.iter().find(|(id, _)| *id == call_id);
+    assert_eq!(
+        answer(2).map(|(_, a)| a.as_str()),
+        Some("Ok(2)"),
+        "the call holding the memory: {answers:?}"
+    );
+    assert_eq!(
+        answer(1).map(|(_, a)| a.as_str()),
+        Some("Ok(5)"),
+        "the streamed sum, with the item that waited: {answers:?}"
+    );
+}
+
+/// Conformance: a stream's item that waits for memory no running call frees waits no longer
+/// than the grace: the server's stop still ends then, and the connection closes.
+pub async fn a_stream_item_waiting_past_the_grace_does_not_hold_the_stop(transport: Transport) {
+    let holder = request(probe_method_id("stall"), 2, &());
+    let answers = stream_item_at_stop(transport, holder, Duration::from_millis(500)).await;
+    assert!(
+        answers.iter().all(|(_, answer)| !answer.starts_with("Ok")),
+        "no call could finish: {answers:?}"
+    );
+}
+
+/// Sends a client-streaming `total` (call 1) and `holder` (call 2), whose tasks take all of
+/// the connection's memory but for less than an item, then the item 5 and the stream's end;
+/// stops the server (with `grace`) and returns the answers read until the connection closed
+/// (call id, and the sum or tag or error), once the shutdown is done.
+async fn stream_item_at_stop(
+    transport: Transport,
+    holder: rpc_core::transport::Frame,
+    grace: Duration,
+) -> Vec<(u64, String)> {
+    // Room for the tasks of the two calls and not for one item more (a task costs its
+    // request and 4 KiB, an item its bytes and 64).
+    let server = Server::new()
+        .max_connection_memory(2 * 4096 + 100)
+        .shutdown_grace(grace);
+    let fixture = Fixture::start(transport, server).await;
+    let mut raw = raw_connection(&fixture, FRAME_LIMIT).await;
+    let total = probe_method_id("total");
+    // The stream's place among the arguments: an empty sequence.
+    raw.send(request(total, 1, &(Vec::<u64>::new(),)))
+        .await
+        .unwrap();
+    raw.send(holder).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let of_total = |kind| Header {
+        kind,
+        method: total,
+        call_id: 1,
+    };
+    let item = wire::message_frame(of_total(Kind::StreamItem), None, &5u64).unwrap();
+    let end = wire::message_frame(of_total(Kind::StreamEnd), None, &None::<String>).unwrap();
+    raw.send(item).await.unwrap();
+    raw.send(end).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(fixture.handle.shutdown());
+    let mut answers = Vec::new();
+    while let Some(frame) = bounded(LIMIT, "the answers, then the close", raw.recv())
+        .await
+        .unwrap_or(None)
+    {
+        let parsed = Header::parse(frame.payload()).unwrap();
+        let answer = match parsed.header.kind {
+            Kind::Response => format!("{:?}", wire::decode::<u64>(parsed.body, "answer")),
+            Kind::Error => format!("{:?}", wire::decode::<WireError>(parsed.body, "error")),
+            // Credit for the item, once the handler took it.
+            Kind::Credit => continue,
+            other => panic!("unexpected {other:?} frame"),
+        };
+        answers.push((parsed.header.call_id, answer));
+    }
+    bounded(LIMIT, "the shutdown", stopping)
+        .await
+        .expect("the shutdown task");
+    answers
+}
+
 /// Conformance: a `Cancel` frees its call's id at once, and a call that uses the id again
 /// right away is a call of its own: the first call's task, ending meanwhile, must not take
 /// the new call's place in the table with it (a later `Cancel` would then find nothing, and
