@@ -223,6 +223,13 @@ impl Calls {
         }
     }
 
+    /// Whether call `call_id` runs and takes a stream of the client's items.
+    pub(crate) fn takes_items(&self, call_id: u64) -> bool {
+        self.lock()
+            .get(&call_id)
+            .is_some_and(|call| call.streams.inbox.is_some())
+    }
+
     /// Ends the client's stream of call `call_id` (`reason`: why its producer failed).
     pub(crate) fn end_stream(&self, call_id: u64, reason: Option<String>) {
         let running = self.lock();

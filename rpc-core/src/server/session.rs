@@ -22,12 +22,12 @@ use super::dispatch::{Answer, CallEnv, Incoming, Prepared, classify, prepare_cal
 use super::ready::Ready;
 use super::reply::ReplySink;
 use super::session_end::{
-    GraceEnd, Waited, fail, idle, stop, take_within_grace, unread, unread_through_stop,
+    GraceEnd, Waited, fail, idle, reserve, stop, take_within_grace, unread_through_stop,
     until_killed,
 };
 use super::takeover::{self, Busy, Watched};
 use super::{ConnectionEnv, ServerConfig};
-use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held, TASK_OVERHEAD, TaskBudget};
+use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, TASK_OVERHEAD, TaskBudget};
 use crate::keepalive::{Due, Watch};
 
 /// How long a takeover task waits for a frame before it looks whether the handler is done.
@@ -93,7 +93,7 @@ pub(crate) async fn run(
         ended: AtomicBool::new(false),
         heard: std::sync::Mutex::new(tokio::time::Instant::now()),
         answers_pings: AtomicBool::new(false),
-        grace_end: GraceEnd::default(),
+        grace_end: GraceEnd::new(env.config.shutdown_grace),
     });
     takeover::watch(session.clone());
     serve(&session, receiver).await;
@@ -451,13 +451,13 @@ async fn handle(
         }
         Incoming::Item(call_id, item) => {
             let size = item.len() + FRAME_OVERHEAD;
-            // Delivered even when the server stops meanwhile: its call runs on in the grace.
+            // Delivered even when the server stops meanwhile, if its call runs on in the grace.
             let (held, then) = match reserve(s, receiver, ready, size).await {
                 Ok(held) => (held, Flow::Go),
-                Err(Waited::Stopped) => match take_within_grace(s, receiver, size).await {
+                Err(Waited::Stopped) => match take_within_grace(s, receiver, call_id, size).await {
                     Waited::Done(Some(held)) => (held, Flow::Stop),
-                    Waited::Done(None) => return Flow::Stop,
-                    _ => return Flow::End,
+                    Waited::Done(None) | Waited::Stopped => return Flow::Stop,
+                    Waited::Killed | Waited::PeerGone => return Flow::End,
                 },
                 Err(_) => return Flow::End,
             };
@@ -500,36 +500,6 @@ async fn violation(
     .await;
     s.ended.store(true, Ordering::Release);
     Flow::End
-}
-
-/// Takes `size` bytes of the requests' budget; while it is spent, sends what is ready and
-/// waits without reading, watching the server's signals and the peer.
-async fn reserve(
-    s: &Session,
-    receiver: &FrameReceiver,
-    ready: &mut Ready,
-    size: usize,
-) -> Result<Held, Waited<()>> {
-    if let Some(held) = s.memory.requests.try_take(size) {
-        return Ok(held);
-    }
-    // The answers ready go out first, even when the server stops meanwhile: they are
-    // answers to calls that finished, which a graceful stop delivers.
-    let batch = ready.take();
-    if !batch.is_empty() {
-        match unread_through_stop(s, receiver, s.sink.send_many(batch)).await {
-            Waited::Done(_) => {}
-            // (A stop is not watched here: it is seen at the wait below.)
-            Waited::Killed | Waited::Stopped => return Err(Waited::Killed),
-            Waited::PeerGone => return Err(Waited::PeerGone),
-        }
-    }
-    match unread(s, receiver, s.memory.requests.take(size)).await {
-        Waited::Done(held) => Ok(held),
-        Waited::Stopped => Err(Waited::Stopped),
-        Waited::Killed => Err(Waited::Killed),
-        Waited::PeerGone => Err(Waited::PeerGone),
-    }
 }
 
 impl Session {

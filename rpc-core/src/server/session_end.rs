@@ -9,6 +9,7 @@ use rpc_transport::FrameReceiver;
 
 use super::calls::Calls;
 use super::dispatch::{Answer, Incoming, Outgoing, classify};
+use super::ready::Ready;
 use super::reply::{ReplySink, error_frame};
 use super::session::Session;
 use crate::budget::{ConnectionMemory, FRAME_OVERHEAD, Held};
@@ -32,37 +33,99 @@ pub(crate) enum Waited<T> {
 /// When a connection's graceful stop ends: the server's shutdown grace from the moment the
 /// connection first saw the stop (the read loop, a takeover reader or the wind-down, whichever
 /// came first), so that a wait for memory during the stop counts against the same grace.
-#[derive(Debug, Default)]
-pub(crate) struct GraceEnd(std::sync::OnceLock<Option<std::time::Instant>>);
+#[derive(Debug)]
+pub(crate) struct GraceEnd {
+    grace: Duration,
+    /// Set when the grace starts; `None` inside for a grace too long to be an instant
+    /// (`Duration::MAX`), which has no end.
+    end: std::sync::OnceLock<Option<std::time::Instant>>,
+}
 
 impl GraceEnd {
-    /// The end of the grace `grace` that began when this was first asked; `None` for a grace
-    /// too long to be an instant (`Duration::MAX`), which has no end.
-    pub(crate) fn at(&self, grace: Duration) -> Option<std::time::Instant> {
+    /// A grace of `grace`, not started yet.
+    pub(crate) fn new(grace: Duration) -> GraceEnd {
+        GraceEnd {
+            grace,
+            end: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The grace's end, starting it now if it has not started (call once the stop is seen);
+    /// `None`: it has no end.
+    pub(crate) fn start_or_get(&self) -> Option<std::time::Instant> {
         *self
-            .0
-            .get_or_init(|| std::time::Instant::now().checked_add(grace))
+            .end
+            .get_or_init(|| std::time::Instant::now().checked_add(self.grace))
+    }
+
+    /// Whether the grace (started now if it had not) is over.
+    pub(crate) fn passed(&self) -> bool {
+        self.start_or_get()
+            .is_some_and(|end| std::time::Instant::now() >= end)
+    }
+
+    /// Completes when the grace (started now if it had not) is over; never, without an end.
+    pub(crate) async fn ended(&self) {
+        match self.start_or_get() {
+            Some(end) => tokio::time::sleep_until(end.into()).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
-/// Takes `size` bytes of the requests' budget for a frame of a running call (a stream's item)
-/// once the server stops gracefully: the call runs on through the grace, so its item waits for
-/// memory (freed as running calls finish) until the grace ends, not dropped at once. `None`
-/// when the grace ended first: the call is dropped with it.
+/// Takes `size` bytes of the requests' budget; while it is spent, sends what is ready and
+/// waits without reading, watching the server's signals and the peer.
+pub(crate) async fn reserve(
+    s: &Session,
+    receiver: &FrameReceiver,
+    ready: &mut Ready,
+    size: usize,
+) -> Result<Held, Waited<()>> {
+    if let Some(held) = s.memory.requests.try_take(size) {
+        return Ok(held);
+    }
+    // The answers ready go out first, even when the server stops meanwhile: they are
+    // answers to calls that finished, which a graceful stop delivers.
+    let batch = ready.take();
+    if !batch.is_empty() {
+        match unread_through_stop(s, receiver, s.sink.send_many(batch)).await {
+            Waited::Done(_) => {}
+            // (A stop is not watched here: it is seen at the wait below.)
+            Waited::Killed | Waited::Stopped => return Err(Waited::Killed),
+            Waited::PeerGone => return Err(Waited::PeerGone),
+        }
+    }
+    match unread(s, receiver, s.memory.requests.take(size)).await {
+        Waited::Done(held) => Ok(held),
+        Waited::Stopped => Err(Waited::Stopped),
+        Waited::Killed => Err(Waited::Killed),
+        Waited::PeerGone => Err(Waited::PeerGone),
+    }
+}
+
+/// Takes `size` bytes of the requests' budget for an item of call `call_id`'s stream once the
+/// server stops gracefully. The call runs on through the grace, so its item waits for memory
+/// (freed as running calls finish) rather than being dropped at once, but no longer than the
+/// grace, nor once no call runs. `None` when it waits for none of that: the call does not
+/// run (or takes no items), the grace ended, or every call did.
 pub(crate) async fn take_within_grace(
     s: &Session,
     receiver: &FrameReceiver,
+    call_id: u64,
     size: usize,
 ) -> Waited<Option<Held>> {
-    let grace_end = s.grace_end.at(s.config.shutdown_grace);
-    let take = s.memory.requests.take(size);
-    let bounded = async {
-        match grace_end {
-            Some(at) => tokio::time::timeout_at(at.into(), take).await.ok(),
-            None => Some(take.await),
+    if !s.calls.takes_items(call_id) {
+        return Waited::Done(None);
+    }
+    let wait = async {
+        tokio::select! {
+            biased;
+            held = s.memory.requests.take(size) => Some(held),
+            () = s.grace_end.ended() => None,
+            () = s.calls.wait_idle() => None,
         }
     };
-    unread_through_stop(s, receiver, bounded).await
+    unread_through_stop(s, receiver, wait).await
 }
 
 /// Graceful shutdown of one connection: what is ready goes out, running calls get the grace
@@ -71,15 +134,9 @@ pub(crate) async fn take_within_grace(
 /// credit, and cancels; a new call is refused with `ShuttingDown`.
 pub(crate) async fn stop(s: &Session, receiver: &mut FrameReceiver, ready: Vec<Outgoing>) {
     let (calls, sink, memory) = (&*s.calls, &s.sink, &s.memory);
-    let grace_end = s.grace_end.at(s.config.shutdown_grace);
+    let grace = s.grace_end.ended();
     until_killed(s, async {
         let _ = sink.send_many(ready).await;
-        let grace = async {
-            match grace_end {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = grace => {}
             _ = calls.wait_idle() => {}

@@ -92,7 +92,7 @@ pub(crate) async fn run(
         stop: env.stop.clone(),
         config: env.config.clone(),
         ended: Default::default(),
-        grace_end: GraceEnd::default(),
+        grace_end: GraceEnd::new(env.config.shutdown_grace),
     });
     takeover::watch(conn.clone());
     let spawned = std::thread::Builder::new()
@@ -259,14 +259,9 @@ pub(crate) enum Flow {
 /// meanwhile for what they need (their streams' items, ends and credit, and cancels); a new
 /// call is refused with `ShuttingDown`. Then our direction closes.
 fn wind_down(conn: &Conn) {
-    // A grace too long to be an instant (`Duration::MAX`) has no end.
-    let grace = conn.grace_end.at(conn.config.shutdown_grace);
     let mut receiver = conn.receiver();
     let mut reading = true;
-    while conn.calls.busy()
-        && grace.is_none_or(|grace| Instant::now() < grace)
-        && !conn.kill.is_cancelled()
-    {
+    while conn.calls.busy() && !conn.grace_end.passed() && !conn.kill.is_cancelled() {
         if !reading {
             std::thread::sleep(Duration::from_millis(1));
             continue;
@@ -278,7 +273,7 @@ fn wind_down(conn: &Conn) {
                     let refusal = error_frame(method, call_id, &WireError::ShuttingDown);
                     let _ = conn.sink.send_blocking(Answer::Frame(refusal));
                 }
-                other => reading = matches!(handle(conn, &mut receiver, other), Flow::Go),
+                other => reading = !matches!(handle(conn, &mut receiver, other), Flow::End),
             },
             Err(TransportError::TimedOut) => {}
             Ok(None) | Err(_) => reading = false,
@@ -307,9 +302,15 @@ pub(crate) fn handle(conn: &Conn, receiver: &mut BlockingReceiver, incoming: Inc
         }
         Incoming::Item(call_id, item) => {
             let size = item.len() + FRAME_OVERHEAD;
-            // Delivered even when the server stops meanwhile: its call runs on in the grace.
-            match take_waiting(conn, receiver, size, OnStop::WaitOutGrace) {
+            // Delivered even when the server stops meanwhile, if its call runs on in the grace.
+            let on_stop = match conn.calls.takes_items(call_id) {
+                true => OnStop::WaitOutGrace,
+                false => OnStop::GiveUp,
+            };
+            match take_waiting(conn, receiver, size, on_stop) {
                 Waited::Took(held) => match conn.calls.deliver(call_id, item, held) {
+                    // The stop came during the wait: the loop looks at it before reading on.
+                    Ok(()) if conn.stop.is_cancelled() => Flow::Recheck,
                     Ok(()) => Flow::Go,
                     Err(reason) => {
                         fail(conn, receiver, reason);
@@ -416,8 +417,9 @@ enum Waited {
 enum OnStop {
     /// Ends at once ([`Waited::Stopped`]): for a call that has not begun.
     GiveUp,
-    /// Waits on until the grace ends: for a frame a running call needs (a stream's item),
-    /// as running calls go on through the grace and free memory as they finish.
+    /// Waits on until the grace ends (or no call runs): for a frame a running call needs (a
+    /// stream's item), as running calls go on through the grace and free memory as they
+    /// finish.
     WaitOutGrace,
 }
 
@@ -433,11 +435,7 @@ fn take_waiting(conn: &Conn, receiver: &BlockingReceiver, size: usize, on_stop: 
             return Waited::Gone;
         }
         if conn.stop.is_cancelled()
-            && (on_stop == OnStop::GiveUp
-                || conn
-                    .grace_end
-                    .at(conn.config.shutdown_grace)
-                    .is_some_and(|end| Instant::now() >= end))
+            && (on_stop == OnStop::GiveUp || conn.grace_end.passed() || !conn.calls.busy())
         {
             return Waited::Stopped;
         }

@@ -16,7 +16,6 @@ pub use super::raw_calls::{
     a_call_id_freed_by_a_cancel_may_be_used_again,
     a_call_waiting_for_memory_is_refused_when_the_server_stops,
     a_stream_item_waiting_for_memory_is_delivered_when_the_server_stops,
-    a_stream_item_waiting_past_the_grace_does_not_hold_the_stop,
 };
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);

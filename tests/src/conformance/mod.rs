@@ -112,7 +112,6 @@ macro_rules! call_conformance {
                 two_services_share_one_listener,
                 a_call_waiting_for_memory_is_refused_when_the_server_stops,
                 a_stream_item_waiting_for_memory_is_delivered_when_the_server_stops,
-                a_stream_item_waiting_past_the_grace_does_not_hold_the_stop,
             );
         })*
     };

@@ -159,8 +159,8 @@ pub async fn a_call_waiting_for_memory_is_refused_when_the_server_stops(transpor
 pub async fn a_stream_item_waiting_for_memory_is_delivered_when_the_server_stops(
     transport: Transport,
 ) {
-    // Holds the rest of the memory for 700 ms, into the grace.
-    let holder = request(probe_method_id("tag"), 2, &(2u64, 700u64));
+    // Holds the rest of the memory for 1.5 s, well into the grace.
+    let holder = request(probe_method_id("tag"), 2, &(2u64, 1500u64));
     let answers = stream_item_at_stop(transport, holder, Duration::from_secs(5)).await;
     let answer = |call_id| answers.iter().find(|(id, _)| *id == call_id);
     assert_eq!(
@@ -172,17 +172,6 @@ pub async fn a_stream_item_waiting_for_memory_is_delivered_when_the_server_stops
         answer(1).map(|(_, a)| a.as_str()),
         Some("Ok(5)"),
         "the streamed sum, with the item that waited: {answers:?}"
-    );
-}
-
-/// Conformance: a stream's item that waits for memory no running call frees waits no longer
-/// than the grace: the server's stop still ends then, and the connection closes.
-pub async fn a_stream_item_waiting_past_the_grace_does_not_hold_the_stop(transport: Transport) {
-    let holder = request(probe_method_id("stall"), 2, &());
-    let answers = stream_item_at_stop(transport, holder, Duration::from_millis(500)).await;
-    assert!(
-        answers.iter().all(|(_, answer)| !answer.starts_with("Ok")),
-        "no call could finish: {answers:?}"
     );
 }
 
