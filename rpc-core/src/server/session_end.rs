@@ -3,6 +3,7 @@
 //! to a peer that broke the protocol.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use rpc_transport::FrameReceiver;
@@ -209,6 +210,15 @@ async fn unread_watching<T>(
     work: impl Future<Output = T>,
     watch_stop: bool,
 ) -> Waited<T> {
+    let mut work = std::pin::pin!(work);
+    if !watch_stop {
+        // As a rule done at once (answers written into the transport's buffer): then no
+        // watch is set up for it (a cancellation waiter registered and removed, under locks).
+        let at_once = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        if let Poll::Ready(done) = at_once {
+            return Waited::Done(done);
+        }
+    }
     let stopped = async {
         match watch_stop {
             true => s.stop.cancelled().await,
@@ -227,7 +237,7 @@ async fn unread_watching<T>(
         biased;
         _ = s.kill.cancelled() => Waited::Killed,
         _ = stopped => Waited::Stopped,
-        done = work => Waited::Done(done),
+        done = &mut work => Waited::Done(done),
         _ = gone => Waited::PeerGone,
     }
 }
