@@ -112,13 +112,19 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         if s.ended.load(Ordering::Acquire) {
             return;
         }
+        // Looked at before every frame, not only before a wait: a call that comes after a
+        // stop is refused (`ShuttingDown`), and after a kill no further handler runs.
+        if s.kill.is_cancelled() {
+            return;
+        }
+        if s.stop.is_cancelled() {
+            return Box::pin(stop(s, &mut receiver, ready.take())).await;
+        }
         // A frame here already is taken without setting up the wait below (cancellation
-        // waiters, the keepalive's timer, the clock) and without looking at the server's
-        // signals (each look takes a lock): that per-frame cost is for waiting. At least every
-        // `AT_HAND_RUN` frames the loop goes through the wait anyway, so a client that keeps
-        // frames coming still lets this worker's other tasks run (the runtime's cooperative
-        // budget is checked there), the keepalive's times stay fresh, and a kill or a stop is
-        // seen within that many frames.
+        // waiters, the keepalive's timer, the clock): that per-frame cost is for waiting. At
+        // least every `AT_HAND_RUN` frames the loop goes through the wait anyway, so a client
+        // that keeps frames coming still lets this worker's other tasks run (the runtime's
+        // cooperative budget is checked there) and the keepalive's times stay fresh.
         let at_hand = if unclocked.frames < AT_HAND_RUN {
             frame_at_hand(&mut receiver)
         } else {
@@ -127,12 +133,6 @@ async fn serve(s: &Session, mut receiver: FrameReceiver) {
         let received = match at_hand {
             Some(received) => Next::Frame(received),
             None => {
-                if s.kill.is_cancelled() {
-                    return;
-                }
-                if s.stop.is_cancelled() {
-                    return Box::pin(stop(s, &mut receiver, ready.take())).await;
-                }
                 unclocked.settle(&mut watch, &mut active);
                 receiver.set_spinning(|| !s.calls.busy());
                 wait_for_frame(s, &mut receiver, &mut watch, &mut ready, active).await

@@ -5,7 +5,7 @@ use postcard::ser_flavors::Flavor;
 use rpc_transport::Frame;
 use serde::{Deserialize, Serialize};
 
-use super::header::{HEADER_LEN, Header};
+use super::header::{EncodedExtension, HEADER_LEN, Header};
 use crate::error::RpcError;
 
 /// A postcard output that appends to a `BytesMut` with whole-slice copies.
@@ -142,8 +142,8 @@ pub fn decode<'de, T: Deserialize<'de>>(
 /// its own buffer (a shared-memory ring): header, optional extension, body.
 pub struct Message<'a, B: Serialize + ?Sized> {
     header: Header,
-    /// The extension and its encoded length.
-    extension: Option<(super::Extension, usize)>,
+    /// The extension, encoded.
+    extension: Option<EncodedExtension>,
     body: &'a B,
     body_len: usize,
 }
@@ -156,12 +156,9 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
         body: &'a B,
     ) -> Result<Self, RpcError> {
         let extension = extension
-            .map(|e| {
-                postcard::experimental::serialized_size(e)
-                    .map(|len| (e.clone(), len))
-                    .map_err(|e| RpcError::encode("call extension", e))
-            })
-            .transpose()?;
+            .map(EncodedExtension::new)
+            .transpose()
+            .map_err(|e| RpcError::encode("call extension", e))?;
         let body_len = postcard::experimental::serialized_size(body)
             .map_err(|e| RpcError::encode("message body", e))?;
         Ok(Message {
@@ -174,7 +171,12 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
 
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
-        HEADER_LEN + self.extension.as_ref().map_or(0, |(_, len)| 4 + len) + self.body_len
+        HEADER_LEN
+            + self
+                .extension
+                .as_ref()
+                .map_or(0, |extension| 4 + extension.as_slice().len())
+            + self.body_len
     }
 
     /// Whether the message is empty (never: the header alone is 16 bytes).
@@ -191,13 +193,11 @@ impl<'a, B: Serialize + ?Sized> Message<'a, B> {
     pub fn write(&self, out: &mut [u8]) {
         self.header.write(out, self.extension.is_some());
         let mut at = HEADER_LEN;
-        if let Some((extension, len)) = &self.extension {
-            out[at..at + 4].copy_from_slice(&(*len as u32).to_le_bytes());
-            if !matches!(encode_in_place(extension, &mut out[at + 4..at + 4 + len]), Ok(w) if w == *len)
-            {
-                out[0] = 0;
-            }
-            at += 4 + len;
+        if let Some(extension) = &self.extension {
+            let bytes = extension.as_slice();
+            out[at..at + 4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out[at + 4..at + 4 + bytes.len()].copy_from_slice(bytes);
+            at += 4 + bytes.len();
         }
         match encode_in_place(self.body, &mut out[at..]) {
             Ok(written) if written == self.body_len => {}
@@ -297,6 +297,34 @@ mod tests {
         let frame = message_frame(header, Some(&ext), &body).unwrap();
         assert_eq!(message.len(), frame.len());
         assert_eq!(message.to_frame(), frame);
+    }
+
+    #[test]
+    fn extensions_are_encoded_as_postcard_encodes_them() {
+        let timeouts = [
+            None,
+            Some(0),
+            Some(1),
+            Some(127),
+            Some(128),
+            Some(300_000_000),
+        ];
+        let timeouts = timeouts
+            .into_iter()
+            .chain([Some(u64::MAX), Some(u64::MAX >> 1)]);
+        for timeout_micros in timeouts {
+            for metadata in [vec![], vec![("k".to_owned(), "v".to_owned())]] {
+                let extension = Extension {
+                    timeout_micros,
+                    metadata,
+                };
+                let encoded = EncodedExtension::new(&extension).unwrap();
+                let expected = postcard::to_allocvec(&extension).unwrap();
+                assert_eq!(encoded.as_slice(), &expected[..], "{extension:?}");
+                let decoded: Extension = postcard::from_bytes(encoded.as_slice()).unwrap();
+                assert_eq!(decoded, extension);
+            }
+        }
     }
 
     #[test]

@@ -87,6 +87,66 @@ pub struct Extension {
     pub metadata: Vec<(String, String)>,
 }
 
+/// An [`Extension`] encoded once (postcard's bytes), for a message sized before it is written.
+/// The common shape, a timeout and no metadata, is written by hand into a few bytes (postcard
+/// would be run twice over it, to size and to write, for most of a small call's encoding);
+/// any other goes through postcard.
+#[derive(Debug, Clone)]
+pub(crate) enum EncodedExtension {
+    /// Up to [`SHORT_EXTENSION`] bytes, the first `len` of `bytes`.
+    Short {
+        bytes: [u8; SHORT_EXTENSION],
+        len: u8,
+    },
+    /// Any extension with metadata.
+    Long(Vec<u8>),
+}
+
+/// The longest extension without metadata: the `Option` tag, a `u64` as a varint (at most 10
+/// bytes) and the empty metadata's length.
+const SHORT_EXTENSION: usize = 12;
+
+impl EncodedExtension {
+    /// `extension`'s postcard encoding.
+    pub(crate) fn new(extension: &Extension) -> postcard::Result<EncodedExtension> {
+        if !extension.metadata.is_empty() {
+            return postcard::to_allocvec(extension).map(EncodedExtension::Long);
+        }
+        // postcard: `Option` as a 0/1 tag then the value, `u64` as a LEB128 varint, a
+        // sequence as its length (a varint) then its items.
+        let mut bytes = [0u8; SHORT_EXTENSION];
+        let mut len = 1;
+        if let Some(mut micros) = extension.timeout_micros {
+            bytes[0] = 1;
+            loop {
+                let low = (micros & 0x7f) as u8;
+                micros >>= 7;
+                if micros == 0 {
+                    bytes[len] = low;
+                    len += 1;
+                    break;
+                }
+                bytes[len] = low | 0x80;
+                len += 1;
+            }
+        }
+        // The empty metadata's length, 0 (already there).
+        len += 1;
+        Ok(EncodedExtension::Short {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    /// The encoded bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            EncodedExtension::Short { bytes, len } => &bytes[..usize::from(*len)],
+            EncodedExtension::Long(bytes) => bytes,
+        }
+    }
+}
+
 /// A frame's payload taken apart.
 #[derive(Debug)]
 pub struct Parsed<'a> {
