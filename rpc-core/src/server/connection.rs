@@ -45,8 +45,8 @@ pub(crate) async fn serve_connection(connection: Connection, env: ConnectionEnv,
         transport: sender.mechanism(),
         callable: agreed.callable,
     };
+    // (The handshake raised the receiver's limit to `full_limit` before it sent `Welcome`.)
     let peer_limit = agreed.peer_limit;
-    receiver.set_max_frame_size(full_limit);
     let calls = Arc::new(Calls::default());
     let memory = env
         .shared

@@ -138,6 +138,10 @@ pub(crate) async fn handshake(
     };
     let frame =
         wire::message_frame(header(Kind::Welcome), None, &welcome).map_err(|e| e.to_string())?;
+    // The client may send frames of the full size as soon as it reads `Welcome`: the limit is
+    // raised first. (A receiver whose frames are put together by another task, as `mq://`'s
+    // routing task does, would otherwise judge a large first call by the handshake's limit.)
+    receiver.set_max_frame_size(config.transport.max_frame_size);
     sender.send(frame).await.map_err(|e| e.to_string())?;
     Ok(Agreed {
         admission: admission.expect("judged admitted"),
