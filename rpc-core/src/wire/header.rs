@@ -118,17 +118,14 @@ impl EncodedExtension {
         let mut len = 1;
         if let Some(mut micros) = extension.timeout_micros {
             bytes[0] = 1;
-            loop {
-                let low = (micros & 0x7f) as u8;
+            // As the schema's `canonical::varint` writes one, into the array.
+            while micros >= 0x80 {
+                bytes[len] = (micros as u8 & 0x7f) | 0x80;
                 micros >>= 7;
-                if micros == 0 {
-                    bytes[len] = low;
-                    len += 1;
-                    break;
-                }
-                bytes[len] = low | 0x80;
                 len += 1;
             }
+            bytes[len] = micros as u8;
+            len += 1;
         }
         // The empty metadata's length, 0 (already there).
         len += 1;
