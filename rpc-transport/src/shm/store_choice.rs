@@ -17,19 +17,20 @@
 //! round trip, both directions included; for a stream, its rate. Only the client learns: the
 //! server writes its large messages the way the client's last one was written (`bulk.rs`), so
 //! a client's probe tries a style on both sides at once, and the two sides cannot settle on a
-//! mix that is worse than either. It
-//! keeps a smoothed cost for the style it uses. Every so often it writes a few messages the
+//! mix that is worse than either.
+//!
+//! It keeps a smoothed cost for the style it uses. Every so often it writes a few messages the
 //! other way: a probe whose cost (the median of its counted messages, each capped as the
-//! smoothed cost's are) replaces what was known of that style. The first [`SETTLE`] messages (large enough to measure) after any change of
-//! style are not counted:
-//! on the 2-vCPU VM here the first cost up to 2.5 times the style's settled interval and the
-//! second 10-40% more, so a probe that counted them judged the style by its change. A probe
-//! that comes out clearly cheaper ([`MARGIN`]) switches styles, and the old style is probed
-//! again only [`AFTER_SWITCH`] messages later; one that does not (or that measured nothing)
-//! makes the next one twice as far away (up to [`MAX_PROBE_EVERY`] messages). The style in use
-//! getting clearly dearer than the other's last probe switches back, and backs off the probes
-//! as a losing one does. An interval far longer than any copy (the
-//! connection was idle) says nothing and is dropped. A new connection starts with the style
+//! smoothed cost's are) replaces what was known of that style. The first [`SETTLE`] messages
+//! (large enough to measure) after any change of style are not counted: on the 2-vCPU VM here
+//! the first cost up to 2.5 times the style's settled interval and the second 10-40% more, so
+//! a probe that counted them judged the style by its change. A probe that comes out clearly
+//! cheaper ([`MARGIN`]) switches styles, and the old style is probed again only
+//! [`AFTER_SWITCH`] messages later; one that does not (or that measured nothing) makes the
+//! next one twice as far away (up to [`MAX_PROBE_EVERY`] messages). The style in use getting
+//! clearly dearer than the other's last probe switches back, and backs off the probes as a
+//! losing one does. An interval far longer than any copy (the connection was idle) says
+//! nothing and is dropped. A new connection starts with the style
 //! this process's connections last settled on (non-temporal stores in a new process) and
 //! probes the other after [`FIRST_PROBE`] messages, once it has measured its own.
 //!
@@ -206,8 +207,7 @@ impl StoreChoice {
                 if self.cost[used.other().index()].is_some_and(|other| other < MARGIN * smoothed) {
                     // Back off as after a losing probe: styles that keep trading places
                     // (each cheap at first, dearer once settled) are not probed ever faster.
-                    let every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
-                    self.switch(every);
+                    self.switch(self.backed_off());
                 }
             }
             return;
@@ -231,7 +231,7 @@ impl StoreChoice {
         if self.probe_counted == 0 {
             // Nothing measured (idle, or small messages): no verdict, and the next probe as
             // far away as after a losing one, so an idle-gapped sender is not kept probing.
-            self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
+            self.probe_every = self.backed_off();
             return;
         }
         let probed = median(&mut self.probe_costs[..self.probe_counted]);
@@ -239,8 +239,13 @@ impl StoreChoice {
         if self.cost[self.current.index()].is_some_and(|current| probed < MARGIN * current) {
             self.switch(AFTER_SWITCH);
         } else {
-            self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
+            self.probe_every = self.backed_off();
         }
+    }
+
+    /// Twice the current distance between probes, up to [`MAX_PROBE_EVERY`].
+    fn backed_off(&self) -> u32 {
+        (self.probe_every * 2).min(MAX_PROBE_EVERY)
     }
 
     /// Makes the other style current, probing the old one again after `probe_every` messages
